@@ -1,0 +1,37 @@
+# The two quick-start commands: `make demo` and `make test`. Each sets itself up
+# from a fresh clone (virtualenv, torch 2.13.0 CPU, the package, the npm-installed
+# Solidity compiler) and re-runs setup only when the dependency files change.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.flare-installed
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml package.json package-lock.json
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/flare-chain demo
+
+test: $(STAMP)
+	$(PY) -m ruff check flare_chain scripts tests
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check flare_chain scripts tests
+	$(PY) -m mypy flare_chain
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
