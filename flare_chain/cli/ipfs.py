@@ -1,0 +1,133 @@
+"""``flare-chain ipfs ...``: the embedded content store from the command line.
+
+Argparse glue only; every sub-command is a thin call into
+:class:`flare_chain.ipfs.ContentStore` and returns an exit code. Errors are
+FlareError subclasses that the top-level CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from flare_chain.errors import ConfigError
+from flare_chain.ipfs import ContentStore, cid_of_directory, cid_of_file, parse_cid
+
+__all__ = ["default_repo", "register"]
+
+
+def default_repo() -> Path:
+    """``$FLARE_IPFS_REPO`` if set, else ``~/.flare/ipfs``."""
+    return Path(os.environ.get("FLARE_IPFS_REPO") or "~/.flare/ipfs").expanduser()
+
+
+def _store(args: argparse.Namespace, *, create: bool = True) -> ContentStore:
+    return ContentStore(args.repo or default_repo(), create=create)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """Print only the root CID, so scripts can capture it."""
+    path = Path(args.path)
+    if not path.exists() and not path.is_symlink():
+        raise ConfigError(f"no such file or directory: {path}")
+    if path.is_dir() and not args.recursive:
+        raise ConfigError(f"{path} is a directory; use `ipfs add -r {path}`")
+    kw = {"cid_version": args.cid_version, "raw_leaves": args.raw_leaves}
+    if args.only_hash:  # stores nothing, does not even create the repository
+        cid = (cid_of_directory(path, include_hidden=args.hidden, **kw) if path.is_dir()
+               else cid_of_file(path, **kw))
+    elif path.is_dir():
+        cid = _store(args).add_directory(path, pin=args.pin, include_hidden=args.hidden, **kw)
+    else:
+        cid = _store(args).add_file(path, pin=args.pin, **kw)
+    _out(cid)
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    for piece in _store(args, create=False).open(args.path):
+        out.write(piece)
+    out.flush()
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    for entry in _store(args, create=False).ls(args.path):
+        suffix = "/" if entry.kind == "directory" else ""
+        _out(f"{entry.cid} {entry.tsize} {entry.name}{suffix}")
+    return 0
+
+
+def cmd_pin_add(args: argparse.Namespace) -> int:
+    _out(f"pinned {_store(args, create=False).pin(args.cid)} recursively")
+    return 0
+
+
+def cmd_pin_rm(args: argparse.Namespace) -> int:
+    cid = parse_cid(args.cid).encode()
+    _store(args, create=False).unpin(cid)
+    _out(f"unpinned {cid}")
+    return 0
+
+
+def cmd_pin_ls(args: argparse.Namespace) -> int:
+    for cid in _store(args).pins():
+        _out(f"{cid} recursive")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    result = _store(args).gc()
+    _out(f"removed {result.removed_blocks} blocks, freed {result.freed_bytes} bytes")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``ipfs`` command and its sub-commands; each sets ``func`` to its handler."""
+    ipfs = subparsers.add_parser("ipfs", help="embedded IPFS content store (Kubo-compatible CIDs)")
+    ipfs.add_argument("--repo", type=Path, default=None,
+                      help="repository folder (default: $FLARE_IPFS_REPO or ~/.flare/ipfs)")
+    sub = ipfs.add_subparsers(dest="ipfs_command", required=True, metavar="COMMAND")
+
+    add = sub.add_parser("add", help="add a file (or a folder with -r) and print its CID")
+    add.add_argument("path", metavar="FILE_OR_DIR")
+    add.add_argument("--cid-version", type=int, choices=(0, 1), default=0,
+                     help="0 (Qm..., default) or 1 (bafy..., implies raw leaves)")
+    add.add_argument("--raw-leaves", action=argparse.BooleanOptionalAction, default=None,
+                     help="store leaves as raw blocks (default: only with --cid-version 1)")
+    add.add_argument("--only-hash", "-n", action="store_true", help="print the CID, store nothing")
+    add.add_argument("--recursive", "-r", action="store_true", help="add a folder and everything in it")
+    add.add_argument("--hidden", "-H", action="store_true", help="include dotfiles when adding a folder")
+    add.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                     help="pin the result so gc keeps it (default: pin)")
+    add.set_defaults(func=cmd_add)
+
+    cat = sub.add_parser("cat", help="write a file's bytes to stdout (CID or CID/path)")
+    cat.add_argument("path", metavar="CID[/PATH]")
+    cat.set_defaults(func=cmd_cat)
+
+    ls = sub.add_parser("ls", help="list a directory: CID, size, name")
+    ls.add_argument("path", metavar="CID[/PATH]")
+    ls.set_defaults(func=cmd_ls)
+
+    pin = sub.add_parser("pin", help="manage recursive pins")
+    pin_sub = pin.add_subparsers(dest="pin_command", required=True, metavar="COMMAND")
+    pin_add = pin_sub.add_parser("add", help="pin a DAG whose blocks are all present")
+    pin_add.add_argument("cid")
+    pin_add.set_defaults(func=cmd_pin_add)
+    pin_rm = pin_sub.add_parser("rm", help="remove a pin (blocks go at the next gc)")
+    pin_rm.add_argument("cid")
+    pin_rm.set_defaults(func=cmd_pin_rm)
+    pin_ls = pin_sub.add_parser("ls", help="list pinned CIDs")
+    pin_ls.set_defaults(func=cmd_pin_ls)
+
+    gc = sub.add_parser("gc", help="delete blocks no pin reaches")
+    gc.set_defaults(func=cmd_gc)

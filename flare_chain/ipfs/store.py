@@ -1,0 +1,313 @@
+"""The embedded content store: blocks on disk, recursive pins, garbage collection.
+
+Layout of a repository folder (``ContentStore(root)`` creates it)::
+
+    root/
+      blocks/<XY>/<KEY>.data   one file per block, KEY = upper base32 of the multihash,
+                               XY = the two characters before KEY's last one (Kubo's
+                               flatfs next-to-last/2 sharding), so CIDv0 and CIDv1 of the
+                               same bytes share one file
+      pins.json                {"version": 1, "recursive": [CID, ...]}, replaced atomically
+      repo.lock                flock'd so add/pin/unpin/gc in several processes never race
+
+Public API (CIDs are strings everywhere; :class:`~flare_chain.ipfs.multiformats.Cid`
+objects are accepted too):
+
+* ``add_bytes(data, *, cid_version=0, raw_leaves=None, pin=True, only_hash=False) -> str``
+* ``add_file(path, ...) -> str`` — streams chunk by chunk, one read per chunk
+* ``add_directory(path, ..., include_hidden=False) -> str`` — like ``ipfs add -r``
+* ``cat(cid_or_path) -> bytes`` and ``open(cid_or_path) -> Iterator[bytes]`` (streaming)
+* ``ls(cid_or_path) -> list[DirEntry]``
+* ``has(cid)``, ``get_block(cid) -> bytes``, ``put_block(cid, data)``
+* ``pin(cid)``, ``unpin(cid)``, ``pins() -> list[str]``, ``gc() -> GcResult``
+
+Every block read is re-hashed and compared with its CID: a mismatch raises
+IntegrityError naming the CID, what the bytes hashed to and the file, and
+deletes nothing (the operator decides). A missing block raises StoreError.
+Writes are tmp + fsync + rename, batched per add (see :mod:`flare_chain.ipfs.blockfiles`);
+``durable=False`` skips the fsyncs for scratch repositories and benchmarks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from flare_chain.errors import ConfigError, IntegrityError, StoreError
+from flare_chain.ipfs import dag
+from flare_chain.ipfs.blockfiles import ParallelWriter, atomic_write, fsync_dir
+from flare_chain.ipfs.importer import import_directory, import_file
+from flare_chain.ipfs.multiformats import SHA2_256, Cid, base32_encode, decode_multihash, parse_cid
+from flare_chain.ipfs.unixfs import BlockSink, FileDagBuilder, ImportOptions
+
+__all__ = ["ContentStore", "GcResult"]
+
+_PINS_VERSION = 1
+_STALE_TMP_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class GcResult:
+    """What a garbage collection removed."""
+
+    removed_blocks: int
+    freed_bytes: int
+
+
+def _as_cid(cid: str | Cid) -> Cid:
+    return cid if isinstance(cid, Cid) else parse_cid(cid)
+
+
+def _block_key(cid: Cid) -> str:
+    return base32_encode(cid.multihash).upper()
+
+
+class ContentStore:
+    """A content-addressed block store on local disk producing Kubo's ``ipfs add`` CIDs."""
+
+    def __init__(self, root: str | os.PathLike[str], *, durable: bool = True, create: bool = True) -> None:
+        self.root = Path(root).expanduser()
+        self.durable = durable
+        self._blocks = self.root / "blocks"
+        self._pins_path = self.root / "pins.json"
+        if not self._blocks.is_dir():
+            if not create:
+                raise StoreError(f"no IPFS repository at {self.root}; add something first or pass --repo")
+            try:
+                self._blocks.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create IPFS repository at {self.root}: {exc.strerror}") from None
+
+    # ---------------------------------------------------------------- blocks
+
+    def block_path(self, cid: str | Cid) -> Path:
+        """Where the block for ``cid`` lives (whether or not it exists)."""
+        key = _block_key(_as_cid(cid))
+        return self._blocks / key[-3:-1] / f"{key}.data"
+
+    def has(self, cid: str | Cid) -> bool:
+        """Whether the block is present (not verified; reads verify)."""
+        return self.block_path(cid).is_file()
+
+    def get_block(self, cid: str | Cid) -> bytes:
+        """Read one block and check its hash; IntegrityError on mismatch, StoreError if absent."""
+        c = _as_cid(cid)
+        path = self.block_path(c)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise StoreError(f"block {c} is not in the store at {self.root}; "
+                             f"fetch it from a peer or re-add the file it belongs to") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read block {c} from {path}: {exc.strerror}") from None
+        code, digest = decode_multihash(c.multihash)
+        if code != SHA2_256:
+            raise ConfigError(f"block {c} uses multihash code {code:#x}; only sha2-256 is supported")
+        actual = hashlib.sha256(data).digest()
+        if actual != digest:
+            got = c.with_multihash(b"\x12\x20" + actual)
+            raise IntegrityError(f"block {c} read from {path} hashed to {got}; refusing it "
+                                 f"(the file is left in place: delete it and re-add or re-fetch the block)")
+        return data
+
+    def put_block(self, cid: str | Cid, data: bytes | memoryview) -> None:
+        """Store bytes fetched from elsewhere after checking they hash to ``cid``."""
+        c = _as_cid(cid)
+        code, digest = decode_multihash(c.multihash)
+        if code != SHA2_256:
+            raise ConfigError(f"block {c} uses multihash code {code:#x}; only sha2-256 is supported")
+        actual = hashlib.sha256(data).digest()
+        if actual != digest:
+            got = c.with_multihash(b"\x12\x20" + actual)
+            raise IntegrityError(f"block offered as {c} hashed to {got}; refusing to store it")
+        path = self.block_path(c)
+        if self._present(path, len(data)):
+            return
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, (data,), durable=self.durable)
+        if self.durable:
+            fsync_dir(path.parent)
+
+    @staticmethod
+    def _present(path: Path, size: int) -> bool:
+        # Skip rewriting blocks already there with the right length; a damaged copy of the
+        # right length is caught by the hash check on read, never silently trusted.
+        try:
+            return path.stat().st_size == size
+        except OSError:
+            return False
+
+    # ---------------------------------------------------------------- add
+
+    def _add(self, feed: object, options: ImportOptions, *, pin: bool, only_hash: bool) -> str:
+        if only_hash:
+            return self._run_import(feed, options, None).encode()
+        with self._lock():
+            writer = ParallelWriter(self.root, durable=self.durable)
+            seen: set[bytes] = set()
+            made_dirs: set[Path] = set()
+
+            def sink(cid: Cid, pieces: Sequence[bytes]) -> None:
+                if cid.multihash in seen:
+                    return
+                seen.add(cid.multihash)
+                path = self.block_path(cid)
+                if self._present(path, sum(len(p) for p in pieces)):
+                    return
+                if path.parent not in made_dirs:
+                    path.parent.mkdir(exist_ok=True)
+                    made_dirs.add(path.parent)
+                writer.submit(path, pieces)
+
+            try:
+                root = self._run_import(feed, options, sink)
+            finally:
+                writer.close()
+            if pin:
+                self._write_pins(self._read_pins() | {root.encode()})
+            return root.encode()
+
+    @staticmethod
+    def _run_import(feed: object, options: ImportOptions, sink: BlockSink | None) -> Cid:
+        if isinstance(feed, bytes | bytearray | memoryview):
+            builder = FileDagBuilder(options, sink)
+            builder.add_bytes(feed)
+            return builder.finish().cid
+        kind, path, hidden = feed  # type: ignore[misc]
+        if kind == "file":
+            return import_file(path, options, sink).cid
+        return import_directory(path, options, sink, include_hidden=hidden).cid
+
+    def add_bytes(self, data: bytes | bytearray | memoryview, *, cid_version: int = 0,
+                  raw_leaves: bool | None = None, pin: bool = True, only_hash: bool = False) -> str:
+        """Add in-memory bytes as a UnixFS file; return its CID (Kubo's ``ipfs add`` CID)."""
+        opts = ImportOptions(cid_version=cid_version, raw_leaves=raw_leaves)
+        return self._add(memoryview(data), opts, pin=pin, only_hash=only_hash)
+
+    def add_file(self, path: str | os.PathLike[str], *, cid_version: int = 0, raw_leaves: bool | None = None,
+                 pin: bool = True, only_hash: bool = False) -> str:
+        """Add a file from disk, streaming one chunk at a time; return its CID."""
+        opts = ImportOptions(cid_version=cid_version, raw_leaves=raw_leaves)
+        return self._add(("file", Path(path), False), opts, pin=pin, only_hash=only_hash)
+
+    def add_directory(self, path: str | os.PathLike[str], *, cid_version: int = 0,
+                      raw_leaves: bool | None = None, pin: bool = True, only_hash: bool = False,
+                      include_hidden: bool = False) -> str:
+        """Add a folder recursively like ``ipfs add -r`` (dotfiles skipped unless asked); return its CID."""
+        opts = ImportOptions(cid_version=cid_version, raw_leaves=raw_leaves)
+        return self._add(("dir", Path(path), include_hidden), opts, pin=pin, only_hash=only_hash)
+
+    # ---------------------------------------------------------------- read
+
+    def resolve(self, cid_or_path: str | Cid) -> Cid:
+        """The CID a ``CID[/name/...]`` path points at."""
+        if isinstance(cid_or_path, Cid):
+            return cid_or_path
+        return dag.resolve_path(self.get_block, cid_or_path)
+
+    def open(self, cid_or_path: str | Cid) -> Iterator[bytes | memoryview]:
+        """Stream a file's bytes block by block, each block verified before it is yielded."""
+        return dag.iter_file(self.get_block, self.resolve(cid_or_path))
+
+    def cat(self, cid_or_path: str | Cid) -> bytes:
+        """A whole file's bytes (verified). Use :meth:`open` for large files."""
+        return b"".join(self.open(cid_or_path))
+
+    def ls(self, cid_or_path: str | Cid) -> list[dag.DirEntry]:
+        """A directory's entries."""
+        return dag.list_directory(self.get_block, self.resolve(cid_or_path))
+
+    # ---------------------------------------------------------------- pins
+
+    def pin(self, cid: str | Cid) -> str:
+        """Pin a DAG recursively; every block must be present (StoreError names the first missing)."""
+        c = _as_cid(cid)
+        with self._lock():
+            for block in dag.iter_dag(self.get_block, c):
+                if not self.has(block):
+                    raise StoreError(f"cannot pin {c}: block {block} of its DAG is missing from {self.root}; "
+                                     f"fetch or re-add the content first")
+            self._write_pins(self._read_pins() | {c.encode()})
+        return c.encode()
+
+    def unpin(self, cid: str | Cid) -> None:
+        """Remove a recursive pin; StoreError if it was not pinned. Blocks stay until ``gc``."""
+        c = _as_cid(cid).encode()
+        with self._lock():
+            pins = self._read_pins()
+            if c not in pins:
+                raise StoreError(f"{c} is not pinned in {self.root}; `ipfs pin ls` shows what is")
+            self._write_pins(pins - {c})
+
+    def pins(self) -> list[str]:
+        """Recursively pinned root CIDs, sorted."""
+        return sorted(self._read_pins())
+
+    def _read_pins(self) -> set[str]:
+        try:
+            doc = json.loads(self._pins_path.read_text("utf-8"))
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"pin file {self._pins_path} is unreadable ({exc}); restore it from backup") from None
+        if not isinstance(doc, dict) or doc.get("version") != _PINS_VERSION:
+            raise StoreError(f"pin file {self._pins_path} has an unknown format; expected version {_PINS_VERSION}")
+        return {parse_cid(c).encode() for c in doc.get("recursive", [])}
+
+    def _write_pins(self, pins: set[str]) -> None:
+        body = json.dumps({"version": _PINS_VERSION, "recursive": sorted(pins)}, indent=1).encode()
+        atomic_write(self._pins_path, (body,), durable=self.durable)
+        if self.durable:
+            fsync_dir(self.root)
+
+    # ---------------------------------------------------------------- gc
+
+    def gc(self) -> GcResult:
+        """Delete every block not reachable from a pin.
+
+        Reachability is computed first, reading (and verifying) every pinned
+        dag-pb block; if any pinned block is missing or corrupt the error is
+        raised before anything is deleted.
+        """
+        with self._lock():
+            keep: set[str] = set()
+            for root in self._read_pins():
+                for block in dag.iter_dag(self.get_block, parse_cid(root)):
+                    keep.add(_block_key(block))
+            removed = freed = 0
+            now = time.time()
+            for shard in self._blocks.iterdir():
+                if not shard.is_dir():
+                    continue
+                for entry in os.scandir(shard):
+                    name = entry.name
+                    if name.endswith(".tmp"):
+                        # leftovers of an interrupted write; only old ones, a live writer may own new ones
+                        with contextlib.suppress(OSError):
+                            if now - entry.stat().st_mtime > _STALE_TMP_S:
+                                os.unlink(entry.path)
+                        continue
+                    if not name.endswith(".data") or name[:-5] in keep:
+                        continue
+                    size = entry.stat().st_size
+                    os.unlink(entry.path)
+                    removed += 1
+                    freed += size
+            return GcResult(removed, freed)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        fd = os.open(self.root / "repo.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)

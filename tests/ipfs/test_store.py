@@ -1,0 +1,183 @@
+"""The on-disk store: round trips, verification on read, pins and garbage collection."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flare_chain.errors import ConfigError, IntegrityError, StoreError
+from flare_chain.ipfs import ContentStore, cid_of_bytes, parse_cid
+from flare_chain.ipfs.multiformats import CODEC_RAW
+
+CHUNK = 262_144
+# Sizes around the chunk boundaries, where off-by-one errors in chunking live.
+boundary_sizes = st.sampled_from([0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 1, 3 * CHUNK - 1])
+any_size = st.one_of(boundary_sizes, st.integers(min_value=0, max_value=3 * CHUNK + 7))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ContentStore:
+    return ContentStore(tmp_path / "repo", durable=False)
+
+
+def _data(size: int, seed: int) -> bytes:
+    return (seed.to_bytes(8, "little") * (size // 8 + 1))[:size] if size < 64 else os.urandom(size)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=any_size, version=st.sampled_from([0, 1]), seed=st.integers(0, 2**32))
+def test_add_then_cat_returns_the_bytes_and_the_only_hash_cid(store: ContentStore, size: int, version: int,
+                                                               seed: int) -> None:
+    data = _data(size, seed)
+    cid = store.add_bytes(data, cid_version=version)
+    assert cid == cid_of_bytes(data, version)
+    assert store.cat(cid) == data
+    assert b"".join(store.open(cid)) == data
+
+
+def test_add_file_streams_to_the_same_cid_as_add_bytes(store: ContentStore, tmp_path: Path) -> None:
+    data = os.urandom(5 * CHUNK + 123)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert store.add_file(path) == cid_of_bytes(data)
+    assert store.add_file(path, cid_version=1) == cid_of_bytes(data, 1)
+
+
+def test_v0_and_v1_raw_of_one_block_share_a_file(store: ContentStore) -> None:
+    cid = store.add_bytes(b"hello world", cid_version=1)
+    assert parse_cid(cid).codec == CODEC_RAW
+    assert store.get_block(cid) == b"hello world"
+    assert store.block_path(cid).is_file()
+
+
+def test_only_hash_stores_nothing(store: ContentStore) -> None:
+    cid = store.add_bytes(b"abc" * 100_000, only_hash=True)
+    assert not store.has(cid)
+    assert store.pins() == []
+    assert not any(store.root.joinpath("blocks").rglob("*.data"))
+
+
+def test_tampered_block_raises_integrity_error_and_stays_on_disk(store: ContentStore) -> None:
+    cid = store.add_bytes(b"hello world\n")
+    path = store.block_path(cid)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes().replace(b"hello", b"jello"))
+    with pytest.raises(IntegrityError) as err:
+        store.cat(cid)
+    message = str(err.value)
+    assert cid in message and str(path) in message and "hashed to Qm" in message
+    assert path.exists()
+
+
+def test_tampered_inner_leaf_detected_when_streaming(store: ContentStore) -> None:
+    data = os.urandom(3 * CHUNK)
+    cid = store.add_bytes(data, cid_version=1)
+    leaf_cid = cid_of_bytes(data[CHUNK : 2 * CHUNK], 1)
+    store.block_path(leaf_cid).chmod(0o644)
+    store.block_path(leaf_cid).write_bytes(b"\0" * CHUNK)
+    with pytest.raises(IntegrityError, match=leaf_cid):
+        store.cat(cid)
+
+
+def test_missing_block_raises_store_error_suggesting_a_fix(store: ContentStore) -> None:
+    cid = cid_of_bytes(b"never added")
+    with pytest.raises(StoreError, match="re-add"):
+        store.cat(cid)
+
+
+def test_put_block_verifies_before_storing(store: ContentStore) -> None:
+    cid = cid_of_bytes(b"remote", 1)
+    with pytest.raises(IntegrityError, match=cid):
+        store.put_block(cid, b"tampered")
+    assert not store.has(cid)
+    store.put_block(cid, b"remote")
+    assert store.get_block(cid) == b"remote"
+
+
+def test_gc_keeps_pinned_dags_and_removes_the_rest(store: ContentStore) -> None:
+    kept_data, dropped_data = os.urandom(2 * CHUNK + 5), os.urandom(3 * CHUNK)
+    kept = store.add_bytes(kept_data)
+    dropped = store.add_bytes(dropped_data, pin=False)
+    unpinned_later = store.add_bytes(b"temporary")
+    store.unpin(unpinned_later)
+    result = store.gc()
+    # dropped: 3 leaves + 1 root; unpinned_later: 1 leaf.
+    assert result.removed_blocks == 5
+    assert result.freed_bytes > 3 * CHUNK
+    assert store.cat(kept) == kept_data
+    assert store.pins() == [kept]
+    with pytest.raises(StoreError):
+        store.cat(dropped)
+    assert store.gc().removed_blocks == 0
+
+
+def test_pin_of_incomplete_dag_names_the_missing_block(store: ContentStore) -> None:
+    data = os.urandom(2 * CHUNK)
+    cid = store.add_bytes(data, pin=False)
+    second_leaf = cid_of_bytes(data[CHUNK:])
+    store.block_path(second_leaf).unlink()
+    with pytest.raises(StoreError, match=second_leaf):
+        store.pin(cid)
+    assert store.pins() == []
+
+
+def test_pin_unpin_round_trip_and_unpin_of_unknown(store: ContentStore) -> None:
+    cid = store.add_bytes(b"x", pin=False)
+    assert store.pins() == []
+    store.pin(cid)
+    assert store.pins() == [cid]
+    store.unpin(cid)
+    with pytest.raises(StoreError, match="not pinned"):
+        store.unpin(cid)
+
+
+def test_directory_round_trip_and_path_resolution(store: ContentStore, tmp_path: Path) -> None:
+    adapter = tmp_path / "adapter"
+    (adapter / "nested").mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    weights = os.urandom(CHUNK + 17)
+    (adapter / "adapter_model.safetensors").write_bytes(weights)
+    (adapter / "nested" / "note.txt").write_text("hi")
+    (adapter / ".hidden").write_text("skipped like ipfs add -r")
+    for version in (0, 1):
+        root = store.add_directory(adapter, cid_version=version)
+        assert store.cat(f"{root}/adapter_model.safetensors") == weights
+        assert store.cat(f"/ipfs/{root}/nested/note.txt") == b"hi"
+        names = [e.name for e in store.ls(root)]
+        assert names == ["adapter_config.json", "adapter_model.safetensors", "nested"]
+        with pytest.raises(StoreError, match="no entry"):
+            store.cat(f"{root}/.hidden")
+        with pytest.raises(StoreError, match="directory"):
+            store.cat(root)
+
+
+def test_add_directory_cid_matches_kubo_empty_dir(store: ContentStore, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert store.add_directory(tmp_path / "empty") == "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
+
+
+def test_directory_with_single_x_file_matches_manual_construction(store: ContentStore, tmp_path: Path) -> None:
+    # The directory node is rebuilt from its blocks: Tsize of the link must be the leaf block size.
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"x")
+    root = store.add_directory(tmp_path / "d")
+    [entry] = store.ls(root)
+    assert entry.cid == cid_of_bytes(b"x")
+    assert entry.tsize == len(store.get_block(entry.cid))
+
+
+def test_bad_cid_string_is_a_config_error(store: ContentStore) -> None:
+    with pytest.raises(ConfigError, match="malformed CID"):
+        store.cat("Qmnotacid")
+
+
+def test_durable_store_writes_blocks_read_only_and_complete(tmp_path: Path) -> None:
+    durable = ContentStore(tmp_path / "durable", durable=True)
+    data = os.urandom(CHUNK + 1)
+    cid = durable.add_bytes(data)
+    assert durable.cat(cid) == data
+    assert not list((tmp_path / "durable").rglob("*.tmp"))
