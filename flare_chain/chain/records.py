@@ -1,0 +1,156 @@
+"""Typed values the chain client returns: round state, event records, transaction results.
+
+Plain frozen dataclasses and enums, mirroring FlareCoordinator's enums and events
+field by field, so node and audit code never handle raw web3 ``AttributeDict``s.
+CIDs are raw binary CID bytes; addresses are checksummed strings; block numbers
+and counts are ints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+__all__ = [
+    "FailureReason",
+    "NodeRegistration",
+    "Proposal",
+    "RoundInfo",
+    "RoundOpened",
+    "RoundOutcome",
+    "RoundStatus",
+    "Submission",
+    "TxResult",
+    "Vote",
+]
+
+
+class RoundStatus(IntEnum):
+    """``FlareCoordinator.RoundStatus``; COMMITTED and FAILED are final."""
+
+    NONE = 0
+    OPEN = 1
+    PROPOSED = 2
+    COMMITTED = 3
+    FAILED = 4
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RoundStatus.COMMITTED, RoundStatus.FAILED)
+
+
+class FailureReason(IntEnum):
+    """``FlareCoordinator.FailureReason``: why a round ended without a new global adapter."""
+
+    REJECTED = 0
+    NO_PROPOSAL = 1
+    VOTE_TIMEOUT = 2
+
+
+@dataclass(frozen=True)
+class TxResult:
+    """A mined, successful transaction: what callers need to log it and sum gas."""
+
+    tx_hash: str
+    gas_used: int
+    block_number: int
+    receipt: Any
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """``roundInfo(round)``: the on-chain state of one round. Deadlines are inclusive block numbers."""
+
+    round_id: int
+    status: RoundStatus
+    seed: bytes
+    submission_deadline: int
+    proposal_deadline: int
+    vote_deadline: int
+    committee_size: int
+    submission_count: int
+    approvals: int
+    rejections: int
+    proposal_hash: bytes
+
+
+@dataclass(frozen=True)
+class NodeRegistration:
+    """``NodeRegistered``: a validator judges rounds from ``first_eligible_round`` on."""
+
+    node: str
+    validator: bool
+    first_eligible_round: int
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class RoundOpened:
+    """``RoundOpened``: the round's seed, starting global adapter, deadlines and committee size."""
+
+    round_id: int
+    seed: bytes
+    global_cid: bytes
+    submission_deadline: int
+    proposal_deadline: int
+    vote_deadline: int
+    committee_size: int
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    """``UpdateSubmitted``: one node's update for one round."""
+
+    round_id: int
+    node: str
+    cid: bytes
+    sample_count: int
+    manifest_hash: bytes
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """``AggregateProposed``: the proposed global adapter and the updates it was built from."""
+
+    round_id: int
+    proposer: str
+    global_cid: bytes
+    accepted: tuple[str, ...]
+    accepted_samples: int
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class Vote:
+    """``VoteCast``: one committee member's vote on a round's proposal."""
+
+    round_id: int
+    voter: str
+    approve: bool
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """``RoundCommitted`` or ``RoundFailed``: how a round ended.
+
+    ``global_cid``, ``approvals`` and ``committee_size`` are set when committed;
+    ``failure_reason`` when failed.
+    """
+
+    round_id: int
+    committed: bool
+    global_cid: bytes | None
+    approvals: int | None
+    committee_size: int | None
+    failure_reason: FailureReason | None
+    block_number: int
+    tx_hash: str

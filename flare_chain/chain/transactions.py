@@ -1,0 +1,118 @@
+"""Sign and send contract transactions from local accounts, with reverts explained.
+
+Every transaction is simulated first (``eth_call``), so a call that would revert
+raises a ``ChainError`` naming the contract's custom error before anything is
+signed or paid for. Then: gas from ``eth_estimateGas`` with a margin, EIP-1559
+fees from the latest block, local signing with an eth-account ``LocalAccount``,
+``eth_sendRawTransaction`` and a wait for the receipt. This works the same on
+eth-tester, anvil and any JSON-RPC node, because no account has to be unlocked
+on the node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from flare_chain.chain.records import TxResult
+from flare_chain.chain.revert import ErrorDecoder, revert_data_from_exception
+from flare_chain.errors import ChainError
+
+__all__ = ["DEFAULT_GAS_MARGIN", "DEFAULT_RECEIPT_TIMEOUT_S", "call_view", "send_transaction"]
+
+DEFAULT_GAS_MARGIN = 1.25
+DEFAULT_RECEIPT_TIMEOUT_S = 120.0
+_FALLBACK_PRIORITY_FEE_WEI = 1_000_000_000
+
+
+def _simulate(w3: Web3, tx: dict[str, Any], label: str, decoder: ErrorDecoder, block: Any = "pending") -> None:
+    try:
+        w3.eth.call(tx, block)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise decoder.chain_error(label, revert_data_from_exception(exc), str(exc)) from exc
+
+
+def _fee_fields(w3: Web3) -> dict[str, int]:
+    base_fee = w3.eth.get_block("latest").get("baseFeePerGas")
+    if base_fee is None:  # pre-London chain
+        return {"gasPrice": int(w3.eth.gas_price)}
+    try:
+        priority = int(w3.eth.max_priority_fee)
+    except Exception:
+        priority = _FALLBACK_PRIORITY_FEE_WEI
+    return {"maxFeePerGas": 2 * int(base_fee) + priority, "maxPriorityFeePerGas": priority}
+
+
+def send_transaction(
+    w3: Web3,
+    account: LocalAccount,
+    *,
+    to: str | None,
+    data: str | bytes,
+    label: str,
+    decoder: ErrorDecoder,
+    value_wei: int = 0,
+    gas_margin: float = DEFAULT_GAS_MARGIN,
+    receipt_timeout_s: float = DEFAULT_RECEIPT_TIMEOUT_S,
+) -> TxResult:
+    """Simulate, sign with ``account``, send and wait; return the mined result.
+
+    ``to=None`` deploys ``data`` as contract creation code. ``label`` names the
+    call in errors (e.g. ``"submitUpdate"``). Raises ChainError when the
+    simulation reverts (with the decoded custom error) or the mined receipt has
+    status 0.
+    """
+    tx: dict[str, Any] = {"from": account.address, "data": data, "value": value_wei}
+    if to is not None:
+        tx["to"] = to
+    _simulate(w3, tx, label, decoder)
+    try:
+        estimate = w3.eth.estimate_gas(tx)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise decoder.chain_error(label, revert_data_from_exception(exc), str(exc)) from exc
+    tx.update(
+        nonce=w3.eth.get_transaction_count(account.address, "pending"),
+        chainId=w3.eth.chain_id,
+        gas=int(estimate * gas_margin),
+        **_fee_fields(w3),
+    )
+    signed = account.sign_transaction(tx)
+    try:
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    except Exception as exc:
+        data_bytes = revert_data_from_exception(exc)
+        if data_bytes is not None:
+            raise decoder.chain_error(label, data_bytes, str(exc)) from exc
+        raise ChainError(f"{label}: the node refused the transaction from {account.address}: {exc}") from exc
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=receipt_timeout_s)
+    if receipt["status"] != 1:
+        # Replay against the parent block's state to recover the reason, best effort.
+        replay = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+        try:
+            _simulate(w3, replay, label, decoder, receipt["blockNumber"] - 1)
+        except ChainError as exc:
+            raise ChainError(
+                f"{label} was mined in block {receipt['blockNumber']} but failed (tx {tx_hash.to_0x_hex()}); {exc}",
+                error_name=exc.error_name,
+                error_args=exc.error_args,
+            ) from exc
+        raise ChainError(
+            f"{label} was mined in block {receipt['blockNumber']} but failed (tx {tx_hash.to_0x_hex()}, "
+            f"gas used {receipt['gasUsed']} of {tx['gas']}); raise the gas margin or check the round state"
+        )
+    return TxResult(
+        tx_hash=tx_hash.to_0x_hex(),
+        gas_used=int(receipt["gasUsed"]),
+        block_number=int(receipt["blockNumber"]),
+        receipt=receipt,
+    )
+
+
+def call_view(fn: Any, label: str, decoder: ErrorDecoder) -> Any:
+    """Call a read-only contract function, turning reverts into ChainError."""
+    try:
+        return fn.call()
+    except Exception as exc:
+        raise decoder.chain_error(label, revert_data_from_exception(exc), str(exc)) from exc

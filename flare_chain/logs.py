@@ -1,0 +1,42 @@
+"""Logging set-up for the CLI: one plain line per event, or JSON lines on request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+
+__all__ = ["configure_logging"]
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, sort_keys=True)
+
+
+def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
+    """Route flare-chain's loggers to stderr; quiet the chatty libraries underneath."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("flare_chain").setLevel(level.upper())
+    # Library deprecation chatter is for library authors, not node operators.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+    for noisy in ("web3", "eth", "urllib3", "httpx", "transformers", "peft"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,119 @@
+"""Local LoRA fine-tuning of one node on its own texts.
+
+``train_lora`` is the whole local step of a round: window and split the texts,
+load the base, apply the starting adapter (the current global one, or the
+shared initial one), run AdamW over the LoRA tensors only, and return the new
+adapter, the delta from the start, and metrics. Given the same inputs, params
+and seed it returns bit-identical tensors (fixed threads, private seeded RNG).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from flare_chain.errors import TrainingError
+from flare_chain.lora._runtime import seeded
+from flare_chain.lora.adapter import adapter_tensors, set_adapter_tensors, wrap_with_lora
+from flare_chain.lora.base import load_base_model
+from flare_chain.lora.data import windows_for_training
+from flare_chain.lora.evaluate import mean_token_loss
+from flare_chain.lora.params import LoraTrainParams
+from flare_chain.progress import progress
+
+__all__ = ["TrainResult", "train_lora"]
+
+_GRAD_CLIP = 1.0
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of one local fine-tune.
+
+    ``adapter`` and ``delta`` share PEFT's state-dict keys (sorted);
+    ``delta = adapter - start``. ``sample_count`` is the number of training
+    windows used (the FedAvg weight). ``metrics``: train_loss (mean over the
+    last epoch), val_loss_before, val_loss_after, val_windows, steps, seconds.
+    """
+
+    adapter: dict[str, torch.Tensor]
+    delta: dict[str, torch.Tensor]
+    sample_count: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def train_lora(
+    model_dir: Path,
+    texts: Sequence[str],
+    params: LoraTrainParams,
+    *,
+    start_adapter: dict[str, torch.Tensor] | None = None,
+    progress_desc: str = "train",
+    show_progress: bool = True,
+) -> TrainResult:
+    """Fine-tune a LoRA adapter on ``texts`` from ``start_adapter`` (default: the seed's initial adapter).
+
+    Raises ConfigError for params the model cannot take, TrainingError for a
+    bad model directory or too little data, UpdateError for a start adapter
+    with wrong keys, shapes or values.
+    """
+    if not isinstance(params, LoraTrainParams):
+        raise TrainingError(f"params must be a LoraTrainParams, got {type(params).__name__}")
+    began = time.perf_counter()
+    split = windows_for_training(
+        list(texts), seq_len=params.seq_len, val_fraction=params.val_fraction, seed=params.seed,
+        max_train=params.max_train_windows, max_val=params.max_val_windows,
+    )
+    model = wrap_with_lora(load_base_model(model_dir), params)
+    start = adapter_tensors(model) if start_adapter is None else start_adapter
+    set_adapter_tensors(model, start, what="start adapter")
+    start = {k: start[k].detach().to(torch.float32).clone() for k in sorted(start)}
+
+    n_train = int(split.train.shape[0])
+    steps_per_epoch = math.ceil(n_train / params.batch_size)
+    total_steps = steps_per_epoch * params.epochs
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    with seeded(params.seed, params.num_threads):
+        val_before = mean_token_loss(model, split.val, params.batch_size)
+        optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
+        shuffle = torch.Generator().manual_seed(params.seed)
+        epoch_losses: list[float] = []
+        model.train()
+        with progress(progress_desc, total=total_steps, unit="step", enabled=show_progress) as bar:
+            for _epoch in range(params.epochs):
+                epoch_losses = []
+                order = torch.randperm(n_train, generator=shuffle)
+                for s in range(steps_per_epoch):
+                    batch = split.train[order[s * params.batch_size : (s + 1) * params.batch_size]]
+                    loss = model(input_ids=batch, labels=batch).loss
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"training diverged (loss={float(loss)}) at step {len(epoch_losses) + 1}; "
+                            f"lower learning_rate (now {params.learning_rate})"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(trainable, _GRAD_CLIP)
+                    optimizer.step()
+                    epoch_losses.append(float(loss))
+                    bar.update(1, loss=f"{epoch_losses[-1]:.3f}")
+        model.eval()
+        val_after = mean_token_loss(model, split.val, params.batch_size)
+
+    adapter = adapter_tensors(model)
+    delta = {k: adapter[k] - start[k] for k in adapter}
+    metrics = {
+        "train_loss": sum(epoch_losses) / len(epoch_losses),
+        "val_loss_before": val_before,
+        "val_loss_after": val_after,
+        "val_windows": float(split.val.shape[0]),
+        "steps": float(total_steps),
+        "seconds": time.perf_counter() - began,
+    }
+    return TrainResult(adapter=adapter, delta=delta, sample_count=n_train, metrics=metrics)

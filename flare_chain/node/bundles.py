@@ -1,0 +1,125 @@
+"""How updates and global adapters are laid out on IPFS.
+
+An **update bundle** is a UnixFS folder ``{delta.safetensors, manifest.json}``;
+its CID goes on-chain with ``sha256(manifest.json)`` as the manifest hash, so
+anyone holding the CID can fetch the manifest and check it against the chain.
+
+A **global bundle** is a PEFT adapter folder (``adapter_config.json``,
+``adapter_model.safetensors``) plus ``flare_manifest.json``, loadable as is
+with ``PeftModel.from_pretrained`` after ``ipfs get``. Its bytes are a pure
+function of the adapter tensors, so committee members who recompute the
+aggregate get the same CID as the leader.
+
+Every read goes through the content store, which verifies each block against
+its CID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from flare_chain.errors import IntegrityError
+from flare_chain.ipfs import ContentStore
+from flare_chain.lora.files import Manifest, decode_delta, encode_delta
+from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.peft_files import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, load_peft_adapter, save_peft_adapter
+
+__all__ = [
+    "CID_VERSION",
+    "DELTA_FILE",
+    "GLOBAL_MANIFEST_FILE",
+    "MANIFEST_FILE",
+    "GlobalAdapter",
+    "fetch_global_bundle",
+    "fetch_update_bundle",
+    "manifest_hash",
+    "pin_global_bundle",
+    "pin_update_bundle",
+]
+
+DELTA_FILE = "delta.safetensors"
+MANIFEST_FILE = "manifest.json"
+GLOBAL_MANIFEST_FILE = "flare_manifest.json"
+CID_VERSION = 1  # CIDv1, raw leaves: what `ipfs add --cid-version=1 -r` prints
+
+
+def manifest_hash(manifest_bytes: bytes) -> bytes:
+    """The 32-byte value submitted on-chain for a manifest: its sha256."""
+    return hashlib.sha256(manifest_bytes).digest()
+
+
+def pin_update_bundle(store: ContentStore, delta: Mapping[str, torch.Tensor], manifest: Manifest) -> tuple[str, bytes]:
+    """Encode and pin one update; returns ``(folder CID, manifest hash)``."""
+    delta_bytes, manifest_bytes = encode_delta(dict(delta), manifest)
+    with tempfile.TemporaryDirectory(prefix="flare-update-") as tmp:
+        folder = Path(tmp)
+        (folder / DELTA_FILE).write_bytes(delta_bytes)
+        (folder / MANIFEST_FILE).write_bytes(manifest_bytes)
+        cid = store.add_directory(folder, cid_version=CID_VERSION, pin=True)
+    return cid, manifest_hash(manifest_bytes)
+
+
+def fetch_update_bundle(
+    store: ContentStore, cid: str, expected_manifest_hash: bytes, *, expected_shapes: dict[str, tuple[int, ...]]
+) -> tuple[dict[str, torch.Tensor], Manifest]:
+    """Fetch, verify and decode an update; IntegrityError if the manifest is not the one on-chain."""
+    manifest_bytes = store.cat(f"{cid}/{MANIFEST_FILE}")
+    got = manifest_hash(manifest_bytes)
+    if got != bytes(expected_manifest_hash):
+        raise IntegrityError(
+            f"manifest of update {cid} hashes to {got.hex()}, but the chain records "
+            f"{bytes(expected_manifest_hash).hex()}; refusing the update"
+        )
+    tensors, manifest = decode_delta(store.cat(f"{cid}/{DELTA_FILE}"), manifest_bytes, expected_shapes=expected_shapes)
+    assert manifest is not None  # decode_delta returns the manifest when given its bytes
+    return tensors, manifest
+
+
+@dataclass(frozen=True)
+class GlobalAdapter:
+    """A global adapter as fetched from IPFS: its CID, tensors and manifest."""
+
+    cid: str
+    tensors: dict[str, torch.Tensor]
+    manifest: Manifest
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in self.tensors.items()}
+
+
+def pin_global_bundle(
+    store: ContentStore,
+    adapter: Mapping[str, torch.Tensor],
+    manifest: Manifest,
+    base_model_dir: Path,
+    params: LoraTrainParams,
+    *,
+    only_hash: bool = False,
+) -> str:
+    """Write the PEFT adapter folder plus manifest and add it; ``only_hash`` computes the CID only."""
+    with tempfile.TemporaryDirectory(prefix="flare-global-") as tmp:
+        folder = Path(tmp) / "adapter"
+        save_peft_adapter(folder, dict(adapter), base_model_dir, params, base_id=manifest.base_model_id)
+        (folder / GLOBAL_MANIFEST_FILE).write_bytes(manifest.to_bytes())
+        return store.add_directory(folder, cid_version=CID_VERSION, pin=not only_hash, only_hash=only_hash)
+
+
+def fetch_global_bundle(store: ContentStore, cid: str, out_dir: Path | None = None) -> GlobalAdapter:
+    """Fetch a global adapter by CID (every block verified) into ``out_dir`` (a temp dir if None)."""
+    with tempfile.TemporaryDirectory(prefix="flare-fetch-") as tmp:
+        folder = Path(out_dir) if out_dir is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, GLOBAL_MANIFEST_FILE):
+            (folder / name).write_bytes(store.cat(f"{cid}/{name}"))
+        tensors, _config = load_peft_adapter(folder)
+        manifest = Manifest.from_bytes((folder / GLOBAL_MANIFEST_FILE).read_bytes())
+    if manifest.kind != "adapter":
+        raise IntegrityError(f"object {cid} is a {manifest.kind!r} bundle, not a global adapter")
+    return GlobalAdapter(cid=cid, tensors={k: tensors[k] for k in sorted(tensors)}, manifest=manifest)

@@ -1,0 +1,187 @@
+"""One participant's work in a round: pull, train, pin, submit; lead or review; vote.
+
+A ``Participant`` composes the pure parts (training, aggregation, gates) with
+the I/O it is handed (a coordinator client, a content store). It holds no
+global state, so the in-process demo runs several side by side and the daemon
+runs one per process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from eth_account.signers.local import LocalAccount
+
+from flare_chain.chain import CoordinatorClient, TxResult
+from flare_chain.committee.aggregate import AggregateResult, Rejection, build_aggregate, check_submissions
+from flare_chain.errors import ChainError
+from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
+from flare_chain.lora.base import base_model_id, model_fingerprint
+from flare_chain.lora.evaluate import evaluate_loss, held_out_windows
+from flare_chain.lora.files import Manifest, tensor_shapes
+from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.train import train_lora
+from flare_chain.node.bundles import GlobalAdapter, fetch_global_bundle, pin_update_bundle
+
+__all__ = ["Participant", "Review", "SubmissionRecord"]
+
+log = logging.getLogger("flare_chain.node")
+
+
+@dataclass(frozen=True)
+class SubmissionRecord:
+    """What a node did in a round's training phase."""
+
+    round_id: int
+    cid: str
+    sample_count: int
+    loss_before: float
+    loss_local: float
+    train_seconds: float
+    tx: TxResult
+
+
+@dataclass(frozen=True)
+class Review:
+    """A committee member's verdict on a proposal, with the reason it gives."""
+
+    approve: bool
+    reason: str
+    loss_before: float
+    loss_after: float | None
+    tx: TxResult | None
+
+
+class Participant:
+    """A registered node: its key, its private data and the endpoints it talks to."""
+
+    def __init__(
+        self,
+        name: str,
+        account: LocalAccount,
+        texts: list[str],
+        *,
+        model_dir: Path,
+        params: LoraTrainParams,
+        coordinator: CoordinatorClient,
+        store: ContentStore,
+        show_progress: bool = True,
+    ) -> None:
+        self.name = name
+        self.account = account
+        self.address: str = account.address
+        self.model_dir = Path(model_dir)
+        self.params = params
+        self.coordinator = coordinator
+        self.store = store
+        self.show_progress = show_progress
+        self._texts = texts
+        self.val_windows: torch.Tensor = held_out_windows(texts, params)
+
+    # ------------------------------------------------------------ training
+
+    def pull_global(self) -> GlobalAdapter:
+        """Fetch the global adapter whose CID the chain holds now; every byte verified."""
+        cid = cid_from_bytes(self.coordinator.global_adapter_cid())
+        return fetch_global_bundle(self.store, cid)
+
+    def evaluate(self, adapter: dict[str, torch.Tensor] | None) -> float:
+        """Mean token loss of ``adapter`` on this node's held-out windows."""
+        return evaluate_loss(self.model_dir, adapter, self.val_windows, self.params)
+
+    def train_and_submit(self, round_id: int, global_adapter: GlobalAdapter) -> SubmissionRecord:
+        """Train from the global adapter, pin the delta and send the one submission of this round."""
+        result = train_lora(self.model_dir, self._texts, self.params, start_adapter=global_adapter.tensors,
+                            progress_desc=f"round {round_id} {self.name}", show_progress=self.show_progress)
+        manifest = Manifest(
+            kind="delta",
+            base_model_id=global_adapter.manifest.base_model_id,
+            base_model_sha256=model_fingerprint(self.model_dir),
+            rank=self.params.rank,
+            alpha=self.params.alpha,
+            target_modules=list(self.params.target_modules),
+            sample_count=result.sample_count,
+            shapes=tensor_shapes(result.delta),
+            metrics={k: float(v) for k, v in result.metrics.items() if k != "seconds"},
+            round=round_id,
+            node=self.address,
+        )
+        cid, digest = pin_update_bundle(self.store, result.delta, manifest)
+        tx = self.coordinator.submit_update(self.account, round_id, cid_to_bytes(cid), result.sample_count, digest)
+        log.info("round %d %s: submitted %s (%d samples, held-out loss %.4f -> %.4f, gas %d)", round_id,
+                 self.name, cid, result.sample_count, result.metrics["val_loss_before"],
+                 result.metrics["val_loss_after"], tx.gas_used)
+        return SubmissionRecord(
+            round_id=round_id, cid=cid, sample_count=result.sample_count,
+            loss_before=result.metrics["val_loss_before"], loss_local=result.metrics["val_loss_after"],
+            train_seconds=result.metrics["seconds"], tx=tx,
+        )
+
+    # ----------------------------------------------------------- committee
+
+    def propose(self, round_id: int, previous: GlobalAdapter) -> tuple[AggregateResult, list[Rejection], TxResult]:
+        """As leader: gate every submission, aggregate the survivors, pin and propose the result."""
+        submissions = self.coordinator.submissions(round_id)
+        accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
+        if not accepted:
+            raise ChainError(f"round {round_id}: no submission passed the gates ({len(rejected)} rejected); "
+                             "nothing to propose, the round will fail at its proposal deadline")
+        aggregate = build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params)
+        tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(aggregate.cid),
+                                                aggregate.accepted)
+        log.info("round %d %s: proposed %s from %d updates (%d rejected, gas %d)", round_id, self.name,
+                 aggregate.cid, len(accepted), len(rejected), tx.gas_used)
+        return aggregate, rejected, tx
+
+    def review(self, round_id: int, previous: GlobalAdapter, *, tolerance: float) -> tuple[bool, str, float, float | None]:
+        """Recompute the proposal independently and judge it; returns (approve, reason, loss before, after).
+
+        Approve only if the accepted set is exactly the submissions that pass
+        the gates, the recomputed bundle has the proposed CID, and the new
+        adapter's held-out loss on this node's data is no worse than the
+        previous global's by more than ``tolerance`` (relative).
+        """
+        loss_before = self.evaluate(previous.tensors)
+        proposal = self.coordinator.proposal(round_id)
+        if proposal is None:
+            return False, "no proposal on-chain", loss_before, None
+        passing, _rejected = check_submissions(self.store, round_id, self.coordinator.submissions(round_id), previous)
+        passing_nodes = sorted(u.submission.node.lower() for u in passing)
+        proposed_nodes = sorted(a.lower() for a in proposal.accepted)
+        if passing_nodes != proposed_nodes:
+            return False, f"accepted set {proposed_nodes} differs from the updates that pass the gates {passing_nodes}", \
+                loss_before, None
+        recomputed = build_aggregate(self.store, round_id, previous, passing, self.model_dir, self.params, pin=False)
+        proposed_cid = cid_from_bytes(proposal.global_cid)
+        if recomputed.cid != proposed_cid:
+            return False, f"recomputed aggregate is {recomputed.cid}, proposal says {proposed_cid}", loss_before, None
+        loss_after = self.evaluate(recomputed.adapter)
+        if loss_after > loss_before * (1 + tolerance):
+            return False, f"held-out loss rises {loss_before:.4f} -> {loss_after:.4f}", loss_before, loss_after
+        return True, f"reproduced {proposed_cid}; held-out loss {loss_before:.4f} -> {loss_after:.4f}", \
+            loss_before, loss_after
+
+    def review_and_vote(self, round_id: int, previous: GlobalAdapter, *, tolerance: float) -> Review:
+        """Review the proposal and cast this member's one vote."""
+        approve, reason, before, after = self.review(round_id, previous, tolerance=tolerance)
+        tx = self.coordinator.vote(self.account, round_id, approve)
+        log.info("round %d %s: votes %s (%s)", round_id, self.name, "yes" if approve else "no", reason)
+        return Review(approve=approve, reason=reason, loss_before=before, loss_after=after, tx=tx)
+
+
+def initial_global_manifest(model_dir: Path, params: LoraTrainParams, tensors: dict[str, torch.Tensor]) -> Manifest:
+    """The manifest of the round-0 global adapter every node starts from."""
+    return Manifest(
+        kind="adapter",
+        base_model_id=base_model_id(model_dir),
+        base_model_sha256=model_fingerprint(model_dir),
+        rank=params.rank,
+        alpha=params.alpha,
+        target_modules=list(params.target_modules),
+        sample_count=0,
+        shapes=tensor_shapes(tensors),
+        round=0,
+    )

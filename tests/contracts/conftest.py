@@ -1,0 +1,111 @@
+"""Shared fixtures for FlareCoordinator tests: one in-process chain per module, reset per test.
+
+The costly part (chain, funding, deployment, registration) runs once per module;
+``_fresh_state`` snapshots eth-tester before each test and reverts after it, so
+every test starts from the same registered-but-no-rounds state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3 import Web3
+
+from flare_chain.chain import CoordinatorClient, advance_blocks, deploy_coordinator, fund_accounts, in_process_chain
+from flare_chain.errors import ChainError
+
+INITIAL_CID = b"\x01\x55\x12\x20" + keccak(text="initial adapter")
+THRESHOLD_BPS = 6667  # committee of 4: 3 approvals commit, 2 rejections fail
+
+
+def account(label: str) -> LocalAccount:
+    """A deterministic test key, so addresses (and their sort order) are stable across runs."""
+    return Account.from_key(keccak(text=f"flare-chain test {label}"))
+
+
+def cid(label: str) -> bytes:
+    """A CIDv1-shaped (raw, sha2-256) 36-byte binary CID derived from ``label``."""
+    return b"\x01\x55\x12\x20" + keccak(text=label)
+
+
+@dataclass
+class Network:
+    w3: Web3
+    coordinator: CoordinatorClient
+    owner: LocalAccount
+    validators: list[LocalAccount]
+    participant: LocalAccount  # registered, not a validator
+    outsider: LocalAccount  # funded, never registered
+    initial_cid: bytes = INITIAL_CID
+    threshold_bps: int = THRESHOLD_BPS
+
+    # Test modules cannot import this conftest (importlib mode), so helpers hang off the fixture.
+    cid = staticmethod(cid)
+    account = staticmethod(account)
+
+    def head(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def next_tx_in_block(self, block: int) -> None:
+        """Mine until the next transaction lands in ``block`` (eth-tester mines one block per tx)."""
+        advance_blocks(self.w3, block - 1 - self.head())
+
+    def pending_prevrandao(self) -> bytes:
+        """The ``block.prevrandao`` the next transaction will see.
+
+        eth-tester executes transactions against a pending header and only draws the
+        block's reported ``mixHash`` when it seals it, so the reported value is not
+        what the EVM saw; read the pending header instead.
+        """
+        return bytes(self.w3.provider.ethereum_tester.backend.chain.header.mix_hash)
+
+    def open_round(self, submission: int = 10, proposal: int = 5, voting: int = 5) -> int:
+        round_id, _ = self.coordinator.open_round(self.owner, submission, proposal, voting)
+        return round_id
+
+
+@pytest.fixture(scope="module")
+def network() -> Network:
+    w3 = in_process_chain()
+    owner = account("owner")
+    validators = [account(f"validator {i}") for i in range(4)]
+    participant, outsider = account("participant"), account("outsider")
+    fund_accounts(w3, [owner, *validators, participant, outsider], 10**20)
+    coordinator = deploy_coordinator(w3, owner, approval_threshold_bps=THRESHOLD_BPS, min_committee_size=2)
+    for v in validators:
+        coordinator.register_node(v, validator=True)
+    coordinator.register_node(participant, validator=False)
+    coordinator.initialize_global_adapter(owner, INITIAL_CID)
+    return Network(w3, coordinator, owner, validators, participant, outsider)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "network" not in request.fixturenames:
+        yield
+        return
+    tester = request.getfixturevalue("network").w3.provider.ethereum_tester
+    snapshot = tester.take_snapshot()
+    yield
+    tester.revert_to_snapshot(snapshot)
+
+
+@pytest.fixture
+def reverts() -> Callable[..., AbstractContextManager[None]]:
+    """``with reverts("CoordinatorX", arg1, arg2): ...`` asserts the exact custom error and arguments."""
+
+    @contextmanager
+    def _reverts(error_name: str, *error_args: object) -> Iterator[None]:
+        with pytest.raises(ChainError) as info:
+            yield
+        assert info.value.error_name == error_name, str(info.value)
+        assert info.value.error_args == error_args, str(info.value)
+        assert error_name in str(info.value)
+
+    return _reverts

@@ -1,0 +1,328 @@
+"""Every FlareCoordinator guard reverts with its exact custom error and arguments."""
+
+from __future__ import annotations
+
+import pytest
+from eth_utils import keccak
+
+from flare_chain.chain import ErrorDecoder, RoundStatus, deploy_coordinator, load_artifact
+from flare_chain.chain.transactions import send_transaction
+from flare_chain.errors import ConfigError
+
+MANIFEST = keccak(text="manifest")
+
+
+def _by_address(accounts):
+    return sorted(accounts, key=lambda a: int(a.address, 16))
+
+
+@pytest.fixture
+def open_round(network):
+    """Round 1 open (10/5/5 blocks) with submissions from validators 0 and 1."""
+    round_id = network.open_round(submission=10, proposal=5, voting=5)
+    for i, node in enumerate(network.validators[:2]):
+        network.coordinator.submit_update(node, round_id, network.cid(f"u{i}"), 10 + i, MANIFEST)
+    return round_id
+
+
+@pytest.fixture
+def proposed_round(network, open_round):
+    """Round 1 with a proposal accepting validators 0 and 1, voting open."""
+    c = network.coordinator
+    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
+    c.propose_aggregate(network.validators[0], open_round, network.cid("aggregate"),
+                        [v.address for v in network.validators[:2]])
+    return open_round
+
+
+# ---------------------------------------------------------------- deployment and owner calls
+
+
+@pytest.mark.parametrize(("bps", "min_size", "error"), [
+    (0, 1, ("CoordinatorInvalidThreshold", 0)),
+    (10_001, 1, ("CoordinatorInvalidThreshold", 10_001)),
+    (5000, 0, ("CoordinatorInvalidMinCommitteeSize", 0)),
+])
+def test_constructor_rejects_bad_parameters_with_custom_errors(network, reverts, bps, min_size, error):
+    artifact = load_artifact("FlareCoordinator")
+    factory = network.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    with reverts(*error):
+        send_transaction(network.w3, network.owner, to=None, label="deploy",
+                         data=factory.constructor(bps, min_size).data_in_transaction,
+                         decoder=ErrorDecoder(artifact.abi))
+
+
+def test_deploy_helper_validates_parameters_before_sending(network):
+    with pytest.raises(ConfigError, match="approval_threshold_bps"):
+        deploy_coordinator(network.w3, network.owner, approval_threshold_bps=0)
+    with pytest.raises(ConfigError, match="min_committee_size"):
+        deploy_coordinator(network.w3, network.owner, min_committee_size=0)
+
+
+def test_second_registration_reverts_with_CoordinatorAlreadyRegistered(network, reverts):
+    node = network.validators[0]
+    with reverts("CoordinatorAlreadyRegistered", node.address):
+        network.coordinator.register_node(node, validator=False)
+
+
+def test_second_adapter_initialization_reverts_with_CoordinatorGlobalAdapterAlreadyInitialized(network, reverts):
+    with reverts("CoordinatorGlobalAdapterAlreadyInitialized", network.initial_cid):
+        network.coordinator.initialize_global_adapter(network.owner, network.cid("other"))
+
+
+@pytest.mark.parametrize("call", ["initialize", "open"])
+def test_owner_calls_from_others_revert_with_OwnableUnauthorizedAccount(network, reverts, call):
+    intruder = network.validators[0]
+    with reverts("OwnableUnauthorizedAccount", intruder.address):
+        if call == "initialize":
+            network.coordinator.initialize_global_adapter(intruder, network.cid("evil"))
+        else:
+            network.coordinator.open_round(intruder, 5, 5, 5)
+
+
+def test_open_before_adapter_initialization_reverts_with_CoordinatorGlobalAdapterNotInitialized(network, reverts):
+    fresh = deploy_coordinator(network.w3, network.owner, min_committee_size=1)
+    fresh.register_node(network.validators[0])
+    with reverts("CoordinatorGlobalAdapterNotInitialized"):
+        fresh.open_round(network.owner, 5, 5, 5)
+
+
+def test_open_with_too_small_committee_reverts_with_CoordinatorCommitteeTooSmall(network, reverts):
+    fresh = deploy_coordinator(network.w3, network.owner, min_committee_size=2)
+    fresh.register_node(network.validators[0])
+    fresh.register_node(network.participant, validator=False)
+    fresh.initialize_global_adapter(network.owner, network.initial_cid)
+    with reverts("CoordinatorCommitteeTooSmall", 1, 2):
+        fresh.open_round(network.owner, 5, 5, 5)
+
+
+@pytest.mark.parametrize("durations", [(0, 5, 5), (5, 0, 5), (5, 5, 0)])
+def test_zero_phase_length_reverts_with_CoordinatorZeroDuration(network, reverts, durations):
+    with reverts("CoordinatorZeroDuration", *durations):
+        network.coordinator.open_round(network.owner, *durations)
+
+
+def test_open_while_previous_round_open_reverts_with_CoordinatorPreviousRoundNotFinalized(network, reverts, open_round):
+    with reverts("CoordinatorPreviousRoundNotFinalized", open_round, RoundStatus.OPEN):
+        network.open_round()
+
+
+def test_open_while_previous_round_proposed_reverts_with_CoordinatorPreviousRoundNotFinalized(
+    network, reverts, proposed_round
+):
+    with reverts("CoordinatorPreviousRoundNotFinalized", proposed_round, RoundStatus.PROPOSED):
+        network.open_round()
+
+
+# ---------------------------------------------------------------- submissions
+
+
+def test_submission_from_unregistered_node_reverts_with_CoordinatorNotRegistered(network, reverts, open_round):
+    with reverts("CoordinatorNotRegistered", network.outsider.address):
+        network.coordinator.submit_update(network.outsider, open_round, network.cid("x"), 1, MANIFEST)
+
+
+def test_submission_to_unopened_round_reverts_with_CoordinatorRoundNotOpen(network, reverts, open_round):
+    with reverts("CoordinatorRoundNotOpen", open_round + 1, RoundStatus.NONE):
+        network.coordinator.submit_update(network.validators[2], open_round + 1, network.cid("x"), 1, MANIFEST)
+
+
+def test_submission_to_failed_round_reverts_with_CoordinatorRoundNotOpen(network, reverts, open_round):
+    c = network.coordinator
+    network.next_tx_in_block(c.round_info(open_round).proposal_deadline + 1)
+    c.finalize_round(network.outsider, open_round)
+    with reverts("CoordinatorRoundNotOpen", open_round, RoundStatus.FAILED):
+        c.submit_update(network.validators[2], open_round, network.cid("x"), 1, MANIFEST)
+
+
+def test_late_submission_reverts_with_CoordinatorLateSubmission(network, reverts, open_round):
+    c = network.coordinator
+    deadline = c.round_info(open_round).submission_deadline
+    network.next_tx_in_block(deadline)
+    c.submit_update(network.validators[2], open_round, network.cid("just in time"), 1, MANIFEST)  # inclusive
+    with reverts("CoordinatorLateSubmission", open_round, deadline):
+        c.submit_update(network.validators[3], open_round, network.cid("late"), 1, MANIFEST)
+
+
+def test_late_submission_after_proposal_reverts_with_CoordinatorLateSubmission(network, reverts, proposed_round):
+    deadline = network.coordinator.round_info(proposed_round).submission_deadline
+    with reverts("CoordinatorLateSubmission", proposed_round, deadline):
+        network.coordinator.submit_update(network.validators[3], proposed_round, network.cid("late"), 1, MANIFEST)
+
+
+def test_second_submission_reverts_with_CoordinatorDuplicateSubmission(network, reverts, open_round):
+    node = network.validators[0]
+    with reverts("CoordinatorDuplicateSubmission", open_round, node.address):
+        network.coordinator.submit_update(node, open_round, network.cid("again"), 5, MANIFEST)
+
+
+def test_zero_sample_count_reverts_with_CoordinatorZeroSampleCount(network, reverts, open_round):
+    node = network.validators[2]
+    with reverts("CoordinatorZeroSampleCount", open_round, node.address):
+        network.coordinator.submit_update(node, open_round, network.cid("empty"), 0, MANIFEST)
+
+
+@pytest.mark.parametrize("length", [0, 1, 65])
+def test_cid_of_bad_length_reverts_with_CoordinatorInvalidCidLength(network, reverts, open_round, length):
+    with reverts("CoordinatorInvalidCidLength", length, 2, 64):
+        network.coordinator.submit_update(network.validators[2], open_round, b"\x01" * length, 1, MANIFEST)
+
+
+def test_cid_of_64_bytes_is_accepted(network, open_round):
+    network.coordinator.submit_update(network.validators[2], open_round, b"\x01" * 64, 1, MANIFEST)
+    assert network.coordinator.submissions(open_round)[-1].cid == b"\x01" * 64
+
+
+# ---------------------------------------------------------------- proposals
+
+
+@pytest.mark.parametrize("who", ["participant", "outsider"])
+def test_proposal_from_non_member_reverts_with_CoordinatorNotCommitteeMember(network, reverts, open_round, who):
+    c, proposer = network.coordinator, getattr(network, who)
+    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
+    with reverts("CoordinatorNotCommitteeMember", open_round, proposer.address):
+        c.propose_aggregate(proposer, open_round, network.cid("a"), [network.validators[0].address])
+
+
+def test_validator_registered_mid_round_cannot_propose_or_vote_in_it(network, reverts, open_round):
+    c, late = network.coordinator, network.account("late validator")
+    network.w3.eth.send_transaction({"from": network.w3.eth.accounts[0], "to": late.address, "value": 10**18})
+    c.register_node(late, validator=True)
+    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
+    with reverts("CoordinatorNotCommitteeMember", open_round, late.address):
+        c.propose_aggregate(late, open_round, network.cid("a"), [network.validators[0].address])
+    c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [network.validators[0].address])
+    with reverts("CoordinatorNotCommitteeMember", open_round, late.address):
+        c.vote(late, open_round, True)
+
+
+def test_proposal_before_submission_deadline_reverts_with_CoordinatorSubmissionStillOpen(
+    network, reverts, open_round
+):
+    c = network.coordinator
+    deadline = c.round_info(open_round).submission_deadline
+    network.next_tx_in_block(deadline)
+    with reverts("CoordinatorSubmissionStillOpen", open_round, deadline):
+        c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [network.validators[0].address])
+
+
+def test_proposal_after_proposal_deadline_reverts_with_CoordinatorProposalClosed(network, reverts, open_round):
+    c = network.coordinator
+    deadline = c.round_info(open_round).proposal_deadline
+    network.next_tx_in_block(deadline + 1)
+    with reverts("CoordinatorProposalClosed", open_round, deadline):
+        c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [network.validators[0].address])
+
+
+def test_proposal_with_empty_accepted_list_reverts_with_CoordinatorEmptyAcceptedSet(network, reverts, open_round):
+    c = network.coordinator
+    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
+    with reverts("CoordinatorEmptyAcceptedSet", open_round):
+        c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [])
+
+
+def test_unsorted_accepted_list_reverts_with_CoordinatorAcceptedNotStrictlyIncreasing(network, reverts, open_round):
+    c = network.coordinator
+    low, high = (a.address for a in _by_address(network.validators[:2]))
+    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
+    with reverts("CoordinatorAcceptedNotStrictlyIncreasing", open_round, 1, high, low):
+        c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [high, low], sort=False)
+
+
+def test_duplicate_in_accepted_list_reverts_with_CoordinatorAcceptedNotStrictlyIncreasing(
+    network, reverts, open_round
+):
+    c, node = network.coordinator, network.validators[0].address
+    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
+    with reverts("CoordinatorAcceptedNotStrictlyIncreasing", open_round, 1, node, node):
+        c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [node, node], sort=False)
+
+
+def test_client_refuses_duplicate_accepted_addresses_before_sending(network, open_round):
+    node = network.validators[0].address
+    with pytest.raises(ConfigError, match="twice"):
+        network.coordinator.propose_aggregate(network.validators[0], open_round, network.cid("a"), [node, node.lower()])
+
+
+def test_accepting_a_non_submitter_reverts_with_CoordinatorAcceptedWithoutSubmission(network, reverts, open_round):
+    c, idle = network.coordinator, network.validators[3].address
+    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
+    with reverts("CoordinatorAcceptedWithoutSubmission", open_round, idle):
+        c.propose_aggregate(network.validators[0], open_round, network.cid("a"),
+                            [network.validators[0].address, idle])
+
+
+def test_second_proposal_reverts_with_CoordinatorRoundNotOpen(network, reverts, proposed_round):
+    with reverts("CoordinatorRoundNotOpen", proposed_round, RoundStatus.PROPOSED):
+        network.coordinator.propose_aggregate(network.validators[1], proposed_round, network.cid("b"),
+                                              [network.validators[1].address])
+
+
+def test_proposal_with_bad_cid_reverts_with_CoordinatorInvalidCidLength(network, reverts, open_round):
+    c = network.coordinator
+    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
+    with reverts("CoordinatorInvalidCidLength", 1, 2, 64):
+        c.propose_aggregate(network.validators[0], open_round, b"\x01", [network.validators[0].address])
+
+
+# ---------------------------------------------------------------- votes and finalization
+
+
+def test_vote_without_proposal_reverts_with_CoordinatorNoProposal(network, reverts, open_round):
+    with reverts("CoordinatorNoProposal", open_round, RoundStatus.OPEN):
+        network.coordinator.vote(network.validators[0], open_round, True)
+
+
+def test_vote_from_non_member_reverts_with_CoordinatorNotCommitteeMember(network, reverts, proposed_round):
+    with reverts("CoordinatorNotCommitteeMember", proposed_round, network.participant.address):
+        network.coordinator.vote(network.participant, proposed_round, True)
+
+
+def test_second_vote_reverts_with_CoordinatorDuplicateVote(network, reverts, proposed_round):
+    voter = network.validators[2]
+    network.coordinator.vote(voter, proposed_round, True)
+    assert network.coordinator.has_voted(proposed_round, voter.address)
+    with reverts("CoordinatorDuplicateVote", proposed_round, voter.address):
+        network.coordinator.vote(voter, proposed_round, False)
+
+
+def test_vote_after_deadline_reverts_with_CoordinatorVoteClosed(network, reverts, proposed_round):
+    c = network.coordinator
+    deadline = c.round_info(proposed_round).vote_deadline
+    network.next_tx_in_block(deadline + 1)
+    with reverts("CoordinatorVoteClosed", proposed_round, deadline):
+        c.vote(network.validators[0], proposed_round, True)
+
+
+def test_vote_after_commit_reverts_with_CoordinatorNoProposal(network, reverts, proposed_round):
+    c = network.coordinator
+    for voter in network.validators[:3]:
+        c.vote(voter, proposed_round, True)
+    with reverts("CoordinatorNoProposal", proposed_round, RoundStatus.COMMITTED):
+        c.vote(network.validators[3], proposed_round, True)
+
+
+def test_early_finalize_reverts_with_CoordinatorNothingToFinalize(network, reverts, open_round):
+    c = network.coordinator
+    deadline = c.round_info(open_round).proposal_deadline
+    network.next_tx_in_block(deadline)
+    with reverts("CoordinatorNothingToFinalize", open_round, RoundStatus.OPEN, deadline):
+        c.finalize_round(network.outsider, open_round)
+
+
+def test_finalize_during_voting_reverts_with_CoordinatorNothingToFinalize(network, reverts, proposed_round):
+    deadline = network.coordinator.round_info(proposed_round).vote_deadline
+    with reverts("CoordinatorNothingToFinalize", proposed_round, RoundStatus.PROPOSED, deadline):
+        network.coordinator.finalize_round(network.outsider, proposed_round)
+
+
+def test_finalize_of_final_or_unknown_round_reverts_with_CoordinatorNothingToFinalize(
+    network, reverts, proposed_round
+):
+    c = network.coordinator
+    for voter in network.validators[:3]:
+        c.vote(voter, proposed_round, True)
+    with reverts("CoordinatorNothingToFinalize", proposed_round, RoundStatus.COMMITTED, 0):
+        c.finalize_round(network.outsider, proposed_round)
+    with reverts("CoordinatorNothingToFinalize", 7, RoundStatus.NONE, 0):
+        c.finalize_round(network.outsider, 7)

@@ -1,0 +1,225 @@
+"""The round state machine on-chain matches a plain Python model under random action sequences.
+
+Hypothesis drives submissions, proposals, votes, finalization, new rounds and the
+passing of blocks, by random actors (4 validators, a non-validator participant, an
+unregistered outsider). Before each action the model predicts success or the exact
+custom error; after it, the contract's round state and global adapter must equal
+the model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from eth_utils import keccak
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from flare_chain.chain import RoundStatus, advance_blocks
+from flare_chain.errors import ChainError
+
+BPS = 10_000
+# Actor indices: 0-3 validators, 4 participant, 5 outsider; validators drawn more often so rounds progress.
+ACTORS = st.sampled_from([0, 1, 2, 3, 0, 1, 2, 3, 4, 5])
+PHASE = st.integers(1, 5)
+
+
+@dataclass
+class ModelRound:
+    submission_deadline: int
+    proposal_deadline: int
+    vote_deadline: int
+    status: RoundStatus = RoundStatus.OPEN
+    submitted: dict[str, int] = field(default_factory=dict)
+    proposal_cid: bytes | None = None
+    votes: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def approvals(self) -> int:
+        return sum(self.votes.values())
+
+    @property
+    def rejections(self) -> int:
+        return len(self.votes) - self.approvals
+
+
+class CoordinatorModel(RuleBasedStateMachine):
+    network = None  # set by the test before running
+    base_snapshot = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        net = self.network
+        net.w3.provider.ethereum_tester.revert_to_snapshot(self.base_snapshot)
+        self.c = net.coordinator
+        self.actors = [*net.validators, net.participant, net.outsider]
+        self.members = {v.address for v in net.validators}
+        self.registered = self.members | {net.participant.address}
+        self.committee_size = len(net.validators)
+        self.threshold = net.threshold_bps
+        self.rounds: dict[int, ModelRound] = {}
+        self.current = 0
+        self.global_cid = net.initial_cid
+        self.step = 0
+
+    # -------------------------------------------------------------- helpers
+
+    def _next_block(self) -> int:
+        return int(self.network.w3.eth.block_number) + 1
+
+    def _expect(self, expected_error: str | None, action) -> bool:
+        """Run ``action``; assert it succeeds or fails exactly as the model predicted."""
+        event(expected_error or "success")
+        if expected_error is None:
+            action()
+            return True
+        with pytest.raises(ChainError) as info:
+            action()
+        assert info.value.error_name == expected_error, str(info.value)
+        return False
+
+    def _round(self) -> ModelRound | None:
+        return self.rounds.get(self.current)
+
+    def _fresh_cid(self) -> bytes:
+        self.step += 1
+        return self.network.cid(f"state machine {self.step}")
+
+    # -------------------------------------------------------------- rules
+
+    @initialize(submission=PHASE, proposal=PHASE, voting=PHASE)
+    def first_round(self, submission: int, proposal: int, voting: int) -> None:
+        self.open_round(submission, proposal, voting)
+
+    @rule(submission=PHASE, proposal=PHASE, voting=PHASE)
+    def open_round(self, submission: int, proposal: int, voting: int) -> None:
+        r = self._round()
+        error = "CoordinatorPreviousRoundNotFinalized" if r is not None and not r.status.is_final else None
+        block = self._next_block()
+        if self._expect(error, lambda: self.c.open_round(self.network.owner, submission, proposal, voting)):
+            self.current += 1
+            self.rounds[self.current] = ModelRound(
+                block + submission, block + submission + proposal, block + submission + proposal + voting
+            )
+
+    @rule(actor=ACTORS, samples=st.integers(1, 1000))
+    def submit(self, actor: int, samples: int) -> None:
+        node, r, block = self.actors[actor], self._round(), self._next_block()
+        if node.address not in self.registered:
+            error = "CoordinatorNotRegistered"
+        elif r is None or r.status not in (RoundStatus.OPEN, RoundStatus.PROPOSED):
+            error = "CoordinatorRoundNotOpen"
+        elif block > r.submission_deadline:
+            error = "CoordinatorLateSubmission"
+        elif node.address in r.submitted:
+            error = "CoordinatorDuplicateSubmission"
+        else:
+            error = None
+        cid = self._fresh_cid()
+        if self._expect(error, lambda: self.c.submit_update(node, self.current, cid, samples, keccak(cid))):
+            r.submitted[node.address] = samples
+
+    @rule(actor=ACTORS, data=st.data())
+    def propose(self, actor: int, data: st.DataObject) -> None:
+        proposer, r, block = self.actors[actor], self._round(), self._next_block()
+        # Mostly accept (a subset of) the real submitters; sometimes slip in anyone.
+        submitters = sorted(r.submitted) if r is not None else []
+        picked = set(data.draw(st.sets(st.sampled_from(submitters), max_size=len(submitters)))) if submitters else set()
+        picked |= {self.actors[i].address for i in data.draw(st.sets(st.integers(0, 5), max_size=1))}
+        if not picked:
+            picked = {self.actors[data.draw(st.integers(0, 5))].address}
+        accepted = sorted(picked, key=lambda a: int(a, 16))
+        if proposer.address not in self.members or r is None:
+            error = "CoordinatorNotCommitteeMember"
+        elif r.status is not RoundStatus.OPEN:
+            error = "CoordinatorRoundNotOpen"
+        elif block <= r.submission_deadline:
+            error = "CoordinatorSubmissionStillOpen"
+        elif block > r.proposal_deadline:
+            error = "CoordinatorProposalClosed"
+        elif any(a not in r.submitted for a in accepted):
+            error = "CoordinatorAcceptedWithoutSubmission"
+        else:
+            error = None
+        cid = self._fresh_cid()
+        if self._expect(error, lambda: self.c.propose_aggregate(proposer, self.current, cid, accepted)):
+            r.status, r.proposal_cid = RoundStatus.PROPOSED, cid
+            proposal = self.c.proposal(self.current)
+            assert proposal.accepted_samples == sum(r.submitted[a] for a in accepted)
+
+    @rule(actor=ACTORS, approve=st.booleans())
+    def vote(self, actor: int, approve: bool) -> None:
+        voter, r, block = self.actors[actor], self._round(), self._next_block()
+        if voter.address not in self.members or r is None:
+            error = "CoordinatorNotCommitteeMember"
+        elif r.status is not RoundStatus.PROPOSED:
+            error = "CoordinatorNoProposal"
+        elif block > r.vote_deadline:
+            error = "CoordinatorVoteClosed"
+        elif voter.address in r.votes:
+            error = "CoordinatorDuplicateVote"
+        else:
+            error = None
+        if self._expect(error, lambda: self.c.vote(voter, self.current, approve)):
+            r.votes[voter.address] = approve
+            needed = self.threshold * self.committee_size
+            if r.approvals * BPS >= needed:
+                r.status, self.global_cid = RoundStatus.COMMITTED, r.proposal_cid
+                event("round committed")
+            elif (self.committee_size - r.rejections) * BPS < needed:
+                r.status = RoundStatus.FAILED
+                event("round rejected")
+
+    @rule(actor=ACTORS)
+    def finalize(self, actor: int) -> None:
+        r, block = self._round(), self._next_block()
+        timed_out = r is not None and (
+            (r.status is RoundStatus.OPEN and block > r.proposal_deadline)
+            or (r.status is RoundStatus.PROPOSED and block > r.vote_deadline)
+        )
+        error = None if timed_out else "CoordinatorNothingToFinalize"
+        if self._expect(error, lambda: self.c.finalize_round(self.actors[actor], self.current)):
+            r.status = RoundStatus.FAILED
+
+    @rule(blocks=st.integers(1, 3))
+    def advance(self, blocks: int) -> None:
+        advance_blocks(self.network.w3, blocks)
+
+    # -------------------------------------------------------------- invariant
+
+    @invariant()
+    def chain_matches_model(self) -> None:
+        assert self.c.current_round() == self.current
+        assert self.c.global_adapter_cid() == self.global_cid
+        r = self._round()
+        if r is None:
+            return
+        info = self.c.round_info(self.current)
+        assert info.status is r.status
+        assert (info.submission_deadline, info.proposal_deadline, info.vote_deadline) == (
+            r.submission_deadline, r.proposal_deadline, r.vote_deadline
+        )
+        assert (info.submission_count, info.approvals, info.rejections) == (
+            len(r.submitted), r.approvals, r.rejections
+        )
+        assert info.committee_size == self.committee_size
+
+
+def test_round_state_machine_matches_python_model(network):
+    CoordinatorModel.network = network
+    CoordinatorModel.base_snapshot = network.w3.provider.ethereum_tester.take_snapshot()
+    run_state_machine_as_test(
+        CoordinatorModel,
+        settings=settings(
+            max_examples=12, stateful_step_count=25, deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),
+    )
