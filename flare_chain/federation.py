@@ -38,7 +38,16 @@ from flare_chain.lora.reference import ensure_reference_model
 from flare_chain.node.bundles import fetch_global_bundle, pin_global_bundle
 from flare_chain.node.participant import Participant, initial_global_manifest
 
-__all__ = ["FederationConfig", "FederationReport", "NodeRoundReport", "RoundReport", "run_federation"]
+__all__ = [
+    "Federation",
+    "FederationConfig",
+    "FederationReport",
+    "NodeRoundReport",
+    "RoundReport",
+    "run_federation",
+    "run_round",
+    "setup_federation",
+]
 
 log = logging.getLogger("flare_chain.federation")
 
@@ -57,7 +66,7 @@ class FederationConfig(BaseModel):
     submission_blocks: int = Field(40, ge=1)
     proposal_blocks: int = Field(10, ge=1)
     voting_blocks: int = Field(20, ge=1)
-    approval_threshold_bps: int = Field(6667, gt=0, le=10_000)
+    approval_threshold_bps: int = Field(6666, gt=0, le=10_000, description="6666: two thirds (2 of 3, 4 of 6)")
     vote_tolerance: float = Field(0.02, ge=0, description="relative held-out loss rise a member tolerates")
     adapter_seed: int = Field(0, ge=0, description="seed of the shared round-0 adapter")
     show_progress: bool = True
@@ -119,10 +128,23 @@ def _node_account(index: int) -> LocalAccount:
     return Account.from_key(keccak(text=f"flare-chain demo node {index}"))
 
 
-def run_federation(
-    config: FederationConfig, *, on_round: Callable[[RoundReport], None] | None = None
-) -> FederationReport:
-    """Run ``config.rounds`` rounds with ``config.nodes`` nodes; returns what happened."""
+@dataclass
+class Federation:
+    """The live parts of an in-process federation, set up and ready for round 1."""
+
+    config: FederationConfig
+    coordinator: CoordinatorClient
+    owner: LocalAccount
+    participants: list[Participant]
+    domain_of: dict[str, str]
+    store: ContentStore
+    model_dir: Path
+    union_val: torch.Tensor
+    base_loss: float
+
+
+def setup_federation(config: FederationConfig) -> Federation:
+    """Build model, chain, contract, store and nodes; pin and register the round-0 adapter."""
     domains = available_domains()
     if config.nodes > len(domains):
         raise ConfigError(f"nodes={config.nodes} but only {len(domains)} stdlib domains exist here; use fewer nodes")
@@ -153,27 +175,32 @@ def run_federation(
     union = torch.cat([p.val_windows for p in participants])
     base_loss = evaluate_loss(model_dir, None, union, config.train)
     log.info("round 0 global adapter %s; base model held-out loss %.4f", start_cid, base_loss)
+    return Federation(config=config, coordinator=coordinator, owner=owner, participants=participants,
+                      domain_of=domain_of, store=store, model_dir=model_dir, union_val=union, base_loss=base_loss)
 
+
+def run_federation(
+    config: FederationConfig, *, on_round: Callable[[RoundReport], None] | None = None
+) -> FederationReport:
+    """Run ``config.rounds`` rounds with ``config.nodes`` nodes; returns what happened."""
+    fed = setup_federation(config)
     reports: list[RoundReport] = []
     for _ in range(config.rounds):
-        report = _run_round(config, coordinator, owner, participants, domain_of, union, model_dir, store)
+        report = run_round(fed)
         reports.append(report)
         if on_round is not None:
             on_round(report)
-    return FederationReport(chain_id=w3.eth.chain_id, contract=coordinator.address, model_dir=model_dir,
-                            base_loss=base_loss, rounds=reports)
+    return FederationReport(chain_id=fed.coordinator.w3.eth.chain_id, contract=fed.coordinator.address,
+                            model_dir=fed.model_dir, base_loss=fed.base_loss, rounds=reports)
 
 
-def _run_round(
-    config: FederationConfig,
-    coordinator: CoordinatorClient,
-    owner: LocalAccount,
-    participants: list[Participant],
-    domain_of: dict[str, str],
-    union: torch.Tensor,
-    model_dir: Path,
-    store: ContentStore,
-) -> RoundReport:
+def run_round(fed: Federation, *, leader: Participant | None = None) -> RoundReport:
+    """One round: open, every node trains and submits, the leader proposes, members vote.
+
+    ``leader`` overrides the default choice (the member with the lowest address);
+    the VRF committee of a later release replaces that rule.
+    """
+    config, coordinator, owner, participants = fed.config, fed.coordinator, fed.owner, fed.participants
     began = time.perf_counter()
     round_id, opened = coordinator.open_round(owner, config.submission_blocks, config.proposal_blocks,
                                               config.voting_blocks)
@@ -191,7 +218,7 @@ def _run_round(
     w3 = coordinator.w3
     advance_blocks(w3, max(0, info.submission_deadline - w3.eth.block_number + 1))
     members = [p for p in participants if coordinator.is_committee_member(round_id, p.address)]
-    leader = min(members, key=lambda p: p.address.lower())
+    leader = leader or min(members, key=lambda p: p.address.lower())
     aggregate, rejected, proposed = leader.propose(round_id, previous)
     gas += proposed.gas_used
 
@@ -209,11 +236,11 @@ def _run_round(
         gas += coordinator.finalize_round(owner, round_id).gas_used
         final = coordinator.round_info(round_id)
     committed = cid_from_bytes(coordinator.global_adapter_cid())
-    current = fetch_global_bundle(store, committed)
-    global_loss = evaluate_loss(model_dir, current.tensors, union, config.train)
+    current = fetch_global_bundle(fed.store, committed)
+    global_loss = evaluate_loss(fed.model_dir, current.tensors, fed.union_val, config.train)
     nodes = [
         NodeRoundReport(
-            name=p.name, address=p.address, domain=domain_of[p.address],
+            name=p.name, address=p.address, domain=fed.domain_of[p.address],
             sample_count=records[p.address].sample_count, loss_before=records[p.address].loss_before,
             loss_local=records[p.address].loss_local, loss_after=p.evaluate(current.tensors),
             vote=votes.get(p.address), gas_used=records[p.address].tx.gas_used,

@@ -28,7 +28,12 @@ from flare_chain.errors import IntegrityError
 from flare_chain.ipfs import ContentStore
 from flare_chain.lora.files import Manifest, decode_delta, encode_delta
 from flare_chain.lora.params import LoraTrainParams
-from flare_chain.lora.peft_files import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, load_peft_adapter, save_peft_adapter
+from flare_chain.lora.peft_files import (
+    ADAPTER_CONFIG_FILE,
+    ADAPTER_WEIGHTS_FILE,
+    load_peft_adapter,
+    save_peft_adapter,
+)
 
 __all__ = [
     "CID_VERSION",

@@ -1,0 +1,133 @@
+"""Misbehaving nodes against the real round: the contract, the store and the checks hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from flare_chain.chain import RoundStatus
+from flare_chain.committee.aggregate import build_aggregate, check_submissions
+from flare_chain.federation import Federation, FederationConfig, run_round, setup_federation
+from flare_chain.ipfs import cid_to_bytes
+from flare_chain.lora.files import Manifest, tensor_shapes
+from flare_chain.node.bundles import GlobalAdapter, pin_update_bundle
+from flare_chain.node.participant import Participant, SubmissionRecord
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def fed(tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> Federation:
+    return setup_federation(FederationConfig(nodes=3, rounds=1, work_dir=tmp_path, model_dir=tiny_model_dir,
+                                             train=tiny_train_params, show_progress=False))
+
+
+def _swap(fed: Federation, index: int, cls: type[Participant]) -> Participant:
+    honest = fed.participants[index]
+    node = cls(honest.name, honest.account, honest._texts, model_dir=honest.model_dir, params=honest.params,
+               coordinator=honest.coordinator, store=honest.store, show_progress=False)
+    fed.participants[index] = node
+    return node
+
+
+class ManifestLiar(Participant):
+    """Pins a NaN delta behind a manifest that claims finite, and submits it."""
+
+    def train_and_submit(self, round_id: int, global_adapter: GlobalAdapter) -> SubmissionRecord:
+        delta = {k: torch.full_like(v, float("nan")) for k, v in global_adapter.tensors.items()}
+        manifest = global_adapter.manifest.model_copy(update={
+            "kind": "delta", "round": round_id, "node": self.address, "sample_count": 10_000,
+            "shapes": tensor_shapes(delta)})
+        cid, digest = pin_update_bundle_unchecked(self.store, delta, manifest)
+        tx = self.coordinator.submit_update(self.account, round_id, cid_to_bytes(cid), 10_000, digest)
+        return SubmissionRecord(round_id, cid, 10_000, float("nan"), float("nan"), 0.0, tx)
+
+
+def pin_update_bundle_unchecked(store, delta, manifest: Manifest):  # noqa: ANN001, ANN201
+    """Bypass encode-time checks the way an attacker's own code would."""
+    import hashlib
+    import tempfile
+
+    from safetensors.torch import save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "delta.safetensors").write_bytes(save({k: v.contiguous() for k, v in delta.items()}))
+        (folder / "manifest.json").write_bytes(manifest.to_bytes())
+        return store.add_directory(folder, cid_version=1), hashlib.sha256(manifest.to_bytes()).digest()
+
+
+def test_nan_update_is_left_out_and_the_round_still_commits(fed: Federation) -> None:
+    liar = _swap(fed, 1, ManifestLiar)
+    report = run_round(fed)
+    assert report.status == RoundStatus.COMMITTED
+    assert (report.submissions, report.accepted, report.rejected) == (3, 2, 1)
+    proposal = fed.coordinator.proposal(1)
+    assert proposal is not None and liar.address not in proposal.accepted
+    assert report.global_loss < fed.base_loss
+
+
+def test_manifest_hash_mismatch_is_rejected_by_gating(fed: Federation) -> None:
+    # Prepare: node 1 pins an honest-looking update but submits a different manifest hash
+    node = fed.participants[0]
+    round_id, _ = fed.coordinator.open_round(fed.owner, 40, 10, 20)
+    previous = node.pull_global()
+    delta = {k: torch.zeros_like(v) for k, v in previous.tensors.items()}
+    manifest = previous.manifest.model_copy(update={"kind": "delta", "round": round_id, "node": node.address,
+                                                    "sample_count": 5})
+    cid, _digest = pin_update_bundle(fed.store, delta, manifest)
+    fed.coordinator.submit_update(node.account, round_id, cid_to_bytes(cid), 5, b"\x11" * 32)
+    # Execute
+    accepted, rejected = check_submissions(fed.store, round_id, fed.coordinator.submissions(round_id), previous)
+    # Assert
+    assert accepted == []
+    assert len(rejected) == 1 and "manifest" in rejected[0].reason and "chain records" in rejected[0].reason
+
+
+class ExcludingLeader(Participant):
+    """Leaves the highest-address honest update out of its proposal."""
+
+    def propose(self, round_id, previous):  # noqa: ANN001, ANN201
+        submissions = self.coordinator.submissions(round_id)
+        accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
+        kept = sorted(accepted, key=lambda u: u.submission.node.lower())[:-1]
+        aggregate = build_aggregate(self.store, round_id, previous, kept, self.model_dir, self.params)
+        tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(aggregate.cid), aggregate.accepted)
+        return aggregate, rejected, tx
+
+
+def test_leader_excluding_an_honest_update_is_voted_down_and_previous_adapter_stays(fed: Federation) -> None:
+    before = fed.coordinator.global_adapter_cid()
+    leader_index = min(range(3), key=lambda i: fed.participants[i].address.lower())
+    leader = _swap(fed, leader_index, ExcludingLeader)
+    report = run_round(fed, leader=leader)
+    assert report.status == RoundStatus.FAILED
+    assert report.committed_cid is None
+    assert fed.coordinator.global_adapter_cid() == before
+    assert any(n.vote is False for n in report.nodes)
+
+
+class ForgingLeader(Participant):
+    """Proposes the right accepted set but an adapter it scaled by 10."""
+
+    def propose(self, round_id, previous):  # noqa: ANN001, ANN201
+        submissions = self.coordinator.submissions(round_id)
+        accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
+        honest = build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params, pin=False)
+        from flare_chain.node.bundles import pin_global_bundle
+
+        forged = {k: v * 10 for k, v in honest.adapter.items()}
+        cid = pin_global_bundle(self.store, forged, honest.manifest, self.model_dir, self.params)
+        tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(cid), honest.accepted)
+        return honest, rejected, tx
+
+
+def test_forged_aggregate_is_not_reproduced_and_round_fails(fed: Federation) -> None:
+    before = fed.coordinator.global_adapter_cid()
+    leader_index = min(range(3), key=lambda i: fed.participants[i].address.lower())
+    leader = _swap(fed, leader_index, ForgingLeader)
+    report = run_round(fed, leader=leader)
+    assert report.status == RoundStatus.FAILED
+    assert fed.coordinator.global_adapter_cid() == before
