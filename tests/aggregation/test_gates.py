@@ -1,0 +1,47 @@
+"""The policy gate names the first field where an update departs from the round's adapter."""
+
+from __future__ import annotations
+
+import pytest
+
+from flare_chain.aggregation.gates import policy_gate
+from flare_chain.errors import GateRejection
+from flare_chain.lora.files import Manifest
+
+NODE = "0x00000000000000000000000000000000000000aA"
+
+
+def _reference() -> Manifest:
+    return Manifest(kind="adapter", base_model_id="ref", base_model_sha256="ab" * 32, rank=4, alpha=8.0,
+                    target_modules=["q_proj", "v_proj"], sample_count=0,
+                    shapes={"x.lora_A.weight": [4, 16], "x.lora_B.weight": [16, 4]}, round=0)
+
+
+def _update(**changes: object) -> Manifest:
+    base = _reference().model_copy(update={"kind": "delta", "round": 3, "node": NODE, "sample_count": 12})
+    return base.model_copy(update=changes)
+
+
+def test_matching_update_passes() -> None:
+    policy_gate(_update(), _reference(), round_id=3, node=NODE.lower(), onchain_sample_count=12)
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"kind": "adapter"}, "kind"),
+        ({"base_model_sha256": "cd" * 32}, "base model"),
+        ({"rank": 8, "shapes": {"x.lora_A.weight": [8, 16], "x.lora_B.weight": [16, 8]}}, "rank"),
+        ({"alpha": 16.0}, "alpha"),
+        ({"target_modules": ["k_proj", "v_proj"]}, "target_modules"),
+        ({"shapes": {"x.lora_A.weight": [4, 17], "x.lora_B.weight": [16, 4]}}, "shapes"),
+        ({"round": 2}, "round 2"),
+        ({"node": "0x" + "bb" * 20}, "names node"),
+        ({"sample_count": 13}, "13 samples"),
+    ],
+)
+def test_each_departure_is_rejected_with_its_reason(changes: dict[str, object], fragment: str) -> None:
+    with pytest.raises(GateRejection, match=fragment) as info:
+        policy_gate(_update(**changes), _reference(), round_id=3, node=NODE, onchain_sample_count=12)
+    assert info.value.gate == "policy"
+    assert fragment.split()[0] in info.value.reason
