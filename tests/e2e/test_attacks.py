@@ -45,7 +45,7 @@ class ManifestLiar(Participant):
         return SubmissionRecord(round_id, cid, 10_000, float("nan"), float("nan"), 0.0, tx)
 
 
-def pin_update_bundle_unchecked(store, delta, manifest: Manifest):  # noqa: ANN001, ANN201
+def pin_update_bundle_unchecked(store, delta, manifest: Manifest):
     """Bypass encode-time checks the way an attacker's own code would."""
     import hashlib
     import tempfile
@@ -89,7 +89,7 @@ def test_manifest_hash_mismatch_is_rejected_by_gating(fed: Federation) -> None:
 class ExcludingLeader(Participant):
     """Leaves the highest-address honest update out of its proposal."""
 
-    def propose(self, round_id, previous):  # noqa: ANN001, ANN201
+    def propose(self, round_id, previous):
         submissions = self.coordinator.submissions(round_id)
         accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
         kept = sorted(accepted, key=lambda u: u.submission.node.lower())[:-1]
@@ -112,7 +112,7 @@ def test_leader_excluding_an_honest_update_is_voted_down_and_previous_adapter_st
 class ForgingLeader(Participant):
     """Proposes the right accepted set but an adapter it scaled by 10."""
 
-    def propose(self, round_id, previous):  # noqa: ANN001, ANN201
+    def propose(self, round_id, previous):
         submissions = self.coordinator.submissions(round_id)
         accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
         honest = build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params, pin=False)
