@@ -28,7 +28,8 @@ def render(artifact: dict[str, Any]) -> str:
 def stale_artifacts(artifacts: dict[str, dict[str, Any]], artifacts_dir: Path) -> list[str]:
     """Names of artifacts whose committed text differs from a fresh compile, plus orphans."""
     stale = [
-        name for name, artifact in artifacts.items()
+        name
+        for name, artifact in artifacts.items()
         if not (artifacts_dir / f"{name}.json").is_file()
         or (artifacts_dir / f"{name}.json").read_text(encoding="utf-8") != render(artifact)
     ]
@@ -37,15 +38,22 @@ def stale_artifacts(artifacts: dict[str, dict[str, Any]], artifacts_dir: Path) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only verify the committed artifacts are current")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only verify the committed artifacts are current"
+    )
     args = parser.parse_args(argv)
 
     artifacts = compile_contracts(CONTRACTS_DIR)
     if args.check:
         stale = stale_artifacts(artifacts, ARTIFACTS_DIR)
         if stale:
-            print(f"stale contract artifacts: {', '.join(stale)}; run scripts/compile_contracts.py", file=sys.stderr)
+            print(
+                f"stale contract artifacts: {', '.join(stale)}; run scripts/compile_contracts.py",
+                file=sys.stderr,
+            )
             return 1
         print(f"contract artifacts up to date: {', '.join(sorted(artifacts))}")
         return 0

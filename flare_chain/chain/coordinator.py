@@ -52,7 +52,9 @@ def sort_addresses(addresses: Iterable[str]) -> list[str]:
             raise ConfigError(f"accepted list holds {address!r}, which is not an Ethereum address")
         key = int(address, 16)
         if key in seen:
-            raise ConfigError(f"accepted list names {to_checksum_address(address)} twice; list each node once")
+            raise ConfigError(
+                f"accepted list names {to_checksum_address(address)} twice; list each node once"
+            )
         seen[key] = to_checksum_address(address)
     return [seen[k] for k in sorted(seen)]
 
@@ -95,8 +97,13 @@ class CoordinatorClient:
     def _send(self, account: LocalAccount, fn_name: str, *args: Any) -> TxResult:
         data = self.contract.encode_abi(fn_name, args=list(args))
         return send_transaction(
-            self.w3, account, to=self.address, data=data, label=fn_name,
-            decoder=self._decoder, gas_margin=self._gas_margin,
+            self.w3,
+            account,
+            to=self.address,
+            data=data,
+            label=fn_name,
+            decoder=self._decoder,
+            gas_margin=self._gas_margin,
         )
 
     def register_node(self, account: LocalAccount, validator: bool = True) -> TxResult:
@@ -162,13 +169,21 @@ class CoordinatorClient:
 
     def round_info(self, round_id: int) -> RoundInfo:
         """On-chain state of ``round_id`` (status NONE and zeros for a round never opened)."""
-        (status, seed, sub_dl, prop_dl, vote_dl, size, count, approvals, rejections, proposal_hash) = self._view(
-            "roundInfo", round_id
+        (status, seed, sub_dl, prop_dl, vote_dl, size, count, approvals, rejections, proposal_hash) = (
+            self._view("roundInfo", round_id)
         )
         return RoundInfo(
-            round_id=round_id, status=RoundStatus(status), seed=bytes(seed), submission_deadline=sub_dl,
-            proposal_deadline=prop_dl, vote_deadline=vote_dl, committee_size=size, submission_count=count,
-            approvals=approvals, rejections=rejections, proposal_hash=bytes(proposal_hash),
+            round_id=round_id,
+            status=RoundStatus(status),
+            seed=bytes(seed),
+            submission_deadline=sub_dl,
+            proposal_deadline=prop_dl,
+            vote_deadline=vote_dl,
+            committee_size=size,
+            submission_count=count,
+            approvals=approvals,
+            rejections=rejections,
+            proposal_hash=bytes(proposal_hash),
         )
 
     def submission_hash(self, round_id: int, node: str) -> bytes:
@@ -224,8 +239,10 @@ class CoordinatorClient:
         """Every ``NodeRegistered`` event, in chain order."""
         return [
             NodeRegistration(
-                node=log["args"]["node"], validator=log["args"]["validator"],
-                first_eligible_round=log["args"]["firstEligibleRound"], **self._where(log),
+                node=log["args"]["node"],
+                validator=log["args"]["validator"],
+                first_eligible_round=log["args"]["firstEligibleRound"],
+                **self._where(log),
             )
             for log in self._logs("NodeRegistered")
         ]
@@ -237,17 +254,25 @@ class CoordinatorClient:
             return None
         a = logs[0]["args"]
         return RoundOpened(
-            round_id=round_id, seed=bytes(a["seed"]), global_cid=bytes(a["globalCid"]),
-            submission_deadline=a["submissionDeadline"], proposal_deadline=a["proposalDeadline"],
-            vote_deadline=a["voteDeadline"], committee_size=a["committeeSize"], **self._where(logs[0]),
+            round_id=round_id,
+            seed=bytes(a["seed"]),
+            global_cid=bytes(a["globalCid"]),
+            submission_deadline=a["submissionDeadline"],
+            proposal_deadline=a["proposalDeadline"],
+            vote_deadline=a["voteDeadline"],
+            committee_size=a["committeeSize"],
+            **self._where(logs[0]),
         )
 
     def submissions(self, round_id: int) -> list[Submission]:
         """Every update submitted in ``round_id``, in chain order."""
         return [
             Submission(
-                round_id=round_id, node=log["args"]["node"], cid=bytes(log["args"]["cid"]),
-                sample_count=log["args"]["sampleCount"], manifest_hash=bytes(log["args"]["manifestHash"]),
+                round_id=round_id,
+                node=log["args"]["node"],
+                cid=bytes(log["args"]["cid"]),
+                sample_count=log["args"]["sampleCount"],
+                manifest_hash=bytes(log["args"]["manifestHash"]),
                 **self._where(log),
             )
             for log in self._logs("UpdateSubmitted", round=round_id)
@@ -260,14 +285,23 @@ class CoordinatorClient:
             return None
         a = logs[0]["args"]
         return Proposal(
-            round_id=round_id, proposer=a["proposer"], global_cid=bytes(a["globalCid"]),
-            accepted=tuple(a["accepted"]), accepted_samples=a["acceptedSamples"], **self._where(logs[0]),
+            round_id=round_id,
+            proposer=a["proposer"],
+            global_cid=bytes(a["globalCid"]),
+            accepted=tuple(a["accepted"]),
+            accepted_samples=a["acceptedSamples"],
+            **self._where(logs[0]),
         )
 
     def votes(self, round_id: int) -> list[Vote]:
         """Every vote cast in ``round_id``, in chain order."""
         return [
-            Vote(round_id=round_id, voter=log["args"]["voter"], approve=log["args"]["approve"], **self._where(log))
+            Vote(
+                round_id=round_id,
+                voter=log["args"]["voter"],
+                approve=log["args"]["approve"],
+                **self._where(log),
+            )
             for log in self._logs("VoteCast", round=round_id)
         ]
 
@@ -277,14 +311,24 @@ class CoordinatorClient:
         if committed:
             a = committed[0]["args"]
             return RoundOutcome(
-                round_id=round_id, committed=True, global_cid=bytes(a["globalCid"]), approvals=a["approvals"],
-                committee_size=a["committeeSize"], failure_reason=None, **self._where(committed[0]),
+                round_id=round_id,
+                committed=True,
+                global_cid=bytes(a["globalCid"]),
+                approvals=a["approvals"],
+                committee_size=a["committeeSize"],
+                failure_reason=None,
+                **self._where(committed[0]),
             )
         failed = self._logs("RoundFailed", round=round_id)
         if failed:
             return RoundOutcome(
-                round_id=round_id, committed=False, global_cid=None, approvals=None, committee_size=None,
-                failure_reason=FailureReason(failed[0]["args"]["reason"]), **self._where(failed[0]),
+                round_id=round_id,
+                committed=False,
+                global_cid=None,
+                approvals=None,
+                committee_size=None,
+                failure_reason=FailureReason(failed[0]["args"]["reason"]),
+                **self._where(failed[0]),
             )
         return None
 
@@ -311,8 +355,13 @@ def deploy_coordinator(
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     data = factory.constructor(approval_threshold_bps, min_committee_size).data_in_transaction
     result = send_transaction(
-        w3, deployer, to=None, data=data, label=f"deploy {CONTRACT_NAME}",
-        decoder=ErrorDecoder(artifact.abi), gas_margin=gas_margin,
+        w3,
+        deployer,
+        to=None,
+        data=data,
+        label=f"deploy {CONTRACT_NAME}",
+        decoder=ErrorDecoder(artifact.abi),
+        gas_margin=gas_margin,
     )
     address = result.receipt["contractAddress"]
     if address is None:

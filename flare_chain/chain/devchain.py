@@ -45,7 +45,9 @@ def fund_accounts(
         raise ConfigError(f"amount_wei must be positive, got {amount_wei}")
     source = funder or (w3.eth.accounts[0] if w3.eth.accounts else None)
     if source is None:
-        raise ChainError("the node exposes no unlocked account to fund from; pass funder= or fund accounts yourself")
+        raise ChainError(
+            "the node exposes no unlocked account to fund from; pass funder= or fund accounts yourself"
+        )
     for account in accounts:
         address = account if isinstance(account, str) else account.address
         tx_hash = w3.eth.send_transaction({"from": source, "to": address, "value": amount_wei})  # type: ignore[typeddict-item]
@@ -71,7 +73,9 @@ def advance_blocks(w3: Web3, n: int) -> int:
     if _rpc(w3, "anvil_mine", [hex(n)]) is not None:
         for _ in range(n):
             if (error := _rpc(w3, "evm_mine", [])) is not None:
-                raise ChainError(f"the node at {w3.provider} supports neither anvil_mine nor evm_mine: {error}")
+                raise ChainError(
+                    f"the node at {w3.provider} supports neither anvil_mine nor evm_mine: {error}"
+                )
     head = int(w3.eth.block_number)
     if head < start + n:
         raise ChainError(f"asked to mine {n} blocks from {start} but the head is {head}")

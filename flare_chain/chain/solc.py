@@ -69,7 +69,9 @@ def compile_contracts(
 
     binary = _binary(solc_binary)
     version = compiler_version(binary)
-    sources = {p.name: {"content": p.read_text(encoding="utf-8")} for p in sorted(contracts_dir.glob("*.sol"))}
+    sources = {
+        p.name: {"content": p.read_text(encoding="utf-8")} for p in sorted(contracts_dir.glob("*.sol"))
+    }
     if not sources:
         raise ConfigError(f"no *.sol files under {contracts_dir}")
     settings = {**COMPILER_SETTINGS, "outputSelection": {"*": {"*": _OUTPUTS}}}

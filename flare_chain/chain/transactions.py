@@ -27,9 +27,30 @@ DEFAULT_RECEIPT_TIMEOUT_S = 120.0
 _FALLBACK_PRIORITY_FEE_WEI = 1_000_000_000
 
 
-def _simulate(w3: Web3, tx: dict[str, Any], label: str, decoder: ErrorDecoder, block: Any = "pending") -> None:
+def _simulate(
+    w3: Web3, tx: dict[str, Any], label: str, decoder: ErrorDecoder, block: Any = "pending"
+) -> None:
     try:
         w3.eth.call(tx, block)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise decoder.chain_error(label, revert_data_from_exception(exc), str(exc)) from exc
+
+
+def _estimate_gas(w3: Web3, tx: dict[str, Any], label: str, decoder: ErrorDecoder) -> int:
+    """Estimate against the pending block, where the transaction will actually run.
+
+    Deadlines are block numbers, so estimating at ``latest`` (block.number = head,
+    as anvil does by default) can revert for a call that is valid in the next
+    block. eth-tester does not support ``pending`` here; it estimates in a child of
+    the head anyway, so fall back to the default there.
+    """
+    try:
+        return int(w3.eth.estimate_gas(tx, "pending"))  # type: ignore[arg-type]
+    except Exception as exc:
+        if (data := revert_data_from_exception(exc)) is not None:
+            raise decoder.chain_error(label, data, str(exc)) from exc
+    try:
+        return int(w3.eth.estimate_gas(tx))  # type: ignore[arg-type]
     except Exception as exc:
         raise decoder.chain_error(label, revert_data_from_exception(exc), str(exc)) from exc
 
@@ -68,10 +89,7 @@ def send_transaction(
     if to is not None:
         tx["to"] = to
     _simulate(w3, tx, label, decoder)
-    try:
-        estimate = w3.eth.estimate_gas(tx)  # type: ignore[arg-type]
-    except Exception as exc:
-        raise decoder.chain_error(label, revert_data_from_exception(exc), str(exc)) from exc
+    estimate = _estimate_gas(w3, tx, label, decoder)
     tx.update(
         nonce=w3.eth.get_transaction_count(account.address, "pending"),
         chainId=w3.eth.chain_id,
@@ -89,7 +107,7 @@ def send_transaction(
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=receipt_timeout_s)
     if receipt["status"] != 1:
         # Replay against the parent block's state to recover the reason, best effort.
-        replay = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+        replay: dict[str, Any] = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
         try:
             _simulate(w3, replay, label, decoder, receipt["blockNumber"] - 1)
         except ChainError as exc:

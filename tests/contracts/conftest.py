@@ -17,7 +17,13 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 
-from flare_chain.chain import CoordinatorClient, advance_blocks, deploy_coordinator, fund_accounts, in_process_chain
+from flare_chain.chain import (
+    CoordinatorClient,
+    advance_blocks,
+    deploy_coordinator,
+    fund_accounts,
+    in_process_chain,
+)
 from flare_chain.errors import ChainError
 
 INITIAL_CID = b"\x01\x55\x12\x20" + keccak(text="initial adapter")

@@ -27,7 +27,9 @@ def test_deployment_sets_owner_threshold_and_minimum_committee(network):
 
 def test_registration_emits_NodeRegistered_with_first_eligible_round(network):
     regs = {r.node: r for r in network.coordinator.registrations()}
-    assert all(regs[v.address].validator and regs[v.address].first_eligible_round == 1 for v in network.validators)
+    assert all(
+        regs[v.address].validator and regs[v.address].first_eligible_round == 1 for v in network.validators
+    )
     assert regs[network.participant.address].validator is False
     assert network.coordinator.is_registered(network.participant.address)
     assert not network.coordinator.is_registered(network.outsider.address)
@@ -178,7 +180,9 @@ def test_validator_registered_while_a_round_is_open_joins_the_next_committee(net
 def test_submission_costs_at_most_60k_gas(network):
     round_id = network.open_round()
     gas = [
-        network.coordinator.submit_update(node, round_id, network.cid(f"u{i}"), 1000, keccak(text=f"m{i}")).gas_used
+        network.coordinator.submit_update(
+            node, round_id, network.cid(f"u{i}"), 1000, keccak(text=f"m{i}")
+        ).gas_used
         for i, node in enumerate(network.validators)
     ]
     assert max(gas) <= 60_000, gas

@@ -30,26 +30,38 @@ def proposed_round(network, open_round):
     """Round 1 with a proposal accepting validators 0 and 1, voting open."""
     c = network.coordinator
     network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
-    c.propose_aggregate(network.validators[0], open_round, network.cid("aggregate"),
-                        [v.address for v in network.validators[:2]])
+    c.propose_aggregate(
+        network.validators[0],
+        open_round,
+        network.cid("aggregate"),
+        [v.address for v in network.validators[:2]],
+    )
     return open_round
 
 
 # ---------------------------------------------------------------- deployment and owner calls
 
 
-@pytest.mark.parametrize(("bps", "min_size", "error"), [
-    (0, 1, ("CoordinatorInvalidThreshold", 0)),
-    (10_001, 1, ("CoordinatorInvalidThreshold", 10_001)),
-    (5000, 0, ("CoordinatorInvalidMinCommitteeSize", 0)),
-])
+@pytest.mark.parametrize(
+    ("bps", "min_size", "error"),
+    [
+        (0, 1, ("CoordinatorInvalidThreshold", 0)),
+        (10_001, 1, ("CoordinatorInvalidThreshold", 10_001)),
+        (5000, 0, ("CoordinatorInvalidMinCommitteeSize", 0)),
+    ],
+)
 def test_constructor_rejects_bad_parameters_with_custom_errors(network, reverts, bps, min_size, error):
     artifact = load_artifact("FlareCoordinator")
     factory = network.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     with reverts(*error):
-        send_transaction(network.w3, network.owner, to=None, label="deploy",
-                         data=factory.constructor(bps, min_size).data_in_transaction,
-                         decoder=ErrorDecoder(artifact.abi))
+        send_transaction(
+            network.w3,
+            network.owner,
+            to=None,
+            label="deploy",
+            data=factory.constructor(bps, min_size).data_in_transaction,
+            decoder=ErrorDecoder(artifact.abi),
+        )
 
 
 def test_deploy_helper_validates_parameters_before_sending(network):
@@ -65,7 +77,9 @@ def test_second_registration_reverts_with_CoordinatorAlreadyRegistered(network, 
         network.coordinator.register_node(node, validator=False)
 
 
-def test_second_adapter_initialization_reverts_with_CoordinatorGlobalAdapterAlreadyInitialized(network, reverts):
+def test_second_adapter_initialization_reverts_with_CoordinatorGlobalAdapterAlreadyInitialized(
+    network, reverts
+):
     with reverts("CoordinatorGlobalAdapterAlreadyInitialized", network.initial_cid):
         network.coordinator.initialize_global_adapter(network.owner, network.cid("other"))
 
@@ -80,7 +94,9 @@ def test_owner_calls_from_others_revert_with_OwnableUnauthorizedAccount(network,
             network.coordinator.open_round(intruder, 5, 5, 5)
 
 
-def test_open_before_adapter_initialization_reverts_with_CoordinatorGlobalAdapterNotInitialized(network, reverts):
+def test_open_before_adapter_initialization_reverts_with_CoordinatorGlobalAdapterNotInitialized(
+    network, reverts
+):
     fresh = deploy_coordinator(network.w3, network.owner, min_committee_size=1)
     fresh.register_node(network.validators[0])
     with reverts("CoordinatorGlobalAdapterNotInitialized"):
@@ -102,7 +118,9 @@ def test_zero_phase_length_reverts_with_CoordinatorZeroDuration(network, reverts
         network.coordinator.open_round(network.owner, *durations)
 
 
-def test_open_while_previous_round_open_reverts_with_CoordinatorPreviousRoundNotFinalized(network, reverts, open_round):
+def test_open_while_previous_round_open_reverts_with_CoordinatorPreviousRoundNotFinalized(
+    network, reverts, open_round
+):
     with reverts("CoordinatorPreviousRoundNotFinalized", open_round, RoundStatus.OPEN):
         network.open_round()
 
@@ -117,14 +135,18 @@ def test_open_while_previous_round_proposed_reverts_with_CoordinatorPreviousRoun
 # ---------------------------------------------------------------- submissions
 
 
-def test_submission_from_unregistered_node_reverts_with_CoordinatorNotRegistered(network, reverts, open_round):
+def test_submission_from_unregistered_node_reverts_with_CoordinatorNotRegistered(
+    network, reverts, open_round
+):
     with reverts("CoordinatorNotRegistered", network.outsider.address):
         network.coordinator.submit_update(network.outsider, open_round, network.cid("x"), 1, MANIFEST)
 
 
 def test_submission_to_unopened_round_reverts_with_CoordinatorRoundNotOpen(network, reverts, open_round):
     with reverts("CoordinatorRoundNotOpen", open_round + 1, RoundStatus.NONE):
-        network.coordinator.submit_update(network.validators[2], open_round + 1, network.cid("x"), 1, MANIFEST)
+        network.coordinator.submit_update(
+            network.validators[2], open_round + 1, network.cid("x"), 1, MANIFEST
+        )
 
 
 def test_submission_to_failed_round_reverts_with_CoordinatorRoundNotOpen(network, reverts, open_round):
@@ -144,10 +166,14 @@ def test_late_submission_reverts_with_CoordinatorLateSubmission(network, reverts
         c.submit_update(network.validators[3], open_round, network.cid("late"), 1, MANIFEST)
 
 
-def test_late_submission_after_proposal_reverts_with_CoordinatorLateSubmission(network, reverts, proposed_round):
+def test_late_submission_after_proposal_reverts_with_CoordinatorLateSubmission(
+    network, reverts, proposed_round
+):
     deadline = network.coordinator.round_info(proposed_round).submission_deadline
     with reverts("CoordinatorLateSubmission", proposed_round, deadline):
-        network.coordinator.submit_update(network.validators[3], proposed_round, network.cid("late"), 1, MANIFEST)
+        network.coordinator.submit_update(
+            network.validators[3], proposed_round, network.cid("late"), 1, MANIFEST
+        )
 
 
 def test_second_submission_reverts_with_CoordinatorDuplicateSubmission(network, reverts, open_round):
@@ -177,7 +203,9 @@ def test_cid_of_64_bytes_is_accepted(network, open_round):
 
 
 @pytest.mark.parametrize("who", ["participant", "outsider"])
-def test_proposal_from_non_member_reverts_with_CoordinatorNotCommitteeMember(network, reverts, open_round, who):
+def test_proposal_from_non_member_reverts_with_CoordinatorNotCommitteeMember(
+    network, reverts, open_round, who
+):
     c, proposer = network.coordinator, getattr(network, who)
     network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
     with reverts("CoordinatorNotCommitteeMember", open_round, proposer.address):
@@ -203,25 +231,35 @@ def test_proposal_before_submission_deadline_reverts_with_CoordinatorSubmissionS
     deadline = c.round_info(open_round).submission_deadline
     network.next_tx_in_block(deadline)
     with reverts("CoordinatorSubmissionStillOpen", open_round, deadline):
-        c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [network.validators[0].address])
+        c.propose_aggregate(
+            network.validators[0], open_round, network.cid("a"), [network.validators[0].address]
+        )
 
 
-def test_proposal_after_proposal_deadline_reverts_with_CoordinatorProposalClosed(network, reverts, open_round):
+def test_proposal_after_proposal_deadline_reverts_with_CoordinatorProposalClosed(
+    network, reverts, open_round
+):
     c = network.coordinator
     deadline = c.round_info(open_round).proposal_deadline
     network.next_tx_in_block(deadline + 1)
     with reverts("CoordinatorProposalClosed", open_round, deadline):
-        c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [network.validators[0].address])
+        c.propose_aggregate(
+            network.validators[0], open_round, network.cid("a"), [network.validators[0].address]
+        )
 
 
-def test_proposal_with_empty_accepted_list_reverts_with_CoordinatorEmptyAcceptedSet(network, reverts, open_round):
+def test_proposal_with_empty_accepted_list_reverts_with_CoordinatorEmptyAcceptedSet(
+    network, reverts, open_round
+):
     c = network.coordinator
     network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
     with reverts("CoordinatorEmptyAcceptedSet", open_round):
         c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [])
 
 
-def test_unsorted_accepted_list_reverts_with_CoordinatorAcceptedNotStrictlyIncreasing(network, reverts, open_round):
+def test_unsorted_accepted_list_reverts_with_CoordinatorAcceptedNotStrictlyIncreasing(
+    network, reverts, open_round
+):
     c = network.coordinator
     low, high = (a.address for a in _by_address(network.validators[:2]))
     network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
@@ -241,21 +279,27 @@ def test_duplicate_in_accepted_list_reverts_with_CoordinatorAcceptedNotStrictlyI
 def test_client_refuses_duplicate_accepted_addresses_before_sending(network, open_round):
     node = network.validators[0].address
     with pytest.raises(ConfigError, match="twice"):
-        network.coordinator.propose_aggregate(network.validators[0], open_round, network.cid("a"), [node, node.lower()])
+        network.coordinator.propose_aggregate(
+            network.validators[0], open_round, network.cid("a"), [node, node.lower()]
+        )
 
 
-def test_accepting_a_non_submitter_reverts_with_CoordinatorAcceptedWithoutSubmission(network, reverts, open_round):
+def test_accepting_a_non_submitter_reverts_with_CoordinatorAcceptedWithoutSubmission(
+    network, reverts, open_round
+):
     c, idle = network.coordinator, network.validators[3].address
     network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
     with reverts("CoordinatorAcceptedWithoutSubmission", open_round, idle):
-        c.propose_aggregate(network.validators[0], open_round, network.cid("a"),
-                            [network.validators[0].address, idle])
+        c.propose_aggregate(
+            network.validators[0], open_round, network.cid("a"), [network.validators[0].address, idle]
+        )
 
 
 def test_second_proposal_reverts_with_CoordinatorRoundNotOpen(network, reverts, proposed_round):
     with reverts("CoordinatorRoundNotOpen", proposed_round, RoundStatus.PROPOSED):
-        network.coordinator.propose_aggregate(network.validators[1], proposed_round, network.cid("b"),
-                                              [network.validators[1].address])
+        network.coordinator.propose_aggregate(
+            network.validators[1], proposed_round, network.cid("b"), [network.validators[1].address]
+        )
 
 
 def test_proposal_with_bad_cid_reverts_with_CoordinatorInvalidCidLength(network, reverts, open_round):
