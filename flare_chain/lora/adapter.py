@@ -8,6 +8,7 @@ Every node starts round 1 from the same :func:`initial_adapter`.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,7 +36,7 @@ def lora_config(params: LoraTrainParams, *, inference_mode: bool = False):  # ->
 
     return LoraConfig(
         r=params.rank,
-        lora_alpha=params.alpha,
+        lora_alpha=params.alpha,  # type: ignore[arg-type]  # PEFT hints int, scales by any number
         lora_dropout=params.dropout,
         target_modules=sorted(params.target_modules),
         bias="none",
@@ -54,7 +55,9 @@ def wrap_with_lora(base: nn.Module, params: LoraTrainParams, *, seed: int | None
     from peft import get_peft_model
 
     check_params_for_model(base, params)
-    with seeded(params.seed if seed is None else seed, params.num_threads):
+    with seeded(params.seed if seed is None else seed, params.num_threads), warnings.catch_warnings():
+        # PEFT asks transformers about gradient checkpointing through a name v5 deprecated.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(base, lora_config(params))
 
 
@@ -78,22 +81,32 @@ def check_adapter(
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing:
-        raise UpdateError(f"{what} is missing {len(missing)} tensor(s), e.g. {missing[0]!r}; "
-                          f"it was made for a different model or target_modules")
+        raise UpdateError(
+            f"{what} is missing {len(missing)} tensor(s), e.g. {missing[0]!r}; "
+            f"it was made for a different model or target_modules"
+        )
     if extra:
-        raise UpdateError(f"{what} has {len(extra)} unexpected tensor(s), e.g. {extra[0]!r}; "
-                          f"it was made for a different model or target_modules")
+        raise UpdateError(
+            f"{what} has {len(extra)} unexpected tensor(s), e.g. {extra[0]!r}; "
+            f"it was made for a different model or target_modules"
+        )
     for key in sorted(expected):
         t = tensors[key]
         if not isinstance(t, torch.Tensor) or not t.dtype.is_floating_point:
-            raise UpdateError(f"{what} tensor {key!r} has dtype {getattr(t, 'dtype', type(t))}; expected float")
+            raise UpdateError(
+                f"{what} tensor {key!r} has dtype {getattr(t, 'dtype', type(t))}; expected float"
+            )
         if tuple(t.shape) != tuple(expected[key]):
-            raise UpdateError(f"{what} tensor {key!r} has shape {tuple(t.shape)}, expected {tuple(expected[key])}")
+            raise UpdateError(
+                f"{what} tensor {key!r} has shape {tuple(t.shape)}, expected {tuple(expected[key])}"
+            )
         if not bool(torch.isfinite(t).all()):
             raise UpdateError(f"{what} tensor {key!r} contains NaN or Inf; refusing it")
 
 
-def set_adapter_tensors(peft_model: nn.Module, tensors: dict[str, torch.Tensor], *, what: str = "adapter") -> None:
+def set_adapter_tensors(
+    peft_model: nn.Module, tensors: dict[str, torch.Tensor], *, what: str = "adapter"
+) -> None:
     """Load ``tensors`` into the PEFT model after checking keys, shapes and values."""
     from peft import set_peft_model_state_dict
 
@@ -104,7 +117,9 @@ def set_adapter_tensors(peft_model: nn.Module, tensors: dict[str, torch.Tensor],
         raise UpdateError(f"{what}: PEFT did not accept tensor {unexpected[0]!r}")
 
 
-def initial_adapter(model_dir: Path, params: LoraTrainParams, seed: int | None = None) -> dict[str, torch.Tensor]:
+def initial_adapter(
+    model_dir: Path, params: LoraTrainParams, seed: int | None = None
+) -> dict[str, torch.Tensor]:
     """The round-1 adapter every node shares: PEFT's default LoRA init drawn from ``seed``.
 
     Deterministic: the same base architecture, params and seed give identical
@@ -112,5 +127,3 @@ def initial_adapter(model_dir: Path, params: LoraTrainParams, seed: int | None =
     """
     model = wrap_with_lora(load_base_model(model_dir), params, seed=seed)
     return adapter_tensors(model)
-
-

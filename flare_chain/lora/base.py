@@ -88,7 +88,9 @@ def load_base_model(model_dir: Path) -> nn.Module:
     """Load a causal LM from a local directory in float32, eval mode, without any network access."""
     path = Path(model_dir)
     if not path.is_dir():
-        raise TrainingError(f"base model directory {path} does not exist; pass a Hugging Face model directory")
+        raise TrainingError(
+            f"base model directory {path} does not exist; pass a Hugging Face model directory"
+        )
     if not (path / "config.json").is_file():
         raise TrainingError(f"base model directory {path} has no config.json; it is not a Hugging Face model")
     weight_files(path)

@@ -32,7 +32,9 @@ def mean_token_loss(model: nn.Module, windows: torch.Tensor, batch_size: int) ->
     dropout), so the result is deterministic.
     """
     if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] < 2:
-        raise TrainingError(f"need at least one window of >= 2 tokens to evaluate, got shape {tuple(windows.shape)}")
+        raise TrainingError(
+            f"need at least one window of >= 2 tokens to evaluate, got shape {tuple(windows.shape)}"
+        )
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -41,7 +43,9 @@ def mean_token_loss(model: nn.Module, windows: torch.Tensor, batch_size: int) ->
             batch = windows[start : start + batch_size]
             logits = model(input_ids=batch).logits[:, :-1, :]
             targets = batch[:, 1:]
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum")
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum"
+            )
             total += float(loss)
             count += targets.numel()
     finally:
@@ -52,8 +56,12 @@ def mean_token_loss(model: nn.Module, windows: torch.Tensor, batch_size: int) ->
 def held_out_windows(texts: Sequence[str], params: LoraTrainParams) -> torch.Tensor:
     """The validation windows :func:`~flare_chain.lora.train.train_lora` holds out for these texts."""
     return windows_for_training(
-        texts, seq_len=params.seq_len, val_fraction=params.val_fraction, seed=params.seed,
-        max_train=params.max_train_windows, max_val=params.max_val_windows,
+        texts,
+        seq_len=params.seq_len,
+        val_fraction=params.val_fraction,
+        seed=params.seed,
+        max_train=params.max_train_windows,
+        max_val=params.max_val_windows,
     ).val
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -111,7 +112,9 @@ class Manifest(BaseModel):
             if key.endswith("lora_A.weight") and (len(shape) != 2 or shape[0] != self.rank):
                 raise ValueError(f"{key!r} has shape {shape}; a lora_A weight must be [rank={self.rank}, in]")
             if key.endswith("lora_B.weight") and (len(shape) != 2 or shape[1] != self.rank):
-                raise ValueError(f"{key!r} has shape {shape}; a lora_B weight must be [out, rank={self.rank}]")
+                raise ValueError(
+                    f"{key!r} has shape {shape}; a lora_B weight must be [out, rank={self.rank}]"
+                )
         return self
 
     def to_bytes(self) -> bytes:
@@ -144,7 +147,9 @@ def encode_delta(tensors: dict[str, torch.Tensor], manifest: Manifest) -> tuple[
     dtype = ALLOWED_DTYPES[manifest.dtype]
     shapes = tensor_shapes(tensors)
     if shapes != manifest.shapes:
-        diff = sorted(set(shapes) ^ set(manifest.shapes)) or [k for k in shapes if shapes[k] != manifest.shapes[k]]
+        diff = sorted(set(shapes) ^ set(manifest.shapes)) or [
+            k for k in shapes if shapes[k] != manifest.shapes[k]
+        ]
         raise UpdateError(f"manifest shapes do not describe the tensors (first difference: {diff[0]!r})")
     for key in sorted(tensors):
         if not bool(torch.isfinite(tensors[key]).all()):
@@ -155,7 +160,7 @@ def encode_delta(tensors: dict[str, torch.Tensor], manifest: Manifest) -> tuple[
 
 def _check_tensors(
     tensors: dict[str, torch.Tensor],
-    expected_shapes: dict[str, tuple[int, ...]] | None,
+    expected_shapes: Mapping[str, tuple[int, ...]] | None,
     dtype: str | None,
 ) -> None:
     if expected_shapes is not None:
@@ -186,7 +191,7 @@ def decode_delta(
     data: bytes,
     manifest_bytes: bytes | None = None,
     *,
-    expected_shapes: dict[str, tuple[int, ...]] | None = None,
+    expected_shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> tuple[dict[str, torch.Tensor], Manifest | None]:
     """Parse and check update bytes; returns ``(tensors in sorted key order, manifest or None)``.
 
@@ -200,7 +205,9 @@ def decode_delta(
     try:
         raw = st_load(bytes(data))
     except (SafetensorError, ValueError, RuntimeError, OverflowError) as exc:
-        raise UpdateError(f"update is not a valid safetensors file ({len(data)} bytes; truncated?): {exc}") from exc
+        raise UpdateError(
+            f"update is not a valid safetensors file ({len(data)} bytes; truncated?): {exc}"
+        ) from exc
     tensors = {k: raw[k] for k in sorted(raw)}
     if not tensors:
         raise UpdateError("update holds no tensors")

@@ -6,9 +6,11 @@ loaded, with a message that names the parameter and its allowed range. Checks
 that need the model (rank vs. layer sizes, target module names) live in
 :mod:`flare_chain.lora.base`.
 
-The defaults are the demo setting measured on 2 CPU cores: one node round
-(256 training windows of 128 tokens, rank 8) takes about 10 s and clearly
-lowers held-out loss on its domain.
+The defaults are the demo setting measured on 2 CPU cores with the default
+reference model: one node round (up to 512 training windows of 128 tokens,
+2 epochs of batch 16, rank 8 on q/k/v/o, lr 5e-3) takes about 9 s and lowers
+held-out loss on its domain by 0.1–0.2 nats/token (e.g. json 1.97 → 1.77,
+asyncio 1.62 → 1.46).
 """
 
 from __future__ import annotations
@@ -51,20 +53,24 @@ class LoraTrainParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    rank: int = Field(8, ge=1, description="LoRA rank r")
-    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator; scale = alpha / rank")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input")
-    learning_rate: float = Field(3e-3, gt=0, le=1, description="AdamW learning rate")
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(16, ge=1, description="windows per optimiser step")
-    seq_len: int = Field(128, ge=8, le=4096, description="tokens per training window")
-    target_modules: tuple[str, ...] = Field(DEFAULT_TARGET_MODULES, description="linear layers to adapt")
-    val_fraction: float = Field(0.1, gt=0, le=0.5, description="share of windows held out for validation")
-    max_train_windows: int | None = Field(256, ge=1, description="cap on training windows (speed)")
-    max_val_windows: int | None = Field(64, ge=1, description="cap on held-out windows (speed)")
-    weight_decay: float = Field(0.0, ge=0)
-    seed: int = Field(0, ge=0, lt=2**63)
-    num_threads: int = Field(2, ge=1, description="torch CPU threads; fixed so results reproduce")
+    rank: int = Field(default=8, ge=1, description="LoRA rank r")
+    alpha: float = Field(default=16.0, gt=0, description="LoRA scaling numerator; scale = alpha / rank")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="dropout on the LoRA input")
+    learning_rate: float = Field(default=5e-3, gt=0, le=1, description="AdamW learning rate")
+    epochs: int = Field(default=2, ge=1)
+    batch_size: int = Field(default=16, ge=1, description="windows per optimiser step")
+    seq_len: int = Field(default=128, ge=8, le=4096, description="tokens per training window")
+    target_modules: tuple[str, ...] = Field(
+        default=DEFAULT_TARGET_MODULES, description="linear layers to adapt"
+    )
+    val_fraction: float = Field(
+        default=0.1, gt=0, le=0.5, description="share of windows held out for validation"
+    )
+    max_train_windows: int | None = Field(default=512, ge=1, description="cap on training windows (speed)")
+    max_val_windows: int | None = Field(default=64, ge=1, description="cap on held-out windows (speed)")
+    weight_decay: float = Field(default=0.0, ge=0)
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    num_threads: int = Field(default=2, ge=1, description="torch CPU threads; fixed so results reproduce")
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -122,8 +122,9 @@ def load_peft_adapter(adapter_dir: Path) -> tuple[dict[str, torch.Tensor], dict[
     if not isinstance(config, dict) or config.get("peft_type") != "LORA":
         raise UpdateError(f"{cfg_path} does not describe a LoRA adapter (peft_type must be 'LORA')")
     try:
-        tensors = st_load(w_path.read_bytes())
+        raw = st_load(w_path.read_bytes())
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise UpdateError(f"{w_path} is not a readable safetensors file: {exc}") from exc
+    tensors = {k: raw[k] for k in sorted(raw)}
     check_adapter(tensors, {k: tuple(v.shape) for k, v in tensors.items()}, what=str(w_path))
     return tensors, config

@@ -62,19 +62,19 @@ class ReferenceSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    hidden_size: int = Field(128, ge=8)
-    num_layers: int = Field(4, ge=1)
-    num_heads: int = Field(4, ge=1)
-    intermediate_size: int = Field(344, ge=1)
-    max_positions: int = Field(512, ge=8)
-    pretrain_steps: int = Field(300, ge=0)
-    batch_size: int = Field(32, ge=1)
-    seq_len: int = Field(128, ge=8)
-    learning_rate: float = Field(3e-3, gt=0, le=1)
-    warmup_steps: int = Field(30, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    seed: int = Field(0, ge=0)
-    num_threads: int = Field(2, ge=1)
+    hidden_size: int = Field(default=128, ge=8)
+    num_layers: int = Field(default=4, ge=1)
+    num_heads: int = Field(default=4, ge=1)
+    intermediate_size: int = Field(default=344, ge=1)
+    max_positions: int = Field(default=512, ge=8)
+    pretrain_steps: int = Field(default=300, ge=0)
+    batch_size: int = Field(default=32, ge=1)
+    seq_len: int = Field(default=128, ge=8)
+    learning_rate: float = Field(default=3e-3, gt=0, le=1)
+    warmup_steps: int = Field(default=30, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    seed: int = Field(default=0, ge=0)
+    num_threads: int = Field(default=2, ge=1)
 
     def llama_config(self) -> Any:
         """The transformers ``LlamaConfig`` of this spec."""
@@ -85,7 +85,9 @@ class ReferenceSpec(BaseModel):
                 f"reference model hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}"
             )
         if self.seq_len > self.max_positions:
-            raise ConfigError(f"reference pretraining seq_len={self.seq_len} exceeds max_positions={self.max_positions}")
+            raise ConfigError(
+                f"reference pretraining seq_len={self.seq_len} exceeds max_positions={self.max_positions}"
+            )
         return LlamaConfig(
             vocab_size=VOCAB_SIZE,
             hidden_size=self.hidden_size,
@@ -148,28 +150,34 @@ def _lr_at(step: int, spec: ReferenceSpec) -> float:
     return spec.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def _pretrain(spec: ReferenceSpec, stream: torch.Tensor, *, show_progress: bool) -> tuple[Any, dict[str, float]]:
+def _pretrain(
+    spec: ReferenceSpec, stream: torch.Tensor, *, show_progress: bool
+) -> tuple[Any, dict[str, float]]:
     """Build the model and pretrain it on random windows of ``stream``; pure compute, no files."""
     from transformers import LlamaForCausalLM
 
     config = spec.llama_config()
     n_tokens = int(stream.shape[0])
     if n_tokens <= spec.seq_len + 1:
-        raise TrainingError(f"pretraining text has only {n_tokens} tokens; need more than seq_len={spec.seq_len}")
+        raise TrainingError(
+            f"pretraining text has only {n_tokens} tokens; need more than seq_len={spec.seq_len}"
+        )
     with seeded(spec.seed, spec.num_threads):
         model = LlamaForCausalLM(config)
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=spec.learning_rate, betas=(0.9, 0.95),
+            lr=spec.learning_rate,
+            betas=(0.9, 0.95),
         )
         sampler = torch.Generator().manual_seed(spec.seed)
         offsets_in = torch.arange(spec.seq_len)
         losses: list[float] = []
         model.train()
-        with progress("pretrain reference model", total=spec.pretrain_steps, unit="step",
-                      enabled=show_progress) as bar:
+        with progress(
+            "pretrain reference model", total=spec.pretrain_steps, unit="step", enabled=show_progress
+        ) as bar:
             for step in range(spec.pretrain_steps):
                 for group in optimizer.param_groups:
                     group["lr"] = _lr_at(step, spec)
@@ -182,11 +190,14 @@ def _pretrain(spec: ReferenceSpec, stream: torch.Tensor, *, show_progress: bool)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), _GRAD_CLIP)
                 optimizer.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
                 bar.update(1, loss=f"{losses[-1]:.3f}")
         model.eval()
-    tail = losses[-max(1, len(losses) // 10):] if losses else [math.log(VOCAB_SIZE)]
-    return model, {"final_loss": sum(tail) / len(tail), "tokens_seen": float(len(losses) * spec.batch_size * spec.seq_len)}
+    tail = losses[-max(1, len(losses) // 10) :] if losses else [math.log(VOCAB_SIZE)]
+    return model, {
+        "final_loss": sum(tail) / len(tail),
+        "tokens_seen": float(len(losses) * spec.batch_size * spec.seq_len),
+    }
 
 
 def _build(final: Path, spec: ReferenceSpec, key: str, *, show_progress: bool) -> None:
@@ -213,16 +224,22 @@ def _build(final: Path, spec: ReferenceSpec, key: str, *, show_progress: bool) -
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "pretraining_text": "Python standard library .py sources outside flare_chain.lora.domains.DOMAINS "
-                                "and test directories",
+            "and test directories",
             "pretraining_tokens": int(stream.shape[0]),
             "final_loss": stats["final_loss"],
             "tokens_seen": stats["tokens_seen"],
             "build_seconds": time.perf_counter() - began,
         }
-        (tmp / REFERENCE_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (tmp / REFERENCE_INFO_FILE).write_text(
+            json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
         os.rename(tmp, final)
-        _log.info("reference model %s built in %.0f s (final loss %.3f)", final, info["build_seconds"],
-                  stats["final_loss"])
+        _log.info(
+            "reference model %s built in %.0f s (final loss %.3f)",
+            final,
+            info["build_seconds"],
+            stats["final_loss"],
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -247,19 +264,26 @@ def ensure_reference_model(
     """
     if spec is None:
         try:
-            spec = ReferenceSpec(pretrain_steps=pretrain_steps, batch_size=batch_size, seq_len=seq_len,
-                                 learning_rate=learning_rate, seed=seed)
+            spec = ReferenceSpec(
+                pretrain_steps=pretrain_steps,
+                batch_size=batch_size,
+                seq_len=seq_len,
+                learning_rate=learning_rate,
+                seed=seed,
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise ConfigError(f"reference model parameter {first['loc'][0]}={first.get('input')!r}: "
-                              f"{first['msg']}") from None
+            raise ConfigError(
+                f"reference model parameter {first['loc'][0]}={first.get('input')!r}: {first['msg']}"
+            ) from None
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     models = root / "models"
     try:
         models.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the model cache {models}: {exc}; set FLARE_CACHE_DIR to a writable "
-                          f"directory") from exc
+        raise ConfigError(
+            f"cannot create the model cache {models}: {exc}; set FLARE_CACHE_DIR to a writable directory"
+        ) from exc
     key = reference_key(spec)
     final = models / f"reference-{key}"
     if _is_complete(final):

@@ -66,8 +66,12 @@ def train_lora(
         raise TrainingError(f"params must be a LoraTrainParams, got {type(params).__name__}")
     began = time.perf_counter()
     split = windows_for_training(
-        list(texts), seq_len=params.seq_len, val_fraction=params.val_fraction, seed=params.seed,
-        max_train=params.max_train_windows, max_val=params.max_val_windows,
+        list(texts),
+        seq_len=params.seq_len,
+        val_fraction=params.val_fraction,
+        seed=params.seed,
+        max_train=params.max_train_windows,
+        max_val=params.max_val_windows,
     )
     model = wrap_with_lora(load_base_model(model_dir), params)
     start = adapter_tensors(model) if start_adapter is None else start_adapter
@@ -92,7 +96,7 @@ def train_lora(
                 for s in range(steps_per_epoch):
                     batch = split.train[order[s * params.batch_size : (s + 1) * params.batch_size]]
                     loss = model(input_ids=batch, labels=batch).loss
-                    if not torch.isfinite(loss):
+                    if not math.isfinite(loss.item()):
                         raise TrainingError(
                             f"training diverged (loss={float(loss)}) at step {len(epoch_losses) + 1}; "
                             f"lower learning_rate (now {params.learning_rate})"
@@ -101,7 +105,7 @@ def train_lora(
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(trainable, _GRAD_CLIP)
                     optimizer.step()
-                    epoch_losses.append(float(loss))
+                    epoch_losses.append(loss.item())
                     bar.update(1, loss=f"{epoch_losses[-1]:.3f}")
         model.eval()
         val_after = mean_token_loss(model, split.val, params.batch_size)
