@@ -29,20 +29,19 @@ class _LogProgress:
         self._total = max(total, 1)
         self._unit = unit
         self._done = 0
-        self._next_report = 0.1
+        self._reported_tenths = 0  # integer tenths already logged: no float drift, no double lines
 
     def update(self, n: int = 1, **postfix: object) -> None:
         self._done += n
-        fraction = self._done / self._total
-        if fraction + 1e-12 >= self._next_report or self._done >= self._total:
+        tenths = min(10, self._done * 10 // self._total)
+        if tenths > self._reported_tenths:
+            self._reported_tenths = tenths
             extra = " ".join(f"{k}={v}" for k, v in postfix.items())
             self._logger.info(
                 "%s: %d/%d %s (%.0f%%)%s",
-                self._desc, self._done, self._total, self._unit, 100 * min(fraction, 1.0),
+                self._desc, self._done, self._total, self._unit, 100 * min(self._done / self._total, 1.0),
                 f" {extra}" if extra else "",
             )
-            while self._next_report <= fraction:
-                self._next_report += 0.1
 
 
 class _BarProgress:
