@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser; each sub-command module registers itself."""
     from flare_chain.cli import demo as demo_cli
     from flare_chain.cli import ipfs as ipfs_cli
+    from flare_chain.cli import keys as keys_cli
 
     parser = argparse.ArgumentParser(
         prog="flare-chain",
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--json-logs", action="store_true", help="emit log lines as JSON objects")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo_cli, ipfs_cli):
+    for module in (demo_cli, ipfs_cli, keys_cli):
         module.register(sub)
     return parser
 

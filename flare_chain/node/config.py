@@ -1,0 +1,214 @@
+"""A node operator's configuration: one TOML file, validated at the door.
+
+The file maps onto :class:`NodeConfig`; any key may be overridden from the
+environment as ``FLARE__<SECTION>__<KEY>`` (e.g. ``FLARE__CHAIN__RPC_URL``), so
+one template serves several machines. Errors name the file, the dotted key
+and the fix. Secrets never live here: the config names a keystore file and
+where its password comes from (an environment variable or a file).
+
+    [node]
+    name = "node-1"
+    data_dir = ".flare/node-1"
+    keystore = "keys/node-1.json"
+    password_env = "FLARE_NODE_1_PASSWORD"
+
+    [chain]
+    rpc_url = "http://127.0.0.1:8545"
+    deployment = "deployment.json"      # or: contract = "0x…"
+
+    [ipfs]
+    endpoint = "http://127.0.0.1:5001"
+
+    [training]                          # any LoraTrainParams field
+    rank = 8
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flare_chain.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "ChainSettings",
+    "CommitteeSettings",
+    "DataSettings",
+    "IpfsSettings",
+    "ModelSettings",
+    "NodeConfig",
+    "NodeSettings",
+    "load_node_config",
+]
+
+ENV_PREFIX = "FLARE__"
+
+_Strict = ConfigDict(frozen=True, extra="forbid")
+
+
+class NodeSettings(BaseModel):
+    model_config = _Strict
+
+    name: str = Field(min_length=1, max_length=64)
+    data_dir: Path
+    keystore: Path
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> NodeSettings:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("set exactly one of password_env or password_file")
+        return self
+
+
+class ChainSettings(BaseModel):
+    model_config = _Strict
+
+    rpc_url: str = Field(pattern=r"^(https?|wss?)://")
+    contract: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    deployment: Path | None = None
+    poll_interval_s: float = Field(2.0, gt=0, le=3600)
+    confirmations: int = Field(1, ge=0, le=64)
+    log_chunk_blocks: int = Field(10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _one_contract_source(self) -> ChainSettings:
+        if (self.contract is None) == (self.deployment is None):
+            raise ValueError("set exactly one of contract (an address) or deployment (a deployment file)")
+        return self
+
+
+class IpfsSettings(BaseModel):
+    model_config = _Strict
+
+    endpoint: str = Field("http://127.0.0.1:5001", pattern=r"^https?://")
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(5, ge=0, le=100)
+    backoff_s: float = Field(1.0, ge=0)
+    max_update_bytes: int = Field(64 * 2**20, ge=1024)
+
+
+class ModelSettings(BaseModel):
+    model_config = _Strict
+
+    model_dir: Path | None = Field(None, description="HF causal-LM directory; None: the reference model")
+
+
+class DataSettings(BaseModel):
+    model_config = _Strict
+
+    domain: str | None = Field(None, description="a stdlib domain (reference task)")
+    texts_dir: Path | None = Field(None, description="a folder of UTF-8 text files (your own data)")
+    glob: str = "**/*.txt"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSettings:
+        if (self.domain is None) == (self.texts_dir is None):
+            raise ValueError("set exactly one of domain or texts_dir")
+        return self
+
+
+class CommitteeSettings(BaseModel):
+    model_config = _Strict
+
+    participate: bool = True
+    vote_tolerance: float = Field(0.02, ge=0, le=1)
+
+
+class NodeConfig(BaseModel):
+    """Everything one node daemon needs; relative paths resolve against the config file's folder."""
+
+    model_config = _Strict
+
+    node: NodeSettings
+    chain: ChainSettings
+    ipfs: IpfsSettings = Field(default_factory=IpfsSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    data: DataSettings
+    training: dict[str, Any] = Field(default_factory=dict)
+    committee: CommitteeSettings = Field(default_factory=CommitteeSettings)
+
+    @field_validator("training")
+    @classmethod
+    def _training_is_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from flare_chain.lora.params import LoraTrainParams
+
+        try:
+            LoraTrainParams.from_mapping(value)
+        except ConfigError as exc:  # re-raised as a validation error so the key path is reported
+            raise ValueError(str(exc)) from None
+        return value
+
+    def train_params(self):  # -> LoraTrainParams (import kept lazy: torch is heavy)
+        from flare_chain.lora.params import LoraTrainParams
+
+        return LoraTrainParams.from_mapping(self.training)
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Overlay ``FLARE__SECTION__KEY=value`` onto the parsed table; values parse as TOML scalars."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for name, text in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"environment variable {name} must look like {ENV_PREFIX}SECTION__KEY")
+        section, key = parts
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare string such as a URL
+        table = out.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"environment variable {name}: [{section}] is not a table in the config")
+        table[key] = value
+    return out
+
+
+def _resolve_paths(config: NodeConfig, base: Path) -> NodeConfig:
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (base / p))
+
+    return config.model_copy(update={
+        "node": config.node.model_copy(update={
+            "data_dir": fix(config.node.data_dir), "keystore": fix(config.node.keystore),
+            "password_file": fix(config.node.password_file)}),
+        "chain": config.chain.model_copy(update={"deployment": fix(config.chain.deployment)}),
+        "model": config.model.model_copy(update={"model_dir": fix(config.model.model_dir)}),
+        "data": config.data.model_copy(update={"texts_dir": fix(config.data.texts_dir)}),
+    })
+
+
+def load_node_config(path: Path, *, env: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read, overlay environment overrides, validate; ConfigError naming file, key and fix."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"node config {path} does not exist; copy one from nodes/ and edit it") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"node config {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"node config {path} is not valid TOML: {exc}") from None
+    raw = _apply_env(raw, os.environ if env is None else env)
+    try:
+        config = NodeConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "<root>"
+            section, _, leaf = key.partition(".")
+            hint = f" (or {ENV_PREFIX}{section.upper()}__{leaf.split('.')[0].upper()})" if leaf else ""
+            what = "missing" if err["type"] == "missing" else (
+                "unknown key" if err["type"] == "extra_forbidden" else err["msg"])
+            problems.append(f"{key}: {what}{hint if err['type'] == 'missing' else ''}")
+        raise ConfigError(f"node config {path}: " + "; ".join(problems)) from None
+    return _resolve_paths(config, path.parent)

@@ -1,0 +1,92 @@
+"""Node config: TOML to typed settings, environment overrides, errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flare_chain.errors import ConfigError
+from flare_chain.node.config import load_node_config
+
+GOOD = """
+[node]
+name = "node-1"
+data_dir = "state/node-1"
+keystore = "keys/node-1.json"
+password_env = "NODE1_PW"
+
+[chain]
+rpc_url = "http://127.0.0.1:8545"
+deployment = "deployment.json"
+
+[data]
+domain = "email"
+
+[training]
+rank = 4
+learning_rate = 0.01
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_good_config_loads_with_defaults_and_resolved_paths(tmp_path: Path) -> None:
+    config = load_node_config(_write(tmp_path, GOOD), env={})
+    assert config.node.name == "node-1"
+    assert config.node.keystore == tmp_path / "keys/node-1.json"
+    assert config.chain.deployment == tmp_path / "deployment.json"
+    assert config.chain.poll_interval_s == 2.0
+    assert config.ipfs.endpoint == "http://127.0.0.1:5001"
+    assert config.train_params().rank == 4
+
+
+def test_environment_overrides_a_key(tmp_path: Path) -> None:
+    config = load_node_config(_write(tmp_path, GOOD), env={
+        "FLARE__CHAIN__RPC_URL": "http://10.0.0.7:8545", "FLARE__CHAIN__CONFIRMATIONS": "3"})
+    assert config.chain.rpc_url == "http://10.0.0.7:8545"
+    assert config.chain.confirmations == 3
+
+
+def test_missing_key_is_named_with_its_env_override(tmp_path: Path) -> None:
+    text = GOOD.replace('rpc_url = "http://127.0.0.1:8545"\n', "")
+    with pytest.raises(ConfigError, match=r"chain\.rpc_url: missing \(or FLARE__CHAIN__RPC_URL\)"):
+        load_node_config(_write(tmp_path, text), env={})
+
+
+def test_unknown_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"chain\.rpc_ur1: unknown key"):
+        load_node_config(_write(tmp_path, GOOD.replace("[chain]", '[chain]\nrpc_ur1 = "x"')), env={})
+
+
+def test_bad_training_parameter_names_the_parameter(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"training.*rank"):
+        load_node_config(_write(tmp_path, GOOD.replace("rank = 4", "rank = 0")), env={})
+
+
+def test_contract_and_deployment_are_mutually_exclusive(tmp_path: Path) -> None:
+    text = GOOD.replace('deployment = "deployment.json"',
+                        'deployment = "deployment.json"\ncontract = "0x' + "ab" * 20 + '"')
+    with pytest.raises(ConfigError, match="exactly one of contract"):
+        load_node_config(_write(tmp_path, text), env={})
+
+
+def test_private_key_in_config_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"node\.private_key: unknown key"):
+        load_node_config(_write(tmp_path, GOOD.replace("[node]", '[node]\nprivate_key = "0x01"')), env={})
+
+
+def test_missing_file_and_bad_toml_have_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_node_config(tmp_path / "absent.toml", env={})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_node_config(_write(tmp_path, "[node\nname="), env={})
+
+
+def test_malformed_env_override_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SECTION__KEY"):
+        load_node_config(_write(tmp_path, GOOD), env={"FLARE__RPC_URL": "http://x"})
