@@ -1,0 +1,350 @@
+"""Exact aggregation of LoRA adapters: average the products B·A, then re-factor.
+
+A LoRA module adds ``B A`` (``B`` ``[out, r]``, ``A`` ``[r, in]``) to a frozen
+weight. Averaging the factors separately, ``(Σ wᵢ Bᵢ)(Σ wᵢ Aᵢ)``, is not the
+average of the updates ``Σ wᵢ Bᵢ Aᵢ``: the cross terms ``wᵢ wⱼ Bᵢ Aⱼ`` do
+not belong to any client. FedEx-LoRA (Singhal, Ponkshe & Vepakomma, "FedEx-LoRA:
+Exact Aggregation for Federated and Efficient Fine-Tuning of Foundation
+Models", 2024) computes the exact mean and folds the part that rank r cannot
+hold into the frozen weights. Our base model is pinned by hash, so instead of
+touching it we keep that part as a **residual** and add it to the next
+round's mean before re-factoring (error feedback on the server): the error is
+carried, not lost.
+
+Per module, with weights ``wᵢ = nᵢ / Σn`` and client factors ``Aᵢ = A + ΔAᵢ``,
+``Bᵢ = B + ΔBᵢ`` (global plus delta):
+
+    T = Σ wᵢ Bᵢ Aᵢ (+ carried residual)  = L R,  L = [w₁B₁ … wₙBₙ Bᵣₑₛ],  R = [A₁; …; Aₙ; Aᵣₑₛ]
+    L = Q_L R_L,  Rᵀ = Q_R R_R,  R_L R_Rᵀ = U S Vᵀ       (QR, then SVD of a small core)
+    T = (Q_L U) S (Q_R V)ᵀ
+    B' = (Q_L U)[:, :r] S[:r],   A' = ((Q_R V)[:, :r])ᵀ
+    residual = T − B'A' = the remaining singular triplets, kept factored.
+
+``T`` is never formed, so the cost is a few thin QRs per module, not an SVD of
+an ``out × in`` matrix. ``A'`` has orthonormal rows and ``B'`` carries the
+singular values: a direction with zero singular value keeps a unit row in A
+and a zero column in B, which training can still move (a zero row in both
+would be dead, since each factor's gradient is proportional to the other).
+Signs are fixed so that the largest-magnitude entry of each left singular
+vector is positive. Everything runs in float64 in canonical node order;
+results are rounded once to float32.
+
+Tensors that are not LoRA factors (e.g. ``modules_to_save``) get the global
+value plus the sample-weighted mean of their deltas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from flare_chain.aggregation.base import ClientUpdate, canonical_order, check_compatible
+from flare_chain.errors import UpdateError
+
+__all__ = [
+    "LORA_A_SUFFIX",
+    "LORA_B_SUFFIX",
+    "ExactLoraAggregator",
+    "ExactResult",
+    "factorwise_fedavg_error",
+    "lora_modules",
+    "lora_products",
+    "mean_lora_product",
+    "product_error",
+]
+
+LORA_A_SUFFIX = "lora_A.weight"
+LORA_B_SUFFIX = "lora_B.weight"
+
+
+@dataclass(frozen=True)
+class ExactResult:
+    """Outcome of one exact aggregation.
+
+    ``adapter``: the new global adapter (float32, keys sorted, same keys and
+    shapes as the old one). ``residual``: per LoRA module, factors
+    ``<prefix>lora_B.weight`` ``[out, k]`` and ``<prefix>lora_A.weight`` ``[k, in]``
+    (float32, ``k`` may be 0) whose product is the part of the mean that rank r
+    could not hold; pass it as ``carried_residual`` next round. ``rel_error``:
+    ``‖residual‖_F / ‖target‖_F`` over all modules (0 when rank r sufficed).
+    """
+
+    adapter: dict[str, torch.Tensor]
+    residual: dict[str, torch.Tensor]
+    rel_error: float
+
+
+def lora_modules(keys: Sequence[str] | Mapping[str, object]) -> tuple[list[str], list[str]]:
+    """``(module prefixes with a lora_A/lora_B pair, other keys)``, both sorted.
+
+    A prefix is the key without its ``lora_A.weight`` suffix, e.g.
+    ``base_model.model.model.layers.0.self_attn.q_proj.``. UpdateError when a
+    factor has no partner.
+    """
+    names = set(keys)
+    prefixes: set[str] = set()
+    others: list[str] = []
+    for key in sorted(names):
+        if key.endswith(LORA_A_SUFFIX):
+            prefix = key[: -len(LORA_A_SUFFIX)]
+            if prefix + LORA_B_SUFFIX not in names:
+                raise UpdateError(f"tensor {key!r} has no matching {prefix + LORA_B_SUFFIX!r}")
+            prefixes.add(prefix)
+        elif key.endswith(LORA_B_SUFFIX):
+            prefix = key[: -len(LORA_B_SUFFIX)]
+            if prefix + LORA_A_SUFFIX not in names:
+                raise UpdateError(f"tensor {key!r} has no matching {prefix + LORA_A_SUFFIX!r}")
+        else:
+            others.append(key)
+    return sorted(prefixes), others
+
+
+def lora_products(adapter: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``{prefix: B @ A}`` (float64, dense ``[out, in]``) for every LoRA module of ``adapter``."""
+    prefixes, _ = lora_modules(adapter)
+    return {
+        p: adapter[p + LORA_B_SUFFIX].to(torch.float64) @ adapter[p + LORA_A_SUFFIX].to(torch.float64)
+        for p in prefixes
+    }
+
+
+def _weights(updates: Sequence[ClientUpdate]) -> list[float]:
+    total = sum(u.sample_count for u in updates)
+    return [u.sample_count / total for u in updates]
+
+
+def _client_factor(
+    global_adapter: Mapping[str, torch.Tensor], update: ClientUpdate, key: str
+) -> torch.Tensor:
+    return global_adapter[key].to(torch.float64) + update.delta[key].to(torch.float64)
+
+
+def _validate(
+    global_adapter: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]
+) -> list[ClientUpdate]:
+    ordered = canonical_order(updates)
+    check_compatible(ordered)
+    keys = set(global_adapter)
+    got = set(ordered[0].delta)
+    if got != keys:
+        missing = sorted(keys - got)
+        extra = sorted(got - keys)
+        raise UpdateError(
+            f"updates do not match the global adapter (missing {missing[:3]}, extra {extra[:3]}); "
+            "deltas must be taken against this round's global adapter"
+        )
+    for key in sorted(keys):
+        g = global_adapter[key]
+        if tuple(g.shape) != tuple(ordered[0].delta[key].shape):
+            raise UpdateError(
+                f"tensor {key!r} has shape {tuple(ordered[0].delta[key].shape)} in the updates, "
+                f"{tuple(g.shape)} in the global adapter"
+            )
+        if not bool(torch.isfinite(g).all()):
+            raise UpdateError(f"global adapter tensor {key!r} contains NaN or Inf")
+    return ordered
+
+
+def _stacks(
+    global_adapter: Mapping[str, torch.Tensor],
+    updates: Sequence[ClientUpdate],
+    weights: Sequence[float],
+    prefix: str,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Left factors ``wᵢ Bᵢ`` and right factors ``Aᵢ`` of every client, canonical order."""
+    lefts = [
+        w * _client_factor(global_adapter, u, prefix + LORA_B_SUFFIX)
+        for u, w in zip(updates, weights, strict=True)
+    ]
+    rights = [_client_factor(global_adapter, u, prefix + LORA_A_SUFFIX) for u in updates]
+    return lefts, rights
+
+
+def _low_rank_svd(left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD ``U S Vᵀ`` of ``left @ right`` without forming it; deterministic signs; float64."""
+    q_l, r_l = torch.linalg.qr(left, mode="reduced")
+    q_r, r_r = torch.linalg.qr(right.T, mode="reduced")
+    u, s, vh = torch.linalg.svd(r_l @ r_r.T, full_matrices=False)
+    u = q_l @ u
+    v = q_r @ vh.T
+    # Sign convention (as scikit-learn's svd_flip): the largest |entry| of each left vector is positive.
+    pivots = torch.argmax(u.abs(), dim=0)
+    signs = torch.where(u[pivots, torch.arange(u.shape[1])] < 0, -1.0, 1.0).to(torch.float64)
+    return u * signs, s, v * signs
+
+
+def _frobenius_sq(left: torch.Tensor, right: torch.Tensor) -> float:
+    """``‖left @ right‖_F²`` from the thin QRs of the factors (never forms the product)."""
+    _, r_l = torch.linalg.qr(left, mode="reduced")
+    _, r_r = torch.linalg.qr(right.T, mode="reduced")
+    return float(((r_l @ r_r.T) ** 2).sum())
+
+
+class ExactLoraAggregator:
+    """Exact FedAvg of LoRA products with rank-r re-factoring and a carried residual.
+
+    Not an :class:`~flare_chain.aggregation.base.Aggregator`: it needs the
+    global adapter the deltas were taken against (a client's factors are
+    global + delta, and the product of sums is not the sum of products), so
+    its verb is :meth:`aggregate_adapters`, which returns a full adapter, not
+    a delta.
+    """
+
+    name = "exact_lora"
+
+    def aggregate_adapters(
+        self,
+        global_adapter: Mapping[str, torch.Tensor],
+        updates: Sequence[ClientUpdate],
+        carried_residual: Mapping[str, torch.Tensor] | None = None,
+    ) -> ExactResult:
+        """The new global adapter from this round's accepted deltas, plus the residual to carry.
+
+        Deterministic: the same global adapter, updates (in any order) and
+        carried residual give byte-identical tensors on the same machine.
+        Raises UpdateError naming the tensor for mismatched keys or shapes,
+        NaN/Inf, a LoRA factor without its partner, rank above ``min(out, in)``,
+        or a malformed carried residual.
+        """
+        ordered = _validate(global_adapter, updates)
+        weights = _weights(ordered)
+        prefixes, others = lora_modules(global_adapter)
+        carried = dict(carried_residual or {})
+        self._check_carried(global_adapter, prefixes, carried)
+
+        adapter: dict[str, torch.Tensor] = {}
+        residual: dict[str, torch.Tensor] = {}
+        err_sq = 0.0
+        total_sq = 0.0
+        for prefix in prefixes:
+            key_a, key_b = prefix + LORA_A_SUFFIX, prefix + LORA_B_SUFFIX
+            rank, fan_in = global_adapter[key_a].shape
+            fan_out = global_adapter[key_b].shape[0]
+            if global_adapter[key_b].shape[1] != rank:
+                raise UpdateError(
+                    f"{key_b!r} has shape {tuple(global_adapter[key_b].shape)} but {key_a!r} has rank {rank}"
+                )
+            if rank > min(fan_in, fan_out):
+                raise UpdateError(
+                    f"LoRA rank {rank} of {prefix!r} exceeds min(out, in) = {min(fan_in, fan_out)}"
+                )
+            lefts, rights = _stacks(global_adapter, ordered, weights, prefix)
+            if key_b in carried:
+                lefts.append(carried[key_b].to(torch.float64))
+                rights.append(carried[key_a].to(torch.float64))
+            u, s, v = _low_rank_svd(torch.cat(lefts, dim=1), torch.cat(rights, dim=0))
+            adapter[key_b] = (u[:, :rank] * s[:rank]).to(torch.float32).contiguous()
+            adapter[key_a] = v[:, :rank].T.to(torch.float32).contiguous()
+            tail = s[rank:]
+            tol = float(s[0]) * max(fan_in, fan_out) * torch.finfo(torch.float64).eps if s.numel() else 0.0
+            keep = rank + int((tail > tol).sum())
+            residual[key_b] = (u[:, rank:keep] * s[rank:keep]).to(torch.float32).contiguous()
+            residual[key_a] = v[:, rank:keep].T.to(torch.float32).contiguous()
+            err_sq += float((tail**2).sum())
+            total_sq += float((s**2).sum())
+        for key in others:
+            acc = global_adapter[key].to(torch.float64).clone()
+            for u_, w in zip(ordered, weights, strict=True):
+                acc += u_.delta[key].to(torch.float64) * w
+            adapter[key] = acc
+        rel_error = math.sqrt(err_sq / total_sq) if total_sq > 0 else 0.0
+        return ExactResult(
+            adapter={k: adapter[k].to(torch.float32).contiguous() for k in sorted(adapter)},
+            residual={k: residual[k] for k in sorted(residual)},
+            rel_error=rel_error,
+        )
+
+    @staticmethod
+    def _check_carried(
+        global_adapter: Mapping[str, torch.Tensor],
+        prefixes: Sequence[str],
+        carried: Mapping[str, torch.Tensor],
+    ) -> None:
+        expected = {p + s for p in prefixes for s in (LORA_A_SUFFIX, LORA_B_SUFFIX)}
+        extra = sorted(set(carried) - expected)
+        if extra:
+            raise UpdateError(
+                f"carried residual holds {extra[0]!r}, which is not a LoRA factor of the global adapter"
+            )
+        for prefix in prefixes:
+            key_a, key_b = prefix + LORA_A_SUFFIX, prefix + LORA_B_SUFFIX
+            if (key_a in carried) != (key_b in carried):
+                raise UpdateError(f"carried residual for {prefix!r} has only one of lora_A/lora_B")
+            if key_a not in carried:
+                continue
+            res_a, res_b = carried[key_a], carried[key_b]
+            fan_in = global_adapter[key_a].shape[1]
+            fan_out = global_adapter[key_b].shape[0]
+            if (
+                res_a.ndim != 2
+                or res_b.ndim != 2
+                or res_a.shape[1] != fan_in
+                or res_b.shape[0] != fan_out
+                or (res_a.shape[0] != res_b.shape[1])
+            ):
+                raise UpdateError(
+                    f"carried residual for {prefix!r} has shapes B {tuple(res_b.shape)}, A {tuple(res_a.shape)}; "
+                    f"expected [{fan_out}, k] and [k, {fan_in}]"
+                )
+            for key, t in ((key_a, res_a), (key_b, res_b)):
+                if not bool(torch.isfinite(t).all()):
+                    raise UpdateError(f"carried residual {key!r} contains NaN or Inf")
+
+
+def mean_lora_product(
+    global_adapter: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]
+) -> dict[str, torch.Tensor]:
+    """The true target ``{prefix: Σ wᵢ Bᵢ Aᵢ}`` (float64, dense ``[out, in]``); for tests and benchmarks."""
+    ordered = _validate(global_adapter, updates)
+    weights = _weights(ordered)
+    prefixes, _ = lora_modules(global_adapter)
+    out: dict[str, torch.Tensor] = {}
+    for prefix in prefixes:
+        lefts, rights = _stacks(global_adapter, ordered, weights, prefix)
+        out[prefix] = torch.cat(lefts, dim=1) @ torch.cat(rights, dim=0)
+    return out
+
+
+def product_error(
+    adapter: Mapping[str, torch.Tensor],
+    global_adapter: Mapping[str, torch.Tensor],
+    updates: Sequence[ClientUpdate],
+) -> float:
+    """``‖B'A' − Σ wᵢ Bᵢ Aᵢ‖_F / ‖Σ wᵢ Bᵢ Aᵢ‖_F`` over all modules, for any aggregated ``adapter``.
+
+    Computed from stacked factors and thin QRs, so it is cheap at realistic
+    sizes (4096-wide layers) too.
+    """
+    ordered = _validate(global_adapter, updates)
+    weights = _weights(ordered)
+    prefixes, _ = lora_modules(global_adapter)
+    num = 0.0
+    den = 0.0
+    for prefix in prefixes:
+        lefts, rights = _stacks(global_adapter, ordered, weights, prefix)
+        left, right = torch.cat(lefts, dim=1), torch.cat(rights, dim=0)
+        den += _frobenius_sq(left, right)
+        agg_b = adapter[prefix + LORA_B_SUFFIX].to(torch.float64)
+        agg_a = adapter[prefix + LORA_A_SUFFIX].to(torch.float64)
+        num += _frobenius_sq(torch.cat([agg_b, -left], dim=1), torch.cat([agg_a, right], dim=0))
+    if den == 0.0:
+        return 0.0 if num == 0.0 else math.inf
+    return math.sqrt(num / den)
+
+
+def factorwise_fedavg_error(
+    global_adapter: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]
+) -> float:
+    """Relative error of factor-wise FedAvg, ``(Σ wᵢ Bᵢ)(Σ wᵢ Aᵢ)``, against the true mean ``Σ wᵢ Bᵢ Aᵢ``."""
+    ordered = _validate(global_adapter, updates)
+    weights = _weights(ordered)
+    averaged: dict[str, torch.Tensor] = {}
+    for key in sorted(global_adapter):
+        acc = global_adapter[key].to(torch.float64).clone()
+        for u, w in zip(ordered, weights, strict=True):
+            acc += u.delta[key].to(torch.float64) * w
+        averaged[key] = acc
+    return product_error(averaged, global_adapter, ordered)

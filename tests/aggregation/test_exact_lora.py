@@ -1,0 +1,199 @@
+"""Exact LoRA aggregation (mean of B·A, re-factored by SVD, residual carried; after FedEx-LoRA).
+
+The crafted example, out = in = 2, rank 1, global factors zero, equal weights:
+
+    client 1: B = [2, 0]ᵀ, A = [1, 0]  ->  B A = diag(2, 0)
+    client 2: B = [0, 1]ᵀ, A = [0, 1]  ->  B A = diag(0, 1)
+    true mean            = diag(1, 0.5)
+    rank-1 exact         = diag(1, 0),   residual diag(0, 0.5),  rel. error 0.5 / √1.25
+    factor-wise FedAvg   = [1, 0.5]ᵀ [0.5, 0.5] = [[0.5, 0.5], [0.25, 0.25]],  rel. error √(0.625 / 1.25) = √0.5
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flare_chain.aggregation import ClientUpdate, ExactLoraAggregator, factorwise_fedavg_error, product_error
+from flare_chain.aggregation.exact_lora import lora_modules, lora_products, mean_lora_product
+from flare_chain.errors import UpdateError
+
+P = "base_model.model.model.layers.0.self_attn.q_proj."
+A, B = P + "lora_A.weight", P + "lora_B.weight"
+
+
+def _crafted() -> tuple[dict[str, torch.Tensor], list[ClientUpdate]]:
+    glob = {A: torch.zeros(1, 2), B: torch.zeros(2, 1)}
+    updates = [
+        ClientUpdate(
+            node="0x01",
+            delta={A: torch.tensor([[1.0, 0.0]]), B: torch.tensor([[2.0], [0.0]])},
+            sample_count=5,
+        ),
+        ClientUpdate(
+            node="0x02",
+            delta={A: torch.tensor([[0.0, 1.0]]), B: torch.tensor([[0.0], [1.0]])},
+            sample_count=5,
+        ),
+    ]
+    return glob, updates
+
+
+def _random_round(
+    seed: int, *, clients: int = 4, rank: int = 2, out: int = 12, fan_in: int = 10, shared_a: bool = False
+) -> tuple[dict[str, torch.Tensor], list[ClientUpdate]]:
+    gen = torch.Generator().manual_seed(seed)
+    glob = {
+        A: torch.randn(rank, fan_in, generator=gen),
+        B: torch.randn(out, rank, generator=gen),
+        "base_model.model.score.weight": torch.randn(3, generator=gen),
+    }
+    updates = []
+    for i in range(clients):
+        delta = {
+            A: torch.zeros(rank, fan_in) if shared_a else 0.3 * torch.randn(rank, fan_in, generator=gen),
+            B: 0.3 * torch.randn(out, rank, generator=gen),
+            "base_model.model.score.weight": torch.randn(3, generator=gen),
+        }
+        updates.append(ClientUpdate(node=f"0x{i:02x}", delta=delta, sample_count=i + 1))
+    return glob, updates
+
+
+def test_crafted_example_rank_one_keeps_the_top_direction_and_carries_the_rest() -> None:
+    # Prepare
+    glob, updates = _crafted()
+    # Execute
+    result = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    # Assert
+    assert torch.allclose(result.adapter[B], torch.tensor([[1.0], [0.0]]), atol=1e-7)
+    assert torch.allclose(result.adapter[A], torch.tensor([[1.0, 0.0]]), atol=1e-7)
+    assert torch.allclose(
+        lora_products(result.residual)[P],
+        torch.tensor([[0.0, 0.0], [0.0, 0.5]], dtype=torch.float64),
+        atol=1e-7,
+    )
+    assert result.rel_error == pytest.approx(0.5 / math.sqrt(1.25), abs=1e-12)
+
+
+def test_factorwise_fedavg_has_nonzero_error_on_the_crafted_example() -> None:
+    glob, updates = _crafted()
+    assert factorwise_fedavg_error(glob, updates) == pytest.approx(math.sqrt(0.5), abs=1e-12)
+
+
+def test_exact_equals_the_true_mean_when_rank_suffices() -> None:
+    # Prepare: clients share A (only B moves), so the mean of B·A has rank <= r
+    glob, updates = _random_round(1, shared_a=True)
+    # Execute
+    result = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    # Assert
+    target = mean_lora_product(glob, updates)[P]
+    assert torch.allclose(lora_products(result.adapter)[P], target, atol=1e-5)
+    assert result.rel_error < 1e-12
+    assert result.residual[B].shape == (12, 0) and result.residual[A].shape == (0, 10)
+    assert product_error(result.adapter, glob, updates) < 1e-6
+
+
+def test_adapter_plus_residual_is_the_true_mean_when_rank_does_not_suffice() -> None:
+    glob, updates = _random_round(2)
+    result = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    target = mean_lora_product(glob, updates)[P]
+    total = lora_products(result.adapter)[P] + lora_products(result.residual)[P]
+    assert torch.allclose(total, target, atol=1e-5)
+    assert result.rel_error > 0.01
+    assert product_error(result.adapter, glob, updates) == pytest.approx(result.rel_error, rel=1e-5)
+    # and it beats factor-wise FedAvg, which is not even the best rank-r answer
+    assert result.rel_error < factorwise_fedavg_error(glob, updates)
+
+
+def test_carried_residual_is_delivered_in_a_later_round() -> None:
+    # Prepare: round 1 leaves diag(0, 0.5) behind; in round 2 both clients cancel diag(1, 0)
+    glob, updates = _crafted()
+    agg = ExactLoraAggregator()
+    first = agg.aggregate_adapters(glob, updates)
+    cancel = {A: torch.zeros(1, 2), B: -first.adapter[B]}
+    round2 = [ClientUpdate(node=n, delta=cancel, sample_count=1) for n in ("0x01", "0x02")]
+    # Execute
+    second = agg.aggregate_adapters(first.adapter, round2, carried_residual=first.residual)
+    # Assert: the carried part now fits in rank 1, so it lands in the adapter and nothing is left
+    assert torch.allclose(
+        lora_products(second.adapter)[P],
+        torch.tensor([[0.0, 0.0], [0.0, 0.5]], dtype=torch.float64),
+        atol=1e-6,
+    )
+    assert second.rel_error < 1e-12
+
+
+def test_non_lora_tensors_get_the_weighted_mean_of_their_deltas() -> None:
+    glob, updates = _random_round(3)
+    result = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    key = "base_model.model.score.weight"
+    total = sum(u.sample_count for u in updates)
+    expected = glob[key].double() + sum(u.delta[key].double() * u.sample_count / total for u in updates)
+    assert torch.allclose(result.adapter[key].double(), expected, atol=1e-6)
+
+
+def test_a_factors_have_orthonormal_rows_even_when_products_vanish() -> None:
+    # all-zero B: the product is 0, yet A keeps unit rows so training can still move B
+    glob = {A: torch.zeros(2, 6), B: torch.zeros(5, 2)}
+    updates = [ClientUpdate(node="0x01", delta={A: torch.ones(2, 6), B: torch.zeros(5, 2)}, sample_count=1)]
+    result = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    a = result.adapter[A].double()
+    assert torch.allclose(a @ a.T, torch.eye(2, dtype=torch.float64), atol=1e-6)
+    assert torch.equal(result.adapter[B], torch.zeros(5, 2))
+    assert result.rel_error == 0.0
+
+
+def test_singular_vector_signs_are_fixed() -> None:
+    glob, updates = _random_round(4)
+    b = ExactLoraAggregator().aggregate_adapters(glob, updates).adapter[B]
+    pivots = torch.argmax(b.abs(), dim=0)
+    assert bool((b[pivots, torch.arange(b.shape[1])] > 0).all())
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), perm_seed=st.integers(0, 2**16))
+def test_arrival_order_does_not_change_bytes(seed: int, perm_seed: int) -> None:
+    glob, updates = _random_round(seed, clients=5)
+    order = torch.randperm(5, generator=torch.Generator().manual_seed(perm_seed)).tolist()
+    a = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    b = ExactLoraAggregator().aggregate_adapters(glob, [updates[i] for i in order])
+    for key in a.adapter:
+        assert a.adapter[key].numpy().tobytes() == b.adapter[key].numpy().tobytes()
+    for key in a.residual:
+        assert a.residual[key].numpy().tobytes() == b.residual[key].numpy().tobytes()
+
+
+def test_product_error_agrees_with_a_dense_computation() -> None:
+    glob, updates = _random_round(5)
+    averaged = {
+        k: glob[k] + sum(u.delta[k] * u.sample_count for u in updates) / sum(u.sample_count for u in updates)
+        for k in glob
+    }
+    dense = lora_products(averaged)[P] - mean_lora_product(glob, updates)[P]
+    expected = float(dense.norm() / mean_lora_product(glob, updates)[P].norm())
+    assert factorwise_fedavg_error(glob, updates) == pytest.approx(expected, rel=1e-4)
+
+
+def test_lora_factor_without_partner_is_refused() -> None:
+    with pytest.raises(UpdateError, match=r"'x.lora_A.weight' has no matching 'x.lora_B.weight'"):
+        lora_modules(["x.lora_A.weight", "y.bias"])
+
+
+def test_updates_not_matching_the_global_adapter_are_refused() -> None:
+    glob, updates = _crafted()
+    with pytest.raises(UpdateError, match="do not match the global adapter"):
+        ExactLoraAggregator().aggregate_adapters({**glob, "extra": torch.zeros(1)}, updates)
+
+
+def test_malformed_carried_residual_is_refused_with_the_module_named() -> None:
+    glob, updates = _crafted()
+    with pytest.raises(UpdateError, match=rf"carried residual for '{P}' has shapes"):
+        ExactLoraAggregator().aggregate_adapters(
+            glob, updates, carried_residual={A: torch.ones(1, 3), B: torch.ones(2, 1)}
+        )
+    with pytest.raises(UpdateError, match="only one of lora_A/lora_B"):
+        ExactLoraAggregator().aggregate_adapters(glob, updates, carried_residual={A: torch.ones(1, 2)})

@@ -1,0 +1,170 @@
+"""Error feedback: over rounds nothing is lost; the node's state survives a restart (safetensors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from flare_chain.compression import (
+    PowerSGDCompressor,
+    PowerSGDConfig,
+    decode,
+    decompress,
+    feedback_step,
+)
+from flare_chain.errors import ConfigError, UpdateError
+
+
+def _norm(tensors: dict[str, torch.Tensor]) -> float:
+    return sum(float(t.double().norm() ** 2) for t in tensors.values()) ** 0.5
+
+
+def _random_delta(gen: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "m.lora_A.weight": torch.randn(8, 40, generator=gen) * 0.01,
+        "m.lora_B.weight": torch.randn(40, 8, generator=gen) * 0.01,
+        "bias": torch.randn(6, generator=gen) * 0.01,
+    }
+
+
+def test_sum_of_sent_updates_plus_residual_equals_sum_of_inputs() -> None:
+    # Prepare
+    gen = torch.Generator().manual_seed(0)
+    compressor = PowerSGDCompressor(PowerSGDConfig(rank=1))
+    total_in = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in _random_delta(gen).items()}
+    total_sent = {k: torch.zeros_like(v) for k, v in total_in.items()}
+    # Execute: 25 rounds; what the receiver reconstructs is decompress(decode(bytes))
+    for _ in range(25):
+        delta = _random_delta(gen)
+        data, _ = compressor.encode(delta)
+        for key, value in decompress(decode(data)).items():
+            total_sent[key] += value.double()
+            total_in[key] += delta[key].double()
+    # Assert: Σ sent = Σ delta − e_last (telescoping), up to float32 rounding
+    residual = compressor.error
+    for key in total_in:
+        assert torch.allclose(total_sent[key] + residual[key].double(), total_in[key], atol=1e-6)
+
+
+def test_residual_stays_bounded_over_many_rounds() -> None:
+    gen = torch.Generator().manual_seed(1)
+    compressor = PowerSGDCompressor(PowerSGDConfig(rank=1))
+    ratios = []
+    for _ in range(40):
+        delta = _random_delta(gen)
+        compressor.step(delta)
+        ratios.append(_norm(compressor.error) / _norm(delta))
+    # rank 1 of a random 40x8 matrix keeps little per round, so the buffer grows at first, then levels off
+    assert max(ratios) < 8.0
+    assert max(ratios[20:]) < 2.0 * max(ratios[:20])
+
+
+def test_a_constant_update_is_delivered_on_average() -> None:
+    # Prepare: a full-rank 16x16 update sent again and again at rank 2
+    gen = torch.Generator().manual_seed(2)
+    delta = {"w": torch.randn(16, 16, generator=gen)}
+    compressor = PowerSGDCompressor(PowerSGDConfig(rank=2, dtype="float32", min_compression_rate=1.0))
+    # Execute
+    sent = torch.zeros(16, 16)
+    rounds = 100
+    for _ in range(rounds):
+        sent += compressor.step(delta).sent["w"]
+    # Assert: the buffer levels off (a few times ‖delta‖), so the mean sent converges as ‖e_T‖ / T
+    assert float(compressor.error["w"].norm() / delta["w"].norm()) < 6.0
+    assert float((sent / rounds - delta["w"]).norm() / delta["w"].norm()) < 0.06
+
+
+def test_without_feedback_a_rank_one_channel_loses_most_of_the_update() -> None:
+    # the counterpart of the test above: a compressor reset every round never delivers the rest
+    gen = torch.Generator().manual_seed(2)
+    delta = {"w": torch.randn(16, 16, generator=gen)}
+    step = feedback_step(delta, PowerSGDConfig(rank=2, dtype="float32", min_compression_rate=1.0))
+    assert float((step.sent["w"] - delta["w"]).norm() / delta["w"].norm()) > 0.6
+
+
+def test_feedback_step_is_pure() -> None:
+    gen = torch.Generator().manual_seed(3)
+    delta = _random_delta(gen)
+    error = {k: torch.full_like(v, 0.001) for k, v in delta.items()}
+    before = {k: v.clone() for k, v in error.items()}
+    a = feedback_step(delta, PowerSGDConfig(rank=2), error=error)
+    b = feedback_step(delta, PowerSGDConfig(rank=2), error=error)
+    assert all(torch.equal(error[k], before[k]) for k in error)
+    assert all(torch.equal(a.error[k], b.error[k]) for k in a.error)
+
+
+def test_encode_reports_manifest_fields() -> None:
+    gen = torch.Generator().manual_seed(4)
+    delta = {"w": torch.randn(64, 64, generator=gen), "bias": torch.randn(3, generator=gen)}
+    data, info = PowerSGDCompressor(PowerSGDConfig(rank=2, dtype="bfloat16")).encode(delta)
+    assert (info.rank, info.dtype, info.encoded_bytes) == (2, "bfloat16", len(data))
+    assert info.fp32_bytes == 4 * (64 * 64 + 3)
+    assert (info.compressed_tensors, info.dense_tensors) == (1, 1)
+    assert 0.0 < info.rel_error < 1.0
+    assert info.compression_ratio > 5
+    assert info.as_metrics()["powersgd_rank"] == 2.0
+
+
+def test_same_inputs_and_state_give_the_same_bytes() -> None:
+    gen = torch.Generator().manual_seed(5)
+    rounds = [_random_delta(gen) for _ in range(3)]
+    outs = []
+    for _ in range(2):
+        c = PowerSGDCompressor(PowerSGDConfig(rank=2))
+        outs.append([c.encode(d)[0] for d in rounds])
+    assert outs[0] == outs[1]
+
+
+def test_state_round_trips_through_a_file_and_continues_identically(tmp_path: Path) -> None:
+    # Prepare: two rounds, save, then a third round from the restored and from the live compressor
+    gen = torch.Generator().manual_seed(6)
+    rounds = [_random_delta(gen) for _ in range(3)]
+    live = PowerSGDCompressor(PowerSGDConfig(rank=2))
+    for d in rounds[:2]:
+        live.step(d)
+    path = tmp_path / "powersgd_state.safetensors"
+    # Execute
+    live.save_state(path)
+    restored = PowerSGDCompressor.load_state(path)
+    # Assert
+    assert restored.config == live.config
+    assert restored.encode(rounds[2])[0] == live.encode(rounds[2])[0]
+    assert path.read_bytes()[:8] != b"\x80\x04" and b"pickle" not in path.read_bytes()
+
+
+def test_state_saved_under_another_config_is_refused_with_the_field() -> None:
+    c = PowerSGDCompressor(PowerSGDConfig(rank=2))
+    c.step({"w": torch.ones(64, 64)})
+    with pytest.raises(ConfigError, match=r"saved with rank=2, but rank=4.*delete the state file"):
+        PowerSGDCompressor.from_state_bytes(c.state_bytes(), PowerSGDConfig(rank=4))
+
+
+@pytest.mark.parametrize("data", [b"", b"\x10\x00\x00\x00\x00\x00\x00\x00{}", b"garbage!" * 3])
+def test_corrupt_state_is_refused(data: bytes) -> None:
+    with pytest.raises(UpdateError, match="compressor state"):
+        PowerSGDCompressor.from_state_bytes(data)
+
+
+def test_error_buffer_of_another_shape_is_refused_and_state_kept() -> None:
+    c = PowerSGDCompressor(PowerSGDConfig(rank=1))
+    c.step({"w": torch.ones(64, 64)})
+    before = c.error
+    with pytest.raises(UpdateError, match=r"buffer for 'w' has shape \(64, 64\).*reset"):
+        c.step({"w": torch.ones(32, 64)})
+    assert torch.equal(c.error["w"], before["w"])
+    c.reset()
+    c.step({"w": torch.ones(32, 64)})
+
+
+def test_update_that_drops_a_tensor_with_carried_error_is_refused() -> None:
+    c = PowerSGDCompressor(PowerSGDConfig(rank=1))
+    c.step({"w": torch.randn(64, 64), "v": torch.randn(3)})
+    with pytest.raises(UpdateError, match="holds 'v' but the update lacks it"):
+        c.step({"w": torch.randn(64, 64)})
+
+
+def test_nan_update_is_refused_with_the_tensor_named() -> None:
+    with pytest.raises(UpdateError, match="'w' contains NaN"):
+        PowerSGDCompressor().step({"w": torch.tensor([float("nan")])})
