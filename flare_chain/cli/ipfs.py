@@ -8,7 +8,10 @@ FlareError subclasses that the top-level CLI prints as one line.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from flare_chain.errors import ConfigError
 from flare_chain.ipfs import ContentStore, cid_of_directory, cid_of_file, parse_cid
 
 __all__ = ["default_repo", "register"]
+
+log = logging.getLogger("flare_chain.cli.ipfs")
 
 
 def default_repo() -> Path:
@@ -90,6 +95,41 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the repository over the Kubo RPC subset until SIGINT/SIGTERM; prints the URL first."""
+    from flare_chain.ipfs.rpc_server import KuboRpcServer
+
+    store = _store(args)
+    server = KuboRpcServer(store, args.host, args.port)
+    if not _is_loopback(args.host):
+        log.warning("serving %s on %s, which is not loopback: anyone who can reach it can add and pin",
+                    store.root, args.host)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    _out(f"RPC API server listening on {server.url} (repository {store.root})")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
+    log.info("IPFS RPC server on %s stopped", server.url)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``ipfs`` command and its sub-commands; each sets ``func`` to its handler."""
     ipfs = subparsers.add_parser("ipfs", help="embedded IPFS content store (Kubo-compatible CIDs)")
@@ -131,3 +171,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     gc = sub.add_parser("gc", help="delete blocks no pin reaches")
     gc.set_defaults(func=cmd_gc)
+
+    serve = sub.add_parser("serve", help="serve the repository over the Kubo RPC API subset (add, cat, "
+                                         "block/get|put, pin/add|rm|ls, id, version)")
+    serve.add_argument("--repo", type=Path, default=argparse.SUPPRESS,
+                       help="repository folder (same as `ipfs --repo`)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default: 127.0.0.1; anything else exposes add and pin)")
+    serve.add_argument("--port", type=int, default=5001, help="TCP port (default: 5001, Kubo's; 0: any free port)")
+    serve.set_defaults(func=cmd_serve)

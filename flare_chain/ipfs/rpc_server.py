@@ -1,0 +1,616 @@
+"""Serve a :class:`ContentStore` over the Kubo RPC subset flare-chain uses, so processes share one store.
+
+``flare-chain ipfs serve`` runs this; :func:`serve_in_thread` runs it beside
+tests and the devnet. Commands, all ``POST /api/v0/<command>`` as in Kubo
+(any other method gets 405, an unknown command 404):
+
+=================  =================================================================
+``add``            multipart files (see :mod:`flare_chain.ipfs.multipart`); query
+                   ``cid-version``, ``raw-leaves``, ``chunker`` (only ``size-262144``),
+                   ``hash`` (only ``sha2-256``), ``pin``, ``only-hash``,
+                   ``wrap-with-directory``; answers NDJSON ``{"Name","Hash","Size"}``
+                   lines, files first, then folders innermost first, the root last
+``cat``            ``arg=CID[/path]`` (``offset``, ``length``): the file's bytes
+``block/get``      ``arg=CID``: one block (verified on read by the store)
+``block/put``      one multipart part; ``cid-codec`` (raw, dag-pb), ``mhtype``,
+                   ``pin``: ``{"Key","Size"}``
+``block/stat``     ``arg=CID``: ``{"Key","Size"}``
+``pin/add|rm``     ``arg=CID[/path]``, recursive pins only: ``{"Pins": [...]}``
+``pin/ls``         ``type`` (all, recursive, direct, indirect), optional ``arg``:
+                   ``{"Keys": {CID: {"Type": ...}}}``
+``id``             a stable pseudo peer identity derived from the repository path
+                   (the store has no libp2p key and joins no network)
+``version``        ``{"Version": flare-chain's version, ...}``
+=================  =================================================================
+
+Errors are Kubo's JSON ``{"Message", "Code", "Type": "error"}``: HTTP 400 with
+Code 1 for a bad argument (ConfigError), HTTP 500 with Code 0 for everything
+else the store refuses (unknown CID, not pinned, corrupt block). Uploads are
+spooled to a temporary folder and added with the store's own importer, so a
+CID served here is the one ``ContentStore.add_*`` (and Kubo) gives. The server
+binds loopback by default: anyone who can reach it can add and pin.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import platform
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import base58
+
+from flare_chain.errors import ConfigError, FlareError, StoreError
+from flare_chain.ipfs import dag
+from flare_chain.ipfs.dagpb import decode_pb_node
+from flare_chain.ipfs.multiformats import CODEC_DAG_PB, CODEC_RAW, Cid, parse_cid, sha256_multihash
+from flare_chain.ipfs.multipart import iter_parts
+from flare_chain.ipfs.store import ContentStore
+from flare_chain.ipfs.unixfs import DEFAULT_CHUNK_SIZE
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "KuboRpcServer", "ServerHandle", "serve_in_thread"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5001
+MAX_PUT_BLOCK_BYTES = 1024 * 1024  # Kubo's block/put limit without --allow-big-block
+_MAX_SMALL_BODY_BYTES = 1024 * 1024
+_CODE_NORMAL = 0  # go-ipfs-cmds ErrNormal
+_CODE_CLIENT = 1  # go-ipfs-cmds ErrClient
+_CODE_IMPLEMENTATION = 2
+_CODECS = {"raw": CODEC_RAW, "dag-pb": CODEC_DAG_PB, "protobuf": CODEC_DAG_PB}
+
+
+def _flare_version() -> str:
+    from flare_chain import __version__
+
+    return __version__
+
+
+# ------------------------------------------------------------------ request bodies
+
+
+class _LengthBody:
+    def __init__(self, rfile: Any, length: int) -> None:
+        self._f = rfile
+        self._left = length
+
+    def read(self, n: int) -> bytes:
+        if self._left <= 0:
+            return b""
+        data: bytes = self._f.read(min(n, self._left))
+        if not data:
+            raise ConfigError(f"request body ended {self._left} bytes early; the upload was cut off")
+        self._left -= len(data)
+        return data
+
+    @property
+    def done(self) -> bool:
+        return self._left <= 0
+
+
+class _ChunkedBody:
+    """HTTP/1.1 chunked transfer coding (what streaming clients send instead of a Content-Length)."""
+
+    def __init__(self, rfile: Any) -> None:
+        self._f = rfile
+        self._left = 0
+        self.done = False
+
+    def read(self, n: int) -> bytes:
+        if self.done:
+            return b""
+        if self._left == 0:
+            line = self._f.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise ConfigError(f"malformed chunk size line {line[:40]!r} in a chunked request body") from None
+            if size == 0:
+                while self._f.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                self.done = True
+                return b""
+            self._left = size
+        data: bytes = self._f.read(min(n, self._left))
+        if not data:
+            raise ConfigError("chunked request body ended early; the upload was cut off")
+        self._left -= len(data)
+        if self._left == 0:
+            self._f.read(2)  # CRLF after the chunk
+        return data
+
+
+def _read_all(body: _LengthBody | _ChunkedBody, limit: int) -> bytes:
+    out = bytearray()
+    while piece := body.read(65536):
+        out += piece
+        if len(out) > limit:
+            raise ConfigError(f"request body larger than {limit} bytes")
+    return bytes(out)
+
+
+# ------------------------------------------------------------------ query helpers
+
+
+class _Query:
+    def __init__(self, raw: str) -> None:
+        self._q = parse_qs(raw, keep_blank_values=True)
+
+    def all(self, name: str) -> list[str]:
+        return self._q.get(name, [])
+
+    def get(self, name: str) -> str | None:
+        values = self._q.get(name)
+        return values[0] if values else None
+
+    def arg(self, what: str = "ipfs-path") -> str:
+        value = self.get("arg")
+        if not value:
+            raise ConfigError(f'argument "{what}" is required')
+        return value
+
+    def bool(self, name: str, default: bool | None) -> bool | None:
+        value = self.get(name)
+        if value is None:
+            return default
+        if value == "":  # a bare flag, as Kubo's CLI sends it
+            return True
+        if value in ("1", "t", "T", "true", "TRUE", "True"):
+            return True
+        if value in ("0", "f", "F", "false", "FALSE", "False"):
+            return False
+        raise ConfigError(f"option {name!r}: {value!r} is not a boolean (true or false)")
+
+    def int(self, name: str, default: int) -> int:
+        value = self.get(name)
+        if value is None or value == "":
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"option {name!r}: {value!r} is not an integer") from None
+
+
+def _pseudo_identity(root: Path) -> tuple[str, str]:
+    """A libp2p-shaped (ed25519, ``12D3KooW...``) peer ID derived from the repository path.
+
+    There is no private key behind it: the embedded store speaks only this RPC.
+    It is stable across restarts so logs and ``id`` answers can be correlated.
+    """
+    seed = hashlib.sha256(b"flare-chain embedded ipfs\0" + os.fsencode(root.resolve())).digest()
+    public_key_pb = b"\x08\x01\x12\x20" + seed  # libp2p PublicKey{Type: Ed25519, Data: 32 bytes}
+    peer_id = base58.b58encode(b"\x00" + bytes([len(public_key_pb)]) + public_key_pb).decode("ascii")
+    return peer_id, base64.b64encode(public_key_pb).decode("ascii")
+
+
+def _tsize(get_block: Callable[[Cid], bytes], cid: Cid) -> int:
+    """Cumulative DAG size (what Kubo's ``add`` answers as Size): block plus its links' Tsizes."""
+    block = get_block(cid)
+    if cid.codec != CODEC_DAG_PB:
+        return len(block)
+    return len(block) + sum(link.tsize or 0 for link in decode_pb_node(block).links)
+
+
+def _safe_relpath(path: str) -> list[str]:
+    parts = path.split("/")
+    if not path or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise ConfigError(f"refusing multipart entry {path!r}: paths must be relative, without '.', '..' "
+                          f"or empty components")
+    return parts
+
+
+# ------------------------------------------------------------------ the server
+
+
+class KuboRpcServer(ThreadingHTTPServer):
+    """A threading HTTP server answering the Kubo RPC subset from one :class:`ContentStore`."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, store: ContentStore, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+                 spool_dir: str | os.PathLike[str] | None = None) -> None:
+        self.store = store
+        self.spool_dir = spool_dir
+        self.peer_id, self.public_key = _pseudo_identity(store.root)
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                              f"is another daemon using the port? pass --port") from None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        shown = f"[{host}]" if ":" in str(host) else host
+        return f"http://{shown}:{port}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: KuboRpcServer
+    server_version = "flare-chain-ipfs"
+
+    # -------------------------------------------------------- plumbing
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _not_post(self) -> None:
+        self.close_connection = True
+        self._send_error(f"method {self.command} not allowed: the Kubo RPC API takes POST", 405,
+                         _CODE_CLIENT, extra={"Allow": "POST"})
+
+    do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_post
+
+    def _body(self) -> _LengthBody | _ChunkedBody:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return _ChunkedBody(self.rfile)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ConfigError("malformed Content-Length header") from None
+        return _LengthBody(self.rfile, length)
+
+    def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_json(self, doc: Any) -> None:
+        self._send(200, json.dumps(doc).encode() + b"\n", "application/json")
+
+    def _send_error(self, message: str, status: int = 500, code: int = _CODE_NORMAL,
+                    extra: dict[str, str] | None = None) -> None:
+        doc = {"Message": message, "Code": code, "Type": "error"}
+        self._send(status, json.dumps(doc).encode() + b"\n", "application/json", extra)
+
+    def _send_stream(self, first: bytes, rest: Iterator[bytes | memoryview]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("X-Stream-Output", "1")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for piece in _chain(first, rest):
+                if piece:
+                    self.wfile.write(b"%x\r\n" % len(piece))
+                    self.wfile.write(piece)
+                    self.wfile.write(b"\r\n")
+        except FlareError as exc:
+            # Headers are gone; cut the stream so the client sees a truncated body, not a short file.
+            log.warning("cat stream from %s aborted: %s", self.server.store.root, exc)
+            self.close_connection = True
+            return
+        self.wfile.write(b"0\r\n\r\n")
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        handler = _COMMANDS.get(url.path.rstrip("/"))
+        if handler is None:
+            self.close_connection = True
+            self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
+            return
+        body = None
+        try:
+            body = self._body()
+            handler(self, _Query(url.query), body)
+        except ConfigError as exc:
+            self._fail(str(exc), 400, _CODE_CLIENT, body)
+        except FlareError as exc:
+            self._fail(str(exc), 500, _CODE_NORMAL, body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # keep serving; the client gets Kubo's implementation-error shape
+            log.exception("IPFS RPC %s failed", url.path)
+            self._fail(f"internal error: {type(exc).__name__}: {exc}", 500, _CODE_IMPLEMENTATION, body)
+        else:
+            if body is not None and not body.done:
+                self.close_connection = True  # unread request bytes would corrupt the next request
+
+    def _fail(self, message: str, status: int, code: int, body: _LengthBody | _ChunkedBody | None) -> None:
+        if body is None or not body.done:
+            self.close_connection = True
+        self._send_error(message, status, code)
+
+    # -------------------------------------------------------- commands
+
+    def cmd_version(self, q: _Query, body: Any) -> None:
+        _read_all(body, _MAX_SMALL_BODY_BYTES)
+        self._send_json({"Version": _flare_version(), "Commit": "", "Repo": "flare-chain-embedded",
+                         "System": f"{platform.machine().lower()}/{platform.system().lower()}",
+                         "Golang": "", "Implementation": "flare-chain embedded store"})
+
+    def cmd_id(self, q: _Query, body: Any) -> None:
+        _read_all(body, _MAX_SMALL_BODY_BYTES)
+        if q.get("arg") not in (None, "", self.server.peer_id):
+            raise StoreError(f"peer {q.get('arg')} is unknown: the embedded store knows no other peers")
+        self._send_json({"ID": self.server.peer_id, "PublicKey": self.server.public_key, "Addresses": [],
+                         "AgentVersion": f"flare-chain/{_flare_version()}/embedded",
+                         "ProtocolVersion": "ipfs/0.1.0", "Protocols": []})
+
+    def cmd_cat(self, q: _Query, body: Any) -> None:
+        _read_all(body, _MAX_SMALL_BODY_BYTES)
+        offset = q.int("offset", 0)
+        length = q.int("length", -1)
+        if offset < 0:
+            raise ConfigError(f"cannot specify negative offset {offset}")
+        pieces = _window(self.server.store.open(q.arg()), offset, length)
+        first = next(pieces, b"")  # errors before the first byte still get a proper error answer
+        self._send_stream(bytes(first), pieces)
+
+    def cmd_block_get(self, q: _Query, body: Any) -> None:
+        _read_all(body, _MAX_SMALL_BODY_BYTES)
+        data = self.server.store.get_block(q.arg("cid"))
+        self._send(200, data, "application/octet-stream")
+
+    def cmd_block_stat(self, q: _Query, body: Any) -> None:
+        _read_all(body, _MAX_SMALL_BODY_BYTES)
+        cid = parse_cid(q.arg("cid"))
+        self._send_json({"Key": cid.encode(), "Size": len(self.server.store.get_block(cid))})
+
+    def cmd_block_put(self, q: _Query, body: Any) -> None:
+        codec_name = q.get("cid-codec") or ("protobuf" if q.get("format") in ("v0", "protobuf") else "raw")
+        if codec_name not in _CODECS:
+            raise ConfigError(f"cid-codec {codec_name!r} not supported by the embedded store; use raw or dag-pb")
+        if (q.get("mhtype") or "sha2-256") != "sha2-256":
+            raise ConfigError(f"mhtype {q.get('mhtype')!r} not supported; only sha2-256")
+        limit = MAX_PUT_BLOCK_BYTES * 2 if q.bool("allow-big-block", False) else MAX_PUT_BLOCK_BYTES
+        answers = []
+        for part in iter_parts(body.read, self.headers.get("Content-Type", "")):
+            data = bytearray()
+            for piece in part.body:
+                data += piece
+                if len(data) > limit:
+                    raise ConfigError(f"produced block is over {limit} bytes: big blocks can't be exchanged "
+                                      f"with other peers; use add (UnixFS chunking) instead")
+            mh = sha256_multihash(data)
+            codec = _CODECS[codec_name]
+            cid = Cid.v0(mh) if q.get("format") == "v0" else Cid.v1(codec, mh)
+            self.server.store.put_block(cid, bytes(data))
+            if q.bool("pin", False):
+                self.server.store.pin(cid)
+            answers.append({"Key": cid.encode(), "Size": len(data)})
+        if not answers:
+            raise ConfigError("block/put needs one file part with the block's bytes")
+        self._send(200, b"".join(json.dumps(a).encode() + b"\n" for a in answers), "application/json")
+
+    def cmd_pin_add(self, q: _Query, body: Any) -> None:
+        _read_all(body, _MAX_SMALL_BODY_BYTES)
+        if q.bool("recursive", True) is False:
+            raise ConfigError("direct pins are not supported by the embedded store; pin recursively")
+        store = self.server.store
+        pins = [store.pin(store.resolve(arg)) for arg in q.all("arg")] or [store.pin(store.resolve(q.arg()))]
+        self._send_json({"Pins": pins})
+
+    def cmd_pin_rm(self, q: _Query, body: Any) -> None:
+        _read_all(body, _MAX_SMALL_BODY_BYTES)
+        store = self.server.store
+        args = q.all("arg") or [q.arg()]
+        done = []
+        for arg in args:
+            cid = store.resolve(arg).encode()
+            store.unpin(cid)
+            done.append(cid)
+        self._send_json({"Pins": done})
+
+    def cmd_pin_ls(self, q: _Query, body: Any) -> None:
+        _read_all(body, _MAX_SMALL_BODY_BYTES)
+        kind = q.get("type") or "all"
+        if kind not in ("all", "recursive", "direct", "indirect"):
+            raise ConfigError(f"invalid type {kind!r}, must be one of {{direct, indirect, recursive, all}}")
+        store = self.server.store
+        recursive = store.pins()
+        keys: dict[str, dict[str, str]] = {}
+        if kind in ("all", "recursive"):
+            keys.update({c: {"Type": "recursive"} for c in recursive})
+        if kind in ("all", "indirect"):
+            roots = {parse_cid(c).multihash for c in recursive}
+            for root in recursive:
+                for cid in dag.iter_dag(store.get_block, parse_cid(root)):
+                    if cid.multihash not in roots:
+                        keys.setdefault(cid.encode(), {"Type": "indirect"})
+        wanted = q.all("arg")
+        if wanted:
+            picked = {}
+            for arg in wanted:
+                cid = store.resolve(arg).encode()
+                if cid not in keys:
+                    raise StoreError(f"path '{arg}' is not pinned")
+                picked[cid] = keys[cid]
+            keys = picked
+        if q.bool("stream", False):
+            lines = [json.dumps({"Cid": c, "Type": info["Type"]}).encode() + b"\n" for c, info in keys.items()]
+            self._send(200, b"".join(lines), "application/json")
+            return
+        self._send_json({"Keys": keys})
+
+    def cmd_add(self, q: _Query, body: Any) -> None:
+        cid_version = q.int("cid-version", 0)
+        raw_leaves = q.bool("raw-leaves", None)
+        chunker = q.get("chunker") or f"size-{DEFAULT_CHUNK_SIZE}"
+        if chunker != f"size-{DEFAULT_CHUNK_SIZE}":
+            raise ConfigError(f"chunker {chunker!r} not supported by the embedded store; "
+                              f"only size-{DEFAULT_CHUNK_SIZE} (Kubo's default)")
+        if (q.get("hash") or "sha2-256") != "sha2-256":
+            raise ConfigError(f"hash {q.get('hash')!r} not supported by the embedded store; only sha2-256")
+        for unsupported in ("trickle", "nocopy", "inline"):
+            if q.bool(unsupported, False):
+                raise ConfigError(f"option {unsupported!r} is not supported by the embedded store")
+        pin = bool(q.bool("pin", True))
+        only_hash = bool(q.bool("only-hash", False))
+        wrap = bool(q.bool("wrap-with-directory", False))
+        content_type = self.headers.get("Content-Type", "")
+        with tempfile.TemporaryDirectory(prefix="flare-ipfs-add-", dir=self.server.spool_dir) as tmp:
+            spool = Path(tmp) / "in"
+            tops = _spool_parts(iter_parts(body.read, content_type), spool, Path(tmp) / "unnamed")
+            if not tops:
+                raise ConfigError("add needs at least one file part")
+            target = ContentStore(Path(tmp) / "scratch", durable=False) if only_hash else self.server.store
+            kw = {"cid_version": cid_version, "raw_leaves": raw_leaves, "pin": pin and not only_hash}
+            lines: list[tuple[str, str, int]] = []
+            dirs: list[tuple[str, str, int]] = []
+            if wrap:
+                root = parse_cid(target.add_directory(spool, include_hidden=True, **kw))
+                _walk(target, root, "", lines, dirs)
+            else:
+                for path, shown in tops:
+                    if path.is_symlink():
+                        raise ConfigError(f"top-level symlink {shown!r}: add the folder that holds it, "
+                                          f"or use wrap-with-directory")
+                    if path.is_dir():
+                        root = parse_cid(target.add_directory(path, include_hidden=True, **kw))
+                        _walk(target, root, shown, lines, dirs)
+                    else:
+                        root = parse_cid(target.add_file(path, **kw))
+                        lines.append((shown or root.encode(), root.encode(), _tsize(target.get_block, root)))
+        out = b"".join(json.dumps({"Name": n, "Hash": h, "Size": str(s)}).encode() + b"\n"
+                       for n, h, s in [*lines, *dirs])
+        self._send(200, out, "application/json", {"X-Chunked-Output": "1"})
+
+
+def _chain(first: bytes, rest: Iterator[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+    yield first
+    yield from rest
+
+
+def _window(pieces: Iterator[bytes | memoryview], offset: int, length: int) -> Iterator[bytes | memoryview]:
+    """Kubo's ``cat --offset --length`` over a stream of pieces (length < 0: to the end)."""
+    pos = 0
+    left = length
+    for piece in pieces:
+        end = pos + len(piece)
+        if end > offset:
+            view = memoryview(piece)[max(0, offset - pos):]
+            if left >= 0:
+                view = view[:left]
+                left -= len(view)
+            if len(view):
+                yield view
+            if left == 0:
+                return
+        pos = end
+
+
+def _spool_parts(parts: Iterator[Any], spool: Path, unnamed_dir: Path) -> list[tuple[Path, str]]:
+    """Write multipart entries under ``spool``; return each top-level entry's path and name as sent, in order.
+
+    Nameless file parts (Kubo answers them under their CID) go to ``unnamed_dir``.
+    """
+    tops: list[tuple[Path, str]] = []
+    seen_tops: set[str] = set()
+    spool.mkdir()
+    for index, part in enumerate(parts):
+        if part.path:
+            comps = _safe_relpath(part.path)
+            dest = spool.joinpath(*comps)
+            if comps[0] not in seen_tops:
+                seen_tops.add(comps[0])
+                tops.append((spool / comps[0], comps[0]))
+        elif part.kind == "file":
+            unnamed_dir.mkdir(exist_ok=True)
+            dest = unnamed_dir / str(index)
+            tops.append((dest, ""))
+        else:
+            raise ConfigError(f"multipart {part.kind} entry without a name")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if part.kind == "directory":
+                dest.mkdir(exist_ok=True)
+            elif part.kind == "symlink":
+                os.symlink(os.fsdecode(b"".join(part.body)), dest)
+            else:
+                with open(dest, "xb") as f:
+                    for piece in part.body:
+                        f.write(piece)
+        except FileExistsError:
+            raise ConfigError(f"multipart entry {part.path!r} sent twice") from None
+        except (NotADirectoryError, IsADirectoryError):
+            raise ConfigError(f"multipart entry {part.path!r} conflicts with an earlier entry") from None
+    return tops
+
+
+def _walk(store: ContentStore, cid: Cid, name: str, files: list[tuple[str, str, int]],
+          dirs: list[tuple[str, str, int]]) -> None:
+    """Kubo's add answer for a folder: every file, then folders innermost first (post-order)."""
+    for entry in store.ls(cid):
+        sub = f"{name}/{entry.name}" if name else entry.name
+        if entry.kind == "directory":
+            _walk(store, parse_cid(entry.cid), sub, files, dirs)
+        else:
+            files.append((sub, entry.cid, entry.tsize))
+    dirs.append((name, cid.encode(), _tsize(store.get_block, cid)))
+
+
+_COMMANDS: dict[str, Callable[[_Handler, _Query, Any], None]] = {
+    "/api/v0/add": _Handler.cmd_add,
+    "/api/v0/cat": _Handler.cmd_cat,
+    "/api/v0/block/get": _Handler.cmd_block_get,
+    "/api/v0/block/put": _Handler.cmd_block_put,
+    "/api/v0/block/stat": _Handler.cmd_block_stat,
+    "/api/v0/pin/add": _Handler.cmd_pin_add,
+    "/api/v0/pin/rm": _Handler.cmd_pin_rm,
+    "/api/v0/pin/ls": _Handler.cmd_pin_ls,
+    "/api/v0/id": _Handler.cmd_id,
+    "/api/v0/version": _Handler.cmd_version,
+}
+
+
+# ------------------------------------------------------------------ running it
+
+
+@dataclass
+class ServerHandle:
+    """A server running on a background thread; ``url`` is its RPC base URL. Close to stop it."""
+
+    server: KuboRpcServer
+    thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve_in_thread(store: ContentStore, host: str = DEFAULT_HOST, port: int = 0, *,
+                    spool_dir: str | os.PathLike[str] | None = None) -> ServerHandle:
+    """Start serving ``store`` on a daemon thread (``port=0``: any free port); return its handle."""
+    server = KuboRpcServer(store, host, port, spool_dir=spool_dir)
+    # A short poll interval makes close() return promptly (shutdown waits for the next poll).
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name=f"ipfs-rpc-{server.url}", daemon=True)
+    thread.start()
+    return ServerHandle(server, thread)

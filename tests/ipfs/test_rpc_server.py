@@ -1,0 +1,214 @@
+"""The embedded store served over the Kubo RPC subset, spoken to as a Kubo client would (raw HTTP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flare_chain.ipfs import ContentStore, KuboClient, cid_of_bytes, cid_of_directory, serve_in_thread
+from flare_chain.ipfs.multipart import MultipartBody, UploadEntry, iter_parts
+from flare_chain.ipfs.rpc_server import ServerHandle
+
+CHUNK = 262_144
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ContentStore:
+    return ContentStore(tmp_path / "repo", durable=False)
+
+
+@pytest.fixture
+def http(store: ContentStore) -> Iterator[httpx.Client]:
+    with serve_in_thread(store) as handle, httpx.Client(base_url=handle.url + "/api/v0", timeout=30) as c:
+        yield c
+
+
+def _lines(resp: httpx.Response) -> list[dict[str, str]]:
+    return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+
+
+def _kubo_error(resp: httpx.Response) -> dict[str, object]:
+    doc = resp.json()
+    assert set(doc) == {"Message", "Code", "Type"} and doc["Type"] == "error"
+    return doc
+
+
+def test_get_is_405_as_in_kubo(http: httpx.Client) -> None:
+    resp = http.get("/version")
+    assert resp.status_code == 405
+    assert resp.headers["Allow"] == "POST"
+    assert "POST" in str(_kubo_error(resp)["Message"])
+
+
+def test_unknown_command_is_404(http: httpx.Client) -> None:
+    assert http.post("/swarm/peers").status_code == 404
+
+
+def test_unknown_cid_is_a_kubo_shaped_error(http: httpx.Client) -> None:
+    missing = cid_of_bytes(b"not here")
+    for command in ("/cat", "/block/get"):
+        resp = http.post(command, params={"arg": missing})
+        assert resp.status_code == 500
+        doc = _kubo_error(resp)
+        assert doc["Code"] == 0 and missing in str(doc["Message"])
+
+
+def test_bad_arguments_are_client_errors(http: httpx.Client) -> None:
+    resp = http.post("/cat")
+    assert resp.status_code == 400
+    assert _kubo_error(resp) == {"Message": 'argument "ipfs-path" is required', "Code": 1, "Type": "error"}
+    resp = http.post("/cat", params={"arg": "Qmfoo"})
+    assert resp.status_code == 400 and "malformed CID" in str(_kubo_error(resp)["Message"])
+    resp = http.post("/add", params={"chunker": "rabin"}, files={"file": ("x", b"x")})
+    assert resp.status_code == 400 and "size-262144" in str(_kubo_error(resp)["Message"])
+
+
+def test_add_answers_kubo_ndjson_lines(http: httpx.Client, store: ContentStore) -> None:
+    # httpx's own multipart encoder, as `curl -F file=@hello.txt` would send it
+    resp = http.post("/add", files={"file": ("hello.txt", b"hello world")})
+    assert resp.status_code == 200
+    assert _lines(resp) == [{"Name": "hello.txt", "Hash": "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD",
+                             "Size": "19"}]
+    assert store.pins() == ["Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD"]
+    resp = http.post("/add", params={"cid-version": "1", "pin": "false"}, files={"file": ("h", b"hello world")})
+    assert _lines(resp) == [{"Name": "h", "Hash": "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
+                             "Size": "11"}]
+    assert len(store.pins()) == 1
+
+
+def test_add_with_a_chunked_request_body(http: httpx.Client) -> None:
+    data = os.urandom(CHUNK + 3)
+    body = MultipartBody([UploadEntry.from_bytes("blob", data)])
+    resp = http.post("/add", content=iter(body), headers={"Content-Type": body.content_type})
+    assert resp.request.headers.get("Transfer-Encoding") == "chunked"
+    assert _lines(resp)[-1]["Hash"] == cid_of_bytes(data)
+    assert http.post("/cat", params={"arg": cid_of_bytes(data)}).content == data
+
+
+def test_add_directory_lines_and_wrap(http: httpx.Client, tmp_path: Path) -> None:
+    d = tmp_path / "model"
+    (d / "b").mkdir(parents=True)
+    (d / "a.json").write_bytes(b"{}")
+    (d / "b" / "c.bin").write_bytes(b"weights")
+    entries = [UploadEntry("model", "directory"), UploadEntry("model/a.json", "file", data=b"{}", size=2),
+               UploadEntry("model/b", "directory"), UploadEntry("model/b/c.bin", "file", data=b"weights", size=7)]
+    body = MultipartBody(entries)
+    headers = {"Content-Type": body.content_type}
+    lines = _lines(http.post("/add", content=b"".join(body), headers=headers))
+    assert [line["Name"] for line in lines] == ["model/a.json", "model/b/c.bin", "model/b", "model"]
+    assert lines[-1]["Hash"] == cid_of_directory(d)
+    wrapped = _lines(http.post("/add", params={"wrap-with-directory": "true"}, content=b"".join(body),
+                               headers=headers))
+    assert wrapped[-1]["Name"] == ""
+    assert wrapped[-2] == lines[-1]
+
+
+def test_nameless_file_is_named_by_its_cid(http: httpx.Client) -> None:
+    body = MultipartBody([UploadEntry.from_bytes("", b"stdin")])
+    lines = _lines(http.post("/add", content=b"".join(body), headers={"Content-Type": body.content_type}))
+    assert lines == [{"Name": cid_of_bytes(b"stdin"), "Hash": cid_of_bytes(b"stdin"), "Size": "13"}]
+
+
+def test_only_hash_stores_nothing(http: httpx.Client, store: ContentStore) -> None:
+    lines = _lines(http.post("/add", params={"only-hash": "true"}, files={"file": ("f", b"ghost")}))
+    assert lines[-1]["Hash"] == cid_of_bytes(b"ghost")
+    assert not store.has(cid_of_bytes(b"ghost"))
+    assert store.pins() == []
+
+
+def test_path_traversal_is_refused(http: httpx.Client, store: ContentStore, tmp_path: Path) -> None:
+    body = MultipartBody([UploadEntry("../escape", "file", data=b"x", size=1)])
+    resp = http.post("/add", content=b"".join(body), headers={"Content-Type": body.content_type})
+    assert resp.status_code == 400 and "escape" in str(_kubo_error(resp)["Message"])
+    assert store.pins() == []
+
+
+def test_cat_offset_and_length(http: httpx.Client, store: ContentStore) -> None:
+    data = os.urandom(2 * CHUNK + 10)
+    cid = store.add_bytes(data)
+    assert http.post("/cat", params={"arg": cid}).content == data
+    part = http.post("/cat", params={"arg": cid, "offset": str(CHUNK - 5), "length": "20"}).content
+    assert part == data[CHUNK - 5:CHUNK + 15]
+
+
+def test_block_put_get_stat(http: httpx.Client) -> None:
+    resp = http.post("/block/put", params={"cid-codec": "raw"}, files={"file": ("b", b"block bytes")})
+    key = resp.json()["Key"]
+    assert key == cid_of_bytes(b"block bytes", 1)
+    assert http.post("/block/get", params={"arg": key}).content == b"block bytes"
+    assert http.post("/block/stat", params={"arg": key}).json() == {"Key": key, "Size": 11}
+    big = http.post("/block/put", files={"file": ("b", b"\0" * (1024 * 1024 + 1))})
+    assert big.status_code == 400 and "over" in str(_kubo_error(big)["Message"])
+
+
+def test_pin_ls_types_and_not_pinned(http: httpx.Client, store: ContentStore) -> None:
+    cid = store.add_bytes(os.urandom(CHUNK + 1))
+    assert http.post("/pin/ls", params={"type": "recursive"}).json() == {"Keys": {cid: {"Type": "recursive"}}}
+    everything = http.post("/pin/ls").json()["Keys"]
+    assert everything[cid] == {"Type": "recursive"}
+    assert sorted(v["Type"] for v in everything.values()) == ["indirect", "indirect", "recursive"]
+    other = cid_of_bytes(b"other")
+    resp = http.post("/pin/ls", params={"arg": other})
+    assert resp.status_code == 500 and _kubo_error(resp)["Message"] == f"path '{other}' is not pinned"
+    streamed = [json.loads(x) for x in http.post("/pin/ls", params={"type": "recursive", "stream": "true"})
+                .text.splitlines()]
+    assert streamed == [{"Cid": cid, "Type": "recursive"}]
+
+
+def test_multipart_round_trip_with_awkward_names() -> None:
+    names = ["a b+c.txt", "dir/ü%2F.bin", 'q"uote']
+    entries = [UploadEntry.from_bytes(n, n.encode() * 1000) for n in names]
+    body = MultipartBody(entries, boundary="b0undary")
+    raw = b"".join(body)
+    assert len(raw) == body.length
+    pos = 0
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        piece = raw[pos:pos + min(n, 7)]  # tiny reads: boundaries split across reads
+        pos += len(piece)
+        return piece
+
+    got = [(p.path, b"".join(p.body)) for p in iter_parts(read, body.content_type)]
+    assert got == [(n, n.encode() * 1000) for n in names]
+
+
+def test_cli_serve_runs_until_sigterm(tmp_path: Path) -> None:
+    # Prepare
+    repo = tmp_path / "repo"
+    cmd = [sys.executable, "-m", "flare_chain.cli.main", "ipfs", "serve", "--repo", str(repo), "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("RPC API server listening on http://127.0.0.1:"), line + (proc.stderr.read()
+                                                                                          if proc.stderr else "")
+        url = line.split()[5]
+        # Execute
+        with KuboClient(url, retries=0) as c:
+            cid = c.add(b"served by the CLI")
+            assert c.cat(cid) == b"served by the CLI"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=20)
+    # Assert
+    assert rc == 0
+    assert ContentStore(repo).cat(cid) == b"served by the CLI"
+
+
+def test_serve_in_thread_handle(store: ContentStore) -> None:
+    with serve_in_thread(store) as handle:
+        assert isinstance(handle, ServerHandle)
+        assert handle.url == f"http://127.0.0.1:{handle.port}"
+        with KuboClient(handle.url, retries=0) as c:
+            assert c.version()["Version"]
+    with KuboClient(handle.url, retries=0) as c, pytest.raises(Exception, match="daemon runs"):
+        c.version()
