@@ -1,5 +1,10 @@
-"""Aggregation strategies: pure functions from accepted updates to one delta."""
+"""Aggregation: gates that screen a round's updates, and strategies that combine the survivors.
 
+Strategies are pure functions from accepted updates to one delta; gates
+share :class:`Gate` and run in order through :func:`run_gates`.
+"""
+
+from flare_chain.aggregation.anomaly import DirectionAnomalyGate, DuplicateGate, NormAnomalyGate
 from flare_chain.aggregation.base import (
     Aggregator,
     ClientUpdate,
@@ -14,23 +19,46 @@ from flare_chain.aggregation.exact_lora import (
     product_error,
 )
 from flare_chain.aggregation.fedavg import FedAvg
+from flare_chain.aggregation.gates import Gate, GateContext, TensorPolicyGate, policy_gate
 from flare_chain.aggregation.krum import Krum, MultiKrum
 from flare_chain.aggregation.median import CoordinateMedian
+from flare_chain.aggregation.mi_filter import MutualInformationFilter, nmi_outliers, seed_probe_windows
+from flare_chain.aggregation.pipeline import GateOutcome, GateSettings, GateVerdict, build_gates, run_gates
+from flare_chain.aggregation.privacy import DPFedAvg, PrivacyAccountant, clip_update, privatize_update
 from flare_chain.aggregation.trimmed_mean import TrimmedMean
 
 __all__ = [
     "Aggregator",
     "ClientUpdate",
     "CoordinateMedian",
+    "DPFedAvg",
+    "DirectionAnomalyGate",
+    "DuplicateGate",
     "ExactLoraAggregator",
     "ExactResult",
     "FedAvg",
+    "Gate",
+    "GateContext",
+    "GateOutcome",
+    "GateSettings",
+    "GateVerdict",
     "Krum",
     "MultiKrum",
+    "MutualInformationFilter",
+    "NormAnomalyGate",
+    "PrivacyAccountant",
+    "TensorPolicyGate",
     "TrimmedMean",
     "apply_delta",
+    "build_gates",
     "canonical_order",
     "check_compatible",
+    "clip_update",
     "factorwise_fedavg_error",
+    "nmi_outliers",
+    "policy_gate",
+    "privatize_update",
     "product_error",
+    "run_gates",
+    "seed_probe_windows",
 ]

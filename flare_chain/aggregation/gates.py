@@ -1,19 +1,34 @@
-"""Gates an update must pass before it is aggregated.
+"""Gates an update must pass before it is aggregated, and the interface they share.
 
-The policy gate checks that an update is what the round asked for: the same
-base model, LoRA rank, alpha, target modules and tensor shapes as the global
-adapter, made for this round by the node that submitted it, with the sample
-count it declared on-chain. Every rejection carries the gate's name and a
-reason that is recorded, so a committee member or an auditor that re-runs the
-gates on the same inputs reaches the same accepted set.
+Two kinds of check live here. :func:`policy_gate` looks at an update's
+*manifest*: the same base model, LoRA rank, alpha, target modules and tensor
+shapes as the global adapter, made for this round by the node that submitted
+it, with the sample count it declared on-chain. :class:`TensorPolicyGate`
+looks at the decoded *tensors*: names, shapes, dtype, size bounds and finite
+values. Both reject with a reason that is recorded.
+
+Every gate implements :class:`Gate`: it screens a whole set of candidate
+updates at once (anomaly gates need the others to judge one) and returns a
+reason per rejected node. Gates are pure and deterministic: candidates are
+seen in canonical node order and every statistic is computed in float64, so a
+committee member or an auditor that re-runs the gates on the same inputs
+reaches the same accepted set. :mod:`flare_chain.aggregation.pipeline` chains
+them.
 """
 
 from __future__ import annotations
 
-from flare_chain.errors import GateRejection
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from flare_chain.aggregation.base import ClientUpdate
+from flare_chain.errors import ConfigError, GateRejection
 from flare_chain.lora.files import Manifest
 
-__all__ = ["policy_gate"]
+__all__ = ["Gate", "GateContext", "TensorPolicyGate", "policy_gate"]
 
 
 def policy_gate(
@@ -41,3 +56,94 @@ def policy_gate(
         reject(f"manifest names node {update.node!r}, but {node} submitted it")
     if update.sample_count != onchain_sample_count:
         reject(f"manifest claims {update.sample_count} samples, the chain records {onchain_sample_count}")
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What every gate may compare a candidate with: the current global adapter's tensors."""
+
+    global_tensors: Mapping[str, torch.Tensor]
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in sorted(self.global_tensors.items())}
+
+
+class Gate(ABC):
+    """Screens a round's candidate updates; returns ``{node: reason}`` for each one it rejects.
+
+    ``candidates`` arrive in canonical node order and have passed every
+    earlier gate. A gate must not depend on anything but its inputs and its
+    settings (no clock, no randomness), so its verdicts can be reproduced.
+    """
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        """Reasons for the candidates this gate rejects, keyed by node; empty when all pass."""
+
+
+_ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class TensorPolicyGate(Gate):
+    """Names, shapes, dtype, size bounds and finite values of each update's tensors.
+
+    ``max_update_bytes`` bounds the decoded update (an update the size of the
+    adapter is expected; a much larger one is a resource attack);
+    ``max_abs_value`` bounds every entry (None: no bound) — LoRA deltas of one
+    round are small, so a huge entry is a scaling attack or an overflow.
+    """
+
+    name = "policy"
+
+    def __init__(self, *, max_update_bytes: int = 256 * 2**20, max_abs_value: float | None = None) -> None:
+        if max_update_bytes < 1:
+            raise ConfigError(f"max_update_bytes must be >= 1, got {max_update_bytes}")
+        if max_abs_value is not None and not max_abs_value > 0:
+            raise ConfigError(f"max_abs_value must be > 0 or None, got {max_abs_value}")
+        self.max_update_bytes = int(max_update_bytes)
+        self.max_abs_value = max_abs_value
+
+    def check(self, update: ClientUpdate, context: GateContext) -> str | None:
+        """The reason ``update`` fails, or None."""
+        expected = context.shapes
+        got = set(update.delta)
+        missing = sorted(set(expected) - got)
+        extra = sorted(got - set(expected))
+        if missing:
+            return f"missing tensor {missing[0]!r} ({len(missing)} missing in all)"
+        if extra:
+            return f"unexpected tensor {extra[0]!r} ({len(extra)} extra in all)"
+        if update.sample_count <= 0:
+            return f"claims {update.sample_count} samples; must be > 0"
+        size = 0
+        for key in sorted(expected):
+            t = update.delta[key]
+            if t.dtype not in _ALLOWED_DTYPES:
+                return f"tensor {key!r} has dtype {t.dtype}; updates must be float32, float16 or bfloat16"
+            if tuple(t.shape) != expected[key]:
+                return f"tensor {key!r} has shape {tuple(t.shape)}, the global adapter has {expected[key]}"
+            size += t.numel() * t.element_size()
+        if size > self.max_update_bytes:
+            return f"update holds {size} bytes, over the bound of {self.max_update_bytes}"
+        for key in sorted(expected):
+            t = update.delta[key]
+            if bool(torch.isnan(t).any()):
+                return f"tensor {key!r} contains NaN"
+            if bool(torch.isinf(t).any()):
+                return f"tensor {key!r} contains Inf"
+            if self.max_abs_value is not None and t.numel():
+                peak = float(t.abs().max())
+                if peak > self.max_abs_value:
+                    return f"tensor {key!r} has an entry of magnitude {peak:.3g}, over the bound {self.max_abs_value:g}"
+        return None
+
+    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for update in candidates:
+            reason = self.check(update, context)
+            if reason is not None:
+                out[update.node] = reason
+        return out

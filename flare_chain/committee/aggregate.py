@@ -4,9 +4,19 @@ The leader, every committee member and (later) the auditor call the same
 function on the same inputs: the previous global adapter, the round's
 on-chain submissions and, for members, the proposal's accepted list. Each
 update is fetched from IPFS (blocks verified against their CIDs), its
-manifest checked against the on-chain hash, decoded, passed through the
-gates, and the survivors are aggregated deterministically. Same inputs, same
-adapter bytes, same CID.
+manifest checked against the on-chain hash, decoded (PowerSGD factors
+decompressed), passed through the manifest policy gate and then the tensor
+gate pipeline (:mod:`flare_chain.aggregation.pipeline`: tensor policy,
+duplicates, norm and direction anomaly, mutual-information filter), and the
+survivors are aggregated deterministically. Same inputs and gate settings,
+same accepted set, same adapter bytes, same CID.
+
+The MI filter needs a model to run the candidates: it is enabled when the
+caller passes ``model_dir`` and ``params``. Its probe is ``probe`` when given,
+else windows derived from ``probe_seed`` (the round's on-chain seed; see
+:func:`~flare_chain.aggregation.mi_filter.seed_probe_windows`), else from the
+round number alone, so every member derives the same probe without sharing
+any data.
 """
 
 from __future__ import annotations
@@ -20,8 +30,10 @@ import torch
 
 from flare_chain.aggregation import Aggregator, ClientUpdate, FedAvg, apply_delta
 from flare_chain.aggregation.gates import policy_gate
+from flare_chain.aggregation.mi_filter import model_predictor, seed_probe_windows
+from flare_chain.aggregation.pipeline import GateSettings, build_gates, run_gates
 from flare_chain.chain import Submission
-from flare_chain.errors import IntegrityError, StoreError, UpdateError
+from flare_chain.errors import GateRejection, IntegrityError, StoreError, UpdateError
 from flare_chain.ipfs import ContentStore, cid_from_bytes
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
@@ -43,18 +55,35 @@ class CheckedUpdate:
 
 @dataclass(frozen=True)
 class Rejection:
-    """Why a submission was left out of the aggregate."""
+    """Why a submission was left out of the aggregate; ``gate`` names the check (``fetch`` for bytes)."""
 
     node: str
     cid: str
     reason: str
+    gate: str = "fetch"
 
 
 def check_submissions(
-    store: ContentStore, round_id: int, submissions: Sequence[Submission], previous: GlobalAdapter
+    store: ContentStore,
+    round_id: int,
+    submissions: Sequence[Submission],
+    previous: GlobalAdapter,
+    *,
+    gates: GateSettings | None = None,
+    model_dir: Path | None = None,
+    params: LoraTrainParams | None = None,
+    probe: torch.Tensor | None = None,
+    probe_seed: bytes | int | None = None,
 ) -> tuple[list[CheckedUpdate], list[Rejection]]:
-    """Fetch and gate every submission, in node order; never raises for one bad update."""
-    accepted: list[CheckedUpdate] = []
+    """Fetch and gate every submission, in node order; never raises for one bad update.
+
+    ``gates`` selects and tunes the gates (default :class:`GateSettings`);
+    every committee member must use the same settings. The MI filter runs
+    when ``model_dir`` and ``params`` are given (see the module docstring for
+    its probe).
+    """
+    settings = gates or GateSettings()
+    fetched: list[CheckedUpdate] = []
     rejected: list[Rejection] = []
     for sub in sorted(submissions, key=lambda s: s.node.lower()):
         cid = "<unparseable>"
@@ -65,9 +94,30 @@ def check_submissions(
                         onchain_sample_count=sub.sample_count)
         except (IntegrityError, StoreError, UpdateError) as exc:
             log.warning("round %d: leaving out %s's update %s: %s", round_id, sub.node, cid, exc)
-            rejected.append(Rejection(node=sub.node, cid=cid, reason=str(exc)))
+            gate = exc.gate if isinstance(exc, GateRejection) else "fetch"
+            rejected.append(Rejection(node=sub.node, cid=cid, reason=str(exc), gate=gate))
             continue
-        accepted.append(CheckedUpdate(submission=sub, delta=delta, manifest=manifest))
+        fetched.append(CheckedUpdate(submission=sub, delta=delta, manifest=manifest))
+
+    predictor = None
+    if settings.mutual_information and model_dir is not None and params is not None and fetched:
+        windows = probe if probe is not None else seed_probe_windows(
+            probe_seed if probe_seed is not None else round_id,
+            count=settings.probe_windows, seq_len=settings.probe_seq_len)
+        predictor = model_predictor(Path(model_dir), params, windows)
+    by_node = {u.submission.node: u for u in fetched}
+    outcome = run_gates(
+        [ClientUpdate(node=u.submission.node, delta=u.delta, sample_count=u.submission.sample_count) for u in fetched],
+        previous.tensors, build_gates(settings, predictor=predictor),
+    )
+    for verdict in outcome.rejections:
+        sub = by_node[verdict.node].submission
+        cid = cid_from_bytes(sub.cid)
+        log.warning("round %d: %s gate leaves out %s's update %s: %s", round_id, verdict.gate, sub.node, cid,
+                    verdict.reason)
+        rejected.append(Rejection(node=sub.node, cid=cid, reason=verdict.reason, gate=verdict.gate))
+    accepted = [by_node[node] for node in outcome.accepted_nodes]
+    rejected.sort(key=lambda r: r.node.lower())
     return accepted, rejected
 
 

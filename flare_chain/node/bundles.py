@@ -3,6 +3,13 @@
 An **update bundle** is a UnixFS folder ``{delta.safetensors, manifest.json}``;
 its CID goes on-chain with ``sha256(manifest.json)`` as the manifest hash, so
 anyone holding the CID can fetch the manifest and check it against the chain.
+A **compressed** update bundle holds ``delta.powersgd.safetensors`` (PowerSGD
+factors in fp16/bf16, see :mod:`flare_chain.compression.codec`) instead of
+``delta.safetensors``; its manifest says so with the ``powersgd_*`` metrics
+(rank, reconstruction error, byte counts) and its ``dtype`` is the wire dtype.
+The reader picks the file from the manifest — which is checked against the
+chain first — and decompresses exactly what was sent. Uncompressed bundles
+read as before.
 
 A **global bundle** is a PEFT adapter folder (``adapter_config.json``,
 ``adapter_model.safetensors``) plus ``flare_manifest.json``, loadable as is
@@ -24,7 +31,9 @@ from pathlib import Path
 
 import torch
 
-from flare_chain.errors import IntegrityError
+from flare_chain.compression import PowerSGDCompressor, decompress
+from flare_chain.compression import decode as decode_compressed
+from flare_chain.errors import IntegrityError, UpdateError
 from flare_chain.ipfs import ContentStore
 from flare_chain.lora.files import Manifest, decode_delta, encode_delta
 from flare_chain.lora.params import LoraTrainParams
@@ -37,18 +46,22 @@ from flare_chain.lora.peft_files import (
 
 __all__ = [
     "CID_VERSION",
+    "COMPRESSED_DELTA_FILE",
     "DELTA_FILE",
     "GLOBAL_MANIFEST_FILE",
     "MANIFEST_FILE",
     "GlobalAdapter",
     "fetch_global_bundle",
     "fetch_update_bundle",
+    "is_compressed",
     "manifest_hash",
     "pin_global_bundle",
     "pin_update_bundle",
 ]
 
 DELTA_FILE = "delta.safetensors"
+COMPRESSED_DELTA_FILE = "delta.powersgd.safetensors"
+COMPRESSION_RANK_METRIC = "powersgd_rank"
 MANIFEST_FILE = "manifest.json"
 GLOBAL_MANIFEST_FILE = "flare_manifest.json"
 CID_VERSION = 1  # CIDv1, raw leaves: what `ipfs add --cid-version=1 -r` prints
@@ -59,21 +72,67 @@ def manifest_hash(manifest_bytes: bytes) -> bytes:
     return hashlib.sha256(manifest_bytes).digest()
 
 
-def pin_update_bundle(store: ContentStore, delta: Mapping[str, torch.Tensor], manifest: Manifest) -> tuple[str, bytes]:
-    """Encode and pin one update; returns ``(folder CID, manifest hash)``."""
-    delta_bytes, manifest_bytes = encode_delta(dict(delta), manifest)
+def is_compressed(manifest: Manifest) -> bool:
+    """True when the bundle this manifest describes carries PowerSGD factors."""
+    return COMPRESSION_RANK_METRIC in manifest.metrics
+
+
+def pin_update_bundle(
+    store: ContentStore,
+    delta: Mapping[str, torch.Tensor],
+    manifest: Manifest,
+    *,
+    compressor: PowerSGDCompressor | None = None,
+) -> tuple[str, bytes]:
+    """Encode and pin one update; returns ``(folder CID, manifest hash)``.
+
+    With ``compressor``, the delta (plus the compressor's carried error) is
+    PowerSGD-compressed and the compressor's state advances; the pinned
+    manifest is ``manifest`` with the wire dtype and the ``powersgd_*``
+    metrics added (read them back with :func:`fetch_update_bundle`).
+    """
     with tempfile.TemporaryDirectory(prefix="flare-update-") as tmp:
         folder = Path(tmp)
-        (folder / DELTA_FILE).write_bytes(delta_bytes)
+        if compressor is None:
+            delta_bytes, manifest_bytes = encode_delta(dict(delta), manifest)
+            (folder / DELTA_FILE).write_bytes(delta_bytes)
+        else:
+            if is_compressed(manifest):
+                raise UpdateError("manifest already carries powersgd_* metrics; pass the uncompressed manifest")
+            data, info = compressor.encode(delta)
+            manifest = manifest.model_copy(update={
+                "dtype": info.dtype, "metrics": {**manifest.metrics, **info.as_metrics()}})
+            manifest_bytes = manifest.to_bytes()
+            (folder / COMPRESSED_DELTA_FILE).write_bytes(data)
         (folder / MANIFEST_FILE).write_bytes(manifest_bytes)
         cid = store.add_directory(folder, cid_version=CID_VERSION, pin=True)
     return cid, manifest_hash(manifest_bytes)
 
 
+def _decode_compressed(
+    data: bytes, manifest: Manifest, expected_shapes: dict[str, tuple[int, ...]]
+) -> dict[str, torch.Tensor]:
+    update = decode_compressed(data, expected_shapes=expected_shapes)
+    if update.dtype != manifest.dtype:
+        raise UpdateError(f"compressed update is {update.dtype} on the wire, its manifest says {manifest.dtype}")
+    rank = manifest.metrics[COMPRESSION_RANK_METRIC]
+    for key, factors in sorted(update.low_rank.items()):
+        if factors.rank != rank:
+            raise UpdateError(f"tensor {key!r} is sent at rank {factors.rank}, the manifest says rank {rank:g}")
+    shapes = {k: list(v) for k, v in update.shapes().items()}
+    if shapes != manifest.shapes:
+        raise UpdateError("compressed update's tensor names or shapes differ from its manifest's")
+    return decompress(update)
+
+
 def fetch_update_bundle(
     store: ContentStore, cid: str, expected_manifest_hash: bytes, *, expected_shapes: dict[str, tuple[int, ...]]
 ) -> tuple[dict[str, torch.Tensor], Manifest]:
-    """Fetch, verify and decode an update; IntegrityError if the manifest is not the one on-chain."""
+    """Fetch, verify and decode an update; IntegrityError if the manifest is not the one on-chain.
+
+    A compressed bundle is decompressed (float32, ``P Qᵀ`` exactly as the
+    sender's error feedback accounted for it); UpdateError names what is off.
+    """
     manifest_bytes = store.cat(f"{cid}/{MANIFEST_FILE}")
     got = manifest_hash(manifest_bytes)
     if got != bytes(expected_manifest_hash):
@@ -81,9 +140,13 @@ def fetch_update_bundle(
             f"manifest of update {cid} hashes to {got.hex()}, but the chain records "
             f"{bytes(expected_manifest_hash).hex()}; refusing the update"
         )
-    tensors, manifest = decode_delta(store.cat(f"{cid}/{DELTA_FILE}"), manifest_bytes, expected_shapes=expected_shapes)
-    assert manifest is not None  # decode_delta returns the manifest when given its bytes
-    return tensors, manifest
+    manifest = Manifest.from_bytes(manifest_bytes)
+    if is_compressed(manifest):
+        data = store.cat(f"{cid}/{COMPRESSED_DELTA_FILE}")
+        return _decode_compressed(data, manifest, expected_shapes), manifest
+    tensors, parsed = decode_delta(store.cat(f"{cid}/{DELTA_FILE}"), manifest_bytes, expected_shapes=expected_shapes)
+    assert parsed is not None  # decode_delta returns the manifest when given its bytes
+    return tensors, parsed
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,156 @@
+"""Anomaly gates: updates whose size or direction is far from the round's majority.
+
+* :class:`NormAnomalyGate` — robust z-score of the log L2 norm of each update.
+  Logs, because scaling attacks multiply a norm: ×10 is as far from ×1 as ×0.1.
+  Catches scaling, large-noise and all-zero (free-riding) updates.
+* :class:`DirectionAnomalyGate` — robust z-score of each update's cosine
+  similarity with the coordinate-wise median of all candidates (which a
+  minority cannot drag away). Catches sign flips and updates pointing
+  elsewhere at an honest size; only the low side is an anomaly.
+* :class:`DuplicateGate` — honest nodes train on different data and never
+  send bit-identical updates; several identical updates are a colluding group.
+
+Statistics are computed in float64 over the candidates in canonical order, so
+the verdicts are reproducible. Below ``min_candidates`` updates a median and a
+MAD say little; the anomaly gates then pass everything (the policy gate still
+applies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import torch
+
+from flare_chain.aggregation.base import ClientUpdate
+from flare_chain.aggregation.gates import Gate, GateContext
+from flare_chain.aggregation.median import coordinate_median
+from flare_chain.aggregation.robust import robust_z
+from flare_chain.errors import ConfigError
+
+__all__ = ["DirectionAnomalyGate", "DuplicateGate", "NormAnomalyGate", "update_norm"]
+
+
+def update_norm(update: ClientUpdate) -> float:
+    """L2 norm of the whole update (all tensors, sorted by name), float64."""
+    total = 0.0
+    for key in sorted(update.delta):
+        total += float((update.delta[key].to(torch.float64) ** 2).sum())
+    return math.sqrt(total)
+
+
+def _check(threshold: float, min_candidates: int) -> None:
+    if not threshold > 0 or not math.isfinite(threshold):
+        raise ConfigError(f"anomaly threshold must be a finite number > 0, got {threshold!r}")
+    if min_candidates < 3:
+        raise ConfigError(f"min_candidates must be >= 3 for a median/MAD to mean anything, got {min_candidates}")
+
+
+class NormAnomalyGate(Gate):
+    """Reject updates whose log-norm has a robust z-score beyond ``±threshold``.
+
+    ``min_log_scale`` floors the spread (in natural-log units; 0.1 ≈ 10 %), so
+    honest nodes with nearly equal norms do not flag each other.
+    """
+
+    name = "norm"
+
+    def __init__(self, threshold: float = 3.5, *, min_log_scale: float = 0.1, min_candidates: int = 5) -> None:
+        _check(threshold, min_candidates)
+        self.threshold = float(threshold)
+        self.min_log_scale = float(min_log_scale)
+        self.min_candidates = int(min_candidates)
+
+    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        out: dict[str, str] = {}
+        norms = {u.node: update_norm(u) for u in candidates}
+        for node, norm in norms.items():
+            if norm == 0.0:
+                out[node] = "update is all zeros (no training contributed)"
+        live = [n for n in norms if n not in out]
+        if len(live) < self.min_candidates:
+            return out
+        logs = [math.log(norms[n]) for n in live]
+        centre = math.exp(sorted(logs)[len(logs) // 2])
+        for node, z in zip(live, robust_z(logs, min_scale=self.min_log_scale), strict=True):
+            if abs(z) > self.threshold:
+                out[node] = (f"update norm {norms[node]:.4g} is {norms[node] / centre:.3g}× the round's median "
+                             f"(robust z {z:+.1f}, threshold ±{self.threshold:g})")
+        return out
+
+
+class DirectionAnomalyGate(Gate):
+    """Reject updates whose cosine with the coordinate-wise median has robust z below ``−threshold``.
+
+    ``min_scale`` floors the spread of the cosines.
+    """
+
+    name = "direction"
+
+    def __init__(self, threshold: float = 3.5, *, min_scale: float = 0.05, min_candidates: int = 5) -> None:
+        _check(threshold, min_candidates)
+        self.threshold = float(threshold)
+        self.min_scale = float(min_scale)
+        self.min_candidates = int(min_candidates)
+
+    def cosines(self, candidates: Sequence[ClientUpdate]) -> list[float]:
+        """Cosine of each candidate with the coordinate-wise median of all of them (float64)."""
+        dots = [0.0] * len(candidates)
+        sq = [0.0] * len(candidates)
+        ref_sq = 0.0
+        for key in sorted(candidates[0].delta):
+            stacked = torch.stack([u.delta[key].reshape(-1).to(torch.float64) for u in candidates])
+            ref = coordinate_median(stacked)
+            ref_sq += float((ref * ref).sum())
+            d = stacked @ ref
+            s = (stacked * stacked).sum(dim=1)
+            for i in range(len(candidates)):
+                dots[i] += float(d[i])
+                sq[i] += float(s[i])
+        out = []
+        for dot, s in zip(dots, sq, strict=True):
+            den = math.sqrt(s) * math.sqrt(ref_sq)
+            out.append(dot / den if den > 0 else 0.0)
+        return out
+
+    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        if len(candidates) < self.min_candidates:
+            return {}
+        cos = self.cosines(candidates)
+        centre = sorted(cos)[len(cos) // 2]
+        out: dict[str, str] = {}
+        for update, c, z in zip(candidates, cos, robust_z(cos, min_scale=self.min_scale), strict=True):
+            if z < -self.threshold:
+                out[update.node] = (f"update points away from the round's median update (cosine {c:+.3f}, "
+                                    f"median cosine {centre:+.3f}, robust z {z:+.1f}, threshold −{self.threshold:g})")
+        return out
+
+
+def _digest(update: ClientUpdate) -> str:
+    h = hashlib.sha256()
+    for key in sorted(update.delta):
+        t = update.delta[key].detach().cpu().contiguous()
+        h.update(key.encode() + b"\0" + str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class DuplicateGate(Gate):
+    """Reject every update that is bit-identical to another node's update."""
+
+    name = "duplicate"
+
+    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        groups: dict[str, list[str]] = {}
+        for update in candidates:
+            groups.setdefault(_digest(update), []).append(update.node)
+        out: dict[str, str] = {}
+        for nodes in groups.values():
+            if len(nodes) > 1:
+                for node in nodes:
+                    others = [n for n in nodes if n != node]
+                    out[node] = (f"update is bit-identical to that of {len(others)} other node(s) "
+                                 f"({', '.join(others[:3])}); independent training never collides")
+        return out

@@ -1,0 +1,107 @@
+"""Run the gates in order and split a round's updates into accepted and rejected.
+
+Each gate sees only the updates every earlier gate let through, so the cheap
+per-update checks (policy) come first and protect the statistics of the later
+ones (a NaN update never reaches a median). The result is a pure function of
+the updates, the global adapter and the gate settings: updates are put in
+canonical node order first, so arrival order never changes the accepted set,
+and a committee member or an auditor re-running :func:`run_gates` gets the
+same accepted set, hence (with a deterministic aggregator) the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from flare_chain.aggregation.anomaly import DirectionAnomalyGate, DuplicateGate, NormAnomalyGate
+from flare_chain.aggregation.base import ClientUpdate, canonical_order
+from flare_chain.aggregation.gates import Gate, GateContext, TensorPolicyGate
+from flare_chain.aggregation.mi_filter import MutualInformationFilter, Predictor
+
+__all__ = ["GateOutcome", "GateSettings", "GateVerdict", "build_gates", "run_gates"]
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """One rejection: which gate, which node, and why (recorded, human-readable)."""
+
+    gate: str
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """The updates that passed every gate (canonical order) and the recorded rejections."""
+
+    accepted: list[ClientUpdate]
+    rejections: list[GateVerdict] = field(default_factory=list)
+
+    @property
+    def accepted_nodes(self) -> list[str]:
+        return [u.node for u in self.accepted]
+
+    @property
+    def rejected_nodes(self) -> list[str]:
+        return [r.node for r in self.rejections]
+
+
+class GateSettings(BaseModel):
+    """Which gates run and how strict they are; the same settings must be used by the whole committee."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_update_bytes: int = Field(256 * 2**20, ge=1, description="bound on a decoded update's size")
+    max_abs_value: float | None = Field(None, gt=0, description="bound on any entry; None: none")
+    duplicates: bool = Field(True, description="reject bit-identical updates from different nodes")
+    norm: bool = True
+    norm_threshold: float = Field(3.5, gt=0, description="robust z-score bound on log update norms")
+    direction: bool = True
+    direction_threshold: float = Field(3.5, gt=0, description="robust z-score bound on cosine to the median")
+    mutual_information: bool = Field(True, description="run the MI filter when a predictor is available")
+    mi_threshold: float = Field(3.5, gt=0, description="robust z-score bound on median pairwise NMI")
+    min_candidates: int = Field(5, ge=3, description="below this many updates the statistical gates pass all")
+    probe_windows: int = Field(8, ge=1, description="probe windows of the MI filter")
+    probe_seq_len: int = Field(64, ge=2, description="tokens per probe window")
+
+
+def build_gates(settings: GateSettings | None = None, *, predictor: Predictor | None = None) -> list[Gate]:
+    """The gate chain for ``settings``: policy, duplicates, norm, direction, then MI (needs ``predictor``)."""
+    s = settings or GateSettings()
+    gates: list[Gate] = [TensorPolicyGate(max_update_bytes=s.max_update_bytes, max_abs_value=s.max_abs_value)]
+    if s.duplicates:
+        gates.append(DuplicateGate())
+    if s.norm:
+        gates.append(NormAnomalyGate(s.norm_threshold, min_candidates=s.min_candidates))
+    if s.direction:
+        gates.append(DirectionAnomalyGate(s.direction_threshold, min_candidates=s.min_candidates))
+    if s.mutual_information and predictor is not None:
+        gates.append(MutualInformationFilter(predictor, threshold=s.mi_threshold,
+                                             min_candidates=max(4, s.min_candidates - 1)))
+    return gates
+
+
+def run_gates(
+    updates: Sequence[ClientUpdate], global_tensors: Mapping[str, torch.Tensor], gates: Sequence[Gate]
+) -> GateOutcome:
+    """Pass ``updates`` through ``gates`` in order; deterministic, never raises for a bad update.
+
+    Raises UpdateError only when two updates name the same node (a caller bug:
+    the chain allows one submission per node and round).
+    """
+    remaining = canonical_order(updates)
+    context = GateContext(global_tensors={k: global_tensors[k] for k in sorted(global_tensors)})
+    rejections: list[GateVerdict] = []
+    for gate in gates:
+        if not remaining:
+            break
+        verdicts = gate.screen(remaining, context)
+        for update in remaining:
+            if update.node in verdicts:
+                rejections.append(GateVerdict(gate=gate.name, node=update.node, reason=verdicts[update.node]))
+        remaining = [u for u in remaining if u.node not in verdicts]
+    return GateOutcome(accepted=remaining, rejections=rejections)
