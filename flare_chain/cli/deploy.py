@@ -1,0 +1,65 @@
+"""``flare-chain deploy``: deploy FlareCoordinator to any JSON-RPC endpoint and write its deployment file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+__all__ = ["add_deploy_arguments", "register", "run"]
+
+log = logging.getLogger("flare_chain.cli.deploy")
+
+
+def add_deploy_arguments(p: argparse.ArgumentParser) -> None:
+    """The deploy options, shared by ``flare-chain deploy`` and ``scripts/deploy.py``."""
+    from flare_chain.chain.coordinator import DEFAULT_LEADER_BLOCKS, DEFAULT_MIN_STAKE_WEI
+
+    p.add_argument("--rpc", required=True, metavar="URL", help="JSON-RPC endpoint, e.g. http://127.0.0.1:8545")
+    p.add_argument("--keystore", required=True, type=Path, help="the deployer's encrypted keystore (becomes owner)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--password-env", metavar="VAR", help="read the keystore password from this variable")
+    src.add_argument("--password-file", type=Path, metavar="FILE", help="read the keystore password from a file")
+    p.add_argument("--threshold-bps", type=int, default=6666,
+                   help="share of seated members whose approvals commit, in basis points (default 6666)")
+    p.add_argument("--min-committee", type=int, default=1, help="fewest seats a round goes on with (default 1)")
+    p.add_argument("--leader-blocks", type=int, default=DEFAULT_LEADER_BLOCKS,
+                   help=f"blocks each proposer has before the next may (default {DEFAULT_LEADER_BLOCKS})")
+    p.add_argument("--min-stake", type=int, default=DEFAULT_MIN_STAKE_WEI, metavar="WEI",
+                   help=f"smallest stake a node registers with, in wei (default {DEFAULT_MIN_STAKE_WEI})")
+    p.add_argument("--out", type=Path, default=Path("deployment.json"), help="deployment file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing deployment file")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("deploy", help="deploy the coordinator contract and write a deployment file")
+    add_deploy_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from flare_chain.chain.deployment import ConstructorParams, connect_rpc, deploy, write_deployment
+    from flare_chain.errors import ConfigError
+    from flare_chain.node.keys import load_account, read_password
+
+    try:
+        params = ConstructorParams(approval_threshold_bps=args.threshold_bps, min_committee_size=args.min_committee,
+                                   leader_blocks=args.leader_blocks, min_stake_wei=args.min_stake)
+    except ValidationError as exc:
+        names = {"approval_threshold_bps": "--threshold-bps", "min_committee_size": "--min-committee",
+                 "leader_blocks": "--leader-blocks", "min_stake_wei": "--min-stake"}
+        raise ConfigError("; ".join(f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}"
+                                    for e in exc.errors())) from None
+    if args.out.exists() and not args.overwrite:  # checked before spending gas
+        raise ConfigError(f"deployment file {args.out} already exists; pass --overwrite or choose another --out")
+    password = read_password(env_name=args.password_env, file=args.password_file)
+    deployer = load_account(args.keystore, password)
+    w3 = connect_rpc(args.rpc)
+    record, _client = deploy(w3, deployer, params, rpc_url=args.rpc)
+    write_deployment(record, args.out, overwrite=args.overwrite)
+    log.info("FlareCoordinator deployed at %s on chain %d (block %d, tx %s)", record.coordinator,
+             record.chain_id, record.deployment_block, record.deployment_tx)
+    print(f"{record.coordinator} chain {record.chain_id} block {record.deployment_block} -> {args.out}")
+    return 0

@@ -1,0 +1,187 @@
+"""Deployment files: deploy over HTTP, write, read back, and each way a file can be wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_utils import keccak
+from web3 import HTTPProvider, Web3
+
+from flare_chain.chain import fund_accounts
+from flare_chain.chain.deployment import (
+    ConstructorParams,
+    Deployment,
+    connect_rpc,
+    deploy,
+    load_deployment,
+    open_deployment,
+    verify_deployment,
+    write_deployment,
+)
+from flare_chain.chain.devrpc import DevChainServer
+from flare_chain.cli.main import main as cli_main
+from flare_chain.errors import ChainError, ConfigError, IntegrityError
+from flare_chain.node.keys import create_keystore
+
+PARAMS = ConstructorParams(approval_threshold_bps=5000, min_committee_size=2, leader_blocks=3, min_stake_wei=10**16)
+
+
+@pytest.fixture(scope="module")
+def chain():
+    with DevChainServer(port=0, accounts=2) as server:
+        yield server, Web3(HTTPProvider(server.url))
+
+
+@pytest.fixture(scope="module")
+def deployed(chain):
+    server, w3 = chain
+    record, client = deploy(w3, server.accounts[0], PARAMS, rpc_url=server.url)
+    return record, client
+
+
+def test_deploy_records_what_nodes_need(chain, deployed) -> None:
+    server, w3 = chain
+    record, client = deployed
+    assert record.chain_id == server.chain_id
+    assert record.coordinator == client.address and record.deployer == server.accounts[0].address
+    assert record.constructor == PARAMS
+    assert w3.eth.get_transaction_receipt(record.deployment_tx)["contractAddress"] == record.coordinator
+    assert client.owner() == server.accounts[0].address
+    assert client.min_committee_size() == 2 and client.min_stake() == 10**16
+
+
+def test_file_round_trip_and_open(tmp_path: Path, chain, deployed) -> None:
+    _, w3 = chain
+    record, _ = deployed
+    path = write_deployment(record, tmp_path / "deployment.json")
+    assert load_deployment(path) == record
+    loaded, client = open_deployment(w3, path)
+    assert loaded == record and client.deployment_block == record.deployment_block
+    with pytest.raises(ConfigError, match="already exists"):
+        write_deployment(record, path)
+
+
+def test_missing_file_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"does not exist.*flare-chain deploy"):
+        load_deployment(tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("coordinator"), "coordinator: missing"),
+        (lambda d: d.update(chain_id="mainnet"), "chain_id"),
+        (lambda d: d.update(coordinator="0x1234"), "coordinator"),
+        (lambda d: d["constructor"].update(approval_threshold_bps=0), "constructor.approval_threshold_bps"),
+        (lambda d: d.update(format="something-else"), "format"),
+    ],
+)
+def test_malformed_files_name_the_key(tmp_path: Path, deployed, mutate, message: str) -> None:
+    raw = deployed[0].model_dump(mode="json")
+    mutate(raw)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_deployment(path)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_deployment(path)
+
+
+def test_wrong_chain_id_is_refused(chain, deployed) -> None:
+    _, w3 = chain
+    other = deployed[0].model_copy(update={"chain_id": 31337})
+    with pytest.raises(ConfigError, match=r"chain id 31337.*serves chain"):
+        verify_deployment(w3, other)
+
+
+def test_address_without_code_is_refused(chain, deployed) -> None:
+    _, w3 = chain
+    empty = deployed[0].model_copy(update={"coordinator": "0x" + "ab" * 20})
+    with pytest.raises(IntegrityError, match="no contract there"):
+        verify_deployment(w3, empty)
+
+
+def test_other_code_at_the_address_is_refused(chain, deployed) -> None:
+    server, w3 = chain
+    from flare_chain.chain.artifacts import load_artifact
+
+    harness = load_artifact("VRFVerifierHarness", Path(__file__).resolve().parents[2] / "contracts/artifacts/test")
+    factory = w3.eth.contract(abi=harness.abi, bytecode=harness.bytecode)
+    tx = factory.constructor().build_transaction({"from": server.accounts[0].address})
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))
+    wrong = deployed[0].model_copy(update={"coordinator": receipt["contractAddress"]})
+    with pytest.raises(IntegrityError, match="not FlareCoordinator's deployed bytecode"):
+        verify_deployment(w3, wrong)
+
+
+def test_constructor_params_must_match_the_chain(chain, deployed) -> None:
+    _, w3 = chain
+    lie = deployed[0].model_copy(update={"constructor": PARAMS.model_copy(update={"leader_blocks": 9})})
+    with pytest.raises(IntegrityError, match="was built with"):
+        verify_deployment(w3, lie)
+
+
+def test_recompiled_artifact_is_refused(chain, deployed) -> None:
+    _, w3 = chain
+    record: Deployment = deployed[0]
+    stale = record.model_copy(update={"artifact": record.artifact.model_copy(update={"abi_sha256": "0" * 64})})
+    with pytest.raises(ConfigError, match="local artifact"):
+        verify_deployment(w3, stale)
+
+
+def test_unfunded_deployer_and_unreachable_rpc_are_clear(chain) -> None:
+    _, w3 = chain
+    with pytest.raises(ChainError, match="no ether"):
+        deploy(w3, Account.from_key(keccak(text="broke deployer")))
+    with pytest.raises(ChainError, match="does not answer"):
+        connect_rpc("http://127.0.0.1:9", timeout_s=2)
+
+
+def test_reverting_constructor_is_a_chain_error(chain) -> None:
+    server, w3 = chain
+    # Constructor arguments the contract itself refuses (threshold above 100%) bypassing the Python checks.
+    from flare_chain.chain.artifacts import load_artifact
+    from flare_chain.chain.revert import ErrorDecoder
+    from flare_chain.chain.transactions import send_transaction
+
+    artifact = load_artifact("FlareCoordinator")
+    data = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(20_000, 1, 5, 1).data_in_transaction
+    with pytest.raises(ChainError, match="deploy"):
+        send_transaction(w3, server.accounts[1], to=None, data=data, label="deploy FlareCoordinator",
+                         decoder=ErrorDecoder(artifact.abi))
+
+
+def test_cli_deploy_writes_a_file_that_opens(tmp_path: Path, chain, capsys, monkeypatch) -> None:
+    server, w3 = chain
+    keystore = tmp_path / "owner.json"
+    owner = create_keystore(keystore, "password-123", kdf_iterations=2)
+    fund_accounts(w3, [owner], 10**19)
+    monkeypatch.setenv("OWNER_PW", "password-123")
+    out = tmp_path / "deployment.json"
+    argv = ["deploy", "--rpc", server.url, "--keystore", str(keystore), "--password-env", "OWNER_PW",
+            "--min-committee", "1", "--out", str(out)]
+    assert cli_main(argv) == 0
+    record, client = open_deployment(w3, out)
+    assert record.deployer == owner and client.owner() == owner
+    assert record.coordinator in capsys.readouterr().out
+    assert cli_main(argv) == ConfigError.exit_code  # refuses to overwrite before spending gas
+    assert "already exists" in capsys.readouterr().err
+    assert cli_main([*argv[:-2], "--threshold-bps", "0", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--threshold-bps" in capsys.readouterr().err
+
+
+def test_scripts_deploy_uses_the_same_options(tmp_path: Path, chain) -> None:
+    import subprocess
+    import sys
+
+    server, _ = chain
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, str(root / "scripts/deploy.py"), "--rpc", server.url, "--keystore",
+                             str(tmp_path / "missing.json"), "--password-env", "X", "--out", str(tmp_path / "d.json")],
+                            capture_output=True, text=True, env={"X": "password-123", "PATH": "/usr/bin"}, timeout=120)
+    assert result.returncode == ConfigError.exit_code
+    assert "keystore" in result.stderr and "does not exist" in result.stderr
