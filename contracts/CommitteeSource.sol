@@ -3,21 +3,52 @@ pragma solidity ^0.8.28;
 
 /// @title CommitteeSource
 /// @notice The seam between the round state machine and whoever decides who judges a round.
-/// @dev The coordinator only ever asks these four questions. Issue #2 answers them with a snapshot of
-///      registered validators (`ValidatorSnapshotCommittee`); a later issue answers them with seats
-///      claimed through VRF sortition proofs verified on-chain. Swapping the committee means
-///      inheriting a different implementation of this contract, not touching the round logic.
+/// @dev Two sides, each answering the other's questions, so a committee rule is swapped by
+///      inheriting a different implementation of the first group, not by touching the round logic.
+///
+///      The committee answers (implemented by `VrfSortitionCommittee`, seats claimed with VRF proofs
+///      verified on-chain): who is registered, what the committee of a round looks like once the
+///      round opens, who sits on it, how many seats it has and in which order members may propose.
+///
+///      The round logic answers (implemented by `FlareCoordinator`): which round is the latest, and
+///      what a round's seed is, and whether a round is in its seat-claim window.
 abstract contract CommitteeSource {
-    /// @dev Called once when a node registers; `firstEligibleRound` is the first round it may judge.
-    function _onNodeRegistered(address node, bool validator, uint256 firstEligibleRound) internal virtual;
+    // ------------------------------------------------------------ answered by the committee
 
-    /// @dev Called once when `round` opens, before its `RoundOpened` event. Returns the committee size
-    ///      known at opening (the snapshot implementation fixes it here).
-    function _onRoundOpened(uint256 round) internal virtual returns (uint32 committeeSize);
+    /// @dev Whether `node` registered (and so may submit updates).
+    function _isRegistered(address node) internal view virtual returns (bool);
+
+    /// @dev Called once when `round` opens, before its `RoundOpened` event: fix the round's
+    ///      sortition parameters. Returns the number of nodes eligible for the round and their
+    ///      total stake.
+    function _onRoundOpened(uint256 round, uint16 expectedCommitteeSize)
+        internal
+        virtual
+        returns (uint32 eligibleNodes, uint96 totalStake);
 
     /// @dev Whether `account` holds a seat on the committee of `round`.
     function _isCommitteeMember(uint256 round, address account) internal view virtual returns (bool);
 
     /// @dev The number of seats of `round`'s committee, the denominator of the approval threshold.
     function _committeeSize(uint256 round) internal view virtual returns (uint32);
+
+    /// @dev The rank of `proposer` among the members of `round` (0 = the leader), given `committee`,
+    ///      the whole committee in ascending address order; reverts if the list is not exactly the
+    ///      committee.
+    function _proposerRank(uint256 round, address proposer, address[] calldata committee)
+        internal
+        view
+        virtual
+        returns (uint256 rank);
+
+    // ------------------------------------------------------------ answered by the round logic
+
+    /// @dev Id of the latest opened round (0 before the first).
+    function _latestRound() internal view virtual returns (uint256);
+
+    /// @dev The seed stored for `round` (zero for a round never opened).
+    function _roundSeed(uint256 round) internal view virtual returns (bytes32);
+
+    /// @dev The seed of `round` if seats of `round` may be claimed in this block; reverts otherwise.
+    function _requireClaimWindow(uint256 round) internal view virtual returns (bytes32 seed);
 }

@@ -2,20 +2,40 @@
 pragma solidity ^0.8.28;
 
 import {Ownable} from "./Ownable.sol";
-import {ValidatorSnapshotCommittee} from "./ValidatorSnapshotCommittee.sol";
+import {VrfSortitionCommittee} from "./VrfSortitionCommittee.sol";
 
 /// @title FlareCoordinator
-/// @notice Single source of truth for a federated-learning run: who registered, what each node
-///         submitted in each round, which aggregate was proposed, how the committee voted and which
-///         global adapter won.
+/// @notice Single source of truth for a federated-learning run: who registered (with what stake and
+///         key), what each node submitted in each round, who won a committee seat by VRF sortition,
+///         which aggregate was proposed, how the committee voted and which global adapter won.
 /// @dev Storage keeps hashes and counters only; every byte an auditor needs (CIDs, accepted lists)
 ///      is in events. Round ids start at 1; round 0 only holds seed_0.
+///
+///      A round has four phases, all deadlines absolute and inclusive block numbers:
+///      submission (until `submissionDeadline`) → seat claims (`VrfSortitionCommittee.claimSeat`,
+///      until `claimDeadline`) → proposal (until `proposalDeadline`) → voting (until `voteDeadline`).
+///      The member with the lowest VRF output (rank 0) may propose from the first block after the
+///      claim deadline; rank `i` from `leaderBlocks·i` blocks later, so a silent leader is replaced.
+///      Approvals needed: `approvalThresholdBps` of the seated members; a round whose committee has
+///      fewer than `minCommitteeSize` seats at the claim deadline fails (`CommitteeTooSmall`).
+///
+///      Seed: `seed_r = keccak256(abi.encode(seed_{r-1}, block.prevrandao))` with the prevrandao of
+///      the block that opens round r, `seed_0 = keccak256(abi.encode(chainid, address(this)))`.
+///      prevrandao is readable only for the current block, so the block "fixed when the round opened"
+///      is the opening block itself. What that leaves to grinding: (1) the owner picks the block
+///      that opens a round and so can re-draw the seed by waiting one block at a time (it sees the
+///      next block's prevrandao once the parent is published); (2) a block proposer can withhold its
+///      block (one bit of bias per slot it holds). Neither lets anyone choose a VRF output: outputs
+///      depend on each node's secret key, keys are registered before the seed of any round they
+///      take part in exists (a node registered after a round opened is not eligible for it), and
+///      the VRF input binds chain id, contract, round and seed. A deployment that does not trust the
+///      owner's timing should open rounds at fixed block heights or mix in a beacon (e.g. drand).
 ///
 ///      Submission record layout (one storage slot per (round, node), so a submission costs one new
 ///      slot): the upper 24 bytes are the upper 24 bytes of
 ///      `keccak256(abi.encode(cid, sampleCount, manifestHash))`, the lower 8 bytes are `sampleCount`.
 ///      `sampleCount > 0` makes a zero record mean "no submission". See `submissionRecord`.
-contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
+contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     /// @notice Lifecycle of a round. Committed and Failed are final.
     enum RoundStatus {
         None,
@@ -29,7 +49,8 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
     enum FailureReason {
         Rejected,
         NoProposal,
-        VoteTimeout
+        VoteTimeout,
+        CommitteeTooSmall
     }
 
     /// @notice What a committee member voted in a round.
@@ -44,6 +65,7 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
         RoundStatus status;
         bytes32 seed;
         uint64 submissionDeadline;
+        uint64 claimDeadline;
         uint64 proposalDeadline;
         uint64 voteDeadline;
         uint32 committeeSize;
@@ -53,14 +75,15 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
         bytes32 proposalHash;
     }
 
-    /// @dev Packed so the first slot (status, deadlines, submission count) is the only round slot a
-    ///      submission touches.
+    /// @dev Packed so the first slot (status, the first three deadlines, submission count) is the
+    ///      only round slot a submission touches, and a seat claim reads it and the seed.
     struct Round {
         RoundStatus status;
         uint64 submissionDeadline;
+        uint64 claimDeadline;
         uint64 proposalDeadline;
-        uint64 voteDeadline;
         uint32 submissionCount;
+        uint64 voteDeadline;
         uint32 approvals;
         uint32 rejections;
         bytes32 seed;
@@ -74,31 +97,33 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
 
     uint16 private immutable _approvalThresholdBps;
     uint16 private immutable _minCommitteeSize;
+    uint64 private immutable _leaderBlocks;
 
     uint256 private _currentRound;
     bytes private _globalAdapterCid;
     bytes private _proposedCid;
     mapping(uint256 round => Round) private _rounds;
-    mapping(address node => bool) private _registered;
     mapping(uint256 round => mapping(address node => bytes32)) private _submissions;
     mapping(uint256 round => mapping(address voter => VoteChoice)) private _votes;
 
     error CoordinatorInvalidThreshold(uint16 approvalThresholdBps);
     error CoordinatorInvalidMinCommitteeSize(uint16 minCommitteeSize);
-    error CoordinatorAlreadyRegistered(address node);
-    error CoordinatorNotRegistered(address node);
+    error CoordinatorInvalidLeaderBlocks(uint64 leaderBlocks);
     error CoordinatorInvalidCidLength(uint256 length, uint256 minLength, uint256 maxLength);
     error CoordinatorGlobalAdapterAlreadyInitialized(bytes cid);
     error CoordinatorGlobalAdapterNotInitialized();
     error CoordinatorPreviousRoundNotFinalized(uint256 round, RoundStatus status);
-    error CoordinatorZeroDuration(uint64 submissionBlocks, uint64 proposalBlocks, uint64 votingBlocks);
-    error CoordinatorCommitteeTooSmall(uint32 committeeSize, uint16 minCommitteeSize);
+    error CoordinatorZeroDuration(uint64 submissionBlocks, uint64 claimBlocks, uint64 proposalBlocks, uint64 votingBlocks);
+    error CoordinatorInvalidExpectedCommitteeSize(uint16 expectedCommitteeSize, uint16 minCommitteeSize);
+    error CoordinatorTooFewNodes(uint32 nodes, uint16 minCommitteeSize);
     error CoordinatorRoundNotOpen(uint256 round, RoundStatus status);
     error CoordinatorLateSubmission(uint256 round, uint256 deadline);
     error CoordinatorDuplicateSubmission(uint256 round, address node);
     error CoordinatorZeroSampleCount(uint256 round, address node);
-    error CoordinatorNotCommitteeMember(uint256 round, address account);
-    error CoordinatorSubmissionStillOpen(uint256 round, uint256 submissionDeadline);
+    error CoordinatorOutsideClaimWindow(uint256 round, uint256 firstBlock, uint256 lastBlock);
+    error CoordinatorClaimsStillOpen(uint256 round, uint256 claimDeadline);
+    error CoordinatorCommitteeTooSmall(uint256 round, uint32 seats, uint16 minCommitteeSize);
+    error CoordinatorNotLeader(uint256 round, address proposer, uint256 rank, uint256 turnStartsAtBlock);
     error CoordinatorProposalClosed(uint256 round, uint256 proposalDeadline);
     error CoordinatorEmptyAcceptedSet(uint256 round);
     error CoordinatorAcceptedNotStrictlyIncreasing(uint256 round, uint256 index, address previous, address current);
@@ -108,27 +133,35 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
     error CoordinatorDuplicateVote(uint256 round, address voter);
     error CoordinatorNothingToFinalize(uint256 round, RoundStatus status, uint256 finalizableAfterBlock);
 
-    /// @notice `node` registered; a validator sits on committees from `firstEligibleRound` on.
-    event NodeRegistered(address indexed node, bool validator, uint256 firstEligibleRound);
     /// @notice The owner set the initial global adapter.
     event GlobalAdapterInitialized(bytes cid);
-    /// @notice Round `round` opened; all deadlines are absolute block numbers (inclusive).
+    /// @notice Round `round` opened; all deadlines are absolute block numbers (inclusive). Its
+    ///         committee is drawn by sortition with expected size `expectedCommitteeSize` among
+    ///         `eligibleNodes` nodes staking `totalStake` wei.
     event RoundOpened(
         uint256 indexed round,
         bytes32 seed,
         bytes globalCid,
         uint64 submissionDeadline,
+        uint64 claimDeadline,
         uint64 proposalDeadline,
         uint64 voteDeadline,
-        uint32 committeeSize
+        uint16 expectedCommitteeSize,
+        uint32 eligibleNodes,
+        uint256 totalStake
     );
     /// @notice `node` submitted its update for `round`.
     event UpdateSubmitted(
         uint256 indexed round, address indexed node, bytes cid, uint64 sampleCount, bytes32 manifestHash
     );
-    /// @notice `proposer` proposed `globalCid` aggregated from the updates of `accepted`.
+    /// @notice `proposer` (of committee rank `rank`) proposed `globalCid` aggregated from the updates of `accepted`.
     event AggregateProposed(
-        uint256 indexed round, address indexed proposer, bytes globalCid, address[] accepted, uint256 acceptedSamples
+        uint256 indexed round,
+        address indexed proposer,
+        bytes globalCid,
+        address[] accepted,
+        uint256 acceptedSamples,
+        uint256 rank
     );
     /// @notice Committee member `voter` voted on the proposal of `round`.
     event VoteCast(uint256 indexed round, address indexed voter, bool approve);
@@ -137,28 +170,23 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
     /// @notice `round` ended without a new global adapter; the previous one stays.
     event RoundFailed(uint256 indexed round, FailureReason reason);
 
-    /// @param approvalThresholdBps_ share of the committee (basis points, (0, 10000]) whose approval commits.
-    /// @param minCommitteeSize_ smallest committee a round may open with (at least 1).
-    constructor(uint16 approvalThresholdBps_, uint16 minCommitteeSize_) Ownable(msg.sender) {
+    /// @param approvalThresholdBps_ share of the seated committee (basis points, (0, 10000]) whose approval commits.
+    /// @param minCommitteeSize_ fewest seats a round's committee may have (at least 1).
+    /// @param leaderBlocks_ blocks each proposer in rank order has before the next one may propose (≥ 1).
+    /// @param minStake_ smallest stake (wei) a node may register with.
+    constructor(uint16 approvalThresholdBps_, uint16 minCommitteeSize_, uint64 leaderBlocks_, uint256 minStake_)
+        Ownable(msg.sender)
+        VrfSortitionCommittee(minStake_)
+    {
         if (approvalThresholdBps_ == 0 || approvalThresholdBps_ > _BPS) {
             revert CoordinatorInvalidThreshold(approvalThresholdBps_);
         }
         if (minCommitteeSize_ == 0) revert CoordinatorInvalidMinCommitteeSize(minCommitteeSize_);
+        if (leaderBlocks_ == 0) revert CoordinatorInvalidLeaderBlocks(leaderBlocks_);
         _approvalThresholdBps = approvalThresholdBps_;
         _minCommitteeSize = minCommitteeSize_;
+        _leaderBlocks = leaderBlocks_;
         _rounds[0].seed = keccak256(abi.encode(block.chainid, address(this)));
-    }
-
-    // ------------------------------------------------------------------ registration
-
-    /// @notice Register the caller as a participant, once. A validator judges rounds opened after this call.
-    /// @param validator whether the caller wants a committee seat.
-    function registerNode(bool validator) external {
-        if (_registered[msg.sender]) revert CoordinatorAlreadyRegistered(msg.sender);
-        uint256 firstEligibleRound = _currentRound + 1;
-        _registered[msg.sender] = true;
-        _onNodeRegistered(msg.sender, validator, firstEligibleRound);
-        emit NodeRegistered(msg.sender, validator, firstEligibleRound);
     }
 
     // ------------------------------------------------------------------ owner
@@ -173,43 +201,51 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
     }
 
     /// @notice Open the next round (owner only). The previous round must be Committed or Failed.
+    /// @dev Fixes the round's seed from this block's prevrandao (see the contract's notes on
+    ///      grinding) and its sortition: every node registered so far is eligible, with the current
+    ///      total stake as `W`.
     /// @param submissionBlocks blocks from now until the submission deadline (inclusive).
-    /// @param proposalBlocks blocks after the submission deadline until the proposal deadline.
+    /// @param claimBlocks blocks after the submission deadline until the claim deadline.
+    /// @param proposalBlocks blocks after the claim deadline until the proposal deadline.
     /// @param votingBlocks blocks after the proposal deadline until the vote deadline.
+    /// @param expectedCommitteeSize `k`, the expected number of seats (at least `minCommitteeSize`).
     /// @return round the id of the opened round.
-    function openRound(uint64 submissionBlocks, uint64 proposalBlocks, uint64 votingBlocks)
-        external
-        onlyOwner
-        returns (uint256 round)
-    {
+    function openRound(
+        uint64 submissionBlocks,
+        uint64 claimBlocks,
+        uint64 proposalBlocks,
+        uint64 votingBlocks,
+        uint16 expectedCommitteeSize
+    ) external onlyOwner returns (uint256 round) {
         if (_globalAdapterCid.length == 0) revert CoordinatorGlobalAdapterNotInitialized();
         uint256 previous = _currentRound;
         RoundStatus previousStatus = _rounds[previous].status;
         if (previous != 0 && previousStatus != RoundStatus.Committed && previousStatus != RoundStatus.Failed) {
             revert CoordinatorPreviousRoundNotFinalized(previous, previousStatus);
         }
-        if (submissionBlocks == 0 || proposalBlocks == 0 || votingBlocks == 0) {
-            revert CoordinatorZeroDuration(submissionBlocks, proposalBlocks, votingBlocks);
+        if (submissionBlocks == 0 || claimBlocks == 0 || proposalBlocks == 0 || votingBlocks == 0) {
+            revert CoordinatorZeroDuration(submissionBlocks, claimBlocks, proposalBlocks, votingBlocks);
+        }
+        if (expectedCommitteeSize < _minCommitteeSize) {
+            revert CoordinatorInvalidExpectedCommitteeSize(expectedCommitteeSize, _minCommitteeSize);
         }
 
         round = previous + 1;
-        uint32 committeeSize = _onRoundOpened(round);
-        if (committeeSize < _minCommitteeSize) revert CoordinatorCommitteeTooSmall(committeeSize, _minCommitteeSize);
+        (uint32 eligibleNodes,) = _onRoundOpened(round, expectedCommitteeSize);
+        if (eligibleNodes < _minCommitteeSize) revert CoordinatorTooFewNodes(eligibleNodes, _minCommitteeSize);
 
         Round storage r = _rounds[round];
         uint64 submissionDeadline = uint64(block.number) + submissionBlocks;
-        uint64 proposalDeadline = submissionDeadline + proposalBlocks;
-        uint64 voteDeadline = proposalDeadline + votingBlocks;
-        bytes32 seed = keccak256(abi.encode(_rounds[previous].seed, block.prevrandao));
+        uint64 claimDeadline = submissionDeadline + claimBlocks;
+        uint64 proposalDeadline = claimDeadline + proposalBlocks;
         _currentRound = round;
         r.status = RoundStatus.Open;
         r.submissionDeadline = submissionDeadline;
+        r.claimDeadline = claimDeadline;
         r.proposalDeadline = proposalDeadline;
-        r.voteDeadline = voteDeadline;
-        r.seed = seed;
-        emit RoundOpened(
-            round, seed, _globalAdapterCid, submissionDeadline, proposalDeadline, voteDeadline, committeeSize
-        );
+        r.voteDeadline = proposalDeadline + votingBlocks;
+        r.seed = keccak256(abi.encode(_rounds[previous].seed, block.prevrandao));
+        _emitRoundOpened(round, r);
     }
 
     // ------------------------------------------------------------------ participants
@@ -220,7 +256,7 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
     /// @param sampleCount number of local training samples (> 0), the update's aggregation weight.
     /// @param manifestHash hash of the update's manifest.
     function submitUpdate(uint256 round, bytes calldata cid, uint64 sampleCount, bytes32 manifestHash) external {
-        if (!_registered[msg.sender]) revert CoordinatorNotRegistered(msg.sender);
+        if (!_isRegistered(msg.sender)) revert CoordinatorNotRegistered(msg.sender);
         Round storage r = _rounds[round];
         RoundStatus status = r.status;
         if (status != RoundStatus.Open && status != RoundStatus.Proposed) revert CoordinatorRoundNotOpen(round, status);
@@ -238,38 +274,30 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
         emit UpdateSubmitted(round, msg.sender, cid, sampleCount, manifestHash);
     }
 
-    /// @notice Propose the round's aggregate (committee members, once per round, between the
-    ///         submission and the proposal deadline).
+    /// @notice Propose the round's aggregate (a committee member whose turn it is, once per round,
+    ///         after the claim deadline and until the proposal deadline).
+    /// @dev The member of rank `i` (`i` members have a lower VRF output) may propose from block
+    ///      `claimDeadline + 1 + i·leaderBlocks`. The rank is counted over `committee`, which must be
+    ///      the whole committee in ascending address order (`SeatClaimed` events list it).
     /// @param round the open round.
     /// @param globalCid binary CID of the aggregated adapter.
     /// @param accepted the submitters whose updates were aggregated, strictly increasing, non-empty.
-    function proposeAggregate(uint256 round, bytes calldata globalCid, address[] calldata accepted) external {
-        if (!_isCommitteeMember(round, msg.sender) || round > _currentRound) {
-            revert CoordinatorNotCommitteeMember(round, msg.sender);
-        }
+    /// @param committee every seated member of `round`, strictly increasing.
+    function proposeAggregate(
+        uint256 round,
+        bytes calldata globalCid,
+        address[] calldata accepted,
+        address[] calldata committee
+    ) external {
         Round storage r = _rounds[round];
-        if (r.status != RoundStatus.Open) revert CoordinatorRoundNotOpen(round, r.status);
-        if (block.number <= r.submissionDeadline) revert CoordinatorSubmissionStillOpen(round, r.submissionDeadline);
-        if (block.number > r.proposalDeadline) revert CoordinatorProposalClosed(round, r.proposalDeadline);
+        uint256 rank = _requireProposerTurn(round, r, committee);
         _requireCidLength(globalCid.length);
-        if (accepted.length == 0) revert CoordinatorEmptyAcceptedSet(round);
-
-        mapping(address => bytes32) storage submissions = _submissions[round];
-        uint256 acceptedSamples;
-        address previous;
-        for (uint256 i; i < accepted.length; ++i) {
-            address node = accepted[i];
-            if (i != 0 && node <= previous) revert CoordinatorAcceptedNotStrictlyIncreasing(round, i, previous, node);
-            uint256 record = uint256(submissions[node]);
-            if (record == 0) revert CoordinatorAcceptedWithoutSubmission(round, node);
-            acceptedSamples += record & _SAMPLE_COUNT_MASK;
-            previous = node;
-        }
+        uint256 acceptedSamples = _acceptedSamples(round, accepted);
 
         r.status = RoundStatus.Proposed;
         r.proposalHash = keccak256(abi.encode(globalCid, accepted));
         _proposedCid = globalCid;
-        emit AggregateProposed(round, msg.sender, globalCid, accepted, acceptedSamples);
+        emit AggregateProposed(round, msg.sender, globalCid, accepted, acceptedSamples, rank);
     }
 
     /// @notice Vote on the round's proposal (committee members, once, until the vote deadline). The vote
@@ -278,9 +306,7 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
     /// @param round the round whose proposal is judged.
     /// @param approve true to approve, false to reject.
     function vote(uint256 round, bool approve) external {
-        if (!_isCommitteeMember(round, msg.sender) || round > _currentRound) {
-            revert CoordinatorNotCommitteeMember(round, msg.sender);
-        }
+        if (!_isCommitteeMember(round, msg.sender)) revert CoordinatorNotCommitteeMember(round, msg.sender);
         Round storage r = _rounds[round];
         if (r.status != RoundStatus.Proposed) revert CoordinatorNoProposal(round, r.status);
         if (block.number > r.voteDeadline) revert CoordinatorVoteClosed(round, r.voteDeadline);
@@ -311,20 +337,27 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
         }
     }
 
-    /// @notice Close a round that ran out of time (anyone may call): no proposal by the proposal
-    ///         deadline, or no commit by the vote deadline. The previous global adapter stays.
+    /// @notice Close a round that cannot go on (anyone may call): fewer than `minCommitteeSize`
+    ///         seats at the claim deadline, no proposal by the proposal deadline, or no commit by the
+    ///         vote deadline. The previous global adapter stays.
     /// @param round the round to finalize.
     function finalizeRound(uint256 round) external {
         Round storage r = _rounds[round];
         RoundStatus status = r.status;
-        if (status == RoundStatus.Open && block.number > r.proposalDeadline) {
+        if (status == RoundStatus.Open && block.number > r.claimDeadline && _committeeSize(round) < _minCommitteeSize)
+        {
+            _fail(round, r, FailureReason.CommitteeTooSmall);
+        } else if (status == RoundStatus.Open && block.number > r.proposalDeadline) {
             _fail(round, r, FailureReason.NoProposal);
         } else if (status == RoundStatus.Proposed && block.number > r.voteDeadline) {
             _fail(round, r, FailureReason.VoteTimeout);
         } else {
-            uint256 after_ = status == RoundStatus.Open
-                ? r.proposalDeadline
-                : status == RoundStatus.Proposed ? r.voteDeadline : 0;
+            uint256 after_;
+            if (status == RoundStatus.Open) {
+                after_ = block.number > r.claimDeadline ? r.proposalDeadline : r.claimDeadline;
+            } else if (status == RoundStatus.Proposed) {
+                after_ = r.voteDeadline;
+            }
             revert CoordinatorNothingToFinalize(round, status, after_);
         }
     }
@@ -341,13 +374,15 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
         return _globalAdapterCid;
     }
 
-    /// @notice State, seed, deadlines and counters of `round` (all zero for a round never opened).
+    /// @notice State, seed, deadlines and counters of `round` (all zero for a round never opened);
+    ///         `committeeSize` is the number of seats claimed so far.
     function roundInfo(uint256 round) external view returns (RoundInfo memory info) {
         Round storage r = _rounds[round];
         info = RoundInfo({
             status: r.status,
             seed: r.seed,
             submissionDeadline: r.submissionDeadline,
+            claimDeadline: r.claimDeadline,
             proposalDeadline: r.proposalDeadline,
             voteDeadline: r.voteDeadline,
             committeeSize: _committeeSize(round),
@@ -380,14 +415,9 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
         return keccak256(abi.encode(globalCid, accepted));
     }
 
-    /// @notice Whether `account` registered (as validator or not).
-    function isRegistered(address account) external view returns (bool) {
-        return _registered[account];
-    }
-
-    /// @notice Whether `account` sits on the committee of `round` (false for rounds not yet opened).
+    /// @notice Whether `account` sits on the committee of `round`.
     function isCommitteeMember(uint256 round, address account) external view returns (bool) {
-        return round != 0 && round <= _currentRound && _isCommitteeMember(round, account);
+        return _isCommitteeMember(round, account);
     }
 
     /// @notice What `voter` voted in `round`.
@@ -395,17 +425,96 @@ contract FlareCoordinator is Ownable, ValidatorSnapshotCommittee {
         return _votes[round][voter];
     }
 
-    /// @notice Approval share (basis points of the committee size) needed to commit a proposal.
+    /// @notice Approval share (basis points of the seated committee) needed to commit a proposal.
     function approvalThresholdBps() external view returns (uint16) {
         return _approvalThresholdBps;
     }
 
-    /// @notice Smallest committee a round may open with.
+    /// @notice Fewest seats a round's committee may have; a smaller one fails the round.
     function minCommitteeSize() external view returns (uint16) {
         return _minCommitteeSize;
     }
 
+    /// @notice Blocks each proposer in rank order has before the next-ranked member may propose.
+    function leaderBlocks() external view returns (uint64) {
+        return _leaderBlocks;
+    }
+
+    // ------------------------------------------------------------------ seam
+
+    function _latestRound() internal view override returns (uint256) {
+        return _currentRound;
+    }
+
+    function _roundSeed(uint256 round) internal view override returns (bytes32) {
+        return _rounds[round].seed;
+    }
+
+    function _requireClaimWindow(uint256 round) internal view override returns (bytes32 seed) {
+        Round storage r = _rounds[round];
+        RoundStatus status = r.status;
+        if (status == RoundStatus.None) revert CoordinatorRoundNotOpen(round, status);
+        uint256 submissionDeadline = r.submissionDeadline;
+        uint256 claimDeadline = r.claimDeadline;
+        // Within the window the round is Open: nothing can propose or finalize it before its end.
+        if (block.number <= submissionDeadline || block.number > claimDeadline) {
+            revert CoordinatorOutsideClaimWindow(round, submissionDeadline + 1, claimDeadline);
+        }
+        return r.seed;
+    }
+
     // ------------------------------------------------------------------ internals
+
+    /// @dev Revert unless the sender is a member of `round` whose turn to propose has come; its rank.
+    function _requireProposerTurn(uint256 round, Round storage r, address[] calldata committee)
+        private
+        view
+        returns (uint256 rank)
+    {
+        if (!_isCommitteeMember(round, msg.sender)) revert CoordinatorNotCommitteeMember(round, msg.sender);
+        if (r.status != RoundStatus.Open) revert CoordinatorRoundNotOpen(round, r.status);
+        uint256 claimDeadline = r.claimDeadline;
+        if (block.number <= claimDeadline) revert CoordinatorClaimsStillOpen(round, claimDeadline);
+        if (block.number > r.proposalDeadline) revert CoordinatorProposalClosed(round, r.proposalDeadline);
+        uint32 seats = _committeeSize(round);
+        if (seats < _minCommitteeSize) revert CoordinatorCommitteeTooSmall(round, seats, _minCommitteeSize);
+        rank = _proposerRank(round, msg.sender, committee);
+        if (rank > (block.number - claimDeadline - 1) / _leaderBlocks) {
+            revert CoordinatorNotLeader(round, msg.sender, rank, claimDeadline + 1 + rank * _leaderBlocks);
+        }
+    }
+
+    /// @dev Revert unless `accepted` is non-empty, strictly increasing and all submitted in `round`;
+    ///      the sum of their sample counts.
+    function _acceptedSamples(uint256 round, address[] calldata accepted) private view returns (uint256 samples) {
+        if (accepted.length == 0) revert CoordinatorEmptyAcceptedSet(round);
+        mapping(address => bytes32) storage submissions = _submissions[round];
+        address previous;
+        for (uint256 i; i < accepted.length; ++i) {
+            address node = accepted[i];
+            if (i != 0 && node <= previous) revert CoordinatorAcceptedNotStrictlyIncreasing(round, i, previous, node);
+            uint256 record = uint256(submissions[node]);
+            if (record == 0) revert CoordinatorAcceptedWithoutSubmission(round, node);
+            samples += record & _SAMPLE_COUNT_MASK;
+            previous = node;
+        }
+    }
+
+    function _emitRoundOpened(uint256 round, Round storage r) private {
+        (uint256 roundTotalStake, uint16 expectedSize, uint32 eligibleNodes,) = sortitionInfo(round);
+        emit RoundOpened(
+            round,
+            r.seed,
+            _globalAdapterCid,
+            r.submissionDeadline,
+            r.claimDeadline,
+            r.proposalDeadline,
+            r.voteDeadline,
+            expectedSize,
+            eligibleNodes,
+            roundTotalStake
+        );
+    }
 
     function _fail(uint256 round, Round storage r, FailureReason reason) private {
         r.status = RoundStatus.Failed;

@@ -1,10 +1,15 @@
 """The chain side of flare-chain: the FlareCoordinator contract's client, deployment and events.
 
     w3 = in_process_chain()                       # or Web3(HTTPProvider(url)) for anvil / a real node
-    fund_accounts(w3, [owner, node], 10**18)
+    fund_accounts(w3, [owner, node], 10**19)
     coordinator = deploy_coordinator(w3, owner)   # or CoordinatorClient(w3, address, deployment_block=n)
-    coordinator.register_node(node)
-    round_id, _ = coordinator.open_round(owner, submission_blocks=10, proposal_blocks=5, voting_blocks=5)
+    coordinator.register_node(node, stake_wei=10**18)   # its key, derived from the account, is its VRF key
+    round_id, _ = coordinator.open_round(owner, submission_blocks=10, claim_blocks=5, proposal_blocks=5,
+                                         voting_blocks=5, expected_committee_size=20)
+    ...                                           # after the submission deadline:
+    draw = coordinator.draw_seat(node, round_id)
+    if draw.selected:
+        coordinator.claim_seat(node, round_id, draw.proof)
 
 Transactions are signed locally with eth-account ``LocalAccount``s; reverts raise
 ``ChainError`` carrying the contract's custom error name and arguments. Compiled
@@ -14,16 +19,25 @@ Importing this package does not import torch.
 """
 
 from flare_chain.chain.artifacts import ARTIFACTS_DIR, ContractArtifact, load_artifact
-from flare_chain.chain.coordinator import CoordinatorClient, deploy_coordinator, sort_addresses
+from flare_chain.chain.coordinator import (
+    CoordinatorClient,
+    SeatDraw,
+    deploy_coordinator,
+    public_key_words,
+    sort_addresses,
+)
 from flare_chain.chain.devchain import advance_blocks, fund_accounts, in_process_chain
 from flare_chain.chain.records import (
     FailureReason,
+    NodeInfo,
     NodeRegistration,
     Proposal,
     RoundInfo,
     RoundOpened,
     RoundOutcome,
     RoundStatus,
+    SeatClaim,
+    SortitionInfo,
     Submission,
     TxResult,
     Vote,
@@ -37,12 +51,16 @@ __all__ = [
     "DecodedError",
     "ErrorDecoder",
     "FailureReason",
+    "NodeInfo",
     "NodeRegistration",
     "Proposal",
     "RoundInfo",
     "RoundOpened",
     "RoundOutcome",
     "RoundStatus",
+    "SeatClaim",
+    "SeatDraw",
+    "SortitionInfo",
     "Submission",
     "TxResult",
     "Vote",
@@ -51,5 +69,6 @@ __all__ = [
     "fund_accounts",
     "in_process_chain",
     "load_artifact",
+    "public_key_words",
     "sort_addresses",
 ]

@@ -11,6 +11,7 @@ block on, in chunks a public RPC endpoint accepts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -21,24 +22,79 @@ from web3.logs import DISCARD
 from flare_chain.chain.artifacts import ContractArtifact, load_artifact
 from flare_chain.chain.records import (
     FailureReason,
+    NodeInfo,
     NodeRegistration,
     Proposal,
     RoundInfo,
     RoundOpened,
     RoundOutcome,
     RoundStatus,
+    SeatClaim,
+    SortitionInfo,
     Submission,
     TxResult,
     Vote,
 )
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.chain.transactions import DEFAULT_GAS_MARGIN, call_view, send_transaction
+from flare_chain.committee import sortition, vrf
 from flare_chain.errors import ChainError, ConfigError
 
-__all__ = ["CONTRACT_NAME", "CoordinatorClient", "deploy_coordinator", "sort_addresses"]
+__all__ = [
+    "CONTRACT_NAME",
+    "DEFAULT_LEADER_BLOCKS",
+    "DEFAULT_MIN_STAKE_WEI",
+    "CoordinatorClient",
+    "PublicKeyLike",
+    "SeatDraw",
+    "deploy_coordinator",
+    "public_key_words",
+    "sort_addresses",
+]
 
 CONTRACT_NAME = "FlareCoordinator"
 DEFAULT_LOG_CHUNK_BLOCKS = 10_000
+DEFAULT_LEADER_BLOCKS = 5
+"""Blocks the leader has to propose before the next-ranked member may."""
+DEFAULT_MIN_STAKE_WEI = 10**15
+"""Smallest stake a node may register with unless the deployer says otherwise (0.001 ether)."""
+
+PublicKeyLike = bytes | tuple[int, int]
+
+
+def public_key_words(key: PublicKeyLike | LocalAccount) -> tuple[int, int]:
+    """A secp256k1 public key as the contract's ``uint256[2]``: ``(x, y)``.
+
+    Takes a ``LocalAccount`` (its key's public point), 33-byte compressed,
+    64-byte raw ``x ‖ y`` or 65-byte uncompressed SEC 1 bytes, or an ``(x, y)``
+    pair. Raises ConfigError when it is not a curve point.
+    """
+    if isinstance(key, LocalAccount):
+        return vrf.decompress(vrf.public_key(bytes(key.key)))
+    if isinstance(key, tuple):
+        if len(key) != 2:
+            raise ConfigError(f"public key pair must be (x, y), got {len(key)} values")
+        return vrf.decompress(b"\x04" + key[0].to_bytes(32, "big") + key[1].to_bytes(32, "big"))
+    raw = bytes(key)
+    return vrf.decompress(b"\x04" + raw if len(raw) == 64 else raw)
+
+
+@dataclass(frozen=True)
+class SeatDraw:
+    """A node's sortition draw for a round, computed locally before anything is sent.
+
+    ``proof`` is the 81-byte VRF proof of the round's input under the node's key,
+    ``output`` its 32-byte ``beta``; ``selected`` says whether the contract will
+    seat it (``0 < output < threshold``).
+    """
+
+    round_id: int
+    node: str
+    alpha: bytes
+    proof: bytes
+    output: bytes
+    threshold: int
+    selected: bool
 
 
 def sort_addresses(addresses: Iterable[str]) -> list[str]:
@@ -49,12 +105,10 @@ def sort_addresses(addresses: Iterable[str]) -> list[str]:
     seen: dict[int, str] = {}
     for address in addresses:
         if not is_address(address):
-            raise ConfigError(f"accepted list holds {address!r}, which is not an Ethereum address")
+            raise ConfigError(f"address list holds {address!r}, which is not an Ethereum address")
         key = int(address, 16)
         if key in seen:
-            raise ConfigError(
-                f"accepted list names {to_checksum_address(address)} twice; list each node once"
-            )
+            raise ConfigError(f"address list names {to_checksum_address(address)} twice; list each node once")
         seen[key] = to_checksum_address(address)
     return [seen[k] for k in sorted(seen)]
 
@@ -94,7 +148,7 @@ class CoordinatorClient:
 
     # ------------------------------------------------------------------ transactions
 
-    def _send(self, account: LocalAccount, fn_name: str, *args: Any) -> TxResult:
+    def _send(self, account: LocalAccount, fn_name: str, *args: Any, value_wei: int = 0) -> TxResult:
         data = self.contract.encode_abi(fn_name, args=list(args))
         return send_transaction(
             self.w3,
@@ -103,22 +157,51 @@ class CoordinatorClient:
             data=data,
             label=fn_name,
             decoder=self._decoder,
+            value_wei=value_wei,
             gas_margin=self._gas_margin,
         )
 
-    def register_node(self, account: LocalAccount, validator: bool = True) -> TxResult:
-        """Register ``account`` once; a validator judges rounds opened after this."""
-        return self._send(account, "registerNode", validator)
+    def register_node(
+        self, account: LocalAccount, stake_wei: int, public_key: PublicKeyLike | None = None
+    ) -> TxResult:
+        """Register ``account`` once, depositing ``stake_wei`` (at least ``min_stake``), with its VRF key.
+
+        ``public_key`` defaults to the account's own key, the only one the
+        contract accepts (it must hash to the sender's address); passing another
+        is for tests of that check. The node is eligible for rounds opened later.
+        """
+        if stake_wei < 0:
+            raise ConfigError(f"stake_wei must not be negative, got {stake_wei}")
+        words = public_key_words(account if public_key is None else public_key)
+        return self._send(account, "registerNode", list(words), value_wei=stake_wei)
 
     def initialize_global_adapter(self, owner: LocalAccount, cid: bytes) -> TxResult:
         """Set the starting global adapter's binary CID (owner, once, before the first round)."""
         return self._send(owner, "initializeGlobalAdapter", bytes(cid))
 
     def open_round(
-        self, owner: LocalAccount, submission_blocks: int, proposal_blocks: int, voting_blocks: int
+        self,
+        owner: LocalAccount,
+        submission_blocks: int,
+        claim_blocks: int,
+        proposal_blocks: int,
+        voting_blocks: int,
+        *,
+        expected_committee_size: int = sortition.DEFAULT_EXPECTED_COMMITTEE_SIZE,
     ) -> tuple[int, TxResult]:
-        """Open the next round (owner); phase lengths in blocks. Returns ``(round_id, result)``."""
-        result = self._send(owner, "openRound", submission_blocks, proposal_blocks, voting_blocks)
+        """Open the next round (owner): phase lengths in blocks and the expected committee size ``k``.
+
+        Returns ``(round_id, result)``.
+        """
+        result = self._send(
+            owner,
+            "openRound",
+            submission_blocks,
+            claim_blocks,
+            proposal_blocks,
+            voting_blocks,
+            expected_committee_size,
+        )
         events = self.contract.events.RoundOpened().process_receipt(result.receipt, errors=DISCARD)
         if not events:
             raise ChainError(f"openRound succeeded (tx {result.tx_hash}) but emitted no RoundOpened event")
@@ -132,16 +215,91 @@ class CoordinatorClient:
             raise ConfigError(f"manifest_hash must be 32 bytes, got {len(manifest_hash)}")
         return self._send(account, "submitUpdate", round_id, bytes(cid), sample_count, bytes(manifest_hash))
 
-    def propose_aggregate(
-        self, account: LocalAccount, round_id: int, cid: bytes, accepted: Sequence[str], *, sort: bool = True
+    def draw_seat(self, account: LocalAccount, round_id: int) -> SeatDraw:
+        """Evaluate ``account``'s VRF on ``round_id``'s input and whether it wins a seat (sends nothing).
+
+        Reads the round's seed and sortition and the node's stake from the chain;
+        the proof is made locally with the account's key.
+        """
+        alpha = sortition.vrf_alpha(
+            int(self.w3.eth.chain_id), self.address, round_id, self.round_info(round_id).seed
+        )
+        proof = vrf.prove(bytes(account.key), alpha)
+        output = vrf.proof_to_hash(proof)
+        info, node = self.sortition_info(round_id), self.node_info(account.address)
+        eligible = node.registered and node.first_eligible_round <= round_id and info.total_stake > 0
+        bound = (
+            sortition.threshold(info.expected_committee_size, node.stake, info.total_stake) if eligible else 0
+        )
+        return SeatDraw(
+            round_id=round_id,
+            node=account.address,
+            alpha=alpha,
+            proof=proof,
+            output=output,
+            threshold=bound,
+            selected=0 < int.from_bytes(output, "big") < bound,
+        )
+
+    def claim_seat(self, account: LocalAccount, round_id: int, proof: bytes) -> TxResult:
+        """Claim a seat on ``round_id``'s committee with an 81-byte VRF ``proof`` (claim window only).
+
+        The ``fastVerify`` witnesses are computed here for the account's own key
+        and the round's input as the contract builds it, so a proof made for
+        another round, seed or key reaches the contract and fails its check.
+        Raises ``InvalidProof`` for bytes that do not even decode as a proof.
+        """
+        alpha = sortition.vrf_alpha(
+            int(self.w3.eth.chain_id), self.address, round_id, self.round_info(round_id).seed
+        )
+        key = vrf.public_key(bytes(account.key))
+        return self.claim_seat_with_params(
+            account, round_id, vrf.compute_fast_verify_params(key, proof, alpha)
+        )
+
+    def claim_seat_with_params(
+        self, account: LocalAccount, round_id: int, params: vrf.FastVerifyParams
     ) -> TxResult:
-        """Propose the aggregate's binary CID and the submitters it used (committee member).
+        """Send ``claimSeat`` with ready-made ``fastVerify`` arguments, as they are.
+
+        ``claim_seat`` builds them from a proof; this takes them whole, so tools
+        that already hold them (or tests that alter one field) send exactly
+        what they pass. The key and message inside ``params`` are not sent: the
+        contract uses the registered key and the round's own input.
+        """
+        return self._send(
+            account,
+            "claimSeat",
+            round_id,
+            list(params.proof_words()),
+            list(params.u_point),
+            list(params.v_components()),
+        )
+
+    def propose_aggregate(
+        self,
+        account: LocalAccount,
+        round_id: int,
+        cid: bytes,
+        accepted: Sequence[str],
+        *,
+        committee: Sequence[str] | None = None,
+        sort: bool = True,
+    ) -> TxResult:
+        """Propose the aggregate's binary CID and the submitters it used (the member whose turn it is).
 
         With ``sort=True`` (the default) ``accepted`` is validated and put in the
         ascending order the contract requires; ``sort=False`` sends it untouched.
+        ``committee`` (the whole committee, which the contract ranks the
+        proposer in) defaults to the seats read from ``SeatClaimed`` events.
         """
         nodes = sort_addresses(accepted) if sort else [to_checksum_address(a) for a in accepted]
-        return self._send(account, "proposeAggregate", round_id, bytes(cid), nodes)
+        members = (
+            self.committee(round_id)
+            if committee is None
+            else (sort_addresses(committee) if sort else [to_checksum_address(a) for a in committee])
+        )
+        return self._send(account, "proposeAggregate", round_id, bytes(cid), nodes, members)
 
     def vote(self, account: LocalAccount, round_id: int, approve: bool) -> TxResult:
         """Vote on the round's proposal (committee member, once)."""
@@ -169,14 +327,25 @@ class CoordinatorClient:
 
     def round_info(self, round_id: int) -> RoundInfo:
         """On-chain state of ``round_id`` (status NONE and zeros for a round never opened)."""
-        (status, seed, sub_dl, prop_dl, vote_dl, size, count, approvals, rejections, proposal_hash) = (
-            self._view("roundInfo", round_id)
-        )
+        (
+            status,
+            seed,
+            sub_dl,
+            claim_dl,
+            prop_dl,
+            vote_dl,
+            size,
+            count,
+            approvals,
+            rejections,
+            proposal_hash,
+        ) = self._view("roundInfo", round_id)
         return RoundInfo(
             round_id=round_id,
             status=RoundStatus(status),
             seed=bytes(seed),
             submission_deadline=sub_dl,
+            claim_deadline=claim_dl,
             proposal_deadline=prop_dl,
             vote_deadline=vote_dl,
             committee_size=size,
@@ -201,9 +370,56 @@ class CoordinatorClient:
     def is_registered(self, address: str) -> bool:
         return bool(self._view("isRegistered", to_checksum_address(address)))
 
+    def node_info(self, address: str) -> NodeInfo:
+        """Stake, first eligible round and registered VRF key of ``address`` (zeros if unregistered)."""
+        stake, first, (x, y) = self._view("nodeInfo", to_checksum_address(address))
+        return NodeInfo(
+            node=to_checksum_address(address), stake=stake, first_eligible_round=first, public_key=(x, y)
+        )
+
+    def sortition_info(self, round_id: int) -> SortitionInfo:
+        """Sortition of ``round_id``: total eligible stake, expected size ``k``, eligible nodes, seats so far."""
+        total, expected, eligible, seats = self._view("sortitionInfo", round_id)
+        return SortitionInfo(
+            round_id=round_id,
+            total_stake=total,
+            expected_committee_size=expected,
+            eligible_nodes=eligible,
+            seats=seats,
+        )
+
+    def seat_output(self, round_id: int, address: str) -> bytes:
+        """The VRF output ``address`` sits on ``round_id``'s committee with (32 zero bytes: no seat)."""
+        return bytes(self._view("seatOutput", round_id, to_checksum_address(address)))
+
+    def selection_threshold(self, round_id: int, address: str) -> int:
+        """The bound ``address``'s VRF output must be under to win a seat in ``round_id`` (0: not eligible)."""
+        return int(self._view("selectionThreshold", round_id, to_checksum_address(address)))
+
+    def vrf_input(self, round_id: int) -> bytes:
+        """The contract's VRF input ``alpha`` for ``round_id`` (see ``sortition.vrf_alpha``)."""
+        return bytes(self._view("vrfInput", round_id))
+
     def is_committee_member(self, round_id: int, address: str) -> bool:
-        """Whether ``address`` may propose and vote in ``round_id`` (False for unopened rounds)."""
+        """Whether ``address`` holds a seat on ``round_id``'s committee (may propose in turn and vote)."""
         return bool(self._view("isCommitteeMember", round_id, to_checksum_address(address)))
+
+    def committee(self, round_id: int) -> list[str]:
+        """The members of ``round_id``'s committee in ascending address order (from ``SeatClaimed``)."""
+        return sort_addresses(seat.node for seat in self.seats(round_id))
+
+    def seat_outputs(self, round_id: int) -> dict[str, bytes]:
+        """Member address -> VRF output for ``round_id`` (from ``SeatClaimed``)."""
+        return {seat.node: seat.output for seat in self.seats(round_id)}
+
+    def leader(self, round_id: int) -> str | None:
+        """The member with the lowest VRF output (rank 0), or None while nobody holds a seat."""
+        order = sortition.leader_order(self.seat_outputs(round_id))
+        return order[0] if order else None
+
+    def proposer_order(self, round_id: int) -> list[str]:
+        """Members in the order they may propose: lowest output first (ranks 0, 1, ...)."""
+        return sortition.leader_order(self.seat_outputs(round_id))
 
     def has_voted(self, round_id: int, address: str) -> bool:
         return int(self._view("voteOf", round_id, to_checksum_address(address))) != 0
@@ -214,9 +430,21 @@ class CoordinatorClient:
     def min_committee_size(self) -> int:
         return int(self._view("minCommitteeSize"))
 
-    def validator_count(self) -> int:
-        """Validators registered so far: the committee size of the next round to open."""
-        return int(self._view("validatorCount"))
+    def leader_blocks(self) -> int:
+        """Blocks each proposer in rank order has before the next-ranked member may propose."""
+        return int(self._view("leaderBlocks"))
+
+    def min_stake(self) -> int:
+        """Smallest stake (wei) a node may register with."""
+        return int(self._view("minStake"))
+
+    def total_stake(self) -> int:
+        """Total stake of all registered nodes (wei): ``W`` of the next round to open."""
+        return int(self._view("totalStake"))
+
+    def node_count(self) -> int:
+        """Number of registered nodes."""
+        return int(self._view("nodeCount"))
 
     # ------------------------------------------------------------------ events
 
@@ -240,11 +468,24 @@ class CoordinatorClient:
         return [
             NodeRegistration(
                 node=log["args"]["node"],
-                validator=log["args"]["validator"],
+                stake=log["args"]["stake"],
+                public_key=(log["args"]["publicKeyX"], log["args"]["publicKeyY"]),
                 first_eligible_round=log["args"]["firstEligibleRound"],
                 **self._where(log),
             )
             for log in self._logs("NodeRegistered")
+        ]
+
+    def seats(self, round_id: int) -> list[SeatClaim]:
+        """Every seat claimed in ``round_id``, in chain order."""
+        return [
+            SeatClaim(
+                round_id=round_id,
+                node=log["args"]["node"],
+                output=bytes(log["args"]["output"]),
+                **self._where(log),
+            )
+            for log in self._logs("SeatClaimed", round=round_id)
         ]
 
     def round_opened(self, round_id: int) -> RoundOpened | None:
@@ -258,9 +499,12 @@ class CoordinatorClient:
             seed=bytes(a["seed"]),
             global_cid=bytes(a["globalCid"]),
             submission_deadline=a["submissionDeadline"],
+            claim_deadline=a["claimDeadline"],
             proposal_deadline=a["proposalDeadline"],
             vote_deadline=a["voteDeadline"],
-            committee_size=a["committeeSize"],
+            expected_committee_size=a["expectedCommitteeSize"],
+            eligible_nodes=a["eligibleNodes"],
+            total_stake=a["totalStake"],
             **self._where(logs[0]),
         )
 
@@ -290,6 +534,7 @@ class CoordinatorClient:
             global_cid=bytes(a["globalCid"]),
             accepted=tuple(a["accepted"]),
             accepted_samples=a["acceptedSamples"],
+            rank=a["rank"],
             **self._where(logs[0]),
         )
 
@@ -337,23 +582,34 @@ def deploy_coordinator(
     w3: Web3,
     deployer: LocalAccount,
     *,
-    approval_threshold_bps: int = 6667,
+    approval_threshold_bps: int = 6666,
     min_committee_size: int = 1,
+    leader_blocks: int = DEFAULT_LEADER_BLOCKS,
+    min_stake_wei: int = DEFAULT_MIN_STAKE_WEI,
     gas_margin: float = DEFAULT_GAS_MARGIN,
 ) -> CoordinatorClient:
     """Deploy FlareCoordinator from the committed artifact; ``deployer`` becomes its owner.
 
-    ``approval_threshold_bps`` in (0, 10000] is the committee share whose approvals
-    commit a round (6667 ≈ two thirds); ``min_committee_size`` ≥ 1 is the smallest
-    committee a round may open with.
+    ``approval_threshold_bps`` in (0, 10000] is the share of the seated committee
+    whose approvals commit a round (6666 = two thirds, rounded down so 2 of 3 and
+    4 of 6 commit); ``min_committee_size`` ≥ 1 is the fewest seats a round may go
+    on with; ``leader_blocks`` ≥ 1 the blocks each proposer in rank order has
+    before the next one may propose; ``min_stake_wei`` ≥ 1 the smallest stake a
+    node may register with.
     """
     if not 0 < approval_threshold_bps <= 10_000:
         raise ConfigError(f"approval_threshold_bps must be in (0, 10000], got {approval_threshold_bps}")
     if not 1 <= min_committee_size <= 0xFFFF:
         raise ConfigError(f"min_committee_size must be in [1, 65535], got {min_committee_size}")
+    if not 1 <= leader_blocks < 2**64:
+        raise ConfigError(f"leader_blocks must be at least 1, got {leader_blocks}")
+    if not 1 <= min_stake_wei < 2**96:
+        raise ConfigError(f"min_stake_wei must be in [1, 2^96), got {min_stake_wei}")
     artifact = load_artifact(CONTRACT_NAME)
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    data = factory.constructor(approval_threshold_bps, min_committee_size).data_in_transaction
+    data = factory.constructor(
+        approval_threshold_bps, min_committee_size, leader_blocks, min_stake_wei
+    ).data_in_transaction
     result = send_transaction(
         w3,
         deployer,

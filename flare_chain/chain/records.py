@@ -14,12 +14,15 @@ from typing import Any
 
 __all__ = [
     "FailureReason",
+    "NodeInfo",
     "NodeRegistration",
     "Proposal",
     "RoundInfo",
     "RoundOpened",
     "RoundOutcome",
     "RoundStatus",
+    "SeatClaim",
+    "SortitionInfo",
     "Submission",
     "TxResult",
     "Vote",
@@ -46,6 +49,7 @@ class FailureReason(IntEnum):
     REJECTED = 0
     NO_PROPOSAL = 1
     VOTE_TIMEOUT = 2
+    COMMITTEE_TOO_SMALL = 3
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,16 @@ class TxResult:
 
 @dataclass(frozen=True)
 class RoundInfo:
-    """``roundInfo(round)``: the on-chain state of one round. Deadlines are inclusive block numbers."""
+    """``roundInfo(round)``: the on-chain state of one round. Deadlines are inclusive block numbers.
+
+    ``committee_size`` is the number of seats claimed so far (final after the claim deadline).
+    """
 
     round_id: int
     status: RoundStatus
     seed: bytes
     submission_deadline: int
+    claim_deadline: int
     proposal_deadline: int
     vote_deadline: int
     committee_size: int
@@ -76,27 +84,70 @@ class RoundInfo:
 
 
 @dataclass(frozen=True)
-class NodeRegistration:
-    """``NodeRegistered``: a validator judges rounds from ``first_eligible_round`` on."""
+class SortitionInfo:
+    """``sortitionInfo(round)``: total eligible stake ``W``, expected size ``k``, eligible nodes, seats."""
+
+    round_id: int
+    total_stake: int
+    expected_committee_size: int
+    eligible_nodes: int
+    seats: int
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """``nodeInfo(node)``: stake (wei), first eligible round and VRF public key ``(x, y)``.
+
+    All zero for an address that never registered.
+    """
 
     node: str
-    validator: bool
+    stake: int
+    first_eligible_round: int
+    public_key: tuple[int, int]
+
+    @property
+    def registered(self) -> bool:
+        return self.first_eligible_round != 0
+
+
+@dataclass(frozen=True)
+class NodeRegistration:
+    """``NodeRegistered``: stake, VRF public key ``(x, y)``; eligible from ``first_eligible_round`` on."""
+
+    node: str
+    stake: int
+    public_key: tuple[int, int]
     first_eligible_round: int
     block_number: int
     tx_hash: str
 
 
 @dataclass(frozen=True)
+class SeatClaim:
+    """``SeatClaimed``: ``node`` proved VRF ``output`` under its threshold and sits on the committee."""
+
+    round_id: int
+    node: str
+    output: bytes
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
 class RoundOpened:
-    """``RoundOpened``: the round's seed, starting global adapter, deadlines and committee size."""
+    """``RoundOpened``: the round's seed, starting global adapter, deadlines and sortition parameters."""
 
     round_id: int
     seed: bytes
     global_cid: bytes
     submission_deadline: int
+    claim_deadline: int
     proposal_deadline: int
     vote_deadline: int
-    committee_size: int
+    expected_committee_size: int
+    eligible_nodes: int
+    total_stake: int
     block_number: int
     tx_hash: str
 
@@ -116,13 +167,14 @@ class Submission:
 
 @dataclass(frozen=True)
 class Proposal:
-    """``AggregateProposed``: the proposed global adapter and the updates it was built from."""
+    """``AggregateProposed``: the proposed global adapter, the updates it was built from, the proposer's rank."""
 
     round_id: int
     proposer: str
     global_cid: bytes
     accepted: tuple[str, ...]
     accepted_samples: int
+    rank: int
     block_number: int
     tx_hash: str
 

@@ -32,19 +32,31 @@ _ENUMS: dict[str, type[RoundStatus]] = {"enum FlareCoordinator.RoundStatus": Rou
 _HINTS: dict[str, str] = {
     "OwnableUnauthorizedAccount": "only the contract owner may call this; send it from the deployer account",
     "CoordinatorAlreadyRegistered": "this address is already registered; registration happens once",
-    "CoordinatorNotRegistered": "register the node first (register_node)",
+    "CoordinatorNotRegistered": "register the node first (register_node, with a stake and its public key)",
+    "CoordinatorStakeTooLow": "send at least min_stake wei with the registration",
+    "CoordinatorStakeOverflow": "the total stake would not fit 96 bits; register with a smaller stake",
+    "CoordinatorKeyNotSender": "register the sender's own public key: its address is the last 20 bytes of keccak(x || y)",
     "CoordinatorInvalidCidLength": "pass the binary CID (2..64 bytes), not its text form",
     "CoordinatorGlobalAdapterAlreadyInitialized": "the global adapter is set once; later ones come from rounds",
     "CoordinatorGlobalAdapterNotInitialized": "initialize the global adapter before opening a round",
     "CoordinatorPreviousRoundNotFinalized": "wait for the previous round to commit or call finalize_round after its deadline",
     "CoordinatorZeroDuration": "every phase needs at least one block",
-    "CoordinatorCommitteeTooSmall": "register more validators before opening a round",
+    "CoordinatorInvalidExpectedCommitteeSize": "the expected committee size k must be at least the minimum committee size",
+    "CoordinatorTooFewNodes": "register at least min_committee_size nodes before opening a round",
     "CoordinatorRoundNotOpen": "use the current open round (current_round / round_info)",
     "CoordinatorLateSubmission": "the submission deadline has passed; submit in the next round",
     "CoordinatorDuplicateSubmission": "this node already submitted for this round; one submission per round",
     "CoordinatorZeroSampleCount": "sample_count must be at least 1",
-    "CoordinatorNotCommitteeMember": "only validators registered before the round opened may propose or vote",
-    "CoordinatorSubmissionStillOpen": "wait until the block after the submission deadline",
+    "CoordinatorOutsideClaimWindow": "claim seats after the submission deadline and until the claim deadline",
+    "CoordinatorNotEligible": "a node registered after a round opened sits on committees from the next round on",
+    "CoordinatorAlreadySeated": "this node already holds a seat on this round's committee",
+    "CoordinatorNotSelected": "the VRF output is not under this node's threshold: it has no seat this round",
+    "CoordinatorClaimsStillOpen": "wait until the block after the claim deadline",
+    "CoordinatorCommitteeTooSmall": "too few seats were claimed; finalize_round fails the round, open the next one",
+    "CoordinatorNotLeader": "a lower-ranked member has the turn; propose from the block the error names",
+    "CoordinatorCommitteeListIncomplete": "pass every seated member (CoordinatorClient.committee)",
+    "CoordinatorCommitteeListNotStrictlyIncreasing": "sort the committee list ascending without duplicates",
+    "CoordinatorNotCommitteeMember": "only members who claimed a seat for this round may propose or vote",
     "CoordinatorProposalClosed": "the proposal deadline has passed; finalize the round instead",
     "CoordinatorEmptyAcceptedSet": "accept at least one submitted update",
     "CoordinatorAcceptedNotStrictlyIncreasing": "sort accepted addresses ascending without duplicates",
@@ -116,7 +128,12 @@ class ErrorDecoder:
         if decoded is None:
             shown = f"data 0x{data.hex()}" if data else fallback
             return ChainError(f"{label} reverted ({shown}); check the call's arguments and the round's state")
-        hint = _HINTS.get(decoded.name, "see FlareCoordinator.sol for when this error is raised")
+        default = (
+            "the VRF proof does not verify for this node's key and this round's input"
+            if decoded.name.startswith("VRFVerifier")
+            else "see FlareCoordinator.sol for when this error is raised"
+        )
+        hint = _HINTS.get(decoded.name, default)
         return ChainError(
             f"{label} reverted with {decoded.signature_text()}: {hint}",
             error_name=decoded.name,

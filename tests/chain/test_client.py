@@ -63,9 +63,9 @@ def test_fund_accounts_transfers_the_amount(deployed):
 def test_event_readers_scan_in_chunks_from_the_deployment_block(deployed):
     w3, owner, nodes, coordinator = deployed
     for node in nodes:
-        coordinator.register_node(node)
+        coordinator.register_node(node, 10**18)
     coordinator.initialize_global_adapter(owner, b"\x01\x02genesis")
-    round_id, opened = coordinator.open_round(owner, 3, 3, 3)
+    round_id, opened = coordinator.open_round(owner, 3, 3, 3, 3)
     results = [
         coordinator.submit_update(n, round_id, bytes([i]) * 36, 10, keccak(b"m")) for i, n in enumerate(nodes)
     ]
@@ -100,5 +100,5 @@ def test_transaction_that_runs_out_of_gas_raises_ChainError(deployed):
 
     # Execute / Assert
     with pytest.raises(ChainError, match="registerNode"):
-        starved.register_node(owner, validator=True)
+        starved.register_node(owner, 10**18)
     assert not coordinator.is_registered(owner.address)

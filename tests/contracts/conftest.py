@@ -7,7 +7,7 @@ every test starts from the same registered-but-no-rounds state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
@@ -28,6 +28,14 @@ from flare_chain.errors import ChainError
 
 INITIAL_CID = b"\x01\x55\x12\x20" + keccak(text="initial adapter")
 THRESHOLD_BPS = 6667  # committee of 4: 3 approvals commit, 2 rejections fail
+MIN_COMMITTEE = 2
+LEADER_BLOCKS = 3
+MIN_STAKE = 10**9
+MEMBER_STAKE = 10**18
+# k = 20 with four members of 1 ether: k·w ≥ W, so every member's threshold is 2^256 − 1 and
+# each one wins a seat every round; the participant's stake (MIN_STAKE) gives it a chance of
+# about 20·10^9/(4·10^18) = 5·10^-9 per round, so it never does in practice.
+EXPECTED_SIZE = 20
 
 
 def account(label: str) -> LocalAccount:
@@ -45,11 +53,16 @@ class Network:
     w3: Web3
     coordinator: CoordinatorClient
     owner: LocalAccount
-    validators: list[LocalAccount]
-    participant: LocalAccount  # registered, not a validator
+    validators: list[LocalAccount]  # registered with MEMBER_STAKE: seated in every round
+    participant: LocalAccount  # registered with MIN_STAKE: practically never seated
     outsider: LocalAccount  # funded, never registered
     initial_cid: bytes = INITIAL_CID
     threshold_bps: int = THRESHOLD_BPS
+    min_committee: int = MIN_COMMITTEE
+    leader_blocks: int = LEADER_BLOCKS
+    min_stake: int = MIN_STAKE
+    member_stake: int = MEMBER_STAKE
+    expected_size: int = EXPECTED_SIZE
 
     # Test modules cannot import this conftest (importlib mode), so helpers hang off the fixture.
     cid = staticmethod(cid)
@@ -71,8 +84,43 @@ class Network:
         """
         return bytes(self.w3.provider.ethereum_tester.backend.chain.header.mix_hash)
 
-    def open_round(self, submission: int = 10, proposal: int = 5, voting: int = 5) -> int:
-        round_id, _ = self.coordinator.open_round(self.owner, submission, proposal, voting)
+    def open_round(
+        self, submission: int = 10, claim: int = 6, proposal: int = 8, voting: int = 5, k: int = EXPECTED_SIZE
+    ) -> int:
+        round_id, _ = self.coordinator.open_round(
+            self.owner, submission, claim, proposal, voting, expected_committee_size=k
+        )
+        return round_id
+
+    def by_address(self, address: str) -> LocalAccount:
+        everyone = [self.owner, *self.validators, self.participant, self.outsider]
+        return next(a for a in everyone if a.address == address)
+
+    def to_claims(self, round_id: int) -> None:
+        """Mine to the first block of the claim window."""
+        self.next_tx_in_block(self.coordinator.round_info(round_id).submission_deadline + 1)
+
+    def to_proposals(self, round_id: int) -> None:
+        """Mine to the first block after the claim deadline (the leader's turn)."""
+        self.next_tx_in_block(self.coordinator.round_info(round_id).claim_deadline + 1)
+
+    def seat(self, round_id: int, members: Sequence[LocalAccount] | None = None) -> None:
+        """Move to the claim window (if before it) and claim a seat for each of ``members``."""
+        if self.head() < self.coordinator.round_info(round_id).submission_deadline:
+            self.to_claims(round_id)
+        for member in self.validators if members is None else members:
+            draw = self.coordinator.draw_seat(member, round_id)
+            assert draw.selected, f"{member.address} unexpectedly not selected"
+            self.coordinator.claim_seat(member, round_id, draw.proof)
+
+    def leader(self, round_id: int) -> LocalAccount:
+        return self.by_address(self.coordinator.proposer_order(round_id)[0])
+
+    def seated_round(self, members: Sequence[LocalAccount] | None = None, **phases: int) -> int:
+        """A round opened, every validator (or ``members``) seated, at the leader's first block."""
+        round_id = self.open_round(**phases)
+        self.seat(round_id, members)
+        self.to_proposals(round_id)
         return round_id
 
 
@@ -83,10 +131,17 @@ def network() -> Network:
     validators = [account(f"validator {i}") for i in range(4)]
     participant, outsider = account("participant"), account("outsider")
     fund_accounts(w3, [owner, *validators, participant, outsider], 10**20)
-    coordinator = deploy_coordinator(w3, owner, approval_threshold_bps=THRESHOLD_BPS, min_committee_size=2)
+    coordinator = deploy_coordinator(
+        w3,
+        owner,
+        approval_threshold_bps=THRESHOLD_BPS,
+        min_committee_size=MIN_COMMITTEE,
+        leader_blocks=LEADER_BLOCKS,
+        min_stake_wei=MIN_STAKE,
+    )
     for v in validators:
-        coordinator.register_node(v, validator=True)
-    coordinator.register_node(participant, validator=False)
+        coordinator.register_node(v, MEMBER_STAKE)
+    coordinator.register_node(participant, MIN_STAKE)
     coordinator.initialize_global_adapter(owner, INITIAL_CID)
     return Network(w3, coordinator, owner, validators, participant, outsider)
 

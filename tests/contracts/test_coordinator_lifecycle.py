@@ -1,11 +1,11 @@
-"""FlareCoordinator rounds end to end on eth-tester: commit, timeouts, rejection, committee snapshots."""
+"""FlareCoordinator rounds end to end on eth-tester: registration, seats, commit, timeouts, rejection."""
 
 from __future__ import annotations
 
 from eth_abi import encode
 from eth_utils import keccak
 
-from flare_chain.chain import FailureReason, RoundStatus, advance_blocks, fund_accounts
+from flare_chain.chain import FailureReason, RoundStatus, advance_blocks, fund_accounts, public_key_words
 
 
 def _submit_all(network, round_id, nodes):
@@ -15,51 +15,65 @@ def _submit_all(network, round_id, nodes):
         )
 
 
-def test_deployment_sets_owner_threshold_and_minimum_committee(network):
+def test_deployment_sets_owner_threshold_minimum_committee_leader_blocks_and_stake(network):
     c = network.coordinator
     assert c.owner() == network.owner.address
     assert c.approval_threshold_bps() == network.threshold_bps
-    assert c.min_committee_size() == 2
+    assert c.min_committee_size() == network.min_committee
+    assert c.leader_blocks() == network.leader_blocks
+    assert c.min_stake() == network.min_stake
     assert c.current_round() == 0
     assert c.global_adapter_cid() == network.initial_cid
     assert c.round_info(1).status is RoundStatus.NONE
 
 
-def test_registration_emits_NodeRegistered_with_first_eligible_round(network):
-    regs = {r.node: r for r in network.coordinator.registrations()}
-    assert all(
-        regs[v.address].validator and regs[v.address].first_eligible_round == 1 for v in network.validators
-    )
-    assert regs[network.participant.address].validator is False
-    assert network.coordinator.is_registered(network.participant.address)
-    assert not network.coordinator.is_registered(network.outsider.address)
+def test_registration_records_stake_key_and_first_eligible_round(network):
+    c = network.coordinator
+    regs = {r.node: r for r in c.registrations()}
+    for v in network.validators:
+        reg = regs[v.address]
+        assert (reg.stake, reg.first_eligible_round) == (network.member_stake, 1)
+        assert reg.public_key == public_key_words(v)
+        assert c.node_info(v.address).public_key == reg.public_key
+    assert regs[network.participant.address].stake == network.min_stake
+    assert c.total_stake() == 4 * network.member_stake + network.min_stake
+    assert c.node_count() == 5
+    assert c.is_registered(network.participant.address)
+    assert not c.is_registered(network.outsider.address)
+    assert not c.node_info(network.outsider.address).registered
 
 
 def test_full_round_commits_the_proposed_global_adapter(network):
     # Prepare
     c, v = network.coordinator, network.validators
-    round_id = network.open_round(submission=10, proposal=5, voting=5)
+    round_id = network.open_round()
     opened = c.round_opened(round_id)
     submitters = [*v[:3], network.participant]
     _submit_all(network, round_id, submitters)
-    network.next_tx_in_block(opened.submission_deadline + 1)
+    network.seat(round_id)
+    network.to_proposals(round_id)
+    leader = network.leader(round_id)
     new_cid = network.cid("aggregate 1")
 
     # Execute
-    c.propose_aggregate(v[0], round_id, new_cid, [n.address for n in reversed(submitters)])
+    c.propose_aggregate(leader, round_id, new_cid, [n.address for n in reversed(submitters)])
     for voter in v[:3]:
         c.vote(voter, round_id, True)
 
     # Assert
-    assert opened.global_cid == network.initial_cid and opened.committee_size == 4
-    assert opened.proposal_deadline == opened.submission_deadline + 5
+    assert opened.global_cid == network.initial_cid
+    assert (opened.expected_committee_size, opened.eligible_nodes) == (network.expected_size, 5)
+    assert opened.total_stake == c.total_stake()
+    assert opened.claim_deadline == opened.submission_deadline + 6
+    assert opened.proposal_deadline == opened.claim_deadline + 8
     assert opened.vote_deadline == opened.proposal_deadline + 5
     assert c.global_adapter_cid() == new_cid
     info = c.round_info(round_id)
     assert info.status is RoundStatus.COMMITTED
     assert (info.submission_count, info.approvals, info.rejections, info.committee_size) == (4, 3, 0, 4)
+    assert sorted(c.committee(round_id)) == sorted(x.address for x in v)
     proposal = c.proposal(round_id)
-    assert proposal.proposer == v[0].address and proposal.global_cid == new_cid
+    assert proposal.proposer == leader.address and proposal.global_cid == new_cid and proposal.rank == 0
     assert list(proposal.accepted) == sorted((n.address for n in submitters), key=lambda a: int(a, 16))
     assert proposal.accepted_samples == 100 + 101 + 102 + 103
     assert info.proposal_hash == keccak(encode(["bytes", "address[]"], [new_cid, list(proposal.accepted)]))
@@ -68,6 +82,45 @@ def test_full_round_commits_the_proposed_global_adapter(network):
     outcome = c.round_outcome(round_id)
     assert outcome.committed and outcome.global_cid == new_cid
     assert (outcome.approvals, outcome.committee_size) == (3, 4)
+
+
+def test_seat_claims_record_the_verified_vrf_output_and_the_leader_is_the_lowest(network):
+    c = network.coordinator
+    round_id = network.open_round()
+    network.to_claims(round_id)
+    draws = {v.address: c.draw_seat(v, round_id) for v in network.validators}
+
+    results = [c.claim_seat(v, round_id, draws[v.address].proof) for v in network.validators]
+
+    outputs = c.seat_outputs(round_id)
+    assert outputs == {a: d.output for a, d in draws.items()}
+    assert all(c.seat_output(round_id, a) == d.output for a, d in draws.items())
+    assert all(c.is_committee_member(round_id, a) for a in draws)
+    assert not c.is_committee_member(round_id, network.participant.address)
+    order = c.proposer_order(round_id)
+    assert [int.from_bytes(outputs[a], "big") for a in order] == sorted(
+        int.from_bytes(o, "big") for o in outputs.values()
+    )
+    assert c.leader(round_id) == order[0]
+    assert c.sortition_info(round_id).seats == 4 == c.round_info(round_id).committee_size
+    assert [s.tx_hash for s in c.seats(round_id)] == [r.tx_hash for r in results]
+
+
+def test_vrf_input_and_thresholds_match_the_python_sortition(network):
+    from flare_chain.committee import sortition
+
+    c = network.coordinator
+    round_id = network.open_round(k=3)
+    info = c.sortition_info(round_id)
+    alpha = sortition.vrf_alpha(network.w3.eth.chain_id, c.address, round_id, c.round_info(round_id).seed)
+
+    assert c.vrf_input(round_id) == alpha and len(alpha) == sortition.ALPHA_LEN
+    for node in [*network.validators, network.participant]:
+        stake = c.node_info(node.address).stake
+        expected = sortition.threshold(3, stake, info.total_stake)
+        assert c.selection_threshold(round_id, node.address) == expected
+        assert c.draw_seat(node, round_id).threshold == expected
+    assert c.selection_threshold(round_id, network.outsider.address) == 0
 
 
 def test_submissions_are_stored_as_hash_and_sample_count_and_logged_in_full(network):
@@ -89,8 +142,9 @@ def test_submissions_are_stored_as_hash_and_sample_count_and_logged_in_full(netw
 
 def test_round_without_proposal_fails_with_NoProposal_and_keeps_previous_adapter(network):
     c = network.coordinator
-    round_id = network.open_round(submission=3, proposal=2, voting=2)
+    round_id = network.open_round(submission=3, claim=4, proposal=2, voting=2)
     _submit_all(network, round_id, network.validators[:2])
+    network.seat(round_id)
     network.next_tx_in_block(c.round_info(round_id).proposal_deadline + 1)
 
     c.finalize_round(network.outsider, round_id)
@@ -100,12 +154,32 @@ def test_round_without_proposal_fails_with_NoProposal_and_keeps_previous_adapter
     assert c.global_adapter_cid() == network.initial_cid
 
 
+def test_round_with_fewer_seats_than_the_minimum_fails_safely_and_keeps_previous_adapter(network, reverts):
+    c, v = network.coordinator, network.validators
+    round_id = network.open_round(submission=3, claim=3, proposal=5, voting=5)
+    _submit_all(network, round_id, v[:2])
+    network.seat(round_id, v[:1])  # one seat, minimum two
+    network.to_proposals(round_id)
+    with reverts("CoordinatorCommitteeTooSmall", round_id, 1, network.min_committee):
+        c.propose_aggregate(v[0], round_id, network.cid("lonely"), [v[0].address])
+
+    c.finalize_round(network.outsider, round_id)
+
+    assert c.round_info(round_id).status is RoundStatus.FAILED
+    assert c.round_outcome(round_id).failure_reason is FailureReason.COMMITTEE_TOO_SMALL
+    assert c.global_adapter_cid() == network.initial_cid
+    assert network.open_round() == round_id + 1  # the next round opens as usual
+
+
 def test_proposal_without_enough_votes_fails_with_VoteTimeout(network):
     c, v = network.coordinator, network.validators
-    round_id = network.open_round(submission=3, proposal=2, voting=3)
+    round_id = network.open_round(submission=3, claim=4, proposal=3, voting=3)
     _submit_all(network, round_id, v[:2])
-    network.next_tx_in_block(c.round_info(round_id).submission_deadline + 1)
-    c.propose_aggregate(v[0], round_id, network.cid("aggregate"), [v[0].address, v[1].address])
+    network.seat(round_id)
+    network.to_proposals(round_id)
+    c.propose_aggregate(
+        network.leader(round_id), round_id, network.cid("aggregate"), [v[0].address, v[1].address]
+    )
     c.vote(v[0], round_id, True)
     advance_blocks(network.w3, c.round_info(round_id).vote_deadline - network.head())
 
@@ -118,10 +192,11 @@ def test_proposal_without_enough_votes_fails_with_VoteTimeout(network):
 
 def test_rejections_that_make_threshold_unreachable_fail_with_Rejected(network):
     c, v = network.coordinator, network.validators
-    round_id = network.open_round(submission=2, proposal=3, voting=5)
+    round_id = network.open_round(submission=2, claim=4, proposal=3, voting=5)
     _submit_all(network, round_id, v[:1])
-    network.next_tx_in_block(c.round_info(round_id).submission_deadline + 1)
-    c.propose_aggregate(v[1], round_id, network.cid("bad aggregate"), [v[0].address])
+    network.seat(round_id)
+    network.to_proposals(round_id)
+    c.propose_aggregate(network.leader(round_id), round_id, network.cid("bad aggregate"), [v[0].address])
 
     c.vote(v[0], round_id, True)
     c.vote(v[1], round_id, False)
@@ -134,12 +209,31 @@ def test_rejections_that_make_threshold_unreachable_fail_with_Rejected(network):
     assert c.global_adapter_cid() == network.initial_cid
 
 
+def test_approval_threshold_counts_seated_members_only(network):
+    # Three of four registered members seated: 6667 bps of 3 seats needs 3 approvals (2/3 is 6666).
+    c, v = network.coordinator, network.validators
+    round_id = network.open_round(submission=2, claim=4, proposal=3, voting=6)
+    _submit_all(network, round_id, v[:1])
+    network.seat(round_id, v[:3])
+    network.to_proposals(round_id)
+    c.propose_aggregate(network.leader(round_id), round_id, network.cid("aggregate"), [v[0].address])
+
+    c.vote(v[0], round_id, True)
+    c.vote(v[1], round_id, True)
+    assert c.round_info(round_id).status is RoundStatus.PROPOSED
+    c.vote(v[2], round_id, True)
+
+    outcome = c.round_outcome(round_id)
+    assert outcome.committed and (outcome.approvals, outcome.committee_size) == (3, 3)
+
+
 def test_next_round_chains_seed_and_starts_from_the_committed_adapter(network):
     c, v = network.coordinator, network.validators
-    first = network.open_round(submission=2, proposal=2, voting=5)
+    first = network.open_round(submission=2, claim=4, proposal=3, voting=5)
     _submit_all(network, first, v[:1])
-    network.next_tx_in_block(c.round_info(first).submission_deadline + 1)
-    c.propose_aggregate(v[0], first, network.cid("aggregate"), [v[0].address])
+    network.seat(first)
+    network.to_proposals(first)
+    c.propose_aggregate(network.leader(first), first, network.cid("aggregate"), [v[0].address])
     for voter in v[:3]:
         c.vote(voter, first, True)
 
@@ -150,6 +244,7 @@ def test_next_round_chains_seed_and_starts_from_the_committed_adapter(network):
     seed_1, opened_2 = c.round_info(first).seed, c.round_opened(second)
     assert opened_2.seed == keccak(encode(["bytes32", "bytes32"], [seed_1, prevrandao]))
     assert opened_2.global_cid == network.cid("aggregate")
+    assert c.vrf_input(second) != c.vrf_input(first)
 
 
 def test_first_seed_chains_from_chain_id_and_contract_address(network):
@@ -160,29 +255,39 @@ def test_first_seed_chains_from_chain_id_and_contract_address(network):
     assert c.round_info(round_id).seed == keccak(encode(["bytes32", "bytes32"], [seed_0, prevrandao]))
 
 
-def test_validator_registered_while_a_round_is_open_joins_the_next_committee(network):
-    c, late = network.coordinator, network.account("late validator")
-    fund_accounts(network.w3, [late], 10**18)
-    first = network.open_round(submission=2, proposal=2, voting=2)
-    c.register_node(late, validator=True)
+def test_node_registered_while_a_round_is_open_is_eligible_from_the_next_round(network, reverts):
+    c, late = network.coordinator, network.account("late node")
+    fund_accounts(network.w3, [late], 10**19)
+    first = network.open_round(submission=2, claim=4, proposal=2, voting=2)
+    c.register_node(late, network.member_stake)
+    assert c.node_info(late.address).first_eligible_round == first + 1
+    network.to_claims(first)
+    with reverts("CoordinatorNotEligible", first, late.address, first + 1):
+        c.claim_seat(late, first, c.draw_seat(late, first).proof)
+    assert c.selection_threshold(first, late.address) == 0
     network.next_tx_in_block(c.round_info(first).proposal_deadline + 1)
     c.finalize_round(late, first)
 
     second = network.open_round()
 
-    assert not c.is_committee_member(first, late.address)
+    assert c.sortition_info(first).eligible_nodes == 5 and c.sortition_info(second).eligible_nodes == 6
+    assert c.sortition_info(second).total_stake == c.sortition_info(first).total_stake + network.member_stake
+    network.seat(second, [late])
     assert c.is_committee_member(second, late.address)
-    assert c.round_info(first).committee_size == 4 and c.round_info(second).committee_size == 5
-    assert not c.is_committee_member(second, network.participant.address)
-    assert not c.is_committee_member(second + 1, network.validators[0].address)  # not opened yet
 
 
-def test_submission_costs_at_most_60k_gas(network):
+def test_submission_costs_at_most_60k_gas_and_a_seat_claim_at_most_100k(network):
     round_id = network.open_round()
-    gas = [
+    submit_gas = [
         network.coordinator.submit_update(
             node, round_id, network.cid(f"u{i}"), 1000, keccak(text=f"m{i}")
         ).gas_used
         for i, node in enumerate(network.validators)
     ]
-    assert max(gas) <= 60_000, gas
+    network.to_claims(round_id)
+    claim_gas = [
+        network.coordinator.claim_seat(v, round_id, network.coordinator.draw_seat(v, round_id).proof).gas_used
+        for v in network.validators
+    ]
+    assert max(submit_gas) <= 60_000, submit_gas
+    assert max(claim_gas) <= 100_000, claim_gas

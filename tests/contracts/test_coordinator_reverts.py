@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from eth_utils import keccak
 
-from flare_chain.chain import ErrorDecoder, RoundStatus, deploy_coordinator, load_artifact
+from flare_chain.chain import ErrorDecoder, RoundStatus, deploy_coordinator, load_artifact, public_key_words
 from flare_chain.chain.transactions import send_transaction
 from flare_chain.errors import ConfigError
 
@@ -18,8 +18,8 @@ def _by_address(accounts):
 
 @pytest.fixture
 def open_round(network):
-    """Round 1 open (10/5/5 blocks) with submissions from validators 0 and 1."""
-    round_id = network.open_round(submission=10, proposal=5, voting=5)
+    """Round 1 open (10/6/8/5 blocks) with submissions from validators 0 and 1."""
+    round_id = network.open_round(submission=10, claim=6, proposal=8, voting=5)
     for i, node in enumerate(network.validators[:2]):
         network.coordinator.submit_update(node, round_id, network.cid(f"u{i}"), 10 + i, MANIFEST)
     return round_id
@@ -27,11 +27,12 @@ def open_round(network):
 
 @pytest.fixture
 def proposed_round(network, open_round):
-    """Round 1 with a proposal accepting validators 0 and 1, voting open."""
+    """Round 1 with all four validators seated and the leader's proposal accepting validators 0 and 1."""
     c = network.coordinator
-    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
+    network.seat(open_round)
+    network.to_proposals(open_round)
     c.propose_aggregate(
-        network.validators[0],
+        network.leader(open_round),
         open_round,
         network.cid("aggregate"),
         [v.address for v in network.validators[:2]],
@@ -42,39 +43,76 @@ def proposed_round(network, open_round):
 # ---------------------------------------------------------------- deployment and owner calls
 
 
-@pytest.mark.parametrize(
-    ("bps", "min_size", "error"),
-    [
-        (0, 1, ("CoordinatorInvalidThreshold", 0)),
-        (10_001, 1, ("CoordinatorInvalidThreshold", 10_001)),
-        (5000, 0, ("CoordinatorInvalidMinCommitteeSize", 0)),
-    ],
-)
-def test_constructor_rejects_bad_parameters_with_custom_errors(network, reverts, bps, min_size, error):
+def _deploy_raw(network, *args):
     artifact = load_artifact("FlareCoordinator")
     factory = network.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    return send_transaction(
+        network.w3,
+        network.owner,
+        to=None,
+        label="deploy",
+        data=factory.constructor(*args).data_in_transaction,
+        decoder=ErrorDecoder(artifact.abi),
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((0, 1, 1, 1), ("CoordinatorInvalidThreshold", 0)),
+        ((10_001, 1, 1, 1), ("CoordinatorInvalidThreshold", 10_001)),
+        ((5000, 0, 1, 1), ("CoordinatorInvalidMinCommitteeSize", 0)),
+        ((5000, 1, 0, 1), ("CoordinatorInvalidLeaderBlocks", 0)),
+        ((5000, 1, 1, 0), ("CoordinatorInvalidMinStake", 0)),
+        ((5000, 1, 1, 2**96), ("CoordinatorInvalidMinStake", 2**96)),
+    ],
+)
+def test_constructor_rejects_bad_parameters_with_custom_errors(network, reverts, args, error):
     with reverts(*error):
-        send_transaction(
-            network.w3,
-            network.owner,
-            to=None,
-            label="deploy",
-            data=factory.constructor(bps, min_size).data_in_transaction,
-            decoder=ErrorDecoder(artifact.abi),
-        )
+        _deploy_raw(network, *args)
 
 
-def test_deploy_helper_validates_parameters_before_sending(network):
-    with pytest.raises(ConfigError, match="approval_threshold_bps"):
-        deploy_coordinator(network.w3, network.owner, approval_threshold_bps=0)
-    with pytest.raises(ConfigError, match="min_committee_size"):
-        deploy_coordinator(network.w3, network.owner, min_committee_size=0)
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"approval_threshold_bps": 0}, "approval_threshold_bps"),
+        ({"min_committee_size": 0}, "min_committee_size"),
+        ({"leader_blocks": 0}, "leader_blocks"),
+        ({"min_stake_wei": 0}, "min_stake_wei"),
+    ],
+)
+def test_deploy_helper_validates_parameters_before_sending(network, kwargs, name):
+    with pytest.raises(ConfigError, match=name):
+        deploy_coordinator(network.w3, network.owner, **kwargs)
+
+
+# ---------------------------------------------------------------- registration
 
 
 def test_second_registration_reverts_with_CoordinatorAlreadyRegistered(network, reverts):
     node = network.validators[0]
     with reverts("CoordinatorAlreadyRegistered", node.address):
-        network.coordinator.register_node(node, validator=False)
+        network.coordinator.register_node(node, network.member_stake)
+
+
+def test_registration_below_min_stake_reverts_with_CoordinatorStakeTooLow(network, reverts):
+    with reverts("CoordinatorStakeTooLow", network.min_stake - 1, network.min_stake):
+        network.coordinator.register_node(network.outsider, network.min_stake - 1)
+    assert not network.coordinator.is_registered(network.outsider.address)
+
+
+def test_registration_with_another_accounts_key_reverts_with_CoordinatorKeyNotSender(network, reverts):
+    other = network.validators[0]
+    with reverts("CoordinatorKeyNotSender", other.address, network.outsider.address):
+        network.coordinator.register_node(network.outsider, network.min_stake, public_key_words(other))
+
+
+def test_client_refuses_a_public_key_that_is_not_a_curve_point(network):
+    with pytest.raises(ConfigError):
+        network.coordinator.register_node(network.outsider, network.min_stake, (1, 1))
+
+
+# ---------------------------------------------------------------- owner calls
 
 
 def test_second_adapter_initialization_reverts_with_CoordinatorGlobalAdapterAlreadyInitialized(
@@ -91,28 +129,36 @@ def test_owner_calls_from_others_revert_with_OwnableUnauthorizedAccount(network,
         if call == "initialize":
             network.coordinator.initialize_global_adapter(intruder, network.cid("evil"))
         else:
-            network.coordinator.open_round(intruder, 5, 5, 5)
+            network.coordinator.open_round(intruder, 5, 5, 5, 5)
 
 
 def test_open_before_adapter_initialization_reverts_with_CoordinatorGlobalAdapterNotInitialized(
     network, reverts
 ):
-    fresh = deploy_coordinator(network.w3, network.owner, min_committee_size=1)
-    fresh.register_node(network.validators[0])
+    fresh = deploy_coordinator(network.w3, network.owner, min_committee_size=1, min_stake_wei=1)
+    fresh.register_node(network.validators[0], 1)
     with reverts("CoordinatorGlobalAdapterNotInitialized"):
-        fresh.open_round(network.owner, 5, 5, 5)
+        fresh.open_round(network.owner, 5, 5, 5, 5)
 
 
-def test_open_with_too_small_committee_reverts_with_CoordinatorCommitteeTooSmall(network, reverts):
-    fresh = deploy_coordinator(network.w3, network.owner, min_committee_size=2)
-    fresh.register_node(network.validators[0])
-    fresh.register_node(network.participant, validator=False)
+def test_open_with_fewer_nodes_than_the_minimum_committee_reverts_with_CoordinatorTooFewNodes(
+    network, reverts
+):
+    fresh = deploy_coordinator(network.w3, network.owner, min_committee_size=2, min_stake_wei=1)
+    fresh.register_node(network.validators[0], 1)
     fresh.initialize_global_adapter(network.owner, network.initial_cid)
-    with reverts("CoordinatorCommitteeTooSmall", 1, 2):
-        fresh.open_round(network.owner, 5, 5, 5)
+    with reverts("CoordinatorTooFewNodes", 1, 2):
+        fresh.open_round(network.owner, 5, 5, 5, 5, expected_committee_size=2)
 
 
-@pytest.mark.parametrize("durations", [(0, 5, 5), (5, 0, 5), (5, 5, 0)])
+def test_expected_size_below_the_minimum_committee_reverts_with_CoordinatorInvalidExpectedCommitteeSize(
+    network, reverts
+):
+    with reverts("CoordinatorInvalidExpectedCommitteeSize", 1, network.min_committee):
+        network.open_round(k=1)
+
+
+@pytest.mark.parametrize("durations", [(0, 5, 5, 5), (5, 0, 5, 5), (5, 5, 0, 5), (5, 5, 5, 0)])
 def test_zero_phase_length_reverts_with_CoordinatorZeroDuration(network, reverts, durations):
     with reverts("CoordinatorZeroDuration", *durations):
         network.coordinator.open_round(network.owner, *durations)
@@ -151,8 +197,8 @@ def test_submission_to_unopened_round_reverts_with_CoordinatorRoundNotOpen(netwo
 
 def test_submission_to_failed_round_reverts_with_CoordinatorRoundNotOpen(network, reverts, open_round):
     c = network.coordinator
-    network.next_tx_in_block(c.round_info(open_round).proposal_deadline + 1)
-    c.finalize_round(network.outsider, open_round)
+    network.next_tx_in_block(c.round_info(open_round).claim_deadline + 1)
+    c.finalize_round(network.outsider, open_round)  # no seats: CommitteeTooSmall
     with reverts("CoordinatorRoundNotOpen", open_round, RoundStatus.FAILED):
         c.submit_update(network.validators[2], open_round, network.cid("x"), 1, MANIFEST)
 
@@ -202,124 +248,127 @@ def test_cid_of_64_bytes_is_accepted(network, open_round):
 # ---------------------------------------------------------------- proposals
 
 
+@pytest.fixture
+def seated_round(network, open_round):
+    """Round 1 with all four validators seated, at the leader's first block."""
+    network.seat(open_round)
+    network.to_proposals(open_round)
+    return open_round
+
+
 @pytest.mark.parametrize("who", ["participant", "outsider"])
 def test_proposal_from_non_member_reverts_with_CoordinatorNotCommitteeMember(
-    network, reverts, open_round, who
+    network, reverts, seated_round, who
 ):
-    c, proposer = network.coordinator, getattr(network, who)
-    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
-    with reverts("CoordinatorNotCommitteeMember", open_round, proposer.address):
-        c.propose_aggregate(proposer, open_round, network.cid("a"), [network.validators[0].address])
+    proposer = getattr(network, who)
+    with reverts("CoordinatorNotCommitteeMember", seated_round, proposer.address):
+        network.coordinator.propose_aggregate(
+            proposer, seated_round, network.cid("a"), [network.validators[0].address]
+        )
 
 
-def test_validator_registered_mid_round_cannot_propose_or_vote_in_it(network, reverts, open_round):
-    c, late = network.coordinator, network.account("late validator")
-    network.w3.eth.send_transaction({"from": network.w3.eth.accounts[0], "to": late.address, "value": 10**18})
-    c.register_node(late, validator=True)
-    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
-    with reverts("CoordinatorNotCommitteeMember", open_round, late.address):
-        c.propose_aggregate(late, open_round, network.cid("a"), [network.validators[0].address])
-    c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [network.validators[0].address])
-    with reverts("CoordinatorNotCommitteeMember", open_round, late.address):
-        c.vote(late, open_round, True)
-
-
-def test_proposal_before_submission_deadline_reverts_with_CoordinatorSubmissionStillOpen(
-    network, reverts, open_round
-):
+def test_proposal_before_claim_deadline_reverts_with_CoordinatorClaimsStillOpen(network, reverts, open_round):
     c = network.coordinator
-    deadline = c.round_info(open_round).submission_deadline
+    network.seat(open_round)
+    deadline = c.round_info(open_round).claim_deadline
     network.next_tx_in_block(deadline)
-    with reverts("CoordinatorSubmissionStillOpen", open_round, deadline):
+    with reverts("CoordinatorClaimsStillOpen", open_round, deadline):
         c.propose_aggregate(
-            network.validators[0], open_round, network.cid("a"), [network.validators[0].address]
+            network.leader(open_round), open_round, network.cid("a"), [network.validators[0].address]
         )
 
 
 def test_proposal_after_proposal_deadline_reverts_with_CoordinatorProposalClosed(
-    network, reverts, open_round
+    network, reverts, seated_round
 ):
     c = network.coordinator
-    deadline = c.round_info(open_round).proposal_deadline
+    deadline = c.round_info(seated_round).proposal_deadline
     network.next_tx_in_block(deadline + 1)
-    with reverts("CoordinatorProposalClosed", open_round, deadline):
+    with reverts("CoordinatorProposalClosed", seated_round, deadline):
         c.propose_aggregate(
-            network.validators[0], open_round, network.cid("a"), [network.validators[0].address]
+            network.leader(seated_round), seated_round, network.cid("a"), [network.validators[0].address]
         )
 
 
 def test_proposal_with_empty_accepted_list_reverts_with_CoordinatorEmptyAcceptedSet(
-    network, reverts, open_round
+    network, reverts, seated_round
 ):
-    c = network.coordinator
-    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
-    with reverts("CoordinatorEmptyAcceptedSet", open_round):
-        c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [])
+    with reverts("CoordinatorEmptyAcceptedSet", seated_round):
+        network.coordinator.propose_aggregate(
+            network.leader(seated_round), seated_round, network.cid("a"), []
+        )
 
 
 def test_unsorted_accepted_list_reverts_with_CoordinatorAcceptedNotStrictlyIncreasing(
-    network, reverts, open_round
+    network, reverts, seated_round
 ):
-    c = network.coordinator
     low, high = (a.address for a in _by_address(network.validators[:2]))
-    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
-    with reverts("CoordinatorAcceptedNotStrictlyIncreasing", open_round, 1, high, low):
-        c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [high, low], sort=False)
+    with reverts("CoordinatorAcceptedNotStrictlyIncreasing", seated_round, 1, high, low):
+        network.coordinator.propose_aggregate(
+            network.leader(seated_round), seated_round, network.cid("a"), [high, low], sort=False
+        )
 
 
 def test_duplicate_in_accepted_list_reverts_with_CoordinatorAcceptedNotStrictlyIncreasing(
-    network, reverts, open_round
+    network, reverts, seated_round
 ):
-    c, node = network.coordinator, network.validators[0].address
-    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
-    with reverts("CoordinatorAcceptedNotStrictlyIncreasing", open_round, 1, node, node):
-        c.propose_aggregate(network.validators[0], open_round, network.cid("a"), [node, node], sort=False)
+    node = network.validators[0].address
+    with reverts("CoordinatorAcceptedNotStrictlyIncreasing", seated_round, 1, node, node):
+        network.coordinator.propose_aggregate(
+            network.leader(seated_round), seated_round, network.cid("a"), [node, node], sort=False
+        )
 
 
-def test_client_refuses_duplicate_accepted_addresses_before_sending(network, open_round):
+def test_client_refuses_duplicate_accepted_addresses_before_sending(network, seated_round):
     node = network.validators[0].address
     with pytest.raises(ConfigError, match="twice"):
         network.coordinator.propose_aggregate(
-            network.validators[0], open_round, network.cid("a"), [node, node.lower()]
+            network.leader(seated_round), seated_round, network.cid("a"), [node, node.lower()]
         )
 
 
 def test_accepting_a_non_submitter_reverts_with_CoordinatorAcceptedWithoutSubmission(
-    network, reverts, open_round
+    network, reverts, seated_round
 ):
-    c, idle = network.coordinator, network.validators[3].address
-    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
-    with reverts("CoordinatorAcceptedWithoutSubmission", open_round, idle):
-        c.propose_aggregate(
-            network.validators[0], open_round, network.cid("a"), [network.validators[0].address, idle]
+    idle = network.validators[3].address
+    with reverts("CoordinatorAcceptedWithoutSubmission", seated_round, idle):
+        network.coordinator.propose_aggregate(
+            network.leader(seated_round),
+            seated_round,
+            network.cid("a"),
+            [network.validators[0].address, idle],
         )
 
 
 def test_second_proposal_reverts_with_CoordinatorRoundNotOpen(network, reverts, proposed_round):
     with reverts("CoordinatorRoundNotOpen", proposed_round, RoundStatus.PROPOSED):
         network.coordinator.propose_aggregate(
-            network.validators[1], proposed_round, network.cid("b"), [network.validators[1].address]
+            network.leader(proposed_round), proposed_round, network.cid("b"), [network.validators[1].address]
         )
 
 
-def test_proposal_with_bad_cid_reverts_with_CoordinatorInvalidCidLength(network, reverts, open_round):
-    c = network.coordinator
-    network.next_tx_in_block(c.round_info(open_round).submission_deadline + 1)
+def test_proposal_with_bad_cid_reverts_with_CoordinatorInvalidCidLength(network, reverts, seated_round):
     with reverts("CoordinatorInvalidCidLength", 1, 2, 64):
-        c.propose_aggregate(network.validators[0], open_round, b"\x01", [network.validators[0].address])
+        network.coordinator.propose_aggregate(
+            network.leader(seated_round), seated_round, b"\x01", [network.validators[0].address]
+        )
 
 
 # ---------------------------------------------------------------- votes and finalization
 
 
-def test_vote_without_proposal_reverts_with_CoordinatorNoProposal(network, reverts, open_round):
-    with reverts("CoordinatorNoProposal", open_round, RoundStatus.OPEN):
-        network.coordinator.vote(network.validators[0], open_round, True)
+def test_vote_without_proposal_reverts_with_CoordinatorNoProposal(network, reverts, seated_round):
+    with reverts("CoordinatorNoProposal", seated_round, RoundStatus.OPEN):
+        network.coordinator.vote(network.validators[0], seated_round, True)
 
 
-def test_vote_from_non_member_reverts_with_CoordinatorNotCommitteeMember(network, reverts, proposed_round):
-    with reverts("CoordinatorNotCommitteeMember", proposed_round, network.participant.address):
-        network.coordinator.vote(network.participant, proposed_round, True)
+@pytest.mark.parametrize("who", ["participant", "outsider"])
+def test_vote_from_non_member_reverts_with_CoordinatorNotCommitteeMember(
+    network, reverts, proposed_round, who
+):
+    voter = getattr(network, who)
+    with reverts("CoordinatorNotCommitteeMember", proposed_round, voter.address):
+        network.coordinator.vote(voter, proposed_round, True)
 
 
 def test_second_vote_reverts_with_CoordinatorDuplicateVote(network, reverts, proposed_round):
@@ -346,12 +395,22 @@ def test_vote_after_commit_reverts_with_CoordinatorNoProposal(network, reverts, 
         c.vote(network.validators[3], proposed_round, True)
 
 
-def test_early_finalize_reverts_with_CoordinatorNothingToFinalize(network, reverts, open_round):
+def test_finalize_during_claims_reverts_with_CoordinatorNothingToFinalize(network, reverts, open_round):
     c = network.coordinator
-    deadline = c.round_info(open_round).proposal_deadline
+    deadline = c.round_info(open_round).claim_deadline
     network.next_tx_in_block(deadline)
     with reverts("CoordinatorNothingToFinalize", open_round, RoundStatus.OPEN, deadline):
         c.finalize_round(network.outsider, open_round)
+
+
+def test_early_finalize_of_seated_round_reverts_with_CoordinatorNothingToFinalize(
+    network, reverts, seated_round
+):
+    c = network.coordinator
+    deadline = c.round_info(seated_round).proposal_deadline
+    network.next_tx_in_block(deadline)
+    with reverts("CoordinatorNothingToFinalize", seated_round, RoundStatus.OPEN, deadline):
+        c.finalize_round(network.outsider, seated_round)
 
 
 def test_finalize_during_voting_reverts_with_CoordinatorNothingToFinalize(network, reverts, proposed_round):

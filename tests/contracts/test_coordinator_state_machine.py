@@ -1,8 +1,9 @@
 """The round state machine on-chain matches a plain Python model under random action sequences.
 
-Hypothesis drives submissions, proposals, votes, finalization, new rounds and the
-passing of blocks, by random actors (4 validators, a non-validator participant, an
-unregistered outsider). Before each action the model predicts success or the exact
+Hypothesis drives submissions, seat claims, proposals (by leaders and by members whose
+turn has not come), votes, finalization, new rounds and the passing of blocks, by random
+actors (4 staked validators who win a seat whenever they claim one, a participant whose
+tiny stake never wins one, an unregistered outsider). Before each action the model predicts success or the exact
 custom error; after it, the contract's round state and global adapter must equal
 the model's.
 """
@@ -25,6 +26,7 @@ from hypothesis.stateful import (
 )
 
 from flare_chain.chain import RoundStatus, advance_blocks
+from flare_chain.committee import sortition, vrf
 from flare_chain.errors import ChainError
 
 BPS = 10_000
@@ -37,10 +39,12 @@ APPROVE = st.sampled_from([True, True, True, False])  # lean towards commits
 @dataclass
 class ModelRound:
     submission_deadline: int
+    claim_deadline: int
     proposal_deadline: int
     vote_deadline: int
     status: RoundStatus = RoundStatus.OPEN
     submitted: dict[str, int] = field(default_factory=dict)
+    seats: dict[str, bytes] = field(default_factory=dict)
     proposal_cid: bytes | None = None
     votes: dict[str, bool] = field(default_factory=dict)
 
@@ -63,10 +67,13 @@ class CoordinatorModel(RuleBasedStateMachine):
         net.w3.provider.ethereum_tester.revert_to_snapshot(self.base_snapshot)
         self.c = net.coordinator
         self.actors = [*net.validators, net.participant, net.outsider]
-        self.members = {v.address for v in net.validators}
-        self.registered = self.members | {net.participant.address}
-        self.committee_size = len(net.validators)
+        # Validators stake enough to be seated whenever they claim (k·w ≥ W); the participant's
+        # stake is so small it never is; the outsider never registered.
+        self.selectable = {v.address for v in net.validators}
+        self.registered = self.selectable | {net.participant.address}
         self.threshold = net.threshold_bps
+        self.min_committee = net.min_committee
+        self.leader_blocks = net.leader_blocks
         self.rounds: dict[int, ModelRound] = {}
         self.current = 0
         self.global_cid = net.initial_cid
@@ -97,22 +104,29 @@ class CoordinatorModel(RuleBasedStateMachine):
 
     # -------------------------------------------------------------- rules
 
-    @initialize(submission=PHASE, proposal=PHASE, voting=PHASE)
-    def first_round(self, submission: int, proposal: int, voting: int) -> None:
-        self.open_round(submission, proposal, voting)
+    @initialize(submission=PHASE, claim=PHASE, proposal=PHASE, voting=PHASE)
+    def first_round(self, submission: int, claim: int, proposal: int, voting: int) -> None:
+        self.open_round(submission, claim, proposal, voting)
 
     # Preconditions keep most steps meaningful; the rules still predict every error they can hit
-    # (membership, deadlines, duplicates), and the revert tests cover the rest one by one.
+    # (membership, deadlines, turns, duplicates), and the revert tests cover the rest one by one.
     @precondition(lambda self: self._round() is None or self._round().status.is_final)
-    @rule(submission=PHASE, proposal=PHASE, voting=PHASE)
-    def open_round(self, submission: int, proposal: int, voting: int) -> None:
+    @rule(submission=PHASE, claim=PHASE, proposal=PHASE, voting=PHASE)
+    def open_round(self, submission: int, claim: int, proposal: int, voting: int) -> None:
         r = self._round()
         error = "CoordinatorPreviousRoundNotFinalized" if r is not None and not r.status.is_final else None
         block = self._next_block()
-        if self._expect(error, lambda: self.c.open_round(self.network.owner, submission, proposal, voting)):
+        k = self.network.expected_size
+        if self._expect(
+            error,
+            lambda: self.c.open_round(
+                self.network.owner, submission, claim, proposal, voting, expected_committee_size=k
+            ),
+        ):
             self.current += 1
+            sub = block + submission
             self.rounds[self.current] = ModelRound(
-                block + submission, block + submission + proposal, block + submission + proposal + voting
+                sub, sub + claim, sub + claim + proposal, sub + claim + proposal + voting
             )
 
     @rule(actor=ACTORS, samples=st.integers(1, 1000))
@@ -133,11 +147,36 @@ class CoordinatorModel(RuleBasedStateMachine):
             r.submitted[node.address] = samples
 
     @precondition(lambda self: self._round() is not None and self._round().status is RoundStatus.OPEN)
+    @rule(actor=ACTORS)
+    def claim(self, actor: int) -> None:
+        node, r = self.actors[actor], self._round()
+        draw = self.c.draw_seat(node, self.current) if node.address in self.registered else None
+        block = self._next_block()
+        if node.address not in self.registered:
+            error = "CoordinatorNotRegistered"
+        elif not r.submission_deadline < block <= r.claim_deadline:
+            error = "CoordinatorOutsideClaimWindow"
+        elif node.address in r.seats:
+            error = "CoordinatorAlreadySeated"
+        elif node.address not in self.selectable:
+            error = "CoordinatorNotSelected"
+        else:
+            error = None
+        if draw is not None:
+            assert draw.selected is (node.address in self.selectable)
+        proof = draw.proof if draw is not None else bytes(81)
+        if node.address not in self.registered:
+            proof = vrf.prove(bytes(node.key), self.c.vrf_input(self.current))
+        if self._expect(error, lambda: self.c.claim_seat(node, self.current, proof)):
+            r.seats[node.address] = draw.output
+            event(f"seats {len(r.seats)}")
+
+    @precondition(lambda self: self._round() is not None and self._round().status is RoundStatus.OPEN)
     @rule(actor=ACTORS, data=st.data())
     def propose(self, actor: int, data: st.DataObject) -> None:
         proposer, r, block = self.actors[actor], self._round(), self._next_block()
         # Mostly accept (a subset of) the real submitters; sometimes slip in anyone.
-        submitters = sorted(r.submitted) if r is not None else []
+        submitters = sorted(r.submitted)
         picked = (
             set(data.draw(st.sets(st.sampled_from(submitters), max_size=len(submitters))))
             if submitters
@@ -147,14 +186,19 @@ class CoordinatorModel(RuleBasedStateMachine):
         if not picked:
             picked = {self.actors[data.draw(st.integers(0, 5))].address}
         accepted = sorted(picked, key=lambda a: int(a, 16))
-        if proposer.address not in self.members or r is None:
+        if proposer.address not in r.seats:
             error = "CoordinatorNotCommitteeMember"
-        elif r.status is not RoundStatus.OPEN:
-            error = "CoordinatorRoundNotOpen"
-        elif block <= r.submission_deadline:
-            error = "CoordinatorSubmissionStillOpen"
+        elif block <= r.claim_deadline:
+            error = "CoordinatorClaimsStillOpen"
         elif block > r.proposal_deadline:
             error = "CoordinatorProposalClosed"
+        elif len(r.seats) < self.min_committee:
+            error = "CoordinatorCommitteeTooSmall"
+        elif (
+            sortition.rank_of(r.seats, proposer.address)
+            > (block - r.claim_deadline - 1) // self.leader_blocks
+        ):
+            error = "CoordinatorNotLeader"
         elif any(a not in r.submitted for a in accepted):
             error = "CoordinatorAcceptedWithoutSubmission"
         else:
@@ -164,11 +208,13 @@ class CoordinatorModel(RuleBasedStateMachine):
             r.status, r.proposal_cid = RoundStatus.PROPOSED, cid
             proposal = self.c.proposal(self.current)
             assert proposal.accepted_samples == sum(r.submitted[a] for a in accepted)
+            assert proposal.rank == sortition.rank_of(r.seats, proposer.address)
+            event(f"proposed by rank {proposal.rank}")
 
     @rule(actor=ACTORS, approve=APPROVE)
     def vote(self, actor: int, approve: bool) -> None:
         voter, r, block = self.actors[actor], self._round(), self._next_block()
-        if voter.address not in self.members or r is None:
+        if r is None or voter.address not in r.seats:
             error = "CoordinatorNotCommitteeMember"
         elif r.status is not RoundStatus.PROPOSED:
             error = "CoordinatorNoProposal"
@@ -180,11 +226,12 @@ class CoordinatorModel(RuleBasedStateMachine):
             error = None
         if self._expect(error, lambda: self.c.vote(voter, self.current, approve)):
             r.votes[voter.address] = approve
-            needed = self.threshold * self.committee_size
+            size = len(r.seats)
+            needed = self.threshold * size
             if r.approvals * BPS >= needed:
                 r.status, self.global_cid = RoundStatus.COMMITTED, r.proposal_cid
                 event("round committed")
-            elif (self.committee_size - r.rejections) * BPS < needed:
+            elif (size - r.rejections) * BPS < needed:
                 r.status = RoundStatus.FAILED
                 event("round rejected")
 
@@ -198,11 +245,16 @@ class CoordinatorModel(RuleBasedStateMachine):
     @rule(actor=ACTORS)
     def finalize(self, actor: int) -> None:
         r, block = self._round(), self._next_block()
-        timed_out = r is not None and (
-            (r.status is RoundStatus.OPEN and block > r.proposal_deadline)
-            or (r.status is RoundStatus.PROPOSED and block > r.vote_deadline)
-        )
-        error = None if timed_out else "CoordinatorNothingToFinalize"
+        open_ = r is not None and r.status is RoundStatus.OPEN
+        if open_ and block > r.claim_deadline and len(r.seats) < self.min_committee:
+            error = None
+            event("committee too small")
+        elif (open_ and block > r.proposal_deadline) or (
+            r is not None and r.status is RoundStatus.PROPOSED and block > r.vote_deadline
+        ):
+            error = None
+        else:
+            error = "CoordinatorNothingToFinalize"
         if self._expect(error, lambda: self.c.finalize_round(self.actors[actor], self.current)):
             r.status = RoundStatus.FAILED
 
@@ -221,8 +273,14 @@ class CoordinatorModel(RuleBasedStateMachine):
             return
         info = self.c.round_info(self.current)
         assert info.status is r.status
-        assert (info.submission_deadline, info.proposal_deadline, info.vote_deadline) == (
+        assert (
+            info.submission_deadline,
+            info.claim_deadline,
+            info.proposal_deadline,
+            info.vote_deadline,
+        ) == (
             r.submission_deadline,
+            r.claim_deadline,
             r.proposal_deadline,
             r.vote_deadline,
         )
@@ -231,9 +289,10 @@ class CoordinatorModel(RuleBasedStateMachine):
             r.approvals,
             r.rejections,
         )
-        assert info.committee_size == self.committee_size
+        assert info.committee_size == len(r.seats)
 
 
+@pytest.mark.slow
 def test_round_state_machine_matches_python_model(network):
     CoordinatorModel.network = network
     CoordinatorModel.base_snapshot = network.w3.provider.ethereum_tester.take_snapshot()

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+import {CommitteeSource} from "./CommitteeSource.sol";
+import {VRFVerifier} from "./VRFVerifier.sol";
+
+/// @title VrfSortitionCommittee
+/// @notice Stake-weighted cryptographic sortition: a node sits on the committee of a round only if
+///         its VRF output on the round's seed falls under its stake-weighted threshold, and this
+///         contract verifies the VRF proof before it records the seat. No oracle, no trusted party.
+/// @dev The rule, for a node with stake `w` in a round with expected committee size `k` whose
+///      eligible nodes stake `W` in total:
+///
+///      * `alpha = abi.encodePacked(uint256 chainid, address coordinator, uint256 round, bytes32 seed)`,
+///        116 bytes (`vrfInput`; `flare_chain.committee.sortition.vrf_alpha` builds the same);
+///      * `beta` = the ECVRF output (SECP256K1_SHA256_TAI, see `VRFVerifier`) of `alpha` under the
+///        node's registered key, which is its Ethereum key;
+///      * selected iff `0 < uint256(beta) < threshold`, `threshold = min(floor(2^256·k·w / W), 2^256 − 1)`
+///        (`selectionThreshold`). This is `beta < 2^256·k·w/W` up to single boundary values (and
+///        output 0, reserved to mean "no seat"), each of probability 2^-256. A node is thus selected
+///        with probability `min(1, k·w/W)` and the committee has about `k` seats.
+///
+///      A node registers once, with a stake (at least `minStake`, locked: this version has no
+///      withdrawal) and its secp256k1 public key, which must hash to the sender's address. Stakes
+///      never change, so `W` of a round is the total stake when the round opens and a node
+///      registered after a round opened is not eligible for it (its stake is not in that `W`).
+///
+///      Seats are claimed in the window between the submission deadline and the claim deadline
+///      (the round logic enforces it through `_requireClaimWindow`). The leader is the member with
+///      the lowest output; `_proposerRank` counts the members with a lower output, given the
+///      committee as a sorted list (checked complete against the seat count, so no per-seat list is
+///      kept in storage: a claim writes one new slot).
+abstract contract VrfSortitionCommittee is CommitteeSource {
+    /// @dev A registered node; `firstEligibleRound != 0` means registered.
+    struct Node {
+        uint96 stake;
+        uint64 firstEligibleRound;
+    }
+
+    /// @dev The sortition of one round: fixed at open except `seats`, which counts claims.
+    struct Sortition {
+        uint96 totalStake;
+        uint16 expectedSize;
+        uint32 eligibleNodes;
+        uint32 seats;
+    }
+
+    uint96 private immutable _minStake;
+
+    uint96 private _totalStake;
+    uint32 private _nodeCount;
+    mapping(address node => Node) private _nodes;
+    mapping(address node => uint256[2]) private _publicKeys;
+    mapping(uint256 round => Sortition) private _sortitions;
+    /// @dev round => member => VRF output; zero means "no seat".
+    mapping(uint256 round => mapping(address member => bytes32)) private _seats;
+
+    /// @notice The minimum stake set at deployment is zero or does not fit 96 bits.
+    error CoordinatorInvalidMinStake(uint256 minStake);
+    /// @notice `node` registered before; registration happens once.
+    error CoordinatorAlreadyRegistered(address node);
+    /// @notice `node` never registered.
+    error CoordinatorNotRegistered(address node);
+    /// @notice The deposited `stake` is below `minStake`.
+    error CoordinatorStakeTooLow(uint256 stake, uint256 minStake);
+    /// @notice Adding `stake` would overflow the 96-bit total stake `totalStake`.
+    error CoordinatorStakeOverflow(uint256 totalStake, uint256 stake);
+    /// @notice The public key hashes to `keyAddress`, not to the sender `sender`.
+    error CoordinatorKeyNotSender(address keyAddress, address sender);
+    /// @notice `node` registered after `round` opened; it sits on committees from `firstEligibleRound` on.
+    error CoordinatorNotEligible(uint256 round, address node, uint256 firstEligibleRound);
+    /// @notice `node` already holds a seat on the committee of `round`.
+    error CoordinatorAlreadySeated(uint256 round, address node);
+    /// @notice The verified VRF `output` is not under the sender's `threshold` (or is the reserved 0).
+    error CoordinatorNotSelected(uint256 round, bytes32 output, uint256 threshold);
+    /// @notice The committee list passed has `length` entries but `round` has `seats` seats.
+    error CoordinatorCommitteeListIncomplete(uint256 round, uint256 length, uint256 seats);
+    /// @notice The committee list is not in strictly increasing address order at `index`.
+    error CoordinatorCommitteeListNotStrictlyIncreasing(uint256 round, uint256 index, address previous, address current);
+    /// @notice `account` does not sit on the committee of `round`.
+    error CoordinatorNotCommitteeMember(uint256 round, address account);
+
+    /// @notice `node` registered with `stake` wei and VRF public key `(publicKeyX, publicKeyY)`; it
+    ///         is eligible for committees from `firstEligibleRound` on.
+    event NodeRegistered(
+        address indexed node, uint256 stake, uint256 publicKeyX, uint256 publicKeyY, uint256 firstEligibleRound
+    );
+    /// @notice `node` proved a VRF `output` under its threshold and took a seat on `round`'s committee.
+    /// @dev The proof is in the transaction's calldata; `output` is what ranks the members.
+    event SeatClaimed(uint256 indexed round, address indexed node, bytes32 output);
+
+    /// @param minStake_ the smallest stake (wei) a node may register with, in [1, 2^96).
+    constructor(uint256 minStake_) {
+        if (minStake_ == 0 || minStake_ > type(uint96).max) revert CoordinatorInvalidMinStake(minStake_);
+        _minStake = uint96(minStake_);
+    }
+
+    // ------------------------------------------------------------------ registration
+
+    /// @notice Register the caller, once, with the stake sent along (at least `minStake`) and its
+    ///         secp256k1 public key, which is also its VRF key.
+    /// @dev The key must be the sender's: the last 20 bytes of keccak256(x ‖ y) equal `msg.sender`,
+    ///      which also makes it a key nobody else can prove with. The stake stays locked.
+    ///      The node is eligible for every round opened after this call.
+    /// @param publicKey `[x, y]`, the uncompressed public key without its 0x04 prefix.
+    function registerNode(uint256[2] calldata publicKey) external payable {
+        if (_nodes[msg.sender].firstEligibleRound != 0) revert CoordinatorAlreadyRegistered(msg.sender);
+        if (msg.value < _minStake) revert CoordinatorStakeTooLow(msg.value, _minStake);
+        uint256 total = uint256(_totalStake) + msg.value;
+        if (total > type(uint96).max) revert CoordinatorStakeOverflow(_totalStake, msg.value);
+        address keyAddress = address(uint160(uint256(keccak256(abi.encodePacked(publicKey[0], publicKey[1])))));
+        if (keyAddress != msg.sender) revert CoordinatorKeyNotSender(keyAddress, msg.sender);
+
+        uint256 firstEligibleRound = _latestRound() + 1;
+        _nodes[msg.sender] = Node({stake: uint96(msg.value), firstEligibleRound: uint64(firstEligibleRound)});
+        _publicKeys[msg.sender] = publicKey;
+        _totalStake = uint96(total);
+        _nodeCount += 1;
+        emit NodeRegistered(msg.sender, msg.value, publicKey[0], publicKey[1], firstEligibleRound);
+    }
+
+    // ------------------------------------------------------------------ seats
+
+    /// @notice Claim a seat on the committee of `round` with a VRF proof on the round's input
+    ///         (`vrfInput(round)`), in the claim window (after the submission deadline, until the
+    ///         claim deadline).
+    /// @dev Arguments are those of `VRFVerifier.verify` less the key (the registered one) and the
+    ///      message (`vrfInput`); `flare_chain.committee.vrf.compute_fast_verify_params` makes them.
+    ///      Reverts with `VRFVerifier*` errors for a proof that does not verify: one made for another
+    ///      round, seed or key fails the challenge (`VRFVerifierChallengeMismatch`) or a witness check.
+    /// @param round the round whose committee to join.
+    /// @param proof `[Gamma-x, Gamma-y, c, s]`, the decoded 81-byte proof.
+    /// @param uPoint the witness `U = s·B − c·Y`.
+    /// @param vComponents the witnesses `[sH-x, sH-y, cGamma-x, cGamma-y]`.
+    /// @return output the VRF output `beta` now recorded as the seat.
+    function claimSeat(
+        uint256 round,
+        uint256[4] calldata proof,
+        uint256[2] calldata uPoint,
+        uint256[4] calldata vComponents
+    ) external returns (bytes32 output) {
+        Node memory node = _nodes[msg.sender];
+        if (node.firstEligibleRound == 0) revert CoordinatorNotRegistered(msg.sender);
+        bytes32 seed = _requireClaimWindow(round);
+        if (node.firstEligibleRound > round) {
+            revert CoordinatorNotEligible(round, msg.sender, node.firstEligibleRound);
+        }
+        mapping(address => bytes32) storage seats = _seats[round];
+        if (seats[msg.sender] != 0) revert CoordinatorAlreadySeated(round, msg.sender);
+
+        output = VRFVerifier.verify(_publicKeys[msg.sender], proof, _vrfInput(round, seed), uPoint, vComponents);
+        Sortition storage s = _sortitions[round];
+        uint256 threshold = _threshold(s.expectedSize, node.stake, s.totalStake);
+        if (output == 0 || uint256(output) >= threshold) revert CoordinatorNotSelected(round, output, threshold);
+
+        seats[msg.sender] = output;
+        unchecked {
+            // at most one seat per eligible node, and there are fewer than 2^32 of them
+            s.seats += 1;
+        }
+        emit SeatClaimed(round, msg.sender, output);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice The smallest stake a node may register with (wei).
+    function minStake() external view returns (uint256) {
+        return _minStake;
+    }
+
+    /// @notice Total stake of all registered nodes (wei): the `W` of the next round to open.
+    function totalStake() external view returns (uint256) {
+        return _totalStake;
+    }
+
+    /// @notice Number of registered nodes.
+    function nodeCount() external view returns (uint32) {
+        return _nodeCount;
+    }
+
+    /// @notice Whether `account` registered.
+    function isRegistered(address account) external view returns (bool) {
+        return _isRegistered(account);
+    }
+
+    /// @notice The stake, first eligible round and public key `[x, y]` of `node` (zeros if unregistered).
+    function nodeInfo(address node)
+        external
+        view
+        returns (uint256 stake, uint256 firstEligibleRound, uint256[2] memory publicKey)
+    {
+        Node memory n = _nodes[node];
+        return (n.stake, n.firstEligibleRound, _publicKeys[node]);
+    }
+
+    /// @notice The sortition of `round`: total eligible stake `W`, expected committee size `k`,
+    ///         eligible nodes, and seats claimed so far (all zero for a round never opened).
+    function sortitionInfo(uint256 round)
+        public
+        view
+        returns (uint256 roundTotalStake, uint16 expectedSize, uint32 eligibleNodes, uint32 seats)
+    {
+        Sortition memory s = _sortitions[round];
+        return (s.totalStake, s.expectedSize, s.eligibleNodes, s.seats);
+    }
+
+    /// @notice The VRF output with which `node` sits on `round`'s committee (zero: no seat).
+    function seatOutput(uint256 round, address node) external view returns (bytes32) {
+        return _seats[round][node];
+    }
+
+    /// @notice The VRF input `alpha` of `round`:
+    ///         `abi.encodePacked(uint256 chainid, address this, uint256 round, bytes32 seed)`, 116 bytes.
+    /// @dev Uses the seed stored for `round` (zero for a round never opened).
+    function vrfInput(uint256 round) public view returns (bytes memory) {
+        return _vrfInput(round, _roundSeed(round));
+    }
+
+    /// @notice The bound `node`'s VRF output must be under to sit on `round`'s committee:
+    ///         `min(floor(2^256·k·w / W), 2^256 − 1)` (0 if the node is not eligible).
+    function selectionThreshold(uint256 round, address node) external view returns (uint256) {
+        Node memory n = _nodes[node];
+        Sortition memory s = _sortitions[round];
+        if (n.firstEligibleRound == 0 || n.firstEligibleRound > round || s.totalStake == 0) return 0;
+        return _threshold(s.expectedSize, n.stake, s.totalStake);
+    }
+
+    // ------------------------------------------------------------------ seam
+
+    function _isRegistered(address node) internal view override returns (bool) {
+        return _nodes[node].firstEligibleRound != 0;
+    }
+
+    function _onRoundOpened(uint256 round, uint16 expectedCommitteeSize)
+        internal
+        override
+        returns (uint32 eligibleNodes, uint96 roundTotalStake)
+    {
+        eligibleNodes = _nodeCount;
+        roundTotalStake = _totalStake;
+        _sortitions[round] = Sortition({
+            totalStake: roundTotalStake,
+            expectedSize: expectedCommitteeSize,
+            eligibleNodes: eligibleNodes,
+            seats: 0
+        });
+    }
+
+    function _isCommitteeMember(uint256 round, address account) internal view override returns (bool) {
+        return _seats[round][account] != 0;
+    }
+
+    function _committeeSize(uint256 round) internal view override returns (uint32) {
+        return _sortitions[round].seats;
+    }
+
+    function _proposerRank(uint256 round, address proposer, address[] calldata committee)
+        internal
+        view
+        override
+        returns (uint256 rank)
+    {
+        uint32 seatCount = _sortitions[round].seats;
+        if (committee.length != seatCount) revert CoordinatorCommitteeListIncomplete(round, committee.length, seatCount);
+        mapping(address => bytes32) storage seats = _seats[round];
+        uint256 own = uint256(seats[proposer]);
+        address previous;
+        // Strictly increasing and all seated with as many entries as seats: exactly the committee.
+        for (uint256 i; i < committee.length; ++i) {
+            address member = committee[i];
+            if (i != 0 && member <= previous) {
+                revert CoordinatorCommitteeListNotStrictlyIncreasing(round, i, previous, member);
+            }
+            uint256 output = uint256(seats[member]);
+            if (output == 0) revert CoordinatorNotCommitteeMember(round, member);
+            if (output < own) ++rank;
+            previous = member;
+        }
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _vrfInput(uint256 round, bytes32 seed) private view returns (bytes memory) {
+        return abi.encodePacked(block.chainid, address(this), round, seed);
+    }
+
+    /// @dev `min(floor(2^256·k·w / W), 2^256 − 1)` without overflow: with `m = k·w < W`,
+    ///      `2^256 = W·q + r` gives `floor(2^256·m / W) = m·q + floor(m·r / W)`; `m·q < 2^256` and
+    ///      `m·r < W² < 2^192` because `W < 2^96`.
+    function _threshold(uint256 expectedSize, uint256 stake, uint256 total) private pure returns (uint256) {
+        uint256 m = expectedSize * stake;
+        if (m >= total) return type(uint256).max;
+        unchecked {
+            uint256 q = (0 - total) / total + 1;
+            uint256 r = (0 - total) % total;
+            return m * q + (m * r) / total;
+        }
+    }
+}
