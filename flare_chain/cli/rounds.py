@@ -1,0 +1,104 @@
+"""``flare-chain rounds drive``: the owner opens N rounds on a deployment and prints how each ended."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from flare_chain.cli.tables import render_table
+
+__all__ = ["register"]
+
+log = logging.getLogger("flare_chain.cli.rounds")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    rounds = subparsers.add_parser("rounds", help="owner-side round control")
+    sub = rounds.add_subparsers(dest="rounds_command", required=True, metavar="ACTION")
+    p = sub.add_parser("drive", help="set the round-0 adapter if needed, open N rounds, finalize stuck ones, "
+                                     "print a summary")
+    p.add_argument("--deployment", required=True, type=Path, help="deployment file written by `flare-chain deploy`")
+    p.add_argument("--rpc", default=None, metavar="URL", help="JSON-RPC endpoint (default: the deployment's rpc_url)")
+    p.add_argument("--keystore", required=True, type=Path, help="the owner's (deployer's) keystore")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--password-env", metavar="VAR")
+    src.add_argument("--password-file", type=Path, metavar="FILE")
+    p.add_argument("--ipfs", default="http://127.0.0.1:5001", metavar="URL",
+                   help="Kubo RPC endpoint to pin the round-0 adapter to (default http://127.0.0.1:5001)")
+    p.add_argument("--node-config", type=Path, default=None, metavar="TOML",
+                   help="take model dir and training params (rank, targets) from this node config, so the round-0 "
+                        "adapter fits the nodes")
+    p.add_argument("--model-dir", type=Path, default=None, help="base model directory (default: reference model)")
+    p.add_argument("--adapter-seed", type=int, default=0, help="seed of the round-0 adapter (default 0)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--submission-blocks", type=int, default=40)
+    p.add_argument("--claim-blocks", type=int, default=10)
+    p.add_argument("--proposal-blocks", type=int, default=20)
+    p.add_argument("--voting-blocks", type=int, default=20)
+    p.add_argument("--committee-size", type=int, default=3, help="expected committee size k (default 3)")
+    p.add_argument("--poll", type=float, default=1.0, metavar="S", help="seconds between chain polls (default 1)")
+    p.add_argument("--mine", action="store_true",
+                   help="ask the chain for a block every poll (the eth-tester dev chain only moves on transactions)")
+    p.add_argument("--round-timeout", type=float, default=3600.0, metavar="S")
+    p.set_defaults(func=_drive)
+
+
+def _training(args: argparse.Namespace):  # -> (model_dir, LoraTrainParams); lazy: imports torch
+    from flare_chain.lora.params import LoraTrainParams
+    from flare_chain.lora.reference import ensure_reference_model
+
+    model_dir, params = args.model_dir, LoraTrainParams()
+    if args.node_config is not None:
+        from flare_chain.node.config import load_node_config
+
+        config = load_node_config(args.node_config)
+        params = config.train_params()
+        model_dir = model_dir or config.model.model_dir
+    return (model_dir or ensure_reference_model(show_progress=False)), params
+
+
+def _drive(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from flare_chain.chain.deployment import connect_rpc, load_deployment, verify_deployment
+    from flare_chain.errors import ConfigError
+    from flare_chain.ipfs import KuboClient
+    from flare_chain.node.keys import load_account, read_password
+    from flare_chain.node.owner import (
+        DriverSettings,
+        drive_rounds,
+        ensure_global_adapter,
+        pin_initial_adapter,
+        summary_rows,
+    )
+
+    try:
+        settings = DriverSettings(
+            rounds=args.rounds, submission_blocks=args.submission_blocks, claim_blocks=args.claim_blocks,
+            proposal_blocks=args.proposal_blocks, voting_blocks=args.voting_blocks,
+            expected_committee_size=args.committee_size, poll_interval_s=args.poll, mine_every_poll=args.mine,
+            round_timeout_s=args.round_timeout)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
+                                    for e in exc.errors())) from None
+    deployment = load_deployment(args.deployment)
+    rpc = args.rpc or deployment.rpc_url
+    if rpc is None:
+        raise ConfigError(f"{args.deployment} records no rpc_url; pass --rpc")
+    w3 = connect_rpc(rpc)
+    verify_deployment(w3, deployment, source=f"deployment file {args.deployment}")
+    coordinator = deployment.client(w3)
+    owner = load_account(args.keystore, read_password(env_name=args.password_env, file=args.password_file))
+    with KuboClient(args.ipfs) as ipfs:
+        def make_round0() -> str:
+            model_dir, params = _training(args)
+            return pin_initial_adapter(ipfs, model_dir, params, seed=args.adapter_seed)
+
+        ensure_global_adapter(coordinator, owner, make_round0)
+        summaries = drive_rounds(coordinator, owner, settings, ipfs=ipfs)
+    headers, rows = summary_rows(summaries)
+    committed = sum(1 for s in summaries if s.committed_cid)
+    print(render_table(headers, rows, title=f"\n{committed} of {len(summaries)} rounds committed "
+                                            f"(coordinator {deployment.coordinator}, chain {deployment.chain_id})"))
+    return 0
