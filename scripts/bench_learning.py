@@ -1,0 +1,539 @@
+"""Learning benchmark: compression, exact aggregation, robustness and cost on the reference task.
+
+Ten nodes (one stdlib domain each) fine-tune LoRA on the project's reference
+model for a few rounds; this script runs its own loop (training, attacks,
+compression, gates, aggregation) with no chain and no IPFS, and prints one
+table, also written as CSV and a PNG plot:
+
+* compression — bytes per node per round (the safetensors file a node pins)
+  for fp32, fp16 and PowerSGD ranks 1/2/4 with error feedback, and the final
+  held-out loss of each run;
+* exactness — factor-wise FedAvg vs exact LoRA aggregation: final loss and the
+  mean relative error of the aggregate against the true mean of B·A;
+* robustness — 0/20/30/40 % attackers of each kind × FedAvg, coordinate median,
+  trimmed mean, Multi-Krum and gates + MI filter + FedAvg: final loss relative
+  to the clean FedAvg run, and the gates' precision, recall and false-positive rate;
+* cost — aggregation and gate time for 10/50/100 generated updates of rank-16
+  LoRA on q/k/v/o of a 32-layer, 4096-wide model.
+
+    .venv/bin/python scripts/bench_learning.py --quick            # small CPU run, a few minutes
+    .venv/bin/python scripts/bench_learning.py --device cuda      # the full run (see README)
+
+Local training windows are re-drawn from a seed per (node, round); a round
+whose aggregator refuses its input (e.g. plain FedAvg given a NaN update)
+fails and the previous global adapter stays, as on-chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from flare_chain import attacks
+from flare_chain.aggregation import (
+    ClientUpdate,
+    CoordinateMedian,
+    ExactLoraAggregator,
+    FedAvg,
+    MultiKrum,
+    TrimmedMean,
+    apply_delta,
+    build_gates,
+    run_gates,
+)
+from flare_chain.aggregation.exact_lora import product_error
+from flare_chain.aggregation.mi_filter import nmi_matrix, seed_probe_windows
+from flare_chain.aggregation.pipeline import GateSettings
+from flare_chain.compression import PowerSGDCompressor, PowerSGDConfig, encode
+from flare_chain.errors import FlareError
+from flare_chain.lora._runtime import seeded
+from flare_chain.lora.adapter import adapter_tensors, initial_adapter, set_adapter_tensors, wrap_with_lora
+from flare_chain.lora.base import load_base_model
+from flare_chain.lora.data import windows_for_training
+from flare_chain.lora.domains import available_domains, domain_texts
+from flare_chain.lora.files import Manifest, encode_delta, tensor_shapes
+from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.reference import ensure_reference_model
+from flare_chain.progress import progress
+
+log = logging.getLogger("bench_learning")
+
+Delta = dict[str, torch.Tensor]
+ATTACK_KINDS = ("sign_flip", "scale10", "scale100", "noise", "nan", "wrong_shape", "colluding", "poison")
+AGGREGATORS = ("fedavg", "median", "trimmed_mean", "multikrum", "gates_mi_fedavg")
+
+
+@dataclass(frozen=True)
+class Setup:
+    nodes: int = 10
+    rounds: int = 3
+    steps: int = 16
+    batch_size: int = 16
+    seq_len: int = 128
+    learning_rate: float = 5e-3
+    rank: int = 8
+    max_windows: int = 256
+    val_windows: int = 32
+    fractions: tuple[float, ...] = (0.2, 0.3, 0.4)
+    attack_kinds: tuple[str, ...] = ATTACK_KINDS
+    aggregators: tuple[str, ...] = AGGREGATORS
+    compression_ranks: tuple[int, ...] = (1, 2, 4)
+    cost_sizes: tuple[int, ...] = (10, 50, 100)
+    cost_layers: int = 32
+    cost_width: int = 4096
+    cost_rank: int = 16
+    device: str = "cpu"
+    threads: int = 2
+
+
+QUICK = Setup(nodes=5, rounds=2, steps=4, batch_size=8, seq_len=64, max_windows=48, val_windows=8,
+              fractions=(0.4,), attack_kinds=("sign_flip", "scale10", "nan", "colluding"),
+              compression_ranks=(1, 4), cost_sizes=(10, 20), cost_layers=2, cost_width=512)
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+class Lab:
+    """The reference model wrapped with LoRA once; trains, evaluates and predicts with swapped adapters."""
+
+    def __init__(self, setup: Setup, model_dir: Path) -> None:
+        self.setup = setup
+        self.params = LoraTrainParams(rank=setup.rank, alpha=2.0 * setup.rank, learning_rate=setup.learning_rate,
+                                      batch_size=setup.batch_size, seq_len=setup.seq_len,
+                                      max_train_windows=setup.max_windows, max_val_windows=setup.val_windows,
+                                      num_threads=setup.threads)
+        self.device = torch.device(setup.device)
+        self.model = wrap_with_lora(load_base_model(model_dir), self.params).to(self.device)
+        self.start = initial_adapter(model_dir, self.params, seed=0)
+        domains = available_domains()[: setup.nodes]
+        if len(domains) < setup.nodes:
+            raise SystemExit(f"only {len(domains)} stdlib domains here; use --nodes {len(domains)}")
+        self.texts = {f"node-{i:02d}": domain_texts(d) for i, d in enumerate(domains)}
+        self.poisoned_texts = {n: attacks.poison_texts(t, seed=i) for i, (n, t) in enumerate(self.texts.items())}
+        self.train_windows: dict[tuple[str, bool], torch.Tensor] = {}
+        vals = []
+        for node, texts in self.texts.items():
+            split = windows_for_training(texts, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
+                                         max_train=setup.max_windows, max_val=setup.val_windows)
+            self.train_windows[(node, False)] = split.train
+            vals.append(split.val)
+            self.train_windows[(node, True)] = windows_for_training(
+                self.poisoned_texts[node], seq_len=setup.seq_len, val_fraction=0.1, seed=0,
+                max_train=setup.max_windows, max_val=setup.val_windows).train
+        self.val = torch.cat(vals).to(self.device)
+        self.probe = seed_probe_windows(b"bench-round-seed", count=8, seq_len=64).to(self.device)
+        self._cache: dict[tuple[str, str, bool, int], Delta] = {}
+        self.trainings = 0
+
+    def _load(self, adapter: Delta) -> None:
+        set_adapter_tensors(self.model, {k: v.to(self.device) for k, v in adapter.items()})
+
+    def train(self, node: str, global_adapter: Delta, round_id: int, poisoned: bool = False) -> Delta:
+        """Local fine-tune of ``setup.steps`` AdamW steps from ``global_adapter``; the delta (CPU float32)."""
+        key = (_digest(global_adapter), node, poisoned, round_id)
+        if key in self._cache:
+            return self._cache[key]
+        windows = self.train_windows[(node, poisoned)]
+        self._load(global_adapter)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        seed = int.from_bytes(hashlib.sha256(f"{node}:{round_id}".encode()).digest()[:6], "big")
+        with seeded(seed, self.setup.threads):
+            opt = torch.optim.AdamW(trainable, lr=self.setup.learning_rate, weight_decay=0.0)
+            gen = torch.Generator().manual_seed(seed)
+            self.model.train()
+            for _ in range(self.setup.steps):
+                idx = torch.randint(0, windows.shape[0], (self.setup.batch_size,), generator=gen)
+                batch = windows[idx].to(self.device)
+                loss = self.model(input_ids=batch, labels=batch).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+                opt.step()
+            self.model.eval()
+        after = adapter_tensors(self.model)
+        delta = {k: (after[k].cpu() - global_adapter[k]).contiguous() for k in sorted(after)}
+        self._cache[key] = delta
+        self.trainings += 1
+        return delta
+
+    @torch.no_grad()
+    def loss(self, adapter: Delta) -> float:
+        """Mean token cross-entropy of base + ``adapter`` on every node's held-out windows."""
+        self._load(adapter)
+        total, count = 0.0, 0
+        for s in range(0, self.val.shape[0], 32):
+            batch = self.val[s : s + 32]
+            logits = self.model(input_ids=batch).logits[:, :-1, :].float()
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
+                                           reduction="sum"))
+            count += batch[:, 1:].numel()
+        return total / count
+
+    @torch.no_grad()
+    def predict(self, adapter: Delta):  # -> np.ndarray
+        self._load(dict(adapter))
+        return self.model(input_ids=self.probe).logits.argmax(dim=-1).reshape(-1).cpu().numpy()
+
+
+def _digest(tensors: Delta) -> str:
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- one run
+
+
+@dataclass
+class RunResult:
+    name: str
+    final_loss: float
+    losses: list[float]
+    failed_rounds: int = 0
+    bytes_per_node: float = 0.0
+    product_error: float = float("nan")
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+    rejections: list[str] = field(default_factory=list)
+
+
+Aggregate = Callable[[Delta, list[ClientUpdate], set[str]], tuple[Delta, set[str]]]
+"""(global, updates, attackers) → (new global, nodes rejected by gates)."""
+
+
+def plain(strategy) -> Aggregate:
+    def run(global_adapter: Delta, updates: list[ClientUpdate], _attackers: set[str]) -> tuple[Delta, set[str]]:
+        return apply_delta(global_adapter, strategy.aggregate(updates)), set()
+    return run
+
+
+def gated(lab: Lab) -> Aggregate:
+    gates = build_gates(GateSettings(), predictor=lab.predict)
+
+    def run(global_adapter: Delta, updates: list[ClientUpdate], _attackers: set[str]) -> tuple[Delta, set[str]]:
+        outcome = run_gates(updates, global_adapter, gates)
+        rejected = set(outcome.rejected_nodes)
+        if not outcome.accepted:
+            raise FlareError("every update was rejected")
+        return apply_delta(global_adapter, FedAvg().aggregate(outcome.accepted)), rejected
+    return run
+
+
+def exact() -> Aggregate:
+    state: dict[str, Delta] = {"residual": {}}
+
+    def run(global_adapter: Delta, updates: list[ClientUpdate], _attackers: set[str]) -> tuple[Delta, set[str]]:
+        result = ExactLoraAggregator().aggregate_adapters(global_adapter, updates, state["residual"] or None)
+        state["residual"] = result.residual
+        return result.adapter, set()
+    return run
+
+
+def run_federation(
+    lab: Lab, name: str, aggregate: Aggregate, *, attack: str | None = None, fraction: float = 0.0,
+    wire: Callable[[str, Delta], tuple[Delta, int]] | None = None,
+) -> RunResult:
+    """``setup.rounds`` rounds; the first ⌊fraction·n⌉ nodes attack with ``attack``."""
+    nodes = sorted(lab.texts)
+    attackers = set(nodes[: round(fraction * len(nodes))]) if attack else set()
+    current = dict(lab.start)
+    res = RunResult(name=name, final_loss=math.nan, losses=[])
+    sent_bytes: list[int] = []
+    errors: list[float] = []
+    for r in range(1, lab.setup.rounds + 1):
+        deltas = {n: lab.train(n, current, r, poisoned=(attack == "poison" and n in attackers)) for n in nodes}
+        if attack == "colluding" and attackers:
+            crafted = attacks.colluding_update([deltas[n] for n in nodes if n not in attackers])
+            deltas.update({n: crafted for n in attackers})
+        elif attack not in (None, "poison", "colluding"):
+            deltas.update({n: attacks.DELTA_ATTACKS[attack](deltas[n]) for n in attackers})
+        if wire is not None:
+            for n in nodes:
+                deltas[n], size = wire(n, deltas[n])
+                sent_bytes.append(size)
+        updates = [ClientUpdate(node=n, delta=deltas[n], sample_count=lab.setup.steps * lab.setup.batch_size)
+                   for n in nodes]
+        try:
+            new, rejected = aggregate(current, updates, attackers)
+        except FlareError as exc:
+            res.failed_rounds += 1
+            log.info("%s round %d failed: %s", name, r, str(exc)[:120])
+            res.losses.append(lab.loss(current))
+            res.fn += len(attackers)
+            res.tn += len(nodes) - len(attackers)
+            continue
+        if not attackers:
+            errors.append(product_error(new, current, updates))
+        res.tp += len(rejected & attackers)
+        res.fp += len(rejected - attackers)
+        res.fn += len(attackers - rejected)
+        res.tn += len(set(nodes) - attackers - rejected)
+        res.rejections.extend(sorted(rejected))
+        current = new
+        res.losses.append(lab.loss(current))
+    res.final_loss = res.losses[-1]
+    res.bytes_per_node = sum(sent_bytes) / len(sent_bytes) if sent_bytes else 0.0
+    res.product_error = sum(errors) / len(errors) if errors else math.nan
+    return res
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+
+def _manifest(delta: Delta, dtype: str, rank: int) -> Manifest:
+    return Manifest(kind="delta", base_model_id="bench", base_model_sha256="0" * 64, rank=rank, alpha=2.0 * rank,
+                    target_modules=["q_proj"], sample_count=1, dtype=dtype, shapes=tensor_shapes(delta))
+
+
+def dense_wire(dtype: str, rank: int) -> Callable[[str, Delta], tuple[Delta, int]]:
+    wire = {"float32": torch.float32, "float16": torch.float16}[dtype]
+
+    def send(_node: str, delta: Delta) -> tuple[Delta, int]:
+        data, _ = encode_delta(delta, _manifest(delta, dtype, rank))
+        return {k: v.to(wire).to(torch.float32) for k, v in delta.items()}, len(data)
+    return send
+
+
+def powersgd_wire(rank: int) -> Callable[[str, Delta], tuple[Delta, int]]:
+    compressors: dict[str, PowerSGDCompressor] = {}
+
+    def send(node: str, delta: Delta) -> tuple[Delta, int]:
+        comp = compressors.setdefault(node, PowerSGDCompressor(PowerSGDConfig(rank=rank, dtype="float16")))
+        step = comp.step(delta)
+        return step.sent, len(encode(step.compressed))
+    return send
+
+
+def compression_rows(lab: Lab) -> list[dict[str, object]]:
+    rows = []
+    runs = [("fp32", dense_wire("float32", lab.setup.rank)), ("fp16", dense_wire("float16", lab.setup.rank))]
+    runs += [(f"powersgd_r{q}", powersgd_wire(q)) for q in lab.setup.compression_ranks]
+    base = None
+    for name, wire in runs:
+        res = run_federation(lab, name, plain(FedAvg()), wire=wire)
+        base = base or res
+        rows.append({"section": "compression", "config": name, "final_loss": res.final_loss,
+                     "loss_vs_baseline": res.final_loss / base.final_loss - 1,
+                     "bytes_per_node_round": res.bytes_per_node,
+                     "reduction_vs_fp32": base.bytes_per_node / res.bytes_per_node})
+    return rows
+
+
+def exactness_rows(lab: Lab) -> list[dict[str, object]]:
+    rows = []
+    for name, agg in (("factorwise_fedavg", plain(FedAvg())), ("exact_lora", exact())):
+        res = run_federation(lab, name, agg)
+        rows.append({"section": "exactness", "config": name, "final_loss": res.final_loss,
+                     "product_rel_error": res.product_error})
+    return rows
+
+
+def _strategies(lab: Lab, n_attackers: int) -> dict[str, Aggregate]:
+    n = lab.setup.nodes
+    f = max(1, min(n_attackers, (n - 3) // 2))
+    return {"fedavg": plain(FedAvg()), "median": plain(CoordinateMedian()),
+            "trimmed_mean": plain(TrimmedMean(beta=min(0.45, max(0.1, n_attackers / n)))),
+            "multikrum": plain(MultiKrum(num_byzantine=f)), "gates_mi_fedavg": gated(lab)}
+
+
+def robustness_rows(lab: Lab) -> list[dict[str, object]]:
+    rows = []
+    clean: dict[str, float] = {}
+    plan = [(None, 0.0)] + [(k, fr) for k in lab.setup.attack_kinds for fr in lab.setup.fractions]
+    with progress("robustness", total=len(plan) * len(lab.setup.aggregators), unit="run") as bar:
+        for attack, fraction in plan:
+            strategies = _strategies(lab, round(fraction * lab.setup.nodes))
+            for agg in lab.setup.aggregators:
+                res = run_federation(lab, agg, strategies[agg], attack=attack, fraction=fraction)
+                if attack is None:
+                    clean[agg] = res.final_loss
+                ref = clean["fedavg"]
+                row: dict[str, object] = {"section": "robustness", "config": agg, "attack": attack or "none",
+                                          "fraction": fraction, "final_loss": res.final_loss,
+                                          "loss_vs_clean_fedavg": res.final_loss / ref - 1,
+                                          "failed_rounds": res.failed_rounds}
+                if agg == "gates_mi_fedavg":
+                    row["precision"] = res.tp / (res.tp + res.fp) if res.tp + res.fp else math.nan
+                    row["recall"] = res.tp / (res.tp + res.fn) if res.tp + res.fn else math.nan
+                    row["fpr"] = res.fp / (res.fp + res.tn) if res.fp + res.tn else math.nan
+                rows.append(row)
+                bar.update(1, run=f"{attack}/{fraction}/{agg}")
+    return rows
+
+
+def cost_rows(setup: Setup) -> list[dict[str, object]]:
+    """Time to gate and aggregate n generated updates of a realistic LoRA size (CPU, float32 updates)."""
+    rows = []
+    r, w = setup.cost_rank, setup.cost_width
+    keys = [f"layers.{layer}.{m}.lora_{ab}.weight" for layer in range(setup.cost_layers)
+            for m in ("q_proj", "k_proj", "v_proj", "o_proj") for ab in "AB"]
+    shapes = {k: ((r, w) if "lora_A" in k else (w, r)) for k in keys}
+    gen = torch.Generator().manual_seed(0)
+    global_adapter = {k: torch.randn(s, generator=gen) * 0.02 for k, s in shapes.items()}
+    max_n = max(setup.cost_sizes)
+    common = {k: torch.randn(s, generator=gen) * 1e-3 for k, s in shapes.items()}
+    pool = [ClientUpdate(node=f"0x{i:040x}", sample_count=100,
+                         delta={k: common[k] + torch.randn(s, generator=gen) * 1e-3 for k, s in shapes.items()})
+            for i in range(max_n)]
+    params_per_update = sum(math.prod(s) for s in shapes.values())
+    for n in setup.cost_sizes:
+        updates = pool[:n]
+        timings: dict[str, float] = {}
+        for name, fn in (
+            ("fedavg", lambda u: FedAvg().aggregate(u)),
+            ("median", lambda u: CoordinateMedian().aggregate(u)),
+            ("trimmed_mean", lambda u: TrimmedMean(0.2).aggregate(u)),
+            ("multikrum", lambda u: MultiKrum(num_byzantine=max(1, (len(u) - 3) // 4)).aggregate(u)),
+            ("exact_lora", lambda u: ExactLoraAggregator().aggregate_adapters(global_adapter, u)),
+            ("gates_no_mi", lambda u: run_gates(u, global_adapter, build_gates(GateSettings()))),
+            ("mi_nmi_matrix", lambda u: nmi_matrix([torch.randint(0, 96, (512,), generator=gen).numpy()
+                                                     for _ in u])),
+        ):
+            began = time.perf_counter()
+            fn(updates)
+            timings[name] = time.perf_counter() - began
+        rows.append({"section": "cost", "config": f"n={n}", "n": n, "params_per_update": params_per_update,
+                     **{f"{k}_s": v for k, v in timings.items()}})
+        log.info("cost n=%d: %s", n, {k: round(v, 2) for k, v in timings.items()})
+    return rows
+
+
+# -------------------------------------------------------------------------------------------- output
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return str(v)
+
+
+def print_table(rows: list[dict[str, object]]) -> str:
+    lines = []
+    for section in ("compression", "exactness", "robustness", "cost"):
+        part = [r for r in rows if r["section"] == section]
+        if not part:
+            continue
+        cols = [c for c in dict.fromkeys(k for r in part for k in r) if c != "section"]
+        lines.append(f"\n{section}")
+        lines.append("| " + " | ".join(cols) + " |")
+        lines.append("|" + "|".join("---" for _ in cols) + "|")
+        lines.extend("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in part)
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def write_csv(rows: list[dict[str, object]], path: Path) -> None:
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot(rows: list[dict[str, object]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    comp = [r for r in rows if r["section"] == "compression"]
+    if comp:
+        ax = axes[0]
+        ax.scatter([r["bytes_per_node_round"] for r in comp], [r["final_loss"] for r in comp])
+        for r in comp:
+            ax.annotate(str(r["config"]), (r["bytes_per_node_round"], r["final_loss"]))
+        ax.set_xscale("log")
+        ax.set_xlabel("bytes per node per round")
+        ax.set_ylabel("final held-out loss")
+        ax.set_title("compression")
+    rob = [r for r in rows if r["section"] == "robustness" and r["attack"] != "none"]
+    if rob:
+        ax = axes[1]
+        aggs = list(dict.fromkeys(r["config"] for r in rob))
+        kinds = list(dict.fromkeys(r["attack"] for r in rob))
+        top = max(r["fraction"] for r in rob)
+        for j, agg in enumerate(aggs):
+            vals = [next((min(float(r["loss_vs_clean_fedavg"]), 1.0) for r in rob
+                          if r["config"] == agg and r["attack"] == k and r["fraction"] == top), math.nan)
+                    for k in kinds]
+            ax.bar([i + j * 0.16 for i in range(len(kinds))], vals, width=0.16, label=agg)
+        ax.set_xticks([i + 0.32 for i in range(len(kinds))], kinds, rotation=30)
+        ax.set_ylabel(f"loss vs clean FedAvg at {top:.0%} attackers (capped at +100%)")
+        ax.legend(fontsize=7)
+        ax.set_title("robustness")
+    cost = [r for r in rows if r["section"] == "cost"]
+    if cost:
+        ax = axes[2]
+        for key in [k for k in cost[0] if k.endswith("_s")]:
+            ax.plot([r["n"] for r in cost], [r[key] for r in cost], marker="o", label=key[:-2])
+        ax.set_xlabel("updates")
+        ax.set_ylabel("seconds")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        ax.set_title("cost")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small CPU run (5 nodes, 2 rounds, few attacks)")
+    parser.add_argument("--device", default=None, help="torch device for training/eval (cpu, cuda)")
+    parser.add_argument("--model-dir", type=Path, default=None, help="reference model dir (default: the cache)")
+    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="where the CSV and PNG go")
+    parser.add_argument("--sections", default="compression,exactness,robustness,cost")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    setup = QUICK if args.quick else Setup()
+    changes = {k: v for k, v in (("device", args.device), ("rounds", args.rounds), ("threads", args.threads))
+               if v is not None}
+    setup = Setup(**{**setup.__dict__, **changes})
+    torch.set_num_threads(setup.threads)
+    sections = args.sections.split(",")
+    args.out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    rows: list[dict[str, object]] = []
+    if set(sections) & {"compression", "exactness", "robustness"}:
+        model_dir = args.model_dir or ensure_reference_model()
+        lab = Lab(setup, model_dir)
+        log.info("base held-out loss %.4f (%d nodes, %d rounds, %d steps)", lab.loss(lab.start), setup.nodes,
+                 setup.rounds, setup.steps)
+        for name, fn in (("compression", compression_rows), ("exactness", exactness_rows),
+                         ("robustness", robustness_rows)):
+            if name in sections:
+                rows += fn(lab)
+                log.info("%s done after %.0f s (%d trainings)", name, time.perf_counter() - began, lab.trainings)
+    if "cost" in sections:
+        rows += cost_rows(setup)
+    text = print_table(rows)
+    write_csv(rows, args.out / "bench_learning.csv")
+    (args.out / "bench_learning.md").write_text(text + "\n")
+    plot(rows, args.out / "bench_learning.png")
+    print(f"\n{time.perf_counter() - began:.0f} s; wrote {args.out}/bench_learning.csv, .md, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
