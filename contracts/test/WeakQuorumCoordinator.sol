@@ -1,0 +1,506 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+import {Ownable} from "../Ownable.sol";
+import {VrfSortitionCommittee} from "../VrfSortitionCommittee.sol";
+
+/// @title WeakQuorumCoordinator (TEST ONLY, never deploy)
+/// @notice A copy of FlareCoordinator whose vote commits a round on the first approval, whatever
+///         the approval threshold says. The audit tests deploy it to produce a history in which a
+///         round was committed with fewer approvals than required, which the auditor must name.
+/// @dev Everything else (events, errors, views, ABI) is FlareCoordinator's, so the same client and
+///      auditor read it. Regenerate it from FlareCoordinator.sol when that contract changes.
+contract WeakQuorumCoordinator is Ownable, VrfSortitionCommittee {
+    /// @notice Lifecycle of a round. Committed and Failed are final.
+    enum RoundStatus {
+        None,
+        Open,
+        Proposed,
+        Committed,
+        Failed
+    }
+
+    /// @notice Why a round failed.
+    enum FailureReason {
+        Rejected,
+        NoProposal,
+        VoteTimeout,
+        CommitteeTooSmall
+    }
+
+    /// @notice What a committee member voted in a round.
+    enum VoteChoice {
+        None,
+        Approve,
+        Reject
+    }
+
+    /// @notice Snapshot of one round, returned by `roundInfo`.
+    struct RoundInfo {
+        RoundStatus status;
+        bytes32 seed;
+        uint64 submissionDeadline;
+        uint64 claimDeadline;
+        uint64 proposalDeadline;
+        uint64 voteDeadline;
+        uint32 committeeSize;
+        uint32 submissionCount;
+        uint32 approvals;
+        uint32 rejections;
+        bytes32 proposalHash;
+    }
+
+    /// @dev Packed so the first slot (status, the first three deadlines, submission count) is the
+    ///      only round slot a submission touches, and a seat claim reads it and the seed.
+    struct Round {
+        RoundStatus status;
+        uint64 submissionDeadline;
+        uint64 claimDeadline;
+        uint64 proposalDeadline;
+        uint32 submissionCount;
+        uint64 voteDeadline;
+        uint32 approvals;
+        uint32 rejections;
+        bytes32 seed;
+        bytes32 proposalHash;
+    }
+
+    uint256 private constant _BPS = 10_000;
+    uint256 private constant _MIN_CID_LENGTH = 2;
+    uint256 private constant _MAX_CID_LENGTH = 64;
+    uint256 private constant _SAMPLE_COUNT_MASK = type(uint64).max;
+
+    uint16 private immutable _approvalThresholdBps;
+    uint16 private immutable _minCommitteeSize;
+    uint64 private immutable _leaderBlocks;
+
+    uint256 private _currentRound;
+    bytes private _globalAdapterCid;
+    bytes private _proposedCid;
+    mapping(uint256 round => Round) private _rounds;
+    mapping(uint256 round => mapping(address node => bytes32)) private _submissions;
+    mapping(uint256 round => mapping(address voter => VoteChoice)) private _votes;
+
+    error CoordinatorInvalidThreshold(uint16 approvalThresholdBps);
+    error CoordinatorInvalidMinCommitteeSize(uint16 minCommitteeSize);
+    error CoordinatorInvalidLeaderBlocks(uint64 leaderBlocks);
+    error CoordinatorInvalidCidLength(uint256 length, uint256 minLength, uint256 maxLength);
+    error CoordinatorGlobalAdapterAlreadyInitialized(bytes cid);
+    error CoordinatorGlobalAdapterNotInitialized();
+    error CoordinatorPreviousRoundNotFinalized(uint256 round, RoundStatus status);
+    error CoordinatorZeroDuration(uint64 submissionBlocks, uint64 claimBlocks, uint64 proposalBlocks, uint64 votingBlocks);
+    error CoordinatorInvalidExpectedCommitteeSize(uint16 expectedCommitteeSize, uint16 minCommitteeSize);
+    error CoordinatorTooFewNodes(uint32 nodes, uint16 minCommitteeSize);
+    error CoordinatorRoundNotOpen(uint256 round, RoundStatus status);
+    error CoordinatorLateSubmission(uint256 round, uint256 deadline);
+    error CoordinatorDuplicateSubmission(uint256 round, address node);
+    error CoordinatorZeroSampleCount(uint256 round, address node);
+    error CoordinatorOutsideClaimWindow(uint256 round, uint256 firstBlock, uint256 lastBlock);
+    error CoordinatorClaimsStillOpen(uint256 round, uint256 claimDeadline);
+    error CoordinatorCommitteeTooSmall(uint256 round, uint32 seats, uint16 minCommitteeSize);
+    error CoordinatorNotLeader(uint256 round, address proposer, uint256 rank, uint256 turnStartsAtBlock);
+    error CoordinatorProposalClosed(uint256 round, uint256 proposalDeadline);
+    error CoordinatorEmptyAcceptedSet(uint256 round);
+    error CoordinatorAcceptedNotStrictlyIncreasing(uint256 round, uint256 index, address previous, address current);
+    error CoordinatorAcceptedWithoutSubmission(uint256 round, address node);
+    error CoordinatorNoProposal(uint256 round, RoundStatus status);
+    error CoordinatorVoteClosed(uint256 round, uint256 voteDeadline);
+    error CoordinatorDuplicateVote(uint256 round, address voter);
+    error CoordinatorNothingToFinalize(uint256 round, RoundStatus status, uint256 finalizableAfterBlock);
+
+    /// @notice The owner set the initial global adapter.
+    event GlobalAdapterInitialized(bytes cid);
+    /// @notice Round `round` opened; all deadlines are absolute block numbers (inclusive). Its
+    ///         committee is drawn by sortition with expected size `expectedCommitteeSize` among
+    ///         `eligibleNodes` nodes staking `totalStake` wei.
+    event RoundOpened(
+        uint256 indexed round,
+        bytes32 seed,
+        bytes globalCid,
+        uint64 submissionDeadline,
+        uint64 claimDeadline,
+        uint64 proposalDeadline,
+        uint64 voteDeadline,
+        uint16 expectedCommitteeSize,
+        uint32 eligibleNodes,
+        uint256 totalStake
+    );
+    /// @notice `node` submitted its update for `round`.
+    event UpdateSubmitted(
+        uint256 indexed round, address indexed node, bytes cid, uint64 sampleCount, bytes32 manifestHash
+    );
+    /// @notice `proposer` (of committee rank `rank`) proposed `globalCid` aggregated from the updates of `accepted`.
+    event AggregateProposed(
+        uint256 indexed round,
+        address indexed proposer,
+        bytes globalCid,
+        address[] accepted,
+        uint256 acceptedSamples,
+        uint256 rank
+    );
+    /// @notice Committee member `voter` voted on the proposal of `round`.
+    event VoteCast(uint256 indexed round, address indexed voter, bool approve);
+    /// @notice The proposal of `round` reached the approval threshold; `globalCid` is the new global adapter.
+    event RoundCommitted(uint256 indexed round, bytes globalCid, uint32 approvals, uint32 committeeSize);
+    /// @notice `round` ended without a new global adapter; the previous one stays.
+    event RoundFailed(uint256 indexed round, FailureReason reason);
+
+    /// @param approvalThresholdBps_ share of the seated committee (basis points, (0, 10000]) whose approval commits.
+    /// @param minCommitteeSize_ fewest seats a round's committee may have (at least 1).
+    /// @param leaderBlocks_ blocks each proposer in rank order has before the next one may propose (≥ 1).
+    /// @param minStake_ smallest stake (wei) a node may register with.
+    constructor(uint16 approvalThresholdBps_, uint16 minCommitteeSize_, uint64 leaderBlocks_, uint256 minStake_)
+        Ownable(msg.sender)
+        VrfSortitionCommittee(minStake_)
+    {
+        if (approvalThresholdBps_ == 0 || approvalThresholdBps_ > _BPS) {
+            revert CoordinatorInvalidThreshold(approvalThresholdBps_);
+        }
+        if (minCommitteeSize_ == 0) revert CoordinatorInvalidMinCommitteeSize(minCommitteeSize_);
+        if (leaderBlocks_ == 0) revert CoordinatorInvalidLeaderBlocks(leaderBlocks_);
+        _approvalThresholdBps = approvalThresholdBps_;
+        _minCommitteeSize = minCommitteeSize_;
+        _leaderBlocks = leaderBlocks_;
+        _rounds[0].seed = keccak256(abi.encode(block.chainid, address(this)));
+    }
+
+    // ------------------------------------------------------------------ owner
+
+    /// @notice Set the starting global adapter, once, before the first round (owner only).
+    /// @param cid binary CID of the initial adapter, 2..64 bytes.
+    function initializeGlobalAdapter(bytes calldata cid) external onlyOwner {
+        if (_globalAdapterCid.length != 0) revert CoordinatorGlobalAdapterAlreadyInitialized(_globalAdapterCid);
+        _requireCidLength(cid.length);
+        _globalAdapterCid = cid;
+        emit GlobalAdapterInitialized(cid);
+    }
+
+    /// @notice Open the next round (owner only). The previous round must be Committed or Failed.
+    /// @dev Fixes the round's seed from this block's prevrandao (see the contract's notes on
+    ///      grinding) and its sortition: every node registered so far is eligible, with the current
+    ///      total stake as `W`.
+    /// @param submissionBlocks blocks from now until the submission deadline (inclusive).
+    /// @param claimBlocks blocks after the submission deadline until the claim deadline.
+    /// @param proposalBlocks blocks after the claim deadline until the proposal deadline.
+    /// @param votingBlocks blocks after the proposal deadline until the vote deadline.
+    /// @param expectedCommitteeSize `k`, the expected number of seats (at least `minCommitteeSize`).
+    /// @return round the id of the opened round.
+    function openRound(
+        uint64 submissionBlocks,
+        uint64 claimBlocks,
+        uint64 proposalBlocks,
+        uint64 votingBlocks,
+        uint16 expectedCommitteeSize
+    ) external onlyOwner returns (uint256 round) {
+        if (_globalAdapterCid.length == 0) revert CoordinatorGlobalAdapterNotInitialized();
+        uint256 previous = _currentRound;
+        RoundStatus previousStatus = _rounds[previous].status;
+        if (previous != 0 && previousStatus != RoundStatus.Committed && previousStatus != RoundStatus.Failed) {
+            revert CoordinatorPreviousRoundNotFinalized(previous, previousStatus);
+        }
+        if (submissionBlocks == 0 || claimBlocks == 0 || proposalBlocks == 0 || votingBlocks == 0) {
+            revert CoordinatorZeroDuration(submissionBlocks, claimBlocks, proposalBlocks, votingBlocks);
+        }
+        if (expectedCommitteeSize < _minCommitteeSize) {
+            revert CoordinatorInvalidExpectedCommitteeSize(expectedCommitteeSize, _minCommitteeSize);
+        }
+
+        round = previous + 1;
+        (uint32 eligibleNodes,) = _onRoundOpened(round, expectedCommitteeSize);
+        if (eligibleNodes < _minCommitteeSize) revert CoordinatorTooFewNodes(eligibleNodes, _minCommitteeSize);
+
+        Round storage r = _rounds[round];
+        uint64 submissionDeadline = uint64(block.number) + submissionBlocks;
+        uint64 claimDeadline = submissionDeadline + claimBlocks;
+        uint64 proposalDeadline = claimDeadline + proposalBlocks;
+        _currentRound = round;
+        r.status = RoundStatus.Open;
+        r.submissionDeadline = submissionDeadline;
+        r.claimDeadline = claimDeadline;
+        r.proposalDeadline = proposalDeadline;
+        r.voteDeadline = proposalDeadline + votingBlocks;
+        r.seed = keccak256(abi.encode(_rounds[previous].seed, block.prevrandao));
+        _emitRoundOpened(round, r);
+    }
+
+    // ------------------------------------------------------------------ participants
+
+    /// @notice Submit the caller's update for the open round, once, until the submission deadline.
+    /// @param round the open round.
+    /// @param cid binary CID of the update (2..64 bytes).
+    /// @param sampleCount number of local training samples (> 0), the update's aggregation weight.
+    /// @param manifestHash hash of the update's manifest.
+    function submitUpdate(uint256 round, bytes calldata cid, uint64 sampleCount, bytes32 manifestHash) external {
+        if (!_isRegistered(msg.sender)) revert CoordinatorNotRegistered(msg.sender);
+        Round storage r = _rounds[round];
+        RoundStatus status = r.status;
+        if (status != RoundStatus.Open && status != RoundStatus.Proposed) revert CoordinatorRoundNotOpen(round, status);
+        if (block.number > r.submissionDeadline) revert CoordinatorLateSubmission(round, r.submissionDeadline);
+        if (sampleCount == 0) revert CoordinatorZeroSampleCount(round, msg.sender);
+        _requireCidLength(cid.length);
+        mapping(address => bytes32) storage submissions = _submissions[round];
+        if (submissions[msg.sender] != 0) revert CoordinatorDuplicateSubmission(round, msg.sender);
+
+        submissions[msg.sender] = submissionRecord(cid, sampleCount, manifestHash);
+        unchecked {
+            // bounded by the number of registered addresses, far below 2^32 in practice
+            r.submissionCount += 1;
+        }
+        emit UpdateSubmitted(round, msg.sender, cid, sampleCount, manifestHash);
+    }
+
+    /// @notice Propose the round's aggregate (a committee member whose turn it is, once per round,
+    ///         after the claim deadline and until the proposal deadline).
+    /// @dev The member of rank `i` (`i` members have a lower VRF output) may propose from block
+    ///      `claimDeadline + 1 + i·leaderBlocks`. The rank is counted over `committee`, which must be
+    ///      the whole committee in ascending address order (`SeatClaimed` events list it).
+    /// @param round the open round.
+    /// @param globalCid binary CID of the aggregated adapter.
+    /// @param accepted the submitters whose updates were aggregated, strictly increasing, non-empty.
+    /// @param committee every seated member of `round`, strictly increasing.
+    function proposeAggregate(
+        uint256 round,
+        bytes calldata globalCid,
+        address[] calldata accepted,
+        address[] calldata committee
+    ) external {
+        Round storage r = _rounds[round];
+        uint256 rank = _requireProposerTurn(round, r, committee);
+        _requireCidLength(globalCid.length);
+        uint256 acceptedSamples = _acceptedSamples(round, accepted);
+
+        r.status = RoundStatus.Proposed;
+        r.proposalHash = keccak256(abi.encode(globalCid, accepted));
+        _proposedCid = globalCid;
+        emit AggregateProposed(round, msg.sender, globalCid, accepted, acceptedSamples, rank);
+    }
+
+    /// @notice Vote on the round's proposal (committee members, once, until the vote deadline). The vote
+    ///         that reaches the approval threshold commits the round; the one that makes it unreachable
+    ///         fails it.
+    /// @param round the round whose proposal is judged.
+    /// @param approve true to approve, false to reject.
+    function vote(uint256 round, bool approve) external {
+        if (!_isCommitteeMember(round, msg.sender)) revert CoordinatorNotCommitteeMember(round, msg.sender);
+        Round storage r = _rounds[round];
+        if (r.status != RoundStatus.Proposed) revert CoordinatorNoProposal(round, r.status);
+        if (block.number > r.voteDeadline) revert CoordinatorVoteClosed(round, r.voteDeadline);
+        if (_votes[round][msg.sender] != VoteChoice.None) revert CoordinatorDuplicateVote(round, msg.sender);
+
+        _votes[round][msg.sender] = approve ? VoteChoice.Approve : VoteChoice.Reject;
+        uint32 approvals = r.approvals;
+        uint32 rejections = r.rejections;
+        if (approve) {
+            approvals += 1;
+            r.approvals = approvals;
+        } else {
+            rejections += 1;
+            r.rejections = rejections;
+        }
+        emit VoteCast(round, msg.sender, approve);
+
+        uint32 committeeSize = _committeeSize(round);
+        uint256 needed = uint256(_approvalThresholdBps) * committeeSize;
+        // Deliberately weakened: any approval commits (FlareCoordinator needs `needed`).
+        if (approvals >= 1 || uint256(approvals) * _BPS >= needed) {
+            bytes memory cid = _proposedCid;
+            r.status = RoundStatus.Committed;
+            _globalAdapterCid = cid;
+            delete _proposedCid;
+            emit RoundCommitted(round, cid, approvals, committeeSize);
+        } else if (rejections >= committeeSize || uint256(committeeSize - rejections) * _BPS < needed) {
+            _fail(round, r, FailureReason.Rejected);
+        }
+    }
+
+    /// @notice Close a round that cannot go on (anyone may call): fewer than `minCommitteeSize`
+    ///         seats at the claim deadline, no proposal by the proposal deadline, or no commit by the
+    ///         vote deadline. The previous global adapter stays.
+    /// @param round the round to finalize.
+    function finalizeRound(uint256 round) external {
+        Round storage r = _rounds[round];
+        RoundStatus status = r.status;
+        if (status == RoundStatus.Open && block.number > r.claimDeadline && _committeeSize(round) < _minCommitteeSize)
+        {
+            _fail(round, r, FailureReason.CommitteeTooSmall);
+        } else if (status == RoundStatus.Open && block.number > r.proposalDeadline) {
+            _fail(round, r, FailureReason.NoProposal);
+        } else if (status == RoundStatus.Proposed && block.number > r.voteDeadline) {
+            _fail(round, r, FailureReason.VoteTimeout);
+        } else {
+            uint256 after_;
+            if (status == RoundStatus.Open) {
+                after_ = block.number > r.claimDeadline ? r.proposalDeadline : r.claimDeadline;
+            } else if (status == RoundStatus.Proposed) {
+                after_ = r.voteDeadline;
+            }
+            revert CoordinatorNothingToFinalize(round, status, after_);
+        }
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice Id of the latest opened round (0 before the first).
+    function currentRound() external view returns (uint256) {
+        return _currentRound;
+    }
+
+    /// @notice Binary CID of the current global adapter (empty before initialisation).
+    function globalAdapterCid() external view returns (bytes memory) {
+        return _globalAdapterCid;
+    }
+
+    /// @notice State, seed, deadlines and counters of `round` (all zero for a round never opened);
+    ///         `committeeSize` is the number of seats claimed so far.
+    function roundInfo(uint256 round) external view returns (RoundInfo memory info) {
+        Round storage r = _rounds[round];
+        info = RoundInfo({
+            status: r.status,
+            seed: r.seed,
+            submissionDeadline: r.submissionDeadline,
+            claimDeadline: r.claimDeadline,
+            proposalDeadline: r.proposalDeadline,
+            voteDeadline: r.voteDeadline,
+            committeeSize: _committeeSize(round),
+            submissionCount: r.submissionCount,
+            approvals: r.approvals,
+            rejections: r.rejections,
+            proposalHash: r.proposalHash
+        });
+    }
+
+    /// @notice The stored submission record of `node` in `round` (zero if none); see `submissionRecord`.
+    function submissionHash(uint256 round, address node) external view returns (bytes32) {
+        return _submissions[round][node];
+    }
+
+    /// @notice The record stored for a submission: upper 24 bytes of
+    ///         keccak256(abi.encode(cid, sampleCount, manifestHash)), then sampleCount as 8 bytes.
+    /// @dev Public so auditors and clients can recompute it from an `UpdateSubmitted` event.
+    function submissionRecord(bytes calldata cid, uint64 sampleCount, bytes32 manifestHash)
+        public
+        pure
+        returns (bytes32)
+    {
+        bytes32 digest = keccak256(abi.encode(cid, sampleCount, manifestHash));
+        return bytes32((uint256(digest) & ~_SAMPLE_COUNT_MASK) | sampleCount);
+    }
+
+    /// @notice The hash stored for a proposal: keccak256(abi.encode(globalCid, accepted)).
+    function proposalRecord(bytes calldata globalCid, address[] calldata accepted) external pure returns (bytes32) {
+        return keccak256(abi.encode(globalCid, accepted));
+    }
+
+    /// @notice Whether `account` sits on the committee of `round`.
+    function isCommitteeMember(uint256 round, address account) external view returns (bool) {
+        return _isCommitteeMember(round, account);
+    }
+
+    /// @notice What `voter` voted in `round`.
+    function voteOf(uint256 round, address voter) external view returns (VoteChoice) {
+        return _votes[round][voter];
+    }
+
+    /// @notice Approval share (basis points of the seated committee) needed to commit a proposal.
+    function approvalThresholdBps() external view returns (uint16) {
+        return _approvalThresholdBps;
+    }
+
+    /// @notice Fewest seats a round's committee may have; a smaller one fails the round.
+    function minCommitteeSize() external view returns (uint16) {
+        return _minCommitteeSize;
+    }
+
+    /// @notice Blocks each proposer in rank order has before the next-ranked member may propose.
+    function leaderBlocks() external view returns (uint64) {
+        return _leaderBlocks;
+    }
+
+    // ------------------------------------------------------------------ seam
+
+    function _latestRound() internal view override returns (uint256) {
+        return _currentRound;
+    }
+
+    function _roundSeed(uint256 round) internal view override returns (bytes32) {
+        return _rounds[round].seed;
+    }
+
+    function _requireClaimWindow(uint256 round) internal view override returns (bytes32 seed) {
+        Round storage r = _rounds[round];
+        RoundStatus status = r.status;
+        if (status == RoundStatus.None) revert CoordinatorRoundNotOpen(round, status);
+        uint256 submissionDeadline = r.submissionDeadline;
+        uint256 claimDeadline = r.claimDeadline;
+        // Within the window the round is Open: nothing can propose or finalize it before its end.
+        if (block.number <= submissionDeadline || block.number > claimDeadline) {
+            revert CoordinatorOutsideClaimWindow(round, submissionDeadline + 1, claimDeadline);
+        }
+        return r.seed;
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    /// @dev Revert unless the sender is a member of `round` whose turn to propose has come; its rank.
+    function _requireProposerTurn(uint256 round, Round storage r, address[] calldata committee)
+        private
+        view
+        returns (uint256 rank)
+    {
+        if (!_isCommitteeMember(round, msg.sender)) revert CoordinatorNotCommitteeMember(round, msg.sender);
+        if (r.status != RoundStatus.Open) revert CoordinatorRoundNotOpen(round, r.status);
+        uint256 claimDeadline = r.claimDeadline;
+        if (block.number <= claimDeadline) revert CoordinatorClaimsStillOpen(round, claimDeadline);
+        if (block.number > r.proposalDeadline) revert CoordinatorProposalClosed(round, r.proposalDeadline);
+        uint32 seats = _committeeSize(round);
+        if (seats < _minCommitteeSize) revert CoordinatorCommitteeTooSmall(round, seats, _minCommitteeSize);
+        rank = _proposerRank(round, msg.sender, committee);
+        if (rank > (block.number - claimDeadline - 1) / _leaderBlocks) {
+            revert CoordinatorNotLeader(round, msg.sender, rank, claimDeadline + 1 + rank * _leaderBlocks);
+        }
+    }
+
+    /// @dev Revert unless `accepted` is non-empty, strictly increasing and all submitted in `round`;
+    ///      the sum of their sample counts.
+    function _acceptedSamples(uint256 round, address[] calldata accepted) private view returns (uint256 samples) {
+        if (accepted.length == 0) revert CoordinatorEmptyAcceptedSet(round);
+        mapping(address => bytes32) storage submissions = _submissions[round];
+        address previous;
+        for (uint256 i; i < accepted.length; ++i) {
+            address node = accepted[i];
+            if (i != 0 && node <= previous) revert CoordinatorAcceptedNotStrictlyIncreasing(round, i, previous, node);
+            uint256 record = uint256(submissions[node]);
+            if (record == 0) revert CoordinatorAcceptedWithoutSubmission(round, node);
+            samples += record & _SAMPLE_COUNT_MASK;
+            previous = node;
+        }
+    }
+
+    function _emitRoundOpened(uint256 round, Round storage r) private {
+        (uint256 roundTotalStake, uint16 expectedSize, uint32 eligibleNodes,) = sortitionInfo(round);
+        emit RoundOpened(
+            round,
+            r.seed,
+            _globalAdapterCid,
+            r.submissionDeadline,
+            r.claimDeadline,
+            r.proposalDeadline,
+            r.voteDeadline,
+            expectedSize,
+            eligibleNodes,
+            roundTotalStake
+        );
+    }
+
+    function _fail(uint256 round, Round storage r, FailureReason reason) private {
+        r.status = RoundStatus.Failed;
+        delete _proposedCid;
+        emit RoundFailed(round, reason);
+    }
+
+    function _requireCidLength(uint256 length) private pure {
+        if (length < _MIN_CID_LENGTH || length > _MAX_CID_LENGTH) {
+            revert CoordinatorInvalidCidLength(length, _MIN_CID_LENGTH, _MAX_CID_LENGTH);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+"""Where the audited contract lives: chain id, address and deployment block.
+
+The auditor starts from a deployment file. Until the project's own deployment
+record (``flare_chain.chain.deployment``) is available, a minimal JSON object
+``{"chain_id": 31337, "address": "0x…", "block": 12}`` is accepted; extra keys
+are ignored, so a richer record written by the deploy script reads here too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_utils import is_address, to_checksum_address
+
+from flare_chain.errors import ConfigError
+
+__all__ = ["AuditTarget", "load_target"]
+
+
+@dataclass(frozen=True)
+class AuditTarget:
+    """The contract to audit: on which chain, at which address, scanned from which block."""
+
+    chain_id: int
+    address: str
+    block: int
+
+
+def _int(doc: dict[str, object], key: str, path: Path) -> int:
+    value = doc.get(key)
+    if isinstance(value, str) and value.startswith("0x"):
+        value = int(value, 16)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"deployment file {path}: '{key}' must be a non-negative integer, got {value!r}")
+    return value
+
+
+def load_target(path: str | Path) -> AuditTarget:
+    """Read a deployment file; ConfigError naming the file and the bad key."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"deployment file {path} does not exist; pass the JSON the deploy step wrote") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"deployment file {path} is not readable JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"deployment file {path} must hold a JSON object with chain_id, address and block")
+    # Accept the names a deploy script is likely to use as well as the short ones.
+    aliases = (("coordinator", "address"), ("contract_address", "address"), ("deployment_block", "block"),
+               ("chainId", "chain_id"))
+    for long, short in aliases:
+        if short not in doc and long in doc:
+            doc[short] = doc[long]
+    address = doc.get("address")
+    if not isinstance(address, str) or not is_address(address):
+        raise ConfigError(f"deployment file {path}: 'address' must be the contract's 0x address, got {address!r}")
+    return AuditTarget(chain_id=_int(doc, "chain_id", path), address=to_checksum_address(address),
+                       block=_int(doc, "block", path))

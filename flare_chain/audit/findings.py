@@ -1,0 +1,47 @@
+"""The auditor's verdicts: one ``Finding`` per check, per round and node where it applies."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+__all__ = ["CHECKS", "FAIL", "PASS", "UNVERIFIABLE", "Finding", "Status"]
+
+Status = Literal["pass", "fail", "unverifiable"]
+PASS: Status = "pass"
+FAIL: Status = "fail"
+UNVERIFIABLE: Status = "unverifiable"
+
+CHECKS: dict[str, str] = {
+    "seed-chain": "seed_r = keccak256(abi.encode(seed_{r-1}, prevrandao of the opening block))",
+    "global-chain": "each round opens on the adapter the previous committed round left",
+    "vrf-proof": "each seat's proof (claimSeat calldata) verifies under the registered key, "
+                 "gives the event's output, under the round's threshold",
+    "votes": "votes only from seated members, one each, before the vote deadline",
+    "quorum": "a committed round has the approvals the threshold requires",
+    "proposer": "the proposer sat on the committee and proposed in its rank's turn",
+    "cid-bytes": "every submitted / committed object's blocks hash to their CIDs",
+    "manifest-hash": "each update's manifest hashes to the value submitted on-chain",
+    "accepted-set": "the proposal's accepted set is exactly the updates that pass the gates",
+    "aggregate-cid": "aggregating the accepted updates reproduces the proposed adapter's CID",
+}
+"""Every check the auditor runs, with what it asserts (shown in reports)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The result of one check: ``round`` and ``node`` say where (None: not round/node specific)."""
+
+    check: str
+    status: Status
+    round: int | None = None
+    node: str | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        where = " ".join(x for x in (f"round {self.round}" if self.round is not None else "",
+                                     self.node or "") if x)
+        return f"{self.status.upper():<12} {self.check:<14} {where}: {self.detail}"

@@ -1,0 +1,215 @@
+"""The history of a coordinator, rebuilt from its events and public state only.
+
+``build_history`` turns the decoded event stream into one ``RoundHistory`` per
+round (opening, submissions, seats with the proofs read from the claim
+transactions, proposal, votes, outcome, gas) plus the registrations and the
+contract's fixed parameters. Nothing here trusts a node's word: every field
+comes from a log, a transaction's calldata, a receipt or a view call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from eth_abi import encode
+from eth_utils import keccak, to_checksum_address
+
+from flare_chain.audit.fetch import ChainReader, EventLog
+from flare_chain.chain.records import (
+    FailureReason,
+    NodeRegistration,
+    Proposal,
+    RoundOpened,
+    RoundOutcome,
+    SeatClaim,
+    Submission,
+    Vote,
+)
+from flare_chain.committee import secp256k1
+
+__all__ = ["ContractParams", "History", "RoundHistory", "SeatProof", "build_history", "seed_zero"]
+
+
+def seed_zero(chain_id: int, address: str) -> bytes:
+    """``keccak256(abi.encode(chainid, address(this)))``, the contract's seed of round 0."""
+    return keccak(encode(["uint256", "address"], [chain_id, to_checksum_address(address)]))
+
+
+@dataclass(frozen=True)
+class ContractParams:
+    """The coordinator's constructor parameters, read through its views."""
+
+    approval_threshold_bps: int
+    min_committee_size: int
+    leader_blocks: int
+
+
+@dataclass(frozen=True)
+class SeatProof:
+    """What a ``claimSeat`` transaction carried: its sender, round argument and proof words."""
+
+    sender: str
+    function: str
+    round_id: int | None
+    proof_words: tuple[int, int, int, int] | None
+
+    def proof_bytes(self) -> bytes | None:
+        """The 81-byte ECVRF proof ``compressed(Gamma) ‖ c (16) ‖ s (32)`` the words encode."""
+        if self.proof_words is None:
+            return None
+        gx, gy, c, s = self.proof_words
+        if not (0 <= gx < 2**256 and 0 <= gy < 2**256 and 0 <= c < 2**128 and 0 <= s < 2**256):
+            return None
+        return secp256k1.compress((gx, gy)) + c.to_bytes(16, "big") + s.to_bytes(32, "big")
+
+
+@dataclass
+class RoundHistory:
+    """Everything the chain says about one round."""
+
+    round_id: int
+    opened: RoundOpened | None = None
+    submissions: list[Submission] = field(default_factory=list)
+    seats: list[SeatClaim] = field(default_factory=list)
+    proofs: dict[str, SeatProof] = field(default_factory=dict)
+    proposals: list[Proposal] = field(default_factory=list)
+    votes: list[Vote] = field(default_factory=list)
+    outcome: RoundOutcome | None = None
+    tx_hashes: list[str] = field(default_factory=list)
+    gas_used: int = 0
+
+    @property
+    def proposal(self) -> Proposal | None:
+        return self.proposals[0] if self.proposals else None
+
+    @property
+    def committed(self) -> bool:
+        return self.outcome is not None and self.outcome.committed
+
+    @property
+    def status(self) -> str:
+        if self.outcome is None:
+            return "proposed" if self.proposals else "open"
+        if self.outcome.committed:
+            return "committed"
+        reason = self.outcome.failure_reason
+        return f"failed ({reason.name.lower()})" if reason is not None else "failed"
+
+
+@dataclass
+class History:
+    """A coordinator's registrations and rounds, as its events tell them."""
+
+    chain_id: int
+    address: str
+    from_block: int
+    to_block: int
+    params: ContractParams
+    seed0: bytes
+    initial_cid: bytes | None
+    registrations: dict[str, NodeRegistration]
+    rounds: dict[int, RoundHistory]
+    prevrandao: dict[int, bytes] = field(default_factory=dict)
+
+    def round_ids(self) -> list[int]:
+        return sorted(self.rounds)
+
+
+def _where(e: EventLog) -> dict[str, object]:
+    return {"block_number": e.block_number, "tx_hash": e.tx_hash}
+
+
+def _apply(rounds: dict[int, RoundHistory], e: EventLog) -> None:
+    a = e.args
+    r = rounds.setdefault(int(a["round"]), RoundHistory(int(a["round"])))
+    if e.tx_hash not in r.tx_hashes:
+        r.tx_hashes.append(e.tx_hash)
+    if e.name == "RoundOpened":
+        r.opened = RoundOpened(
+            round_id=r.round_id, seed=bytes(a["seed"]), global_cid=bytes(a["globalCid"]),
+            submission_deadline=a["submissionDeadline"], claim_deadline=a["claimDeadline"],
+            proposal_deadline=a["proposalDeadline"], vote_deadline=a["voteDeadline"],
+            expected_committee_size=a["expectedCommitteeSize"], eligible_nodes=a["eligibleNodes"],
+            total_stake=a["totalStake"], **_where(e),  # type: ignore[arg-type]
+        )
+    elif e.name == "UpdateSubmitted":
+        r.submissions.append(Submission(
+            round_id=r.round_id, node=a["node"], cid=bytes(a["cid"]), sample_count=a["sampleCount"],
+            manifest_hash=bytes(a["manifestHash"]), **_where(e),  # type: ignore[arg-type]
+        ))
+    elif e.name == "SeatClaimed":
+        r.seats.append(SeatClaim(round_id=r.round_id, node=a["node"], output=bytes(a["output"]),
+                                 **_where(e)))  # type: ignore[arg-type]
+    elif e.name == "AggregateProposed":
+        r.proposals.append(Proposal(
+            round_id=r.round_id, proposer=a["proposer"], global_cid=bytes(a["globalCid"]),
+            accepted=tuple(a["accepted"]), accepted_samples=a["acceptedSamples"], rank=a["rank"],
+            **_where(e),  # type: ignore[arg-type]
+        ))
+    elif e.name == "VoteCast":
+        r.votes.append(Vote(round_id=r.round_id, voter=a["voter"], approve=bool(a["approve"]),
+                            **_where(e)))  # type: ignore[arg-type]
+    elif e.name == "RoundCommitted":
+        r.outcome = RoundOutcome(round_id=r.round_id, committed=True, global_cid=bytes(a["globalCid"]),
+                                 approvals=a["approvals"], committee_size=a["committeeSize"],
+                                 failure_reason=None, **_where(e))  # type: ignore[arg-type]
+    elif e.name == "RoundFailed":
+        r.outcome = RoundOutcome(round_id=r.round_id, committed=False, global_cid=None, approvals=None,
+                                 committee_size=None, failure_reason=FailureReason(a["reason"]),
+                                 **_where(e))  # type: ignore[arg-type]
+
+
+def _seat_proof(reader: ChainReader, seat: SeatClaim) -> SeatProof:
+    tx = reader.transaction(seat.tx_hash)
+    sender = to_checksum_address(tx["from"])
+    try:
+        fn, args = reader.decode_call(seat.tx_hash)
+    except ValueError:
+        return SeatProof(sender=sender, function="<undecodable>", round_id=None, proof_words=None)
+    if fn != "claimSeat":
+        return SeatProof(sender=sender, function=fn, round_id=None, proof_words=None)
+    words = tuple(int(w) for w in args["proof"])
+    return SeatProof(sender=sender, function=fn, round_id=int(args["round"]),
+                     proof_words=words)  # type: ignore[arg-type]
+
+
+def build_history(
+    reader: ChainReader,
+    events: Iterable[EventLog],
+    *,
+    chain_id: int,
+    from_block: int,
+    to_block: int,
+    rounds: range | None = None,
+) -> History:
+    """Group ``events`` into rounds (only ``rounds`` if given) and read proofs, gas and prevrandao."""
+    registrations: dict[str, NodeRegistration] = {}
+    by_round: dict[int, RoundHistory] = {}
+    initial: bytes | None = None
+    for e in events:
+        if e.name == "NodeRegistered":
+            a = e.args
+            registrations[a["node"]] = NodeRegistration(
+                node=a["node"], stake=a["stake"], public_key=(a["publicKeyX"], a["publicKeyY"]),
+                first_eligible_round=a["firstEligibleRound"], **_where(e),  # type: ignore[arg-type]
+            )
+        elif e.name == "GlobalAdapterInitialized":
+            initial = bytes(e.args["cid"])
+        elif "round" in e.args and (rounds is None or int(e.args["round"]) in rounds):
+            _apply(by_round, e)
+    params = ContractParams(
+        approval_threshold_bps=int(reader.view("approvalThresholdBps")),
+        min_committee_size=int(reader.view("minCommitteeSize")),
+        leader_blocks=int(reader.view("leaderBlocks")),
+    )
+    history = History(chain_id=chain_id, address=reader.address, from_block=from_block, to_block=to_block,
+                      params=params, seed0=seed_zero(chain_id, reader.address), initial_cid=initial,
+                      registrations=registrations, rounds=by_round)
+    for r in by_round.values():
+        for seat in r.seats:
+            r.proofs[seat.node] = _seat_proof(reader, seat)
+        r.gas_used = sum(reader.gas_used(h) for h in r.tx_hashes)
+        if r.opened is not None:
+            history.prevrandao[r.opened.block_number] = reader.prevrandao(r.opened.block_number)
+    return history

@@ -1,0 +1,213 @@
+"""Checks that need the bytes: CIDs, manifests, and re-running the committee's gates and aggregation.
+
+The auditor calls the very functions the committee runs
+(``committee.aggregate.check_submissions`` and ``build_aggregate``, with their
+default gate settings) on the submissions the chain lists, over a local,
+verified copy of the objects. An object that cannot be had makes the checks
+that depend on it ``unverifiable``, never passed. Importing this module does
+not import torch; running a reproduction does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flare_chain.audit.checks import cid_text
+from flare_chain.audit.content import ContentSource, ObjectState
+from flare_chain.audit.findings import FAIL, PASS, UNVERIFIABLE, Finding
+from flare_chain.audit.history import RoundHistory
+from flare_chain.errors import FlareError
+
+__all__ = ["ModelLocator", "RoundContent", "content_checks", "reproduce_round"]
+
+log = logging.getLogger("flare_chain.audit")
+
+MANIFEST_FILE = "manifest.json"  # flare_chain.node.bundles.MANIFEST_FILE, kept here so no torch import
+
+
+class ModelLocator:
+    """Find the base model a global adapter names, by the fingerprint its manifest records.
+
+    ``explicit`` (``--model-dir``) is tried first, then every model directory
+    under ``search`` (default: the reference-model cache). Fingerprints are
+    computed once per directory.
+    """
+
+    def __init__(self, explicit: Path | None = None, search: list[Path] | None = None) -> None:
+        self.explicit = explicit
+        self.search = search if search is not None else _default_search()
+        self._prints: dict[Path, str] = {}
+
+    def _fingerprint(self, path: Path) -> str | None:
+        from flare_chain.lora.base import model_fingerprint
+
+        if path not in self._prints:
+            try:
+                self._prints[path] = model_fingerprint(path)
+            except (FlareError, OSError):
+                self._prints[path] = ""
+        return self._prints[path] or None
+
+    def find(self, sha256: str) -> Path | None:
+        candidates = [self.explicit] if self.explicit is not None else []
+        for root in self.search:
+            if root.is_dir():
+                candidates += sorted(p for p in root.iterdir() if p.is_dir())
+        for path in candidates:
+            if path is not None and self._fingerprint(path) == sha256:
+                return path
+        return None
+
+
+def _default_search() -> list[Path]:
+    from flare_chain.lora.reference import default_cache_dir
+
+    root = default_cache_dir()
+    return [root / "models", root]
+
+
+@dataclass
+class RoundContent:
+    """The objects of one round as the auditor found them."""
+
+    submissions: dict[str, ObjectState] = field(default_factory=dict)
+    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    committed: ObjectState | None = None
+
+
+def content_checks(source: ContentSource, r: RoundHistory) -> tuple[list[Finding], RoundContent]:
+    """``cid-bytes`` and ``manifest-hash`` for every submission, and ``cid-bytes`` of the committed adapter."""
+    import hashlib
+
+    findings: list[Finding] = []
+    content = RoundContent()
+    rid = r.round_id
+    for sub in r.submissions:
+        state = source.check(sub.cid)
+        content.submissions[sub.node] = state
+        if state.state == "missing":
+            findings.append(Finding("cid-bytes", UNVERIFIABLE, rid, sub.node, state.detail))
+            findings.append(Finding("manifest-hash", UNVERIFIABLE, rid, sub.node, f"update {state.cid} is missing"))
+            continue
+        if state.state == "corrupt":
+            findings.append(Finding("cid-bytes", FAIL, rid, sub.node, state.detail))
+            findings.append(Finding("manifest-hash", UNVERIFIABLE, rid, sub.node,
+                                    f"update {state.cid} has corrupt blocks"))
+            continue
+        findings.append(Finding("cid-bytes", PASS, rid, sub.node, f"{state.cid}: {state.blocks} block(s) verified"))
+        try:
+            manifest_bytes = source.store.cat(f"{state.cid}/{MANIFEST_FILE}")
+        except FlareError as exc:
+            findings.append(Finding("manifest-hash", FAIL, rid, sub.node, f"update {state.cid} has no manifest: {exc}"))
+            continue
+        digest = hashlib.sha256(manifest_bytes).digest()
+        if digest != sub.manifest_hash:
+            findings.append(Finding("manifest-hash", FAIL, rid, sub.node, (
+                f"manifest of {state.cid} hashes to {digest.hex()}, the chain records {sub.manifest_hash.hex()}")))
+            continue
+        findings.append(Finding("manifest-hash", PASS, rid, sub.node, digest.hex()[:16] + "…"))
+        try:
+            content.manifests[sub.node] = json.loads(manifest_bytes)
+        except ValueError:
+            content.manifests[sub.node] = {}
+    if r.committed and r.outcome is not None and r.outcome.global_cid is not None:
+        state = source.check(r.outcome.global_cid)
+        content.committed = state
+        status = {"ok": PASS, "missing": UNVERIFIABLE}.get(state.state, FAIL)
+        detail = f"committed adapter {state.cid}: {state.blocks} block(s) verified" if state.ok else state.detail
+        findings.append(Finding("cid-bytes", status, rid, None, detail))
+    return findings, content
+
+
+def _params_from_config(config: dict[str, Any]) -> Any:
+    from flare_chain.lora.params import LoraTrainParams
+
+    return LoraTrainParams(rank=int(config["r"]), alpha=float(config["lora_alpha"]),
+                           dropout=float(config.get("lora_dropout", 0.0)),
+                           target_modules=tuple(config["target_modules"]))
+
+
+def reproduce_round(
+    source: ContentSource,
+    r: RoundHistory,
+    previous_cid: bytes | None,
+    content: RoundContent,
+    models: ModelLocator,
+) -> list[Finding]:
+    """``accepted-set`` and ``aggregate-cid``: re-run gates and aggregation for a committed round."""
+    rid = r.round_id
+    proposal = r.proposal
+    if not r.committed or proposal is None:
+        detail = f"round {r.status}: no adapter was committed"
+        return [Finding("accepted-set", PASS, rid, detail=detail), Finding("aggregate-cid", PASS, rid, detail=detail)]
+
+    def both(status: str, detail: str) -> list[Finding]:
+        return [Finding("accepted-set", status, rid, detail=detail),  # type: ignore[arg-type]
+                Finding("aggregate-cid", status, rid, detail=detail)]  # type: ignore[arg-type]
+
+    if previous_cid is None:
+        return both(UNVERIFIABLE, "the adapter this round started from is outside the audited range")
+    prev_state = source.check(previous_cid)
+    if not prev_state.ok:
+        return both(UNVERIFIABLE, f"previous global adapter {prev_state.cid} is {prev_state.state}: "
+                                  f"{prev_state.detail}")
+
+    from flare_chain.committee.aggregate import build_aggregate, check_submissions
+    from flare_chain.lora.peft_files import ADAPTER_CONFIG_FILE, adapter_config_dict
+    from flare_chain.node.bundles import fetch_global_bundle
+
+    previous = fetch_global_bundle(source.store, prev_state.cid)
+    config = json.loads(source.store.cat(f"{prev_state.cid}/{ADAPTER_CONFIG_FILE}"))
+    params = _params_from_config(config)
+    if adapter_config_dict(params, str(config.get("base_model_name_or_path"))) != config:
+        return both(UNVERIFIABLE, f"adapter_config.json of {prev_state.cid} has fields this version does not write")
+
+    unavailable = sorted(n for n, s in content.submissions.items() if not s.ok)
+    available = [s for s in r.submissions if content.submissions.get(s.node, None) is not None
+                 and content.submissions[s.node].ok]
+    checked, rejected = check_submissions(source.store, rid, available, previous)
+    passing = [u.submission.node for u in checked]
+    accepted = sorted(proposal.accepted, key=str.lower)
+    findings: list[Finding] = []
+    if unavailable:
+        findings.append(Finding("accepted-set", UNVERIFIABLE, rid, detail=(
+            f"update(s) of {', '.join(unavailable)} could not be fetched intact, so the gates cannot be re-run")))
+    else:
+        excluded = sorted(set(passing) - set(accepted), key=str.lower)
+        extra = sorted(set(accepted) - set(passing), key=str.lower)
+        why = {x.node: f"{x.gate}: {x.reason}" for x in rejected}
+        if excluded or extra:
+            parts = [f"excludes {n}, whose update passes the gates" for n in excluded]
+            parts += [f"includes {n}, rejected ({why.get(n, 'no submission')})" for n in extra]
+            findings += [Finding("accepted-set", FAIL, rid, n, p) for n, p in zip([*excluded, *extra], parts,
+                                                                                   strict=True)]
+        else:
+            findings.append(Finding("accepted-set", PASS, rid, detail=(
+                f"{len(accepted)} accepted = the updates passing the gates ({len(rejected)} rejected)")))
+
+    by_node = {u.submission.node: u for u in checked}
+    missing = [n for n in accepted if n not in by_node]
+    if missing:
+        status = UNVERIFIABLE
+        findings.append(Finding("aggregate-cid", status, rid, detail=(
+            f"accepted update(s) of {', '.join(missing)} cannot be decoded or failed the gates; "
+            "their aggregate cannot be rebuilt")))
+        return findings
+    model_dir = models.find(previous.manifest.base_model_sha256)
+    if model_dir is None:
+        findings.append(Finding("aggregate-cid", UNVERIFIABLE, rid, detail=(
+            f"base model {previous.manifest.base_model_sha256[:16]}… not found; pass --model-dir")))
+        return findings
+    updates = [by_node[n] for n in passing if n in set(accepted)]
+    rebuilt = build_aggregate(source.store, rid, previous, updates, model_dir, params, pin=False)
+    proposed = cid_text(proposal.global_cid)
+    if rebuilt.cid != proposed:
+        findings.append(Finding("aggregate-cid", FAIL, rid, proposal.proposer, (
+            f"aggregating the {len(updates)} accepted update(s) gives {rebuilt.cid}; the round committed {proposed}")))
+    else:
+        findings.append(Finding("aggregate-cid", PASS, rid, detail=f"reproduced {proposed}"))
+    return findings

@@ -1,0 +1,193 @@
+"""Run an audit: read the chain, rebuild the history, run every check, summarise per round.
+
+``run_audit`` is what ``flare-chain audit`` and the benchmark call. It times
+each phase (logs, chain reads, chain checks, IPFS, reproduction) so slow
+audits can be explained, and returns an ``AuditReport`` that the renderers in
+``flare_chain.audit.report`` turn into a table, JSON or HTML.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+
+from flare_chain.audit.checks import chain_checks, cid_text, required_approvals
+from flare_chain.audit.content import ContentSource
+from flare_chain.audit.deployment import AuditTarget
+from flare_chain.audit.fetch import DEFAULT_CHUNK_BLOCKS, ChainReader
+from flare_chain.audit.findings import FAIL, PASS, UNVERIFIABLE, Finding
+from flare_chain.audit.history import History, RoundHistory, build_history
+from flare_chain.audit.reproduce import ModelLocator, RoundContent, content_checks, reproduce_round
+from flare_chain.chain.artifacts import ContractArtifact, load_artifact
+from flare_chain.errors import ConfigError
+from flare_chain.progress import progress
+
+__all__ = ["AuditReport", "RoundSummary", "run_audit"]
+
+log = logging.getLogger("flare_chain.audit")
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """One round at a glance, with the figures the reports plot."""
+
+    round_id: int
+    status: str
+    result: str
+    submitters: list[str]
+    accepted: list[str]
+    committee: list[str]
+    approvals: int
+    needed: int
+    gas_used: int
+    loss_before: float | None
+    loss_after: float | None
+    global_cid: str | None
+
+
+@dataclass
+class AuditReport:
+    """Everything an audit found; ``exit_status`` is 0 only when every check passed."""
+
+    chain_id: int
+    address: str
+    from_block: int
+    to_block: int
+    rounds: list[RoundSummary]
+    findings: list[Finding]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == FAIL]
+
+    @property
+    def unverifiable(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == UNVERIFIABLE]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.unverifiable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "address": self.address,
+            "blocks": [self.from_block, self.to_block],
+            "ok": self.ok,
+            "counts": {s: sum(1 for f in self.findings if f.status == s) for s in (PASS, FAIL, UNVERIFIABLE)},
+            "rounds": [asdict(r) for r in self.rounds],
+            "findings": [f.to_dict() for f in self.findings],
+            "timings_s": self.timings_s,
+        }
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - began
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _summary(history: History, r: RoundHistory, findings: list[Finding], content: RoundContent) -> RoundSummary:
+    statuses = {f.status for f in findings}
+    result = FAIL if FAIL in statuses else UNVERIFIABLE if UNVERIFIABLE in statuses else PASS
+    seats = sorted({s.node for s in r.seats}, key=str.lower)
+    metrics = [m.get("metrics", {}) for m in content.manifests.values()]
+    return RoundSummary(
+        round_id=r.round_id,
+        status=r.status,
+        result=result,
+        submitters=sorted((s.node for s in r.submissions), key=str.lower),
+        accepted=sorted(r.proposal.accepted, key=str.lower) if r.proposal and r.committed else [],
+        committee=seats,
+        approvals=sum(1 for v in r.votes if v.approve),
+        needed=required_approvals(history.params.approval_threshold_bps, len(seats)),
+        gas_used=r.gas_used,
+        loss_before=_mean([float(m["val_loss_before"]) for m in metrics if "val_loss_before" in m]),
+        loss_after=_mean([float(m["val_loss_after"]) for m in metrics if "val_loss_after" in m]),
+        global_cid=cid_text(r.outcome.global_cid) if r.committed and r.outcome else None,
+    )
+
+
+def run_audit(
+    w3: Web3,
+    target: AuditTarget,
+    source: ContentSource,
+    *,
+    rounds: range | None = None,
+    model_dir: Path | None = None,
+    model_search: list[Path] | None = None,
+    artifact: ContractArtifact | None = None,
+    chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
+    show_progress: bool = True,
+    reproduce: bool = True,
+) -> AuditReport:
+    """Audit the coordinator ``target`` from its deployment block to the chain head.
+
+    ``rounds`` limits which rounds are checked (registrations are always read
+    in full). ``reproduce=False`` skips re-running gates and aggregation (the
+    two checks then read ``unverifiable``).
+    """
+    clock = _Clock()
+    reader = ChainReader(w3, target.address, (artifact or load_artifact("FlareCoordinator")).abi,
+                         chunk_blocks=chunk_blocks, show_progress=show_progress)
+    with clock.phase("logs"):
+        chain_id = reader.chain_id()
+        if chain_id != target.chain_id:
+            raise ConfigError(f"the RPC endpoint serves chain {chain_id}, the deployment file says {target.chain_id}; "
+                              "point --rpc at the right chain")
+        head = reader.head()
+        events = reader.events(target.block, head)
+    with clock.phase("chain reads"):
+        history = build_history(reader, events, chain_id=chain_id, from_block=target.block, to_block=head,
+                                rounds=rounds)
+    log.info("audit: %d event(s), %d round(s), %d registered node(s) in blocks %d..%d", len(events),
+             len(history.rounds), len(history.registrations), target.block, head)
+    models = ModelLocator(model_dir, model_search)
+    findings: list[Finding] = []
+    summaries: list[RoundSummary] = []
+    ids = history.round_ids()
+    previous: bytes | None = history.initial_cid if (not ids or ids[0] == 1) else None
+    with progress("audit: checking rounds", len(ids), unit="round", logger=log, enabled=show_progress) as bar:
+        for rid in ids:
+            r = history.rounds[rid]
+            with clock.phase("chain checks"):
+                round_findings = chain_checks(history, r, previous)
+            start = previous if previous is not None else (r.opened.global_cid if r.opened else None)
+            with clock.phase("ipfs"):
+                more, content = content_checks(source, r)
+            round_findings += more
+            with clock.phase("reproduce"):
+                if reproduce:
+                    round_findings += reproduce_round(source, r, start, content, models)
+                else:
+                    round_findings += [Finding(c, UNVERIFIABLE, rid, detail="reproduction skipped")
+                                       for c in ("accepted-set", "aggregate-cid")]
+            findings += round_findings
+            summaries.append(_summary(history, r, round_findings, content))
+            if r.committed and r.outcome is not None:
+                previous = r.outcome.global_cid
+            elif previous is None and r.opened is not None:
+                previous = r.opened.global_cid
+            bad = sum(1 for f in round_findings if f.status == FAIL)
+            bar.update(1, findings=bad)
+    return AuditReport(chain_id=chain_id, address=target.address, from_block=target.block, to_block=head,
+                       rounds=summaries, findings=findings, timings_s=clock.totals)

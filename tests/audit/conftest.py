@@ -1,0 +1,65 @@
+"""Audit fixtures: one real two-round history per module, snapshotted so tests can rewrite round 2.
+
+Building the chain, registering nodes and running round 1 is done once; each
+test reverts the chain to the snapshot taken after round 1, runs round 2 its
+own (honest or dishonest) way, and audits. Tests that tamper with the store
+work on a copy of it, so the shared store stays intact.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flare_chain.audit import AuditReport, ContentSource, run_audit
+from flare_chain.audit.simulate import SimulatedFederation, simulate
+from flare_chain.ipfs import ContentStore
+
+
+@dataclass
+class AuditBench:
+    fed: SimulatedFederation
+    snapshot: object
+
+    def reset(self) -> None:
+        """Back to the state right after round 1 (round 2 not yet opened)."""
+        self.fed.coordinator.w3.provider.ethereum_tester.revert_to_snapshot(self.snapshot)  # type: ignore[attr-defined]
+
+    def audit(self, store: ContentStore | None = None, **kwargs: object) -> AuditReport:
+        source = ContentSource(store or self.fed.store)
+        return run_audit(self.fed.coordinator.w3, self.fed.target, source, model_dir=self.fed.model_dir,
+                         model_search=[], show_progress=False, **kwargs)  # type: ignore[arg-type]
+
+    def store_copy(self, dest: Path) -> ContentStore:
+        shutil.copytree(self.fed.store.root, dest)
+        return ContentStore(dest)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_train_params) -> AuditBench:
+    fed = simulate(tmp_path_factory.mktemp("audit-store"), tiny_model_dir, tiny_train_params, nodes=4)
+    fed.run_round()
+    snapshot = fed.coordinator.w3.provider.ethereum_tester.take_snapshot()  # type: ignore[attr-defined]
+    return AuditBench(fed=fed, snapshot=snapshot)
+
+
+@pytest.fixture
+def fresh(bench: AuditBench) -> Iterator[AuditBench]:
+    bench.reset()
+    yield bench
+
+
+def failing(report: AuditReport) -> set[tuple[str, int | None, str | None]]:
+    return {(f.check, f.round, f.node) for f in report.failures}
+
+
+FindingKeys = Callable[[AuditReport], set[tuple[str, int | None, str | None]]]
+
+
+@pytest.fixture
+def failing_keys() -> FindingKeys:
+    return failing
