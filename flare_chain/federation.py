@@ -18,17 +18,20 @@ import torch
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from web3 import Web3
 
 from flare_chain.chain import (
     CoordinatorClient,
+    FailureReason,
     RoundStatus,
     advance_blocks,
     deploy_coordinator,
     fund_accounts,
     in_process_chain,
 )
-from flare_chain.errors import ConfigError
+from flare_chain.chain.coordinator import DEFAULT_MIN_STAKE_WEI
+from flare_chain.errors import ChainError, ConfigError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.domains import available_domains, domain_texts
@@ -53,23 +56,62 @@ log = logging.getLogger("flare_chain.federation")
 
 
 class FederationConfig(BaseModel):
-    """Settings of an in-process federation; every field has a working default."""
+    """Settings of an in-process federation; every field has a working default.
+
+    The committee defaults (6 nodes of equal stake, expected committee size 4,
+    at least 2 seats) make sortition seat a real subset: each node wins a seat
+    with probability 4/6, and a round fails for want of 2 seats with
+    probability 13/729 ≈ 1.8%. Every transaction mines one block on the
+    in-process chain, so the claim and voting windows must hold one block per
+    node; ``setup_federation`` checks that.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    nodes: int = Field(4, ge=2, le=16, description="participants, each on its own stdlib domain")
+    nodes: int = Field(6, ge=2, le=16, description="participants, each on its own stdlib domain")
     rounds: int = Field(3, ge=1, le=100)
     work_dir: Path = Field(Path(".flare/demo"), description="where the embedded IPFS repo lives")
     model_dir: Path | None = Field(None, description="HF causal-LM directory; None builds the reference model")
     reference_pretrain_steps: int = Field(300, ge=1)
     train: LoraTrainParams = Field(default_factory=LoraTrainParams)
+    stake_wei: int = Field(10**18, ge=DEFAULT_MIN_STAKE_WEI, lt=2**90, description="each node's registration stake")
+    stakes_wei: tuple[int, ...] | None = Field(
+        None, description="per-node stakes overriding stake_wei (one per node), e.g. to model stake skew")
+    expected_committee_size: int = Field(4, ge=1, le=0xFFFF, description="k: seats sortition hands out on average")
+    min_committee_size: int = Field(2, ge=1, le=0xFFFF, description="fewer seats than this and the round fails")
+    leader_blocks: int = Field(5, ge=1, description="blocks each proposer in rank order has before the next may")
     submission_blocks: int = Field(40, ge=1)
-    proposal_blocks: int = Field(10, ge=1)
+    claim_blocks: int = Field(20, ge=1, description="claim window after the submission deadline")
+    proposal_blocks: int = Field(20, ge=1, description="proposal window after the claim deadline")
     voting_blocks: int = Field(20, ge=1)
     approval_threshold_bps: int = Field(6666, gt=0, le=10_000, description="6666: two thirds (2 of 3, 4 of 6)")
     vote_tolerance: float = Field(0.02, ge=0, description="relative held-out loss rise a member tolerates")
     adapter_seed: int = Field(0, ge=0, description="seed of the shared round-0 adapter")
     show_progress: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FederationConfig:
+        if self.stakes_wei is not None:
+            if len(self.stakes_wei) != self.nodes:
+                raise ValueError(f"stakes_wei lists {len(self.stakes_wei)} stakes for {self.nodes} nodes; "
+                                 "give one per node")
+            if any(not DEFAULT_MIN_STAKE_WEI <= w < 2**90 for w in self.stakes_wei):
+                raise ValueError(f"every stake must be in [{DEFAULT_MIN_STAKE_WEI}, 2^90) wei")
+        if self.min_committee_size > min(self.expected_committee_size, self.nodes):
+            raise ValueError(f"min_committee_size={self.min_committee_size} exceeds expected_committee_size="
+                             f"{self.expected_committee_size} or nodes={self.nodes}; no round could open")
+        for name in ("submission_blocks", "claim_blocks", "voting_blocks"):
+            if getattr(self, name) < self.nodes:
+                raise ValueError(f"{name}={getattr(self, name)} is fewer than nodes={self.nodes}: every "
+                                 "transaction mines a block here, so the window must hold one per node")
+        if self.proposal_blocks < self.leader_blocks:
+            raise ValueError(f"proposal_blocks={self.proposal_blocks} is shorter than leader_blocks="
+                             f"{self.leader_blocks}; give the window room for a second proposer")
+        return self
+
+    def stake_of(self, index: int) -> int:
+        """Stake (wei) node ``index`` registers with."""
+        return self.stakes_wei[index] if self.stakes_wei is not None else self.stake_wei
 
     @classmethod
     def build(cls, **values: object) -> FederationConfig:
@@ -77,12 +119,14 @@ class FederationConfig(BaseModel):
         try:
             return cls(**values)  # type: ignore[arg-type]
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
             raise ConfigError(f"invalid federation setting(s): {problems}") from None
 
 
 @dataclass(frozen=True)
 class NodeRoundReport:
+    """One node in one round: its training, its sortition draw, its part on the committee."""
+
     name: str
     address: str
     domain: str
@@ -92,6 +136,10 @@ class NodeRoundReport:
     loss_after: float
     vote: bool | None
     gas_used: int
+    vrf_output: bytes
+    seated: bool
+    rank: int | None
+    """Proposer rank on the committee (0: the leader); None without a seat."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +156,17 @@ class RoundReport:
     global_loss: float
     seconds: float
     nodes: list[NodeRoundReport] = field(default_factory=list)
+    leader: str | None = None
+    """Name of the member with the lowest VRF output (None: nobody seated)."""
+    proposer: str | None = None
+    """Name of the member whose proposal went on-chain (None: no proposal)."""
+    proposer_rank: int | None = None
+    failure_reason: FailureReason | None = None
+
+    @property
+    def committee(self) -> list[NodeRoundReport]:
+        """Seated members in proposing order, the leader first."""
+        return sorted((n for n in self.nodes if n.seated), key=lambda n: n.rank or 0)
 
 
 @dataclass(frozen=True)
@@ -144,7 +203,8 @@ class Federation:
 
 
 def setup_federation(config: FederationConfig) -> Federation:
-    """Build model, chain, contract, store and nodes; pin and register the round-0 adapter."""
+    """Build model, chain, contract, store and nodes; register every node with its stake and VRF key;
+    pin and register the round-0 adapter."""
     domains = available_domains()
     if config.nodes > len(domains):
         raise ConfigError(f"nodes={config.nodes} but only {len(domains)} stdlib domains exist here; use fewer nodes")
@@ -154,18 +214,23 @@ def setup_federation(config: FederationConfig) -> Federation:
     w3 = in_process_chain()
     owner = Account.from_key(keccak(text="flare-chain demo owner"))
     accounts = [_node_account(i) for i in range(config.nodes)]
-    fund_accounts(w3, [owner, *accounts], 10**20)
-    coordinator = deploy_coordinator(w3, owner, approval_threshold_bps=config.approval_threshold_bps)
+    fund_accounts(w3, [owner], 10**20)
+    for i, account in enumerate(accounts):
+        fund_accounts(w3, [account], 10**20 + config.stake_of(i))
+    coordinator = deploy_coordinator(w3, owner, approval_threshold_bps=config.approval_threshold_bps,
+                                     min_committee_size=config.min_committee_size,
+                                     leader_blocks=config.leader_blocks)
     log.info("coordinator deployed at %s on chain %d", coordinator.address, w3.eth.chain_id)
 
     participants: list[Participant] = []
     for i, (account, domain) in enumerate(zip(accounts, domains, strict=False)):
-        coordinator.register_node(account, validator=True)
         params = config.train.model_copy(update={"seed": config.train.seed + i})
-        participants.append(Participant(
+        node = Participant(
             f"node-{i + 1}", account, domain_texts(domain), model_dir=model_dir, params=params,
             coordinator=coordinator, store=store, show_progress=config.show_progress,
-        ))
+        )
+        node.register(config.stake_of(i))
+        participants.append(node)
     domain_of = {p.address: d for p, d in zip(participants, domains, strict=False)}
 
     start = initial_adapter(model_dir, config.train, seed=config.adapter_seed)
@@ -194,19 +259,32 @@ def run_federation(
                             model_dir=fed.model_dir, base_loss=fed.base_loss, rounds=reports)
 
 
-def run_round(fed: Federation, *, leader: Participant | None = None) -> RoundReport:
-    """One round: open, every node trains and submits, the leader proposes, members vote.
+def _mine_until_next_block_is(w3: Web3, block: int) -> None:
+    """Mine empty blocks until a transaction sent now would land in ``block`` or later."""
+    advance_blocks(w3, max(0, block - 1 - int(w3.eth.block_number)))
 
-    ``leader`` overrides the default choice (the member with the lowest address);
-    the VRF committee of a later release replaces that rule.
+
+def run_round(fed: Federation) -> RoundReport:
+    """One round: open, train and submit, draw and claim seats, propose in rank order, vote, close.
+
+    Every node draws its VRF seat after the submission deadline and the
+    selected ones claim with their proofs (verified on-chain). After the claim
+    deadline the members take their proposing turns lowest output first: the
+    leader, then, if it stays silent for ``leader_blocks``, the next-ranked, and
+    so on. Seated members review and vote; a round that cannot commit (too few
+    seats, no proposal, rejection, timeout) fails and the previous global
+    adapter stays.
     """
     config, coordinator, owner, participants = fed.config, fed.coordinator, fed.owner, fed.participants
+    w3 = coordinator.w3
     began = time.perf_counter()
-    round_id, opened = coordinator.open_round(owner, config.submission_blocks, config.proposal_blocks,
-                                              config.voting_blocks)
+    round_id, opened = coordinator.open_round(owner, config.submission_blocks, config.claim_blocks,
+                                              config.proposal_blocks, config.voting_blocks,
+                                              expected_committee_size=config.expected_committee_size)
     gas = opened.gas_used
     info = coordinator.round_info(round_id)
-    log.info("round %d opened: submissions until block %d", round_id, info.submission_deadline)
+    log.info("round %d opened: submissions until block %d, seat claims until %d (k=%d)", round_id,
+             info.submission_deadline, info.claim_deadline, config.expected_committee_size)
 
     records = {}
     for p in participants:
@@ -215,42 +293,76 @@ def run_round(fed: Federation, *, leader: Participant | None = None) -> RoundRep
         gas += records[p.address].tx.gas_used
     previous = participants[0].pull_global()
 
-    w3 = coordinator.w3
-    advance_blocks(w3, max(0, info.submission_deadline - w3.eth.block_number + 1))
-    members = [p for p in participants if coordinator.is_committee_member(round_id, p.address)]
-    leader = leader or min(members, key=lambda p: p.address.lower())
-    aggregate, rejected, proposed = leader.propose(round_id, previous)
-    gas += proposed.gas_used
+    _mine_until_next_block_is(w3, info.submission_deadline + 1)
+    draws = {}
+    for p in participants:
+        draws[p.address] = p.draw_seat(round_id)
+        claimed = p.claim_seat(round_id, draws[p.address])
+        gas += claimed.gas_used if claimed else 0
+    _mine_until_next_block_is(w3, info.claim_deadline + 1)
+    order = coordinator.proposer_order(round_id)
+    log.info("round %d committee: %d seats of %d nodes, leader %s", round_id, len(order), len(participants),
+             order[0] if order else "(none)")
+
+    by_address = {p.address: p for p in participants}
+    aggregate, rejected = None, []
+    if len(order) >= config.min_committee_size:
+        for rank, address in enumerate(order):
+            turn = info.claim_deadline + 1 + rank * config.leader_blocks
+            if turn > info.proposal_deadline:
+                break
+            _mine_until_next_block_is(w3, turn)
+            try:
+                proposed = by_address[address].propose_if_turn(round_id, previous)
+            except ChainError as exc:  # e.g. nothing passed the gates: the next member may see it the same way
+                log.warning("round %d %s could not propose: %s", round_id, by_address[address].name, exc)
+                continue
+            if proposed is not None:
+                aggregate, rejected, tx = proposed
+                gas += tx.gas_used
+                break
+            log.info("round %d %s (rank %d) did not propose in its turn", round_id, by_address[address].name, rank)
 
     votes: dict[str, bool] = {}
-    for member in members:
+    for address in order:
         if coordinator.round_info(round_id).status.is_final:
             break
-        review = member.review_and_vote(round_id, previous, tolerance=config.vote_tolerance)
-        votes[member.address] = review.approve
-        gas += review.tx.gas_used if review.tx else 0
+        review = by_address[address].vote_if_member(round_id, previous, tolerance=config.vote_tolerance)
+        if review is not None:
+            votes[address] = review.approve
+            gas += review.tx.gas_used if review.tx else 0
 
     final = coordinator.round_info(round_id)
     if not final.status.is_final:
-        advance_blocks(w3, max(0, final.vote_deadline - w3.eth.block_number + 1))
+        closes = final.vote_deadline if final.status == RoundStatus.PROPOSED else (
+            final.claim_deadline if final.committee_size < config.min_committee_size else final.proposal_deadline)
+        _mine_until_next_block_is(w3, closes + 1)
         gas += coordinator.finalize_round(owner, round_id).gas_used
         final = coordinator.round_info(round_id)
+    outcome = coordinator.round_outcome(round_id)
+    proposal = coordinator.proposal(round_id)
     committed = cid_from_bytes(coordinator.global_adapter_cid())
     current = fetch_global_bundle(fed.store, committed)
     global_loss = evaluate_loss(fed.model_dir, current.tensors, fed.union_val, config.train)
+    ranks = {address: rank for rank, address in enumerate(order)}
     nodes = [
         NodeRoundReport(
             name=p.name, address=p.address, domain=fed.domain_of[p.address],
             sample_count=records[p.address].sample_count, loss_before=records[p.address].loss_before,
             loss_local=records[p.address].loss_local, loss_after=p.evaluate(current.tensors),
             vote=votes.get(p.address), gas_used=records[p.address].tx.gas_used,
+            vrf_output=draws[p.address].output, seated=p.address in ranks, rank=ranks.get(p.address),
         )
         for p in participants
     ]
     return RoundReport(
         round_id=round_id, status=final.status, submissions=final.submission_count,
-        accepted=len(aggregate.accepted), rejected=len(rejected),
+        accepted=len(aggregate.accepted) if aggregate else 0, rejected=len(rejected),
         committed_cid=committed if final.status == RoundStatus.COMMITTED else None,
         approvals=final.approvals, committee_size=final.committee_size, gas_used=gas,
         global_loss=global_loss, seconds=time.perf_counter() - began, nodes=nodes,
+        leader=by_address[order[0]].name if order else None,
+        proposer=by_address[proposal.proposer].name if proposal else None,
+        proposer_rank=proposal.rank if proposal else None,
+        failure_reason=outcome.failure_reason if outcome else None,
     )

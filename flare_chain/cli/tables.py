@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["render_table"]
+if TYPE_CHECKING:  # the federation imports torch; rendering a report must not need it
+    from flare_chain.federation import FederationReport, NodeRoundReport, RoundReport
+
+__all__ = ["render_round", "render_summary", "render_table", "short_hex"]
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: str | None = None) -> str:
@@ -27,3 +31,57 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return text in ("", "-")
     return True
+
+
+def short_hex(data: bytes, digits: int = 8) -> str:
+    """``0x`` and the first ``digits`` hex digits of ``data``, with an ellipsis: enough to tell outputs apart."""
+    return f"0x{data.hex()[:digits]}…"
+
+
+def _role(report: RoundReport, node: NodeRoundReport) -> str:
+    if not node.seated:
+        return "-"
+    roles = ["leader" if node.rank == 0 else f"rank {node.rank}"]
+    if report.proposer == node.name:
+        roles.append("proposed")
+    return ", ".join(roles)
+
+
+def render_round(report: RoundReport) -> str:
+    """One round: outcome, committee (seats, VRF outputs, leader, proposer) and a row per node."""
+    seated = ", ".join(f"{n.name} {short_hex(n.vrf_output)}" for n in report.committee) or "nobody"
+    if report.proposer is None:
+        proposed = "no proposal"
+    elif report.proposer == report.leader:
+        proposed = f"{report.proposer} (leader) proposed"
+    else:
+        proposed = f"{report.proposer} (rank {report.proposer_rank}) proposed after leader {report.leader} stayed silent"
+    outcome = report.status.name.lower()
+    if report.failure_reason is not None:
+        outcome += f" ({report.failure_reason.name.lower().replace('_', ' ')})"
+    title = (f"\nround {report.round_id}: {outcome}, {report.submissions} submissions, {report.accepted} accepted, "
+             f"{report.approvals}/{report.committee_size} approvals, gas {report.gas_used:,}, {report.seconds:.0f} s\n"
+             f"committee ({report.committee_size} of {len(report.nodes)} seated, lowest VRF output leads): "
+             f"{seated}; {proposed}\n"
+             f"committed CID: {report.committed_cid or '(none: previous adapter kept)'}\n"
+             f"global adapter held-out loss (union of nodes' held-out sets): {report.global_loss:.4f}")
+    return render_table(
+        ["node", "domain", "samples", "loss before", "local after", "global after", "VRF output", "seat", "vote",
+         "submit gas"],
+        [[n.name, n.domain, n.sample_count, f"{n.loss_before:.4f}", f"{n.loss_local:.4f}", f"{n.loss_after:.4f}",
+          short_hex(n.vrf_output), _role(report, n), {True: "yes", False: "no", None: "-"}[n.vote], n.gas_used]
+         for n in report.nodes],
+        title=title,
+    )
+
+
+def render_summary(result: FederationReport) -> str:
+    """Every round in one table: outcome, committee size, proposer, gas and the global loss against the base."""
+    return render_table(
+        ["round", "status", "committee", "proposer", "submissions", "accepted", "gas used", "global loss", "vs base"],
+        [["base", "-", "-", "-", "-", "-", "-", f"{result.base_loss:.4f}", "0.0%"]]
+        + [[r.round_id, r.status.name.lower(), r.committee_size, r.proposer or "-", r.submissions, r.accepted,
+            f"{r.gas_used:,}", f"{r.global_loss:.4f}", f"{100 * (r.global_loss / result.base_loss - 1):+.1f}%"]
+           for r in result.rounds],
+        title=f"summary: chain {result.chain_id}, coordinator {result.contract}, model {result.model_dir}",
+    )

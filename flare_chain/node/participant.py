@@ -1,9 +1,12 @@
-"""One participant's work in a round: pull, train, pin, submit; lead or review; vote.
+"""One participant's work in a round: pull, train, pin, submit; draw a seat; lead or review; vote.
 
-A ``Participant`` composes the pure parts (training, aggregation, gates) with
-the I/O it is handed (a coordinator client, a content store). It holds no
+A ``Participant`` composes the pure parts (training, aggregation, gates, VRF)
+with the I/O it is handed (a coordinator client, a content store). It holds no
 global state, so the in-process demo runs several side by side and the daemon
-runs one per process.
+runs one per process. Each committee step is its own method with at most one
+transaction, so a daemon can call them one at a time as blocks arrive:
+``claim_seat`` in the claim window, ``propose_if_turn`` after it, ``vote_if_member``
+once a proposal is on-chain.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from pathlib import Path
 import torch
 from eth_account.signers.local import LocalAccount
 
-from flare_chain.chain import CoordinatorClient, TxResult
+from flare_chain.chain import CoordinatorClient, RoundStatus, SeatDraw, TxResult
+from flare_chain.committee import sortition
 from flare_chain.committee.aggregate import AggregateResult, Rejection, build_aggregate, check_submissions
 from flare_chain.errors import ChainError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
@@ -122,6 +126,66 @@ class Participant:
 
     # ----------------------------------------------------------- committee
 
+    def register(self, stake_wei: int) -> TxResult:
+        """Register this node once, depositing ``stake_wei``; its account key is its VRF key.
+
+        The node takes part in rounds opened after this transaction.
+        """
+        tx = self.coordinator.register_node(self.account, stake_wei)
+        log.info("%s registered %s with stake %d wei (gas %d)", self.name, self.address, stake_wei, tx.gas_used)
+        return tx
+
+    def draw_seat(self, round_id: int) -> SeatDraw:
+        """This node's VRF draw for ``round_id`` (sends nothing): proof, output and whether it wins a seat."""
+        return self.coordinator.draw_seat(self.account, round_id)
+
+    def claim_seat(self, round_id: int, draw: SeatDraw | None = None) -> TxResult | None:
+        """In the claim window: claim a seat if this node's draw wins one; None when not selected or seated.
+
+        ``draw`` (from ``draw_seat``) saves recomputing the proof. The contract
+        verifies the proof itself, so this only spares an unselected node a
+        transaction that would revert with ``CoordinatorNotSelected``.
+        """
+        draw = draw if draw is not None else self.draw_seat(round_id)
+        if not draw.selected or self.coordinator.is_committee_member(round_id, self.address):
+            return None
+        tx = self.coordinator.claim_seat(self.account, round_id, draw.proof)
+        log.info("round %d %s: claimed a seat with VRF output %s (gas %d)", round_id, self.name,
+                 draw.output.hex()[:12], tx.gas_used)
+        return tx
+
+    def proposal_turn(self, round_id: int) -> int | None:
+        """First block in which this member may propose (rank r: claim deadline + 1 + r·leader blocks).
+
+        None when this node holds no seat. Meaningful after the claim deadline,
+        when the committee, and so the rank, no longer changes.
+        """
+        outputs = self.coordinator.seat_outputs(round_id)
+        if self.address not in outputs:
+            return None
+        rank = sortition.rank_of(outputs, self.address)
+        info = self.coordinator.round_info(round_id)
+        return info.claim_deadline + 1 + rank * self.coordinator.leader_blocks()
+
+    def propose_if_turn(
+        self, round_id: int, previous: GlobalAdapter
+    ) -> tuple[AggregateResult, list[Rejection], TxResult] | None:
+        """Propose when this member's turn has come and nobody has proposed yet; None otherwise.
+
+        "Has come" means the next block (the one a transaction sent now lands
+        in) is within this member's turn and the proposal deadline.
+        """
+        turn = self.proposal_turn(round_id)
+        if turn is None:
+            return None
+        info = self.coordinator.round_info(round_id)
+        next_block = int(self.coordinator.w3.eth.block_number) + 1
+        if info.status != RoundStatus.OPEN or not turn <= next_block <= info.proposal_deadline:
+            return None
+        if info.committee_size < self.coordinator.min_committee_size():
+            return None  # the contract would refuse any proposal; the round can only be finalized
+        return self.propose(round_id, previous)
+
     def propose(self, round_id: int, previous: GlobalAdapter) -> tuple[AggregateResult, list[Rejection], TxResult]:
         """As leader: gate every submission, aggregate the survivors, pin and propose the result."""
         submissions = self.coordinator.submissions(round_id)
@@ -170,6 +234,18 @@ class Participant:
         tx = self.coordinator.vote(self.account, round_id, approve)
         log.info("round %d %s: votes %s (%s)", round_id, self.name, "yes" if approve else "no", reason)
         return Review(approve=approve, reason=reason, loss_before=before, loss_after=after, tx=tx)
+
+    def vote_if_member(self, round_id: int, previous: GlobalAdapter, *, tolerance: float) -> Review | None:
+        """Review and vote when this node holds a seat, a proposal awaits votes and it has not voted; else None."""
+        if not self.coordinator.is_committee_member(round_id, self.address):
+            return None
+        info = self.coordinator.round_info(round_id)
+        next_block = int(self.coordinator.w3.eth.block_number) + 1
+        if info.status != RoundStatus.PROPOSED or next_block > info.vote_deadline:
+            return None
+        if self.coordinator.has_voted(round_id, self.address):
+            return None
+        return self.review_and_vote(round_id, previous, tolerance=tolerance)
 
 
 def initial_global_manifest(model_dir: Path, params: LoraTrainParams, tensors: dict[str, torch.Tensor]) -> Manifest:

@@ -13,12 +13,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_demo_prints_round_tables_and_summary(tmp_path: Path, tiny_model_dir: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["demo", "--nodes", "2", "--rounds", "2", "--model-dir", str(tiny_model_dir),
+    code = main(["demo", "--nodes", "2", "--rounds", "2", "--committee", "2", "--model-dir", str(tiny_model_dir),
                  "--work-dir", str(tmp_path), "--max-train-windows", "32", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.count("committed CID: bafy") == 2
     assert "round 1: committed" in out and "round 2: committed" in out
+    # the VRF committee: 2 equal stakes with k=2 seat both nodes; the leader proposes
+    assert out.count("committee (2 of 2 seated, lowest VRF output leads): node-") == 2
+    assert out.count("(leader) proposed") == 2 and "leader, proposed" in out
+    assert "rank 1" in out and "0x" in out
+    summary = out[out.index("summary:"):]
+    assert "committee" in summary and "proposer" in summary
     assert "lower than the base model" in out
 
 
@@ -27,6 +33,14 @@ def test_demo_rejects_a_bad_setting_with_one_line(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert code == 2
     assert "nodes" in err and "Traceback" not in err
+
+
+def test_demo_rejects_a_minimum_committee_above_k_with_one_line(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--committee", "3", "--min-committee", "4", "--work-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "min_committee_size=4" in err and "expected_committee_size=3" in err and "Traceback" not in err
 
 
 def test_demo_rejects_a_missing_model_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,8 +20,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture
 def fed(tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> Federation:
+    # k=3 of 3 equal stakes: every node wins a seat, so three honest reviewers judge each proposal
     return setup_federation(FederationConfig(nodes=3, rounds=1, work_dir=tmp_path, model_dir=tiny_model_dir,
-                                             train=tiny_train_params, show_progress=False))
+                                             train=tiny_train_params, expected_committee_size=3,
+                                             show_progress=False))
 
 
 def _swap(fed: Federation, index: int, cls: type[Participant]) -> Participant:
@@ -30,6 +32,16 @@ def _swap(fed: Federation, index: int, cls: type[Participant]) -> Participant:
                coordinator=honest.coordinator, store=honest.store, show_progress=False)
     fed.participants[index] = node
     return node
+
+
+def _swap_all(fed: Federation, cls: type[Participant]) -> None:
+    """Give every node ``cls``'s proposing code: whoever sortition makes leader misbehaves.
+
+    The leader is only known once seats are claimed, inside the round; the
+    classes below change ``propose`` alone, so every member still reviews honestly.
+    """
+    for i in range(len(fed.participants)):
+        _swap(fed, i, cls)
 
 
 class ManifestLiar(Participant):
@@ -72,7 +84,7 @@ def test_nan_update_is_left_out_and_the_round_still_commits(fed: Federation) -> 
 def test_manifest_hash_mismatch_is_rejected_by_gating(fed: Federation) -> None:
     # Prepare: node 1 pins an honest-looking update but submits a different manifest hash
     node = fed.participants[0]
-    round_id, _ = fed.coordinator.open_round(fed.owner, 40, 10, 20)
+    round_id, _ = fed.coordinator.open_round(fed.owner, 40, 10, 10, 20, expected_committee_size=3)
     previous = node.pull_global()
     delta = {k: torch.zeros_like(v) for k, v in previous.tensors.items()}
     manifest = previous.manifest.model_copy(update={"kind": "delta", "round": round_id, "node": node.address,
@@ -100,9 +112,11 @@ class ExcludingLeader(Participant):
 
 def test_leader_excluding_an_honest_update_is_voted_down_and_previous_adapter_stays(fed: Federation) -> None:
     before = fed.coordinator.global_adapter_cid()
-    leader_index = min(range(3), key=lambda i: fed.participants[i].address.lower())
-    leader = _swap(fed, leader_index, ExcludingLeader)
-    report = run_round(fed, leader=leader)
+    _swap_all(fed, ExcludingLeader)
+    report = run_round(fed)
+    assert report.proposer == report.leader and report.committee_size == 3
+    proposal = fed.coordinator.proposal(report.round_id)
+    assert proposal is not None and len(proposal.accepted) == 2
     assert report.status == RoundStatus.FAILED
     assert report.committed_cid is None
     assert fed.coordinator.global_adapter_cid() == before
@@ -126,8 +140,9 @@ class ForgingLeader(Participant):
 
 def test_forged_aggregate_is_not_reproduced_and_round_fails(fed: Federation) -> None:
     before = fed.coordinator.global_adapter_cid()
-    leader_index = min(range(3), key=lambda i: fed.participants[i].address.lower())
-    leader = _swap(fed, leader_index, ForgingLeader)
-    report = run_round(fed, leader=leader)
+    _swap_all(fed, ForgingLeader)
+    report = run_round(fed)
+    assert report.proposer == report.leader
     assert report.status == RoundStatus.FAILED
+    assert [n.vote for n in report.committee if n.vote is not None] == [False, False]
     assert fed.coordinator.global_adapter_cid() == before

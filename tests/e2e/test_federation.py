@@ -1,4 +1,4 @@
-"""A short federation on the tiny model: every part real, in one process."""
+"""A short federation on the tiny model: every part real, in one process, with the VRF committee."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_federation_commits_every_round_and_global_loss_falls(tmp_path: Path, tiny_model_dir: Path,
                                                                tiny_train_params) -> None:
-    # Prepare
-    config = FederationConfig(nodes=3, rounds=2, work_dir=tmp_path, model_dir=tiny_model_dir,
-                              train=tiny_train_params, show_progress=False)
+    # Prepare: 4 nodes of equal stake, k=3, so sortition seats each with probability 3/4
+    config = FederationConfig(nodes=4, rounds=2, work_dir=tmp_path, model_dir=tiny_model_dir,
+                              train=tiny_train_params, expected_committee_size=3, min_committee_size=2,
+                              show_progress=False)
     seen = []
     # Execute
     report = run_federation(config, on_round=seen.append)
@@ -27,11 +28,20 @@ def test_federation_commits_every_round_and_global_loss_falls(tmp_path: Path, ti
     assert seen == report.rounds
     for r in report.rounds:
         assert r.status == RoundStatus.COMMITTED
-        assert (r.submissions, r.accepted, r.rejected) == (3, 3, 0)
-        assert r.approvals >= 2 and r.committee_size == 3
+        assert (r.submissions, r.accepted, r.rejected) == (4, 4, 0)
+        assert 2 <= r.committee_size == len(r.committee) <= 4
+        assert r.approvals * 3 >= 2 * r.committee_size
+        # the leader holds the lowest VRF output of the seated members and it proposed
+        outputs = sorted(n.vrf_output for n in r.committee)
+        assert r.committee[0].vrf_output == outputs[0] and r.committee[0].rank == 0
+        assert r.leader == r.proposer == r.committee[0].name and r.proposer_rank == 0
+        # only seated members vote
+        assert all(n.seated for n in r.nodes if n.vote is not None)
         assert r.committed_cid is not None and r.committed_cid.startswith("bafy")
         assert r.gas_used > 0
     assert report.rounds[0].committed_cid != report.rounds[1].committed_cid
+    # a fresh draw each round: the VRF outputs change with the round's seed
+    assert {n.vrf_output for n in report.rounds[0].nodes}.isdisjoint(n.vrf_output for n in report.rounds[1].nodes)
     assert report.final_loss < report.base_loss
     # the committed adapter is a PEFT adapter whose bytes come back from the store under its CID
     store = ContentStore(tmp_path / "ipfs")
