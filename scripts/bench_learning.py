@@ -78,28 +78,30 @@ AGGREGATORS = ("fedavg", "median", "trimmed_mean", "multikrum", "gates_mi_fedavg
 class Setup:
     nodes: int = 10
     rounds: int = 3
-    steps: int = 16
+    robust_rounds: int = 1
+    steps: int = 8
     batch_size: int = 16
-    seq_len: int = 128
+    seq_len: int = 64
     learning_rate: float = 5e-3
     rank: int = 8
     max_windows: int = 256
-    val_windows: int = 32
+    val_windows: int = 16
     fractions: tuple[float, ...] = (0.2, 0.3, 0.4)
     attack_kinds: tuple[str, ...] = ATTACK_KINDS
     aggregators: tuple[str, ...] = AGGREGATORS
     compression_ranks: tuple[int, ...] = (1, 2, 4)
     cost_sizes: tuple[int, ...] = (10, 50, 100)
-    cost_layers: int = 32
+    cost_layers: int = 4
+    full_layers: int = 32
     cost_width: int = 4096
     cost_rank: int = 16
     device: str = "cpu"
-    threads: int = 2
+    threads: int = 1
 
 
-QUICK = Setup(nodes=5, rounds=2, steps=4, batch_size=8, seq_len=64, max_windows=48, val_windows=8,
+QUICK = Setup(nodes=5, rounds=2, robust_rounds=1, steps=4, batch_size=8, seq_len=64, max_windows=48, val_windows=8,
               fractions=(0.4,), attack_kinds=("sign_flip", "scale10", "nan", "colluding"),
-              compression_ranks=(1, 4), cost_sizes=(10, 20), cost_layers=2, cost_width=512)
+              compression_ranks=(1, 4), cost_sizes=(10, 20), cost_layers=2, full_layers=2, cost_width=512)
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -205,6 +207,7 @@ class RunResult:
     losses: list[float]
     failed_rounds: int = 0
     bytes_per_node: float = 0.0
+    payload_per_node: float = 0.0
     product_error: float = float("nan")
     tp: int = 0
     fp: int = 0
@@ -247,16 +250,16 @@ def exact() -> Aggregate:
 
 def run_federation(
     lab: Lab, name: str, aggregate: Aggregate, *, attack: str | None = None, fraction: float = 0.0,
-    wire: Callable[[str, Delta], tuple[Delta, int]] | None = None,
+    wire: Callable[[str, Delta], tuple[Delta, tuple[int, int]]] | None = None, rounds: int | None = None,
 ) -> RunResult:
-    """``setup.rounds`` rounds; the first ⌊fraction·n⌉ nodes attack with ``attack``."""
+    """``rounds`` (default ``setup.rounds``) rounds; the first ⌊fraction·n⌉ nodes attack with ``attack``."""
     nodes = sorted(lab.texts)
     attackers = set(nodes[: round(fraction * len(nodes))]) if attack else set()
     current = dict(lab.start)
     res = RunResult(name=name, final_loss=math.nan, losses=[])
-    sent_bytes: list[int] = []
+    sent_bytes: list[tuple[int, int]] = []
     errors: list[float] = []
-    for r in range(1, lab.setup.rounds + 1):
+    for r in range(1, (rounds or lab.setup.rounds) + 1):
         deltas = {n: lab.train(n, current, r, poisoned=(attack == "poison" and n in attackers)) for n in nodes}
         if attack == "colluding" and attackers:
             crafted = attacks.colluding_update([deltas[n] for n in nodes if n not in attackers])
@@ -288,7 +291,8 @@ def run_federation(
         current = new
         res.losses.append(lab.loss(current))
     res.final_loss = res.losses[-1]
-    res.bytes_per_node = sum(sent_bytes) / len(sent_bytes) if sent_bytes else 0.0
+    res.bytes_per_node = sum(b for b, _ in sent_bytes) / len(sent_bytes) if sent_bytes else 0.0
+    res.payload_per_node = sum(p for _, p in sent_bytes) / len(sent_bytes) if sent_bytes else 0.0
     res.product_error = sum(errors) / len(errors) if errors else math.nan
     return res
 
@@ -301,22 +305,27 @@ def _manifest(delta: Delta, dtype: str, rank: int) -> Manifest:
                     target_modules=["q_proj"], sample_count=1, dtype=dtype, shapes=tensor_shapes(delta))
 
 
-def dense_wire(dtype: str, rank: int) -> Callable[[str, Delta], tuple[Delta, int]]:
+Wire = Callable[[str, Delta], tuple[Delta, tuple[int, int]]]
+"""(node, delta) → (what the receiver gets, (file bytes, tensor payload bytes))."""
+
+
+def dense_wire(dtype: str, rank: int) -> Wire:
     wire = {"float32": torch.float32, "float16": torch.float16}[dtype]
 
-    def send(_node: str, delta: Delta) -> tuple[Delta, int]:
+    def send(_node: str, delta: Delta) -> tuple[Delta, tuple[int, int]]:
         data, _ = encode_delta(delta, _manifest(delta, dtype, rank))
-        return {k: v.to(wire).to(torch.float32) for k, v in delta.items()}, len(data)
+        payload = sum(v.numel() * wire.itemsize for v in delta.values())
+        return {k: v.to(wire).to(torch.float32) for k, v in delta.items()}, (len(data), payload)
     return send
 
 
-def powersgd_wire(rank: int) -> Callable[[str, Delta], tuple[Delta, int]]:
+def powersgd_wire(rank: int) -> Wire:
     compressors: dict[str, PowerSGDCompressor] = {}
 
-    def send(node: str, delta: Delta) -> tuple[Delta, int]:
+    def send(node: str, delta: Delta) -> tuple[Delta, tuple[int, int]]:
         comp = compressors.setdefault(node, PowerSGDCompressor(PowerSGDConfig(rank=rank, dtype="float16")))
         step = comp.step(delta)
-        return step.sent, len(encode(step.compressed))
+        return step.sent, (len(encode(step.compressed)), step.compressed.payload_bytes())
     return send
 
 
@@ -331,7 +340,9 @@ def compression_rows(lab: Lab) -> list[dict[str, object]]:
         rows.append({"section": "compression", "config": name, "final_loss": res.final_loss,
                      "loss_vs_baseline": res.final_loss / base.final_loss - 1,
                      "bytes_per_node_round": res.bytes_per_node,
-                     "reduction_vs_fp32": base.bytes_per_node / res.bytes_per_node})
+                     "reduction_vs_fp32": base.bytes_per_node / res.bytes_per_node,
+                     "payload_bytes": res.payload_per_node,
+                     "payload_reduction_vs_fp32": base.payload_per_node / res.payload_per_node})
     return rows
 
 
@@ -360,7 +371,8 @@ def robustness_rows(lab: Lab) -> list[dict[str, object]]:
         for attack, fraction in plan:
             strategies = _strategies(lab, round(fraction * lab.setup.nodes))
             for agg in lab.setup.aggregators:
-                res = run_federation(lab, agg, strategies[agg], attack=attack, fraction=fraction)
+                res = run_federation(lab, agg, strategies[agg], attack=attack, fraction=fraction,
+                                     rounds=lab.setup.robust_rounds)
                 if attack is None:
                     clean[agg] = res.final_loss
                 ref = clean["fedavg"]
@@ -378,7 +390,14 @@ def robustness_rows(lab: Lab) -> list[dict[str, object]]:
 
 
 def cost_rows(setup: Setup) -> list[dict[str, object]]:
-    """Time to gate and aggregate n generated updates of a realistic LoRA size (CPU, float32 updates)."""
+    """Time to gate and aggregate n generated updates of a realistic LoRA size (CPU, float32 updates).
+
+    Only ``cost_layers`` of the ``full_layers`` layers are generated (memory and
+    time on a small machine); every strategy and gate works module by module,
+    so the ``*_full_s`` columns scale the measured time by full/measured layers.
+    The MI filter's candidate forward passes need the full model and are not
+    timed; ``mi_nmi_matrix`` is its pairwise-NMI part on 512-token probes.
+    """
     rows = []
     r, w = setup.cost_rank, setup.cost_width
     keys = [f"layers.{layer}.{m}.lora_{ab}.weight" for layer in range(setup.cost_layers)
@@ -408,8 +427,11 @@ def cost_rows(setup: Setup) -> list[dict[str, object]]:
             began = time.perf_counter()
             fn(updates)
             timings[name] = time.perf_counter() - began
-        rows.append({"section": "cost", "config": f"n={n}", "n": n, "params_per_update": params_per_update,
-                     **{f"{k}_s": v for k, v in timings.items()}})
+        scale = setup.full_layers / setup.cost_layers
+        rows.append({"section": "cost", "config": f"n={n}", "n": n, "layers_measured": setup.cost_layers,
+                     "params_per_update": params_per_update, **{f"{k}_s": v for k, v in timings.items()},
+                     **{f"{k}_full_s": v * (1 if k == "mi_nmi_matrix" else scale) for k, v in timings.items()
+                        if k in ("fedavg", "median", "multikrum", "exact_lora", "gates_no_mi")}})
         log.info("cost n=%d: %s", n, {k: round(v, 2) for k, v in timings.items()})
     return rows
 
@@ -484,7 +506,7 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
     cost = [r for r in rows if r["section"] == "cost"]
     if cost:
         ax = axes[2]
-        for key in [k for k in cost[0] if k.endswith("_s")]:
+        for key in [k for k in cost[0] if k.endswith("_s") and not k.endswith("_full_s")]:
             ax.plot([r["n"] for r in cost], [r[key] for r in cost], marker="o", label=key[:-2])
         ax.set_xlabel("updates")
         ax.set_ylabel("seconds")
@@ -503,11 +525,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="where the CSV and PNG go")
     parser.add_argument("--sections", default="compression,exactness,robustness,cost")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--robust-rounds", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     setup = QUICK if args.quick else Setup()
-    changes = {k: v for k, v in (("device", args.device), ("rounds", args.rounds), ("threads", args.threads))
+    changes = {k: v for k, v in (("device", args.device), ("rounds", args.rounds), ("threads", args.threads),
+                                                  ("robust_rounds", args.robust_rounds))
                if v is not None}
     setup = Setup(**{**setup.__dict__, **changes})
     torch.set_num_threads(setup.threads)
