@@ -120,6 +120,7 @@ class CommitteeSettings(BaseModel):
 
     participate: bool = True
     vote_tolerance: float = Field(0.02, ge=0, le=1)
+    stake_wei: int | None = Field(None, ge=1, description="stake the daemon registers with; None: the contract's minimum")
 
 
 class NodeConfig(BaseModel):

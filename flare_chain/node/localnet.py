@@ -1,0 +1,172 @@
+"""A whole federation of daemons in one process: the daemon tests and ``scripts/bench_round.py`` use it.
+
+Real parts throughout: eth-tester running the compiled coordinator, the embedded
+content store, the tiny reference model. Daemons are stepped in turn (``tick``)
+and the harness mines one block per pass, standing in for the chain's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from flare_chain.chain import (
+    CoordinatorClient,
+    advance_blocks,
+    deploy_coordinator,
+    fund_accounts,
+    in_process_chain,
+)
+from flare_chain.ipfs import ContentStore, cid_to_bytes
+from flare_chain.lora.adapter import initial_adapter
+from flare_chain.lora.domains import available_domains, domain_texts
+from flare_chain.node.bundles import pin_global_bundle
+from flare_chain.node.daemon import Daemon, DaemonSettings, Faults, InjectedCrash, raise_crash
+from flare_chain.node.participant import initial_global_manifest
+from flare_chain.node.state import NodeState
+
+__all__ = ["ROUND_BLOCKS", "Net", "arm", "drive", "make_daemon", "make_net", "open_round", "register_all", "sent_by"]
+
+ROUND_BLOCKS = {"submission_blocks": 12, "claim_blocks": 6, "proposal_blocks": 12, "voting_blocks": 10}
+
+
+@dataclass
+class Net:
+    w3: Any
+    coordinator: CoordinatorClient
+    owner: LocalAccount
+    accounts: list[LocalAccount]
+    store: ContentStore
+    model_dir: Path
+    params: Any
+    texts: list[list[str]]
+    root: Path
+    daemons: list[Daemon] = field(default_factory=list)
+    crashes: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    node_stores: dict[int, Any] = field(default_factory=dict)
+    down_until: dict[int, int] = field(default_factory=dict)
+    faults: dict[int, Faults] = field(default_factory=dict)
+
+
+def make_net(root: Path, model_dir: Path, params: Any, *, nodes: int = 4, leader_blocks: int = 3,
+             node_stores: dict[int, Any] | None = None) -> Net:
+    w3 = in_process_chain()
+    owner = Account.from_key(keccak(text="daemon tests owner"))
+    accounts = [Account.from_key(keccak(text=f"daemon tests node {i}")) for i in range(nodes)]
+    fund_accounts(w3, [owner, *accounts], 10**20)
+    coordinator = deploy_coordinator(w3, owner, approval_threshold_bps=6666, leader_blocks=leader_blocks)
+    store = ContentStore(root / "ipfs", durable=False)
+    start = initial_adapter(model_dir, params, seed=0)
+    cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, params, start), model_dir, params)
+    coordinator.initialize_global_adapter(owner, cid_to_bytes(cid))
+    domains = available_domains()
+    texts = [domain_texts(domains[i % len(domains)]) for i in range(nodes)]
+    net = Net(w3, coordinator, owner, accounts, store, model_dir, params, texts, root,
+              node_stores=dict(node_stores or {}))
+    net.daemons = [make_daemon(net, i) for i in range(nodes)]
+    return net
+
+
+def arm(net: Net, i: int, points: set[str]) -> Faults:
+    """Give node ``i`` crash points that survive its restarts (each fires once), raising InjectedCrash."""
+    net.faults[i] = Faults(points, action=raise_crash)
+    net.daemons[i].faults = net.faults[i]
+    return net.faults[i]
+
+
+def make_daemon(net: Net, i: int, *, store: Any = None, settings: DaemonSettings | None = None) -> Daemon:
+    state = NodeState(net.root / f"node-{i}" / "state.sqlite")
+    params = net.params.model_copy(update={"seed": net.params.seed + i})
+    return Daemon(name=f"node-{i}", account=net.accounts[i], coordinator=net.coordinator,
+                  store=store or net.node_stores.get(i, net.store), state=state, texts=net.texts[i], model_dir=net.model_dir,
+                  params=params, settings=settings or DaemonSettings(poll_interval_s=0.01, backoff_s=0.01),
+                  faults=net.faults.get(i))
+
+
+def register_all(net: Net) -> None:
+    for d in net.daemons:
+        d.tick()
+
+
+def open_round(net: Net, *, expected_committee_size: int | None = None, **blocks: int) -> int:
+    """Open the next round. eth-tester mines a block per transaction, so windows grow with the node count."""
+    n = len(net.accounts)
+    k = expected_committee_size or n
+    scaled = {"submission_blocks": max(ROUND_BLOCKS["submission_blocks"], 2 * n + 4),
+              "claim_blocks": max(ROUND_BLOCKS["claim_blocks"], min(n, 2 * k) + 4),
+              "voting_blocks": max(ROUND_BLOCKS["voting_blocks"], min(n, 2 * k) + 4)}
+    round_id, _ = net.coordinator.open_round(net.owner, **{**ROUND_BLOCKS, **scaled, **blocks},
+                                             expected_committee_size=k)
+    return round_id
+
+
+def drive(net: Net, round_id: int, *, max_passes: int = 80, down_passes: dict[str, int] | None = None,
+          before_pass: Callable[[Net, int], None] | None = None) -> int:
+    """Tick every daemon and mine a block per pass until every node pulled the round's outcome.
+
+    A daemon that hits an injected crash is replaced by a fresh one on the same
+    state file (a restart), after ``down_passes[point]`` passes (default 0) of
+    being dead; any other exception is what ``Daemon.run`` would retry, so it
+    is recorded in ``net.errors`` and the node tries again next pass. Returns
+    the number of passes taken.
+    """
+    last: tuple[Any, ...] = ()
+    for n in range(max_passes):
+        if before_pass is not None:
+            before_pass(net, n)
+        for i, d in enumerate(net.daemons):
+            if net.down_until.get(i, -1) > n:
+                continue
+            try:
+                d.tick()
+            except InjectedCrash as crash:
+                net.crashes.append((i, str(crash)))
+                d.state.close()
+                net.down_until[i] = n + 1 + (down_passes or {}).get(str(crash), 0)
+                net.daemons[i] = make_daemon(net, i)
+            except Exception as exc:
+                net.errors.append((i, f"{type(exc).__name__}: {exc}"))
+        if all(d.state.is_final(round_id, "pull") for d in net.daemons):
+            return n + 1
+        now = _progress_marker(net, round_id)
+        advance_blocks(net.w3, _blocks_to_next_boundary(net, round_id) if now == last else 1)
+        last = now
+    raise AssertionError(f"round {round_id} not finished by every node after {max_passes} passes: "
+                         f"{[(d.name, [(s.step, s.status.value) for s in d.state.steps(round_id)]) for d in net.daemons]}")
+
+
+def _progress_marker(net: Net, round_id: int) -> tuple[Any, ...]:
+    """What changes when any node does anything: its steps' statuses, crashes and errors seen."""
+    steps = tuple((d.name, s.step, s.status.value) for d in net.daemons for s in d.state.steps(round_id))
+    return steps, len(net.crashes), len(net.errors)
+
+
+def _blocks_to_next_boundary(net: Net, round_id: int) -> int:
+    """A pass in which nobody acted: mine up to the block before the next phase or proposer turn starts."""
+    info = net.coordinator.round_info(round_id)
+    head = int(net.w3.eth.block_number)
+    lb = net.coordinator.leader_blocks()
+    marks = [info.submission_deadline + 1, info.claim_deadline + 1, info.proposal_deadline + 1,
+             info.vote_deadline + 1, *(info.claim_deadline + 1 + j * lb for j in range(1, 8))]
+    ahead = [m - 1 - head for m in marks if m - 1 > head]
+    return max(1, min(ahead, default=1))
+
+
+def sent_by(net: Net, address: str) -> list[str]:
+    """Function names of every transaction ``address`` sent, in chain order (from the blocks)."""
+    names = []
+    head = int(net.w3.eth.block_number)
+    for b in range(head + 1):
+        for tx in net.w3.eth.get_block(b, full_transactions=True)["transactions"]:
+            if tx["from"].lower() == address.lower() and tx.get("to") and \
+                    tx["to"].lower() == net.coordinator.address.lower():
+                fn, _ = net.coordinator.contract.decode_function_input(tx.get("input", tx.get("data")))
+                names.append(fn.fn_name)
+    return names
