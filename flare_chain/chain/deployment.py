@@ -162,7 +162,7 @@ def _deployment_tx(w3: Web3, client: CoordinatorClient) -> str:
     block = w3.eth.get_block(client.deployment_block, full_transactions=True)
     for tx in block["transactions"]:
         if tx.get("to") is None:  # type: ignore[union-attr]
-            receipt = w3.eth.get_transaction_receipt(tx["hash"])  # type: ignore[index]
+            receipt = w3.eth.get_transaction_receipt(tx["hash"])  # type: ignore[index,call-overload]
             if receipt["contractAddress"] == client.address:
                 return receipt["transactionHash"].to_0x_hex()
     raise ChainError(f"cannot find the transaction that created {client.address} in block {client.deployment_block}")
