@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml package.json package-lock.json
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	npm ci --no-audit --no-fund --loglevel=error
+	# Headless Chromium for the audit report's screenshot test: Debian's package, only when missing.
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "note: chromium not installed (needs apt-get as root); the audit HTML screenshot test will skip"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -60,6 +60,7 @@ def _png(fig: Any) -> str:
 
 def _plots(report: AuditReport) -> dict[str, str]:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -74,6 +75,7 @@ def _plots(report: AuditReport) -> dict[str, str]:
         ax.plot(*zip(*before, strict=True), marker="o", label="global adapter at round start")
     if after:
         ax.plot(*zip(*after, strict=True), marker="s", label="after local training")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("mean held-out loss")
     ax.set_title("Held-out loss reported in update manifests" if before or after
@@ -84,6 +86,7 @@ def _plots(report: AuditReport) -> dict[str, str]:
 
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.bar(ids, [r.gas_used for r in report.rounds], color="#4c72b0")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("gas used")
     ax.set_title("Gas per round (all transactions of the round, from receipts)")
@@ -118,7 +121,8 @@ def _plots(report: AuditReport) -> dict[str, str]:
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
-h1{font-size:1.5em} table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;padding:3px 8px}
+h1{font-size:1.5em} table{border-collapse:collapse;margin:1em 0;max-width:100%}
+td,th{border:1px solid #ccc;padding:3px 8px;overflow-wrap:anywhere}
 th{background:#f4f4f4;text-align:left} .pass{color:#1a7f37} .fail{color:#c62828;font-weight:bold}
 .unverifiable{color:#b26a00;font-weight:bold} .verdict{font-size:1.3em;padding:.5em 1em;display:inline-block}
 .ok{background:#e6f4ea} .bad{background:#fde7e7} .warn{background:#fff4e0} img{max-width:100%} code{font-size:.9em}

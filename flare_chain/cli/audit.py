@@ -13,10 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flare_chain.errors import ConfigError
 
-__all__ = ["EXIT_FINDINGS", "EXIT_UNVERIFIABLE", "parse_rounds", "register"]
+if TYPE_CHECKING:
+    from web3 import Web3
+
+__all__ = ["EXIT_FINDINGS", "EXIT_UNVERIFIABLE", "connect", "parse_rounds", "register"]
 
 EXIT_FINDINGS = 8
 EXIT_UNVERIFIABLE = 9
@@ -36,9 +40,14 @@ def parse_rounds(text: str) -> range:
     return range(first, last + 1)
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def connect(url: str, timeout_s: float) -> Web3:
+    """The Web3 the audit reads through (tests replace this to audit an in-process chain)."""
     from web3 import HTTPProvider, Web3
 
+    return Web3(HTTPProvider(url, request_kwargs={"timeout": timeout_s}))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
     from flare_chain.audit import ContentSource, load_target, run_audit
     from flare_chain.audit.report import render_text, write_html, write_json
     from flare_chain.ipfs import ContentStore, KuboClient
@@ -53,7 +62,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         cache = Path(args.cache) if args.cache else default_cache_dir() / "audit-ipfs"
         store = ContentStore(cache)
         kubo = KuboClient(args.ipfs, cache=store)
-    w3 = Web3(HTTPProvider(args.rpc, request_kwargs={"timeout": args.rpc_timeout_s}))
+    w3 = connect(args.rpc, args.rpc_timeout_s)
     try:
         report = run_audit(w3, target, ContentSource(store, kubo), rounds=rounds,
                            model_dir=Path(args.model_dir) if args.model_dir else None,
