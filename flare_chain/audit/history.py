@@ -111,9 +111,11 @@ class History:
     registrations: dict[str, NodeRegistration]
     rounds: dict[int, RoundHistory]
     prevrandao: dict[int, bytes] = field(default_factory=dict)
+    audited: list[int] = field(default_factory=list)
 
     def round_ids(self) -> list[int]:
-        return sorted(self.rounds)
+        """The rounds to check (``rounds`` of ``build_history``); the others are context only."""
+        return list(self.audited)
 
 
 def _where(e: EventLog) -> dict[str, object]:
@@ -183,7 +185,11 @@ def build_history(
     to_block: int,
     rounds: range | None = None,
 ) -> History:
-    """Group ``events`` into rounds (only ``rounds`` if given) and read proofs, gas and prevrandao."""
+    """Group ``events`` into rounds; read proofs, gas and prevrandao for ``rounds`` (default: all).
+
+    Every round's events are kept, so checks of a round can look at the one
+    before it (its seed, the adapter it left) even when only a range is audited.
+    """
     registrations: dict[str, NodeRegistration] = {}
     by_round: dict[int, RoundHistory] = {}
     initial: bytes | None = None
@@ -196,7 +202,7 @@ def build_history(
             )
         elif e.name == "GlobalAdapterInitialized":
             initial = bytes(e.args["cid"])
-        elif "round" in e.args and (rounds is None or int(e.args["round"]) in rounds):
+        elif "round" in e.args:
             _apply(by_round, e)
     params = ContractParams(
         approval_threshold_bps=int(reader.view("approvalThresholdBps")),
@@ -206,7 +212,9 @@ def build_history(
     history = History(chain_id=chain_id, address=reader.address, from_block=from_block, to_block=to_block,
                       params=params, seed0=seed_zero(chain_id, reader.address), initial_cid=initial,
                       registrations=registrations, rounds=by_round)
-    for r in by_round.values():
+    history.audited = sorted(rid for rid in by_round if rounds is None or rid in rounds)
+    for rid in history.audited:
+        r = by_round[rid]
         for seat in r.seats:
             r.proofs[seat.node] = _seat_proof(reader, seat)
         r.gas_used = sum(reader.gas_used(h) for h in r.tx_hashes)

@@ -165,7 +165,13 @@ def run_audit(
     findings: list[Finding] = []
     summaries: list[RoundSummary] = []
     ids = history.round_ids()
-    previous: bytes | None = history.initial_cid if (not ids or ids[0] == 1) else None
+    previous: bytes | None = history.initial_cid
+    for rid in sorted(history.rounds):  # the adapter left by the rounds before the audited range
+        if ids and rid >= ids[0]:
+            break
+        before = history.rounds[rid]
+        if before.committed and before.outcome is not None:
+            previous = before.outcome.global_cid
     with progress("audit: checking rounds", len(ids), unit="round", logger=log, enabled=show_progress) as bar:
         for rid in ids:
             r = history.rounds[rid]

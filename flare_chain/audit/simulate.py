@@ -118,7 +118,7 @@ class SimulatedFederation:
                 c.claim_seat(node, round_id, draw.proof)
         advance_blocks(w3, max(0, info.claim_deadline + 1 - int(w3.eth.block_number)))
         order = c.proposer_order(round_id)
-        by_address = {n.address: n for n in self.nodes}
+        by_address: dict[str, LocalAccount] = {n.address: n for n in self.nodes}
         if not order:
             return round_id
         passing, _rejected = check_submissions(self.store, round_id, c.submissions(round_id), previous)

@@ -63,10 +63,16 @@ def test_audit_command_names_each_finding_and_exits_nonzero(fresh, cli_args, tmp
     leaf = next(e.cid for e in store.ls(fresh.fed.round_cids[2][node]) if e.name == MANIFEST_FILE)
     store.block_path(leaf).write_bytes(b'{"forged": true}')
 
-    status = main([*cli_args, "--store", str(store.root), "--rounds", "2"])
+    out_json = tmp_path / "audit.json"
+    status = main([*cli_args, "--store", str(store.root), "--rounds", "2", "--json", str(out_json)])
 
     printed = capsys.readouterr().out
     assert status == audit_cli.EXIT_FINDINGS
+    doc = json.loads(out_json.read_text())
+    assert [r["round_id"] for r in doc["rounds"]] == [2]
+    # round 1 is context only: round 2's seed and starting adapter still check out against it
+    assert {f["check"]: f["status"] for f in doc["findings"] if f["check"] in ("seed-chain", "global-chain")} == {
+        "seed-chain": "pass", "global-chain": "pass"}
     assert re.search(rf"FAIL\s+cid-bytes\s+round 2 {node}", printed), printed
     assert "1 failed" in printed or "failed" in printed
 
