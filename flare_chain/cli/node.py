@@ -90,7 +90,7 @@ def build_daemon(config: Any, *, show_progress: bool | None = None) -> Any:
     )
     return Daemon(name=s.name, account=account, coordinator=coordinator, store=store,
                   state=NodeState(data_dir / "state.sqlite"), texts=texts, model_dir=model_dir,
-                  params=config.train_params(), settings=settings, faults=Faults.from_env())
+                  params=config.train_params(), settings=settings, faults=Faults.from_env(node=s.name))
 
 
 def _run(args: argparse.Namespace) -> int:

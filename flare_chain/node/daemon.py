@@ -18,8 +18,8 @@ are retried with exponential backoff; SIGTERM (``request_stop``) ends the loop
 between steps.
 
 Fault injection (for the crash tests, and nothing else): ``FLARE_FAULT`` holds
-comma-separated points ``<step>:<when>``; the process SIGKILLs itself the first
-time it reaches one. Points: ``train:before``, ``train:during`` (a timer fires
+comma-separated points ``<step>:<when>`` (``<node>@<step>:<when>`` for one node
+only); the process SIGKILLs itself the first time it reaches one. Points: ``train:before``, ``train:during`` (a timer fires
 0.3 s into training), ``train:after``, ``pin:before``, and for the transaction
 steps (``submit``, ``claim``, ``propose``, ``vote``) ``:before`` (intent
 recorded), ``:signed`` (stored, not broadcast), ``:sent`` (broadcast, not
@@ -34,7 +34,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,9 +111,14 @@ class Faults:
         self._action = action
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Faults:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, node: str | None = None) -> Faults:
+        """Points from ``FLARE_FAULT``; an entry ``<node>@<step>:<when>`` applies only to that node's daemon."""
         spec = (os.environ if env is None else env).get(FAULT_ENV, "")
-        points = {p.strip() for p in spec.split(",") if p.strip()}
+        points = set()
+        for entry in (e.strip() for e in spec.split(",") if e.strip()):
+            target, _, point = entry.rpartition("@")
+            if not target or target == node:
+                points.add(point)
         for p in points:
             step, _, when = p.partition(":")
             if step not in STEPS or when not in ("before", "during", "after", "signed", "sent", "done"):
@@ -261,7 +266,7 @@ class Daemon:
                             _short(exc), delay, failures)
                 self._wait(delay)
                 continue
-            if max_rounds is not None and self.rounds_pulled() >= max_rounds:
+            if max_rounds is not None and self.rounds_finished() >= max_rounds:
                 break
             if until is not None and until():
                 break
@@ -270,8 +275,9 @@ class Daemon:
         log.info("%s: stopped cleanly", self.name)
         return 0
 
-    def rounds_pulled(self) -> int:
-        return sum(1 for r in self.state.steps() if r.step == "pull" and r.status == StepStatus.DONE)
+    def rounds_finished(self) -> int:
+        """Rounds whose outcome this node has taken in (committed adapter pulled, or failure noted)."""
+        return sum(1 for r in self.state.steps() if r.step == "pull" and r.status.is_final)
 
     # ------------------------------------------------------------ one pass
 
@@ -503,8 +509,11 @@ class Daemon:
                     return
                 alpha = draw.alpha
                 params = vrf.compute_fast_verify_params(vrf.public_key(bytes(self.account.key)), draw.proof, alpha)
-                data = self.coordinator.contract.encode_abi("claimSeat", args=[
-                    round_id, list(params.proof_words()), list(params.u_point), list(params.v_components())])
+                args: list[Any] = [round_id, list(params.proof_words()), list(params.u_point),
+                                   list(params.v_components())]
+                if hasattr(params, "hash_roots"):  # the verifier's hash-to-curve witnesses, where the ABI takes them
+                    args.append(list(params.hash_roots))
+                data = self.coordinator.contract.encode_abi("claimSeat", args=args)
                 self.state.record_intent(round_id, "claim", {"output": draw.output.hex()})
             else:
                 data = "0x"  # a stored transaction is re-sent as is; data is unused

@@ -118,6 +118,7 @@ def drive(net: Net, round_id: int, *, max_passes: int = 80, down_passes: dict[st
     the number of passes taken.
     """
     last: tuple[Any, ...] = ()
+    net.down_until.clear()  # pass numbers restart with each round
     for n in range(max_passes):
         if before_pass is not None:
             before_pass(net, n)
@@ -139,7 +140,8 @@ def drive(net: Net, round_id: int, *, max_passes: int = 80, down_passes: dict[st
         advance_blocks(net.w3, _blocks_to_next_boundary(net, round_id) if now == last else 1)
         last = now
     raise AssertionError(f"round {round_id} not finished by every node after {max_passes} passes: "
-                         f"{[(d.name, [(s.step, s.status.value) for s in d.state.steps(round_id)]) for d in net.daemons]}")
+                         f"{[(d.name, [(s.step, s.status.value) for s in d.state.steps(round_id)]) for d in net.daemons]}"
+                         f"; last errors: {net.errors[-4:]}")
 
 
 def _progress_marker(net: Net, round_id: int) -> tuple[Any, ...]:

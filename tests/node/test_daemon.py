@@ -1,0 +1,314 @@
+"""The participant daemon against an in-process chain (eth-tester) and the embedded store.
+
+Rounds complete; a crash at any side-effect point resumes without a second
+transaction; SIGTERM stops between steps; RPC and IPFS outages are retried;
+altered bytes from an IPFS endpoint are refused and the update left out.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flare_chain.chain import RoundStatus
+from flare_chain.ipfs import ContentStore, KuboClient, serve_in_thread
+from flare_chain.lora.peft_files import load_peft_adapter
+from flare_chain.node.daemon import Faults
+from flare_chain.node.endpoint import EndpointStore
+from flare_chain.node.localnet import arm, drive, make_daemon, make_net, open_round, register_all, sent_by
+from flare_chain.node.state import StepStatus
+
+
+@pytest.fixture(scope="module")
+def fast_params(tiny_train_params):
+    """Even less training than the shared tiny settings: the daemon's plumbing is under test, not learning."""
+    return tiny_train_params.model_copy(update={"max_train_windows": 16, "max_val_windows": 8})
+
+
+def _close(net) -> None:
+    for d in net.daemons:
+        d.state.close()
+
+
+def _assert_nothing_sent_twice(net, rounds: int) -> None:
+    """Per node: one registration, at most one submission, seat claim and vote per round; no nonce reused."""
+    for account in net.accounts:
+        sent = sent_by(net, account.address)
+        counts = collections.Counter(sent)
+        assert counts["registerNode"] == 1
+        for fn in ("submitUpdate", "claimSeat", "vote", "proposeAggregate"):
+            assert counts[fn] <= rounds, f"{account.address} sent {fn} {counts[fn]} times in {rounds} round(s)"
+        # Every transaction this account ever sent was mined once: the nonce is exactly the count.
+        assert net.w3.eth.get_transaction_count(account.address) == len(sent)
+    for r in range(1, rounds + 1):
+        nodes = [s.node for s in net.coordinator.submissions(r)]
+        assert len(nodes) == len(set(nodes))
+
+
+def _assert_everyone_pulled(net, round_id: int) -> str:
+    outcome = net.coordinator.round_outcome(round_id)
+    assert outcome is not None and outcome.committed
+    cids = set()
+    for d in net.daemons:
+        pulled = d.state.get(round_id, "pull")
+        assert pulled is not None and pulled.status == StepStatus.DONE
+        tensors, _config = load_peft_adapter(Path(pulled.detail["dir"]))
+        assert tensors
+        cids.add(pulled.detail["cid"])
+    assert len(cids) == 1
+    return cids.pop()
+
+
+@pytest.mark.slow
+def test_four_daemons_complete_a_round_and_each_pulls_the_committed_adapter(tmp_path, tiny_model_dir,
+                                                                            fast_params) -> None:
+    net = make_net(tmp_path, tiny_model_dir, fast_params)
+    try:
+        register_all(net)
+        round_id = open_round(net)
+        drive(net, round_id)
+        assert net.coordinator.round_info(round_id).status == RoundStatus.COMMITTED
+        _assert_everyone_pulled(net, round_id)
+        _assert_nothing_sent_twice(net, 1)
+        assert net.coordinator.proposal(round_id).proposer == net.coordinator.leader(round_id)
+        for d in net.daemons:
+            steps = {s.step: s.status for s in d.state.steps(round_id)}
+            assert steps["train"] == steps["pin"] == steps["submit"] == steps["claim"] == StepStatus.DONE
+        assert not net.errors
+    finally:
+        _close(net)
+
+
+@pytest.mark.slow
+def test_crash_at_every_side_effect_point_resumes_without_a_second_transaction(tmp_path, tiny_model_dir,
+                                                                               fast_params) -> None:
+    net = make_net(tmp_path, tiny_model_dir, fast_params)
+    try:
+        register_all(net)
+        # Round 1: every node dies several times, at different points of every kind of step.
+        plan = {
+            0: {"train:during", "submit:sent", "claim:signed", "vote:sent", "propose:sent"},
+            1: {"train:after", "submit:signed", "claim:sent", "vote:signed", "propose:sent"},
+            2: {"pin:before", "submit:before", "claim:before", "vote:before", "propose:sent"},
+            3: {"submit:done", "claim:done", "vote:done", "propose:sent"},
+        }
+        for i, points in plan.items():
+            arm(net, i, points)
+        round_id = open_round(net)
+        drive(net, round_id)
+        fired = collections.Counter(point.split(":")[0] for _i, point in net.crashes)
+        assert fired["submit"] == 4 and fired["claim"] == 4 and fired["vote"] >= 2 and fired["propose"] == 1
+        _assert_everyone_pulled(net, round_id)
+        _assert_nothing_sent_twice(net, 1)
+        resent = [d.state.get(round_id, "submit") for d in net.daemons]
+        assert all(r.status == StepStatus.DONE and r.tx_hash for r in resent)
+
+        # Round 2: the leader dies just before proposing and stays down; the next-ranked member proposes.
+        net.crashes.clear()
+        for i in range(len(net.daemons)):
+            arm(net, i, set())  # disarm the round-1 points that did not fire (only one node proposed)
+        round_id = open_round(net)
+        leader_faults = {}
+
+        def arm_leader(net, n: int) -> None:
+            leader = net.coordinator.leader(round_id)
+            if leader is not None and not leader_faults:
+                i = [a.address for a in net.accounts].index(leader)
+                leader_faults[i] = arm(net, i, {"propose:before"})
+
+        drive(net, round_id, before_pass=arm_leader, down_passes={"propose:before": 8})
+        assert [p for _i, p in net.crashes] == ["propose:before"]
+        proposal = net.coordinator.proposal(round_id)
+        assert proposal.rank == 1 and proposal.proposer != net.coordinator.leader(round_id)
+        _assert_everyone_pulled(net, round_id)
+        _assert_nothing_sent_twice(net, 2)
+    finally:
+        _close(net)
+
+
+class _FaultyEndpoint(httpx.BaseTransport):
+    """In front of a real RPC server: down for the first ``down_s`` (simulated) seconds, then it
+    flips a byte in every block of the CIDs in ``tamper``."""
+
+    def __init__(self, url: str, clock: list[float], down_s: float) -> None:
+        self._inner = httpx.HTTPTransport()
+        self._url = url
+        self._clock = clock
+        self._down_s = down_s
+        self.tamper: set[str] = set()
+        self.refused = 0
+        self.altered = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._clock[0] < self._down_s:
+            self.refused += 1
+            raise httpx.ConnectError("connection refused (endpoint down)", request=request)
+        response = self._inner.handle_request(request)
+        if request.url.path.endswith("/block/get") and request.url.params.get("arg") in self.tamper:
+            body = bytearray(response.read())
+            body[-1] ^= 0xFF
+            self.altered += 1
+            return httpx.Response(response.status_code, headers=response.headers, content=bytes(body))
+        return response
+
+
+@pytest.mark.slow
+def test_ipfs_endpoint_down_30s_then_altering_an_update_is_survived(tmp_path, tiny_model_dir, fast_params,
+                                                                      caplog) -> None:
+    server_store = ContentStore(tmp_path / "served", durable=False)
+    handle = serve_in_thread(server_store)
+    clock = [0.0]
+
+    def fake_sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    transports = {i: _FaultyEndpoint(handle.url, clock, down_s=30.0) for i in range(4)}
+    stores = {i: EndpointStore(KuboClient(handle.url, transport=transports[i], retries=5, backoff_s=1.0,
+                                          max_backoff_s=10.0, sleep=fake_sleep,
+                                          cache=ContentStore(tmp_path / f"cache-{i}", durable=False)))
+              for i in range(4)}
+    net = make_net(tmp_path, tiny_model_dir, fast_params, node_stores=stores)
+    try:
+        for cid in net.store.pins():  # the round-0 adapter went into the local store; serve it
+            for block in _dag_blocks(net.store, cid):
+                server_store.put_block(block, net.store.get_block(block))
+            server_store.pin(cid)
+        register_all(net)
+        round_id = open_round(net)
+        victim = net.accounts[3].address
+
+        def tamper_once_submitted(net, n: int) -> None:
+            clock[0] += 5.0  # each pass stands for five seconds of wall time
+            for sub in net.coordinator.submissions(round_id):
+                if sub.node == victim and not transports[0].tamper:
+                    from flare_chain.ipfs import cid_from_bytes
+
+                    cid = cid_from_bytes(sub.cid)
+                    blocks = {str(c) for c in _dag_blocks(server_store, cid)}
+                    for t in transports.values():
+                        t.tamper = blocks
+
+        with caplog.at_level(logging.WARNING, logger="flare_chain"):
+            drive(net, round_id, before_pass=tamper_once_submitted)
+        assert transports[0].refused > 0 and clock[0] >= 30.0
+        assert sum(t.altered for t in transports.values()) > 0
+        proposal = net.coordinator.proposal(round_id)
+        assert victim not in proposal.accepted and len(proposal.accepted) == 3
+        assert any("hashed to" in r.getMessage() or "IntegrityError" in r.getMessage() or
+                   "leaving out" in r.getMessage() for r in caplog.records)
+        _assert_nothing_sent_twice(net, 1)
+        assert net.coordinator.round_info(round_id).status == RoundStatus.COMMITTED
+    finally:
+        _close(net)
+        handle.close()
+
+
+def _dag_blocks(store: ContentStore, cid: str) -> list:
+    from flare_chain.ipfs import dag
+
+    return list(dag.iter_dag(store.get_block, store.resolve(cid)))
+
+
+# ---------------------------------------------------------------- cheap: no training
+
+
+@pytest.fixture()
+def idle_net(tmp_path, tiny_model_dir, fast_params):
+    net = make_net(tmp_path, tiny_model_dir, fast_params, nodes=2)
+    yield net
+    _close(net)
+
+
+def test_restart_after_broadcast_resends_the_same_transaction(idle_net) -> None:
+    net = idle_net
+    arm(net, 0, {"register:sent"})
+    with pytest.raises(BaseException, match="register:sent"):
+        net.daemons[0].tick()
+    stored = net.daemons[0].state.get(0, "register")
+    assert stored.status == StepStatus.SIGNED
+    net.daemons[0].state.close()
+    net.faults.pop(0)
+    net.daemons[0] = make_daemon(net, 0)
+    net.daemons[0].tick()
+    done = net.daemons[0].state.get(0, "register")
+    assert done.status == StepStatus.DONE and done.tx_hash == stored.tx_hash and done.nonce == stored.nonce
+    assert net.coordinator.is_registered(net.accounts[0].address)
+    assert sent_by(net, net.accounts[0].address) == ["registerNode"]
+
+
+def test_restart_with_a_signed_but_unsent_transaction_sends_those_bytes(idle_net) -> None:
+    net = idle_net
+    arm(net, 1, {"register:signed"})
+    with pytest.raises(BaseException, match="register:signed"):
+        net.daemons[1].tick()
+    stored = net.daemons[1].state.get(0, "register")
+    assert not net.coordinator.is_registered(net.accounts[1].address)
+    net.daemons[1].state.close()
+    net.faults.pop(1)
+    net.daemons[1] = make_daemon(net, 1)
+    net.daemons[1].tick()
+    tx = net.w3.eth.get_transaction(stored.tx_hash)
+    assert tx["nonce"] == stored.nonce
+    assert sent_by(net, net.accounts[1].address) == ["registerNode"]
+
+
+def test_sigterm_finishes_the_step_under_way_then_stops(idle_net) -> None:
+    net = idle_net
+    daemon = net.daemons[0]
+    daemon.install_signal_handlers()
+    try:
+        # SIGTERM arrives after the registration is signed and stored, before it is broadcast.
+        daemon.faults = Faults({"register:signed"}, action=lambda p: os.kill(os.getpid(), signal.SIGTERM))
+        assert daemon.run() == 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert daemon.stopping
+    assert daemon.state.get(0, "register").status == StepStatus.DONE
+    assert net.coordinator.is_registered(net.accounts[0].address)
+
+
+def test_rpc_errors_are_retried_with_backoff_until_the_endpoint_returns(idle_net, caplog) -> None:
+    net = idle_net
+    daemon = net.daemons[1]
+    provider = net.w3.provider
+    real = provider.make_request
+    outage = {"left": 6}
+
+    def flaky(method, params):
+        if outage["left"] > 0:
+            outage["left"] -= 1
+            raise ConnectionError(f"RPC endpoint restarting ({method})")
+        return real(method, params)
+
+    waits: list[float] = []
+    daemon._sleep = waits.append
+    provider.make_request = flaky
+    provider._request_func_cache = (None, None)  # web3 caches the bound request function with its middleware
+    try:
+        with caplog.at_level(logging.WARNING, logger="flare_chain.node"):
+            daemon.run(until=lambda: daemon.state.is_final(0, "register"))
+    finally:
+        provider.make_request = real
+        provider._request_func_cache = (None, None)
+    assert net.coordinator.is_registered(net.accounts[1].address)
+    backoffs = [w for w in waits if w != daemon.settings.poll_interval_s]
+    assert len(backoffs) >= 1 and backoffs == sorted(backoffs)
+    assert any("retrying in" in r.getMessage() for r in caplog.records)
+
+
+def test_fault_points_from_the_environment_are_validated() -> None:
+    assert Faults.from_env({"FLARE_FAULT": "submit:sent, vote:before"}).points == {"submit:sent", "vote:before"}
+    assert Faults.from_env({}).points == set()
+    env = {"FLARE_FAULT": "node-2@vote:sent,node-1@train:during,pin:before"}
+    assert Faults.from_env(env, node="node-2").points == {"vote:sent", "pin:before"}
+    from flare_chain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not <step>:<when>"):
+        Faults.from_env({"FLARE_FAULT": "lunch:after"})
