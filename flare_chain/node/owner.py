@@ -145,10 +145,18 @@ def _wait_for_end(
 ) -> RoundStatus:
     started = time.monotonic()
     while True:
-        info = coordinator.round_info(round_id)
+        try:
+            info = coordinator.round_info(round_id)
+            head = int(coordinator.w3.eth.block_number)
+        except (ChainError, OSError) as exc:  # an RPC endpoint restarting: keep polling until the timeout
+            if time.monotonic() - started > settings.round_timeout_s:
+                raise ChainError(f"round {round_id}: the RPC endpoint kept failing for "
+                                 f"{settings.round_timeout_s:.0f} s ({exc})") from exc
+            log.warning("round %d: polling the chain failed (%s); retrying", round_id, exc)
+            sleep(max(settings.poll_interval_s, 1.0))
+            continue
         if info.status.is_final:
             return info.status
-        head = int(coordinator.w3.eth.block_number)
         stuck = (
             (info.status == RoundStatus.OPEN and head > info.claim_deadline
              and info.committee_size < coordinator.min_committee_size())

@@ -134,3 +134,25 @@ def test_taken_port_is_a_clear_config_error(server: DevChainServer) -> None:
     port = int(server.url.rsplit(":", 1)[1])
     with pytest.raises(ConfigError, match="--port"):
         DevChainServer(port=port, accounts=1)
+
+
+def test_cli_chain_serve_prints_accounts_and_stops_on_sigterm() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "flare_chain.cli.main", "chain", "serve", "--port", "0",
+                                "--accounts", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()  # type: ignore[union-attr]
+        assert "listening on http://127.0.0.1:" in first
+        url = first.split("listening on ")[1].strip()
+        lines = [process.stdout.readline() for _ in range(3)]  # type: ignore[union-attr]
+        assert "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266" in lines[1]
+        assert Web3(HTTPProvider(url)).eth.get_balance("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266") > 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -144,3 +144,18 @@ def test_round0_adapter_pinned_over_rpc_has_the_bundle_cid(tmp_path: Path, tiny_
                                  initial_global_manifest(tiny_model_dir, tiny_train_params, tensors),
                                  tiny_model_dir, tiny_train_params, only_hash=True)
     assert cid == expected  # nodes that rebuild the bundle in-process get the same CID
+
+
+def test_polling_survives_a_flaky_rpc(federation) -> None:
+    coordinator, owner, _ = federation
+    real = coordinator.round_info
+    failures = iter([True, True, False])
+
+    def flaky(round_id: int):
+        if next(failures, False):
+            raise ConnectionRefusedError("connection refused")
+        return real(round_id)
+
+    coordinator.round_info = flaky  # type: ignore[method-assign]
+    (summary,) = drive_rounds(coordinator, owner, FAST, sleep=lambda _s: None)
+    assert summary.status == RoundStatus.FAILED  # no committee, but the outage did not end the driver
