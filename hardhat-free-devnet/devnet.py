@@ -290,7 +290,7 @@ def start(args: argparse.Namespace) -> int:
                  "--ipfs", ipfs_url, "--node-config", str(configs[0].resolve()), "--rounds", str(args.rounds),
                  "--submission-blocks", str(args.submission_blocks), "--claim-blocks", str(args.claim_blocks),
                  "--proposal-blocks", str(args.proposal_blocks), "--voting-blocks", str(args.voting_blocks),
-                 "--committee-size", str(args.committee_size))
+                 "--committee-size", str(args.committee_size), *(["--mine"] if args.block_time <= 0 else []))
     env = {**os.environ, **_node_env(run, next(iter(nodes)), rpc_url, ipfs_url), PASSWORD_ENV: password}
     _say(f"driving {args.rounds} round(s); daemons keep running afterwards until stop")
     return subprocess.run(drive, env=env, cwd=REPO, check=False).returncode
