@@ -100,7 +100,9 @@ def check_submissions(
         fetched.append(CheckedUpdate(submission=sub, delta=delta, manifest=manifest))
 
     predictor = None
-    if settings.mutual_information and model_dir is not None and params is not None and fetched:
+    # Loading the model costs seconds; skip it when the filter would pass everyone anyway.
+    enough = len(fetched) >= max(4, settings.min_candidates - 1)
+    if settings.mutual_information and model_dir is not None and params is not None and enough:
         windows = probe if probe is not None else seed_probe_windows(
             probe_seed if probe_seed is not None else round_id,
             count=settings.probe_windows, seq_len=settings.probe_seq_len)
