@@ -343,7 +343,6 @@ def run_round(fed: Federation) -> RoundReport:
     proposal = coordinator.proposal(round_id)
     committed = cid_from_bytes(coordinator.global_adapter_cid())
     current = fetch_global_bundle(fed.store, committed)
-    global_loss = evaluate_loss(fed.model_dir, current.tensors, fed.union_val, config.train)
     ranks = {address: rank for rank, address in enumerate(order)}
     nodes = [
         NodeRoundReport(
@@ -355,6 +354,10 @@ def run_round(fed: Federation) -> RoundReport:
         )
         for p in participants
     ]
+    # Windows are all seq_len long, so the union's mean token loss is the window-weighted mean of the
+    # nodes' own: one pass over the held-out data instead of two.
+    windows = [p.val_windows.shape[0] for p in participants]
+    global_loss = sum(n.loss_after * w for n, w in zip(nodes, windows, strict=True)) / sum(windows)
     return RoundReport(
         round_id=round_id, status=final.status, submissions=final.submission_count,
         accepted=len(aggregate.accepted) if aggregate else 0, rejected=len(rejected),
