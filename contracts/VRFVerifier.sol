@@ -37,6 +37,8 @@ pragma solidity ^0.8.28;
 ///
 ///      Gas (cancun, optimizer 200, measured over witnet's vectors): about 11.6k plus 2.2k per
 ///      hash-to-curve try (mostly the modexp square root); a try succeeds with probability 1/2.
+///      `verifyWithHashRoots` takes those square roots from the prover instead (one `mulmod` each
+///      to check, plus 32 bytes of calldata), which is what `FlareCoordinator.claimSeat` uses.
 library VRFVerifier {
     /// @notice The points a proof's verification reads, to say which one failed a check.
     enum Operand {
@@ -91,6 +93,13 @@ library VRFVerifier {
     /// @notice The challenge recomputed from H, Gamma, U and V differs from the proof's `c`.
     error VRFVerifierChallengeMismatch(uint256 recomputed, uint256 c);
 
+    /// @notice `verifyWithHashRoots` got `count` hash-to-curve roots; it takes 1 to `maxCount`.
+    error VRFVerifierHashRootCount(uint256 count, uint256 maxCount);
+
+    /// @notice The supplied hash-to-curve `root` of try `ctr` is not the square root it must be
+    ///         (of −(x³+7) for a failed try, of x³+7 for the last), or the last try has no point.
+    error VRFVerifierHashRootInvalid(uint256 ctr, uint256 root);
+
     /// @notice No counter value in `tries` tries hashed to a curve point (probability ~2^-256).
     error VRFVerifierHashToCurveFailed(uint256 tries);
 
@@ -113,26 +122,84 @@ library VRFVerifier {
         uint256[2] memory uPoint,
         uint256[4] memory vComponents
     ) internal view returns (bytes32 beta) {
-        uint256 c = proof[2];
-        uint256 s = proof[3];
-        if (c == 0 || s == 0) revert VRFVerifierZeroScalar(c, s);
-        if (c >= _C_BOUND || s >= N) revert VRFVerifierScalarOutOfRange(c, s);
-
-        _requireCurvePoint(Operand.PublicKey, publicKey[0], publicKey[1]);
-        _requireCurvePoint(Operand.Gamma, proof[0], proof[1]);
-        _requireCurvePoint(Operand.UPoint, uPoint[0], uPoint[1]);
-        _requireCurvePoint(Operand.SH, vComponents[0], vComponents[1]);
-        _requireCurvePoint(Operand.CGamma, vComponents[2], vComponents[3]);
-
+        _requireWellFormed(publicKey, proof, uPoint, vComponents);
         (uint256 hx, uint256 hy) = hashToCurve(publicKey, message);
+        return _verifyWithHashPoint(publicKey, proof, hx, hy, uPoint, vComponents);
+    }
 
-        _requireWitnesses(publicKey, proof, hx, hy, uPoint, vComponents);
-        (uint256 vx, uint256 vy) = _subtract(vComponents);
+    /// @notice `verify` with the hash-to-curve square roots supplied by the prover: the same checks
+    ///         and result, with a `mulmod` per try where `verify` computes a square root.
+    /// @dev `hashRoots[i]` for every try but the last is a square root of `−(x_i³ + 7)`, which
+    ///      exists exactly when `x_i³ + 7` has none (−1 is not a square mod p, as p ≡ 3 mod 4), so
+    ///      it proves the try failed; the last is a square root of `x³ + 7`, giving `H`. `H` is thus
+    ///      the first try that succeeds, the point `hashToCurve` computes; no other roots pass.
+    ///      A try whose `x` is not below p (probability 2^-224) fails without a root (pass 0).
+    ///      `vrf.compute_fast_verify_params` makes them (`FastVerifyParams.hash_roots`). Saves
+    ///      about 1.4k gas per try (the modexp square root) and bounds the cost's spread.
+    /// @param publicKey The prover's public key `Y` as `[x, y]`.
+    /// @param proof `[Gamma-x, Gamma-y, c, s]`, the decoded 81-byte proof.
+    /// @param message The VRF input `alpha`.
+    /// @param uPoint The witness `U = s·B − c·Y` as `[x, y]`.
+    /// @param vComponents The witnesses `[sH-x, sH-y, cGamma-x, cGamma-y]`.
+    /// @param hashRoots One square root per hash-to-curve try, as above (1 to 256 entries).
+    /// @return beta `sha256(0xFE ‖ 0x03 ‖ compressed(Gamma))`, the VRF output.
+    function verifyWithHashRoots(
+        uint256[2] memory publicKey,
+        uint256[4] memory proof,
+        bytes memory message,
+        uint256[2] memory uPoint,
+        uint256[4] memory vComponents,
+        uint256[] memory hashRoots
+    ) internal view returns (bytes32 beta) {
+        _requireWellFormed(publicKey, proof, uPoint, vComponents);
+        (uint256 hx, uint256 hy) = hashToCurveWithRoots(publicKey, message, hashRoots);
+        return _verifyWithHashPoint(publicKey, proof, hx, hy, uPoint, vComponents);
+    }
 
-        uint256 recomputed = _challenge(hx, hy, proof, uPoint, vx, vy);
-        if (recomputed != c) revert VRFVerifierChallengeMismatch(recomputed, c);
+    /// @notice `H` as `hashToCurve` computes it, from prover-supplied square roots (see
+    ///         `verifyWithHashRoots`); reverts with `VRFVerifierHashRootInvalid` on a wrong root.
+    /// @param publicKey `[x, y]` of the prover's key.
+    /// @param message The VRF input `alpha`.
+    /// @param hashRoots One square root per try.
+    /// @return x The x-coordinate of `H`, below p.
+    /// @return y The even y-coordinate of `H`.
+    function hashToCurveWithRoots(uint256[2] memory publicKey, bytes memory message, uint256[] memory hashRoots)
+        internal
+        view
+        returns (uint256 x, uint256 y)
+    {
+        uint256 tries = hashRoots.length;
+        if (tries == 0 || tries > HASH_TO_CURVE_TRIES) revert VRFVerifierHashRootCount(tries, HASH_TO_CURVE_TRIES);
+        bytes memory input =
+            abi.encodePacked(SUITE, uint8(0x01), _prefix(publicKey[1]), publicKey[0], message, uint8(0));
+        uint256 start;
+        assembly ("memory-safe") {
+            start := add(input, 0x20)
+        }
+        uint256 last = tries - 1;
+        for (uint256 ctr = 0; ctr < last; ++ctr) {
+            _requireFailedTry(ctr, _sha256InPlace(start + input.length - 1, ctr, start, input.length), hashRoots[ctr]);
+        }
+        x = _sha256InPlace(start + input.length - 1, last, start, input.length);
+        y = _hashPointY(last, x, hashRoots[last]);
+    }
 
-        return sha256(abi.encodePacked(SUITE, uint8(0x03), _prefix(proof[1]), proof[0]));
+    /// @dev Revert unless `root` shows that try `ctr` (digest `x`) gave no point: `x ≥ p`, or
+    ///      `root² = −(x³ + 7)`, which has a solution exactly when `x³ + 7` has none (−1 is not a
+    ///      square mod p). `x³ + 7` is never 0: secp256k1 has no point of order 2.
+    function _requireFailedTry(uint256 ctr, uint256 x, uint256 root) private pure {
+        if (x >= P) return;
+        uint256 rhs = addmod(mulmod(mulmod(x, x, P), x, P), 7, P);
+        if (root >= P || mulmod(root, root, P) != P - rhs) revert VRFVerifierHashRootInvalid(ctr, root);
+    }
+
+    /// @dev The even y of the point with x-coordinate `x` (try `ctr`, the last), from `root`, a
+    ///      square root of `x³ + 7`; reverts if it is not one.
+    function _hashPointY(uint256 ctr, uint256 x, uint256 root) private pure returns (uint256) {
+        if (x >= P || root >= P || mulmod(root, root, P) != addmod(mulmod(mulmod(x, x, P), x, P), 7, P)) {
+            revert VRFVerifierHashRootInvalid(ctr, root);
+        }
+        return root & 1 == 1 ? P - root : root;
     }
 
     /// @notice `H`: `message` hashed onto the curve under `publicKey` by try-and-increment.
@@ -157,14 +224,7 @@ library VRFVerifier {
         }
         uint256 counter = start + length - 1;
         for (uint256 ctr = 0; ctr < HASH_TO_CURVE_TRIES; ++ctr) {
-            bool ok;
-            // The counter is the input's last byte; hash in place instead of copying per try.
-            assembly ("memory-safe") {
-                mstore8(counter, ctr)
-                ok := staticcall(gas(), _SHA256, start, length, 0x00, 0x20)
-                x := mload(0x00)
-            }
-            if (!ok) revert VRFVerifierPrecompileFailed(_SHA256);
+            x = _sha256InPlace(counter, ctr, start, length);
             if (x >= P) continue;
             uint256 rhs = addmod(mulmod(mulmod(x, x, P), x, P), 7, P);
             y = _modExp(rhs, _SQRT_EXPONENT);
@@ -173,6 +233,56 @@ library VRFVerifier {
             return (x, y);
         }
         revert VRFVerifierHashToCurveFailed(HASH_TO_CURVE_TRIES);
+    }
+
+    /// @dev sha256 of the `length` bytes at `start` after writing `ctr` into the byte at `counter`
+    ///      (the input's last byte: hashing in place instead of copying per try).
+    function _sha256InPlace(uint256 counter, uint256 ctr, uint256 start, uint256 length)
+        private
+        view
+        returns (uint256 digest)
+    {
+        bool ok;
+        assembly ("memory-safe") {
+            mstore8(counter, ctr)
+            ok := staticcall(gas(), _SHA256, start, length, 0x00, 0x20)
+            digest := mload(0x00)
+        }
+        if (!ok) revert VRFVerifierPrecompileFailed(_SHA256);
+    }
+
+    /// @dev Scalars in range, every supplied point on the curve.
+    function _requireWellFormed(
+        uint256[2] memory publicKey,
+        uint256[4] memory proof,
+        uint256[2] memory uPoint,
+        uint256[4] memory vComponents
+    ) private pure {
+        uint256 c = proof[2];
+        uint256 s = proof[3];
+        if (c == 0 || s == 0) revert VRFVerifierZeroScalar(c, s);
+        if (c >= _C_BOUND || s >= N) revert VRFVerifierScalarOutOfRange(c, s);
+        _requireCurvePoint(Operand.PublicKey, publicKey[0], publicKey[1]);
+        _requireCurvePoint(Operand.Gamma, proof[0], proof[1]);
+        _requireCurvePoint(Operand.UPoint, uPoint[0], uPoint[1]);
+        _requireCurvePoint(Operand.SH, vComponents[0], vComponents[1]);
+        _requireCurvePoint(Operand.CGamma, vComponents[2], vComponents[3]);
+    }
+
+    /// @dev The checks after `H` is known: the three witnesses, V, the challenge; then beta.
+    function _verifyWithHashPoint(
+        uint256[2] memory publicKey,
+        uint256[4] memory proof,
+        uint256 hx,
+        uint256 hy,
+        uint256[2] memory uPoint,
+        uint256[4] memory vComponents
+    ) private view returns (bytes32 beta) {
+        _requireWitnesses(publicKey, proof, hx, hy, uPoint, vComponents);
+        (uint256 vx, uint256 vy) = _subtract(vComponents);
+        uint256 recomputed = _challenge(hx, hy, proof, uPoint, vx, vy);
+        if (recomputed != proof[2]) revert VRFVerifierChallengeMismatch(recomputed, proof[2]);
+        return sha256(abi.encodePacked(SUITE, uint8(0x03), _prefix(proof[1]), proof[0]));
     }
 
     /// @dev Revert unless `(x, y)` is an affine point of secp256k1 in canonical form.

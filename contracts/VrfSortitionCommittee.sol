@@ -124,20 +124,23 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     /// @notice Claim a seat on the committee of `round` with a VRF proof on the round's input
     ///         (`vrfInput(round)`), in the claim window (after the submission deadline, until the
     ///         claim deadline).
-    /// @dev Arguments are those of `VRFVerifier.verify` less the key (the registered one) and the
-    ///      message (`vrfInput`); `flare_chain.committee.vrf.compute_fast_verify_params` makes them.
+    /// @dev Arguments are those of `VRFVerifier.verifyWithHashRoots` less the key (the registered
+    ///      one) and the message (`vrfInput`); `flare_chain.committee.vrf.compute_fast_verify_params`
+    ///      makes them.
     ///      Reverts with `VRFVerifier*` errors for a proof that does not verify: one made for another
     ///      round, seed or key fails the challenge (`VRFVerifierChallengeMismatch`) or a witness check.
     /// @param round the round whose committee to join.
     /// @param proof `[Gamma-x, Gamma-y, c, s]`, the decoded 81-byte proof.
     /// @param uPoint the witness `U = s·B − c·Y`.
     /// @param vComponents the witnesses `[sH-x, sH-y, cGamma-x, cGamma-y]`.
+    /// @param hashRoots one square root per hash-to-curve try (see `VRFVerifier.verifyWithHashRoots`).
     /// @return output the VRF output `beta` now recorded as the seat.
     function claimSeat(
         uint256 round,
         uint256[4] calldata proof,
         uint256[2] calldata uPoint,
-        uint256[4] calldata vComponents
+        uint256[4] calldata vComponents,
+        uint256[] calldata hashRoots
     ) external returns (bytes32 output) {
         Node memory node = _nodes[msg.sender];
         if (node.firstEligibleRound == 0) revert CoordinatorNotRegistered(msg.sender);
@@ -148,7 +151,9 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         mapping(address => bytes32) storage seats = _seats[round];
         if (seats[msg.sender] != 0) revert CoordinatorAlreadySeated(round, msg.sender);
 
-        output = VRFVerifier.verify(_publicKeys[msg.sender], proof, _vrfInput(round, seed), uPoint, vComponents);
+        output = VRFVerifier.verifyWithHashRoots(
+            _publicKeys[msg.sender], proof, _vrfInput(round, seed), uPoint, vComponents, hashRoots
+        );
         Sortition storage s = _sortitions[round];
         uint256 threshold = _threshold(s.expectedSize, node.stake, s.totalStake);
         if (output == 0 || uint256(output) >= threshold) revert CoordinatorNotSelected(round, output, threshold);

@@ -169,7 +169,7 @@ def _claims(fed: Federation, round_id: int, log: GasLog) -> dict[str, bytes]:
         output = vrf.proof_to_hash(proof)
         if 0 < int.from_bytes(output, "big") < bound:
             p = vrf.compute_fast_verify_params(vrf.public_key(bytes(node.key)), proof, alpha)
-            args = (list(p.proof_words()), list(p.u_point), list(p.v_components()))
+            args = (list(p.proof_words()), list(p.u_point), list(p.v_components()), list(p.hash_roots))
             log.add("claimSeat", fed.send(node, "claimSeat", round_id, *args))
             seats[node.address] = output
     return seats

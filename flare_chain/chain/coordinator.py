@@ -274,6 +274,7 @@ class CoordinatorClient:
             list(params.proof_words()),
             list(params.u_point),
             list(params.v_components()),
+            list(params.hash_roots),
         )
 
     def propose_aggregate(

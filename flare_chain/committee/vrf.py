@@ -55,6 +55,7 @@ __all__ = [
     "decompress",
     "fast_verify",
     "hash_to_curve",
+    "hash_to_curve_roots",
     "proof_to_hash",
     "prove",
     "public_key",
@@ -134,6 +135,31 @@ def hash_to_curve(public_key: bytes, alpha: bytes) -> Point:
     Deterministic; identical to witnet's ``hashToTryAndIncrement``.
     """
     return _hash_to_curve_point(decompress(public_key), alpha)
+
+
+def hash_to_curve_roots(public_key: bytes, alpha: bytes) -> tuple[int, ...]:
+    """The square roots that let a contract check ``hash_to_curve`` without computing any.
+
+    One per try, as ``VRFVerifier.verifyWithHashRoots`` takes them: for each
+    failed try a square root of ``−(x³ + 7)`` mod p (it exists exactly when
+    ``x³ + 7`` has none, since −1 is not a square mod p), 0 for the
+    (probability 2^-224) try whose ``x`` is not below p; for the last, the
+    square root of ``x³ + 7``, i.e. ``H``'s y up to sign. Deterministic.
+    """
+    prefix = bytes([SUITE, 0x01]) + ec.compress(decompress(public_key)) + bytes(alpha)
+    roots: list[int] = []
+    for ctr in range(_HASH_TO_CURVE_TRIES):
+        x = int.from_bytes(hashlib.sha256(prefix + bytes([ctr])).digest(), "big")
+        if x >= ec.P:
+            roots.append(0)
+            continue
+        rhs = (x * x * x + 7) % ec.P
+        root = pow(rhs, (ec.P + 1) // 4, ec.P)
+        if root * root % ec.P == rhs:
+            roots.append(root)
+            return tuple(roots)
+        roots.append(pow(ec.P - rhs, (ec.P + 1) // 4, ec.P))
+    raise IntegrityError(f"hash_to_curve found no curve point in {_HASH_TO_CURVE_TRIES} tries")
 
 
 def _hash_points(*points: Point) -> int:
@@ -265,6 +291,8 @@ class FastVerifyParams:
     u_point: Point
     s_h: Point
     c_gamma: Point
+    hash_roots: tuple[int, ...] = ()
+    """``hash_to_curve_roots`` of the key and message, for ``verifyWithHashRoots`` (and ``claimSeat``)."""
 
     def proof_words(self) -> tuple[int, int, int, int]:
         """``[gamma-x, gamma-y, c, s]``, the contract's ``uint256[4] proof``."""
@@ -297,7 +325,8 @@ def compute_fast_verify_params(public_key: bytes, proof: bytes, alpha: bytes) ->
     s_h, c_gamma = ec.mul(s, h), ec.mul(c, gamma)
     if u is None or s_h is None or c_gamma is None:
         raise InvalidProof("fastVerify witness has a point at infinity (s = 0, c = 0 or U = O)")
-    return FastVerifyParams(y_point, gamma, c, s, bytes(alpha), u, s_h, c_gamma)
+    roots = hash_to_curve_roots(public_key, alpha)
+    return FastVerifyParams(y_point, gamma, c, s, bytes(alpha), u, s_h, c_gamma, roots)
 
 
 def _point_address(point: Point) -> bytes:

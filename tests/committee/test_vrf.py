@@ -8,6 +8,7 @@ both sources.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -377,3 +378,22 @@ def test_any_single_byte_change_breaks_the_proof(sk: bytes, alpha: bytes, index:
 
     with pytest.raises(InvalidProof):
         verify(public_key(sk), bytes(pi), alpha)
+
+
+@settings(max_examples=50, deadline=None)
+@given(sk=secret_keys, alpha=alphas)
+def test_hash_to_curve_roots_prove_every_failed_try_and_give_H(sk: bytes, alpha: bytes) -> None:
+    # Prepare
+    pk = public_key(sk)
+    p = ec.P
+
+    # Execute
+    roots = vrf.hash_to_curve_roots(pk, alpha)
+
+    # Assert: a square root of -(x^3+7) for each failed try, of x^3+7 (H's y up to sign) at the end
+    prefix = bytes([vrf.SUITE, 0x01]) + pk + alpha
+    xs = [int.from_bytes(hashlib.sha256(prefix + bytes([i])).digest(), "big") for i in range(len(roots))]
+    for x, root in zip(xs[:-1], roots[:-1], strict=True):
+        assert x >= p or root * root % p == (-(x**3 + 7)) % p
+    hx, hy = hash_to_curve(pk, alpha)
+    assert xs[-1] == hx and roots[-1] in (hy, p - hy)

@@ -10,6 +10,7 @@ members' VRF outputs: the lowest first, the next one ``leaderBlocks`` later.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from enum import IntEnum
 
 import pytest
@@ -189,18 +190,65 @@ def test_claim_with_an_altered_proof_and_its_own_honest_witnesses_fails_the_chal
         network.coordinator.claim_seat(node, claim_round, altered)
 
 
+def test_claim_without_hash_roots_reverts_with_VRFVerifierHashRootCount(
+    network, reverts, claim_round, honest
+):
+    node, _, params = honest
+    with reverts("VRFVerifierHashRootCount", 0, 256):
+        network.coordinator.claim_seat_with_params(
+            node, claim_round, dataclasses.replace(params, hash_roots=())
+        )
+
+
+def test_claim_with_a_wrong_hash_root_reverts_with_VRFVerifierHashRootInvalid(
+    network, reverts, claim_round, honest
+):
+    node, _, params = honest
+    roots = params.hash_roots
+    bad_last = (*roots[:-1], roots[-1] + 1)
+    with reverts("VRFVerifierHashRootInvalid", len(roots) - 1, roots[-1] + 1):
+        network.coordinator.claim_seat_with_params(
+            node, claim_round, dataclasses.replace(params, hash_roots=bad_last)
+        )
+    # Claiming another try count: a failed try passed off as the point, or the point as a failed try.
+    other_count = roots[:1] if len(roots) > 1 else (*roots, 0)
+    with reverts("VRFVerifierHashRootInvalid", 0, roots[0]):
+        network.coordinator.claim_seat_with_params(
+            node, claim_round, dataclasses.replace(params, hash_roots=other_count)
+        )
+
+
 # ---------------------------------------------------------------- proofs made for something else
 
 
+def _first_bad_root(node, round_alpha: bytes, roots: tuple[int, ...]) -> tuple[int, int]:
+    """Where the contract's hash-to-curve check fails ``roots`` made for another input: (ctr, root)."""
+    prefix = bytes([vrf.SUITE, 0x01]) + vrf.public_key(bytes(node.key)) + round_alpha
+    p = ec.P
+    for ctr, root in enumerate(roots):
+        x = int.from_bytes(hashlib.sha256(prefix + bytes([ctr])).digest(), "big")
+        rhs = (x**3 + 7) % p
+        wanted = rhs if ctr == len(roots) - 1 else (p - rhs) % p
+        if x >= p or root >= p or root * root % p != wanted:
+            return ctr, root
+    raise AssertionError("the roots pass for the round's input")
+
+
 def _for_other_input(network, node, round_id: int, alpha: bytes, reverts, claim) -> None:
-    """A proof of ``alpha`` (not the round's input) fails whether its witnesses match it or the round."""
+    """A proof of ``alpha`` (not the round's input) fails whatever witnesses come with it."""
     proof = vrf.prove(bytes(node.key), alpha)
-    own_witnesses = compute_fast_verify_params(vrf.public_key(bytes(node.key)), proof, alpha)
-    # Witnesses for the proof's own input: s·H was computed with the wrong H.
-    with reverts("VRFVerifierWitnessMismatch", Operand.SH, *own_witnesses.s_h):
-        network.coordinator.claim_seat_with_params(claim, round_id, own_witnesses)
-    # Witnesses honest for the round's input (what claim_seat sends): the challenge differs.
+    own = compute_fast_verify_params(vrf.public_key(bytes(node.key)), proof, alpha)
     round_witnesses = _honest(network, node, round_id, proof)
+    # All witnesses for the proof's own input: the hash-to-curve roots are for another H.
+    with reverts(
+        "VRFVerifierHashRootInvalid", *_first_bad_root(node, _alpha(network, round_id), own.hash_roots)
+    ):
+        network.coordinator.claim_seat_with_params(claim, round_id, own)
+    # The round's roots but the proof's own s·H: s·H was computed with the wrong H.
+    mixed = dataclasses.replace(own, hash_roots=round_witnesses.hash_roots)
+    with reverts("VRFVerifierWitnessMismatch", Operand.SH, *own.s_h):
+        network.coordinator.claim_seat_with_params(claim, round_id, mixed)
+    # Witnesses honest for the round's input (what claim_seat sends): the challenge differs.
     with reverts(
         "VRFVerifierChallengeMismatch",
         _recomputed_challenge(network, node, round_id, round_witnesses),

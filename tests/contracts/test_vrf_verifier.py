@@ -79,6 +79,10 @@ class Harness:
     def verify(self, args: Args) -> bytes:
         return bytes(call_view(self.contract.functions.verify(*args), "verify", self.decoder))
 
+    def verify_with_hash_roots(self, args: Args, roots: tuple[int, ...]) -> bytes:
+        fn = self.contract.functions.verifyWithHashRoots(*args, list(roots))
+        return bytes(call_view(fn, "verifyWithHashRoots", self.decoder))
+
     def hash_to_curve(self, pk: Point, message: bytes) -> Point:
         x, y = call_view(self.contract.functions.hashToCurve(pk, message), "hashToCurve", self.decoder)
         return (x, y)
@@ -459,6 +463,43 @@ def test_verify_gas_is_well_under_the_claim_budget(harness: Harness) -> None:
     assert max(costs) < VERIFY_GAS_BUDGET
 
 
+def test_verify_with_hash_roots_costs_less_than_computing_the_roots(harness: Harness) -> None:
+    # Prepare: every witnet valid vector with its hash-to-curve roots
+    cases = [
+        compute_fast_verify_params(_bytes(c["pub"]), _bytes(c["pi"]), _bytes(c["message"]))
+        for c in SOL["verify"]["valid"]
+    ]
+
+    # Execute
+    computed = [harness.gas_used("verify", p.fast_verify_args()) for p in cases]
+    supplied = [
+        harness.gas_used("verifyWithHashRoots", (*p.fast_verify_args(), list(p.hash_roots))) for p in cases
+    ]
+
+    # Assert: same outputs, and cheaper for every vector (a modexp per try replaced by a mulmod)
+    assert all(
+        harness.verify_with_hash_roots(p.fast_verify_args(), p.hash_roots)
+        == harness.verify(p.fast_verify_args())
+        for p in cases
+    )
+    print(
+        f"\nverify {statistics.mean(computed):,.0f} gas vs verifyWithHashRoots {statistics.mean(supplied):,.0f}"
+    )
+    assert all(s < c for s, c in zip(supplied, computed, strict=True))
+
+
+@pytest.mark.parametrize(
+    "case", SOL["hashToTryAndIncrement"]["valid"], ids=_ids(SOL["hashToTryAndIncrement"]["valid"])
+)
+def test_hash_to_curve_with_roots_matches_witnet_hashToTryAndIncrement(
+    harness: Harness, case: dict[str, Any]
+) -> None:
+    pk, message = _point(case["publicKey"]), _bytes(case["message"])
+    roots = vrf.hash_to_curve_roots(_uncompressed(pk), message)
+    fn = harness.contract.functions.hashToCurveWithRoots(pk, message, list(roots))
+    assert tuple(call_view(fn, "hashToCurveWithRoots", harness.decoder)) == _point(case["hashPoint"])
+
+
 # -- properties ---------------------------------------------------------------------------------
 
 secret_keys = st.integers(min_value=1, max_value=ec.N - 1).map(lambda x: x.to_bytes(32, "big"))
@@ -478,9 +519,12 @@ def test_any_honest_proof_verifies_on_chain_to_pythons_beta(
     pk = public_key(sk)
     pi = prove(sk, alpha)
 
-    beta = harness.verify(_args(pk, pi, alpha))
+    params = compute_fast_verify_params(pk, pi, alpha)
+
+    beta = harness.verify(params.fast_verify_args())
 
     assert beta == verify(pk, pi, alpha)
+    assert harness.verify_with_hash_roots(params.fast_verify_args(), params.hash_roots) == beta
     assert harness.hash_to_curve(decompress(pk), alpha) == hash_to_curve(pk, alpha)
 
 
@@ -504,6 +548,8 @@ def test_any_single_byte_change_is_rejected_off_or_on_chain(
         args = _args(pk, bytes(pi), alpha)
     except InvalidProof:
         return  # the 81 bytes do not decode (bad prefix, Gamma off the curve, s >= n): never sent
-    with pytest.raises(ChainError) as info:  # ... and so does the contract
-        harness.verify(args)
-    assert info.value.error_name is not None and info.value.error_name.startswith("VRFVerifier")
+    roots = vrf.hash_to_curve_roots(pk, alpha)
+    for check in (lambda: harness.verify(args), lambda: harness.verify_with_hash_roots(args, roots)):
+        with pytest.raises(ChainError) as info:  # ... and so does the contract, either way
+            check()
+        assert info.value.error_name is not None and info.value.error_name.startswith("VRFVerifier")
