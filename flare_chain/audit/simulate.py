@@ -23,10 +23,11 @@ from eth_utils import keccak
 
 from flare_chain.audit.deployment import AuditTarget
 from flare_chain.audit.tester_chain import audit_ready_chain
-from flare_chain.chain import CoordinatorClient, advance_blocks, deploy_coordinator, fund_accounts
+from flare_chain.chain import CoordinatorClient, Submission, advance_blocks, deploy_coordinator, fund_accounts
 from flare_chain.chain.artifacts import ContractArtifact
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.chain.transactions import send_transaction
+from flare_chain.committee import sortition, vrf
 from flare_chain.committee.aggregate import CheckedUpdate, build_aggregate, check_submissions
 from flare_chain.errors import ChainError
 from flare_chain.ipfs import ContentStore, cid_to_bytes
@@ -92,7 +93,9 @@ class SimulatedFederation:
                                    phase_blocks + 2, len(self.nodes) + phase_blocks,
                                    expected_committee_size=self.expected_committee_size)
         previous = fetch_global_bundle(self.store, self._current_cid())
+        chain_id = int(w3.eth.chain_id)
         cids: dict[str, str] = {}
+        submissions: list[Submission] = []
         for i, node in enumerate(self.nodes):
             delta = self._delta(round_id, i, previous.shapes)
             loss = 3.0 - 0.05 * round_id
@@ -107,23 +110,33 @@ class SimulatedFederation:
             cid, digest = pin_update_bundle(self.store, delta, manifest)
             if i in bad_manifest_hash:
                 digest = keccak(digest)
-            c.submit_update(node, round_id, cid_to_bytes(cid), manifest.sample_count, digest)
+            tx = c.submit_update(node, round_id, cid_to_bytes(cid), manifest.sample_count, digest)
             cids[node.address] = cid
+            # What the UpdateSubmitted event says; kept here so generating a history scans no logs.
+            submissions.append(Submission(round_id=round_id, node=node.address, cid=cid_to_bytes(cid),
+                                          sample_count=manifest.sample_count, manifest_hash=digest,
+                                          block_number=tx.block_number, tx_hash=tx.tx_hash))
         self.round_cids[round_id] = cids
         info = c.round_info(round_id)
         advance_blocks(w3, max(0, info.submission_deadline + 1 - int(w3.eth.block_number)))
+        alpha = sortition.vrf_alpha(chain_id, c.address, round_id, info.seed)
+        total = STAKE_WEI * len(self.nodes)
+        outputs: dict[str, bytes] = {}
         for node in self.nodes:
-            draw = c.draw_seat(node, round_id)
-            if draw.selected:
-                c.claim_seat(node, round_id, draw.proof)
+            proof = vrf.prove(bytes(node.key), alpha)
+            output = vrf.proof_to_hash(proof)
+            if sortition.is_selected(output, self.expected_committee_size, STAKE_WEI, total):
+                c.claim_seat(node, round_id, proof)
+                outputs[node.address] = output
         advance_blocks(w3, max(0, info.claim_deadline + 1 - int(w3.eth.block_number)))
-        order = c.proposer_order(round_id)
+        order = sortition.leader_order(outputs)
         by_address: dict[str, LocalAccount] = {n.address: n for n in self.nodes}
         if not order:
             return round_id
-        passing, _rejected = check_submissions(self.store, round_id, c.submissions(round_id), previous)
+        passing, _rejected = check_submissions(self.store, round_id, submissions, previous)
         cid, accepted = (proposer or SimulatedFederation.honest_proposal)(self, round_id, previous, passing)
-        c.propose_aggregate(by_address[order[0]], round_id, cid_to_bytes(cid), list(accepted))
+        c.propose_aggregate(by_address[order[0]], round_id, cid_to_bytes(cid), list(accepted),
+                            committee=list(outputs))
         yes = len(order) if approvals is None else approvals
         for rank, member in enumerate(order):
             if c.round_info(round_id).status.is_final:

@@ -1,4 +1,4 @@
-"""Audit fixtures: one real two-round history per module, snapshotted so tests can rewrite round 2.
+"""Audit fixtures: one real history per session, snapshotted after round 1 so each test writes round 2.
 
 Building the chain, registering nodes and running round 1 is done once; each
 test reverts the chain to the snapshot taken after round 1, runs round 2 its
@@ -39,7 +39,7 @@ class AuditBench:
         return ContentStore(dest)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bench(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_train_params) -> AuditBench:
     fed = simulate(tmp_path_factory.mktemp("audit-store"), tiny_model_dir, tiny_train_params, nodes=4)
     fed.run_round()
