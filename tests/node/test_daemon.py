@@ -312,3 +312,10 @@ def test_fault_points_from_the_environment_are_validated() -> None:
 
     with pytest.raises(ConfigError, match="not <step>:<when>"):
         Faults.from_env({"FLARE_FAULT": "lunch:after"})
+
+
+def test_node_run_with_a_missing_config_names_the_fix(tmp_path, capsys) -> None:
+    from flare_chain.cli.main import main
+
+    assert main(["node", "run", "--config", str(tmp_path / "absent.toml")]) == 2
+    assert "does not exist; copy one from nodes/" in capsys.readouterr().err
