@@ -264,7 +264,8 @@ class CoordinatorClient:
 
         ``claim_seat`` builds them from a proof; this takes them whole, so tools
         that already hold them (or tests that alter one field) send exactly
-        what they pass. The key and message inside ``params`` are not sent: the
+        what they pass, ``hash_roots`` included (an empty tuple is refused on
+        chain). The key and message inside ``params`` are not sent: the
         contract uses the registered key and the round's own input.
         """
         return self._send(
