@@ -131,7 +131,8 @@ class SimulatedFederation:
         advance_blocks(w3, max(0, info.claim_deadline + 1 - int(w3.eth.block_number)))
         order = sortition.leader_order(outputs)
         by_address: dict[str, LocalAccount] = {n.address: n for n in self.nodes}
-        if not order:
+        if not order:  # nobody drew a seat: the round fails once its claim window is over
+            c.finalize_round(self.owner, round_id)
             return round_id
         passing, _rejected = check_submissions(self.store, round_id, submissions, previous)
         cid, accepted = (proposer or SimulatedFederation.honest_proposal)(self, round_id, previous, passing)
