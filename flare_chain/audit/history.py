@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
+from web3.exceptions import Web3Exception
 
 from flare_chain.audit.fetch import ChainReader, EventLog
 from flare_chain.chain.records import (
@@ -167,7 +168,7 @@ def _seat_proof(reader: ChainReader, seat: SeatClaim) -> SeatProof:
     sender = to_checksum_address(tx["from"])
     try:
         fn, args = reader.decode_call(seat.tx_hash)
-    except ValueError:
+    except (ValueError, Web3Exception):  # calldata that is not a call of this ABI
         return SeatProof(sender=sender, function="<undecodable>", round_id=None, proof_words=None)
     if fn != "claimSeat":
         return SeatProof(sender=sender, function=fn, round_id=None, proof_words=None)

@@ -1,0 +1,53 @@
+"""Chain-only checks on a real history whose records are then doctored, as a broken contract would allow."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flare_chain.audit import FAIL, PASS
+from flare_chain.audit.checks import check_proposer, check_seats, check_seed, check_votes, required_approvals
+from flare_chain.audit.fetch import ChainReader
+from flare_chain.audit.history import build_history
+from flare_chain.chain.artifacts import load_artifact
+
+
+def _history(fed):
+    w3, target = fed.coordinator.w3, fed.target
+    reader = ChainReader(w3, target.address, load_artifact("FlareCoordinator").abi, show_progress=False)
+    head = int(w3.eth.block_number)
+    return build_history(reader, reader.events(target.block, head), chain_id=target.chain_id,
+                         from_block=target.block, to_block=head)
+
+
+def test_doctored_seeds_seats_votes_and_turns_are_each_named(fresh) -> None:
+    history = _history(fresh.fed)
+    r = history.rounds[1]
+    assert {f.status for f in [check_seed(history, r), *check_seats(history, r), *check_votes(r),
+                               check_proposer(history, r)]} == {PASS}
+
+    # a seed not derived from the opening block's prevrandao
+    history.prevrandao[r.opened.block_number] = b"\x11" * 32
+    assert check_seed(history, r).status == FAIL
+
+    # a seat whose event output is not what its proof gives, and one under another node's key
+    forged, stolen = r.seats[0], r.seats[1]
+    r.seats[0] = dataclasses.replace(forged, output=b"\x00" * 31 + b"\x01")
+    history.registrations[stolen.node] = dataclasses.replace(
+        history.registrations[stolen.node], public_key=history.registrations[r.seats[2].node].public_key)
+    bad = {f.node: f.detail for f in check_seats(history, r) if f.status == FAIL}
+    assert set(bad) == {forged.node, stolen.node}
+    assert "SeatClaimed says" in bad[forged.node] and "does not verify" in bad[stolen.node]
+
+    # a vote from outside the committee, and a proposer out of its turn
+    outsider = fresh.fed.owner.address
+    r.votes.append(dataclasses.replace(r.votes[0], voter=outsider))
+    assert [(f.node, f.status) for f in check_votes(r) if f.status == FAIL] == [(outsider, FAIL)]
+    r.proposals[0] = dataclasses.replace(r.proposals[0], block_number=r.opened.claim_deadline)
+    assert check_proposer(history, r).status == FAIL
+
+
+def test_required_approvals_follows_the_contract_rule() -> None:
+    assert required_approvals(6666, 3) == 2
+    assert required_approvals(6666, 6) == 4
+    assert required_approvals(6667, 4) == 3
+    assert required_approvals(10_000, 5) == 5
