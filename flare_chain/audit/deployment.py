@@ -1,9 +1,10 @@
 """Where the audited contract lives: chain id, address and deployment block.
 
-The auditor starts from a deployment file. Until the project's own deployment
-record (``flare_chain.chain.deployment``) is available, a minimal JSON object
-``{"chain_id": 31337, "address": "0x…", "block": 12}`` is accepted; extra keys
-are ignored, so a richer record written by the deploy script reads here too.
+The auditor starts from a deployment file: the record ``flare-chain deploy``
+writes (``flare_chain.chain.deployment``, recognised by its ``format`` key and
+validated as such), or a minimal JSON object
+``{"chain_id": 31337, "address": "0x…", "block": 12}`` for deployments made
+by other means (``coordinator`` / ``deployment_block`` are accepted as names).
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def load_target(path: str | Path) -> AuditTarget:
         raise ConfigError(f"deployment file {path} is not readable JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"deployment file {path} must hold a JSON object with chain_id, address and block")
+    if "format" in doc:  # the deploy step's full record: validate it as such
+        from flare_chain.chain.deployment import load_deployment
+
+        record = load_deployment(path)
+        return AuditTarget(chain_id=record.chain_id, address=to_checksum_address(record.coordinator),
+                           block=record.deployment_block)
     # Accept the names a deploy script is likely to use as well as the short ones.
     aliases = (("coordinator", "address"), ("contract_address", "address"), ("deployment_block", "block"),
                ("chainId", "chain_id"))
