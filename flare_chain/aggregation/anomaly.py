@@ -105,13 +105,13 @@ class DirectionAnomalyGate(Gate):
             ref = coordinate_median(stacked)
             ref_sq += float((ref * ref).sum())
             d = stacked @ ref
-            s = (stacked * stacked).sum(dim=1)
+            row_sq = (stacked * stacked).sum(dim=1)
             for i in range(len(candidates)):
                 dots[i] += float(d[i])
-                sq[i] += float(s[i])
+                sq[i] += float(row_sq[i])
         out = []
-        for dot, s in zip(dots, sq, strict=True):
-            den = math.sqrt(s) * math.sqrt(ref_sq)
+        for dot, total in zip(dots, sq, strict=True):
+            den = math.sqrt(total) * math.sqrt(ref_sq)
             out.append(dot / den if den > 0 else 0.0)
         return out
 

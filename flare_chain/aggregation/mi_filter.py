@@ -29,6 +29,7 @@ import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from flare_chain.aggregation.base import ClientUpdate
 from flare_chain.aggregation.gates import Gate, GateContext
 from flare_chain.aggregation.robust import median, robust_z
 from flare_chain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flare_chain.lora.params import LoraTrainParams
 
 __all__ = [
     "MutualInformationFilter",
@@ -145,7 +149,7 @@ class MutualInformationFilter(Gate):
                             min_candidates=self.min_candidates)
 
 
-def model_predictor(model_dir: Path, params, probe: torch.Tensor) -> Predictor:  # params: LoraTrainParams
+def model_predictor(model_dir: Path, params: LoraTrainParams, probe: torch.Tensor) -> Predictor:
     """A :data:`Predictor` that runs the base model at ``model_dir`` with a LoRA adapter on ``probe``.
 
     The base model is loaded once; each call swaps the adapter tensors in and

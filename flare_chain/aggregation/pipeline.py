@@ -55,18 +55,18 @@ class GateSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_update_bytes: int = Field(256 * 2**20, ge=1, description="bound on a decoded update's size")
-    max_abs_value: float | None = Field(None, gt=0, description="bound on any entry; None: none")
-    duplicates: bool = Field(True, description="reject bit-identical updates from different nodes")
+    max_update_bytes: int = Field(default=256 * 2**20, ge=1, description="bound on a decoded update's size")
+    max_abs_value: float | None = Field(default=None, gt=0, description="bound on any entry; None: none")
+    duplicates: bool = Field(default=True, description="reject bit-identical updates from different nodes")
     norm: bool = True
-    norm_threshold: float = Field(3.5, gt=0, description="robust z-score bound on log update norms")
+    norm_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on log update norms")
     direction: bool = True
-    direction_threshold: float = Field(3.5, gt=0, description="robust z-score bound on cosine to the median")
-    mutual_information: bool = Field(True, description="run the MI filter when a predictor is available")
-    mi_threshold: float = Field(3.5, gt=0, description="robust z-score bound on median pairwise NMI")
-    min_candidates: int = Field(5, ge=3, description="below this many updates the statistical gates pass all")
-    probe_windows: int = Field(8, ge=1, description="probe windows of the MI filter")
-    probe_seq_len: int = Field(64, ge=2, description="tokens per probe window")
+    direction_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on cosine to the median")
+    mutual_information: bool = Field(default=True, description="run the MI filter when a predictor is available")
+    mi_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on median pairwise NMI")
+    min_candidates: int = Field(default=5, ge=3, description="below this many updates the statistical gates pass all")
+    probe_windows: int = Field(default=8, ge=1, description="probe windows of the MI filter")
+    probe_seq_len: int = Field(default=64, ge=2, description="tokens per probe window")
 
 
 def build_gates(settings: GateSettings | None = None, *, predictor: Predictor | None = None) -> list[Gate]:

@@ -201,10 +201,13 @@ class PowerSGDCompressor:
     def from_state_bytes(cls, data: bytes, config: PowerSGDConfig | None = None) -> PowerSGDCompressor:
         """Restore a compressor; ``config``, if given, must equal the saved one (else ConfigError)."""
         meta = _read_state_metadata(data)
+        raw_config = meta["config"]
         try:
-            saved = PowerSGDConfig(**meta["config"])
-        except (TypeError, KeyError) as exc:
-            raise UpdateError(f"compressor state has an unreadable config: {exc}") from None
+            if not isinstance(raw_config, dict):
+                raise TypeError("config is not a table")
+            saved = PowerSGDConfig(**raw_config)
+        except (TypeError, KeyError, ConfigError) as exc:
+            raise UpdateError(f"compressor state has an unreadable config ({exc}); delete it to start afresh") from None
         if config is not None and config != saved:
             field = next(k for k, v in _config_dict(config).items() if _config_dict(saved)[k] != v)
             raise ConfigError(
