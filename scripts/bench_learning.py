@@ -226,12 +226,15 @@ def plain(strategy) -> Aggregate:
     return run
 
 
-def gated(lab: Lab) -> Aggregate:
+def gated(lab: Lab, caught: dict[str, int]) -> Aggregate:
+    """Gates + MI filter + FedAvg; counts rejections per gate into ``caught``."""
     gates = build_gates(GateSettings(), predictor=lab.predict)
 
     def run(global_adapter: Delta, updates: list[ClientUpdate], _attackers: set[str]) -> tuple[Delta, set[str]]:
         outcome = run_gates(updates, global_adapter, gates)
         rejected = set(outcome.rejected_nodes)
+        for verdict in outcome.rejections:
+            caught[verdict.gate] = caught.get(verdict.gate, 0) + 1
         if not outcome.accepted:
             raise FlareError("every update was rejected")
         return apply_delta(global_adapter, FedAvg().aggregate(outcome.accepted)), rejected
@@ -355,12 +358,12 @@ def exactness_rows(lab: Lab) -> list[dict[str, object]]:
     return rows
 
 
-def _strategies(lab: Lab, n_attackers: int) -> dict[str, Aggregate]:
+def _strategies(lab: Lab, n_attackers: int, caught: dict[str, int]) -> dict[str, Aggregate]:
     n = lab.setup.nodes
     f = max(1, min(n_attackers, (n - 3) // 2))
     return {"fedavg": plain(FedAvg()), "median": plain(CoordinateMedian()),
             "trimmed_mean": plain(TrimmedMean(beta=min(0.45, max(0.1, n_attackers / n)))),
-            "multikrum": plain(MultiKrum(num_byzantine=f)), "gates_mi_fedavg": gated(lab)}
+            "multikrum": plain(MultiKrum(num_byzantine=f)), "gates_mi_fedavg": gated(lab, caught)}
 
 
 def robustness_rows(lab: Lab) -> list[dict[str, object]]:
@@ -369,7 +372,8 @@ def robustness_rows(lab: Lab) -> list[dict[str, object]]:
     plan = [(None, 0.0)] + [(k, fr) for k in lab.setup.attack_kinds for fr in lab.setup.fractions]
     with progress("robustness", total=len(plan) * len(lab.setup.aggregators), unit="run") as bar:
         for attack, fraction in plan:
-            strategies = _strategies(lab, round(fraction * lab.setup.nodes))
+            caught: dict[str, int] = {}
+            strategies = _strategies(lab, round(fraction * lab.setup.nodes), caught)
             for agg in lab.setup.aggregators:
                 res = run_federation(lab, agg, strategies[agg], attack=attack, fraction=fraction,
                                      rounds=lab.setup.robust_rounds)
@@ -384,6 +388,7 @@ def robustness_rows(lab: Lab) -> list[dict[str, object]]:
                     row["precision"] = res.tp / (res.tp + res.fp) if res.tp + res.fp else math.nan
                     row["recall"] = res.tp / (res.tp + res.fn) if res.tp + res.fn else math.nan
                     row["fpr"] = res.fp / (res.fp + res.tn) if res.fp + res.tn else math.nan
+                    row["caught_by"] = " ".join(f"{g}:{c}" for g, c in sorted(caught.items())) or "-"
                 rows.append(row)
                 bar.update(1, run=f"{attack}/{fraction}/{agg}")
     return rows

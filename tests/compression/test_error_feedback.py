@@ -168,3 +168,16 @@ def test_update_that_drops_a_tensor_with_carried_error_is_refused() -> None:
 def test_nan_update_is_refused_with_the_tensor_named() -> None:
     with pytest.raises(UpdateError, match="'w' contains NaN"):
         PowerSGDCompressor().step({"w": torch.tensor([float("nan")])})
+
+
+def test_state_with_an_invalid_saved_config_is_refused_as_corrupt() -> None:
+    import json
+
+    from safetensors.torch import save as st_save
+
+    from flare_chain.compression.error_feedback import STATE_METADATA_KEY
+
+    meta = {"version": 1, "config": {"rank": 0, "min_compression_rate": 2.0, "dtype": "float16", "seed": 0}}
+    data = st_save({"q/w": torch.zeros(3, 1)}, metadata={STATE_METADATA_KEY: json.dumps(meta)})
+    with pytest.raises(UpdateError, match=r"unreadable config .*delete it"):
+        PowerSGDCompressor.from_state_bytes(data)
