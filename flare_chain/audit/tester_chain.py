@@ -23,7 +23,7 @@ from typing import Any
 from eth_utils import keccak
 from web3 import Web3
 
-__all__ = ["FIXED_GAS_ESTIMATE", "audit_ready_chain"]
+__all__ = ["FIXED_GAS_ESTIMATE", "audit_ready_chain", "faithful_backend_class"]
 
 
 FIXED_GAS_ESTIMATE = 8_000_000
@@ -36,7 +36,12 @@ def _fixed_gas_estimate(state: Any, transaction: Any) -> int:
     return min(FIXED_GAS_ESTIMATE, int(state.gas_limit) // 3)
 
 
-def _backend_class() -> type:
+def faithful_backend_class() -> type:
+    """A ``PyEVMBackend`` subclass whose sealed blocks carry the prevrandao their transactions saw.
+
+    Drop-in where a ``PyEVMBackend`` is built (``cls()``, ``cls.from_mnemonic(...)``), e.g. by a dev
+    RPC server whose histories should be auditable.
+    """
     from eth.vm.forks import PragueVM
     from eth.vm.forks.cancun import get_total_blob_gas
     from eth_tester import PyEVMBackend
@@ -71,4 +76,4 @@ def audit_ready_chain() -> Web3:
     from eth_tester import EthereumTester
     from web3 import EthereumTesterProvider
 
-    return Web3(EthereumTesterProvider(EthereumTester(_fast_estimates(_backend_class()()))))
+    return Web3(EthereumTesterProvider(EthereumTester(_fast_estimates(faithful_backend_class()()))))
