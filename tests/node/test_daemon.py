@@ -1,7 +1,7 @@
 """The participant daemon against an in-process chain (eth-tester) and the embedded store.
 
-Rounds complete; a crash at any side-effect point resumes without a second
-transaction; SIGTERM stops between steps; RPC and IPFS outages are retried;
+Rounds complete even when every node crashes at every side-effect point, each
+resuming without a second transaction; SIGTERM stops between steps; RPC and IPFS outages are retried;
 altered bytes from an IPFS endpoint are refused and the update left out.
 """
 
@@ -66,26 +66,6 @@ def _assert_everyone_pulled(net, round_id: int) -> str:
 
 
 @pytest.mark.slow
-def test_four_daemons_complete_a_round_and_each_pulls_the_committed_adapter(tmp_path, tiny_model_dir,
-                                                                            fast_params) -> None:
-    net = make_net(tmp_path, tiny_model_dir, fast_params)
-    try:
-        register_all(net)
-        round_id = open_round(net)
-        drive(net, round_id)
-        assert net.coordinator.round_info(round_id).status == RoundStatus.COMMITTED
-        _assert_everyone_pulled(net, round_id)
-        _assert_nothing_sent_twice(net, 1)
-        assert net.coordinator.proposal(round_id).proposer == net.coordinator.leader(round_id)
-        for d in net.daemons:
-            steps = {s.step: s.status for s in d.state.steps(round_id)}
-            assert steps["train"] == steps["pin"] == steps["submit"] == steps["claim"] == StepStatus.DONE
-        assert not net.errors
-    finally:
-        _close(net)
-
-
-@pytest.mark.slow
 def test_crash_at_every_side_effect_point_resumes_without_a_second_transaction(tmp_path, tiny_model_dir,
                                                                                fast_params) -> None:
     net = make_net(tmp_path, tiny_model_dir, fast_params)
@@ -106,8 +86,11 @@ def test_crash_at_every_side_effect_point_resumes_without_a_second_transaction(t
         assert fired["submit"] == 4 and fired["claim"] == 4 and fired["vote"] >= 2 and fired["propose"] == 1
         _assert_everyone_pulled(net, round_id)
         _assert_nothing_sent_twice(net, 1)
-        resent = [d.state.get(round_id, "submit") for d in net.daemons]
-        assert all(r.status == StepStatus.DONE and r.tx_hash for r in resent)
+        for d in net.daemons:  # despite the crashes, every step ended done, each with one transaction
+            steps = {r.step: r for r in d.state.steps(round_id)}
+            assert all(steps[k].status == StepStatus.DONE for k in ("train", "pin", "submit", "claim", "pull"))
+            assert steps["submit"].tx_hash and steps["claim"].tx_hash
+        assert net.coordinator.proposal(round_id).proposer == net.coordinator.leader(round_id)
 
         # Round 2: the leader dies just before proposing and stays down; the next-ranked member proposes.
         net.crashes.clear()
