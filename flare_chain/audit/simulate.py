@@ -1,7 +1,7 @@
 """Generate real, auditable histories on an in-process chain: for the auditor's tests and benchmark.
 
 Everything is real except the training: the compiled coordinator on an
-eth-tester chain that reports its prevrandao (``tester_chain``), nodes
+eth-tester chain that reports its prevrandao (``chain.tester_backend``), nodes
 registered with stake and keys, update bundles (small random deltas shaped
 like the global adapter, with manifests) pinned to an embedded store and
 submitted, seats claimed with real VRF proofs, the leader's aggregate built by
@@ -22,10 +22,10 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from flare_chain.audit.deployment import AuditTarget
-from flare_chain.audit.tester_chain import audit_ready_chain
 from flare_chain.chain import CoordinatorClient, Submission, advance_blocks, deploy_coordinator, fund_accounts
 from flare_chain.chain.artifacts import ContractArtifact
 from flare_chain.chain.revert import ErrorDecoder
+from flare_chain.chain.tester_backend import audit_ready_chain
 from flare_chain.chain.transactions import send_transaction
 from flare_chain.committee import sortition, vrf
 from flare_chain.committee.aggregate import CheckedUpdate, build_aggregate, check_submissions

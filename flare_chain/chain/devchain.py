@@ -23,10 +23,12 @@ def in_process_chain() -> Web3:
     Its pre-funded accounts are unlocked (``w3.eth.accounts``); use
     ``fund_accounts`` to give locally generated keys ether.
     """
-    from eth_tester import EthereumTester, PyEVMBackend
+    from eth_tester import EthereumTester
     from web3 import EthereumTesterProvider
 
-    return Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend())))
+    from flare_chain.chain.tester_backend import IndexedPyEVMBackend
+
+    return Web3(EthereumTesterProvider(EthereumTester(IndexedPyEVMBackend())))
 
 
 def fund_accounts(

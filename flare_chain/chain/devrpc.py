@@ -137,9 +137,12 @@ class _Chain:
     """The RPC methods over one EthereumTester, each under the server's lock."""
 
     def __init__(self, accounts: int) -> None:
-        from eth_tester import EthereumTester, PyEVMBackend
+        from eth_tester import EthereumTester
 
-        backend = PyEVMBackend.from_mnemonic(DEV_MNEMONIC, num_accounts=accounts, hd_path="m/44'/60'/0'/0")
+        from flare_chain.chain.tester_backend import faithful_backend_class
+
+        # Blocks report the prevrandao their transactions saw, so devnet histories can be audited.
+        backend = faithful_backend_class().from_mnemonic(DEV_MNEMONIC, num_accounts=accounts, hd_path="m/44'/60'/0'/0")
         self.tester = EthereumTester(backend)
         self.lock = threading.RLock()
         self.chain_id = int(backend.chain.chain_id)

@@ -11,10 +11,10 @@ from eth_utils import keccak
 from web3 import Web3
 
 from flare_chain.audit import load_target
-from flare_chain.audit.tester_chain import audit_ready_chain
 from flare_chain.chain import deploy_coordinator, fund_accounts
 from flare_chain.chain.artifacts import load_artifact
 from flare_chain.chain.deployment import ConstructorParams, Deployment, artifact_hashes, write_deployment
+from flare_chain.chain.tester_backend import audit_ready_chain
 from flare_chain.errors import ConfigError
 
 ADDRESS = "0x" + "ab" * 20

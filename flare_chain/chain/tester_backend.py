@@ -1,4 +1,11 @@
-"""An in-process chain whose blocks report the ``prevrandao`` their transactions saw.
+"""eth-tester backends: transaction lookups by index, and blocks that report the ``prevrandao`` used.
+
+eth-tester finds a transaction (for a receipt, or each log ``eth_getLogs``
+returns) by scanning every block from the head down, so the cost of a lookup
+grows with the chain and reading a long history's logs grows with its square.
+py-evm keeps a hash → (block, index) lookup for canonical transactions;
+``IndexedPyEVMBackend`` uses it, with the same answers.
+
 
 eth-tester runs a block's transactions against a pending header and, when it
 seals the block, draws a fresh random ``mixHash`` for it, so the ``mixHash``
@@ -23,7 +30,7 @@ from typing import Any
 from eth_utils import keccak
 from web3 import Web3
 
-__all__ = ["FIXED_GAS_ESTIMATE", "audit_ready_chain", "faithful_backend_class"]
+__all__ = ["FIXED_GAS_ESTIMATE", "IndexedPyEVMBackend", "audit_ready_chain", "faithful_backend_class"]
 
 
 FIXED_GAS_ESTIMATE = 8_000_000
@@ -36,6 +43,47 @@ def _fixed_gas_estimate(state: Any, transaction: Any) -> int:
     return min(FIXED_GAS_ESTIMATE, int(state.gas_limit) // 3)
 
 
+def _indexed_backend_class() -> type:
+    from eth.exceptions import TransactionNotFound
+    from eth_tester import PyEVMBackend
+    from eth_tester.backends.pyevm import main as pyevm_main
+
+    def find(chain: Any, transaction_hash: bytes) -> tuple[Any, Any, int]:
+        pending = chain.get_block()
+        for index, transaction in enumerate(pending.transactions):
+            if transaction.hash == transaction_hash:
+                return pending, transaction, index
+        try:
+            number, index = chain.chaindb.get_transaction_index(transaction_hash)
+        except TransactionNotFound:
+            return pyevm_main._get_transaction_by_hash(chain, transaction_hash)  # raises eth-tester's error
+        block = chain.get_canonical_block_by_number(number)
+        if index >= len(block.transactions) or block.transactions[index].hash != transaction_hash:  # a stale lookup after a revert: scan as eth-tester does
+            return pyevm_main._get_transaction_by_hash(chain, transaction_hash)
+        return block, block.transactions[index], index
+
+    class IndexedPyEVMBackend(PyEVMBackend):  # type: ignore[misc]
+        """``PyEVMBackend`` with transaction lookups by py-evm's index instead of a scan of every block."""
+
+        def get_transaction_by_hash(self, transaction_hash: bytes) -> Any:
+            block, transaction, index = find(self.chain, transaction_hash)
+            is_pending = block.number == self.chain.get_block().number
+            return pyevm_main.serialize_transaction(block, transaction, index, is_pending)
+
+        def get_transaction_receipt(self, transaction_hash: bytes) -> Any:
+            block, transaction, index = find(self.chain, transaction_hash)
+            is_pending = block.number == self.chain.get_block().number
+            return pyevm_main.serialize_transaction_receipt(
+                block, block.get_receipts(self.chain.chaindb), transaction, index, is_pending,
+                self.chain.get_vm(),
+            )
+
+    return IndexedPyEVMBackend
+
+
+IndexedPyEVMBackend: type = _indexed_backend_class()
+
+
 def faithful_backend_class() -> type:
     """A ``PyEVMBackend`` subclass whose sealed blocks carry the prevrandao their transactions saw.
 
@@ -44,9 +92,8 @@ def faithful_backend_class() -> type:
     """
     from eth.vm.forks import PragueVM
     from eth.vm.forks.cancun import get_total_blob_gas
-    from eth_tester import PyEVMBackend
 
-    class PrevrandaoFaithfulBackend(PyEVMBackend):  # type: ignore[misc]
+    class PrevrandaoFaithfulBackend(IndexedPyEVMBackend):  # type: ignore[misc,valid-type]  # type: ignore[misc]
         def mine_blocks(self, num_blocks: int = 1, coinbase: Any = b"\x00" * 20) -> tuple[bytes, ...]:
             hashes = []
             for _ in range(num_blocks):
