@@ -58,6 +58,12 @@ Predictor = Callable[[Mapping[str, torch.Tensor]], np.ndarray]
 _PRINTABLE = [*range(32, 127), 10]
 
 
+MI_MIN_SCALE = 0.1
+"""Floor of the agreement scores' robust spread. Honest candidates often agree almost perfectly (spread
+near 0), and without a floor a drop of a few hundredths in NMI would count as a gross outlier; with it a
+candidate is dropped only when its agreement falls ``threshold`` × 0.1 below the round's median."""
+
+
 def seed_probe_windows(seed: bytes | int, *, count: int = 8, seq_len: int = 64) -> torch.Tensor:
     """``[count, seq_len]`` int64 token windows of printable ASCII bytes derived from ``seed`` only.
 
@@ -79,14 +85,25 @@ def seed_probe_windows(seed: bytes | int, *, count: int = 8, seq_len: int = 64) 
 
 
 def nmi_matrix(predictions: Sequence[np.ndarray]) -> np.ndarray:
-    """Symmetric ``[n, n]`` matrix of pairwise NMI (scikit-learn), ones on the diagonal."""
+    """Symmetric ``[n, n]`` matrix of pairwise NMI (scikit-learn), ones on the diagonal.
+
+    Where either labelling is constant the entry is the share of equal predictions instead.
+    """
     from sklearn.metrics import normalized_mutual_info_score
 
     n = len(predictions)
     out = np.ones((n, n), dtype=np.float64)
+    constant = [len(np.unique(p)) < 2 for p in predictions]
     for i in range(n):
         for j in range(i + 1, n):
-            v = float(normalized_mutual_info_score(predictions[i], predictions[j]))
+            if constant[i] or constant[j]:
+                # NMI ignores label names, so it calls any two constant labellings identical and a constant one
+                # unrelated to everything else; a small model that predicts one token almost everywhere would
+                # then look like an outlier for its few other tokens. The share of equal predictions is the
+                # agreement that still means something there.
+                v = float(np.mean(np.asarray(predictions[i]) == np.asarray(predictions[j])))
+            else:
+                v = float(normalized_mutual_info_score(predictions[i], predictions[j]))
             out[i, j] = out[j, i] = v
     return out
 
@@ -98,7 +115,7 @@ def agreement_scores(matrix: np.ndarray) -> list[float]:
 
 
 def nmi_outliers(
-    predictions: Mapping[str, np.ndarray], *, threshold: float = 3.5, min_scale: float = 0.02,
+    predictions: Mapping[str, np.ndarray], *, threshold: float = 3.5, min_scale: float = MI_MIN_SCALE,
     min_candidates: int = 4,
 ) -> dict[str, str]:
     """``{node: reason}`` for the candidates whose agreement is a low outlier; pure and deterministic.
@@ -128,7 +145,7 @@ class MutualInformationFilter(Gate):
 
     name = "mutual_information"
 
-    def __init__(self, predictor: Predictor, *, threshold: float = 3.5, min_scale: float = 0.02,
+    def __init__(self, predictor: Predictor, *, threshold: float = 3.5, min_scale: float = MI_MIN_SCALE,
                  min_candidates: int = 4) -> None:
         if not threshold > 0 or not math.isfinite(threshold):
             raise ConfigError(f"MI filter threshold must be a finite number > 0, got {threshold!r}")

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flare_chain.aggregation.anomaly import DirectionAnomalyGate, DuplicateGate, NormAnomalyGate
 from flare_chain.aggregation.base import ClientUpdate, canonical_order
 from flare_chain.aggregation.gates import Gate, GateContext, TensorPolicyGate
-from flare_chain.aggregation.mi_filter import MutualInformationFilter, Predictor
+from flare_chain.aggregation.mi_filter import MI_MIN_SCALE, MutualInformationFilter, Predictor
 
 __all__ = ["GateOutcome", "GateSettings", "GateVerdict", "build_gates", "run_gates"]
 
@@ -64,6 +64,7 @@ class GateSettings(BaseModel):
     direction_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on cosine to the median")
     mutual_information: bool = Field(default=True, description="run the MI filter when a predictor is available")
     mi_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on median pairwise NMI")
+    mi_min_scale: float = Field(default=MI_MIN_SCALE, gt=0, le=1, description="floor of the NMI spread")
     min_candidates: int = Field(default=5, ge=3, description="below this many updates the statistical gates pass all")
     probe_windows: int = Field(default=8, ge=1, description="probe windows of the MI filter")
     probe_seq_len: int = Field(default=64, ge=2, description="tokens per probe window")
@@ -80,7 +81,7 @@ def build_gates(settings: GateSettings | None = None, *, predictor: Predictor | 
     if s.direction:
         gates.append(DirectionAnomalyGate(s.direction_threshold, min_candidates=s.min_candidates))
     if s.mutual_information and predictor is not None:
-        gates.append(MutualInformationFilter(predictor, threshold=s.mi_threshold,
+        gates.append(MutualInformationFilter(predictor, threshold=s.mi_threshold, min_scale=s.mi_min_scale,
                                              min_candidates=max(4, s.min_candidates - 1)))
     return gates
 

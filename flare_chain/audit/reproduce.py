@@ -169,7 +169,13 @@ def reproduce_round(
     unavailable = sorted(n for n, s in content.submissions.items() if not s.ok)
     available = [s for s in r.submissions if content.submissions.get(s.node, None) is not None
                  and content.submissions[s.node].ok]
-    checked, rejected = check_submissions(source.store, rid, available, previous)
+    model_dir = models.find(previous.manifest.base_model_sha256)
+    if model_dir is None:  # without the model the MI filter cannot run, so neither check can be re-done
+        return both(UNVERIFIABLE, f"base model {previous.manifest.base_model_sha256[:16]}… not found; "
+                                  "pass --model-dir")
+    # The committee's gates, MI filter included (probe from the round's seed), when the base model is here.
+    checked, rejected = check_submissions(source.store, rid, available, previous, model_dir=model_dir,
+                                          params=params, probe_seed=r.opened.seed if r.opened else None)
     passing = [u.submission.node for u in checked]
     accepted = sorted(proposal.accepted, key=str.lower)
     findings: list[Finding] = []
@@ -197,7 +203,6 @@ def reproduce_round(
             f"accepted update(s) of {', '.join(missing)} cannot be decoded or failed the gates; "
             "their aggregate cannot be rebuilt")))
         return findings
-    model_dir = models.find(previous.manifest.base_model_sha256)
     if model_dir is None:
         findings.append(Finding("aggregate-cid", UNVERIFIABLE, rid, detail=(
             f"base model {previous.manifest.base_model_sha256[:16]}… not found; pass --model-dir")))

@@ -93,7 +93,7 @@ def faithful_backend_class() -> type:
     from eth.vm.forks import PragueVM
     from eth.vm.forks.cancun import get_total_blob_gas
 
-    class PrevrandaoFaithfulBackend(IndexedPyEVMBackend):  # type: ignore[misc,valid-type]  # type: ignore[misc]
+    class PrevrandaoFaithfulBackend(IndexedPyEVMBackend):  # type: ignore[misc,valid-type]
         def mine_blocks(self, num_blocks: int = 1, coinbase: Any = b"\x00" * 20) -> tuple[bytes, ...]:
             hashes = []
             for _ in range(num_blocks):

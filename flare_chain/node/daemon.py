@@ -44,7 +44,7 @@ from eth_account.signers.local import LocalAccount
 from flare_chain.chain import CoordinatorClient, RoundStatus, sort_addresses
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.committee import vrf
-from flare_chain.committee.aggregate import build_aggregate, check_submissions
+from flare_chain.committee.aggregate import build_aggregate
 from flare_chain.errors import ChainError, ConfigError, FlareError
 from flare_chain.ipfs import cid_from_bytes, cid_to_bytes
 from flare_chain.node.bundles import (
@@ -534,8 +534,8 @@ class Daemon:
                 previous = self._previous(round_id)
                 self.state.record_intent(round_id, "propose", {"rank": rank})
                 began = time.perf_counter()
-                accepted, rejected = check_submissions(self.store, round_id, self.coordinator.submissions(round_id),
-                                                       previous)
+                accepted, rejected = self.participant.gate_submissions(
+                    round_id, self.coordinator.submissions(round_id), previous)
                 for r in rejected:
                     log.warning("round %d %s: left out %s's update %s: %s", round_id, self.name, r.node, r.cid,
                                 r.reason)

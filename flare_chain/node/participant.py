@@ -12,15 +12,22 @@ once a proposal is on-chain.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from eth_account.signers.local import LocalAccount
 
-from flare_chain.chain import CoordinatorClient, RoundStatus, SeatDraw, TxResult
+from flare_chain.chain import CoordinatorClient, RoundStatus, SeatDraw, Submission, TxResult
 from flare_chain.committee import sortition
-from flare_chain.committee.aggregate import AggregateResult, Rejection, build_aggregate, check_submissions
+from flare_chain.committee.aggregate import (
+    AggregateResult,
+    CheckedUpdate,
+    Rejection,
+    build_aggregate,
+    check_submissions,
+)
 from flare_chain.errors import ChainError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.base import base_model_id, model_fingerprint
@@ -186,10 +193,22 @@ class Participant:
             return None  # the contract would refuse any proposal; the round can only be finalized
         return self.propose(round_id, previous)
 
+    def gate_submissions(
+        self, round_id: int, submissions: Sequence[Submission], previous: GlobalAdapter
+    ) -> tuple[list[CheckedUpdate], list[Rejection]]:
+        """Run the committee's gates, MI filter included, exactly as every member and the auditor do.
+
+        The MI filter's probe windows come from the round's on-chain seed, fixed
+        when the round opened, so every member draws the same probe.
+        """
+        seed = self.coordinator.round_info(round_id).seed
+        return check_submissions(self.store, round_id, submissions, previous,
+                                 model_dir=self.model_dir, params=self.params, probe_seed=seed)
+
     def propose(self, round_id: int, previous: GlobalAdapter) -> tuple[AggregateResult, list[Rejection], TxResult]:
         """As leader: gate every submission, aggregate the survivors, pin and propose the result."""
         submissions = self.coordinator.submissions(round_id)
-        accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
+        accepted, rejected = self.gate_submissions(round_id, submissions, previous)
         if not accepted:
             raise ChainError(f"round {round_id}: no submission passed the gates ({len(rejected)} rejected); "
                              "nothing to propose, the round will fail at its proposal deadline")
@@ -212,7 +231,7 @@ class Participant:
         proposal = self.coordinator.proposal(round_id)
         if proposal is None:
             return False, "no proposal on-chain", loss_before, None
-        passing, _rejected = check_submissions(self.store, round_id, self.coordinator.submissions(round_id), previous)
+        passing, _rejected = self.gate_submissions(round_id, self.coordinator.submissions(round_id), previous)
         passing_nodes = sorted(u.submission.node.lower() for u in passing)
         proposed_nodes = sorted(a.lower() for a in proposal.accepted)
         if passing_nodes != proposed_nodes:

@@ -104,3 +104,16 @@ def test_real_model_filter_drops_a_boosted_update(tiny_model_dir, tiny_train_par
     again = gate.screen(updates, GateContext(global_tensors=start))
     # Assert
     assert list(verdicts) == ["n4"] and verdicts == again
+
+
+def test_a_model_that_predicts_one_token_almost_everywhere_is_not_an_outlier() -> None:
+    # Prepare: a small model predicts token 7 everywhere; one honest node differs on 3 of 400 positions,
+    # which plain NMI would score 0 against every constant labelling. One node predicts another token.
+    preds = {f"node-{i:02d}": np.full(400, 7) for i in range(5)}
+    preds["node-01"][[10, 200, 390]] = 3
+    preds["node-04"] = np.full(400, 9)
+    # Execute
+    verdicts = nmi_outliers(preds)
+    # Assert: only the node that agrees nowhere is dropped
+    assert set(verdicts) == {"node-04"}
+    assert nmi_matrix([preds["node-00"], preds["node-01"]])[0, 1] == pytest.approx(397 / 400)
