@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.flare-installed
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-slow test-all lint clean
 
 setup: $(STAMP)
 
@@ -27,12 +27,16 @@ $(STAMP): pyproject.toml package.json package-lock.json
 demo: $(STAMP)
 	$(VENV)/bin/flare-chain demo
 
+# The default suite (every test not marked slow), well under ten minutes on 2 cores.
 test: $(STAMP)
 	$(PY) -m ruff check flare_chain scripts tests
-	$(PY) -m pytest
-
-test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# The slow tests: whole federations, the 4-daemon devnet with its faults. CI runs them after `test`.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+test-all: test test-slow
 
 lint: $(STAMP)
 	$(PY) -m ruff check flare_chain scripts tests
