@@ -31,6 +31,7 @@ from flare_chain.chain import (
     in_process_chain,
 )
 from flare_chain.chain.coordinator import DEFAULT_MIN_STAKE_WEI
+from flare_chain.compression import PowerSGDCompressor
 from flare_chain.errors import ChainError, ConfigError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
@@ -39,6 +40,7 @@ from flare_chain.lora.evaluate import evaluate_loss
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.reference import ensure_reference_model
 from flare_chain.node.bundles import fetch_global_bundle, pin_global_bundle
+from flare_chain.node.config import CompressionSettings
 from flare_chain.node.participant import Participant, initial_global_manifest
 
 __all__ = [
@@ -87,6 +89,9 @@ class FederationConfig(BaseModel):
     approval_threshold_bps: int = Field(6666, gt=0, le=10_000, description="6666: two thirds (2 of 3, 4 of 6)")
     vote_tolerance: float = Field(0.02, ge=0, description="relative held-out loss rise a member tolerates")
     adapter_seed: int = Field(0, ge=0, description="seed of the shared round-0 adapter")
+    compression: CompressionSettings = Field(
+        default_factory=CompressionSettings,
+        description="PowerSGD on each update (default rank 2, fp16); rank 0 sends updates uncompressed")
     show_progress: bool = True
 
     @model_validator(mode="after")
@@ -140,6 +145,8 @@ class NodeRoundReport:
     seated: bool
     rank: int | None
     """Proposer rank on the committee (0: the leader); None without a seat."""
+    compression: dict[str, float] = field(default_factory=dict)
+    """The update's ``powersgd_*`` manifest metrics (rank, relative error, bytes); empty when uncompressed."""
 
 
 @dataclass(frozen=True)
@@ -225,9 +232,11 @@ def setup_federation(config: FederationConfig) -> Federation:
     participants: list[Participant] = []
     for i, (account, domain) in enumerate(zip(accounts, domains, strict=False)):
         params = config.train.model_copy(update={"seed": config.train.seed + i})
+        powersgd = config.compression.powersgd_config()
         node = Participant(
             f"node-{i + 1}", account, domain_texts(domain), model_dir=model_dir, params=params,
             coordinator=coordinator, store=store, show_progress=config.show_progress,
+            compressor=PowerSGDCompressor(powersgd) if powersgd is not None else None,
         )
         node.register(config.stake_of(i))
         participants.append(node)
@@ -351,6 +360,7 @@ def run_round(fed: Federation) -> RoundReport:
             loss_local=records[p.address].loss_local, loss_after=p.evaluate(current.tensors),
             vote=votes.get(p.address), gas_used=records[p.address].tx.gas_used,
             vrf_output=draws[p.address].output, seated=p.address in ranks, rank=ranks.get(p.address),
+            compression=records[p.address].compression,
         )
         for p in participants
     ]

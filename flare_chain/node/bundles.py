@@ -51,6 +51,7 @@ __all__ = [
     "GLOBAL_MANIFEST_FILE",
     "MANIFEST_FILE",
     "GlobalAdapter",
+    "encode_update_bundle",
     "fetch_global_bundle",
     "fetch_update_bundle",
     "is_compressed",
@@ -91,22 +92,35 @@ def pin_update_bundle(
     manifest is ``manifest`` with the wire dtype and the ``powersgd_*``
     metrics added (read them back with :func:`fetch_update_bundle`).
     """
+    files, _manifest = encode_update_bundle(delta, manifest, compressor=compressor)
     with tempfile.TemporaryDirectory(prefix="flare-update-") as tmp:
         folder = Path(tmp)
-        if compressor is None:
-            delta_bytes, manifest_bytes = encode_delta(dict(delta), manifest)
-            (folder / DELTA_FILE).write_bytes(delta_bytes)
-        else:
-            if is_compressed(manifest):
-                raise UpdateError("manifest already carries powersgd_* metrics; pass the uncompressed manifest")
-            data, info = compressor.encode(delta)
-            manifest = manifest.model_copy(update={
-                "dtype": info.dtype, "metrics": {**manifest.metrics, **info.as_metrics()}})
-            manifest_bytes = manifest.to_bytes()
-            (folder / COMPRESSED_DELTA_FILE).write_bytes(data)
-        (folder / MANIFEST_FILE).write_bytes(manifest_bytes)
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
         cid = store.add_directory(folder, cid_version=CID_VERSION, pin=True)
-    return cid, manifest_hash(manifest_bytes)
+    return cid, manifest_hash(files[MANIFEST_FILE])
+
+
+def encode_update_bundle(
+    delta: Mapping[str, torch.Tensor],
+    manifest: Manifest,
+    *,
+    compressor: PowerSGDCompressor | None = None,
+) -> tuple[dict[str, bytes], Manifest]:
+    """The files of an update bundle (name → bytes) and the manifest as written, without pinning.
+
+    For callers that write the folder themselves and pin later (the daemon);
+    with ``compressor`` its state advances, as in :func:`pin_update_bundle`.
+    """
+    if compressor is None:
+        delta_bytes, manifest_bytes = encode_delta(dict(delta), manifest)
+        return {DELTA_FILE: delta_bytes, MANIFEST_FILE: manifest_bytes}, Manifest.from_bytes(manifest_bytes)
+    if is_compressed(manifest):
+        raise UpdateError("manifest already carries powersgd_* metrics; pass the uncompressed manifest")
+    data, info = compressor.encode(delta)
+    manifest = manifest.model_copy(update={
+        "dtype": info.dtype, "metrics": {**manifest.metrics, **info.as_metrics()}})
+    return {COMPRESSED_DELTA_FILE: data, MANIFEST_FILE: manifest.to_bytes()}, manifest
 
 
 def _decode_compressed(

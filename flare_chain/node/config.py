@@ -21,6 +21,11 @@ where its password comes from (an environment variable or a file).
 
     [training]                          # any LoraTrainParams field
     rank = 8
+
+    [compression]                       # PowerSGD on the update; rank = 0 sends it uncompressed
+    rank = 2
+    dtype = "float16"                   # or "bfloat16" (also "fp16", "bf16")
+    min_compression_rate = 2.0
 """
 
 from __future__ import annotations
@@ -29,16 +34,20 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flare_chain.errors import ConfigError
 
+if TYPE_CHECKING:  # torch is heavy: the compression config type is imported only when asked for
+    from flare_chain.compression import PowerSGDConfig
+
 __all__ = [
     "ENV_PREFIX",
     "ChainSettings",
     "CommitteeSettings",
+    "CompressionSettings",
     "DataSettings",
     "IpfsSettings",
     "ModelSettings",
@@ -123,6 +132,43 @@ class CommitteeSettings(BaseModel):
     stake_wei: int | None = Field(None, ge=1, description="stake the daemon registers with; None: the contract's minimum")
 
 
+_DTYPE_ALIASES = {"fp16": "float16", "bf16": "bfloat16", "float16": "float16", "bfloat16": "bfloat16"}
+
+
+class CompressionSettings(BaseModel):
+    """PowerSGD compression of each round's update (error feedback kept in the node's data directory).
+
+    ``rank`` is q, the number of factor columns; 0 or None sends updates
+    uncompressed. A tensor is compressed only when its rank-q factors are
+    ``min_compression_rate`` times smaller than it, so on a small model every
+    tensor may go dense (in ``dtype``) and compression changes little.
+    """
+
+    model_config = _Strict
+
+    rank: int | None = Field(2, ge=0, le=1024, description="PowerSGD rank q; 0 or None: off")
+    dtype: Literal["float16", "bfloat16", "fp16", "bf16"] = Field(
+        "float16", description="wire dtype of the factors and of tensors sent dense")
+    min_compression_rate: float = Field(2.0, ge=1.0, le=1e6, allow_inf_nan=False)
+
+    @field_validator("dtype")
+    @classmethod
+    def _canonical_dtype(cls, value: str) -> str:
+        return _DTYPE_ALIASES[value]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.rank)
+
+    def powersgd_config(self) -> PowerSGDConfig | None:
+        """The compressor's configuration, or None when compression is off (imports torch)."""
+        if not self.rank:
+            return None
+        from flare_chain.compression import PowerSGDConfig
+
+        return PowerSGDConfig(rank=self.rank, dtype=self.dtype, min_compression_rate=self.min_compression_rate)
+
+
 class NodeConfig(BaseModel):
     """Everything one node daemon needs; relative paths resolve against the config file's folder."""
 
@@ -135,6 +181,7 @@ class NodeConfig(BaseModel):
     data: DataSettings
     training: dict[str, Any] = Field(default_factory=dict)
     committee: CommitteeSettings = Field(default_factory=CommitteeSettings)
+    compression: CompressionSettings = Field(default_factory=CompressionSettings)
 
     @field_validator("training")
     @classmethod

@@ -45,17 +45,21 @@ from flare_chain.chain import CoordinatorClient, RoundStatus, sort_addresses
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.committee import vrf
 from flare_chain.committee.aggregate import build_aggregate
+from flare_chain.compression import PowerSGDConfig
 from flare_chain.errors import ChainError, ConfigError, FlareError
 from flare_chain.ipfs import cid_from_bytes, cid_to_bytes
 from flare_chain.node.bundles import (
     CID_VERSION,
+    COMPRESSED_DELTA_FILE,
     DELTA_FILE,
     MANIFEST_FILE,
     GlobalAdapter,
+    encode_update_bundle,
     fetch_global_bundle,
     manifest_hash,
 )
 from flare_chain.node.outbox import DurableSender
+from flare_chain.node.residual import CompressorStore
 from flare_chain.node.state import NodeState, StepStatus
 from flare_chain.progress import Progress, progress
 
@@ -163,6 +167,8 @@ class DaemonSettings:
     max_backoff_s: float = 30.0
     show_progress: bool = False
     adapters_dir: Path | None = None
+    compression: PowerSGDConfig | None = field(default_factory=lambda: PowerSGDConfig(rank=2))
+    """PowerSGD settings for the update; None sends it uncompressed. State lives in ``<data_dir>/compressor``."""
 
 
 @dataclass
@@ -214,6 +220,10 @@ class Daemon:
         self._bar_round = 0
         self.participant = Participant(name, account, texts, model_dir=model_dir, params=params,
                                        coordinator=coordinator, store=store, show_progress=False)
+        self.residuals: CompressorStore | None = None
+        if self.settings.compression is not None:
+            self.residuals = CompressorStore(state.path.parent / "compressor", self.settings.compression)
+            self.residuals.load_committed()  # a corrupt or mismatched state file stops the node here, not mid-round
         self.sender = DurableSender(self.w3, account, state, ErrorDecoder(coordinator.contract.abi),
                                     faults=lambda point: self.faults(point))
         state.bind(chain_id=int(self.w3.eth.chain_id), contract=coordinator.address, node=self.address)
@@ -461,13 +471,14 @@ class Daemon:
             self.state.record_done(round_id, "submit", {"seconds": time.perf_counter() - began})
             self.faults("submit:done")
             log.info("round %d %s: submitted %s (%s)", round_id, self.name, cid, _how(out))
+            self._settle_residuals(round_id)
             self._tick_bar("submit")
 
         self._guarded(round_id, "submit", submit)
 
     def _train(self, round_id: int, previous: GlobalAdapter, folder: Path) -> None:
         from flare_chain.lora.base import model_fingerprint
-        from flare_chain.lora.files import Manifest, encode_delta, tensor_shapes
+        from flare_chain.lora.files import Manifest, tensor_shapes
         from flare_chain.lora.train import train_lora
 
         self.state.record_intent(round_id, "train")
@@ -485,19 +496,73 @@ class Daemon:
             metrics={k: float(v) for k, v in result.metrics.items() if k != "seconds"},
             round=round_id, node=self.address,
         )
-        delta_bytes, manifest_bytes = encode_delta(result.delta, manifest)
+        files, compression = self._encode_update(round_id, result.delta, manifest)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, data in ((DELTA_FILE, delta_bytes), (MANIFEST_FILE, manifest_bytes)):
+        for stale in (DELTA_FILE, COMPRESSED_DELTA_FILE):  # a bundle from before a restart with other settings
+            if stale not in files:
+                (folder / stale).unlink(missing_ok=True)
+        for name in sorted(files, key=lambda n: n == MANIFEST_FILE):  # the manifest last: it marks a whole bundle
             tmp = folder / f".{name}.tmp"
-            tmp.write_bytes(data)
+            tmp.write_bytes(files[name])
             os.replace(tmp, folder / name)  # atomic: a crash never leaves half a file under the real name
         m = result.metrics
         self.state.record_done(round_id, "train", {
             "seconds": m["seconds"], "sample_count": result.sample_count,
-            "val_loss_before": m["val_loss_before"], "val_loss_after": m["val_loss_after"]})
-        log.info("round %d %s: trained %d windows in %.1fs, held-out loss %.4f -> %.4f", round_id, self.name,
-                 result.sample_count, m["seconds"], m["val_loss_before"], m["val_loss_after"])
+            "val_loss_before": m["val_loss_before"], "val_loss_after": m["val_loss_after"], **compression})
+        log.info("round %d %s: trained %d windows in %.1fs, held-out loss %.4f -> %.4f%s", round_id, self.name,
+                 result.sample_count, m["seconds"], m["val_loss_before"], m["val_loss_after"],
+                 "" if not compression else
+                 f"; PowerSGD rank {compression['powersgd_rank']:g}: {compression['powersgd_encoded_bytes']:.0f} "
+                 f"bytes (fp32 {compression['powersgd_fp32_bytes']:.0f}), error {compression['powersgd_rel_error']:.3f}")
         self._tick_bar("train")
+
+    def _encode_update(self, round_id: int, delta: Any, manifest: Any) -> tuple[dict[str, bytes], dict[str, float]]:
+        """The bundle files for this round's delta; compressed from the committed residual when enabled.
+
+        The compressor's next state is saved as pending for this round before
+        any bundle file is written, and committed only once the chain holds the
+        submission (see :mod:`flare_chain.node.residual`).
+        """
+        if self.residuals is None:
+            files, _manifest = encode_update_bundle(delta, manifest)
+            return files, {}
+        self._settle_residuals(round_id - 1)
+        compressor = self.residuals.load_committed()
+        base_round = self.residuals.committed_round
+        files, written = encode_update_bundle(delta, manifest, compressor=compressor)
+        self.residuals.save_pending(round_id, compressor, base_round=base_round,
+                                    manifest_hash=manifest_hash(files[MANIFEST_FILE]))
+        return files, {k: v for k, v in written.metrics.items() if k.startswith("powersgd_")}
+
+    def _settle_residuals(self, upto_round: int) -> None:
+        """Commit the pending compressor state of each round up to ``upto_round`` whose submission is on-chain.
+
+        A pending state for an earlier round whose submission step ended
+        without the chain holding it is discarded: its residual base stays
+        committed and is used again. Idempotent; called after each submission
+        and, in case a crash came between the two, before each compression.
+        """
+        if self.residuals is None:
+            return
+        for pending in self.residuals.pending():
+            if pending.round_id > upto_round:
+                continue
+            if self._submission_on_chain(pending.round_id, pending.manifest_hash):
+                if self.residuals.promote(pending):
+                    log.info("round %d %s: compressor residual committed (submission on-chain)",
+                             pending.round_id, self.name)
+            elif self.state.is_final(pending.round_id, "submit") or pending.round_id < upto_round:
+                log.info("round %d %s: no submission on-chain for the compressed update; its residual base "
+                         "(round %d) carries over", pending.round_id, self.name, pending.base_round)
+                self.residuals.discard(pending)
+
+    def _submission_on_chain(self, round_id: int, digest: bytes) -> bool:
+        pin = self.state.get(round_id, "pin")
+        if pin is None or pin.status != StepStatus.DONE or bytes.fromhex(pin.detail["manifest_hash"]) != digest:
+            return False
+        expected = self.coordinator.submission_record(cid_to_bytes(pin.detail["cid"]), int(pin.detail["sample_count"]),
+                                                      digest)
+        return self.coordinator.submission_hash(round_id, self.address) == expected
 
     def _claim(self, round_id: int) -> None:
         def claim() -> None:

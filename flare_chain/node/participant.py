@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ from flare_chain.committee.aggregate import (
     build_aggregate,
     check_submissions,
 )
+from flare_chain.compression import PowerSGDCompressor
 from flare_chain.errors import ChainError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.base import base_model_id, model_fingerprint
@@ -35,7 +36,7 @@ from flare_chain.lora.evaluate import evaluate_loss, held_out_windows
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.train import train_lora
-from flare_chain.node.bundles import GlobalAdapter, fetch_global_bundle, pin_update_bundle
+from flare_chain.node.bundles import MANIFEST_FILE, GlobalAdapter, fetch_global_bundle, pin_update_bundle
 
 __all__ = ["Participant", "Review", "SubmissionRecord"]
 
@@ -53,6 +54,8 @@ class SubmissionRecord:
     loss_local: float
     train_seconds: float
     tx: TxResult
+    compression: dict[str, float] = field(default_factory=dict)
+    """The manifest's ``powersgd_*`` metrics (rank, relative error, byte counts); empty when sent uncompressed."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Participant:
         coordinator: CoordinatorClient,
         store: ContentStore,
         show_progress: bool = True,
+        compressor: PowerSGDCompressor | None = None,
     ) -> None:
         self.name = name
         self.account = account
@@ -89,6 +93,8 @@ class Participant:
         self.coordinator = coordinator
         self.store = store
         self.show_progress = show_progress
+        self.compressor = compressor
+        """Kept for the node's life: its error-feedback residual and warm starts carry from round to round."""
         self._texts = texts
         self.val_windows: torch.Tensor = held_out_windows(texts, params)
 
@@ -120,15 +126,30 @@ class Participant:
             round=round_id,
             node=self.address,
         )
-        cid, digest = pin_update_bundle(self.store, result.delta, manifest)
-        tx = self.coordinator.submit_update(self.account, round_id, cid_to_bytes(cid), result.sample_count, digest)
-        log.info("round %d %s: submitted %s (%d samples, held-out loss %.4f -> %.4f, gas %d)", round_id,
+        # The compressor advances when the bundle is encoded; if the submission then fails, the residual
+        # it folded in was never sent, so the state goes back to what it was.
+        saved = self.compressor.state_bytes() if self.compressor is not None else None
+        try:
+            cid, digest = pin_update_bundle(self.store, result.delta, manifest, compressor=self.compressor)
+            tx = self.coordinator.submit_update(self.account, round_id, cid_to_bytes(cid), result.sample_count,
+                                                digest)
+        except Exception:
+            if saved is not None:
+                self.compressor = PowerSGDCompressor.from_state_bytes(saved)
+            raise
+        compression: dict[str, float] = {}
+        if self.compressor is not None:
+            pinned = Manifest.from_bytes(self.store.cat(f"{cid}/{MANIFEST_FILE}"))
+            compression = {k: v for k, v in pinned.metrics.items() if k.startswith("powersgd_")}
+        log.info("round %d %s: submitted %s (%d samples, held-out loss %.4f -> %.4f, gas %d%s)", round_id,
                  self.name, cid, result.sample_count, result.metrics["val_loss_before"],
-                 result.metrics["val_loss_after"], tx.gas_used)
+                 result.metrics["val_loss_after"], tx.gas_used,
+                 f", PowerSGD {compression['powersgd_encoded_bytes']:.0f} B, error "
+                 f"{compression['powersgd_rel_error']:.3f}" if compression else "")
         return SubmissionRecord(
             round_id=round_id, cid=cid, sample_count=result.sample_count,
             loss_before=result.metrics["val_loss_before"], loss_local=result.metrics["val_loss_after"],
-            train_seconds=result.metrics["seconds"], tx=tx,
+            train_seconds=result.metrics["seconds"], tx=tx, compression=compression,
         )
 
     # ----------------------------------------------------------- committee
