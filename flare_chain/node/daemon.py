@@ -526,7 +526,7 @@ class Daemon:
         if self.residuals is None:
             files, _manifest = encode_update_bundle(delta, manifest)
             return files, {}
-        self._settle_residuals(round_id - 1)
+        self._settle_residuals(round_id)
         compressor = self.residuals.load_committed()
         base_round = self.residuals.committed_round
         files, written = encode_update_bundle(delta, manifest, compressor=compressor)
@@ -537,10 +537,11 @@ class Daemon:
     def _settle_residuals(self, upto_round: int) -> None:
         """Commit the pending compressor state of each round up to ``upto_round`` whose submission is on-chain.
 
-        A pending state for an earlier round whose submission step ended
-        without the chain holding it is discarded: its residual base stays
-        committed and is used again. Idempotent; called after each submission
-        and, in case a crash came between the two, before each compression.
+        A pending state for a round before ``upto_round`` (or whose submission
+        step has ended) without its submission on-chain is discarded: that
+        update was never sent, so the committed residual it was built on is
+        used again. Idempotent; called after each submission and, in case a
+        crash came between the two, before compressing round ``upto_round``.
         """
         if self.residuals is None:
             return
@@ -551,7 +552,7 @@ class Daemon:
                 if self.residuals.promote(pending):
                     log.info("round %d %s: compressor residual committed (submission on-chain)",
                              pending.round_id, self.name)
-            elif self.state.is_final(pending.round_id, "submit") or pending.round_id < upto_round:
+            elif pending.round_id < upto_round or self.state.is_final(pending.round_id, "submit"):
                 log.info("round %d %s: no submission on-chain for the compressed update; its residual base "
                          "(round %d) carries over", pending.round_id, self.name, pending.base_round)
                 self.residuals.discard(pending)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
 from flare_chain.chain import RoundStatus
 from flare_chain.ipfs import ContentStore, KuboClient, serve_in_thread
@@ -302,3 +303,101 @@ def test_node_run_with_a_missing_config_names_the_fix(tmp_path, capsys) -> None:
 
     assert main(["node", "run", "--config", str(tmp_path / "absent.toml")]) == 2
     assert "does not exist; copy one from nodes/" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- PowerSGD residual across restarts (quick: tiny training)
+
+
+def _compressing(net, i: int):
+    """Restart node ``i`` with rank-1 PowerSGD (on the tiny model rank 2 would leave every tensor dense)."""
+    from flare_chain.compression import PowerSGDConfig
+    from flare_chain.node.daemon import DaemonSettings
+
+    net.daemons[i].state.close()
+    settings = DaemonSettings(poll_interval_s=0.01, backoff_s=0.01,
+                              compression=PowerSGDConfig(rank=1, min_compression_rate=1.0))
+    net.daemons[i] = make_daemon(net, i, settings=settings)
+    return net.daemons[i]
+
+
+def _end_round(net, round_id: int) -> None:
+    """Let a round run out with nobody on the committee, so the owner can open the next."""
+    from flare_chain.chain import advance_blocks
+
+    info = net.coordinator.round_info(round_id)
+    advance_blocks(net.w3, max(0, info.claim_deadline + 1 - int(net.w3.eth.block_number)))
+    net.coordinator.finalize_round(net.owner, round_id)
+
+
+def test_restart_after_submission_uses_the_residual_once_and_an_unsent_one_again(idle_net) -> None:
+    from flare_chain.compression import PowerSGDCompressor
+
+    net = idle_net
+    daemon = _compressing(net, 0)
+    daemon.tick()  # registers
+    # Round 1: the submission is recorded, then the node dies before committing the compressor state.
+    round_id = open_round(net)
+    arm(net, 0, {"submit:done"})
+    with pytest.raises(BaseException, match="submit:done"):
+        daemon.tick()
+    assert net.coordinator.submission_hash(round_id, net.accounts[0].address) != bytes(32)
+    (pending,) = daemon.residuals.pending()
+    assert (pending.round_id, pending.base_round, daemon.residuals.committed_round) == (1, 0, 0)
+    residual_1 = PowerSGDCompressor.from_state_bytes(pending.state_file.read_bytes()).error
+    assert sum(float(t.norm()) for t in residual_1.values()) > 0
+
+    # Round 2 after a restart: round 1's residual is committed first and round 2 is compressed from it.
+    net.faults.pop(0)
+    daemon = _compressing(net, 0)
+    _end_round(net, round_id)
+    round_id = open_round(net)
+    arm(net, 0, {"submit:before"})
+    with pytest.raises(BaseException, match="submit:before"):
+        daemon.tick()
+    assert daemon.residuals.committed_round == 1
+    reloaded = daemon.residuals.load_committed().error
+    assert reloaded.keys() == residual_1.keys() and all(torch.equal(reloaded[k], residual_1[k]) for k in reloaded)
+    (pending,) = daemon.residuals.pending()
+    assert (pending.round_id, pending.base_round) == (2, 1)
+
+    # Round 2's submission never lands (the node is down until its window closed): its compressed update was
+    # never sent, so round 3 starts again from round 1's residual instead of counting it twice or losing it.
+    net.faults.pop(0)
+    daemon = _compressing(net, 0)
+    _end_round(net, round_id)
+    round_id = open_round(net)
+    arm(net, 0, {"submit:before"})
+    with pytest.raises(BaseException, match="submit:before"):
+        daemon.tick()
+    assert net.coordinator.submission_hash(2, net.accounts[0].address) == bytes(32)
+    assert daemon.residuals.committed_round == 1
+    assert [(p.round_id, p.base_round) for p in daemon.residuals.pending()] == [(3, 1)]
+    net.faults.pop(0)
+    daemon.faults = Faults()
+    daemon.tick()  # round 3 submits; its state is committed right after
+    assert daemon.residuals.committed_round == 3 and daemon.residuals.pending() == []
+    assert sent_by(net, net.accounts[0].address) == ["registerNode", "submitUpdate", "submitUpdate"]
+
+
+def test_a_corrupt_compressor_state_stops_the_node_naming_the_file_and_the_fix(idle_net) -> None:
+    from flare_chain.compression import PowerSGDCompressor, PowerSGDConfig
+    from flare_chain.errors import ConfigError
+    from flare_chain.node.residual import INDEX_FILE, CompressorStore
+
+    net = idle_net
+    folder = net.root / "node-0" / "compressor"
+    config = PowerSGDConfig(rank=1, min_compression_rate=1.0)
+    store = CompressorStore(folder, config)
+    compressor = PowerSGDCompressor(config)
+    compressor.step({"m.lora_A.weight": torch.randn(4, 32)})
+    store.save_pending(1, compressor, base_round=0, manifest_hash=bytes(32))
+    assert store.promote(store.pending()[0])
+    _compressing(net, 0)  # a good state loads
+
+    state_file = folder / "state-round-1.safetensors"
+    state_file.write_bytes(state_file.read_bytes()[:100])  # truncated, as by a full disk
+    with pytest.raises(ConfigError, match=r"state-round-1\.safetensors is unreadable .*move the folder"):
+        _compressing(net, 0)
+    (folder / INDEX_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"state\.json is unreadable \(not valid JSON"):
+        _compressing(net, 0)
