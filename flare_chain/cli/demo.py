@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="a local Hugging Face causal-LM directory (default: the offline reference model)")
     p.add_argument("--work-dir", type=Path, default=Path(".flare/demo"), help="where the IPFS repo lives")
     p.add_argument("--max-train-windows", type=int, default=None, help="cap on each node's training windows")
+    p.add_argument("--compression-rank", type=int, default=2, metavar="Q",
+                   help="PowerSGD rank of each update (default 2; 0 sends updates uncompressed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars, log lines only")
     p.set_defaults(func=run)
 
@@ -34,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         max_train_windows=args.max_train_windows)
     config = FederationConfig.build(nodes=args.nodes, rounds=args.rounds, model_dir=args.model_dir,
                                     expected_committee_size=args.committee, min_committee_size=args.min_committee,
-                                    work_dir=args.work_dir, train=train, show_progress=not args.no_progress)
+                                    work_dir=args.work_dir, train=train, show_progress=not args.no_progress,
+                                    compression={"rank": args.compression_rank})
 
     def show(report: RoundReport) -> None:
         print(render_round(report), flush=True)

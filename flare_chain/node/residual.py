@@ -113,7 +113,9 @@ class CompressorStore:
         index = self.folder / INDEX_FILE
         if not index.exists():
             return 0
-        return int(self._index(index)["round"])
+        round_id = self._index(index)["round"]
+        assert isinstance(round_id, int)  # checked by _index
+        return round_id
 
     def _index(self, index: Path) -> dict[str, object]:
         raw = self._read_json(index)

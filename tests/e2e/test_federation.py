@@ -39,6 +39,12 @@ def test_federation_commits_every_round_and_global_loss_falls(tmp_path: Path, ti
         assert all(n.seated for n in r.nodes if n.vote is not None)
         assert r.committed_cid is not None and r.committed_cid.startswith("bafy")
         assert r.gas_used > 0
+        # updates went out PowerSGD-encoded at the default rank 2; on this tiny model (LoRA factors 4×32)
+        # rank-2 factors would not be 2× smaller, so every tensor is sent dense in fp16
+        for n in r.nodes:
+            assert n.compression["powersgd_rank"] == 2.0
+            assert n.compression["powersgd_compressed_tensors"] == 0 < n.compression["powersgd_dense_tensors"]
+            assert n.compression["powersgd_encoded_bytes"] < n.compression["powersgd_fp32_bytes"]
     assert report.rounds[0].committed_cid != report.rounds[1].committed_cid
     # a fresh draw each round: the VRF outputs change with the round's seed
     assert {n.vrf_output for n in report.rounds[0].nodes}.isdisjoint(n.vrf_output for n in report.rounds[1].nodes)

@@ -90,3 +90,16 @@ def test_missing_file_and_bad_toml_have_clear_errors(tmp_path: Path) -> None:
 def test_malformed_env_override_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="SECTION__KEY"):
         load_node_config(_write(tmp_path, GOOD), env={"FLARE__RPC_URL": "http://x"})
+
+
+def test_compression_is_on_by_default_and_its_keys_are_checked(tmp_path: Path) -> None:
+    config = load_node_config(_write(tmp_path, GOOD), env={})
+    assert config.compression.enabled and config.compression.rank == 2 and config.compression.dtype == "float16"
+    off = load_node_config(_write(tmp_path, GOOD), env={"FLARE__COMPRESSION__RANK": "0"})
+    assert off.compression.powersgd_config() is None
+    bf16 = load_node_config(_write(tmp_path, GOOD + '\n[compression]\nrank = 1\ndtype = "bf16"\n'), env={})
+    assert bf16.compression.powersgd_config().dtype == "bfloat16"
+    with pytest.raises(ConfigError, match=r"compression\.dtype"):
+        load_node_config(_write(tmp_path, GOOD + '\n[compression]\ndtype = "int8"\n'), env={})
+    with pytest.raises(ConfigError, match=r"compression\.min_compression_rate"):
+        load_node_config(_write(tmp_path, GOOD + "\n[compression]\nmin_compression_rate = 0.5\n"), env={})
