@@ -31,6 +31,7 @@ from flare_chain.chain import (
     in_process_chain,
 )
 from flare_chain.chain.coordinator import DEFAULT_MIN_STAKE_WEI
+from flare_chain.committee.aggregate import Rejection
 from flare_chain.compression import PowerSGDCompressor
 from flare_chain.errors import ChainError, ConfigError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
@@ -314,7 +315,8 @@ def run_round(fed: Federation) -> RoundReport:
              order[0] if order else "(none)")
 
     by_address = {p.address: p for p in participants}
-    aggregate, rejected = None, []
+    aggregate = None
+    rejected: list[Rejection] = []
     if len(order) >= config.min_committee_size:
         for rank, address in enumerate(order):
             turn = info.claim_deadline + 1 + rank * config.leader_blocks

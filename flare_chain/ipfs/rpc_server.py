@@ -233,8 +233,8 @@ class KuboRpcServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        shown = f"[{host}]" if ":" in str(host) else host
+        host, port = str(self.server_address[0]), self.server_address[1]
+        shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}"
 
 
@@ -383,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if len(data) > limit:
                     raise ConfigError(f"produced block is over {limit} bytes: big blocks can't be exchanged "
                                       f"with other peers; use add (UnixFS chunking) instead")
-            mh = sha256_multihash(data)
+            mh = sha256_multihash(bytes(data))
             codec = _CODECS[codec_name]
             cid = Cid.v0(mh) if q.get("format") == "v0" else Cid.v1(codec, mh)
             self.server.store.put_block(cid, bytes(data))
@@ -431,12 +431,12 @@ class _Handler(BaseHTTPRequestHandler):
                         keys.setdefault(cid.encode(), {"Type": "indirect"})
         wanted = q.all("arg")
         if wanted:
-            picked = {}
+            picked: dict[str, dict[str, str]] = {}
             for arg in wanted:
-                cid = store.resolve(arg).encode()
-                if cid not in keys:
+                text = store.resolve(arg).encode()
+                if text not in keys:
                     raise StoreError(f"path '{arg}' is not pinned")
-                picked[cid] = keys[cid]
+                picked[text] = keys[text]
             keys = picked
         if q.bool("stream", False):
             lines = [json.dumps({"Cid": c, "Type": info["Type"]}).encode() + b"\n" for c, info in keys.items()]
@@ -466,7 +466,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not tops:
                 raise ConfigError("add needs at least one file part")
             target = ContentStore(Path(tmp) / "scratch", durable=False) if only_hash else self.server.store
-            kw = {"cid_version": cid_version, "raw_leaves": raw_leaves, "pin": pin and not only_hash}
+            kw: dict[str, Any] = {"cid_version": cid_version, "raw_leaves": raw_leaves,
+                                  "pin": pin and not only_hash}
             lines: list[tuple[str, str, int]] = []
             dirs: list[tuple[str, str, int]] = []
             if wrap:
