@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
+
+from flare_chain.cli.serving import serve_until_stopped
 
 __all__ = ["register"]
 
@@ -36,16 +36,6 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  ({i}) {account.address}")
     sys.stdout.flush()
 
-    def stop(_signum: int, _frame: object) -> None:
-        threading.Thread(target=server.stop, daemon=True).start()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.stop()
+    serve_until_stopped(server.serve_forever, server.stop)
     log.info("dev chain on %s stopped", server.url)
     return 0

@@ -11,10 +11,10 @@ import argparse
 import ipaddress
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
+from flare_chain.cli.serving import serve_until_stopped
 from flare_chain.errors import ConfigError
 from flare_chain.ipfs import ContentStore, cid_of_directory, cid_of_file, parse_cid
 
@@ -114,18 +114,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("serving %s on %s, which is not loopback: anyone who can reach it can add and pin",
                     store.root, args.host)
 
-    def stop(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
     _out(f"RPC API server listening on {server.url} (repository {store.root})")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.server_close()
+    serve_until_stopped(server.serve_forever, server.server_close)
     log.info("IPFS RPC server on %s stopped", server.url)
     return 0
 
