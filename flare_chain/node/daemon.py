@@ -420,6 +420,9 @@ class Daemon:
         try:
             action()
         except ChainError as exc:
+            if exc.error_name == "CoordinatorOutsideClaimWindow" and self._claim_window_ahead(exc):
+                log.debug("round %d %s: claim window not open yet (%s)", round_id, self.name, exc)
+                return
             if exc.error_name in _SKIP_ERRORS and self._stored_tx(round_id, step) is None:
                 self._skip(round_id, step, f"{exc.error_name}")
                 return
@@ -432,6 +435,21 @@ class Daemon:
                     log.error("round %d %s: %s failed for good: %s", round_id, self.name, step, exc)
                     return
             raise
+
+    def _claim_window_ahead(self, exc: ChainError) -> bool:
+        """True when a claim was refused for being early, not late.
+
+        A node's simulation can run against a block at or before the
+        submission deadline (the head it saw moved on by one block, or the RPC
+        evaluates at the latest block rather than the next one), and the
+        contract answers both "too early" and "too late" with
+        ``CoordinatorOutsideClaimWindow(round, firstBlock, lastBlock)``. Only
+        the second is a reason to give the seat up.
+        """
+        if len(exc.error_args) < 3:
+            return False
+        last_block = int(exc.error_args[2])  # type: ignore[call-overload]
+        return int(self.w3.eth.block_number) + 1 <= last_block
 
     def _train_pin_submit(self, round_id: int) -> None:
         folder = self._round_dir(round_id) / "update"
@@ -529,10 +547,13 @@ class Daemon:
         self._settle_residuals(round_id)
         compressor = self.residuals.load_committed()
         base_round = self.residuals.committed_round
+        began = time.perf_counter()
         files, written = encode_update_bundle(delta, manifest, compressor=compressor)
+        seconds = time.perf_counter() - began
         self.residuals.save_pending(round_id, compressor, base_round=base_round,
                                     manifest_hash=manifest_hash(files[MANIFEST_FILE]))
-        return files, {k: v for k, v in written.metrics.items() if k.startswith("powersgd_")}
+        return files, {**{k: v for k, v in written.metrics.items() if k.startswith("powersgd_")},
+                       "compress_seconds": seconds}
 
     def _settle_residuals(self, upto_round: int) -> None:
         """Commit the pending compressor state of each round up to ``upto_round`` whose submission is on-chain.

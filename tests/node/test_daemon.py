@@ -401,3 +401,33 @@ def test_a_corrupt_compressor_state_stops_the_node_naming_the_file_and_the_fix(i
     (folder / INDEX_FILE).write_text("{not json", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"state\.json is unreadable \(not valid JSON"):
         _compressing(net, 0)
+
+
+def test_a_claim_refused_as_early_is_retried_and_one_refused_as_late_is_given_up(idle_net) -> None:
+    """The contract answers "too early" and "too late" with the same error; only "too late" skips the seat.
+
+    A node whose simulation lands at or before the submission deadline (its
+    head moved on by a block, or the RPC evaluates at the latest block) used to
+    record the seat as skipped for good, and a round could fail with too few seats.
+    """
+    from flare_chain.chain import advance_blocks
+
+    net = idle_net
+    register_all(net)
+    round_id = open_round(net)
+    early, late = net.daemons
+    info = net.coordinator.round_info(round_id)
+    assert int(net.w3.eth.block_number) + 1 < info.submission_deadline
+    early._claim(round_id)  # what a node does when it thinks the window is open but the chain says not yet
+    assert early.state.get(round_id, "claim") is None or not early.state.is_final(round_id, "claim")
+    assert net.coordinator.seat_output(round_id, early.address) == bytes(32)
+
+    advance_blocks(net.w3, info.submission_deadline + 1 - int(net.w3.eth.block_number))
+    early._claim(round_id)
+    assert early.state.get(round_id, "claim").status == StepStatus.DONE
+    assert net.coordinator.seat_output(round_id, early.address) != bytes(32)
+
+    advance_blocks(net.w3, info.claim_deadline + 1 - int(net.w3.eth.block_number))
+    late._claim(round_id)
+    skipped = late.state.get(round_id, "claim")
+    assert skipped.status == StepStatus.SKIPPED and "CoordinatorOutsideClaimWindow" in skipped.detail["reason"]
