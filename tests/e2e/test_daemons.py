@@ -10,7 +10,7 @@ owner's round driver for three rounds, and meanwhile:
   transaction is broadcast (before it records it), node-3 right after its vote
   is broadcast, node-4 right after its seat claim is broadcast (``FLARE_FAULT``);
 * round 2: the RPC endpoint goes away for 5 s (a restart, seen from the nodes),
-  and the round's leader is SIGKILLed after the claim window, before it can
+  and the round's leader is SIGKILLed once every seat is claimed, before it can
   propose, and kept down, so the next-ranked member proposes;
 * round 3: the IPFS endpoint is down for 30 s.
 
@@ -203,7 +203,7 @@ def test_four_daemon_processes_commit_three_rounds_through_crashes_and_outages(t
                  "--keystore", str(run / "keys" / "owner.json"), "--password-env", "FLARE_DEVNET_PASSWORD",
                  "--ipfs", state["ipfs_url"], "--node-config", str(REPO / "nodes" / "node-1.toml"),
                  "--model-dir", str(tiny_model_dir), "--rounds", str(ROUNDS), "--submission-blocks", "160",
-                 "--claim-blocks", "24", "--proposal-blocks", "50", "--voting-blocks", "100",
+                 "--claim-blocks", "40", "--proposal-blocks", "50", "--voting-blocks", "100",
                  "--committee-size", "4", "--poll", "0.5", "--round-timeout", "400"),
             env={**common, **nodes["node-1"].env}, cwd=REPO, stdout=driver_log, stderr=subprocess.STDOUT)
         address = {name: info["address"] for name, info in state["nodes"].items()}
@@ -234,8 +234,12 @@ def test_four_daemon_processes_commit_three_rounds_through_crashes_and_outages(t
             if current == 2 and not rpc_bounced and info.status == RoundStatus.OPEN:
                 rpc_bounced = True
                 rpc.down(5.0)
-            if current == 2 and killed_leader is None and head >= info.submission_deadline + 8 \
-                    and info.status == RoundStatus.OPEN:
+            # The leader is the lowest VRF output among the seats, so it is only known once every node that
+            # will claim has claimed (k = n: all are selected); a late slow claimer could still outrank it.
+            seated = head > info.submission_deadline and all(
+                coordinator.seat_output(2, a) != bytes(32) for a in address.values())
+            if current == 2 and killed_leader is None and info.status == RoundStatus.OPEN \
+                    and (seated or head >= info.claim_deadline - 4):
                 leader = coordinator.leader(2)
                 if leader is not None:
                     killed_leader = next(n for n, a in address.items() if a == leader)
