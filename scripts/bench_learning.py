@@ -532,11 +532,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--robust-rounds", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--fractions", type=lambda v: tuple(float(x) for x in v.split(",")), default=None,
+                        help="attacker shares for robustness, e.g. 0.3 (default 0.2,0.3,0.4)")
+    parser.add_argument("--attacks", type=lambda v: tuple(v.split(",")), default=None,
+                        help=f"attack kinds for robustness (default {','.join(ATTACK_KINDS)})")
+    parser.add_argument("--aggregators", type=lambda v: tuple(v.split(",")), default=None,
+                        help=f"aggregators for robustness (default {','.join(AGGREGATORS)}; fedavg always runs)")
     args = parser.parse_args(argv)
+    for name, allowed in (("attacks", ATTACK_KINDS), ("aggregators", AGGREGATORS)):
+        unknown = sorted(set(getattr(args, name) or ()) - set(allowed))
+        if unknown:
+            parser.error(f"--{name}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    if args.aggregators is not None and "fedavg" not in args.aggregators:
+        args.aggregators = ("fedavg", *args.aggregators)  # the clean FedAvg run is every row's reference
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     setup = QUICK if args.quick else Setup()
     changes = {k: v for k, v in (("device", args.device), ("rounds", args.rounds), ("threads", args.threads),
-                                                  ("robust_rounds", args.robust_rounds))
+                                                  ("robust_rounds", args.robust_rounds),
+                                                  ("fractions", args.fractions), ("attack_kinds", args.attacks),
+                                                  ("aggregators", args.aggregators))
                if v is not None}
     setup = Setup(**{**setup.__dict__, **changes})
     torch.set_num_threads(setup.threads)
