@@ -468,6 +468,51 @@ def print_table(rows: list[dict[str, object]]) -> str:
     return text
 
 
+def _pct(v: object) -> str:
+    return f"{float(v):+.2%}" if isinstance(v, float) and not math.isnan(v) else "-"  # type: ignore[arg-type]
+
+
+def report(rows: list[dict[str, object]], setup: Setup) -> str:
+    """The tables as the README shows them: one aligned text block per section, losses as % of the baseline."""
+    out: list[str] = []
+    comp = [r for r in rows if r["section"] == "compression"]
+    if comp:
+        out += [f"compression ({setup.rounds} rounds, FedAvg; bytes = the update file a node pins, "
+                "payload = tensor data only)",
+                f"{'config':<13}{'final loss':>11}{'vs fp32':>9}{'file B':>9}{'÷ fp32':>8}{'payload B':>11}{'÷ fp32':>8}"]
+        out += [f"{r['config']!s:<13}{r['final_loss']:>11.4f}{_pct(r['loss_vs_baseline']):>9}"
+                f"{r['bytes_per_node_round']:>9.0f}{r['reduction_vs_fp32']:>7.1f}×"
+                f"{r['payload_bytes']:>11.0f}{r['payload_reduction_vs_fp32']:>7.1f}×" for r in comp]
+    exact = [r for r in rows if r["section"] == "exactness"]
+    if exact:
+        out += ["", f"exactness ({setup.rounds} rounds; error = mean over rounds of "
+                "‖aggregate B·A − mean of Bᵢ·Aᵢ‖ / ‖mean‖)"]
+        out += [f"{r['config']!s:<19}final loss {r['final_loss']:.4f}   relative error {r['product_rel_error']:.4f}"
+                for r in exact]
+    rob = [r for r in rows if r["section"] == "robustness"]
+    if rob:
+        aggs = list(dict.fromkeys(str(r["config"]) for r in rob))
+        rounds = setup.robust_rounds
+        out += ["", f"robustness ({rounds} round{'s' if rounds > 1 else ''}; final held-out loss vs clean FedAvg; "
+                "(F) = the aggregator refused a round,",
+                "the previous adapter stays; gates = policy, duplicate, norm, direction, MI filter, then FedAvg)",
+                f"{'attack':<12}{'frac':>4}" + "".join(f"{a:>16}" for a in aggs) + f"{'gate P / R / FPR':>21}    caught by"]
+        cells: dict[tuple[str, float], dict[str, dict[str, object]]] = {}
+        for r in rob:
+            cells.setdefault((str(r["attack"]), float(r["fraction"])), {})[str(r["config"])] = r  # type: ignore[arg-type]
+        for (attack, frac), by_agg in cells.items():
+            line = f"{attack:<12}{frac:>4.0%}"
+            for a in aggs:
+                r = by_agg.get(a)
+                cell = "" if r is None else _pct(r["loss_vs_clean_fedavg"]) + (" (F)" if r["failed_rounds"] else "")
+                line += f"{cell:>16}"
+            g = by_agg.get("gates_mi_fedavg", {})
+            prf = " / ".join(f"{v:.2f}" if isinstance(v, float) and not math.isnan(v) else "-"
+                             for v in (g.get(k) for k in ("precision", "recall", "fpr")))
+            out.append(f"{line}{prf:>21}    {g.get('caught_by', '')}")
+    return "\n".join(out)
+
+
 def write_csv(rows: list[dict[str, object]], path: Path) -> None:
     cols = list(dict.fromkeys(k for r in rows for k in r))
     with path.open("w", newline="") as fh:
@@ -571,8 +616,11 @@ def main(argv: list[str] | None = None) -> int:
     if "cost" in sections:
         rows += cost_rows(setup)
     text = print_table(rows)
+    readable = report(rows, setup)
+    print("\n" + readable)
     write_csv(rows, args.out / "bench_learning.csv")
     (args.out / "bench_learning.md").write_text(text + "\n")
+    (args.out / "bench_learning.txt").write_text(readable + "\n")
     plot(rows, args.out / "bench_learning.png")
     print(f"\n{time.perf_counter() - began:.0f} s; wrote {args.out}/bench_learning.csv, .md, .png")
     return 0
