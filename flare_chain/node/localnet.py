@@ -56,8 +56,12 @@ class Net:
 
 
 def make_net(root: Path, model_dir: Path, params: Any, *, nodes: int = 4, leader_blocks: int = 3,
-             node_stores: dict[int, Any] | None = None) -> Net:
-    w3 = in_process_chain()
+             node_stores: dict[int, Any] | None = None, w3: Any | None = None) -> Net:
+    """Deploy a coordinator and build ``nodes`` daemons on ``w3`` (default: a fresh in-process eth-tester).
+
+    Any dev chain with an unlocked funded account works as ``w3`` (e.g. anvil over HTTP).
+    """
+    w3 = w3 if w3 is not None else in_process_chain()
     owner = Account.from_key(keccak(text="daemon tests owner"))
     accounts = [Account.from_key(keccak(text=f"daemon tests node {i}")) for i in range(nodes)]
     fund_accounts(w3, [owner, *accounts], 10**20)
