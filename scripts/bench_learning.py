@@ -510,7 +510,17 @@ def report(rows: list[dict[str, object]], setup: Setup) -> str:
             prf = " / ".join(f"{v:.2f}" if isinstance(v, float) and not math.isnan(v) else "-"
                              for v in (g.get(k) for k in ("precision", "recall", "fpr")))
             out.append(f"{line}{prf:>21}    {g.get('caught_by', '')}")
-    return "\n".join(out)
+    cost = [r for r in rows if r["section"] == "cost"]
+    if cost:
+        out += ["", f"cost (seconds, 1 CPU thread; measured on {setup.cost_layers} of the {setup.full_layers} layers, "
+                f"'{setup.full_layers}L' = ×{setup.full_layers // setup.cost_layers}, modules are independent)",
+                f"{'n':>4}{'fedavg':>9}{'median':>9}{'trimmed':>9}{'multikrum':>10}{'exact_lora':>11}{'gates':>8}"
+                f"{'NMI':>7}{f'{setup.full_layers}L exact':>11}{f'{setup.full_layers}L gates':>11}"]
+        out += [f"{r['n']:>4.0f}{r['fedavg_s']:>9.2f}{r['median_s']:>9.1f}{r['trimmed_mean_s']:>9.1f}"
+                f"{r['multikrum_s']:>10.1f}{r['exact_lora_s']:>11.1f}{r['gates_no_mi_s']:>8.1f}"
+                f"{r['mi_nmi_matrix_s']:>7.1f}{r['exact_lora_full_s']:>11.0f}{r['gates_no_mi_full_s']:>11.0f}"
+                for r in cost]
+    return "\n".join(out).lstrip("\n")
 
 
 def write_csv(rows: list[dict[str, object]], path: Path) -> None:
