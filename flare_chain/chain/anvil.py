@@ -153,7 +153,15 @@ class AnvilProcess:
 
 
 def _port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port``.
+
+    SO_REUSEADDR, as anvil binds: right after a chain on this port exits, its
+    side of a client's kept-alive connection lingers (FIN-WAIT/TIME-WAIT) and
+    a plain bind() fails although anvil can listen there again (a restart on
+    the same port); a process still listening makes this bind fail either way.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

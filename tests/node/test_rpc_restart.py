@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import socket
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ import requests
 from hexbytes import HexBytes
 
 from flare_chain.chain import RoundStatus
-from flare_chain.chain import anvil as anvil_module
 from flare_chain.chain.anvil import AnvilProcess, anvil_available
 from flare_chain.chain.deployment import connect_rpc
 from flare_chain.node.daemon import Faults
@@ -47,26 +45,8 @@ class StatefulAnvil(AnvilProcess):
         return self.pid is not None
 
 
-def _port_is_free_reusing_address(host: str, port: int) -> bool:
-    """Like the launcher's check, but with SO_REUSEADDR, as anvil binds.
-
-    Right after anvil exits, its side of a client's kept-alive connection
-    lingers on the port (FIN-WAIT/TIME-WAIT) and a plain bind() there fails,
-    although anvil itself can listen again; a listening process still makes
-    this bind fail.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture()
-def anvil(tmp_path, monkeypatch):
-    monkeypatch.setattr(anvil_module, "_port_is_free", _port_is_free_reusing_address)
+def anvil(tmp_path):
     process = StatefulAnvil(tmp_path / "anvil-state.json", log_path=tmp_path / "anvil.log")
     process.start()
     yield process
