@@ -31,7 +31,18 @@ from flare_chain.node.daemon import Daemon, DaemonSettings, Faults, InjectedCras
 from flare_chain.node.participant import initial_global_manifest
 from flare_chain.node.state import NodeState
 
-__all__ = ["ROUND_BLOCKS", "Net", "arm", "drive", "make_daemon", "make_net", "open_round", "register_all", "sent_by"]
+__all__ = [
+    "ROUND_BLOCKS",
+    "Net",
+    "arm",
+    "assert_nothing_sent_twice",
+    "drive",
+    "make_daemon",
+    "make_net",
+    "open_round",
+    "register_all",
+    "sent_by",
+]
 
 ROUND_BLOCKS = {"submission_blocks": 12, "claim_blocks": 6, "proposal_blocks": 12, "voting_blocks": 10}
 
@@ -176,3 +187,24 @@ def sent_by(net: Net, address: str) -> list[str]:
                 fn, _ = net.coordinator.contract.decode_function_input(tx.get("input", tx.get("data")))
                 names.append(fn.fn_name)
     return names
+
+
+def assert_nothing_sent_twice(net: Net, rounds: int) -> None:
+    """Per node: one registration, at most one submission, seat claim, proposal and vote per round; no nonce reused.
+
+    The crash and restart tests' invariant: whatever happened, the chain shows
+    each node's transactions once, and its nonce equals the number it sent.
+    """
+    import collections
+
+    for account in net.accounts:
+        sent = sent_by(net, account.address)
+        counts = collections.Counter(sent)
+        assert counts["registerNode"] == 1, f"{account.address} registered {counts['registerNode']} times"
+        for fn in ("submitUpdate", "claimSeat", "vote", "proposeAggregate"):
+            assert counts[fn] <= rounds, f"{account.address} sent {fn} {counts[fn]} times in {rounds} round(s)"
+        # Every transaction this account ever sent was mined once: the nonce is exactly the count.
+        assert net.w3.eth.get_transaction_count(account.address) == len(sent)
+    for r in range(1, rounds + 1):
+        nodes = [s.node for s in net.coordinator.submissions(r)]
+        assert len(nodes) == len(set(nodes)), f"round {r} holds a second submission from one node"

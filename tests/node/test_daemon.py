@@ -22,7 +22,16 @@ from flare_chain.ipfs import ContentStore, KuboClient, serve_in_thread
 from flare_chain.lora.peft_files import load_peft_adapter
 from flare_chain.node.daemon import Faults
 from flare_chain.node.endpoint import EndpointStore
-from flare_chain.node.localnet import arm, drive, make_daemon, make_net, open_round, register_all, sent_by
+from flare_chain.node.localnet import (
+    arm,
+    assert_nothing_sent_twice,
+    drive,
+    make_daemon,
+    make_net,
+    open_round,
+    register_all,
+    sent_by,
+)
 from flare_chain.node.state import StepStatus
 
 
@@ -35,21 +44,6 @@ def fast_params(tiny_train_params):
 def _close(net) -> None:
     for d in net.daemons:
         d.state.close()
-
-
-def _assert_nothing_sent_twice(net, rounds: int) -> None:
-    """Per node: one registration, at most one submission, seat claim and vote per round; no nonce reused."""
-    for account in net.accounts:
-        sent = sent_by(net, account.address)
-        counts = collections.Counter(sent)
-        assert counts["registerNode"] == 1
-        for fn in ("submitUpdate", "claimSeat", "vote", "proposeAggregate"):
-            assert counts[fn] <= rounds, f"{account.address} sent {fn} {counts[fn]} times in {rounds} round(s)"
-        # Every transaction this account ever sent was mined once: the nonce is exactly the count.
-        assert net.w3.eth.get_transaction_count(account.address) == len(sent)
-    for r in range(1, rounds + 1):
-        nodes = [s.node for s in net.coordinator.submissions(r)]
-        assert len(nodes) == len(set(nodes))
 
 
 def _assert_everyone_pulled(net, round_id: int) -> str:
@@ -86,7 +80,7 @@ def test_crash_at_every_side_effect_point_resumes_without_a_second_transaction(t
         fired = collections.Counter(point.split(":")[0] for _i, point in net.crashes)
         assert fired["submit"] == 4 and fired["claim"] == 4 and fired["vote"] >= 2 and fired["propose"] == 1
         _assert_everyone_pulled(net, round_id)
-        _assert_nothing_sent_twice(net, 1)
+        assert_nothing_sent_twice(net, 1)
         for d in net.daemons:  # despite the crashes, every step ended done, each with one transaction
             steps = {r.step: r for r in d.state.steps(round_id)}
             assert all(steps[k].status == StepStatus.DONE for k in ("train", "pin", "submit", "claim", "pull"))
@@ -111,7 +105,7 @@ def test_crash_at_every_side_effect_point_resumes_without_a_second_transaction(t
         proposal = net.coordinator.proposal(round_id)
         assert proposal.rank == 1 and proposal.proposer != net.coordinator.leader(round_id)
         _assert_everyone_pulled(net, round_id)
-        _assert_nothing_sent_twice(net, 2)
+        assert_nothing_sent_twice(net, 2)
     finally:
         _close(net)
 
@@ -186,7 +180,7 @@ def test_ipfs_endpoint_down_30s_then_altering_an_update_is_survived(tmp_path, ti
         assert victim not in proposal.accepted and len(proposal.accepted) == 3
         assert any("hashed to" in r.getMessage() or "IntegrityError" in r.getMessage() or
                    "leaving out" in r.getMessage() for r in caplog.records)
-        _assert_nothing_sent_twice(net, 1)
+        assert_nothing_sent_twice(net, 1)
         assert net.coordinator.round_info(round_id).status == RoundStatus.COMMITTED
     finally:
         _close(net)

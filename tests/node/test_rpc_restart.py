@@ -12,7 +12,6 @@ Skipped only when the npm package @foundry-rs/anvil-linux-amd64 is not installed
 
 from __future__ import annotations
 
-import collections
 import logging
 from pathlib import Path
 
@@ -24,7 +23,14 @@ from flare_chain.chain import RoundStatus
 from flare_chain.chain.anvil import AnvilProcess, anvil_available
 from flare_chain.chain.deployment import connect_rpc
 from flare_chain.node.daemon import Faults
-from flare_chain.node.localnet import drive, make_net, open_round, register_all, sent_by
+from flare_chain.node.localnet import (
+    assert_nothing_sent_twice,
+    drive,
+    make_net,
+    open_round,
+    register_all,
+    sent_by,
+)
 from flare_chain.node.state import StepStatus
 
 pytestmark = pytest.mark.skipif(not anvil_available(), reason="anvil npm package not installed (run `npm ci`)")
@@ -75,20 +81,6 @@ def _set_automine(net, on: bool) -> None:
 def _pending_on_chain(net, tx_hash: str) -> bool:
     """Whether the (restarted) chain knows the transaction at all, mined or pending."""
     return net.w3.provider.make_request("eth_getTransactionByHash", [tx_hash]).get("result") is not None
-
-
-def _assert_nothing_sent_twice(net, rounds: int) -> None:
-    """Per node: one registration, at most one of each round step per round, every nonce used once."""
-    for account in net.accounts:
-        sent = sent_by(net, account.address)
-        counts = collections.Counter(sent)
-        assert counts["registerNode"] == 1
-        for fn in ("submitUpdate", "claimSeat", "vote", "proposeAggregate"):
-            assert counts[fn] <= rounds, f"{account.address} sent {fn} {counts[fn]} times in {rounds} round(s)"
-        assert net.w3.eth.get_transaction_count(account.address) == len(sent)
-    for r in range(1, rounds + 1):
-        nodes = [s.node for s in net.coordinator.submissions(r)]
-        assert len(nodes) == len(set(nodes))
 
 
 @pytest.mark.parametrize("mined_before_stop", [True, False], ids=["mined-then-restart", "pending-lost-by-restart"])
@@ -218,6 +210,6 @@ def test_round_survives_anvil_restarting_with_a_submission_in_its_mempool(tmp_pa
                                                                           stored.nonce)
         assert net.accounts[0].address in net.coordinator.proposal(round_id).accepted
         assert outcome.committed
-        _assert_nothing_sent_twice(net, 1)
+        assert_nothing_sent_twice(net, 1)
     finally:
         _close(net)
