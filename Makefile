@@ -30,6 +30,7 @@ demo: $(STAMP)
 # The default suite (every test not marked slow), well under ten minutes on 2 cores.
 test: $(STAMP)
 	$(PY) -m ruff check flare_chain scripts tests
+	$(PY) -m mypy flare_chain
 	$(PY) -m pytest -m "not slow"
 
 # The slow tests: whole federations, the 4-daemon devnet with its faults. CI runs them after `test`.

@@ -84,7 +84,7 @@ def _indexed_backend_class() -> type:
 IndexedPyEVMBackend: type = _indexed_backend_class()
 
 
-def faithful_backend_class() -> type:
+def faithful_backend_class() -> type[Any]:
     """A ``PyEVMBackend`` subclass whose sealed blocks carry the prevrandao their transactions saw.
 
     Drop-in where a ``PyEVMBackend`` is built (``cls()``, ``cls.from_mnemonic(...)``), e.g. by a dev

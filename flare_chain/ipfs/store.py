@@ -50,6 +50,8 @@ from flare_chain.ipfs.unixfs import BlockSink, FileDagBuilder, ImportOptions
 __all__ = ["ContentStore", "GcResult"]
 
 _PINS_VERSION = 1
+_Feed = bytes | bytearray | memoryview | tuple[str, Path, bool]
+"""What to import: bytes, or ``(kind, path, include_hidden)`` with kind "file" or "dir"."""
 _STALE_TMP_S = 3600.0
 
 
@@ -147,7 +149,7 @@ class ContentStore:
 
     # ---------------------------------------------------------------- add
 
-    def _add(self, feed: object, options: ImportOptions, *, pin: bool, only_hash: bool) -> str:
+    def _add(self, feed: _Feed, options: ImportOptions, *, pin: bool, only_hash: bool) -> str:
         if only_hash:
             return self._run_import(feed, options, None).encode()
         with self._lock():
@@ -176,12 +178,12 @@ class ContentStore:
             return root.encode()
 
     @staticmethod
-    def _run_import(feed: object, options: ImportOptions, sink: BlockSink | None) -> Cid:
+    def _run_import(feed: _Feed, options: ImportOptions, sink: BlockSink | None) -> Cid:
         if isinstance(feed, bytes | bytearray | memoryview):
             builder = FileDagBuilder(options, sink)
             builder.add_bytes(feed)
             return builder.finish().cid
-        kind, path, hidden = feed  # type: ignore[misc]
+        kind, path, hidden = feed
         if kind == "file":
             return import_file(path, options, sink).cid
         return import_directory(path, options, sink, include_hidden=hidden).cid

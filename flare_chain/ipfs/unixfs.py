@@ -99,7 +99,7 @@ class DagEntry:
     filesize: int
 
 
-def _dag_pb_cid(pieces: Sequence[bytes], cid_version: int) -> Cid:
+def _dag_pb_cid(pieces: Sequence[bytes | memoryview], cid_version: int) -> Cid:
     h = hashlib.sha256()
     for piece in pieces:
         h.update(piece)
@@ -140,7 +140,7 @@ class FileDagBuilder:
             self._short_chunk_seen = True
         self._push(0, self._leaf(chunk))
 
-    def add_bytes(self, data: bytes | memoryview) -> None:
+    def add_bytes(self, data: bytes | bytearray | memoryview) -> None:
         """Chunk in-memory bytes and add them (no copies: chunks are memoryview slices)."""
         view = memoryview(data)
         size = self._opts.chunk_size
