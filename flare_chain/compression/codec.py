@@ -198,7 +198,9 @@ def _read_metadata(data: bytes) -> tuple[dict[str, Any], str]:
         raise UpdateError(f"compressed update's {METADATA_KEY!r} metadata must be a JSON object")
     if meta.get("version") != CODEC_VERSION:
         raise UpdateError(
-            f"compressed update has codec version {meta.get('version')!r}; this build reads {CODEC_VERSION}"
+            f"compressed update has codec version {meta.get('version')!r}; this build reads {CODEC_VERSION} "
+            "(the sender and this node run different flare-chain releases: every node of a federation must "
+            "run one codec version, so upgrade them together between rounds)"
         )
     if meta.get("dtype") not in WIRE_DTYPES:
         raise UpdateError(
