@@ -323,6 +323,19 @@ def _end_round(net, round_id: int) -> None:
     net.coordinator.finalize_round(net.owner, round_id)
 
 
+def _restart_into_next_round_until_submit(net, round_id: int):
+    """Restart node 0 (compressing), let ``round_id`` run out, open the next round and tick node 0
+    until it crashes just before submitting; returns the new daemon and round."""
+    net.faults.pop(0)
+    daemon = _compressing(net, 0)
+    _end_round(net, round_id)
+    round_id = open_round(net)
+    arm(net, 0, {"submit:before"})
+    with pytest.raises(BaseException, match="submit:before"):
+        daemon.tick()
+    return daemon, round_id
+
+
 def test_restart_after_submission_uses_the_residual_once_and_an_unsent_one_again(idle_net) -> None:
     from flare_chain.compression import PowerSGDCompressor
 
@@ -341,13 +354,7 @@ def test_restart_after_submission_uses_the_residual_once_and_an_unsent_one_again
     assert sum(float(t.norm()) for t in residual_1.values()) > 0
 
     # Round 2 after a restart: round 1's residual is committed first and round 2 is compressed from it.
-    net.faults.pop(0)
-    daemon = _compressing(net, 0)
-    _end_round(net, round_id)
-    round_id = open_round(net)
-    arm(net, 0, {"submit:before"})
-    with pytest.raises(BaseException, match="submit:before"):
-        daemon.tick()
+    daemon, round_id = _restart_into_next_round_until_submit(net, round_id)
     assert daemon.residuals.committed_round == 1
     reloaded = daemon.residuals.load_committed().error
     assert reloaded.keys() == residual_1.keys() and all(torch.equal(reloaded[k], residual_1[k]) for k in reloaded)
@@ -356,13 +363,7 @@ def test_restart_after_submission_uses_the_residual_once_and_an_unsent_one_again
 
     # Round 2's submission never lands (the node is down until its window closed): its compressed update was
     # never sent, so round 3 starts again from round 1's residual instead of counting it twice or losing it.
-    net.faults.pop(0)
-    daemon = _compressing(net, 0)
-    _end_round(net, round_id)
-    round_id = open_round(net)
-    arm(net, 0, {"submit:before"})
-    with pytest.raises(BaseException, match="submit:before"):
-        daemon.tick()
+    daemon, round_id = _restart_into_next_round_until_submit(net, round_id)
     assert net.coordinator.submission_hash(2, net.accounts[0].address) == bytes(32)
     assert daemon.residuals.committed_round == 1
     assert [(p.round_id, p.base_round) for p in daemon.residuals.pending()] == [(3, 1)]
