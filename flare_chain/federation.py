@@ -39,8 +39,9 @@ from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.domains import available_domains, domain_texts
 from flare_chain.lora.evaluate import evaluate_loss
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.probe_corpus import reference_probe_texts
 from flare_chain.lora.reference import ensure_reference_model
-from flare_chain.node.bundles import fetch_global_bundle, pin_global_bundle
+from flare_chain.node.bundles import fetch_global_bundle, pin_global_bundle, pin_probe_corpus
 from flare_chain.node.config import CompressionSettings
 from flare_chain.node.participant import Participant, initial_global_manifest
 
@@ -93,6 +94,8 @@ class FederationConfig(BaseModel):
     compression: CompressionSettings = Field(
         default_factory=CompressionSettings,
         description="PowerSGD on each update (default rank 2, fp16); rank 0 sends updates uncompressed")
+    probe_corpus: bool = Field(True, description="pin the reference task's public probe corpus and name it in "
+                               "the round-0 manifest, which turns the committee's probe-loss gate on")
     show_progress: bool = True
 
     @model_validator(mode="after")
@@ -244,7 +247,9 @@ def setup_federation(config: FederationConfig) -> Federation:
     domain_of = {p.address: d for p, d in zip(participants, domains, strict=False)}
 
     start = initial_adapter(model_dir, config.train, seed=config.adapter_seed)
-    start_cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, config.train, start),
+    probe_cid = pin_probe_corpus(store, reference_probe_texts()) if config.probe_corpus else None
+    start_cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, config.train, start,
+                                                                        probe_cid=probe_cid),
                                   model_dir, config.train)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(start_cid))
     union = torch.cat([p.val_windows for p in participants])

@@ -64,6 +64,7 @@ from flare_chain.lora.data import windows_for_training
 from flare_chain.lora.domains import available_domains, domain_texts
 from flare_chain.lora.files import Manifest, encode_delta, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.probe_corpus import probe_windows, reference_probe_texts
 from flare_chain.lora.reference import ensure_reference_model
 from flare_chain.progress import progress
 
@@ -136,6 +137,7 @@ class Lab:
                 max_train=setup.max_windows, max_val=setup.val_windows).train
         self.val = torch.cat(vals).to(self.device)
         self.probe = seed_probe_windows(b"bench-round-seed", count=8, seq_len=64).to(self.device)
+        self.probe_texts = reference_probe_texts()
         self._cache: dict[tuple[str, str, bool, int], Delta] = {}
         self.trainings = 0
 
@@ -189,6 +191,19 @@ class Lab:
         return self.model(input_ids=self.probe).logits.argmax(dim=-1).reshape(-1).cpu().numpy()
 
 
+    @torch.no_grad()
+    def window_losses(self, adapter: Delta, windows: torch.Tensor):  # -> np.ndarray
+        """Mean token loss of each of ``windows`` under base + ``adapter`` (float64)."""
+        self._load(dict(adapter))
+        out = []
+        for s in range(0, windows.shape[0], 32):
+            batch = windows[s : s + 32].to(self.device)
+            logits = self.model(input_ids=batch).logits[:, :-1, :].float()
+            per_token = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
+            out.append(per_token.to(torch.float64).mean(dim=1).cpu())
+        return torch.cat(out).numpy()
+
+
 def _digest(tensors: Delta) -> str:
     h = hashlib.sha256()
     for k in sorted(tensors):
@@ -227,10 +242,17 @@ def plain(strategy) -> Aggregate:
 
 
 def gated(lab: Lab, caught: dict[str, int]) -> Aggregate:
-    """Gates + MI filter + FedAvg; counts rejections per gate into ``caught``."""
-    gates = build_gates(GateSettings(), predictor=lab.predict)
+    """Gates (probe loss on the reference probe corpus included) + MI filter + FedAvg.
+
+    Counts rejections per gate into ``caught``. The probe windows are drawn
+    from the corpus with the global adapter's digest as the round's seed.
+    """
+    settings = GateSettings()
 
     def run(global_adapter: Delta, updates: list[ClientUpdate], _attackers: set[str]) -> tuple[Delta, set[str]]:
+        windows = probe_windows(lab.probe_texts, bytes.fromhex(_digest(global_adapter)),
+                                count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len)
+        gates = build_gates(settings, predictor=lab.predict, window_losses=lambda a: lab.window_losses(a, windows))
         outcome = run_gates(updates, global_adapter, gates)
         rejected = set(outcome.rejected_nodes)
         for verdict in outcome.rejections:
@@ -495,7 +517,7 @@ def report(rows: list[dict[str, object]], setup: Setup) -> str:
         rounds = setup.robust_rounds
         out += ["", f"robustness ({rounds} round{'s' if rounds > 1 else ''}; final held-out loss vs clean FedAvg; "
                 "(F) = the aggregator refused a round,",
-                "the previous adapter stays; gates = policy, duplicate, norm, direction, MI filter, then FedAvg)",
+                "the previous adapter stays; gates = policy, duplicate, norm, direction, probe loss, MI filter, then FedAvg)",
                 f"{'attack':<12}{'frac':>4}" + "".join(f"{a:>16}" for a in aggs) + f"{'gate P / R / FPR':>21}    caught by"]
         cells: dict[tuple[str, float], dict[str, dict[str, object]]] = {}
         for r in rob:

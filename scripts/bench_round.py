@@ -123,6 +123,7 @@ def bench(n: int, model_dir: Path, committee: int, chain: str, rank: int) -> dic
     from flare_chain.cli.node import build_daemon
     from flare_chain.ipfs import KuboClient
     from flare_chain.lora.params import LoraTrainParams
+    from flare_chain.lora.probe_corpus import reference_probe_texts
     from flare_chain.node.config import load_node_config
     from flare_chain.node.keys import load_account
     from flare_chain.node.localnet import Net, drive, open_round
@@ -145,7 +146,8 @@ def bench(n: int, model_dir: Path, committee: int, chain: str, rank: int) -> dic
             daemons = [build_daemon(load_node_config(p, env={}), show_progress=False) for p in configs]
             with KuboClient(state["ipfs_url"]) as ipfs:
                 params = LoraTrainParams(rank=4, alpha=8)
-                ensure_global_adapter(coordinator, owner, lambda: pin_initial_adapter(ipfs, model_dir, params))
+                ensure_global_adapter(coordinator, owner, lambda: pin_initial_adapter(
+                    ipfs, model_dir, params, probe_texts=reference_probe_texts()))
             net = Net(w3, coordinator, owner, [d.account for d in daemons], daemons[0].store, model_dir, params,
                       [], root, daemons=daemons)
             for d in daemons:

@@ -25,6 +25,7 @@ from flare_chain.aggregation.median import CoordinateMedian
 from flare_chain.aggregation.mi_filter import MutualInformationFilter, nmi_outliers, seed_probe_windows
 from flare_chain.aggregation.pipeline import GateOutcome, GateSettings, GateVerdict, build_gates, run_gates
 from flare_chain.aggregation.privacy import DPFedAvg, PrivacyAccountant, clip_update, privatize_update
+from flare_chain.aggregation.probe_loss import ProbeLossGate, harmful_updates, probe_effect
 from flare_chain.aggregation.trimmed_mean import TrimmedMean
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "MutualInformationFilter",
     "NormAnomalyGate",
     "PrivacyAccountant",
+    "ProbeLossGate",
     "TensorPolicyGate",
     "TrimmedMean",
     "apply_delta",
@@ -55,9 +57,11 @@ __all__ = [
     "check_compatible",
     "clip_update",
     "factorwise_fedavg_error",
+    "harmful_updates",
     "nmi_outliers",
     "policy_gate",
     "privatize_update",
+    "probe_effect",
     "product_error",
     "run_gates",
     "seed_probe_windows",

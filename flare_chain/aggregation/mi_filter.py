@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from flare_chain.aggregation.base import ClientUpdate
+from flare_chain.aggregation.candidate_model import CandidateModel
 from flare_chain.aggregation.gates import Gate, GateContext
 from flare_chain.aggregation.robust import median, robust_z
 from flare_chain.errors import ConfigError
@@ -166,28 +167,19 @@ class MutualInformationFilter(Gate):
                             min_candidates=self.min_candidates)
 
 
-def model_predictor(model_dir: Path, params: LoraTrainParams, probe: torch.Tensor) -> Predictor:
+def model_predictor(model_dir: Path, params: LoraTrainParams, probe: torch.Tensor, *,
+                    model: CandidateModel | None = None) -> Predictor:
     """A :data:`Predictor` that runs the base model at ``model_dir`` with a LoRA adapter on ``probe``.
 
-    The base model is loaded once; each call swaps the adapter tensors in and
-    returns the argmax next-token ids at every probe position (int64, flat),
-    computed in eval mode under a fixed thread count, so it is deterministic.
+    The base model is loaded once (or ``model`` is reused); each call swaps
+    the adapter tensors in and returns the argmax next-token ids at every
+    probe position (int64, flat), computed in eval mode under a fixed thread
+    count, so it is deterministic.
     """
-    from flare_chain.lora._runtime import seeded
-    from flare_chain.lora.adapter import set_adapter_tensors, wrap_with_lora
-    from flare_chain.lora.base import load_base_model
-
-    model = wrap_with_lora(load_base_model(Path(model_dir)), params)
-    model.eval()
+    runner = model if model is not None else CandidateModel(Path(model_dir), params)
     windows = probe.to(torch.long)
 
     def predict(adapter: Mapping[str, torch.Tensor]) -> np.ndarray:
-        set_adapter_tensors(model, dict(adapter), what="candidate adapter")
-        out = []
-        with seeded(params.seed, params.num_threads), torch.no_grad():
-            for start in range(0, windows.shape[0], params.batch_size):
-                logits = model(input_ids=windows[start : start + params.batch_size]).logits
-                out.append(logits.argmax(dim=-1).reshape(-1))
-        return torch.cat(out).numpy().astype(np.int64)
+        return runner.predictions(adapter, windows)
 
     return predict

@@ -21,6 +21,7 @@ from flare_chain.aggregation.anomaly import DirectionAnomalyGate, DuplicateGate,
 from flare_chain.aggregation.base import ClientUpdate, canonical_order
 from flare_chain.aggregation.gates import Gate, GateContext, TensorPolicyGate
 from flare_chain.aggregation.mi_filter import MI_MIN_SCALE, MutualInformationFilter, Predictor
+from flare_chain.aggregation.probe_loss import ProbeLossGate, WindowLosses
 
 __all__ = ["GateOutcome", "GateSettings", "GateVerdict", "build_gates", "run_gates"]
 
@@ -62,6 +63,10 @@ class GateSettings(BaseModel):
     norm_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on log update norms")
     direction: bool = True
     direction_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on cosine to the median")
+    probe_loss: bool = Field(default=True, description="run the probe-loss gate when a probe corpus is available")
+    probe_loss_z: float = Field(default=3.0, gt=0, description="standard errors above 0 that make an update harmful")
+    probe_loss_windows: int = Field(default=128, ge=2, description="corpus windows the probe-loss gate runs on")
+    probe_loss_seq_len: int = Field(default=64, ge=2, description="tokens per probe-loss window")
     mutual_information: bool = Field(default=True, description="run the MI filter when a predictor is available")
     mi_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on median pairwise NMI")
     mi_min_scale: float = Field(default=MI_MIN_SCALE, gt=0, le=1, description="floor of the NMI spread")
@@ -70,8 +75,12 @@ class GateSettings(BaseModel):
     probe_seq_len: int = Field(default=64, ge=2, description="tokens per probe window")
 
 
-def build_gates(settings: GateSettings | None = None, *, predictor: Predictor | None = None) -> list[Gate]:
-    """The gate chain for ``settings``: policy, duplicates, norm, direction, then MI (needs ``predictor``)."""
+def build_gates(
+    settings: GateSettings | None = None, *, predictor: Predictor | None = None,
+    window_losses: WindowLosses | None = None,
+) -> list[Gate]:
+    """The gate chain for ``settings``: policy, duplicates, norm, direction, probe loss (needs
+    ``window_losses``), then MI (needs ``predictor``)."""
     s = settings or GateSettings()
     gates: list[Gate] = [TensorPolicyGate(max_update_bytes=s.max_update_bytes, max_abs_value=s.max_abs_value)]
     if s.duplicates:
@@ -80,6 +89,8 @@ def build_gates(settings: GateSettings | None = None, *, predictor: Predictor | 
         gates.append(NormAnomalyGate(s.norm_threshold, min_candidates=s.min_candidates))
     if s.direction:
         gates.append(DirectionAnomalyGate(s.direction_threshold, min_candidates=s.min_candidates))
+    if s.probe_loss and window_losses is not None:
+        gates.append(ProbeLossGate(window_losses, z=s.probe_loss_z, min_candidates=s.min_candidates))
     if s.mutual_information and predictor is not None:
         gates.append(MutualInformationFilter(predictor, threshold=s.mi_threshold, min_scale=s.mi_min_scale,
                                              min_candidates=max(4, s.min_candidates - 1)))

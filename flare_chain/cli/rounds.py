@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "adapter fits the nodes")
     p.add_argument("--model-dir", type=Path, default=None, help="base model directory (default: reference model)")
     p.add_argument("--adapter-seed", type=int, default=0, help="seed of the round-0 adapter (default 0)")
+    probe = p.add_mutually_exclusive_group()
+    probe.add_argument("--probe-corpus", type=Path, action="append", default=None, metavar="PATH",
+                       help="text file or directory of the federation's public probe corpus, pinned and named in "
+                            "the round-0 manifest (repeatable; default: a sample of the stdlib reference task)")
+    probe.add_argument("--no-probe-corpus", action="store_true",
+                       help="name no probe corpus: the committee's probe-loss gate stays off")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--submission-blocks", type=int, default=40)
     p.add_argument("--claim-blocks", type=int, default=10)
@@ -92,8 +98,12 @@ def _drive(args: argparse.Namespace) -> int:
     owner = load_account(args.keystore, read_password(env_name=args.password_env, file=args.password_file))
     with KuboClient(args.ipfs) as ipfs:
         def make_round0() -> str:
+            from flare_chain.lora.probe_corpus import read_probe_texts, reference_probe_texts
+
             model_dir, params = _training(args)
-            return pin_initial_adapter(ipfs, model_dir, params, seed=args.adapter_seed)
+            probe_texts = None if args.no_probe_corpus else (
+                read_probe_texts(args.probe_corpus) if args.probe_corpus else reference_probe_texts())
+            return pin_initial_adapter(ipfs, model_dir, params, seed=args.adapter_seed, probe_texts=probe_texts)
 
         ensure_global_adapter(coordinator, owner, make_round0)
         summaries = drive_rounds(coordinator, owner, settings, ipfs=ipfs)

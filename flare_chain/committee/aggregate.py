@@ -17,18 +17,25 @@ else windows derived from ``probe_seed`` (the round's on-chain seed; see
 :func:`~flare_chain.aggregation.mi_filter.seed_probe_windows`), else from the
 round number alone, so every member derives the same probe without sharing
 any data.
+
+The probe-loss gate runs when, in addition, the previous global adapter's
+manifest names a public probe corpus (``probe_cid``): the corpus is fetched
+(verified against its CID) and the round's windows are drawn from it with
+the same seed (:func:`~flare_chain.lora.probe_corpus.probe_windows`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from flare_chain.aggregation import Aggregator, ClientUpdate, FedAvg, apply_delta
+from flare_chain.aggregation.candidate_model import CandidateModel
 from flare_chain.aggregation.gates import policy_gate
 from flare_chain.aggregation.mi_filter import model_predictor, seed_probe_windows
 from flare_chain.aggregation.pipeline import GateSettings, build_gates, run_gates
@@ -37,7 +44,8 @@ from flare_chain.errors import GateRejection, IntegrityError, StoreError, Update
 from flare_chain.ipfs import ContentStore, cid_from_bytes
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
-from flare_chain.node.bundles import GlobalAdapter, fetch_update_bundle, pin_global_bundle
+from flare_chain.lora.probe_corpus import probe_windows
+from flare_chain.node.bundles import GlobalAdapter, fetch_probe_corpus, fetch_update_bundle, pin_global_bundle
 
 __all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "build_aggregate", "check_submissions"]
 
@@ -99,18 +107,27 @@ def check_submissions(
             continue
         fetched.append(CheckedUpdate(submission=sub, delta=delta, manifest=manifest))
 
-    predictor = None
-    # Loading the model costs seconds; skip it when the filter would pass everyone anyway.
+    predictor, window_losses = None, None
+    # Loading the model costs seconds; skip it when the model-based gates would pass everyone anyway.
     enough = len(fetched) >= max(4, settings.min_candidates - 1)
-    if settings.mutual_information and model_dir is not None and params is not None and enough:
-        windows = probe if probe is not None else seed_probe_windows(
-            probe_seed if probe_seed is not None else round_id,
-            count=settings.probe_windows, seq_len=settings.probe_seq_len)
-        predictor = model_predictor(Path(model_dir), params, windows)
+    seed = probe_seed if probe_seed is not None else round_id
+    probe_cid = previous.manifest.probe_cid if settings.probe_loss else None
+    if model_dir is not None and params is not None and enough and (settings.mutual_information or probe_cid):
+        model = CandidateModel(Path(model_dir), params)
+        if settings.mutual_information:
+            windows = probe if probe is not None else seed_probe_windows(
+                seed, count=settings.probe_windows, seq_len=settings.probe_seq_len)
+            predictor = model_predictor(Path(model_dir), params, windows, model=model)
+        if probe_cid is not None:
+            corpus = probe_windows(fetch_probe_corpus(store, probe_cid), seed,
+                                   count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len)
+
+            def window_losses(adapter: Mapping[str, torch.Tensor]) -> np.ndarray:
+                return model.window_losses(adapter, corpus)
     by_node = {u.submission.node: u for u in fetched}
     outcome = run_gates(
         [ClientUpdate(node=u.submission.node, delta=u.delta, sample_count=u.submission.sample_count) for u in fetched],
-        previous.tensors, build_gates(settings, predictor=predictor),
+        previous.tensors, build_gates(settings, predictor=predictor, window_losses=window_losses),
     )
     for verdict in outcome.rejections:
         sub = by_node[verdict.node].submission

@@ -22,7 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from flare_chain.errors import UpdateError
+from flare_chain.errors import ConfigError, UpdateError
+from flare_chain.ipfs.multiformats import parse_cid
 
 __all__ = [
     "ALLOWED_DTYPES",
@@ -76,12 +77,23 @@ class Manifest(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     round: int | None = Field(default=None, ge=0)
     node: str | None = None
+    probe_cid: str | None = Field(default=None, description="CID of the federation's public probe corpus")
 
     @field_validator("format_version")
     @classmethod
     def _known_version(cls, v: int) -> int:
         if v != MANIFEST_FORMAT_VERSION:
             raise ValueError(f"unsupported format_version {v}; this build reads {MANIFEST_FORMAT_VERSION}")
+        return v
+
+    @field_validator("probe_cid")
+    @classmethod
+    def _probe_cid_parses(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parse_cid(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
     @field_validator("dtype")
@@ -118,8 +130,15 @@ class Manifest(BaseModel):
         return self
 
     def to_bytes(self) -> bytes:
-        """Canonical JSON of the manifest (see :func:`canonical_json`)."""
-        return canonical_json(self.model_dump(mode="json"))
+        """Canonical JSON of the manifest (see :func:`canonical_json`).
+
+        ``probe_cid`` is written only when set, so manifests without one keep
+        the bytes (and hashes) they had before the field existed.
+        """
+        doc = self.model_dump(mode="json")
+        if doc.get("probe_cid") is None:
+            doc.pop("probe_cid", None)
+        return canonical_json(doc)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:

@@ -11,6 +11,10 @@ The reader picks the file from the manifest — which is checked against the
 chain first — and decompresses exactly what was sent. Uncompressed bundles
 read as before.
 
+The **probe corpus** (:mod:`flare_chain.lora.probe_corpus`) is one JSON
+file added as CIDv1 with raw leaves, as ``ipfs add --cid-version=1`` adds it;
+the round-0 global manifest names it and every later one carries it on.
+
 A **global bundle** is a PEFT adapter folder (``adapter_config.json``,
 ``adapter_model.safetensors``) plus ``flare_manifest.json``, loadable as is
 with ``PeftModel.from_pretrained`` after ``ipfs get``. Its bytes are a pure
@@ -33,7 +37,7 @@ import torch
 
 from flare_chain.compression import PowerSGDCompressor, decompress
 from flare_chain.compression import decode as decode_compressed
-from flare_chain.errors import IntegrityError, UpdateError
+from flare_chain.errors import IntegrityError, StoreError, UpdateError
 from flare_chain.ipfs import ContentStore
 from flare_chain.lora.files import Manifest, decode_delta, encode_delta
 from flare_chain.lora.params import LoraTrainParams
@@ -43,6 +47,7 @@ from flare_chain.lora.peft_files import (
     load_peft_adapter,
     save_peft_adapter,
 )
+from flare_chain.lora.probe_corpus import decode_probe_corpus, encode_probe_corpus
 
 __all__ = [
     "CID_VERSION",
@@ -53,10 +58,12 @@ __all__ = [
     "GlobalAdapter",
     "encode_update_bundle",
     "fetch_global_bundle",
+    "fetch_probe_corpus",
     "fetch_update_bundle",
     "is_compressed",
     "manifest_hash",
     "pin_global_bundle",
+    "pin_probe_corpus",
     "pin_update_bundle",
 ]
 
@@ -205,3 +212,23 @@ def fetch_global_bundle(store: ContentStore, cid: str, out_dir: Path | None = No
     if manifest.kind != "adapter":
         raise IntegrityError(f"object {cid} is a {manifest.kind!r} bundle, not a global adapter")
     return GlobalAdapter(cid=cid, tensors={k: tensors[k] for k in sorted(tensors)}, manifest=manifest)
+
+
+def pin_probe_corpus(store: ContentStore, texts: list[str]) -> str:
+    """Pin the federation's public probe corpus; returns its CID (what Kubo's ``ipfs add`` would print)."""
+    return store.add_bytes(encode_probe_corpus(texts), cid_version=CID_VERSION, pin=True)
+
+
+def fetch_probe_corpus(store: ContentStore, cid: str) -> list[str]:
+    """The probe corpus named by a global manifest, every block verified against ``cid``.
+
+    StoreError when it cannot be fetched: the committee's gates need it, so a
+    member without it must not vote on a different accepted set.
+    """
+    try:
+        data = store.cat(cid)
+    except StoreError as exc:
+        raise StoreError(
+            f"the probe corpus {cid} named by the global adapter cannot be fetched ({exc}); every committee "
+            f"member and auditor needs it: pin it on your IPFS endpoint (`ipfs pin add {cid}`)") from exc
+    return decode_probe_corpus(data, cid=cid)

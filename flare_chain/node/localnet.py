@@ -26,7 +26,8 @@ from flare_chain.chain import (
 from flare_chain.ipfs import ContentStore, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.domains import available_domains, domain_texts
-from flare_chain.node.bundles import pin_global_bundle
+from flare_chain.lora.probe_corpus import reference_probe_texts
+from flare_chain.node.bundles import pin_global_bundle, pin_probe_corpus
 from flare_chain.node.daemon import Daemon, DaemonSettings, Faults, InjectedCrash, raise_crash
 from flare_chain.node.participant import initial_global_manifest
 from flare_chain.node.state import NodeState
@@ -67,10 +68,11 @@ class Net:
 
 
 def make_net(root: Path, model_dir: Path, params: Any, *, nodes: int = 4, leader_blocks: int = 3,
-             node_stores: dict[int, Any] | None = None, w3: Any | None = None) -> Net:
+             node_stores: dict[int, Any] | None = None, w3: Any | None = None, probe_corpus: bool = True) -> Net:
     """Deploy a coordinator and build ``nodes`` daemons on ``w3`` (default: a fresh in-process eth-tester).
 
-    Any dev chain with an unlocked funded account works as ``w3`` (e.g. anvil over HTTP).
+    Any dev chain with an unlocked funded account works as ``w3`` (e.g. anvil over HTTP). ``probe_corpus``
+    pins the reference probe corpus and names it in the round-0 manifest (the probe-loss gate runs).
     """
     w3 = w3 if w3 is not None else in_process_chain()
     owner = Account.from_key(keccak(text="daemon tests owner"))
@@ -79,7 +81,9 @@ def make_net(root: Path, model_dir: Path, params: Any, *, nodes: int = 4, leader
     coordinator = deploy_coordinator(w3, owner, approval_threshold_bps=6666, leader_blocks=leader_blocks)
     store = ContentStore(root / "ipfs", durable=False)
     start = initial_adapter(model_dir, params, seed=0)
-    cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, params, start), model_dir, params)
+    probe_cid = pin_probe_corpus(store, reference_probe_texts()) if probe_corpus else None
+    cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, params, start, probe_cid=probe_cid),
+                            model_dir, params)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(cid))
     domains = available_domains()
     texts = [domain_texts(domains[i % len(domains)]) for i in range(nodes)]

@@ -78,20 +78,29 @@ class RoundSummary:
     seconds: float
 
 
-def pin_initial_adapter(ipfs: KuboClient, model_dir: Path, params: Any, *, seed: int = 0) -> str:
+def pin_initial_adapter(
+    ipfs: KuboClient, model_dir: Path, params: Any, *, seed: int = 0, probe_texts: list[str] | None = None
+) -> str:
     """Build the round-0 PEFT adapter bundle and add it through ``ipfs``; returns its CID.
 
-    Deterministic (same model, params and seed give the same CID), so every
-    node can check the bytes it pulls. Imports torch: call it only where
-    training is possible.
+    With ``probe_texts`` the federation's public probe corpus is pinned too
+    and named in the round-0 manifest, which turns the committee's probe-loss
+    gate on for every round. Deterministic (same model, params, seed and
+    texts give the same CID), so every node can check the bytes it pulls.
+    Imports torch: call it only where training is possible.
     """
     from flare_chain.lora.adapter import initial_adapter
     from flare_chain.lora.peft_files import save_peft_adapter
+    from flare_chain.lora.probe_corpus import encode_probe_corpus
     from flare_chain.node.bundles import CID_VERSION
     from flare_chain.node.participant import initial_global_manifest
 
+    probe_cid = None
+    if probe_texts is not None:
+        probe_cid = ipfs.add(encode_probe_corpus(probe_texts), cid_version=CID_VERSION, pin=True)
+        log.info("public probe corpus pinned: %s (%d texts)", probe_cid, len(probe_texts))
     tensors = initial_adapter(model_dir, params, seed=seed)
-    manifest = initial_global_manifest(model_dir, params, tensors)
+    manifest = initial_global_manifest(model_dir, params, tensors, probe_cid=probe_cid)
     with tempfile.TemporaryDirectory(prefix="flare-round0-") as tmp:
         folder = Path(tmp) / "adapter"
         save_peft_adapter(folder, tensors, model_dir, params, base_id=manifest.base_model_id)

@@ -288,8 +288,15 @@ class Participant:
         return self.review_and_vote(round_id, previous, tolerance=tolerance)
 
 
-def initial_global_manifest(model_dir: Path, params: LoraTrainParams, tensors: dict[str, torch.Tensor]) -> Manifest:
-    """The manifest of the round-0 global adapter every node starts from."""
+def initial_global_manifest(
+    model_dir: Path, params: LoraTrainParams, tensors: dict[str, torch.Tensor], *, probe_cid: str | None = None
+) -> Manifest:
+    """The manifest of the round-0 global adapter every node starts from.
+
+    ``probe_cid`` names the federation's public probe corpus (see
+    :mod:`flare_chain.lora.probe_corpus`); every later global manifest
+    carries it on, and the committee's probe-loss gate runs only when it is set.
+    """
     return Manifest(
         kind="adapter",
         base_model_id=base_model_id(model_dir),
@@ -300,4 +307,5 @@ def initial_global_manifest(model_dir: Path, params: LoraTrainParams, tensors: d
         sample_count=0,
         shapes=tensor_shapes(tensors),
         round=0,
+        probe_cid=probe_cid,
     )

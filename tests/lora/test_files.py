@@ -142,3 +142,18 @@ def test_manifest_disagreeing_with_tensors_is_refused() -> None:
 def test_manifest_rank_must_fit_lora_shapes() -> None:
     with pytest.raises(Exception, match="lora_A weight must be"):
         _manifest(_tensors(), rank=3)
+
+
+def test_a_manifest_without_a_probe_corpus_keeps_its_old_bytes() -> None:
+    manifest = _manifest(_tensors())
+    assert "probe_cid" not in json.loads(manifest.to_bytes())
+
+
+def test_a_probe_corpus_cid_round_trips_and_a_malformed_one_is_refused_by_name() -> None:
+    cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    manifest = _manifest(_tensors()).model_copy(update={"kind": "adapter", "probe_cid": cid})
+    assert Manifest.from_bytes(manifest.to_bytes()).probe_cid == cid
+    raw = json.loads(manifest.to_bytes())
+    raw["probe_cid"] = "not-a-cid"
+    with pytest.raises(UpdateError, match="probe_cid"):
+        Manifest.from_bytes(json.dumps(raw).encode())

@@ -146,6 +146,24 @@ def test_round0_adapter_pinned_over_rpc_has_the_bundle_cid(tmp_path: Path, tiny_
     assert cid == expected  # nodes that rebuild the bundle in-process get the same CID
 
 
+def test_round0_adapter_names_the_probe_corpus_it_pinned_over_rpc(tmp_path: Path, tiny_model_dir,
+                                                                   tiny_train_params) -> None:
+    from flare_chain.node.bundles import fetch_global_bundle, fetch_probe_corpus, pin_probe_corpus
+    from flare_chain.node.owner import pin_initial_adapter
+
+    texts = ["public text of the task, one", "public text of the task, two"]
+    store = ContentStore(tmp_path / "ipfs")
+    handle = serve_in_thread(store)
+    try:
+        with KuboClient(handle.url) as ipfs:
+            cid = pin_initial_adapter(ipfs, tiny_model_dir, tiny_train_params, seed=3, probe_texts=texts)
+    finally:
+        handle.close()
+    probe_cid = fetch_global_bundle(store, cid).manifest.probe_cid
+    assert probe_cid == pin_probe_corpus(ContentStore(tmp_path / "other"), texts)  # same CID in-process
+    assert fetch_probe_corpus(store, probe_cid) == texts
+
+
 def test_polling_survives_a_flaky_rpc(federation) -> None:
     coordinator, owner, _ = federation
     real = coordinator.round_info

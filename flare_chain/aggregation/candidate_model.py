@@ -1,0 +1,63 @@
+"""One loaded base model that runs candidate adapters on probe windows, for the model-based gates.
+
+The MI filter needs each candidate's predictions and the probe-loss gate its
+per-window losses; loading the base model costs far more than one probe run,
+so both share one :class:`CandidateModel`. Every run swaps the candidate's
+adapter tensors in and computes in eval mode under a fixed seed and thread
+count, so the same adapter gives the same numbers on the same machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from flare_chain.lora.params import LoraTrainParams
+
+__all__ = ["CandidateModel"]
+
+
+class CandidateModel:
+    """The base model at ``model_dir`` wrapped with LoRA per ``params``; loaded once."""
+
+    def __init__(self, model_dir: Path, params: LoraTrainParams) -> None:
+        from flare_chain.lora.adapter import wrap_with_lora
+        from flare_chain.lora.base import load_base_model
+
+        self.params = params
+        self.model = wrap_with_lora(load_base_model(Path(model_dir)), params)
+        self.model.eval()
+
+    def _logits(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> list[torch.Tensor]:
+        from flare_chain.lora._runtime import seeded
+        from flare_chain.lora.adapter import set_adapter_tensors
+
+        set_adapter_tensors(self.model, dict(adapter), what="candidate adapter")
+        ids = windows.to(torch.long)
+        out = []
+        with seeded(self.params.seed, self.params.num_threads), torch.no_grad():
+            for start in range(0, ids.shape[0], self.params.batch_size):
+                out.append(self.model(input_ids=ids[start : start + self.params.batch_size]).logits)
+        return out
+
+    def predictions(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> np.ndarray:
+        """Argmax next-token ids at every position of ``windows`` (int64, flat)."""
+        return torch.cat([lg.argmax(dim=-1).reshape(-1) for lg in self._logits(adapter, windows)]).numpy().astype(
+            np.int64)
+
+    def window_losses(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> np.ndarray:
+        """Mean next-token cross-entropy of each window (float64, one entry per window)."""
+        ids = windows.to(torch.long)
+        losses = []
+        for start, logits in zip(range(0, ids.shape[0], self.params.batch_size), self._logits(adapter, windows),
+                                 strict=True):
+            batch = ids[start : start + logits.shape[0]]
+            per_token = F.cross_entropy(logits[:, :-1, :].float().transpose(1, 2), batch[:, 1:], reduction="none")
+            losses.append(per_token.to(torch.float64).mean(dim=1))
+        return torch.cat(losses).numpy()

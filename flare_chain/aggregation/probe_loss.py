@@ -1,0 +1,136 @@
+"""The probe-loss gate: drop updates that, applied alone, make the public probe text worse.
+
+Sign-flipped and poisoned updates are hard to see in weight space once honest
+updates stop pointing the same way (after a round or two of non-IID training
+their pairwise cosines are near 0, so a negated honest update looks like one
+more orthogonal update). Their effect on the *task* is not hidden: an honest
+update lowers the loss on public text from the task, a negated one raises it
+by the same first-order amount.
+
+For each candidate the gate runs the model at ``global + Δ`` and at
+``global − Δ`` on the round's probe windows (see
+:mod:`flare_chain.lora.probe_corpus`) and takes half the per-window loss
+difference,
+
+    dᵥ = (L_w(g + Δ) − L_w(g − Δ)) / 2 ≈ ∇L_w(g)ᵀ Δ,
+
+the first-order change of window w's loss along Δ. The second-order term
+(the curvature that makes even an honest update's full step overshoot) is the
+same at ``+Δ`` and ``−Δ`` and cancels. An update is *harmful* when the mean
+of dᵥ is positive and at least ``z`` standard errors above 0 (a one-sided
+test across windows), so an honest update that merely does not help the
+probe is kept. If more than half the candidates test harmful, the probe, not
+the updates, is the likelier culprit (a corpus that does not fit the task);
+the gate then rejects none and logs why, since the other gates assume an
+honest majority too.
+
+Like every gate it is deterministic for a given machine: the window losses
+come from the model in eval mode under a fixed thread count, and the
+statistics are float64 in canonical node order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from flare_chain.aggregation.base import ClientUpdate
+from flare_chain.aggregation.gates import Gate, GateContext
+from flare_chain.errors import ConfigError
+
+__all__ = ["ProbeEffect", "ProbeLossGate", "WindowLosses", "harmful_updates", "probe_effect"]
+
+log = logging.getLogger("flare_chain.aggregation")
+
+WindowLosses = Callable[[Mapping[str, torch.Tensor]], np.ndarray]
+"""Maps an adapter to the mean token loss of each probe window (float64, one entry per window)."""
+
+
+@dataclass(frozen=True)
+class ProbeEffect:
+    """First-order change of the probe loss along one update, with its standard error across windows."""
+
+    change: float
+    stderr: float
+    windows: int
+
+    @property
+    def z(self) -> float:
+        """``change / stderr`` (±inf when the windows agree exactly, 0 when there is no change)."""
+        if self.stderr > 0:
+            return self.change / self.stderr
+        return math.copysign(math.inf, self.change) if self.change else 0.0
+
+
+def probe_effect(plus: np.ndarray, minus: np.ndarray) -> ProbeEffect:
+    """:class:`ProbeEffect` from per-window losses at ``g + Δ`` and ``g − Δ`` (same windows, same order)."""
+    a = np.asarray(plus, dtype=np.float64).reshape(-1)
+    b = np.asarray(minus, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape or a.size == 0:
+        raise ConfigError(f"probe losses must be two equal, non-empty lists; got {a.size} and {b.size} windows")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        # A finite update that drives the loss to Inf/NaN is as harmful as it gets.
+        return ProbeEffect(change=math.inf, stderr=0.0, windows=int(a.size))
+    d = (a - b) / 2.0
+    stderr = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.inf
+    return ProbeEffect(change=float(d.mean()), stderr=stderr, windows=int(d.size))
+
+
+def harmful_updates(effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5) -> dict[str, str]:
+    """``{node: reason}`` for updates whose probe effect is significantly harmful; pure and deterministic.
+
+    Returns ``{}`` below ``min_candidates`` updates, and when more than half
+    of them would be flagged (see the module docstring).
+    """
+    nodes = sorted(effects, key=str.lower)
+    if len(nodes) < min_candidates:
+        return {}
+    flagged = {n: effects[n] for n in nodes if effects[n].change > 0 and effects[n].z >= z}
+    if 2 * len(flagged) > len(nodes):
+        log.warning("probe-loss gate: %d of %d updates raise the probe loss; the probe corpus likely does not "
+                    "fit the task, so none is rejected on it", len(flagged), len(nodes))
+        return {}
+    helpful = sorted(effects[n].change for n in nodes)
+    typical = helpful[len(helpful) // 2]
+    return {
+        n: (f"applied alone, it raises the loss on the federation's public probe text "
+            f"(first-order change {e.change:+.4f} nats/token over {e.windows} windows, "
+            f"{e.z:.1f} standard errors above 0, threshold {z:g}; the round's median update changes it by "
+            f"{typical:+.4f}): it works against the task, as a sign-flipped or poisoned update does")
+        for n, e in flagged.items()
+    }
+
+
+class ProbeLossGate(Gate):
+    """The probe-loss test as a gate; ``window_losses`` runs a candidate adapter on the probe (injected I/O)."""
+
+    name = "probe_loss"
+
+    def __init__(self, window_losses: WindowLosses, *, z: float = 3.0, min_candidates: int = 5) -> None:
+        if not z > 0 or not math.isfinite(z):
+            raise ConfigError(f"probe-loss gate threshold must be a finite number > 0, got {z!r}")
+        self.window_losses = window_losses
+        self.z = float(z)
+        self.min_candidates = int(min_candidates)
+
+    def effects(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, ProbeEffect]:
+        """Each candidate's :class:`ProbeEffect` (two probe runs per candidate)."""
+        out: dict[str, ProbeEffect] = {}
+        for update in candidates:
+            runs = []
+            for sign in (1.0, -1.0):
+                model = {k: (context.global_tensors[k].to(torch.float64) + sign * update.delta[k].to(torch.float64))
+                         .to(torch.float32) for k in sorted(context.global_tensors)}
+                runs.append(self.window_losses(model))
+            out[update.node] = probe_effect(runs[0], runs[1])
+        return out
+
+    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        if len(candidates) < self.min_candidates:
+            return {}
+        return harmful_updates(self.effects(candidates, context), z=self.z, min_candidates=self.min_candidates)
