@@ -615,6 +615,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"attack kinds for robustness (default {','.join(ATTACK_KINDS)})")
     parser.add_argument("--aggregators", type=lambda v: tuple(v.split(",")), default=None,
                         help=f"aggregators for robustness (default {','.join(AGGREGATORS)}; fedavg always runs)")
+    parser.add_argument("--cost-sizes", type=lambda v: tuple(int(x) for x in v.split(",")), default=None,
+                        help="update counts n for the cost section (default 10,50,100)")
+    parser.add_argument("--cost-layers", type=int, default=None,
+                        help="layers generated for the cost section (default 4; 32 = the full model, no scaling)")
     args = parser.parse_args(argv)
     for name, allowed in (("attacks", ATTACK_KINDS), ("aggregators", AGGREGATORS)):
         unknown = sorted(set(getattr(args, name) or ()) - set(allowed))
@@ -627,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     changes = {k: v for k, v in (("device", args.device), ("rounds", args.rounds), ("threads", args.threads),
                                                   ("robust_rounds", args.robust_rounds),
                                                   ("fractions", args.fractions), ("attack_kinds", args.attacks),
-                                                  ("aggregators", args.aggregators))
+                                                  ("aggregators", args.aggregators),
+                                                  ("cost_sizes", args.cost_sizes), ("cost_layers", args.cost_layers))
                if v is not None}
     setup = Setup(**{**setup.__dict__, **changes})
     torch.set_num_threads(setup.threads)

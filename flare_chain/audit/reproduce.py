@@ -20,7 +20,7 @@ from flare_chain.audit.checks import cid_text
 from flare_chain.audit.content import ContentSource, ObjectState
 from flare_chain.audit.findings import FAIL, PASS, UNVERIFIABLE, Finding
 from flare_chain.audit.history import RoundHistory
-from flare_chain.errors import FlareError
+from flare_chain.errors import FlareError, StoreError, UpdateError
 
 __all__ = ["ModelLocator", "RoundContent", "content_checks", "reproduce_round"]
 
@@ -174,8 +174,11 @@ def reproduce_round(
         return both(UNVERIFIABLE, f"base model {previous.manifest.base_model_sha256[:16]}… not found; "
                                   "pass --model-dir")
     # The committee's gates, MI filter included (probe from the round's seed), when the base model is here.
-    checked, rejected = check_submissions(source.store, rid, available, previous, model_dir=model_dir,
-                                          params=params, probe_seed=r.opened.seed if r.opened else None)
+    try:
+        checked, rejected = check_submissions(source.store, rid, available, previous, model_dir=model_dir,
+                                              params=params, probe_seed=r.opened.seed if r.opened else None)
+    except (StoreError, UpdateError) as exc:  # only round-wide inputs raise: the probe corpus
+        return both(UNVERIFIABLE, f"the committee's gates cannot be re-run: {exc}")
     passing = [u.submission.node for u in checked]
     accepted = sorted(proposal.accepted, key=str.lower)
     findings: list[Finding] = []

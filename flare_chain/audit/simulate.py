@@ -34,7 +34,14 @@ from flare_chain.ipfs import ContentStore, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
-from flare_chain.node.bundles import GlobalAdapter, fetch_global_bundle, pin_global_bundle, pin_update_bundle
+from flare_chain.lora.probe_corpus import reference_probe_texts
+from flare_chain.node.bundles import (
+    GlobalAdapter,
+    fetch_global_bundle,
+    pin_global_bundle,
+    pin_probe_corpus,
+    pin_update_bundle,
+)
 from flare_chain.node.participant import initial_global_manifest
 
 __all__ = ["Proposer", "SimulatedFederation", "simulate"]
@@ -175,10 +182,12 @@ def simulate(
     expected_committee_size: int | None = None,
     threshold_bps: int = 6666,
     artifact: ContractArtifact | None = None,
+    probe_corpus: bool = False,
 ) -> SimulatedFederation:
     """Deploy (the coordinator, or ``artifact``), register ``nodes`` equal stakes, pin the round-0 adapter.
 
-    ``expected_committee_size`` defaults to ``nodes``: every node wins a seat.
+    ``expected_committee_size`` defaults to ``nodes``: every node wins a seat. ``probe_corpus`` pins the
+    reference probe corpus and names it in the round-0 manifest (the probe-loss gate runs from 5 nodes).
     """
     w3 = audit_ready_chain()
     owner = Account.from_key(keccak(text="flare-chain audit owner"))
@@ -192,7 +201,9 @@ def simulate(
         coordinator.register_node(account, STAKE_WEI)
     store = ContentStore(store_dir, durable=False)
     start = initial_adapter(model_dir, params, seed=0)
-    cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, params, start), model_dir, params)
+    probe_cid = pin_probe_corpus(store, reference_probe_texts(bytes_per_domain=2048)) if probe_corpus else None
+    cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, params, start, probe_cid=probe_cid),
+                            model_dir, params)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(cid))
     return SimulatedFederation(coordinator=coordinator, owner=owner, nodes=accounts, store=store,
                                model_dir=model_dir, params=params, initial_cid=cid,

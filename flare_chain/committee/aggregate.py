@@ -109,12 +109,14 @@ def check_submissions(
 
     predictor, window_losses = None, None
     # Loading the model costs seconds; skip it when the model-based gates would pass everyone anyway.
-    enough = len(fetched) >= max(4, settings.min_candidates - 1)
-    seed = probe_seed if probe_seed is not None else round_id
+    want_mi = settings.mutual_information and len(fetched) >= max(4, settings.min_candidates - 1)
     probe_cid = previous.manifest.probe_cid if settings.probe_loss else None
-    if model_dir is not None and params is not None and enough and (settings.mutual_information or probe_cid):
+    if len(fetched) < settings.min_candidates:
+        probe_cid = None
+    seed = probe_seed if probe_seed is not None else round_id
+    if model_dir is not None and params is not None and (want_mi or probe_cid):
         model = CandidateModel(Path(model_dir), params)
-        if settings.mutual_information:
+        if want_mi:
             windows = probe if probe is not None else seed_probe_windows(
                 seed, count=settings.probe_windows, seq_len=settings.probe_seq_len)
             predictor = model_predictor(Path(model_dir), params, windows, model=model)
