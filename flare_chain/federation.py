@@ -247,7 +247,8 @@ def setup_federation(config: FederationConfig) -> Federation:
     domain_of = {p.address: d for p, d in zip(participants, domains, strict=False)}
 
     start = initial_adapter(model_dir, config.train, seed=config.adapter_seed)
-    probe_cid = pin_probe_corpus(store, reference_probe_texts()) if config.probe_corpus else None
+    used = domains[: config.nodes]
+    probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if config.probe_corpus else None
     start_cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, config.train, start,
                                                                         probe_cid=probe_cid),
                                   model_dir, config.train)

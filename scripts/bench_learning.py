@@ -137,7 +137,7 @@ class Lab:
                 max_train=setup.max_windows, max_val=setup.val_windows).train
         self.val = torch.cat(vals).to(self.device)
         self.probe = seed_probe_windows(b"bench-round-seed", count=8, seq_len=64).to(self.device)
-        self.probe_texts = reference_probe_texts()
+        self.probe_texts = reference_probe_texts(domains=domains)  # the federation's domains, as the demo
         self._cache: dict[tuple[str, str, bool, int], Delta] = {}
         self.trainings = 0
 

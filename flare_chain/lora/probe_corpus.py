@@ -94,26 +94,36 @@ def probe_windows(texts: Sequence[str], seed: bytes | int, *, count: int, seq_le
     return windows[chosen].clone()
 
 
-def reference_probe_texts(*, bytes_per_domain: int = 8192, root: Path | None = None) -> list[str]:
-    """A public probe corpus for the stdlib reference task: about ``bytes_per_domain`` of every domain.
+def reference_probe_texts(
+    *, domains: Sequence[str] | None = None, bytes_per_domain: int = 8192, piece_chars: int = 1024,
+    root: Path | None = None,
+) -> list[str]:
+    """A public probe corpus for the stdlib reference task: about ``bytes_per_domain`` of each domain.
 
-    Files are taken in the order of the SHA-256 of their names (not path
-    order, which would favour one sub-package) until the domain's share is
-    full; the last file is cut. Deterministic for a given Python version.
+    ``domains`` are the federation's (default: every available one); the
+    probe should measure what the nodes learn, so a federation that knows its
+    domains passes them. Each domain's files are cut into ``piece_chars``
+    pieces and pieces are taken in the order of the SHA-256 of (file name,
+    piece index) until the domain's share is full, so the sample spreads over
+    whole files rather than their headers (docstrings, imports).
+    Deterministic for a given Python version.
     """
-    if bytes_per_domain < 1:
-        raise ConfigError(f"bytes_per_domain must be >= 1, got {bytes_per_domain}")
+    if bytes_per_domain < 1 or piece_chars < 1:
+        raise ConfigError(f"bytes_per_domain and piece_chars must be >= 1, got {bytes_per_domain}, {piece_chars}")
     texts: list[str] = []
-    for domain in available_domains(root):
-        files = sorted(domain_files(domain, root), key=lambda p: (hashlib.sha256(p.name.encode()).digest(), p))
+    for domain in (available_domains(root) if domains is None else list(domains)):
+        pieces: list[tuple[bytes, str]] = []
+        for path in domain_files(domain, root):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            for start in range(0, len(text), piece_chars):
+                key = hashlib.sha256(f"{path.name}:{start}".encode()).digest()
+                pieces.append((key, text[start : start + piece_chars]))
         left = bytes_per_domain
-        for path in files:
-            text = path.read_text(encoding="utf-8", errors="replace")[:left]
-            if text:
-                texts.append(text)
-                left -= len(text)
+        for _key, piece in sorted(pieces):
             if left <= 0:
                 break
+            texts.append(piece[:left])
+            left -= len(piece[:left])
     return texts
 
 

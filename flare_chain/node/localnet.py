@@ -81,11 +81,12 @@ def make_net(root: Path, model_dir: Path, params: Any, *, nodes: int = 4, leader
     coordinator = deploy_coordinator(w3, owner, approval_threshold_bps=6666, leader_blocks=leader_blocks)
     store = ContentStore(root / "ipfs", durable=False)
     start = initial_adapter(model_dir, params, seed=0)
-    probe_cid = pin_probe_corpus(store, reference_probe_texts()) if probe_corpus else None
+    domains = available_domains()
+    used = list(dict.fromkeys(domains[i % len(domains)] for i in range(nodes)))
+    probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if probe_corpus else None
     cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, params, start, probe_cid=probe_cid),
                             model_dir, params)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(cid))
-    domains = available_domains()
     texts = [domain_texts(domains[i % len(domains)]) for i in range(nodes)]
     net = Net(w3, coordinator, owner, accounts, store, model_dir, params, texts, root,
               node_stores=dict(node_stores or {}))

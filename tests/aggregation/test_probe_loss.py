@@ -54,12 +54,14 @@ def test_only_significantly_harmful_updates_are_flagged_and_the_reason_says_so()
     assert "+0.0500" in verdicts[node(4)] and "5.0 standard errors" in verdicts[node(4)]
 
 
-def test_no_verdicts_below_min_candidates_or_when_most_updates_look_harmful() -> None:
+def test_no_verdicts_below_min_candidates_or_when_the_median_update_does_not_help_the_probe() -> None:
     assert harmful_updates(_effects([-0.05, 0.2, -0.03, -0.04]), min_candidates=5) == {}
-    # 4 of 6 "harmful": the corpus, not the updates, is the likelier problem
+    # most updates raise the probe loss: the corpus does not measure what the nodes learn
     assert harmful_updates(_effects([0.05, 0.06, 0.07, 0.08, -0.01, -0.02])) == {}
-    # 3 of 6 is not a majority: still flagged
-    assert len(harmful_updates(_effects([0.05, 0.06, 0.07, -0.08, -0.01, -0.02]))) == 3
+    # half of them raise it (median +0.02 > 0): the same, though the three look "significant"
+    assert harmful_updates(_effects([0.05, 0.06, 0.07, -0.08, -0.01, -0.02])) == {}
+    # three of seven with the median update helping: all three are flagged
+    assert len(harmful_updates(_effects([0.05, 0.06, 0.07, -0.08, -0.01, -0.02, -0.03]))) == 3
 
 
 def test_verdicts_do_not_depend_on_the_order_effects_are_given_in() -> None:

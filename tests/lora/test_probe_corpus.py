@@ -91,3 +91,10 @@ def test_an_operator_corpus_is_read_from_files_and_folders(tmp_path: Path) -> No
         read_probe_texts([tmp_path / "bin"])
     with pytest.raises(ConfigError, match="does not exist"):
         read_probe_texts([tmp_path / "missing"])
+
+
+def test_the_reference_corpus_can_be_limited_to_the_federations_domains() -> None:
+    two = available_domains()[:2]
+    texts = reference_probe_texts(domains=two, bytes_per_domain=500)
+    assert texts == reference_probe_texts(bytes_per_domain=500)[: len(texts)]
+    assert sum(len(t) for t in texts) <= 1000
