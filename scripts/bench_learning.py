@@ -52,6 +52,7 @@ from flare_chain.aggregation import (
     build_gates,
     run_gates,
 )
+from flare_chain.aggregation.candidate_model import window_losses
 from flare_chain.aggregation.exact_lora import product_error
 from flare_chain.aggregation.mi_filter import nmi_matrix, seed_probe_windows
 from flare_chain.aggregation.pipeline import GateSettings
@@ -191,17 +192,10 @@ class Lab:
         return self.model(input_ids=self.probe).logits.argmax(dim=-1).reshape(-1).cpu().numpy()
 
 
-    @torch.no_grad()
     def window_losses(self, adapter: Delta, windows: torch.Tensor):  # -> np.ndarray
-        """Mean token loss of each of ``windows`` under base + ``adapter`` (float64)."""
+        """Mean token loss of each of ``windows`` under base + ``adapter`` (float64), as a committee member's."""
         self._load(dict(adapter))
-        out = []
-        for s in range(0, windows.shape[0], 32):
-            batch = windows[s : s + 32].to(self.device)
-            logits = self.model(input_ids=batch).logits[:, :-1, :].float()
-            per_token = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
-            out.append(per_token.to(torch.float64).mean(dim=1).cpu())
-        return torch.cat(out).numpy()
+        return window_losses(self.model, windows.to(self.device), 32)
 
 
 def _digest(tensors: Delta) -> str:

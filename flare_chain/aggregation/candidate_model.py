@@ -20,7 +20,19 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     from flare_chain.lora.params import LoraTrainParams
 
-__all__ = ["CandidateModel"]
+__all__ = ["CandidateModel", "window_losses"]
+
+
+@torch.no_grad()
+def window_losses(model: torch.nn.Module, windows: torch.Tensor, batch_size: int) -> np.ndarray:
+    """Mean next-token cross-entropy of each window under ``model`` (float64 on the CPU, one entry per window)."""
+    out = []
+    for start in range(0, windows.shape[0], batch_size):
+        batch = windows[start : start + batch_size].to(torch.long)
+        logits = model(input_ids=batch).logits[:, :-1, :].float()
+        per_token = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
+        out.append(per_token.to(torch.float64).mean(dim=1).cpu())
+    return torch.cat(out).numpy()
 
 
 class CandidateModel:
@@ -34,30 +46,28 @@ class CandidateModel:
         self.model = wrap_with_lora(load_base_model(Path(model_dir)), params)
         self.model.eval()
 
-    def _logits(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> list[torch.Tensor]:
-        from flare_chain.lora._runtime import seeded
+    def _load(self, adapter: Mapping[str, torch.Tensor]) -> None:
         from flare_chain.lora.adapter import set_adapter_tensors
 
         set_adapter_tensors(self.model, dict(adapter), what="candidate adapter")
+
+    def predictions(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> np.ndarray:
+        """Argmax next-token ids at every position of ``windows`` (int64, flat)."""
+        from flare_chain.lora._runtime import seeded
+
+        self._load(adapter)
         ids = windows.to(torch.long)
         out = []
         with seeded(self.params.seed, self.params.num_threads), torch.no_grad():
             for start in range(0, ids.shape[0], self.params.batch_size):
-                out.append(self.model(input_ids=ids[start : start + self.params.batch_size]).logits)
-        return out
-
-    def predictions(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> np.ndarray:
-        """Argmax next-token ids at every position of ``windows`` (int64, flat)."""
-        return torch.cat([lg.argmax(dim=-1).reshape(-1) for lg in self._logits(adapter, windows)]).numpy().astype(
-            np.int64)
+                logits = self.model(input_ids=ids[start : start + self.params.batch_size]).logits
+                out.append(logits.argmax(dim=-1).reshape(-1))
+        return torch.cat(out).numpy().astype(np.int64)
 
     def window_losses(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> np.ndarray:
         """Mean next-token cross-entropy of each window (float64, one entry per window)."""
-        ids = windows.to(torch.long)
-        losses = []
-        for start, logits in zip(range(0, ids.shape[0], self.params.batch_size), self._logits(adapter, windows),
-                                 strict=True):
-            batch = ids[start : start + logits.shape[0]]
-            per_token = F.cross_entropy(logits[:, :-1, :].float().transpose(1, 2), batch[:, 1:], reduction="none")
-            losses.append(per_token.to(torch.float64).mean(dim=1))
-        return torch.cat(losses).numpy()
+        from flare_chain.lora._runtime import seeded
+
+        self._load(adapter)
+        with seeded(self.params.seed, self.params.num_threads):
+            return window_losses(self.model, windows, self.params.batch_size)

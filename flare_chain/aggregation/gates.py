@@ -68,6 +68,11 @@ class GateContext:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in sorted(self.global_tensors.items())}
 
+    def candidate(self, delta: Mapping[str, torch.Tensor], sign: float = 1.0) -> dict[str, torch.Tensor]:
+        """The adapter ``global + sign·delta`` (summed in float64, float32 out), for gates that run the model."""
+        return {k: (self.global_tensors[k].to(torch.float64) + sign * delta[k].to(torch.float64)).to(torch.float32)
+                for k in sorted(self.global_tensors)}
+
 
 class Gate(ABC):
     """Screens a round's candidate updates; returns ``{node: reason}`` for each one it rejects.

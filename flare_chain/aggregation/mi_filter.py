@@ -160,9 +160,7 @@ class MutualInformationFilter(Gate):
             return {}
         predictions: dict[str, np.ndarray] = {}
         for update in candidates:
-            model = {k: (context.global_tensors[k].to(torch.float64) + update.delta[k].to(torch.float64))
-                     .to(torch.float32) for k in sorted(context.global_tensors)}
-            predictions[update.node] = self.predictor(model)
+            predictions[update.node] = self.predictor(context.candidate(update.delta))
         return nmi_outliers(predictions, threshold=self.threshold, min_scale=self.min_scale,
                             min_candidates=self.min_candidates)
 

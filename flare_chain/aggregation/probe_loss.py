@@ -127,12 +127,9 @@ class ProbeLossGate(Gate):
         """Each candidate's :class:`ProbeEffect` (two probe runs per candidate)."""
         out: dict[str, ProbeEffect] = {}
         for update in candidates:
-            runs = []
-            for sign in (1.0, -1.0):
-                model = {k: (context.global_tensors[k].to(torch.float64) + sign * update.delta[k].to(torch.float64))
-                         .to(torch.float32) for k in sorted(context.global_tensors)}
-                runs.append(self.window_losses(model))
-            out[update.node] = probe_effect(runs[0], runs[1])
+            plus = self.window_losses(context.candidate(update.delta, 1.0))
+            minus = self.window_losses(context.candidate(update.delta, -1.0))
+            out[update.node] = probe_effect(plus, minus)
         return out
 
     def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
