@@ -44,6 +44,7 @@ from flare_chain.lora.reference import ensure_reference_model
 from flare_chain.node.bundles import fetch_global_bundle, pin_global_bundle, pin_probe_corpus
 from flare_chain.node.config import CompressionSettings
 from flare_chain.node.participant import Participant, initial_global_manifest
+from flare_chain.protocol import RoundSchedule
 
 __all__ = [
     "Federation",
@@ -299,6 +300,7 @@ def run_round(fed: Federation) -> RoundReport:
                                               expected_committee_size=config.expected_committee_size)
     gas = opened.gas_used
     info = coordinator.round_info(round_id)
+    schedule = RoundSchedule.for_round(info, coordinator)
     log.info("round %d opened: submissions until block %d, seat claims until %d (k=%d)", round_id,
              info.submission_deadline, info.claim_deadline, config.expected_committee_size)
 
@@ -315,7 +317,7 @@ def run_round(fed: Federation) -> RoundReport:
         draws[p.address] = p.draw_seat(round_id)
         claimed = p.claim_seat(round_id, draws[p.address])
         gas += claimed.gas_used if claimed else 0
-    _mine_until_next_block_is(w3, info.claim_deadline + 1)
+    _mine_until_next_block_is(w3, schedule.proposer_turn(0))
     order = coordinator.proposer_order(round_id)
     log.info("round %d committee: %d seats of %d nodes, leader %s", round_id, len(order), len(participants),
              order[0] if order else "(none)")
@@ -323,10 +325,10 @@ def run_round(fed: Federation) -> RoundReport:
     by_address = {p.address: p for p in participants}
     aggregate = None
     rejected: list[Rejection] = []
-    if len(order) >= config.min_committee_size:
+    if len(order) >= schedule.min_committee_size:
         for rank, address in enumerate(order):
-            turn = info.claim_deadline + 1 + rank * config.leader_blocks
-            if turn > info.proposal_deadline:
+            turn = schedule.proposer_turn(rank)
+            if not schedule.may_propose(rank, turn):
                 break
             _mine_until_next_block_is(w3, turn)
             try:
@@ -351,9 +353,9 @@ def run_round(fed: Federation) -> RoundReport:
 
     final = coordinator.round_info(round_id)
     if not final.status.is_final:
-        closes = final.vote_deadline if final.status == RoundStatus.PROPOSED else (
-            final.claim_deadline if final.committee_size < config.min_committee_size else final.proposal_deadline)
-        _mine_until_next_block_is(w3, closes + 1)
+        closes = schedule.finalizable_from(final.status, final.committee_size)
+        assert closes is not None  # not final, so OPEN or PROPOSED
+        _mine_until_next_block_is(w3, closes)
         gas += coordinator.finalize_round(owner, round_id).gas_used
         final = coordinator.round_info(round_id)
     outcome = coordinator.round_outcome(round_id)

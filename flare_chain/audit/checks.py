@@ -130,7 +130,7 @@ def check_seats(history: History, r: RoundHistory) -> list[Finding]:
             fail(f"output 0x{beta.hex()} is not under the threshold {bound:#x} (stake {reg.stake} of "
                  f"{r.opened.total_stake}, k={r.opened.expected_committee_size})")
             continue
-        if not r.opened.submission_deadline < seat.block_number <= r.opened.claim_deadline:
+        if not history.schedule(r.opened).accepts_claim(seat.block_number):
             fail(f"claimed in block {seat.block_number}, outside the claim window "
                  f"{r.opened.submission_deadline + 1}..{r.opened.claim_deadline}")
             continue
@@ -198,11 +198,11 @@ def check_proposer(history: History, r: RoundHistory) -> Finding:
         return Finding(name, FAIL, rid, proposal.proposer, f"event says rank {proposal.rank}, outputs give {rank}")
     if r.opened is None:
         return Finding(name, UNVERIFIABLE, rid, proposal.proposer, "no RoundOpened event: deadlines unknown")
-    first = r.opened.claim_deadline + 1 + rank * history.params.leader_blocks
-    if not first <= proposal.block_number <= r.opened.proposal_deadline:
+    schedule = history.schedule(r.opened)
+    if not schedule.may_propose(rank, proposal.block_number):
         return Finding(name, FAIL, rid, proposal.proposer, (
             f"rank {rank} proposed in block {proposal.block_number}; its turn is blocks "
-            f"{first}..{r.opened.proposal_deadline}"))
+            f"{schedule.proposer_turn(rank)}..{schedule.proposal_deadline}"))
     return Finding(name, PASS, rid, proposal.proposer, f"rank {rank} in its turn (block {proposal.block_number})")
 
 

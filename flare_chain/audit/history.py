@@ -28,6 +28,7 @@ from flare_chain.chain.records import (
     Vote,
 )
 from flare_chain.committee import secp256k1
+from flare_chain.protocol import RoundSchedule
 
 __all__ = ["ContractParams", "History", "RoundHistory", "SeatProof", "build_history", "seed_zero"]
 
@@ -117,6 +118,11 @@ class History:
     def round_ids(self) -> list[int]:
         """The rounds to check (``rounds`` of ``build_history``); the others are context only."""
         return list(self.audited)
+
+    def schedule(self, opened: RoundOpened) -> RoundSchedule:
+        """The timing rules of the round ``opened`` started, with this contract's fixed parameters."""
+        return RoundSchedule.of(opened, leader_blocks=self.params.leader_blocks,
+                                min_committee_size=self.params.min_committee_size)
 
 
 def _where(e: EventLog) -> dict[str, object]:

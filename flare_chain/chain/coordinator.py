@@ -142,6 +142,7 @@ class CoordinatorClient:
         self._decoder = ErrorDecoder(self._artifact.abi)
         self._gas_margin = gas_margin
         self._log_chunk_blocks = log_chunk_blocks
+        self._immutables: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"CoordinatorClient(address={self.address}, deployment_block={self.deployment_block})"
@@ -426,15 +427,21 @@ class CoordinatorClient:
     def has_voted(self, round_id: int, address: str) -> bool:
         return int(self._view("voteOf", round_id, to_checksum_address(address))) != 0
 
+    def _immutable(self, fn_name: str) -> int:
+        """A constructor parameter the contract stores ``immutable``: read once, then remembered."""
+        if fn_name not in self._immutables:
+            self._immutables[fn_name] = int(self._view(fn_name))
+        return self._immutables[fn_name]
+
     def approval_threshold_bps(self) -> int:
-        return int(self._view("approvalThresholdBps"))
+        return self._immutable("approvalThresholdBps")
 
     def min_committee_size(self) -> int:
-        return int(self._view("minCommitteeSize"))
+        return self._immutable("minCommitteeSize")
 
     def leader_blocks(self) -> int:
         """Blocks each proposer in rank order has before the next-ranked member may propose."""
-        return int(self._view("leaderBlocks"))
+        return self._immutable("leaderBlocks")
 
     def min_stake(self) -> int:
         """Smallest stake (wei) a node may register with."""

@@ -62,6 +62,7 @@ from flare_chain.node.outbox import DurableSender
 from flare_chain.node.residual import CompressorStore
 from flare_chain.node.state import NodeState, StepStatus
 from flare_chain.progress import Progress, progress
+from flare_chain.protocol import Phase, RoundSchedule
 
 __all__ = [
     "FAULT_ENV",
@@ -354,9 +355,10 @@ class Daemon:
                     self._skip(round_id, step, f"round already {info.status.name.lower()}")
             self._pull(round_id)
             return
+        schedule = RoundSchedule.for_round(info, self.coordinator)
         nxt = head + 1  # our next transaction lands in this block at the earliest
         if not self.state.is_final(round_id, "submit"):
-            if nxt > info.submission_deadline and self._stored_tx(round_id, "submit") is None:
+            if not schedule.accepts_submission(nxt) and self._stored_tx(round_id, "submit") is None:
                 self._skip(round_id, "submit", f"submission window closed at block {info.submission_deadline}")
             else:
                 self._train_pin_submit(round_id)
@@ -366,9 +368,9 @@ class Daemon:
         if not self.settings.participate:
             return
         if not self.state.is_final(round_id, "claim"):
-            if nxt <= info.submission_deadline:
+            if schedule.phase(nxt) == Phase.SUBMISSION:
                 return
-            if nxt > info.claim_deadline and self._stored_tx(round_id, "claim") is None:
+            if not schedule.accepts_claim(nxt) and self._stored_tx(round_id, "claim") is None:
                 self._skip(round_id, "claim", f"claim window closed at block {info.claim_deadline}")
             else:
                 self._claim(round_id)
@@ -386,10 +388,9 @@ class Daemon:
             elif nxt > info.claim_deadline:
                 order = self.coordinator.proposer_order(round_id)
                 rank = order.index(self.address) if self.address in order else len(order)
-                turn = info.claim_deadline + 1 + rank * self.coordinator.leader_blocks()
                 if nxt > info.proposal_deadline and self._stored_tx(round_id, "propose") is None:
                     self._skip(round_id, "propose", f"proposal window closed at block {info.proposal_deadline}")
-                elif nxt >= turn:
+                elif nxt >= schedule.proposer_turn(rank):  # past the deadline only to resume a stored send
                     self._propose(round_id, rank)
                     return
             if not self.state.is_final(round_id, "propose"):
@@ -397,7 +398,7 @@ class Daemon:
         if self.stopping:
             return
         if info.status == RoundStatus.PROPOSED and not self.state.is_final(round_id, "vote"):
-            if nxt > info.vote_deadline and self._stored_tx(round_id, "vote") is None:
+            if not schedule.accepts_vote(nxt) and self._stored_tx(round_id, "vote") is None:
                 self._skip(round_id, "vote", f"voting closed at block {info.vote_deadline}")
             else:
                 self._vote(round_id)

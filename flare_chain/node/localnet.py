@@ -31,6 +31,7 @@ from flare_chain.node.bundles import pin_global_bundle, pin_probe_corpus
 from flare_chain.node.daemon import Daemon, DaemonSettings, Faults, InjectedCrash, raise_crash
 from flare_chain.node.participant import initial_global_manifest
 from flare_chain.node.state import NodeState
+from flare_chain.protocol import RoundSchedule
 
 __all__ = [
     "ROUND_BLOCKS",
@@ -172,11 +173,8 @@ def _progress_marker(net: Net, round_id: int) -> tuple[Any, ...]:
 
 def _blocks_to_next_boundary(net: Net, round_id: int) -> int:
     """A pass in which nobody acted: mine up to the block before the next phase or proposer turn starts."""
-    info = net.coordinator.round_info(round_id)
     head = int(net.w3.eth.block_number)
-    lb = net.coordinator.leader_blocks()
-    marks = [info.submission_deadline + 1, info.claim_deadline + 1, info.proposal_deadline + 1,
-             info.vote_deadline + 1, *(info.claim_deadline + 1 + j * lb for j in range(1, 8))]
+    marks = RoundSchedule.read(net.coordinator, round_id).boundaries()
     ahead = [m - 1 - head for m in marks if m - 1 > head]
     return max(1, min(ahead, default=1))
 

@@ -31,6 +31,7 @@ from flare_chain.chain.devchain import advance_blocks
 from flare_chain.chain.records import RoundStatus
 from flare_chain.errors import ChainError, FlareError
 from flare_chain.ipfs import KuboClient, cid_from_bytes, cid_to_bytes
+from flare_chain.protocol import RoundSchedule
 
 __all__ = [
     "DriverSettings",
@@ -166,13 +167,8 @@ def _wait_for_end(
             continue
         if info.status.is_final:
             return info.status
-        stuck = (
-            (info.status == RoundStatus.OPEN and head > info.claim_deadline
-             and info.committee_size < coordinator.min_committee_size())
-            or (info.status == RoundStatus.OPEN and head > info.proposal_deadline)
-            or (info.status == RoundStatus.PROPOSED and head > info.vote_deadline)
-        )
-        if stuck:
+        # A finalize sent now lands in the next block at the earliest.
+        if RoundSchedule.for_round(info, coordinator).is_stuck(info.status, info.committee_size, head + 1):
             _try_finalize(coordinator, owner, round_id)
             continue
         if time.monotonic() - started > settings.round_timeout_s:

@@ -37,6 +37,7 @@ from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.train import train_lora
 from flare_chain.node.bundles import MANIFEST_FILE, GlobalAdapter, fetch_global_bundle, pin_update_bundle
+from flare_chain.protocol import RoundSchedule
 
 __all__ = ["Participant", "Review", "SubmissionRecord"]
 
@@ -182,18 +183,16 @@ class Participant:
                  draw.output.hex()[:12], tx.gas_used)
         return tx
 
-    def proposal_turn(self, round_id: int) -> int | None:
-        """First block in which this member may propose (rank r: claim deadline + 1 + r·leader blocks).
+    def proposer_rank(self, round_id: int) -> int | None:
+        """This member's proposer rank (0 = leader); None when it holds no seat.
 
-        None when this node holds no seat. Meaningful after the claim deadline,
-        when the committee, and so the rank, no longer changes.
+        Meaningful after the claim deadline, when the committee, and so the
+        rank, no longer changes.
         """
         outputs = self.coordinator.seat_outputs(round_id)
         if self.address not in outputs:
             return None
-        rank = sortition.rank_of(outputs, self.address)
-        info = self.coordinator.round_info(round_id)
-        return info.claim_deadline + 1 + rank * self.coordinator.leader_blocks()
+        return sortition.rank_of(outputs, self.address)
 
     def propose_if_turn(
         self, round_id: int, previous: GlobalAdapter
@@ -203,14 +202,15 @@ class Participant:
         "Has come" means the next block (the one a transaction sent now lands
         in) is within this member's turn and the proposal deadline.
         """
-        turn = self.proposal_turn(round_id)
-        if turn is None:
+        rank = self.proposer_rank(round_id)
+        if rank is None:
             return None
         info = self.coordinator.round_info(round_id)
+        schedule = RoundSchedule.for_round(info, self.coordinator)
         next_block = int(self.coordinator.w3.eth.block_number) + 1
-        if info.status != RoundStatus.OPEN or not turn <= next_block <= info.proposal_deadline:
+        if info.status != RoundStatus.OPEN or not schedule.may_propose(rank, next_block):
             return None
-        if info.committee_size < self.coordinator.min_committee_size():
+        if info.committee_size < schedule.min_committee_size:
             return None  # the contract would refuse any proposal; the round can only be finalized
         return self.propose(round_id, previous)
 
@@ -280,8 +280,9 @@ class Participant:
         if not self.coordinator.is_committee_member(round_id, self.address):
             return None
         info = self.coordinator.round_info(round_id)
+        schedule = RoundSchedule.for_round(info, self.coordinator)
         next_block = int(self.coordinator.w3.eth.block_number) + 1
-        if info.status != RoundStatus.PROPOSED or next_block > info.vote_deadline:
+        if info.status != RoundStatus.PROPOSED or not schedule.accepts_vote(next_block):
             return None
         if self.coordinator.has_voted(round_id, self.address):
             return None
