@@ -94,10 +94,18 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     uint256 private constant _MIN_CID_LENGTH = 2;
     uint256 private constant _MAX_CID_LENGTH = 64;
     uint256 private constant _SAMPLE_COUNT_MASK = type(uint64).max;
+    /// @dev Bounds on what the owner may set, so no choice of parameters hands the committee to a
+    ///      few seats or freezes the contract: every phase at most `_MAX_PHASE_BLOCKS` (two weeks
+    ///      of 12-second blocks), the claim window at least `_MIN_CLAIM_BLOCKS` so that honest
+    ///      nodes' claims are mined before it shuts, and `k` at most `_MAX_EXPECTED_COMMITTEE_SIZE`.
+    uint64 private constant _MIN_CLAIM_BLOCKS = 3;
+    uint64 private constant _MAX_PHASE_BLOCKS = 100_800;
+    uint16 private constant _MAX_EXPECTED_COMMITTEE_SIZE = 1_000;
 
     uint16 private immutable _approvalThresholdBps;
     uint16 private immutable _minCommitteeSize;
     uint64 private immutable _leaderBlocks;
+    uint64 private immutable _maxSampleCount;
 
     uint256 private _currentRound;
     bytes private _globalAdapterCid;
@@ -109,17 +117,28 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     error CoordinatorInvalidThreshold(uint16 approvalThresholdBps);
     error CoordinatorInvalidMinCommitteeSize(uint16 minCommitteeSize);
     error CoordinatorInvalidLeaderBlocks(uint64 leaderBlocks);
+    /// @notice With `minCommitteeSize` seats and `approvalThresholdBps`, a single seat could commit
+    ///         a round alone: `minCommitteeSize · approvalThresholdBps` must exceed 10000.
+    error CoordinatorOneSeatCommits(uint16 approvalThresholdBps, uint16 minCommitteeSize);
+    /// @notice The sample-count cap set at deployment is zero.
+    error CoordinatorInvalidMaxSampleCount(uint64 maxSampleCount);
+    /// @notice A phase length is outside its bounds: `phase` 0 submission, 1 claim, 2 proposal, 3 voting.
+    error CoordinatorPhaseOutOfBounds(uint8 phase, uint64 blocks, uint64 minBlocks, uint64 maxBlocks);
     error CoordinatorInvalidCidLength(uint256 length, uint256 minLength, uint256 maxLength);
     error CoordinatorGlobalAdapterAlreadyInitialized(bytes cid);
     error CoordinatorGlobalAdapterNotInitialized();
     error CoordinatorPreviousRoundNotFinalized(uint256 round, RoundStatus status);
-    error CoordinatorZeroDuration(uint64 submissionBlocks, uint64 claimBlocks, uint64 proposalBlocks, uint64 votingBlocks);
-    error CoordinatorInvalidExpectedCommitteeSize(uint16 expectedCommitteeSize, uint16 minCommitteeSize);
+    /// @notice `expectedCommitteeSize` is below `minCommitteeSize` or above `maxExpectedCommitteeSize`.
+    error CoordinatorInvalidExpectedCommitteeSize(
+        uint16 expectedCommitteeSize, uint16 minCommitteeSize, uint16 maxExpectedCommitteeSize
+    );
     error CoordinatorTooFewNodes(uint32 nodes, uint16 minCommitteeSize);
     error CoordinatorRoundNotOpen(uint256 round, RoundStatus status);
     error CoordinatorLateSubmission(uint256 round, uint256 deadline);
     error CoordinatorDuplicateSubmission(uint256 round, address node);
     error CoordinatorZeroSampleCount(uint256 round, address node);
+    /// @notice `node` claimed `sampleCount` samples, more than the deployment's cap `maxSampleCount`.
+    error CoordinatorSampleCountAboveCap(uint256 round, address node, uint64 sampleCount, uint64 maxSampleCount);
     error CoordinatorOutsideClaimWindow(uint256 round, uint256 firstBlock, uint256 lastBlock);
     error CoordinatorClaimsStillOpen(uint256 round, uint256 claimDeadline);
     error CoordinatorCommitteeTooSmall(uint256 round, uint32 seats, uint16 minCommitteeSize);
@@ -171,21 +190,34 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     event RoundFailed(uint256 indexed round, FailureReason reason);
 
     /// @param approvalThresholdBps_ share of the seated committee (basis points, (0, 10000]) whose approval commits.
-    /// @param minCommitteeSize_ fewest seats a round's committee may have (at least 1).
-    /// @param leaderBlocks_ blocks each proposer in rank order has before the next one may propose (≥ 1).
+    /// @param minCommitteeSize_ fewest seats a round's committee may have, in [1, 1000], and large enough
+    ///        that one seat cannot commit: `minCommitteeSize_ · approvalThresholdBps_ > 10000`.
+    /// @param leaderBlocks_ blocks each proposer in rank order has before the next one may propose, in [1, 100800].
     /// @param minStake_ smallest stake (wei) a node may register with.
-    constructor(uint16 approvalThresholdBps_, uint16 minCommitteeSize_, uint64 leaderBlocks_, uint256 minStake_)
-        Ownable(msg.sender)
-        VrfSortitionCommittee(minStake_)
-    {
+    /// @param maxSampleCount_ the most samples one submission may claim (≥ 1): it caps one update's
+    ///        aggregation weight at `maxSampleCount_` whatever the node declares.
+    constructor(
+        uint16 approvalThresholdBps_,
+        uint16 minCommitteeSize_,
+        uint64 leaderBlocks_,
+        uint256 minStake_,
+        uint64 maxSampleCount_
+    ) Ownable(msg.sender) VrfSortitionCommittee(minStake_) {
         if (approvalThresholdBps_ == 0 || approvalThresholdBps_ > _BPS) {
             revert CoordinatorInvalidThreshold(approvalThresholdBps_);
         }
-        if (minCommitteeSize_ == 0) revert CoordinatorInvalidMinCommitteeSize(minCommitteeSize_);
-        if (leaderBlocks_ == 0) revert CoordinatorInvalidLeaderBlocks(leaderBlocks_);
+        if (minCommitteeSize_ == 0 || minCommitteeSize_ > _MAX_EXPECTED_COMMITTEE_SIZE) {
+            revert CoordinatorInvalidMinCommitteeSize(minCommitteeSize_);
+        }
+        if (uint256(minCommitteeSize_) * approvalThresholdBps_ <= _BPS) {
+            revert CoordinatorOneSeatCommits(approvalThresholdBps_, minCommitteeSize_);
+        }
+        if (leaderBlocks_ == 0 || leaderBlocks_ > _MAX_PHASE_BLOCKS) revert CoordinatorInvalidLeaderBlocks(leaderBlocks_);
+        if (maxSampleCount_ == 0) revert CoordinatorInvalidMaxSampleCount(maxSampleCount_);
         _approvalThresholdBps = approvalThresholdBps_;
         _minCommitteeSize = minCommitteeSize_;
         _leaderBlocks = leaderBlocks_;
+        _maxSampleCount = maxSampleCount_;
         _rounds[0].seed = keccak256(abi.encode(block.chainid, address(this)));
     }
 
@@ -205,10 +237,11 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     ///      grinding) and its sortition: every node registered so far is eligible, with the current
     ///      total stake as `W`.
     /// @param submissionBlocks blocks from now until the submission deadline (inclusive).
-    /// @param claimBlocks blocks after the submission deadline until the claim deadline.
+    ///        Every phase is at least 1 block and at most 100800 blocks (`phaseBounds`).
+    /// @param claimBlocks blocks after the submission deadline until the claim deadline (at least 3).
     /// @param proposalBlocks blocks after the claim deadline until the proposal deadline.
     /// @param votingBlocks blocks after the proposal deadline until the vote deadline.
-    /// @param expectedCommitteeSize `k`, the expected number of seats (at least `minCommitteeSize`).
+    /// @param expectedCommitteeSize `k`, the expected number of seats, in [`minCommitteeSize`, 1000].
     /// @return round the id of the opened round.
     function openRound(
         uint64 submissionBlocks,
@@ -223,11 +256,14 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         if (previous != 0 && previousStatus != RoundStatus.Committed && previousStatus != RoundStatus.Failed) {
             revert CoordinatorPreviousRoundNotFinalized(previous, previousStatus);
         }
-        if (submissionBlocks == 0 || claimBlocks == 0 || proposalBlocks == 0 || votingBlocks == 0) {
-            revert CoordinatorZeroDuration(submissionBlocks, claimBlocks, proposalBlocks, votingBlocks);
-        }
-        if (expectedCommitteeSize < _minCommitteeSize) {
-            revert CoordinatorInvalidExpectedCommitteeSize(expectedCommitteeSize, _minCommitteeSize);
+        _requirePhase(0, submissionBlocks, 1);
+        _requirePhase(1, claimBlocks, _MIN_CLAIM_BLOCKS);
+        _requirePhase(2, proposalBlocks, 1);
+        _requirePhase(3, votingBlocks, 1);
+        if (expectedCommitteeSize < _minCommitteeSize || expectedCommitteeSize > _MAX_EXPECTED_COMMITTEE_SIZE) {
+            revert CoordinatorInvalidExpectedCommitteeSize(
+                expectedCommitteeSize, _minCommitteeSize, _MAX_EXPECTED_COMMITTEE_SIZE
+            );
         }
 
         round = previous + 1;
@@ -253,7 +289,8 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     /// @notice Submit the caller's update for the open round, once, until the submission deadline.
     /// @param round the open round.
     /// @param cid binary CID of the update (2..64 bytes).
-    /// @param sampleCount number of local training samples (> 0), the update's aggregation weight.
+    /// @param sampleCount number of local training samples, in [1, `maxSampleCount`]: the update's
+    ///        aggregation weight, so its cap bounds what one node's claim can weigh.
     /// @param manifestHash hash of the update's manifest.
     function submitUpdate(uint256 round, bytes calldata cid, uint64 sampleCount, bytes32 manifestHash) external {
         if (!_isRegistered(msg.sender)) revert CoordinatorNotRegistered(msg.sender);
@@ -262,6 +299,9 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         if (status != RoundStatus.Open && status != RoundStatus.Proposed) revert CoordinatorRoundNotOpen(round, status);
         if (block.number > r.submissionDeadline) revert CoordinatorLateSubmission(round, r.submissionDeadline);
         if (sampleCount == 0) revert CoordinatorZeroSampleCount(round, msg.sender);
+        if (sampleCount > _maxSampleCount) {
+            revert CoordinatorSampleCountAboveCap(round, msg.sender, sampleCount, _maxSampleCount);
+        }
         _requireCidLength(cid.length);
         mapping(address => bytes32) storage submissions = _submissions[round];
         if (submissions[msg.sender] != 0) revert CoordinatorDuplicateSubmission(round, msg.sender);
@@ -440,6 +480,20 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         return _leaderBlocks;
     }
 
+    /// @notice The most samples one submission may claim: the cap on one update's aggregation weight.
+    function maxSampleCount() external view returns (uint64) {
+        return _maxSampleCount;
+    }
+
+    /// @notice Bounds `openRound` enforces: the least claim window, the longest phase and the largest `k`.
+    function phaseBounds()
+        external
+        pure
+        returns (uint64 minClaimBlocks, uint64 maxPhaseBlocks, uint16 maxExpectedCommitteeSize)
+    {
+        return (_MIN_CLAIM_BLOCKS, _MAX_PHASE_BLOCKS, _MAX_EXPECTED_COMMITTEE_SIZE);
+    }
+
     // ------------------------------------------------------------------ seam
 
     function _latestRound() internal view override returns (uint256) {
@@ -526,6 +580,12 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         r.status = RoundStatus.Failed;
         delete _proposedCid;
         emit RoundFailed(round, reason);
+    }
+
+    function _requirePhase(uint8 phase, uint64 blocks, uint64 minBlocks) private pure {
+        if (blocks < minBlocks || blocks > _MAX_PHASE_BLOCKS) {
+            revert CoordinatorPhaseOutOfBounds(phase, blocks, minBlocks, _MAX_PHASE_BLOCKS);
+        }
     }
 
     function _requireCidLength(uint256 length) private pure {

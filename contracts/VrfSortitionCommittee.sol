@@ -26,10 +26,13 @@ import {VRFVerifier} from "./VRFVerifier.sol";
 ///      registered after a round opened is not eligible for it (its stake is not in that `W`).
 ///
 ///      Seats are claimed in the window between the submission deadline and the claim deadline
-///      (the round logic enforces it through `_requireClaimWindow`). The leader is the member with
-///      the lowest output; `_proposerRank` counts the members with a lower output, given the
-///      committee as a sorted list (checked complete against the seat count, so no per-seat list is
-///      kept in storage: a claim writes one new slot).
+///      (the round logic enforces it through `_requireClaimWindow`). Members propose in the order of
+///      their leader score `keccak256(abi.encode(output))`, lowest first (`leaderScore`). Not the raw
+///      output: a seated node's output is uniform below its own threshold, so small stakes would
+///      have low outputs and lead far more often than their weight; the hash of the output is
+///      uniform for every member, so every seat is equally likely to lead. `_proposerRank` counts
+///      the members with a lower score, given the committee as a sorted list (checked complete
+///      against the seat count, so no per-seat list is kept in storage: a claim writes one new slot).
 abstract contract VrfSortitionCommittee is CommitteeSource {
     /// @dev A registered node; `firstEligibleRound != 0` means registered.
     struct Node {
@@ -86,7 +89,7 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         address indexed node, uint256 stake, uint256 publicKeyX, uint256 publicKeyY, uint256 firstEligibleRound
     );
     /// @notice `node` proved a VRF `output` under its threshold and took a seat on `round`'s committee.
-    /// @dev The proof is in the transaction's calldata; `output` is what ranks the members.
+    /// @dev The proof is in the transaction's calldata; `leaderScore(output)` ranks the members.
     event SeatClaimed(uint256 indexed round, address indexed node, bytes32 output);
 
     /// @param minStake_ the smallest stake (wei) a node may register with, in [1, 2^96).
@@ -230,6 +233,12 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         return _threshold(s.expectedSize, n.stake, s.totalStake);
     }
 
+    /// @notice The score that orders a round's proposers (lowest leads): `keccak256(abi.encode(output))`.
+    /// @param output a seat's VRF output.
+    function leaderScore(bytes32 output) public pure returns (uint256) {
+        return uint256(keccak256(abi.encode(output)));
+    }
+
     // ------------------------------------------------------------------ seam
 
     function _isRegistered(address node) internal view override returns (bool) {
@@ -268,7 +277,7 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         uint32 seatCount = _sortitions[round].seats;
         if (committee.length != seatCount) revert CoordinatorCommitteeListIncomplete(round, committee.length, seatCount);
         mapping(address => bytes32) storage seats = _seats[round];
-        uint256 own = uint256(seats[proposer]);
+        uint256 own = leaderScore(seats[proposer]);
         address previous;
         // Strictly increasing and all seated with as many entries as seats: exactly the committee.
         for (uint256 i; i < committee.length; ++i) {
@@ -276,9 +285,9 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
             if (i != 0 && member <= previous) {
                 revert CoordinatorCommitteeListNotStrictlyIncreasing(round, i, previous, member);
             }
-            uint256 output = uint256(seats[member]);
+            bytes32 output = seats[member];
             if (output == 0) revert CoordinatorNotCommitteeMember(round, member);
-            if (output < own) ++rank;
+            if (leaderScore(output) < own) ++rank;
             previous = member;
         }
     }

@@ -138,7 +138,7 @@ def build_federation(n_nodes: int, log: GasLog, tag: str) -> Federation:
     owner = Account.from_key(keccak(text=f"bench gas owner {tag}"))
     nodes = [Account.from_key(keccak(text=f"bench gas node {tag} {i}")) for i in range(n_nodes)]
     fund_accounts(w3, [owner, *nodes], 10 * STAKE_WEI)
-    client = deploy_coordinator(w3, owner, approval_threshold_bps=THRESHOLD_BPS, min_committee_size=1)
+    client = deploy_coordinator(w3, owner, approval_threshold_bps=THRESHOLD_BPS, min_committee_size=2)
     send = RawSender(w3, client)
     for node in nodes:
         log.add("registerNode", send(node, "registerNode", list(public_key_words(node)), value_wei=STAKE_WEI))

@@ -14,9 +14,14 @@ contract WeakQuorumCoordinator is FlareCoordinator {
     /// @param minCommitteeSize_ fewest seats a round's committee may have.
     /// @param leaderBlocks_ blocks each proposer in rank order has before the next may propose.
     /// @param minStake_ smallest stake (wei) a node may register with.
-    constructor(uint16 approvalThresholdBps_, uint16 minCommitteeSize_, uint64 leaderBlocks_, uint256 minStake_)
-        FlareCoordinator(approvalThresholdBps_, minCommitteeSize_, leaderBlocks_, minStake_)
-    {}
+    /// @param maxSampleCount_ the most samples one submission may claim.
+    constructor(
+        uint16 approvalThresholdBps_,
+        uint16 minCommitteeSize_,
+        uint64 leaderBlocks_,
+        uint256 minStake_,
+        uint64 maxSampleCount_
+    ) FlareCoordinator(approvalThresholdBps_, minCommitteeSize_, leaderBlocks_, minStake_, maxSampleCount_) {}
 
     /// @dev Deliberately weakened: any approval commits.
     function _quorumReached(uint32 approvals, uint256) internal pure override returns (bool) {

@@ -24,6 +24,7 @@ from eth_utils import keccak
 from flare_chain.audit.deployment import AuditTarget
 from flare_chain.chain import CoordinatorClient, Submission, advance_blocks, deploy_coordinator, fund_accounts
 from flare_chain.chain.artifacts import ContractArtifact
+from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.chain.tester_backend import audit_ready_chain
 from flare_chain.chain.transactions import send_transaction
@@ -164,7 +165,7 @@ class SimulatedFederation:
 
 def _deploy_artifact(w3: Any, owner: LocalAccount, artifact: ContractArtifact, *, threshold_bps: int) -> CoordinatorClient:
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    data = factory.constructor(threshold_bps, 1, 2, 10**15).data_in_transaction
+    data = factory.constructor(threshold_bps, 2, 2, 10**15, DEFAULT_MAX_SAMPLE_COUNT).data_in_transaction
     result = send_transaction(w3, owner, to=None, data=data, label=f"deploy {artifact.name}",
                               decoder=ErrorDecoder(artifact.abi))
     address = result.receipt["contractAddress"]

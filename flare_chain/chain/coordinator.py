@@ -43,6 +43,7 @@ from flare_chain.errors import ChainError, ConfigError
 __all__ = [
     "CONTRACT_NAME",
     "DEFAULT_LEADER_BLOCKS",
+    "DEFAULT_MAX_SAMPLE_COUNT",
     "DEFAULT_MIN_STAKE_WEI",
     "CoordinatorClient",
     "PublicKeyLike",
@@ -57,6 +58,8 @@ DEFAULT_LOG_CHUNK_BLOCKS = 10_000
 DEFAULT_LEADER_BLOCKS = 5
 """Blocks the leader has to propose before the next-ranked member may."""
 DEFAULT_MIN_STAKE_WEI = 10**15
+DEFAULT_MAX_SAMPLE_COUNT = 100_000
+"""The default cap on the samples one submission may claim: its most aggregation weight."""
 """Smallest stake a node may register with unless the deployer says otherwise (0.001 ether)."""
 
 PublicKeyLike = bytes | tuple[int, int]
@@ -443,6 +446,10 @@ class CoordinatorClient:
         """Blocks each proposer in rank order has before the next-ranked member may propose."""
         return self._immutable("leaderBlocks")
 
+    def max_sample_count(self) -> int:
+        """The most samples one submission may claim (the cap on one update's aggregation weight)."""
+        return self._immutable("maxSampleCount")
+
     def min_stake(self) -> int:
         """Smallest stake (wei) a node may register with."""
         return int(self._view("minStake"))
@@ -592,19 +599,23 @@ def deploy_coordinator(
     deployer: LocalAccount,
     *,
     approval_threshold_bps: int = 6666,
-    min_committee_size: int = 1,
+    min_committee_size: int = 2,
     leader_blocks: int = DEFAULT_LEADER_BLOCKS,
     min_stake_wei: int = DEFAULT_MIN_STAKE_WEI,
+    max_sample_count: int = DEFAULT_MAX_SAMPLE_COUNT,
     gas_margin: float = DEFAULT_GAS_MARGIN,
 ) -> CoordinatorClient:
     """Deploy FlareCoordinator from the committed artifact; ``deployer`` becomes its owner.
 
     ``approval_threshold_bps`` in (0, 10000] is the share of the seated committee
     whose approvals commit a round (6666 = two thirds, rounded down so 2 of 3 and
-    4 of 6 commit); ``min_committee_size`` ≥ 1 is the fewest seats a round may go
-    on with; ``leader_blocks`` ≥ 1 the blocks each proposer in rank order has
-    before the next one may propose; ``min_stake_wei`` ≥ 1 the smallest stake a
-    node may register with.
+    4 of 6 commit); ``min_committee_size`` is the fewest seats a round may go
+    on with (the contract refuses one so small that a single seat could commit:
+    ``min_committee_size · approval_threshold_bps`` must exceed 10000);
+    ``leader_blocks`` ≥ 1 the blocks each proposer in rank order has before the
+    next one may propose; ``min_stake_wei`` ≥ 1 the smallest stake a node may
+    register with; ``max_sample_count`` ≥ 1 the most samples one submission may
+    claim, which caps one update's aggregation weight.
     """
     if not 0 < approval_threshold_bps <= 10_000:
         raise ConfigError(f"approval_threshold_bps must be in (0, 10000], got {approval_threshold_bps}")
@@ -614,10 +625,12 @@ def deploy_coordinator(
         raise ConfigError(f"leader_blocks must be at least 1, got {leader_blocks}")
     if not 1 <= min_stake_wei < 2**96:
         raise ConfigError(f"min_stake_wei must be in [1, 2^96), got {min_stake_wei}")
+    if not 1 <= max_sample_count < 2**64:
+        raise ConfigError(f"max_sample_count must be in [1, 2^64), got {max_sample_count}")
     artifact = load_artifact(CONTRACT_NAME)
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     data = factory.constructor(
-        approval_threshold_bps, min_committee_size, leader_blocks, min_stake_wei
+        approval_threshold_bps, min_committee_size, leader_blocks, min_stake_wei, max_sample_count
     ).data_in_transaction
     result = send_transaction(
         w3,

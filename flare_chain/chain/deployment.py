@@ -29,6 +29,7 @@ from flare_chain.chain.artifacts import ContractArtifact, load_artifact
 from flare_chain.chain.coordinator import (
     CONTRACT_NAME,
     DEFAULT_LEADER_BLOCKS,
+    DEFAULT_MAX_SAMPLE_COUNT,
     DEFAULT_MIN_STAKE_WEI,
     CoordinatorClient,
     deploy_coordinator,
@@ -58,9 +59,10 @@ class ConstructorParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     approval_threshold_bps: int = Field(6666, gt=0, le=10_000)
-    min_committee_size: int = Field(1, ge=1, le=0xFFFF)
+    min_committee_size: int = Field(2, ge=1, le=0xFFFF)
     leader_blocks: int = Field(DEFAULT_LEADER_BLOCKS, ge=1, lt=2**64)
     min_stake_wei: int = Field(DEFAULT_MIN_STAKE_WEI, ge=1, lt=2**96)
+    max_sample_count: int = Field(DEFAULT_MAX_SAMPLE_COUNT, ge=1, lt=2**64)
 
 
 class ArtifactHashes(BaseModel):
@@ -141,6 +143,7 @@ def deploy(
         min_committee_size=params.min_committee_size,
         leader_blocks=params.leader_blocks,
         min_stake_wei=params.min_stake_wei,
+        max_sample_count=params.max_sample_count,
     )
     tx_hash = _deployment_tx(w3, client)
     record = Deployment(
@@ -254,6 +257,7 @@ def verify_deployment(
         min_committee_size=client.min_committee_size(),
         leader_blocks=client.leader_blocks(),
         min_stake_wei=client.min_stake(),
+        max_sample_count=client.max_sample_count(),
     )
     if onchain != deployment.constructor:
         raise IntegrityError(f"the contract at {deployment.coordinator} was built with {onchain.model_dump()}, "

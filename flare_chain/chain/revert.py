@@ -40,8 +40,15 @@ _HINTS: dict[str, str] = {
     "CoordinatorGlobalAdapterAlreadyInitialized": "the global adapter is set once; later ones come from rounds",
     "CoordinatorGlobalAdapterNotInitialized": "initialize the global adapter before opening a round",
     "CoordinatorPreviousRoundNotFinalized": "wait for the previous round to commit or call finalize_round after its deadline",
-    "CoordinatorZeroDuration": "every phase needs at least one block",
-    "CoordinatorInvalidExpectedCommitteeSize": "the expected committee size k must be at least the minimum committee size",
+    "CoordinatorPhaseOutOfBounds": ("each phase is 1..100800 blocks and the claim window at least 3 "
+                                    "(phase 0 submission, 1 claim, 2 proposal, 3 voting); see phaseBounds()"),
+    "CoordinatorInvalidExpectedCommitteeSize": "the expected committee size k must be between the minimum committee size and 1000",
+    "CoordinatorOneSeatCommits": ("raise min_committee_size or the approval threshold so that "
+                                  "min_committee_size x threshold_bps > 10000: one seat must never commit alone"),
+    "CoordinatorInvalidMinCommitteeSize": "min_committee_size must be in [1, 1000]",
+    "CoordinatorInvalidLeaderBlocks": "leader_blocks must be in [1, 100800]",
+    "CoordinatorInvalidMaxSampleCount": "max_sample_count must be at least 1",
+    "CoordinatorSampleCountAboveCap": "claim at most the deployment's max_sample_count samples (maxSampleCount())",
     "CoordinatorTooFewNodes": "register at least min_committee_size nodes before opening a round",
     "CoordinatorRoundNotOpen": "use the current open round (current_round / round_info)",
     "CoordinatorLateSubmission": "the submission deadline has passed; submit in the next round",

@@ -13,7 +13,11 @@ log = logging.getLogger("flare_chain.cli.deploy")
 
 def add_deploy_arguments(p: argparse.ArgumentParser) -> None:
     """The deploy options, shared by ``flare-chain deploy`` and ``scripts/deploy.py``."""
-    from flare_chain.chain.coordinator import DEFAULT_LEADER_BLOCKS, DEFAULT_MIN_STAKE_WEI
+    from flare_chain.chain.coordinator import (
+        DEFAULT_LEADER_BLOCKS,
+        DEFAULT_MAX_SAMPLE_COUNT,
+        DEFAULT_MIN_STAKE_WEI,
+    )
 
     p.add_argument("--rpc", required=True, metavar="URL", help="JSON-RPC endpoint, e.g. http://127.0.0.1:8545")
     p.add_argument("--keystore", required=True, type=Path, help="the deployer's encrypted keystore (becomes owner)")
@@ -22,11 +26,16 @@ def add_deploy_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--password-file", type=Path, metavar="FILE", help="read the keystore password from a file")
     p.add_argument("--threshold-bps", type=int, default=6666,
                    help="share of seated members whose approvals commit, in basis points (default 6666)")
-    p.add_argument("--min-committee", type=int, default=1, help="fewest seats a round goes on with (default 1)")
+    p.add_argument("--min-committee", type=int, default=2,
+                   help="fewest seats a round goes on with; with --threshold-bps it must keep one seat from "
+                        "committing alone (min-committee x threshold-bps > 10000) (default 2)")
     p.add_argument("--leader-blocks", type=int, default=DEFAULT_LEADER_BLOCKS,
                    help=f"blocks each proposer has before the next may (default {DEFAULT_LEADER_BLOCKS})")
     p.add_argument("--min-stake", type=int, default=DEFAULT_MIN_STAKE_WEI, metavar="WEI",
                    help=f"smallest stake a node registers with, in wei (default {DEFAULT_MIN_STAKE_WEI})")
+    p.add_argument("--max-sample-count", type=int, default=DEFAULT_MAX_SAMPLE_COUNT, metavar="N",
+                   help="most samples one submission may claim: caps one update's aggregation weight "
+                        f"(default {DEFAULT_MAX_SAMPLE_COUNT})")
     p.add_argument("--out", type=Path, default=Path("deployment.json"), help="deployment file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing deployment file")
 
@@ -46,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         params = ConstructorParams(approval_threshold_bps=args.threshold_bps, min_committee_size=args.min_committee,
-                                   leader_blocks=args.leader_blocks, min_stake_wei=args.min_stake)
+                                   leader_blocks=args.leader_blocks, min_stake_wei=args.min_stake,
+                                   max_sample_count=args.max_sample_count)
     except ValidationError as exc:
         names = {"approval_threshold_bps": "--threshold-bps", "min_committee_size": "--min-committee",
-                 "leader_blocks": "--leader-blocks", "min_stake_wei": "--min-stake"}
+                 "leader_blocks": "--leader-blocks", "min_stake_wei": "--min-stake",
+                 "max_sample_count": "--max-sample-count"}
         raise ConfigError("; ".join(f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}"
                                     for e in exc.errors())) from None
     if args.out.exists() and not args.overwrite:  # checked before spending gas

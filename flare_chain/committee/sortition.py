@@ -29,7 +29,7 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from eth_utils import is_address, to_canonical_address
+from eth_utils import is_address, keccak, to_canonical_address
 
 from flare_chain.errors import ConfigError
 
@@ -42,6 +42,7 @@ __all__ = [
     "committee_risk",
     "is_selected",
     "leader_order",
+    "leader_score",
     "rank_of",
     "selection_probability",
     "threshold",
@@ -119,15 +120,25 @@ def selection_probability(k: int, stake: int, total_stake: int) -> float:
     return min(1.0, k * stake / total_stake)
 
 
+def leader_score(output: bytes) -> int:
+    """``keccak256(abi.encode(output))`` as an integer: what orders a round's proposers (lowest leads).
+
+    The contract's ``leaderScore``. Ranking by the raw output would favour
+    small stakes, whose seated outputs are uniform below a small threshold;
+    the hash is uniform for every seat, so each seat is equally likely to lead.
+    """
+    return int.from_bytes(keccak(_as_int(output).to_bytes(32, "big")), "big")
+
+
 def leader_order(outputs: Mapping[str, bytes]) -> list[str]:
-    """Members in proposing order: lowest VRF output first (the leader), ties by address."""
-    return sorted(outputs, key=lambda a: (int.from_bytes(bytes(outputs[a]), "big"), int(a, 16)))
+    """Members in proposing order: lowest leader score first (the leader), ties by address."""
+    return sorted(outputs, key=lambda a: (leader_score(outputs[a]), int(a, 16)))
 
 
 def rank_of(outputs: Mapping[str, bytes], member: str) -> int:
-    """How many members have a lower output than ``member`` (the contract's proposer rank)."""
-    own = int.from_bytes(bytes(outputs[member]), "big")
-    return sum(1 for out in outputs.values() if int.from_bytes(bytes(out), "big") < own)
+    """How many members have a lower leader score than ``member`` (the contract's proposer rank)."""
+    own = leader_score(outputs[member])
+    return sum(1 for out in outputs.values() if leader_score(out) < own)
 
 
 # -- committee security --------------------------------------------------------------------------

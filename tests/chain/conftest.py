@@ -16,4 +16,4 @@ def deployed():
     owner = Account.from_key(keccak(text="chain tests owner"))
     nodes = [Account.from_key(keccak(text=f"chain tests node {i}")) for i in range(3)]
     fund_accounts(w3, [owner, *nodes], 10**19)
-    return w3, owner, nodes, deploy_coordinator(w3, owner, approval_threshold_bps=5000)
+    return w3, owner, nodes, deploy_coordinator(w3, owner, approval_threshold_bps=5000, min_committee_size=3)

@@ -26,7 +26,8 @@ from flare_chain.cli.main import main as cli_main
 from flare_chain.errors import ChainError, ConfigError, IntegrityError
 from flare_chain.node.keys import create_keystore
 
-PARAMS = ConstructorParams(approval_threshold_bps=5000, min_committee_size=2, leader_blocks=3, min_stake_wei=10**16)
+PARAMS = ConstructorParams(approval_threshold_bps=5000, min_committee_size=3, leader_blocks=3, min_stake_wei=10**16,
+                           max_sample_count=5000)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_deploy_records_what_nodes_need(chain, deployed) -> None:
     assert record.constructor == PARAMS
     assert w3.eth.get_transaction_receipt(record.deployment_tx)["contractAddress"] == record.coordinator
     assert client.owner() == server.accounts[0].address
-    assert client.min_committee_size() == 2 and client.min_stake() == 10**16
+    assert client.min_committee_size() == 3 and client.min_stake() == 10**16
 
 
 def test_file_round_trip_and_open(tmp_path: Path, chain, deployed) -> None:
@@ -149,7 +150,7 @@ def test_reverting_constructor_is_a_chain_error(chain) -> None:
     from flare_chain.chain.transactions import send_transaction
 
     artifact = load_artifact("FlareCoordinator")
-    data = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(20_000, 1, 5, 1).data_in_transaction
+    data = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(20_000, 2, 5, 1, 1).data_in_transaction
     with pytest.raises(ChainError, match="deploy"):
         send_transaction(w3, server.accounts[1], to=None, data=data, label="deploy FlareCoordinator",
                          decoder=ErrorDecoder(artifact.abi))
@@ -163,7 +164,7 @@ def test_cli_deploy_writes_a_file_that_opens(tmp_path: Path, chain, capsys, monk
     monkeypatch.setenv("OWNER_PW", "password-123")
     out = tmp_path / "deployment.json"
     argv = ["deploy", "--rpc", server.url, "--keystore", str(keystore), "--password-env", "OWNER_PW",
-            "--min-committee", "1", "--out", str(out)]
+            "--min-committee", "2", "--out", str(out)]
     assert cli_main(argv) == 0
     record, client = open_deployment(w3, out)
     assert record.deployer == owner and client.owner() == owner

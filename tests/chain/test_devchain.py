@@ -76,10 +76,11 @@ def test_unknown_method_and_bad_json_get_json_rpc_errors(server: DevChainServer)
 def test_coordinator_round_trip_over_http(w3: Web3) -> None:
     from flare_chain.chain import deploy_coordinator
 
-    owner, node = (Account.from_key(keccak(text=f"devchain {who}")) for who in ("owner", "node"))
-    fund_accounts(w3, [owner, node], 10**20)
+    owner, node, other = (Account.from_key(keccak(text=f"devchain {who}")) for who in ("owner", "node", "other"))
+    fund_accounts(w3, [owner, node, other], 10**20)
     coordinator = deploy_coordinator(w3, owner)
     coordinator.register_node(node, 10**18)
+    coordinator.register_node(other, 10**18)  # a round opens with at least the minimum committee (2) of nodes
     assert coordinator.is_registered(node.address)
     with pytest.raises(ChainError) as err:  # a revert travels back as JSON-RPC error data and is decoded
         coordinator.register_node(node, 10**18)

@@ -25,10 +25,11 @@ def setup(tmp_path: Path, monkeypatch):
     owner = load_account(keystore, "password-123")
     with DevChainServer(port=0, accounts=1) as chain:
         w3 = Web3(HTTPProvider(chain.url))
-        node = Account.from_key(keccak(text="rounds cli node"))
-        fund_accounts(w3, [owner, node], 10**20)
-        record, client = deploy(w3, owner, ConstructorParams(min_committee_size=1), rpc_url=chain.url)
-        client.register_node(node, 10**18)  # a node that never claims a seat: the round fails, not the driver
+        nodes = [Account.from_key(keccak(text=f"rounds cli node {i}")) for i in range(2)]
+        fund_accounts(w3, [owner, *nodes], 10**20)
+        record, client = deploy(w3, owner, ConstructorParams(), rpc_url=chain.url)
+        for node in nodes:  # nodes that never claim a seat: the round fails, not the driver
+            client.register_node(node, 10**18)
         deployment = write_deployment(record, tmp_path / "deployment.json")
         ipfs = serve_in_thread(ContentStore(tmp_path / "ipfs"))
         try:
@@ -41,7 +42,7 @@ def test_drive_pins_round0_and_prints_the_summary(setup, tiny_model_dir, capsys)
     client, deployment, keystore, ipfs_url = setup
     code = cli_main(["rounds", "drive", "--deployment", str(deployment), "--keystore", str(keystore),
                      "--password-env", "OWNER_PW", "--ipfs", ipfs_url, "--model-dir", str(tiny_model_dir),
-                     "--rounds", "1", "--submission-blocks", "2", "--claim-blocks", "2", "--proposal-blocks", "2",
+                     "--rounds", "1", "--submission-blocks", "2", "--claim-blocks", "3", "--proposal-blocks", "2",
                      "--voting-blocks", "2", "--poll", "0.01", "--mine"])
     out, err = capsys.readouterr()
     assert code == 0, err

@@ -27,12 +27,12 @@ from flare_chain.errors import ConfigError
 
 @pytest.fixture(scope="module")
 def chain():
-    """A coordinator (min stake 1 wei, minimum committee 1) and a snapshot before any registration."""
+    """A coordinator (min stake 1 wei, minimum committee 2) and a snapshot before any registration."""
     w3 = in_process_chain()
     owner = Account.from_key(keccak(text="sortition tests owner"))
     nodes = [Account.from_key(keccak(text=f"sortition tests node {i}")) for i in range(3)]
     fund_accounts(w3, [owner, *nodes], 10**23)
-    coordinator = deploy_coordinator(w3, owner, min_committee_size=1, min_stake_wei=1)
+    coordinator = deploy_coordinator(w3, owner, min_committee_size=2, min_stake_wei=1)
     coordinator.initialize_global_adapter(owner, b"\x01\x55\x12\x20" + keccak(b"genesis"))
     return w3, owner, nodes, coordinator, w3.provider.ethereum_tester.take_snapshot()
 
@@ -43,8 +43,8 @@ def chain():
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(
-    stakes=st.lists(st.integers(1, 10**22), min_size=1, max_size=3),
-    k=st.one_of(st.integers(1, 30), st.integers(1, 2**16 - 1)),
+    stakes=st.lists(st.integers(1, 10**22), min_size=2, max_size=3),  # a round needs min_committee nodes
+    k=st.one_of(st.integers(2, 30), st.integers(2, 1000)),  # the contract bounds k to [min committee, 1000]
 )
 def test_threshold_equals_the_contracts_selectionThreshold(chain, stakes, k):
     # Prepare: nodes registered with the drawn stakes, then a round opened with k.
@@ -52,7 +52,7 @@ def test_threshold_equals_the_contracts_selectionThreshold(chain, stakes, k):
     w3.provider.ethereum_tester.revert_to_snapshot(snapshot)
     for node, stake in zip(nodes, stakes, strict=False):
         coordinator.register_node(node, stake)
-    round_id, _ = coordinator.open_round(owner, 2, 2, 2, 2, expected_committee_size=k)
+    round_id, _ = coordinator.open_round(owner, 2, 3, 2, 2, expected_committee_size=k)
 
     # Execute / Assert
     total = sum(stakes)
@@ -67,7 +67,8 @@ def test_vrf_alpha_equals_the_contracts_vrfInput(chain):
     w3, owner, nodes, coordinator, snapshot = chain
     w3.provider.ethereum_tester.revert_to_snapshot(snapshot)
     coordinator.register_node(nodes[0], 10**18)
-    round_id, _ = coordinator.open_round(owner, 2, 2, 2, 2, expected_committee_size=3)
+    coordinator.register_node(nodes[1], 10**18)
+    round_id, _ = coordinator.open_round(owner, 2, 3, 2, 2, expected_committee_size=3)
     seed = coordinator.round_info(round_id).seed
 
     alpha = sortition.vrf_alpha(w3.eth.chain_id, coordinator.address, round_id, seed)
@@ -107,11 +108,28 @@ def test_vrf_alpha_rejects_a_bad_seed_or_address():
         sortition.vrf_alpha(1, "0x1234", 1, bytes(32))
 
 
-def test_leader_order_and_rank_follow_the_outputs():
-    outputs = {"0x" + "01" * 20: (5).to_bytes(32, "big"), "0x" + "02" * 20: (3).to_bytes(32, "big")}
-    assert sortition.leader_order(outputs) == ["0x" + "02" * 20, "0x" + "01" * 20]
-    assert sortition.rank_of(outputs, "0x" + "01" * 20) == 1
-    assert sortition.rank_of(outputs, "0x" + "02" * 20) == 0
+def test_leader_order_and_rank_follow_the_hash_of_the_outputs_not_the_outputs():
+    # keccak(uint256(5)) < keccak(uint256(3)) although 5 > 3: the lower output does not lead.
+    a, b = "0x" + "01" * 20, "0x" + "02" * 20
+    outputs = {a: (5).to_bytes(32, "big"), b: (3).to_bytes(32, "big")}
+    assert sortition.leader_score(outputs[a]) < sortition.leader_score(outputs[b])
+    assert sortition.leader_order(outputs) == [a, b]
+    assert sortition.rank_of(outputs, a) == 0
+    assert sortition.rank_of(outputs, b) == 1
+
+
+def test_every_seat_leads_equally_often_whatever_its_threshold():
+    # Prepare: one member seated under a tiny threshold (small stake), one under the full range.
+    # Ranked by raw output the small stake would lead ~always; ranked by score, half the time.
+    small_bound, rounds = 2**240, 4000
+    led = 0
+    for i in range(rounds):
+        small = int.from_bytes(keccak(b"small %d" % i), "big") % small_bound
+        large = int.from_bytes(keccak(b"large %d" % i), "big")
+        outputs = {"0x" + "01" * 20: small.to_bytes(32, "big"), "0x" + "02" * 20: large.to_bytes(32, "big")}
+        led += sortition.leader_order(outputs)[0] == "0x" + "01" * 20
+    # Assert: within 4 standard deviations of 1/2 (sd = sqrt(0.25/4000) ≈ 0.0079)
+    assert abs(led / rounds - 0.5) < 0.032
 
 
 def test_selection_frequency_over_many_keys_matches_min_1_k_w_over_W():

@@ -6,6 +6,7 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from flare_chain.chain import FailureReason, RoundStatus, advance_blocks, fund_accounts, public_key_words
+from flare_chain.committee import sortition
 
 
 def _submit_all(network, round_id, nodes):
@@ -84,7 +85,7 @@ def test_full_round_commits_the_proposed_global_adapter(network):
     assert (outcome.approvals, outcome.committee_size) == (3, 4)
 
 
-def test_seat_claims_record_the_verified_vrf_output_and_the_leader_is_the_lowest(network):
+def test_seat_claims_record_the_verified_vrf_output_and_the_leader_has_the_lowest_score(network):
     c = network.coordinator
     round_id = network.open_round()
     network.to_claims(round_id)
@@ -98,9 +99,8 @@ def test_seat_claims_record_the_verified_vrf_output_and_the_leader_is_the_lowest
     assert all(c.is_committee_member(round_id, a) for a in draws)
     assert not c.is_committee_member(round_id, network.participant.address)
     order = c.proposer_order(round_id)
-    assert [int.from_bytes(outputs[a], "big") for a in order] == sorted(
-        int.from_bytes(o, "big") for o in outputs.values()
-    )
+    scores = [c.contract.functions.leaderScore(outputs[a]).call() for a in order]
+    assert scores == sorted(scores) == [sortition.leader_score(outputs[a]) for a in order]
     assert c.leader(round_id) == order[0]
     assert c.sortition_info(round_id).seats == 4 == c.round_info(round_id).committee_size
     assert [s.tx_hash for s in c.seats(round_id)] == [r.tx_hash for r in results]

@@ -6,6 +6,7 @@ import pytest
 from eth_utils import keccak
 
 from flare_chain.chain import ErrorDecoder, RoundStatus, deploy_coordinator, load_artifact, public_key_words
+from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
 from flare_chain.chain.transactions import send_transaction
 from flare_chain.errors import ConfigError
 
@@ -59,17 +60,29 @@ def _deploy_raw(network, *args):
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        ((0, 1, 1, 1), ("CoordinatorInvalidThreshold", 0)),
-        ((10_001, 1, 1, 1), ("CoordinatorInvalidThreshold", 10_001)),
-        ((5000, 0, 1, 1), ("CoordinatorInvalidMinCommitteeSize", 0)),
-        ((5000, 1, 0, 1), ("CoordinatorInvalidLeaderBlocks", 0)),
-        ((5000, 1, 1, 0), ("CoordinatorInvalidMinStake", 0)),
-        ((5000, 1, 1, 2**96), ("CoordinatorInvalidMinStake", 2**96)),
+        ((0, 2, 1, 1, 1), ("CoordinatorInvalidThreshold", 0)),
+        ((10_001, 2, 1, 1, 1), ("CoordinatorInvalidThreshold", 10_001)),
+        ((6000, 0, 1, 1, 1), ("CoordinatorInvalidMinCommitteeSize", 0)),
+        ((6000, 1001, 1, 1, 1), ("CoordinatorInvalidMinCommitteeSize", 1001)),
+        # One seat must never commit alone: min committee × threshold must exceed 10000 bps.
+        ((5000, 2, 1, 1, 1), ("CoordinatorOneSeatCommits", 5000, 2)),
+        ((10_000, 1, 1, 1, 1), ("CoordinatorOneSeatCommits", 10_000, 1)),
+        ((3333, 3, 1, 1, 1), ("CoordinatorOneSeatCommits", 3333, 3)),
+        ((6000, 2, 0, 1, 1), ("CoordinatorInvalidLeaderBlocks", 0)),
+        ((6000, 2, 100_801, 1, 1), ("CoordinatorInvalidLeaderBlocks", 100_801)),
+        ((6000, 2, 1, 0, 1), ("CoordinatorInvalidMinStake", 0)),
+        ((6000, 2, 1, 2**96, 1), ("CoordinatorInvalidMinStake", 2**96)),
+        ((6000, 2, 1, 1, 0), ("CoordinatorInvalidMaxSampleCount", 0)),
     ],
 )
 def test_constructor_rejects_bad_parameters_with_custom_errors(network, reverts, args, error):
     with reverts(*error):
         _deploy_raw(network, *args)
+
+
+@pytest.mark.parametrize("args", [(5001, 2, 1, 1, 1), (3334, 3, 100_800, 1, 2**64 - 1), (10_000, 2, 1, 1, 1)])
+def test_constructor_accepts_parameters_at_their_bounds(network, args):
+    assert _deploy_raw(network, *args).receipt["contractAddress"] is not None
 
 
 @pytest.mark.parametrize(
@@ -135,7 +148,7 @@ def test_owner_calls_from_others_revert_with_OwnableUnauthorizedAccount(network,
 def test_open_before_adapter_initialization_reverts_with_CoordinatorGlobalAdapterNotInitialized(
     network, reverts
 ):
-    fresh = deploy_coordinator(network.w3, network.owner, min_committee_size=1, min_stake_wei=1)
+    fresh = deploy_coordinator(network.w3, network.owner, min_committee_size=2, min_stake_wei=1)
     fresh.register_node(network.validators[0], 1)
     with reverts("CoordinatorGlobalAdapterNotInitialized"):
         fresh.open_round(network.owner, 5, 5, 5, 5)
@@ -154,14 +167,32 @@ def test_open_with_fewer_nodes_than_the_minimum_committee_reverts_with_Coordinat
 def test_expected_size_below_the_minimum_committee_reverts_with_CoordinatorInvalidExpectedCommitteeSize(
     network, reverts
 ):
-    with reverts("CoordinatorInvalidExpectedCommitteeSize", 1, network.min_committee):
+    with reverts("CoordinatorInvalidExpectedCommitteeSize", 1, network.min_committee, 1000):
         network.open_round(k=1)
 
 
-@pytest.mark.parametrize("durations", [(0, 5, 5, 5), (5, 0, 5, 5), (5, 5, 0, 5), (5, 5, 5, 0)])
-def test_zero_phase_length_reverts_with_CoordinatorZeroDuration(network, reverts, durations):
-    with reverts("CoordinatorZeroDuration", *durations):
+def test_expected_size_above_the_bound_reverts_with_CoordinatorInvalidExpectedCommitteeSize(network, reverts):
+    with reverts("CoordinatorInvalidExpectedCommitteeSize", 1001, network.min_committee, 1000):
+        network.open_round(k=1001)
+
+
+@pytest.mark.parametrize(("durations", "phase", "blocks", "least"), [
+    ((0, 5, 5, 5), 0, 0, 1), ((5, 0, 5, 5), 1, 0, 3), ((5, 5, 0, 5), 2, 0, 1), ((5, 5, 5, 0), 3, 0, 1),
+    # A claim window of one or two blocks would let a node that computed its proof in advance sit alone.
+    ((5, 2, 5, 5), 1, 2, 3),
+    # Phases of 2^61 blocks would freeze finalizeRound and every later round (and the stakes) for good.
+    ((2**61, 5, 5, 5), 0, 2**61, 1), ((5, 5, 5, 100_801), 3, 100_801, 1), ((5, 5, 2**63, 5), 2, 2**63, 1),
+])
+def test_phase_length_out_of_bounds_reverts_with_CoordinatorPhaseOutOfBounds(
+    network, reverts, durations, phase, blocks, least
+):
+    with reverts("CoordinatorPhaseOutOfBounds", phase, blocks, least, 100_800):
         network.coordinator.open_round(network.owner, *durations)
+
+
+def test_phases_at_their_bounds_open_a_round(network):
+    network.coordinator.open_round(network.owner, 1, 3, 1, 100_800)
+    assert network.coordinator.round_info(1).vote_deadline == network.head() + 1 + 3 + 1 + 100_800
 
 
 def test_open_while_previous_round_open_reverts_with_CoordinatorPreviousRoundNotFinalized(
@@ -429,3 +460,30 @@ def test_finalize_of_final_or_unknown_round_reverts_with_CoordinatorNothingToFin
         c.finalize_round(network.outsider, proposed_round)
     with reverts("CoordinatorNothingToFinalize", 7, RoundStatus.NONE, 0):
         c.finalize_round(network.outsider, 7)
+
+
+def test_phase_bounds_view_states_the_bounds_open_round_enforces(network):
+    assert network.coordinator.contract.functions.phaseBounds().call() == [3, 100_800, 1000]
+
+
+@pytest.mark.parametrize("samples", [DEFAULT_MAX_SAMPLE_COUNT + 1, 2**64 - 1])
+def test_sample_count_above_the_cap_reverts_with_CoordinatorSampleCountAboveCap(network, reverts, samples):
+    # A node declaring 2^64 − 1 samples would otherwise take all of FedAvg's weight.
+    round_id = network.open_round()
+    node = network.validators[0]
+    with reverts("CoordinatorSampleCountAboveCap", round_id, node.address, samples, DEFAULT_MAX_SAMPLE_COUNT):
+        network.coordinator.submit_update(node, round_id, network.cid("inflated"), samples, MANIFEST)
+    assert network.coordinator.submissions(round_id) == []
+
+
+def test_sample_count_at_the_cap_is_the_most_weight_one_update_gets(network):
+    c = network.coordinator
+    assert c.max_sample_count() == DEFAULT_MAX_SAMPLE_COUNT
+    round_id = network.open_round()
+    c.submit_update(network.validators[0], round_id, network.cid("big"), DEFAULT_MAX_SAMPLE_COUNT, MANIFEST)
+    c.submit_update(network.validators[1], round_id, network.cid("small"), 10, MANIFEST)
+    network.seat(round_id)
+    network.to_proposals(round_id)
+    accepted = sorted(v.address for v in network.validators[:2])
+    c.propose_aggregate(network.leader(round_id), round_id, network.cid("agg"), accepted)
+    assert c.proposal(round_id).accepted_samples == DEFAULT_MAX_SAMPLE_COUNT + 10

@@ -26,6 +26,7 @@ from hypothesis.stateful import (
 )
 
 from flare_chain.chain import RoundStatus, advance_blocks
+from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
 from flare_chain.committee import sortition, vrf
 from flare_chain.errors import ChainError
 
@@ -33,6 +34,8 @@ BPS = 10_000
 # Actor indices: 0-3 validators, 4 participant, 5 outsider; validators drawn more often so rounds progress.
 ACTORS = st.sampled_from([0, 1, 2, 3, 0, 1, 2, 3, 4, 5])
 PHASE = st.integers(1, 8)
+MIN_CLAIM_BLOCKS = 3  # FlareCoordinator.phaseBounds()
+MAX_SAMPLES = DEFAULT_MAX_SAMPLE_COUNT  # the fixture deploys with the default cap
 APPROVE = st.sampled_from([True, True, True, False])  # lean towards commits
 
 
@@ -114,7 +117,12 @@ class CoordinatorModel(RuleBasedStateMachine):
     @rule(submission=PHASE, claim=PHASE, proposal=PHASE, voting=PHASE)
     def open_round(self, submission: int, claim: int, proposal: int, voting: int) -> None:
         r = self._round()
-        error = "CoordinatorPreviousRoundNotFinalized" if r is not None and not r.status.is_final else None
+        if r is not None and not r.status.is_final:
+            error = "CoordinatorPreviousRoundNotFinalized"
+        elif claim < MIN_CLAIM_BLOCKS:  # the owner may not shorten the claim window below the bound
+            error = "CoordinatorPhaseOutOfBounds"
+        else:
+            error = None
         block = self._next_block()
         k = self.network.expected_size
         if self._expect(
@@ -129,7 +137,8 @@ class CoordinatorModel(RuleBasedStateMachine):
                 sub, sub + claim, sub + claim + proposal, sub + claim + proposal + voting
             )
 
-    @rule(actor=ACTORS, samples=st.integers(1, 1000))
+    @rule(actor=ACTORS, samples=st.one_of(st.integers(1, 1000),
+                                          st.sampled_from([MAX_SAMPLES, MAX_SAMPLES + 1, 2**64 - 1])))
     def submit(self, actor: int, samples: int) -> None:
         node, r, block = self.actors[actor], self._round(), self._next_block()
         if node.address not in self.registered:
@@ -138,6 +147,8 @@ class CoordinatorModel(RuleBasedStateMachine):
             error = "CoordinatorRoundNotOpen"
         elif block > r.submission_deadline:
             error = "CoordinatorLateSubmission"
+        elif samples > MAX_SAMPLES:  # one node's weight is capped whatever it declares
+            error = "CoordinatorSampleCountAboveCap"
         elif node.address in r.submitted:
             error = "CoordinatorDuplicateSubmission"
         else:
