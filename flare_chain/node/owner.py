@@ -167,8 +167,9 @@ def _wait_for_end(
             continue
         if info.status.is_final:
             return info.status
-        # A finalize sent now lands in the next block at the earliest.
-        if RoundSchedule.for_round(info, coordinator).is_stuck(info.status, info.committee_size, head + 1):
+        # Judged at the head, not the next block: the transaction is simulated against the head before it
+        # is sent, and a finalize that reverts there would be retried here without a block being mined.
+        if RoundSchedule.for_round(info, coordinator).is_stuck(info.status, info.committee_size, head):
             _try_finalize(coordinator, owner, round_id)
             continue
         if time.monotonic() - started > settings.round_timeout_s:
