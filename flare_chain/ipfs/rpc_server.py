@@ -66,6 +66,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5001
 MAX_PUT_BLOCK_BYTES = 1024 * 1024  # Kubo's block/put limit without --allow-big-block
 _MAX_SMALL_BODY_BYTES = 1024 * 1024
+_MAX_DRAIN_BYTES = 1024 * 1024  # request bytes read past an early answer before closing instead
 _CODE_NORMAL = 0  # go-ipfs-cmds ErrNormal
 _CODE_CLIENT = 1  # go-ipfs-cmds ErrClient
 _CODE_IMPLEMENTATION = 2
@@ -242,6 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: KuboRpcServer
     server_version = "flare-chain-ipfs"
+    _request_body: _LengthBody | _ChunkedBody | None = None
 
     # -------------------------------------------------------- plumbing
 
@@ -249,6 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
     def _not_post(self) -> None:
+        self._request_body = None
         self.close_connection = True
         self._send_error(f"method {self.command} not allowed: the Kubo RPC API takes POST", 405,
                          _CODE_CLIENT, extra={"Allow": "POST"})
@@ -264,7 +267,34 @@ class _Handler(BaseHTTPRequestHandler):
             raise ConfigError("malformed Content-Length header") from None
         return _LengthBody(self.rfile, length)
 
+    def _settle_request_body(self) -> None:
+        """Read what is left of the request body before answering, or announce that the connection closes.
+
+        Parsers stop at what they need (multipart stops at its closing boundary,
+        leaving the CRLF epilogue and, for a chunked body, the last-chunk
+        marker). Left unread, those bytes would be parsed as the next request,
+        so the connection would have to close; doing that *after* a response
+        that did not say ``Connection: close`` races a client that reuses the
+        kept-alive connection ("Server disconnected without sending a
+        response"). So: drain up to ``_MAX_DRAIN_BYTES`` now, and if the body
+        cannot be finished, say ``Connection: close`` in this response's headers.
+        """
+        body = self._request_body
+        if body is None or body.done:
+            return
+        drained = 0
+        try:
+            while piece := body.read(65536):
+                drained += len(piece)
+                if drained > _MAX_DRAIN_BYTES:
+                    break
+        except (FlareError, OSError):
+            pass
+        if not body.done:
+            self.close_connection = True
+
     def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self._settle_request_body()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -285,10 +315,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(doc).encode() + b"\n", "application/json", extra)
 
     def _send_stream(self, first: bytes, rest: Iterator[bytes | memoryview]) -> None:
+        self._settle_request_body()
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("X-Stream-Output", "1")
         self.send_header("Transfer-Encoding", "chunked")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         try:
             for piece in _chain(first, rest):
@@ -306,13 +339,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         handler = _COMMANDS.get(url.path.rstrip("/"))
+        body = self._request_body = None
         if handler is None:
             self.close_connection = True
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
             return
-        body = None
         try:
-            body = self._body()
+            body = self._request_body = self._body()
             handler(self, _Query(url.query), body)
         except ConfigError as exc:
             self._fail(str(exc), 400, _CODE_CLIENT, body)
@@ -328,7 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # unread request bytes would corrupt the next request
 
     def _fail(self, message: str, status: int, code: int, body: _LengthBody | _ChunkedBody | None) -> None:
-        if body is None or not body.done:
+        if body is None:  # the body's framing itself was unreadable
             self.close_connection = True
         self._send_error(message, status, code)
 

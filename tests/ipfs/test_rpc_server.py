@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
 
 import httpx
@@ -33,6 +34,13 @@ def http(store: ContentStore) -> Iterator[httpx.Client]:
 
 def _lines(resp: httpx.Response) -> list[dict[str, str]]:
     return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+
+
+def _post_raw(conn: HTTPConnection, path: str, body: bytes | Iterator[bytes],
+              headers: dict[str, str]) -> tuple[HTTPResponse, bytes]:
+    conn.request("POST", path, body=body, headers=headers, encode_chunked=not isinstance(body, bytes))
+    resp = conn.getresponse()
+    return resp, resp.read()
 
 
 def _kubo_error(resp: httpx.Response) -> dict[str, object]:
@@ -91,6 +99,36 @@ def test_add_with_a_chunked_request_body(http: httpx.Client) -> None:
     assert resp.request.headers.get("Transfer-Encoding") == "chunked"
     assert _lines(resp)[-1]["Hash"] == cid_of_bytes(data)
     assert http.post("/cat", params={"arg": cid_of_bytes(data)}).content == data
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_a_kept_alive_connection_serves_the_request_after_an_add(store: ContentStore, chunked: bool) -> None:
+    # Prepare: the multipart parser stops at the closing boundary; the epilogue (and the last-chunk
+    # marker of a chunked body) must be read before answering, or the server closes a connection it
+    # announced as kept alive and the client's next request on it is lost (issue 14, item 6).
+    data = os.urandom(CHUNK + 3)
+    body = MultipartBody([UploadEntry.from_bytes("blob", data)])
+    with serve_in_thread(store) as handle:
+        conn = HTTPConnection("127.0.0.1", handle.port, timeout=30)
+        try:
+            # Execute
+            sent = iter(body) if chunked else b"".join(body)
+            added, answer = _post_raw(conn, "/api/v0/add", sent, {"Content-Type": body.content_type})
+            cat, content = _post_raw(conn, f"/api/v0/cat?arg={cid_of_bytes(data)}", b"", {})
+        finally:
+            conn.close()
+    # Assert
+    assert added.status == 200 and added.getheader("Connection") is None
+    assert json.loads(answer)["Hash"] == cid_of_bytes(data)
+    assert cat.status == 200 and content == data
+
+
+def test_an_early_refusal_of_a_large_upload_announces_the_close(http: httpx.Client) -> None:
+    body = MultipartBody([UploadEntry.from_bytes("blob", b"\0" * (3 * 1024 * 1024))])
+    resp = http.post("/add", params={"chunker": "rabin"}, content=b"".join(body),
+                     headers={"Content-Type": body.content_type})
+    assert resp.status_code == 400 and resp.headers["Connection"] == "close"
+    assert http.post("/version").status_code == 200  # the client opened a fresh connection
 
 
 def test_add_directory_lines_and_wrap(http: httpx.Client, tmp_path: Path) -> None:
