@@ -11,6 +11,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -37,6 +38,26 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
+EXIT_READER_GONE = 128 + signal.SIGPIPE
+"""Exit status when whoever reads stdout stopped reading (``cat CID | head``): what a shell shows
+for a Unix tool killed by SIGPIPE, so ``set -o pipefail`` scripts see the same as with coreutils."""
+
+
+def _reader_gone() -> int:
+    """Stop quietly once stdout's reader has gone: no traceback, none at exit either.
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError;
+    Python also flushes stdout again at exit and would report that failure, so
+    stdout is pointed at /dev/null first (the recipe in the ``signal`` module docs).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return EXIT_READER_GONE
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     """Print only the root CID, so scripts can capture it."""
     path = Path(args.path)
@@ -58,16 +79,22 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_cat(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    for piece in _store(args, create=False).open(args.path):
-        out.write(piece)
-    out.flush()
+    try:
+        for piece in _store(args, create=False).open(args.path):
+            out.write(piece)
+        out.flush()
+    except BrokenPipeError:
+        return _reader_gone()
     return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    for entry in _store(args, create=False).ls(args.path):
-        suffix = "/" if entry.kind == "directory" else ""
-        _out(f"{entry.cid} {entry.tsize} {entry.name}{suffix}")
+    try:
+        for entry in _store(args, create=False).ls(args.path):
+            suffix = "/" if entry.kind == "directory" else ""
+            _out(f"{entry.cid} {entry.tsize} {entry.name}{suffix}")
+    except BrokenPipeError:
+        return _reader_gone()
     return 0
 
 
