@@ -34,11 +34,13 @@ binds loopback by default: anyone who can reach it can add and pin.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import platform
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -83,17 +85,23 @@ def _flare_version() -> str:
 
 
 class _LengthBody:
+    """A body of known length. ``cut_off`` turns true when the client stops sending early."""
+
     def __init__(self, rfile: Any, length: int) -> None:
         self._f = rfile
         self._left = length
+        self.received = 0
+        self.cut_off = False
 
     def read(self, n: int) -> bytes:
         if self._left <= 0:
             return b""
         data: bytes = self._f.read(min(n, self._left))
         if not data:
+            self.cut_off = True
             raise ConfigError(f"request body ended {self._left} bytes early; the upload was cut off")
         self._left -= len(data)
+        self.received += len(data)
         return data
 
     @property
@@ -108,12 +116,20 @@ class _ChunkedBody:
         self._f = rfile
         self._left = 0
         self.done = False
+        self.received = 0
+        self.cut_off = False
+
+    def _cut(self) -> ConfigError:
+        self.cut_off = True
+        return ConfigError("chunked request body ended early; the upload was cut off")
 
     def read(self, n: int) -> bytes:
         if self.done:
             return b""
         if self._left == 0:
             line = self._f.readline(1024)
+            if not line:
+                raise self._cut()
             try:
                 size = int(line.split(b";")[0].strip(), 16)
             except ValueError:
@@ -126,8 +142,9 @@ class _ChunkedBody:
             self._left = size
         data: bytes = self._f.read(min(n, self._left))
         if not data:
-            raise ConfigError("chunked request body ended early; the upload was cut off")
+            raise self._cut()
         self._left -= len(data)
+        self.received += len(data)
         if self._left == 0:
             self._f.read(2)  # CRLF after the chunk
         return data
@@ -231,6 +248,14 @@ class KuboRpcServer(ThreadingHTTPServer):
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                               f"is another daemon using the port? pass --port") from None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log through ``logging`` (socketserver prints tracebacks to stderr); a lost connection is one line."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.info("IPFS RPC connection from %s ended: %s", client_address[0], exc)
+            return
+        log.exception("IPFS RPC connection from %s failed", client_address[0])
 
     @property
     def url(self) -> str:
@@ -348,17 +373,38 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._request_body = self._body()
             handler(self, _Query(url.query), body)
         except ConfigError as exc:
-            self._fail(str(exc), 400, _CODE_CLIENT, body)
+            if body is not None and body.cut_off:
+                self._upload_cut_off(url.path, body, str(exc))
+            else:
+                self._fail(str(exc), 400, _CODE_CLIENT, body)
         except FlareError as exc:
             self._fail(str(exc), 500, _CODE_NORMAL, body)
-        except (BrokenPipeError, ConnectionResetError):
+        except ConnectionError as exc:  # reset or broken pipe: the client is gone
             self.close_connection = True
+            if body is not None and not body.done:
+                self._upload_cut_off(url.path, body,
+                                     f"connection lost ({exc.strerror or exc}); the upload was cut off")
+            else:
+                log.info("IPFS RPC %s for %s: client left before the answer was complete (%s)",
+                         url.path, self.address_string(), exc.strerror or exc)
         except Exception as exc:  # keep serving; the client gets Kubo's implementation-error shape
             log.exception("IPFS RPC %s failed", url.path)
             self._fail(f"internal error: {type(exc).__name__}: {exc}", 500, _CODE_IMPLEMENTATION, body)
         else:
             if body is not None and not body.done:
                 self.close_connection = True  # unread request bytes would corrupt the next request
+
+    def _upload_cut_off(self, path: str, body: _LengthBody | _ChunkedBody, why: str) -> None:
+        """A client that stops mid-upload is routine (killed, timed out, network dropped): one log line.
+
+        The 400 answer is still attempted for a client that only half-closed;
+        one that is gone makes the write fail, which is expected here, not a
+        second error to report.
+        """
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._send_error(why, 400, _CODE_CLIENT)
+        log.warning("IPFS RPC %s from %s: %s after %d bytes", path, self.address_string(), why, body.received)
 
     def _fail(self, message: str, status: int, code: int, body: _LengthBody | _ChunkedBody | None) -> None:
         if body is None:  # the body's framing itself was unreadable

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
@@ -129,6 +133,36 @@ def test_an_early_refusal_of_a_large_upload_announces_the_close(http: httpx.Clie
                      headers={"Content-Type": body.content_type})
     assert resp.status_code == 400 and resp.headers["Connection"] == "close"
     assert http.post("/version").status_code == 200  # the client opened a fresh connection
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_an_upload_cut_mid_stream_logs_one_line(store: ContentStore, caplog: pytest.LogCaptureFixture,
+                                                capfd: pytest.CaptureFixture[str], chunked: bool,
+                                                reset: bool) -> None:
+    # Prepare
+    body = b"".join(MultipartBody([UploadEntry.from_bytes("blob", b"x" * 2_000_000)], boundary="b0"))
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body)
+    sent = body[:len(body) // 2]
+    caplog.set_level(logging.INFO, logger="flare_chain.ipfs.rpc_server")
+    with serve_in_thread(store) as handle:
+        # Execute: send half the upload, then go away (FIN, or RST with a zero linger)
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=30) as sock:
+            sock.sendall(b"POST /api/v0/add HTTP/1.1\r\nHost: x\r\n" + framing +
+                         b"\r\nContent-Type: multipart/form-data; boundary=b0\r\n\r\n" +
+                         (b"%x\r\n" % len(body) if chunked else b"") + sent)
+            if reset:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        deadline = time.monotonic() + 30
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # a request after it is served, and its handling logs nothing more
+        assert httpx.post(handle.url + "/api/v0/version", timeout=30).status_code == 200
+    # Assert: one line, no traceback (a reset that beats the request line is logged as a lost connection)
+    assert [r.exc_info for r in caplog.records] == [None]
+    if not reset:
+        assert caplog.records[0].levelname == "WARNING" and "cut off" in caplog.records[0].getMessage()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_add_directory_lines_and_wrap(http: httpx.Client, tmp_path: Path) -> None:
