@@ -131,12 +131,13 @@ class ContentStore:
             got = c.with_multihash(b"\x12\x20" + actual)
             raise IntegrityError(f"block offered as {c} hashed to {got}; refusing to store it")
         path = self.block_path(c)
-        if self._present(path, len(data)):
-            return
-        path.parent.mkdir(exist_ok=True)
-        atomic_write(path, (data,), durable=self.durable)
-        if self.durable:
-            fsync_dir(path.parent)
+        with self._lock():  # an add that fails removes the blocks it created; it must own them alone
+            if self._present(path, len(data)):
+                return
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, (data,), durable=self.durable)
+            if self.durable:
+                fsync_dir(path.parent)
 
     @staticmethod
     def _present(path: Path, size: int) -> bool:
@@ -155,7 +156,8 @@ class ContentStore:
         with self._lock():
             writer = ParallelWriter(self.root, durable=self.durable)
             seen: set[bytes] = set()
-            made_dirs: set[Path] = set()
+            known_dirs: set[Path] = set()
+            made_dirs: set[Path] = set()  # shard folders this add created, removed again if it fails
 
             def sink(cid: Cid, pieces: Sequence[bytes]) -> None:
                 if cid.multihash in seen:
@@ -164,15 +166,23 @@ class ContentStore:
                 path = self.block_path(cid)
                 if self._present(path, sum(len(p) for p in pieces)):
                     return
-                if path.parent not in made_dirs:
-                    path.parent.mkdir(exist_ok=True)
-                    made_dirs.add(path.parent)
+                if path.parent not in known_dirs:
+                    known_dirs.add(path.parent)
+                    if not path.parent.is_dir():
+                        path.parent.mkdir()
+                        made_dirs.add(path.parent)
                 writer.submit(path, pieces)
 
             try:
                 root = self._run_import(feed, options, sink)
-            finally:
-                writer.close()
+            except BaseException:
+                # A refused add (HAMT-sized folder, unreadable file, ...) leaves nothing behind.
+                writer.abort()
+                for folder in made_dirs:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()  # only if empty: other blocks may share the shard folder
+                raise
+            writer.close()
             if pin:
                 self._write_pins(self._read_pins() | {root.encode()})
             return root.encode()

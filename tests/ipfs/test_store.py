@@ -181,3 +181,21 @@ def test_durable_store_writes_blocks_read_only_and_complete(tmp_path: Path) -> N
     cid = durable.add_bytes(data)
     assert durable.cat(cid) == data
     assert not list((tmp_path / "durable").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["scratch", "durable"])
+def test_a_refused_directory_add_leaves_no_blocks(tmp_path: Path, durable: bool) -> None:
+    # Prepare: 1000 files whose names push the flat directory past Kubo's HAMT threshold
+    store = ContentStore(tmp_path / "repo", durable=durable)
+    kept = store.add_bytes(b"stored before")
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    for i in range(1000):
+        (folder / f"{i:04d}{'x' * 226}").write_bytes(b"%d" % i)
+    # Execute
+    with pytest.raises(StoreError, match="HAMT"):
+        store.add_directory(folder)
+    # Assert: only the earlier block is left, no temp files either
+    left = sorted(p.name for p in (tmp_path / "repo" / "blocks").rglob("*") if p.is_file())
+    assert left == [store.block_path(kept).name]
+    assert store.cat(kept) == b"stored before" and store.pins() == [kept]
