@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from flare_chain.cli.serving import serve_until_stopped
-from flare_chain.errors import ConfigError
+from flare_chain.errors import ConfigError, IntegrityError
 from flare_chain.ipfs import ContentStore, cid_of_directory, cid_of_file, parse_cid
 
 __all__ = ["default_repo", "register"]
@@ -122,6 +122,23 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repo_verify(args: argparse.Namespace) -> int:
+    """Kubo's ``ipfs repo verify``: one line per corrupt block, then a verdict; exit 4 if any was corrupt."""
+    store = _store(args, create=False)
+    result = store.verify(repair=args.repair)
+    for bad in result.corrupt:
+        _out(f"block {bad.cid} was corrupt ({bad.problem}): {bad.path}")
+    if not result.corrupt:
+        _out(f"verify complete, all {result.checked} blocks validated.")
+        return 0
+    count = f"{len(result.corrupt)} of {result.checked} blocks were corrupt"
+    if result.repaired:
+        raise IntegrityError(f"{count}; moved them to {store.root / 'corrupt'}: "
+                             f"re-add or re-fetch the content they belong to")
+    raise IntegrityError(f"{count}; re-add the files they belong to (add rewrites damaged blocks), or run "
+                         f"`flare-chain ipfs repo verify --repair` to move them aside")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -188,6 +205,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     gc = sub.add_parser("gc", help="delete blocks no pin reaches")
     gc.set_defaults(func=cmd_gc)
+
+    repo = sub.add_parser("repo", help="check the repository")
+    repo_sub = repo.add_subparsers(dest="repo_command", required=True, metavar="COMMAND")
+    verify = repo_sub.add_parser("verify", help="re-hash every stored block and report the corrupt ones")
+    verify.add_argument("--repair", action="store_true",
+                        help="move corrupt blocks to REPO/corrupt/ so a re-add or fetch stores good copies")
+    verify.set_defaults(func=cmd_repo_verify)
 
     serve = sub.add_parser("serve", help="serve the repository over the Kubo RPC API subset (add, cat, "
                                          "block/get|put, pin/add|rm|ls, id, version)")

@@ -152,3 +152,25 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(repo: Path, tmp_path
     assert len(head) == 5
     assert proc.stderr.read() == b""
     assert rc == EXIT_READER_GONE == 141
+
+
+def test_repo_verify_reports_then_repairs(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare
+    store = ContentStore(repo, durable=False)
+    cid = store.add_bytes(b"hello world\n")
+    path = store.block_path(cid)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes().replace(b"hello", b"jello"))
+    # Execute / Assert: report only
+    with pytest.raises(IntegrityError, match=r"1 of 1 blocks were corrupt.*--repair"):
+        run(["ipfs", "--repo", str(repo), "repo", "verify"])
+    line = capsys.readouterr().out
+    assert line.startswith("block bafkrei") and "was corrupt" in line and str(path) in line
+    assert path.exists()
+    # Execute / Assert: repair moves it aside, then the repository verifies clean
+    with pytest.raises(IntegrityError, match="moved them to"):
+        run(["ipfs", "--repo", str(repo), "repo", "verify", "--repair"])
+    assert not path.exists() and (repo / "corrupt" / path.name).exists()
+    capsys.readouterr()
+    assert run(["ipfs", "--repo", str(repo), "repo", "verify"]) == 0
+    assert capsys.readouterr().out == "verify complete, all 0 blocks validated.\n"

@@ -199,3 +199,54 @@ def test_a_refused_directory_add_leaves_no_blocks(tmp_path: Path, durable: bool)
     left = sorted(p.name for p in (tmp_path / "repo" / "blocks").rglob("*") if p.is_file())
     assert left == [store.block_path(kept).name]
     assert store.cat(kept) == b"stored before" and store.pins() == [kept]
+
+
+def _alter_same_length(path: Path) -> None:
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["scratch", "durable"])
+def test_re_adding_rewrites_a_block_altered_on_disk(tmp_path: Path, durable: bool) -> None:
+    # Prepare
+    store = ContentStore(tmp_path / "repo", durable=durable)
+    data = os.urandom(3 * CHUNK)
+    cid = store.add_bytes(data)
+    _alter_same_length(store.block_path(cid_of_bytes(data[CHUNK:2 * CHUNK])))
+    with pytest.raises(IntegrityError):
+        store.cat(cid)
+    # Execute
+    assert store.add_bytes(data) == cid
+    # Assert
+    assert store.cat(cid) == data
+
+
+def test_put_block_rewrites_a_damaged_copy(store: ContentStore) -> None:
+    cid = cid_of_bytes(b"remote", 1)
+    store.put_block(cid, b"remote")
+    _alter_same_length(store.block_path(cid))
+    store.put_block(cid, b"remote")
+    assert store.get_block(cid) == b"remote"
+
+
+def test_verify_reports_corrupt_blocks_and_repair_moves_them_aside(store: ContentStore) -> None:
+    # Prepare
+    data = os.urandom(2 * CHUNK + 1)
+    cid = store.add_bytes(data, cid_version=1)
+    leaf = cid_of_bytes(data[:CHUNK], 1)
+    path = store.block_path(leaf)
+    _alter_same_length(path)
+    clean = store.verify()
+    assert (clean.checked, [(b.cid, b.path) for b in clean.corrupt], clean.repaired) == (4, [(leaf, path)], False)
+    assert "hashed to bafkrei" in clean.corrupt[0].problem and path.exists()
+    # Execute
+    repaired = store.verify(repair=True)
+    # Assert
+    assert repaired.repaired and not path.exists()
+    assert (store.root / "corrupt" / path.name).is_file()
+    assert not store.has(leaf)
+    store.add_bytes(data, cid_version=1)
+    assert store.cat(cid) == data
+    assert store.verify().corrupt == ()
