@@ -10,7 +10,10 @@ tests and the devnet. Commands, all ``POST /api/v0/<command>`` as in Kubo
                    ``hash`` (only ``sha2-256``), ``pin``, ``only-hash``,
                    ``wrap-with-directory``; answers NDJSON ``{"Name","Hash","Size"}``
                    lines, files first, then folders innermost first, the root last
-``cat``            ``arg=CID[/path]`` (``offset``, ``length``): the file's bytes
+``cat``            ``arg=CID[/path]`` (``offset``, ``length``): the file's bytes; a failure
+                   after the first byte ends the body with an ``X-Stream-Error`` trailer
+``ls``             ``arg=CID[/path]`` (repeatable), ``stream``: ``{"Objects": [{"Hash",
+                   "Links": [{"Name","Hash","Size","Type","Target"}]}]}``
 ``block/get``      ``arg=CID``: one block (verified on read by the store)
 ``block/put``      one multipart part; ``cid-codec`` (raw, dag-pb), ``mhtype``,
                    ``pin``: ``{"Key","Size"}``
@@ -25,7 +28,9 @@ tests and the devnet. Commands, all ``POST /api/v0/<command>`` as in Kubo
 
 Errors are Kubo's JSON ``{"Message", "Code", "Type": "error"}``: HTTP 400 with
 Code 1 for a bad argument (ConfigError), HTTP 500 with Code 0 for everything
-else the store refuses (unknown CID, not pinned, corrupt block). Uploads are
+else the store refuses (unknown CID, not pinned, corrupt block); messages name
+the server's repository and upload spool only as "the repository" or by the
+name the client sent, never by their paths on the server. Uploads are
 spooled to a temporary folder and added with the store's own importer, so a
 CID served here is the one ``ContentStore.add_*`` (and Kubo) gives. The server
 binds loopback by default: anyone who can reach it can add and pin.
@@ -54,7 +59,7 @@ import base58
 
 from flare_chain.errors import ConfigError, FlareError, StoreError
 from flare_chain.ipfs import dag
-from flare_chain.ipfs.dagpb import decode_pb_node
+from flare_chain.ipfs.dagpb import decode_pb_node, decode_unixfs_data
 from flare_chain.ipfs.multiformats import CODEC_DAG_PB, CODEC_RAW, Cid, parse_cid, sha256_multihash
 from flare_chain.ipfs.multipart import iter_parts
 from flare_chain.ipfs.store import ContentStore
@@ -269,6 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: KuboRpcServer
     server_version = "flare-chain-ipfs"
     _request_body: _LengthBody | _ChunkedBody | None = None
+    _spool: str | None = None  # the current add's spool folder, kept out of client-facing errors
 
     # -------------------------------------------------------- plumbing
 
@@ -334,9 +340,26 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, doc: Any) -> None:
         self._send(200, json.dumps(doc).encode() + b"\n", "application/json")
 
+    def _public(self, message: str) -> str:
+        """An error message fit for the client: the server's own folders replaced by what they stand for.
+
+        Store and spool errors name files for the operator's log; a client has
+        no use for (and should not learn) where the repository or the upload
+        spool lives on the server.
+        """
+        spool = self._spool
+        replacements = ([(f"{spool}/in/", ""), (f"{spool}/unnamed/", "unnamed part #"), (spool, "the upload")]
+                        if spool else [])
+        root = self.server.store.root
+        replacements += [(f"{root.resolve()}/", ""), (str(root.resolve()), "the repository"),
+                         (f"{root}/", ""), (str(root), "the repository")]
+        for path, shown in replacements:
+            message = message.replace(str(path), shown)
+        return message
+
     def _send_error(self, message: str, status: int = 500, code: int = _CODE_NORMAL,
                     extra: dict[str, str] | None = None) -> None:
-        doc = {"Message": message, "Code": code, "Type": "error"}
+        doc = {"Message": self._public(message), "Code": code, "Type": "error"}
         self._send(status, json.dumps(doc).encode() + b"\n", "application/json", extra)
 
     def _send_stream(self, first: bytes, rest: Iterator[bytes | memoryview]) -> None:
@@ -344,6 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("X-Stream-Output", "1")
+        self.send_header("Trailer", "X-Stream-Error")
         self.send_header("Transfer-Encoding", "chunked")
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -355,9 +379,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(piece)
                     self.wfile.write(b"\r\n")
         except FlareError as exc:
-            # Headers are gone; cut the stream so the client sees a truncated body, not a short file.
-            log.warning("cat stream from %s aborted: %s", self.server.store.root, exc)
-            self.close_connection = True
+            # Headers are gone: end the body with Kubo's X-Stream-Error trailer (go-ipfs-cmds does
+            # the same), which tells a client that checks it that what it got is not the whole file.
+            log.warning("IPFS RPC %s for %s failed mid-stream: %s", self.path, self.address_string(), exc)
+            message = " ".join(self._public(str(exc)).split())  # one header line
+            self.wfile.write(b"0\r\nX-Stream-Error: " + message.encode("utf-8", "replace") + b"\r\n\r\n")
             return
         self.wfile.write(b"0\r\n\r\n")
 
@@ -365,6 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         handler = _COMMANDS.get(url.path.rstrip("/"))
         body = self._request_body = None
+        self._spool = None
         if handler is None:
             self.close_connection = True
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
@@ -523,6 +550,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_json({"Keys": keys})
 
+    def cmd_ls(self, q: _Query, body: Any) -> None:
+        """Kubo's ``ls``: ``{"Objects": [{"Hash": path, "Links": [...]}]}``, or one object per link with ``stream``."""
+        _read_all(body, _MAX_SMALL_BODY_BYTES)
+        store = self.server.store
+        paths = q.all("arg") or [q.arg()]
+        objects = []
+        for path in paths:
+            links = [_ls_link(store.get_block, entry) for entry in store.ls(path)]
+            objects.append({"Hash": path, "Links": links})
+        if q.bool("stream", False):
+            lines = [json.dumps({"Objects": [{"Hash": o["Hash"], "Links": [link]}]}).encode() + b"\n"
+                     for o in objects for link in o["Links"]]
+            self._send(200, b"".join(lines), "application/json", {"X-Chunked-Output": "1"})
+            return
+        self._send_json({"Objects": objects})
+
     def cmd_add(self, q: _Query, body: Any) -> None:
         cid_version = q.int("cid-version", 0)
         raw_leaves = q.bool("raw-leaves", None)
@@ -541,6 +584,7 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "")
         with tempfile.TemporaryDirectory(prefix="flare-ipfs-add-", dir=self.server.spool_dir) as tmp:
             spool = Path(tmp) / "in"
+            self._spool = tmp
             tops = _spool_parts(iter_parts(body.read, content_type), spool, Path(tmp) / "unnamed")
             if not tops:
                 raise ConfigError("add needs at least one file part")
@@ -566,6 +610,25 @@ class _Handler(BaseHTTPRequestHandler):
         out = b"".join(json.dumps({"Name": n, "Hash": h, "Size": str(s)}).encode() + b"\n"
                        for n, h, s in [*lines, *dirs])
         self._send(200, out, "application/json", {"X-Chunked-Output": "1"})
+
+
+_LS_TYPES = {"directory": 1, "file": 2, "symlink": 4}  # UnixFS Data.DataType, as Kubo's ls reports it
+
+
+def _ls_link(get_block: Callable[[Cid], bytes], entry: dag.DirEntry) -> dict[str, Any]:
+    """One ``ls`` link as Kubo writes it: Size is the file's size (0 for folders), Target a symlink's."""
+    cid = parse_cid(entry.cid)
+    size, target = 0, ""
+    if cid.codec == CODEC_RAW:
+        size = len(get_block(cid))
+    elif entry.kind in ("file", "symlink"):
+        fs = decode_unixfs_data(decode_pb_node(get_block(cid)).data or b"")
+        if entry.kind == "file":
+            size = fs.filesize or 0
+        else:
+            target = (fs.data or b"").decode("utf-8", "surrogateescape")
+    return {"Name": entry.name, "Hash": entry.cid, "Size": size, "Type": _LS_TYPES.get(entry.kind, 0),
+            "Target": target}
 
 
 def _chain(first: bytes, rest: Iterator[bytes | memoryview]) -> Iterator[bytes | memoryview]:
@@ -612,7 +675,10 @@ def _spool_parts(parts: Iterator[Any], spool: Path, unnamed_dir: Path) -> list[t
             tops.append((dest, ""))
         else:
             raise ConfigError(f"multipart {part.kind} entry without a name")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigError(f"multipart entry {part.path!r} is inside a file sent earlier") from None
         try:
             if part.kind == "directory":
                 dest.mkdir(exist_ok=True)
@@ -644,6 +710,7 @@ def _walk(store: ContentStore, cid: Cid, name: str, files: list[tuple[str, str, 
 _COMMANDS: dict[str, Callable[[_Handler, _Query, Any], None]] = {
     "/api/v0/add": _Handler.cmd_add,
     "/api/v0/cat": _Handler.cmd_cat,
+    "/api/v0/ls": _Handler.cmd_ls,
     "/api/v0/block/get": _Handler.cmd_block_get,
     "/api/v0/block/put": _Handler.cmd_block_put,
     "/api/v0/block/stat": _Handler.cmd_block_stat,

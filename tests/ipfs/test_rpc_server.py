@@ -284,3 +284,75 @@ def test_serve_in_thread_handle(store: ContentStore) -> None:
             assert c.version()["Version"]
     with KuboClient(handle.url, retries=0) as c, pytest.raises(Exception, match="daemon runs"):
         c.version()
+
+
+def test_ls_answers_kubo_objects_and_streams(http: httpx.Client, store: ContentStore, tmp_path: Path) -> None:
+    # Prepare
+    d = tmp_path / "model"
+    (d / "sub").mkdir(parents=True)
+    (d / "weights.bin").write_bytes(b"w" * (CHUNK + 5))
+    (d / "link").symlink_to("weights.bin")
+    cid = store.add_directory(d)
+    entries = {e.name: e.cid for e in store.ls(cid)}
+    # Execute
+    doc = http.post("/ls", params={"arg": cid}).json()
+    streamed = _lines(http.post("/ls", params={"arg": cid, "stream": "true"}))
+    # Assert
+    assert doc == {"Objects": [{"Hash": cid, "Links": [
+        {"Name": "link", "Hash": entries["link"], "Size": 0, "Type": 4, "Target": "weights.bin"},
+        {"Name": "sub", "Hash": entries["sub"], "Size": 0, "Type": 1, "Target": ""},
+        {"Name": "weights.bin", "Hash": entries["weights.bin"], "Size": CHUNK + 5, "Type": 2, "Target": ""}]}]}
+    assert streamed == [{"Objects": [{"Hash": cid, "Links": [link]}]} for link in doc["Objects"][0]["Links"]]
+    resp = http.post("/cat", params={"arg": cid})
+    assert resp.status_code == 500 and "ipfs ls" in str(_kubo_error(resp)["Message"])
+
+
+def _raw_post(port: int, path: str) -> bytes:
+    """The raw HTTP answer to a bodiless POST, read to the end of its chunked body and trailers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+        answer = b""
+        while not (b"\r\n0\r\n" in answer and answer.endswith(b"\r\n\r\n")):
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            answer += piece
+    return answer
+
+
+def test_cat_failing_mid_stream_ends_with_an_x_stream_error_trailer(store: ContentStore) -> None:
+    # Prepare: the second of three leaves is damaged on disk, so the failure comes after the first byte
+    data = os.urandom(3 * CHUNK)
+    cid = store.add_bytes(data, cid_version=1)
+    bad = store.block_path(cid_of_bytes(data[CHUNK:2 * CHUNK], 1))
+    bad.chmod(0o644)
+    bad.write_bytes(b"\0" * CHUNK)
+    with serve_in_thread(store) as handle:
+        # Execute
+        answer = _raw_post(handle.port, f"/api/v0/cat?arg={cid}")
+        # Assert: the trailer is announced, sent, names the block and not the server's folders
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert b"\r\nTrailer: X-Stream-Error" in head
+        trailer = rest.rsplit(b"\r\n0\r\n", 1)[1]
+        assert trailer.startswith(b"X-Stream-Error: ") and trailer.endswith(b"\r\n\r\n")
+        assert cid_of_bytes(data[CHUNK:2 * CHUNK], 1).encode() in trailer
+        assert str(store.root).encode() not in trailer and b"blocks/" in trailer
+        # the connection stays usable, as after any complete answer
+        assert httpx.post(handle.url + "/api/v0/version", timeout=30).status_code == 200
+
+
+def test_client_facing_errors_do_not_show_server_paths(http: httpx.Client, store: ContentStore) -> None:
+    missing = cid_of_bytes(b"not here")
+    for command in ("/cat", "/block/get", "/pin/add"):
+        message = str(_kubo_error(http.post(command, params={"arg": missing}))["Message"])
+        assert missing in message and str(store.root) not in message
+    cid = store.add_bytes(b"hello world\n")
+    path = store.block_path(cid)
+    path.chmod(0o644)
+    path.write_bytes(b"jello world\n")
+    message = str(_kubo_error(http.post("/cat", params={"arg": cid}))["Message"])
+    assert "hashed to" in message and str(store.root) not in message
+    body = MultipartBody([UploadEntry("dir", "directory"), UploadEntry("dir/f", "file", data=b"x", size=1),
+                          UploadEntry("dir/f/g", "file", data=b"y", size=1)])
+    resp = http.post("/add", content=b"".join(body), headers={"Content-Type": body.content_type})
+    assert resp.status_code == 400 and "flare-ipfs-add" not in str(_kubo_error(resp)["Message"])
