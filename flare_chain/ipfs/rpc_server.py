@@ -8,8 +8,12 @@ tests and the devnet. Commands, all ``POST /api/v0/<command>`` as in Kubo
 ``add``            multipart files (see :mod:`flare_chain.ipfs.multipart`); query
                    ``cid-version``, ``raw-leaves``, ``chunker`` (only ``size-262144``),
                    ``hash`` (only ``sha2-256``), ``pin``, ``only-hash``,
-                   ``wrap-with-directory``; answers NDJSON ``{"Name","Hash","Size"}``
-                   lines, files first, then folders innermost first, the root last
+                   ``wrap-with-directory``, ``progress``; answers NDJSON, streamed:
+                   ``{"Name","Hash","Size"}`` for each file as soon as it has arrived,
+                   then folders innermost first, the root last; with ``progress``
+                   also ``{"Name","Bytes"}`` after every chunk. A failure after the
+                   first line ends the answer with an error line and the
+                   ``X-Stream-Error`` trailer
 ``cat``            ``arg=CID[/path]`` (``offset``, ``length``): the file's bytes; a failure
                    after the first byte ends the body with an ``X-Stream-Error`` trailer
 ``ls``             ``arg=CID[/path]`` (repeatable), ``stream``: ``{"Objects": [{"Hash",
@@ -31,8 +35,10 @@ Code 1 for a bad argument (ConfigError), HTTP 500 with Code 0 for everything
 else the store refuses (unknown CID, not pinned, corrupt block); messages name
 the server's repository and upload spool only as "the repository" or by the
 name the client sent, never by their paths on the server. Uploads are
-spooled to a temporary folder and added with the store's own importer, so a
-CID served here is the one ``ContentStore.add_*`` (and Kubo) gives. The server
+spooled to a temporary folder (each file hashed on the way, for its early
+answer line) and added with the store's own importer once complete, so an add
+is all or nothing and a CID served here is the one ``ContentStore.add_*`` (and
+Kubo) gives. The server
 binds loopback by default: anyone who can reach it can add and pin.
 """
 
@@ -45,6 +51,7 @@ import json
 import logging
 import os
 import platform
+import queue
 import sys
 import tempfile
 import threading
@@ -63,7 +70,7 @@ from flare_chain.ipfs.dagpb import decode_pb_node, decode_unixfs_data
 from flare_chain.ipfs.multiformats import CODEC_DAG_PB, CODEC_RAW, Cid, parse_cid, sha256_multihash
 from flare_chain.ipfs.multipart import iter_parts
 from flare_chain.ipfs.store import ContentStore
-from flare_chain.ipfs.unixfs import DEFAULT_CHUNK_SIZE
+from flare_chain.ipfs.unixfs import DEFAULT_CHUNK_SIZE, DagEntry, FileDagBuilder, ImportOptions, build_symlink
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "KuboRpcServer", "ServerHandle", "serve_in_thread"]
 
@@ -275,6 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "flare-chain-ipfs"
     _request_body: _LengthBody | _ChunkedBody | None = None
     _spool: str | None = None  # the current add's spool folder, kept out of client-facing errors
+    answer_started = False  # a streamed answer's headers are out: no second response may follow
 
     # -------------------------------------------------------- plumbing
 
@@ -325,6 +333,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        if self.answer_started:  # the streamed answer's own error path has spoken; just end the connection
+            self.close_connection = True
+            return
         self._settle_request_body()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -392,6 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
         handler = _COMMANDS.get(url.path.rstrip("/"))
         body = self._request_body = None
         self._spool = None
+        self.answer_started = False
         if handler is None:
             self.close_connection = True
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
@@ -581,35 +593,146 @@ class _Handler(BaseHTTPRequestHandler):
         pin = bool(q.bool("pin", True))
         only_hash = bool(q.bool("only-hash", False))
         wrap = bool(q.bool("wrap-with-directory", False))
+        progress = bool(q.bool("progress", False))
+        options = ImportOptions(cid_version=cid_version, raw_leaves=raw_leaves)
         content_type = self.headers.get("Content-Type", "")
-        with tempfile.TemporaryDirectory(prefix="flare-ipfs-add-", dir=self.server.spool_dir) as tmp:
-            spool = Path(tmp) / "in"
-            self._spool = tmp
-            tops = _spool_parts(iter_parts(body.read, content_type), spool, Path(tmp) / "unnamed")
-            if not tops:
-                raise ConfigError("add needs at least one file part")
-            target = ContentStore(Path(tmp) / "scratch", durable=False) if only_hash else self.server.store
-            kw: dict[str, Any] = {"cid_version": cid_version, "raw_leaves": raw_leaves,
-                                  "pin": pin and not only_hash}
-            lines: list[tuple[str, str, int]] = []
-            dirs: list[tuple[str, str, int]] = []
-            if wrap:
-                root = parse_cid(target.add_directory(spool, include_hidden=True, **kw))
-                _walk(target, root, "", lines, dirs)
+        answer = _AddAnswer(self)
+        try:
+            with tempfile.TemporaryDirectory(prefix="flare-ipfs-add-", dir=self.server.spool_dir) as tmp:
+                spool = Path(tmp) / "in"
+                self._spool = tmp
+                tops = _spool_parts(iter_parts(body.read, content_type), spool, Path(tmp) / "unnamed", options,
+                                    wrap=wrap, on_added=answer.added,
+                                    on_progress=answer.progress if progress else None)
+                if not tops:
+                    raise ConfigError("add needs at least one file part")
+                target = ContentStore(Path(tmp) / "scratch", durable=False) if only_hash else self.server.store
+                kw: dict[str, Any] = {"cid_version": cid_version, "raw_leaves": raw_leaves,
+                                      "pin": pin and not only_hash}
+                if wrap:
+                    root = parse_cid(target.add_directory(spool, include_hidden=True, **kw))
+                    _walk_dirs(target, root, "", answer.added)
+                else:
+                    for path, shown, announced in tops:
+                        if path.is_dir():
+                            root = parse_cid(target.add_directory(path, include_hidden=True, **kw))
+                            _walk_dirs(target, root, shown, answer.added)
+                        elif target.add_file(path, **kw) != announced:  # the importer is deterministic
+                            raise StoreError(f"{shown or 'an unnamed part'} stored under another CID than "
+                                             f"announced ({announced}); report this as a bug")
+            self._settle_request_body()
+        except FlareError as exc:
+            if not answer.started:
+                raise  # nothing sent yet: do_POST answers with a proper HTTP error
+            answer.fail(self._public(str(exc)))
+            self.close_connection = True
+            if body.cut_off:
+                log.warning("IPFS RPC %s from %s: %s after %d bytes", self.path, self.address_string(), exc,
+                            body.received)
             else:
-                for path, shown in tops:
-                    if path.is_symlink():
-                        raise ConfigError(f"top-level symlink {shown!r}: add the folder that holds it, "
-                                          f"or use wrap-with-directory")
-                    if path.is_dir():
-                        root = parse_cid(target.add_directory(path, include_hidden=True, **kw))
-                        _walk(target, root, shown, lines, dirs)
-                    else:
-                        root = parse_cid(target.add_file(path, **kw))
-                        lines.append((shown or root.encode(), root.encode(), _tsize(target.get_block, root)))
-        out = b"".join(json.dumps({"Name": n, "Hash": h, "Size": str(s)}).encode() + b"\n"
-                       for n, h, s in [*lines, *dirs])
-        self._send(200, out, "application/json", {"X-Chunked-Output": "1"})
+                log.warning("IPFS RPC %s for %s failed after its answer began: %s", self.path,
+                            self.address_string(), exc)
+            return
+        except BaseException:
+            answer.abandon()  # a lost connection or a bug: do_POST reports it; stop the writer thread
+            raise
+        answer.finish()
+
+
+class _LineWriter:
+    """Writes the lines of a streamed answer as HTTP chunks, on a thread of its own.
+
+    An add answer starts while the upload is still arriving. A client that
+    reads only once it has sent everything (what most HTTP/1.1 clients do)
+    would let progress lines fill the socket buffers; a handler writing them
+    itself would then block, stop reading the upload, and client and server
+    would wait on each other forever. So the handler only queues lines (tiny
+    next to the upload) and this thread does the blocking writes.
+    """
+
+    def __init__(self, wfile: Any) -> None:
+        self._wfile = wfile
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="ipfs-rpc-answer", daemon=True)
+        self._thread.start()
+
+    def put(self, line: bytes) -> None:
+        self._queue.put(line)
+
+    def _run(self) -> None:
+        while (line := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                except OSError as exc:  # the client left; keep draining the queue
+                    self.error = exc
+
+    def stop(self) -> None:
+        """Write what is queued and end the thread; raises the write error if the client left."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def close(self, stream_error: str | None = None) -> None:
+        """Write what is queued, then the last chunk (with Kubo's X-Stream-Error trailer on failure)."""
+        self.stop()
+        trailer = b""
+        if stream_error is not None:
+            trailer = b"X-Stream-Error: " + " ".join(stream_error.split()).encode("utf-8", "replace") + b"\r\n"
+        self._wfile.write(b"0\r\n" + trailer + b"\r\n")
+
+
+class _AddAnswer:
+    """The NDJSON answer of ``add``, started at its first line, so errors before it get a plain HTTP error."""
+
+    def __init__(self, handler: _Handler) -> None:
+        self._handler = handler
+        self._writer: _LineWriter | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._writer is not None
+
+    def _line(self, doc: dict[str, Any]) -> None:
+        if self._writer is None:
+            h = self._handler
+            h.answer_started = True
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("X-Chunked-Output", "1")
+            h.send_header("Trailer", "X-Stream-Error")
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            self._writer = _LineWriter(h.wfile)
+        self._writer.put(json.dumps(doc).encode() + b"\n")
+
+    def added(self, name: str, cid: str, tsize: int) -> None:
+        self._line({"Name": name, "Hash": cid, "Size": str(tsize)})
+
+    def progress(self, name: str, done: int) -> None:
+        self._line({"Name": name, "Bytes": done})
+
+    def finish(self) -> None:
+        if self._writer is None:  # cannot happen for a valid add (it names at least its root); be safe
+            self._handler._send(200, b"", "application/json", {"X-Chunked-Output": "1"})
+            return
+        self._writer.close()
+
+    def abandon(self) -> None:
+        """Stop the writer without ending the body (the connection closes; the client sees a cut answer)."""
+        if self._writer is not None:
+            self._handler.close_connection = True
+            with contextlib.suppress(OSError):
+                self._writer.stop()
+
+    def fail(self, message: str) -> None:
+        """After the first line: an error line (what flare-chain's client and go-ipfs-cmds read) and the trailer."""
+        assert self._writer is not None
+        self._writer.put(json.dumps({"Message": message, "Code": _CODE_NORMAL, "Type": "error"}).encode() + b"\n")
+        with contextlib.suppress(OSError):
+            self._writer.close(message)
 
 
 _LS_TYPES = {"directory": 1, "file": 2, "symlink": 4}  # UnixFS Data.DataType, as Kubo's ls reports it
@@ -654,57 +777,95 @@ def _window(pieces: Iterator[bytes | memoryview], offset: int, length: int) -> I
         pos = end
 
 
-def _spool_parts(parts: Iterator[Any], spool: Path, unnamed_dir: Path) -> list[tuple[Path, str]]:
-    """Write multipart entries under ``spool``; return each top-level entry's path and name as sent, in order.
+def _spool_parts(parts: Iterator[Any], spool: Path, unnamed_dir: Path, options: ImportOptions, *, wrap: bool,
+                 on_added: Callable[[str, str, int], None],
+                 on_progress: Callable[[str, int], None] | None) -> list[tuple[Path, str, str]]:
+    """Write multipart entries under ``spool``, announcing each file as soon as it has arrived.
 
-    Nameless file parts (Kubo answers them under their CID) go to ``unnamed_dir``.
+    Each file (and symlink) is hashed while it is written, so its answer line
+    ``on_added(name, cid, tsize)`` goes out right away (Kubo's order: files as
+    they come, folders at the end), and ``on_progress(name, bytes)`` after
+    every chunk when the client asked for progress. Returns each top-level
+    entry's spooled path, name as sent and announced CID ("" for a folder), in
+    order. Nameless file parts (Kubo answers them under their CID) go to
+    ``unnamed_dir``.
     """
-    tops: list[tuple[Path, str]] = []
+    tops: list[tuple[Path, str, str]] = []
     seen_tops: set[str] = set()
     spool.mkdir()
     for index, part in enumerate(parts):
         if part.path:
             comps = _safe_relpath(part.path)
             dest = spool.joinpath(*comps)
-            if comps[0] not in seen_tops:
-                seen_tops.add(comps[0])
-                tops.append((spool / comps[0], comps[0]))
+            if len(comps) == 1 and part.kind == "symlink" and not wrap:
+                raise ConfigError(f"top-level symlink {part.path!r}: add the folder that holds it, "
+                                  f"or use wrap-with-directory")
         elif part.kind == "file":
             unnamed_dir.mkdir(exist_ok=True)
             dest = unnamed_dir / str(index)
-            tops.append((dest, ""))
+            comps = []
         else:
             raise ConfigError(f"multipart {part.kind} entry without a name")
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise ConfigError(f"multipart entry {part.path!r} is inside a file sent earlier") from None
+        announced = ""
         try:
             if part.kind == "directory":
                 dest.mkdir(exist_ok=True)
             elif part.kind == "symlink":
-                os.symlink(os.fsdecode(b"".join(part.body)), dest)
+                target = b"".join(part.body)
+                os.symlink(os.fsdecode(target), dest)
+                entry = build_symlink(target, options)
+                announced = entry.cid.encode()
+                on_added(part.path, announced, entry.tsize)
             else:
-                with open(dest, "xb") as f:
-                    for piece in part.body:
-                        f.write(piece)
+                entry = _spool_file(part.body, dest, options, part.path, on_progress)
+                announced = entry.cid.encode()
+                on_added(part.path or announced, announced, entry.tsize)
         except FileExistsError:
             raise ConfigError(f"multipart entry {part.path!r} sent twice") from None
         except (NotADirectoryError, IsADirectoryError):
             raise ConfigError(f"multipart entry {part.path!r} conflicts with an earlier entry") from None
+        if not comps:
+            tops.append((dest, "", announced))
+        elif comps[0] not in seen_tops:
+            seen_tops.add(comps[0])
+            tops.append((spool / comps[0], comps[0], announced if len(comps) == 1 else ""))
     return tops
 
 
-def _walk(store: ContentStore, cid: Cid, name: str, files: list[tuple[str, str, int]],
-          dirs: list[tuple[str, str, int]]) -> None:
-    """Kubo's add answer for a folder: every file, then folders innermost first (post-order)."""
+def _spool_file(pieces: Iterator[bytes], dest: Path, options: ImportOptions, name: str,
+                on_progress: Callable[[str, int], None] | None) -> DagEntry:
+    """Write one file part to ``dest`` and build its DAG on the way (no blocks kept); return the root."""
+    builder = FileDagBuilder(options)
+    pending = bytearray()
+    done = 0
+    with open(dest, "xb") as f:
+        for piece in pieces:
+            f.write(piece)
+            pending += piece
+            while len(pending) >= options.chunk_size:
+                builder.add_chunk(bytes(pending[:options.chunk_size]))
+                del pending[:options.chunk_size]
+                done += options.chunk_size
+                if on_progress is not None:
+                    on_progress(name, done)
+    if pending:
+        builder.add_chunk(bytes(pending))
+        done += len(pending)
+        if on_progress is not None:
+            on_progress(name, done)
+    return builder.finish()
+
+
+def _walk_dirs(store: ContentStore, cid: Cid, name: str, emit: Callable[[str, str, int], None]) -> None:
+    """The folder lines of Kubo's add answer, innermost first (post-order); file lines went out already."""
     for entry in store.ls(cid):
-        sub = f"{name}/{entry.name}" if name else entry.name
         if entry.kind == "directory":
-            _walk(store, parse_cid(entry.cid), sub, files, dirs)
-        else:
-            files.append((sub, entry.cid, entry.tsize))
-    dirs.append((name, cid.encode(), _tsize(store.get_block, cid)))
+            _walk_dirs(store, parse_cid(entry.cid), f"{name}/{entry.name}" if name else entry.name, emit)
+    emit(name, cid.encode(), _tsize(store.get_block, cid))
 
 
 _COMMANDS: dict[str, Callable[[_Handler, _Query, Any], None]] = {

@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from http.client import HTTPConnection, HTTPResponse
@@ -20,7 +21,7 @@ import pytest
 
 from flare_chain.ipfs import ContentStore, KuboClient, cid_of_bytes, cid_of_directory, serve_in_thread
 from flare_chain.ipfs.multipart import MultipartBody, UploadEntry, iter_parts
-from flare_chain.ipfs.rpc_server import ServerHandle
+from flare_chain.ipfs.rpc_server import ServerHandle, _LineWriter
 
 CHUNK = 262_144
 
@@ -137,9 +138,10 @@ def test_an_early_refusal_of_a_large_upload_announces_the_close(http: httpx.Clie
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
 @pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+@pytest.mark.parametrize("progress", [False, True], ids=["quiet", "progress"])
 def test_an_upload_cut_mid_stream_logs_one_line(store: ContentStore, caplog: pytest.LogCaptureFixture,
                                                 capfd: pytest.CaptureFixture[str], chunked: bool,
-                                                reset: bool) -> None:
+                                                reset: bool, progress: bool) -> None:
     # Prepare
     body = b"".join(MultipartBody([UploadEntry.from_bytes("blob", b"x" * 2_000_000)], boundary="b0"))
     framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body)
@@ -148,7 +150,8 @@ def test_an_upload_cut_mid_stream_logs_one_line(store: ContentStore, caplog: pyt
     with serve_in_thread(store) as handle:
         # Execute: send half the upload, then go away (FIN, or RST with a zero linger)
         with socket.create_connection(("127.0.0.1", handle.port), timeout=30) as sock:
-            sock.sendall(b"POST /api/v0/add HTTP/1.1\r\nHost: x\r\n" + framing +
+            query = b"?progress=true" if progress else b""  # with progress, the answer has begun by then
+            sock.sendall(b"POST /api/v0/add" + query + b" HTTP/1.1\r\nHost: x\r\n" + framing +
                          b"\r\nContent-Type: multipart/form-data; boundary=b0\r\n\r\n" +
                          (b"%x\r\n" % len(body) if chunked else b"") + sent)
             if reset:
@@ -355,4 +358,83 @@ def test_client_facing_errors_do_not_show_server_paths(http: httpx.Client, store
     body = MultipartBody([UploadEntry("dir", "directory"), UploadEntry("dir/f", "file", data=b"x", size=1),
                           UploadEntry("dir/f/g", "file", data=b"y", size=1)])
     resp = http.post("/add", content=b"".join(body), headers={"Content-Type": body.content_type})
-    assert resp.status_code == 400 and "flare-ipfs-add" not in str(_kubo_error(resp)["Message"])
+    error = _lines(resp)[-1]  # after dir/f's line went out, the failure is part of the streamed answer
+    assert error["Type"] == "error" and "inside a file" in error["Message"]
+    assert "flare-ipfs-add" not in error["Message"] and str(store.root) not in error["Message"]
+
+
+def test_add_with_progress_reports_bytes_then_the_cid(http: httpx.Client) -> None:
+    data = os.urandom(2 * CHUNK + 10)
+    plain = _lines(http.post("/add", files={"file": ("blob", data)}))
+    resp = http.post("/add", params={"progress": "true"}, files={"file": ("blob", data)})
+    assert resp.headers["X-Chunked-Output"] == "1"
+    assert _lines(resp) == [{"Name": "blob", "Bytes": CHUNK}, {"Name": "blob", "Bytes": 2 * CHUNK},
+                            {"Name": "blob", "Bytes": 2 * CHUNK + 10}, *plain]
+    assert plain[0]["Hash"] == cid_of_bytes(data)
+
+
+def _read_until(sock: socket.socket, marker: bytes, got: bytes = b"") -> bytes:
+    while marker not in got:
+        piece = sock.recv(65536)
+        assert piece, f"connection closed before {marker!r} arrived; got {got[-200:]!r}"
+        got += piece
+    return got
+
+
+def test_add_answers_each_file_while_the_upload_is_still_arriving(store: ContentStore) -> None:
+    # Prepare: two files; the client sends the first, then waits for its line before sending the second
+    first, second = os.urandom(CHUNK + 1), b"second file"
+    body = b"".join(MultipartBody([UploadEntry.from_bytes("a", first), UploadEntry.from_bytes("b", second)],
+                                  boundary="b0"))
+    cut = body.index(b"\r\n\r\n", body.index(b"--b0", 10)) + 4  # through the second part's headers
+    with serve_in_thread(store) as handle, socket.create_connection(("127.0.0.1", handle.port), timeout=30) as sock:
+        # Execute
+        sock.sendall(b"POST /api/v0/add?progress=true HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b0\r\n\r\n" + b"%x\r\n" % cut + body[:cut] + b"\r\n")
+        early = _read_until(sock, cid_of_bytes(first).encode())
+        rest = body[cut:]
+        sock.sendall(b"%x\r\n" % len(rest) + rest + b"\r\n0\r\n\r\n")
+        late = _read_until(sock, b"\r\n0\r\n\r\n", early)
+    # Assert: the head, a progress line and the first file's line came before the second part was sent
+    assert early.startswith(b"HTTP/1.1 200") and b'"Bytes": 262144' in early
+    assert cid_of_bytes(second).encode() in late[len(early):]
+
+
+def test_a_long_progress_answer_reaches_a_client_that_reads_after_sending(store: ContentStore) -> None:
+    # Prepare: ~0.5 MB of answer lines, written while httpx is still sending the upload
+    entries = [UploadEntry("d", "directory")]
+    entries += [UploadEntry.from_bytes(f"d/{i:04d}{'n' * 56}", b"%d" % i) for i in range(2500)]
+    body = MultipartBody(entries)
+    with serve_in_thread(store) as handle, httpx.Client(timeout=30) as client:
+        # Execute
+        resp = client.post(handle.url + "/api/v0/add", params={"progress": "true"}, content=b"".join(body),
+                           headers={"Content-Type": body.content_type})
+    # Assert
+    lines = _lines(resp)
+    assert len(resp.content) > 400_000
+    assert len(lines) == 2 * 2500 + 1 and lines[-1]["Name"] == "d" and store.pins() == [lines[-1]["Hash"]]
+
+
+def test_answer_lines_never_block_the_handler_reading_the_upload() -> None:
+    # Prepare: a client that reads nothing until it has sent everything; the socket is "full"
+    release = threading.Event()
+    written: list[bytes] = []
+
+    class StalledClient:
+        def write(self, data: bytes) -> None:
+            if not release.wait(10):
+                raise TimeoutError("the server waited on a client that reads only after sending")
+            written.append(data)
+
+    writer = _LineWriter(StalledClient())
+    # Execute: the handler queues lines while the upload goes on; none of this may wait for the client
+    started = time.monotonic()
+    for i in range(1000):
+        writer.put(b"%d" % i)
+    queued_in = time.monotonic() - started
+    release.set()
+    writer.close("boom")
+    # Assert
+    assert queued_in < 10
+    assert written[:2] == [b"1\r\n0\r\n", b"1\r\n1\r\n"] and len(written) == 1001
+    assert written[-1] == b"0\r\nX-Stream-Error: boom\r\n\r\n"
