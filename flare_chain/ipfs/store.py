@@ -67,6 +67,7 @@ _PINS_VERSION = 1
 _Feed = bytes | bytearray | memoryview | tuple[str, Path, bool]
 """What to import: bytes, or ``(kind, path, include_hidden)`` with kind "file" or "dir"."""
 _STALE_TMP_S = 3600.0
+_NOT_A_KEY = "file name is not a block key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,27 +373,30 @@ class ContentStore:
         so a re-add or a fetch writes good copies. Files in ``blocks/`` whose
         names are no block key are reported too and never touched.
         """
-        with self._lock():
-            checked = 0
-            corrupt: list[CorruptBlock] = []
-            for shard in sorted(self._blocks.iterdir()):
-                if not shard.is_dir():
+        checked = 0
+        corrupt: list[CorruptBlock] = []
+        for shard in sorted(self._blocks.iterdir()):  # without the lock: adds may go on meanwhile
+            if not shard.is_dir():
+                continue
+            for path in sorted(shard.iterdir()):
+                if path.name.endswith(".tmp") or not path.name.endswith(".data"):
                     continue
-                for path in sorted(shard.iterdir()):
-                    if path.name.endswith(".tmp") or not path.name.endswith(".data"):
-                        continue
-                    checked += 1
-                    problem = self._verify_file(path)
-                    if problem is not None:
-                        corrupt.append(CorruptBlock(problem[0], path, problem[1]))
-            if repair and corrupt:
-                quarantine = self.root / "corrupt"
+                checked += 1
+                problem = self._verify_file(path)
+                if problem is not None:
+                    corrupt.append(CorruptBlock(problem[0], path, problem[1]))
+        if repair and corrupt:
+            quarantine = self.root / "corrupt"
+            with self._lock():
                 quarantine.mkdir(exist_ok=True)
                 for bad in corrupt:
-                    os.replace(bad.path, quarantine / bad.path.name)
+                    if bad.problem == _NOT_A_KEY or self._verify_file(bad.path) is None:  # or an add rewrote it
+                        continue
+                    with contextlib.suppress(FileNotFoundError):  # or a gc removed it
+                        os.replace(bad.path, quarantine / bad.path.name)
                 if self.durable:
                     fsync_dir(quarantine)
-            return VerifyResult(checked, tuple(corrupt), repaired=repair and bool(corrupt))
+        return VerifyResult(checked, tuple(corrupt), repaired=repair and bool(corrupt))
 
     @staticmethod
     def _verify_file(path: Path) -> tuple[str, str] | None:
@@ -402,7 +406,7 @@ class ContentStore:
             multihash = base32_decode(key)
             code, digest = decode_multihash(multihash)
         except ConfigError:
-            return key, "file name is not a block key"
+            return key, _NOT_A_KEY
         shown = Cid.v1(CODEC_RAW, multihash).encode()  # flatfs keeps multihashes; Kubo shows them as raw CIDv1
         if code != SHA2_256:
             return shown, f"multihash code {code:#x} cannot be verified"

@@ -242,8 +242,12 @@ def test_verify_reports_corrupt_blocks_and_repair_moves_them_aside(store: Conten
     assert (clean.checked, [(b.cid, b.path) for b in clean.corrupt], clean.repaired) == (4, [(leaf, path)], False)
     assert "hashed to bafkrei" in clean.corrupt[0].problem and path.exists()
     # Execute
+    stray = path.parent / "not-a-key.data"
+    stray.write_bytes(b"left alone")
     repaired = store.verify(repair=True)
     # Assert
+    assert [b.problem for b in repaired.corrupt][1:] == ["file name is not a block key"] and stray.exists()
+    stray.unlink()
     assert repaired.repaired and not path.exists()
     assert (store.root / "corrupt" / path.name).is_file()
     assert not store.has(leaf)
