@@ -8,11 +8,13 @@ FlareError subclasses that the top-level CLI prints as one line.
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from flare_chain.cli.serving import serve_until_stopped
@@ -58,6 +60,19 @@ def _reader_gone() -> int:
     return EXIT_READER_GONE
 
 
+def _reader_may_leave(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """For commands whose output is piped into ``head`` and the like: a reader that leaves ends them quietly."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except BrokenPipeError:
+            return _reader_gone()
+
+    return run
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     """Print only the root CID, so scripts can capture it."""
     path = Path(args.path)
@@ -77,24 +92,20 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reader_may_leave
 def cmd_cat(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    try:
-        for piece in _store(args, create=False).open(args.path):
-            out.write(piece)
-        out.flush()
-    except BrokenPipeError:
-        return _reader_gone()
+    for piece in _store(args, create=False).open(args.path):
+        out.write(piece)
+    out.flush()
     return 0
 
 
+@_reader_may_leave
 def cmd_ls(args: argparse.Namespace) -> int:
-    try:
-        for entry in _store(args, create=False).ls(args.path):
-            suffix = "/" if entry.kind == "directory" else ""
-            _out(f"{entry.cid} {entry.tsize} {entry.name}{suffix}")
-    except BrokenPipeError:
-        return _reader_gone()
+    for entry in _store(args, create=False).ls(args.path):
+        suffix = "/" if entry.kind == "directory" else ""
+        _out(f"{entry.cid} {entry.tsize} {entry.name}{suffix}")
     return 0
 
 
@@ -110,6 +121,7 @@ def cmd_pin_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reader_may_leave
 def cmd_pin_ls(args: argparse.Namespace) -> int:
     for cid in _store(args).pins():
         _out(f"{cid} recursive")
@@ -122,6 +134,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reader_may_leave
 def cmd_repo_verify(args: argparse.Namespace) -> int:
     """Kubo's ``ipfs repo verify``: one line per corrupt block, then a verdict; exit 4 if any was corrupt."""
     store = _store(args, create=False)
