@@ -8,14 +8,17 @@ FlareError subclasses that the top-level CLI prints as one line.
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import logging
 import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from flare_chain.cli.serving import serve_until_stopped
-from flare_chain.errors import ConfigError
+from flare_chain.errors import ConfigError, IntegrityError
 from flare_chain.ipfs import ContentStore, cid_of_directory, cid_of_file, parse_cid
 
 __all__ = ["default_repo", "register"]
@@ -37,6 +40,39 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
+EXIT_READER_GONE = 128 + signal.SIGPIPE
+"""Exit status when whoever reads stdout stopped reading (``cat CID | head``): what a shell shows
+for a Unix tool killed by SIGPIPE, so ``set -o pipefail`` scripts see the same as with coreutils."""
+
+
+def _reader_gone() -> int:
+    """Stop quietly once stdout's reader has gone: no traceback, none at exit either.
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError;
+    Python also flushes stdout again at exit and would report that failure, so
+    stdout is pointed at /dev/null first (the recipe in the ``signal`` module docs).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return EXIT_READER_GONE
+
+
+def _reader_may_leave(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """For commands whose output is piped into ``head`` and the like: a reader that leaves ends them quietly."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except BrokenPipeError:
+            return _reader_gone()
+
+    return run
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     """Print only the root CID, so scripts can capture it."""
     path = Path(args.path)
@@ -56,6 +92,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reader_may_leave
 def cmd_cat(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     for piece in _store(args, create=False).open(args.path):
@@ -64,6 +101,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reader_may_leave
 def cmd_ls(args: argparse.Namespace) -> int:
     for entry in _store(args, create=False).ls(args.path):
         suffix = "/" if entry.kind == "directory" else ""
@@ -83,6 +121,7 @@ def cmd_pin_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reader_may_leave
 def cmd_pin_ls(args: argparse.Namespace) -> int:
     for cid in _store(args).pins():
         _out(f"{cid} recursive")
@@ -93,6 +132,24 @@ def cmd_gc(args: argparse.Namespace) -> int:
     result = _store(args).gc()
     _out(f"removed {result.removed_blocks} blocks, freed {result.freed_bytes} bytes")
     return 0
+
+
+@_reader_may_leave
+def cmd_repo_verify(args: argparse.Namespace) -> int:
+    """Kubo's ``ipfs repo verify``: one line per corrupt block, then a verdict; exit 4 if any was corrupt."""
+    store = _store(args, create=False)
+    result = store.verify(repair=args.repair)
+    for bad in result.corrupt:
+        _out(f"block {bad.cid} was corrupt ({bad.problem}): {bad.path}")
+    if not result.corrupt:
+        _out(f"verify complete, all {result.checked} blocks validated.")
+        return 0
+    count = f"{len(result.corrupt)} of {result.checked} blocks were corrupt"
+    if result.repaired:
+        raise IntegrityError(f"{count}; moved them to {store.root / 'corrupt'}: "
+                             f"re-add or re-fetch the content they belong to")
+    raise IntegrityError(f"{count}; re-add the files they belong to (add rewrites damaged blocks), or run "
+                         f"`flare-chain ipfs repo verify --repair` to move them aside")
 
 
 def _is_loopback(host: str) -> bool:
@@ -161,6 +218,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     gc = sub.add_parser("gc", help="delete blocks no pin reaches")
     gc.set_defaults(func=cmd_gc)
+
+    repo = sub.add_parser("repo", help="check the repository")
+    repo_sub = repo.add_subparsers(dest="repo_command", required=True, metavar="COMMAND")
+    verify = repo_sub.add_parser("verify", help="re-hash every stored block and report the corrupt ones")
+    verify.add_argument("--repair", action="store_true",
+                        help="move corrupt blocks to REPO/corrupt/ so a re-add or fetch stores good copies")
+    verify.set_defaults(func=cmd_repo_verify)
 
     serve = sub.add_parser("serve", help="serve the repository over the Kubo RPC API subset (add, cat, "
                                          "block/get|put, pin/add|rm|ls, id, version)")

@@ -118,7 +118,9 @@ class ParallelWriter:
 
     ``submit`` blocks once ``max_pending`` writes are queued (bounding memory
     to about ``max_pending`` chunks); ``close`` re-raises the first failure
-    and removes the batch's temp files if anything failed.
+    and removes the batch's temp files if anything failed. ``abort`` (instead
+    of ``close``, for an add that failed half-way) removes every file the
+    batch created, so a refused add leaves no stray blocks behind.
     """
 
     def __init__(self, root: Path, *, durable: bool = True, workers: int = 2, max_pending: int = 16) -> None:
@@ -127,12 +129,40 @@ class ParallelWriter:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ipfs-write")
         self._slots = threading.BoundedSemaphore(max_pending)
         self._jobs: list[tuple[Path, Future[Path]]] = []
+        self._replacing: set[Path] = set()
 
-    def submit(self, path: Path, pieces: Sequence[bytes | memoryview]) -> None:
+    def submit(self, path: Path, pieces: Sequence[bytes | memoryview], *, replaces: bool = False) -> None:
+        """Queue a block write; ``replaces``: a (damaged) file is already at ``path``, which ``abort`` keeps."""
         self._slots.acquire()
         future = self._pool.submit(_write_tmp, path, pieces, not self._durable)
         future.add_done_callback(lambda _f: self._slots.release())
         self._jobs.append((path, future))
+        if replaces:
+            self._replacing.add(path)
+
+    def abort(self) -> None:
+        """Wait for the queued writes, then remove every file this batch created.
+
+        Durable batches were never renamed into place, so only temp files go.
+        Non-durable ones were; their new files go too, except where they
+        replaced a file that was there before (its bytes are now the right ones).
+        The caller holds the repository lock, so no other writer created them.
+        """
+        try:
+            for path, future in self._jobs:
+                try:
+                    tmp = future.result()
+                except BaseException:  # _write_tmp already removed its own temp file
+                    continue
+                if self._durable:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                elif path not in self._replacing:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._jobs.clear()
 
     def close(self) -> None:
         try:

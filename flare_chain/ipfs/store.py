@@ -20,10 +20,13 @@ objects are accepted too):
 * ``ls(cid_or_path) -> list[DirEntry]``
 * ``has(cid)``, ``get_block(cid) -> bytes``, ``put_block(cid, data)``
 * ``pin(cid)``, ``unpin(cid)``, ``pins() -> list[str]``, ``gc() -> GcResult``
+* ``verify(repair=False) -> VerifyResult`` — re-hash every block (``ipfs repo verify``)
 
 Every block read is re-hashed and compared with its CID: a mismatch raises
 IntegrityError naming the CID, what the bytes hashed to and the file, and
 deletes nothing (the operator decides). A missing block raises StoreError.
+Adding (or ``put_block``) over a block whose file fails verification rewrites
+it with the verified bytes, so re-adding a file repairs its damaged blocks.
 Writes are tmp + fsync + rename, batched per add (see :mod:`flare_chain.ipfs.blockfiles`);
 ``durable=False`` skips the fsyncs for scratch repositories and benchmarks.
 """
@@ -34,6 +37,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -44,15 +48,44 @@ from flare_chain.errors import ConfigError, IntegrityError, StoreError
 from flare_chain.ipfs import dag
 from flare_chain.ipfs.blockfiles import ParallelWriter, atomic_write, fsync_dir
 from flare_chain.ipfs.importer import import_directory, import_file
-from flare_chain.ipfs.multiformats import SHA2_256, Cid, base32_encode, decode_multihash, parse_cid
+from flare_chain.ipfs.multiformats import (
+    CODEC_RAW,
+    SHA2_256,
+    Cid,
+    base32_decode,
+    base32_encode,
+    decode_multihash,
+    parse_cid,
+)
 from flare_chain.ipfs.unixfs import BlockSink, FileDagBuilder, ImportOptions
 
-__all__ = ["ContentStore", "GcResult"]
+__all__ = ["ContentStore", "CorruptBlock", "GcResult", "VerifyResult"]
+
+log = logging.getLogger(__name__)
 
 _PINS_VERSION = 1
 _Feed = bytes | bytearray | memoryview | tuple[str, Path, bool]
 """What to import: bytes, or ``(kind, path, include_hidden)`` with kind "file" or "dir"."""
 _STALE_TMP_S = 3600.0
+_NOT_A_KEY = "file name is not a block key"
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptBlock:
+    """A block file that failed ``verify``: its CID (raw CIDv1 of the key), file and what is wrong."""
+
+    cid: str
+    path: Path
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """What ``verify`` found: how many block files it hashed, the bad ones, whether they were moved aside."""
+
+    checked: int
+    corrupt: tuple[CorruptBlock, ...]
+    repaired: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,21 +164,34 @@ class ContentStore:
             got = c.with_multihash(b"\x12\x20" + actual)
             raise IntegrityError(f"block offered as {c} hashed to {got}; refusing to store it")
         path = self.block_path(c)
-        if self._present(path, len(data)):
-            return
-        path.parent.mkdir(exist_ok=True)
-        atomic_write(path, (data,), durable=self.durable)
-        if self.durable:
-            fsync_dir(path.parent)
+        with self._lock():  # an add that fails removes the blocks it created; it must own them alone
+            state = self._stored(path, c, len(data))
+            if state == "intact":
+                return
+            if state == "damaged":
+                log.warning("block %s at %s failed verification; rewriting it with the verified bytes", c, path)
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, (data,), durable=self.durable)
+            if self.durable:
+                fsync_dir(path.parent)
 
     @staticmethod
-    def _present(path: Path, size: int) -> bool:
-        # Skip rewriting blocks already there with the right length; a damaged copy of the
-        # right length is caught by the hash check on read, never silently trusted.
+    def _stored(path: Path, cid: Cid, size: int) -> str:
+        """``"intact"`` (skip the write), ``"missing"`` or ``"damaged"`` (rewrite it with the good bytes).
+
+        A copy of the right length is hashed before it is trusted: a block
+        altered on disk must not make a re-add report success over bad bytes.
+        """
         try:
-            return path.stat().st_size == size
+            if path.stat().st_size != size:
+                return "damaged"
+            with open(path, "rb", buffering=0) as f:
+                actual = hashlib.sha256(f.read()).digest()
+        except FileNotFoundError:
+            return "missing"
         except OSError:
-            return False
+            return "damaged"
+        return "intact" if actual == decode_multihash(cid.multihash)[1] else "damaged"
 
     # ---------------------------------------------------------------- add
 
@@ -155,24 +201,36 @@ class ContentStore:
         with self._lock():
             writer = ParallelWriter(self.root, durable=self.durable)
             seen: set[bytes] = set()
-            made_dirs: set[Path] = set()
+            known_dirs: set[Path] = set()
+            made_dirs: set[Path] = set()  # shard folders this add created, removed again if it fails
 
             def sink(cid: Cid, pieces: Sequence[bytes]) -> None:
                 if cid.multihash in seen:
                     return
                 seen.add(cid.multihash)
                 path = self.block_path(cid)
-                if self._present(path, sum(len(p) for p in pieces)):
+                state = self._stored(path, cid, sum(len(p) for p in pieces))
+                if state == "intact":
                     return
-                if path.parent not in made_dirs:
-                    path.parent.mkdir(exist_ok=True)
-                    made_dirs.add(path.parent)
-                writer.submit(path, pieces)
+                if state == "damaged":
+                    log.warning("block %s at %s failed verification; rewriting it from the added bytes", cid, path)
+                if path.parent not in known_dirs:
+                    known_dirs.add(path.parent)
+                    if not path.parent.is_dir():
+                        path.parent.mkdir()
+                        made_dirs.add(path.parent)
+                writer.submit(path, pieces, replaces=state == "damaged")
 
             try:
                 root = self._run_import(feed, options, sink)
-            finally:
-                writer.close()
+            except BaseException:
+                # A refused add (HAMT-sized folder, unreadable file, ...) leaves nothing behind.
+                writer.abort()
+                for folder in made_dirs:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()  # only if empty: other blocks may share the shard folder
+                raise
+            writer.close()
             if pin:
                 self._write_pins(self._read_pins() | {root.encode()})
             return root.encode()
@@ -304,6 +362,63 @@ class ContentStore:
                     removed += 1
                     freed += size
             return GcResult(removed, freed)
+
+    # ---------------------------------------------------------------- verify
+
+    def verify(self, *, repair: bool = False) -> VerifyResult:
+        """Re-hash every stored block (``ipfs repo verify``); with ``repair``, move corrupt ones aside.
+
+        Corrupt files are moved, not deleted, into ``root/corrupt/`` (nothing
+        stored is destroyed by a check): the store then reports them missing,
+        so a re-add or a fetch writes good copies. Files in ``blocks/`` whose
+        names are no block key are reported too and never touched.
+        """
+        checked = 0
+        corrupt: list[CorruptBlock] = []
+        for shard in sorted(self._blocks.iterdir()):  # without the lock: adds may go on meanwhile
+            if not shard.is_dir():
+                continue
+            for path in sorted(shard.iterdir()):
+                if path.name.endswith(".tmp") or not path.name.endswith(".data"):
+                    continue
+                checked += 1
+                problem = self._verify_file(path)
+                if problem is not None:
+                    corrupt.append(CorruptBlock(problem[0], path, problem[1]))
+        if repair and corrupt:
+            quarantine = self.root / "corrupt"
+            with self._lock():
+                quarantine.mkdir(exist_ok=True)
+                for bad in corrupt:
+                    if bad.problem == _NOT_A_KEY or self._verify_file(bad.path) is None:  # or an add rewrote it
+                        continue
+                    with contextlib.suppress(FileNotFoundError):  # or a gc removed it
+                        os.replace(bad.path, quarantine / bad.path.name)
+                if self.durable:
+                    fsync_dir(quarantine)
+        return VerifyResult(checked, tuple(corrupt), repaired=repair and bool(corrupt))
+
+    @staticmethod
+    def _verify_file(path: Path) -> tuple[str, str] | None:
+        """None if the block file hashes to its name; else (the block's CID text, what is wrong)."""
+        key = path.name[:-len(".data")]
+        try:
+            multihash = base32_decode(key)
+            code, digest = decode_multihash(multihash)
+        except ConfigError:
+            return key, _NOT_A_KEY
+        shown = Cid.v1(CODEC_RAW, multihash).encode()  # flatfs keeps multihashes; Kubo shows them as raw CIDv1
+        if code != SHA2_256:
+            return shown, f"multihash code {code:#x} cannot be verified"
+        try:
+            with open(path, "rb", buffering=0) as f:
+                actual = hashlib.sha256(f.read()).digest()
+        except OSError as exc:
+            return shown, f"unreadable: {exc.strerror}"
+        if actual != digest:
+            got = Cid.v1(CODEC_RAW, b"\x12\x20" + actual).encode()
+            return shown, f"block in storage hashed to {got}"
+        return None
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from flare_chain.cli.ipfs import register
+from flare_chain.cli.ipfs import EXIT_READER_GONE, register
 from flare_chain.errors import ConfigError, FlareError, IntegrityError
 from flare_chain.ipfs import ContentStore, cid_of_bytes
 
@@ -120,3 +122,55 @@ def test_cat_of_tampered_block_is_an_integrity_error(repo: Path, tmp_path: Path,
 def test_malformed_cid_on_the_command_line(repo: Path) -> None:
     with pytest.raises(ConfigError, match="malformed CID 'Qmfoo'"):
         run(["ipfs", "--repo", str(repo), "pin", "rm", "Qmfoo"])
+
+
+def _cli(repo: Path, *argv: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "flare_chain.cli.main", "ipfs", "--repo", str(repo), *argv]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=Path(__file__).resolve().parents[2])
+
+
+@pytest.mark.parametrize("command", ["cat", "ls"])
+def test_a_reader_that_stops_early_ends_the_command_quietly(repo: Path, tmp_path: Path, command: str) -> None:
+    # Prepare: more output than a pipe holds (64 KiB), so the command is still writing when `head` leaves
+    store = ContentStore(repo, durable=False)
+    if command == "ls":
+        folder = tmp_path / "many"
+        folder.mkdir()
+        for i in range(2000):
+            (folder / f"f{i:04d}").write_bytes(b"")
+        target = store.add_directory(folder)
+    else:
+        target = store.add_bytes(os.urandom(2 * 1024 * 1024))
+    # Execute: `flare-chain ipfs cat CID | head -c5`
+    proc = _cli(repo, command, target)
+    assert proc.stdout is not None and proc.stderr is not None
+    head = proc.stdout.read(5)
+    proc.stdout.close()
+    rc = proc.wait(timeout=60)
+    # Assert
+    assert len(head) == 5
+    assert proc.stderr.read() == b""
+    assert rc == EXIT_READER_GONE == 141
+
+
+def test_repo_verify_reports_then_repairs(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare
+    store = ContentStore(repo, durable=False)
+    cid = store.add_bytes(b"hello world\n")
+    path = store.block_path(cid)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes().replace(b"hello", b"jello"))
+    # Execute / Assert: report only
+    with pytest.raises(IntegrityError, match=r"1 of 1 blocks were corrupt.*--repair"):
+        run(["ipfs", "--repo", str(repo), "repo", "verify"])
+    line = capsys.readouterr().out
+    assert line.startswith("block bafkrei") and "was corrupt" in line and str(path) in line
+    assert path.exists()
+    # Execute / Assert: repair moves it aside, then the repository verifies clean
+    with pytest.raises(IntegrityError, match="moved them to"):
+        run(["ipfs", "--repo", str(repo), "repo", "verify", "--repair"])
+    assert not path.exists() and (repo / "corrupt" / path.name).exists()
+    capsys.readouterr()
+    assert run(["ipfs", "--repo", str(repo), "repo", "verify"]) == 0
+    assert capsys.readouterr().out == "verify complete, all 0 blocks validated.\n"

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
 
 import httpx
@@ -15,7 +21,7 @@ import pytest
 
 from flare_chain.ipfs import ContentStore, KuboClient, cid_of_bytes, cid_of_directory, serve_in_thread
 from flare_chain.ipfs.multipart import MultipartBody, UploadEntry, iter_parts
-from flare_chain.ipfs.rpc_server import ServerHandle
+from flare_chain.ipfs.rpc_server import ServerHandle, _LineWriter
 
 CHUNK = 262_144
 
@@ -33,6 +39,13 @@ def http(store: ContentStore) -> Iterator[httpx.Client]:
 
 def _lines(resp: httpx.Response) -> list[dict[str, str]]:
     return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+
+
+def _post_raw(conn: HTTPConnection, path: str, body: bytes | Iterator[bytes],
+              headers: dict[str, str]) -> tuple[HTTPResponse, bytes]:
+    conn.request("POST", path, body=body, headers=headers, encode_chunked=not isinstance(body, bytes))
+    resp = conn.getresponse()
+    return resp, resp.read()
 
 
 def _kubo_error(resp: httpx.Response) -> dict[str, object]:
@@ -91,6 +104,68 @@ def test_add_with_a_chunked_request_body(http: httpx.Client) -> None:
     assert resp.request.headers.get("Transfer-Encoding") == "chunked"
     assert _lines(resp)[-1]["Hash"] == cid_of_bytes(data)
     assert http.post("/cat", params={"arg": cid_of_bytes(data)}).content == data
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_a_kept_alive_connection_serves_the_request_after_an_add(store: ContentStore, chunked: bool) -> None:
+    # Prepare: the multipart parser stops at the closing boundary; the epilogue (and the last-chunk
+    # marker of a chunked body) must be read before answering, or the server closes a connection it
+    # announced as kept alive and the client's next request on it is lost (issue 14, item 6).
+    data = os.urandom(CHUNK + 3)
+    body = MultipartBody([UploadEntry.from_bytes("blob", data)])
+    with serve_in_thread(store) as handle:
+        conn = HTTPConnection("127.0.0.1", handle.port, timeout=30)
+        try:
+            # Execute
+            sent = iter(body) if chunked else b"".join(body)
+            added, answer = _post_raw(conn, "/api/v0/add", sent, {"Content-Type": body.content_type})
+            cat, content = _post_raw(conn, f"/api/v0/cat?arg={cid_of_bytes(data)}", b"", {})
+        finally:
+            conn.close()
+    # Assert
+    assert added.status == 200 and added.getheader("Connection") is None
+    assert json.loads(answer)["Hash"] == cid_of_bytes(data)
+    assert cat.status == 200 and content == data
+
+
+def test_an_early_refusal_of_a_large_upload_announces_the_close(http: httpx.Client) -> None:
+    body = MultipartBody([UploadEntry.from_bytes("blob", b"\0" * (3 * 1024 * 1024))])
+    resp = http.post("/add", params={"chunker": "rabin"}, content=b"".join(body),
+                     headers={"Content-Type": body.content_type})
+    assert resp.status_code == 400 and resp.headers["Connection"] == "close"
+    assert http.post("/version").status_code == 200  # the client opened a fresh connection
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+@pytest.mark.parametrize("progress", [False, True], ids=["quiet", "progress"])
+def test_an_upload_cut_mid_stream_logs_one_line(store: ContentStore, caplog: pytest.LogCaptureFixture,
+                                                capfd: pytest.CaptureFixture[str], chunked: bool,
+                                                reset: bool, progress: bool) -> None:
+    # Prepare
+    body = b"".join(MultipartBody([UploadEntry.from_bytes("blob", b"x" * 2_000_000)], boundary="b0"))
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body)
+    sent = body[:len(body) // 2]
+    caplog.set_level(logging.INFO, logger="flare_chain.ipfs.rpc_server")
+    with serve_in_thread(store) as handle:
+        # Execute: send half the upload, then go away (FIN, or RST with a zero linger)
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=30) as sock:
+            query = b"?progress=true" if progress else b""  # with progress, the answer has begun by then
+            sock.sendall(b"POST /api/v0/add" + query + b" HTTP/1.1\r\nHost: x\r\n" + framing +
+                         b"\r\nContent-Type: multipart/form-data; boundary=b0\r\n\r\n" +
+                         (b"%x\r\n" % len(body) if chunked else b"") + sent)
+            if reset:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        deadline = time.monotonic() + 30
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # a request after it is served, and its handling logs nothing more
+        assert httpx.post(handle.url + "/api/v0/version", timeout=30).status_code == 200
+    # Assert: one line, no traceback (a reset that beats the request line is logged as a lost connection)
+    assert [r.exc_info for r in caplog.records] == [None]
+    if not reset:
+        assert caplog.records[0].levelname == "WARNING" and "cut off" in caplog.records[0].getMessage()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_add_directory_lines_and_wrap(http: httpx.Client, tmp_path: Path) -> None:
@@ -212,3 +287,154 @@ def test_serve_in_thread_handle(store: ContentStore) -> None:
             assert c.version()["Version"]
     with KuboClient(handle.url, retries=0) as c, pytest.raises(Exception, match="daemon runs"):
         c.version()
+
+
+def test_ls_answers_kubo_objects_and_streams(http: httpx.Client, store: ContentStore, tmp_path: Path) -> None:
+    # Prepare
+    d = tmp_path / "model"
+    (d / "sub").mkdir(parents=True)
+    (d / "weights.bin").write_bytes(b"w" * (CHUNK + 5))
+    (d / "link").symlink_to("weights.bin")
+    cid = store.add_directory(d)
+    entries = {e.name: e.cid for e in store.ls(cid)}
+    # Execute
+    doc = http.post("/ls", params={"arg": cid}).json()
+    streamed = _lines(http.post("/ls", params={"arg": cid, "stream": "true"}))
+    # Assert
+    assert doc == {"Objects": [{"Hash": cid, "Links": [
+        {"Name": "link", "Hash": entries["link"], "Size": 0, "Type": 4, "Target": "weights.bin"},
+        {"Name": "sub", "Hash": entries["sub"], "Size": 0, "Type": 1, "Target": ""},
+        {"Name": "weights.bin", "Hash": entries["weights.bin"], "Size": CHUNK + 5, "Type": 2, "Target": ""}]}]}
+    assert streamed == [{"Objects": [{"Hash": cid, "Links": [link]}]} for link in doc["Objects"][0]["Links"]]
+    resp = http.post("/cat", params={"arg": cid})
+    assert resp.status_code == 500 and "ipfs ls" in str(_kubo_error(resp)["Message"])
+
+
+def _raw_post(port: int, path: str) -> bytes:
+    """The raw HTTP answer to a bodiless POST, read to the end of its chunked body and trailers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+        answer = b""
+        while not (b"\r\n0\r\n" in answer and answer.endswith(b"\r\n\r\n")):
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            answer += piece
+    return answer
+
+
+def test_cat_failing_mid_stream_ends_with_an_x_stream_error_trailer(store: ContentStore) -> None:
+    # Prepare: the second of three leaves is damaged on disk, so the failure comes after the first byte
+    data = os.urandom(3 * CHUNK)
+    cid = store.add_bytes(data, cid_version=1)
+    bad = store.block_path(cid_of_bytes(data[CHUNK:2 * CHUNK], 1))
+    bad.chmod(0o644)
+    bad.write_bytes(b"\0" * CHUNK)
+    with serve_in_thread(store) as handle:
+        # Execute
+        answer = _raw_post(handle.port, f"/api/v0/cat?arg={cid}")
+        # Assert: the trailer is announced, sent, names the block and not the server's folders
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert b"\r\nTrailer: X-Stream-Error" in head
+        trailer = rest.rsplit(b"\r\n0\r\n", 1)[1]
+        assert trailer.startswith(b"X-Stream-Error: ") and trailer.endswith(b"\r\n\r\n")
+        assert cid_of_bytes(data[CHUNK:2 * CHUNK], 1).encode() in trailer
+        assert str(store.root).encode() not in trailer and b"blocks/" in trailer
+        # the connection stays usable, as after any complete answer
+        assert httpx.post(handle.url + "/api/v0/version", timeout=30).status_code == 200
+
+
+def test_client_facing_errors_do_not_show_server_paths(http: httpx.Client, store: ContentStore) -> None:
+    missing = cid_of_bytes(b"not here")
+    for command in ("/cat", "/block/get", "/pin/add"):
+        message = str(_kubo_error(http.post(command, params={"arg": missing}))["Message"])
+        assert missing in message and str(store.root) not in message
+    cid = store.add_bytes(b"hello world\n")
+    path = store.block_path(cid)
+    path.chmod(0o644)
+    path.write_bytes(b"jello world\n")
+    message = str(_kubo_error(http.post("/cat", params={"arg": cid}))["Message"])
+    assert "hashed to" in message and str(store.root) not in message
+    body = MultipartBody([UploadEntry("dir", "directory"), UploadEntry("dir/f", "file", data=b"x", size=1),
+                          UploadEntry("dir/f/g", "file", data=b"y", size=1)])
+    resp = http.post("/add", content=b"".join(body), headers={"Content-Type": body.content_type})
+    error = _lines(resp)[-1]  # after dir/f's line went out, the failure is part of the streamed answer
+    assert error["Type"] == "error" and "inside a file" in error["Message"]
+    assert "flare-ipfs-add" not in error["Message"] and str(store.root) not in error["Message"]
+
+
+def test_add_with_progress_reports_bytes_then_the_cid(http: httpx.Client) -> None:
+    data = os.urandom(2 * CHUNK + 10)
+    plain = _lines(http.post("/add", files={"file": ("blob", data)}))
+    resp = http.post("/add", params={"progress": "true"}, files={"file": ("blob", data)})
+    assert resp.headers["X-Chunked-Output"] == "1"
+    assert _lines(resp) == [{"Name": "blob", "Bytes": CHUNK}, {"Name": "blob", "Bytes": 2 * CHUNK},
+                            {"Name": "blob", "Bytes": 2 * CHUNK + 10}, *plain]
+    assert plain[0]["Hash"] == cid_of_bytes(data)
+
+
+def _read_until(sock: socket.socket, marker: bytes, got: bytes = b"") -> bytes:
+    while marker not in got:
+        piece = sock.recv(65536)
+        assert piece, f"connection closed before {marker!r} arrived; got {got[-200:]!r}"
+        got += piece
+    return got
+
+
+def test_add_answers_each_file_while_the_upload_is_still_arriving(store: ContentStore) -> None:
+    # Prepare: two files; the client sends the first, then waits for its line before sending the second
+    first, second = os.urandom(CHUNK + 1), b"second file"
+    body = b"".join(MultipartBody([UploadEntry.from_bytes("a", first), UploadEntry.from_bytes("b", second)],
+                                  boundary="b0"))
+    cut = body.index(b"\r\n\r\n", body.index(b"--b0", 10)) + 4  # through the second part's headers
+    with serve_in_thread(store) as handle, socket.create_connection(("127.0.0.1", handle.port), timeout=30) as sock:
+        # Execute
+        sock.sendall(b"POST /api/v0/add?progress=true HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b0\r\n\r\n" + b"%x\r\n" % cut + body[:cut] + b"\r\n")
+        early = _read_until(sock, cid_of_bytes(first).encode())
+        rest = body[cut:]
+        sock.sendall(b"%x\r\n" % len(rest) + rest + b"\r\n0\r\n\r\n")
+        late = _read_until(sock, b"\r\n0\r\n\r\n", early)
+    # Assert: the head, a progress line and the first file's line came before the second part was sent
+    assert early.startswith(b"HTTP/1.1 200") and b'"Bytes": 262144' in early
+    assert cid_of_bytes(second).encode() in late[len(early):]
+
+
+def test_a_long_progress_answer_reaches_a_client_that_reads_after_sending(store: ContentStore) -> None:
+    # Prepare: ~0.5 MB of answer lines, written while httpx is still sending the upload
+    entries = [UploadEntry("d", "directory")]
+    entries += [UploadEntry.from_bytes(f"d/{i:04d}{'n' * 56}", b"%d" % i) for i in range(2500)]
+    body = MultipartBody(entries)
+    with serve_in_thread(store) as handle, httpx.Client(timeout=30) as client:
+        # Execute
+        resp = client.post(handle.url + "/api/v0/add", params={"progress": "true"}, content=b"".join(body),
+                           headers={"Content-Type": body.content_type})
+    # Assert
+    lines = _lines(resp)
+    assert len(resp.content) > 400_000
+    assert len(lines) == 2 * 2500 + 1 and lines[-1]["Name"] == "d" and store.pins() == [lines[-1]["Hash"]]
+
+
+def test_answer_lines_never_block_the_handler_reading_the_upload() -> None:
+    # Prepare: a client that reads nothing until it has sent everything; the socket is "full"
+    release = threading.Event()
+    written: list[bytes] = []
+
+    class StalledClient:
+        def write(self, data: bytes) -> None:
+            if not release.wait(10):
+                raise TimeoutError("the server waited on a client that reads only after sending")
+            written.append(data)
+
+    writer = _LineWriter(StalledClient())
+    # Execute: the handler queues lines while the upload goes on; none of this may wait for the client
+    started = time.monotonic()
+    for i in range(1000):
+        writer.put(b"%d" % i)
+    queued_in = time.monotonic() - started
+    release.set()
+    writer.close("boom")
+    # Assert
+    assert queued_in < 10
+    assert written[:2] == [b"1\r\n0\r\n", b"1\r\n1\r\n"] and len(written) == 1001
+    assert written[-1] == b"0\r\nX-Stream-Error: boom\r\n\r\n"

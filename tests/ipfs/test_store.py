@@ -181,3 +181,76 @@ def test_durable_store_writes_blocks_read_only_and_complete(tmp_path: Path) -> N
     cid = durable.add_bytes(data)
     assert durable.cat(cid) == data
     assert not list((tmp_path / "durable").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["scratch", "durable"])
+def test_a_refused_directory_add_leaves_no_blocks(tmp_path: Path, durable: bool) -> None:
+    # Prepare: 1000 files whose names push the flat directory past Kubo's HAMT threshold
+    store = ContentStore(tmp_path / "repo", durable=durable)
+    kept = store.add_bytes(b"stored before")
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    for i in range(1000):
+        (folder / f"{i:04d}{'x' * 226}").write_bytes(b"%d" % i)
+    # Execute
+    with pytest.raises(StoreError, match="HAMT"):
+        store.add_directory(folder)
+    # Assert: only the earlier block is left, no temp files either
+    left = sorted(p.name for p in (tmp_path / "repo" / "blocks").rglob("*") if p.is_file())
+    assert left == [store.block_path(kept).name]
+    assert store.cat(kept) == b"stored before" and store.pins() == [kept]
+
+
+def _alter_same_length(path: Path) -> None:
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["scratch", "durable"])
+def test_re_adding_rewrites_a_block_altered_on_disk(tmp_path: Path, durable: bool) -> None:
+    # Prepare
+    store = ContentStore(tmp_path / "repo", durable=durable)
+    data = os.urandom(3 * CHUNK)
+    cid = store.add_bytes(data)
+    _alter_same_length(store.block_path(cid_of_bytes(data[CHUNK:2 * CHUNK])))
+    with pytest.raises(IntegrityError):
+        store.cat(cid)
+    # Execute
+    assert store.add_bytes(data) == cid
+    # Assert
+    assert store.cat(cid) == data
+
+
+def test_put_block_rewrites_a_damaged_copy(store: ContentStore) -> None:
+    cid = cid_of_bytes(b"remote", 1)
+    store.put_block(cid, b"remote")
+    _alter_same_length(store.block_path(cid))
+    store.put_block(cid, b"remote")
+    assert store.get_block(cid) == b"remote"
+
+
+def test_verify_reports_corrupt_blocks_and_repair_moves_them_aside(store: ContentStore) -> None:
+    # Prepare
+    data = os.urandom(2 * CHUNK + 1)
+    cid = store.add_bytes(data, cid_version=1)
+    leaf = cid_of_bytes(data[:CHUNK], 1)
+    path = store.block_path(leaf)
+    _alter_same_length(path)
+    clean = store.verify()
+    assert (clean.checked, [(b.cid, b.path) for b in clean.corrupt], clean.repaired) == (4, [(leaf, path)], False)
+    assert "hashed to bafkrei" in clean.corrupt[0].problem and path.exists()
+    # Execute
+    stray = path.parent / "not-a-key.data"
+    stray.write_bytes(b"left alone")
+    repaired = store.verify(repair=True)
+    # Assert
+    assert [b.problem for b in repaired.corrupt][1:] == ["file name is not a block key"] and stray.exists()
+    stray.unlink()
+    assert repaired.repaired and not path.exists()
+    assert (store.root / "corrupt" / path.name).is_file()
+    assert not store.has(leaf)
+    store.add_bytes(data, cid_version=1)
+    assert store.cat(cid) == data
+    assert store.verify().corrupt == ()
