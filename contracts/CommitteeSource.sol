@@ -11,11 +11,11 @@ pragma solidity ^0.8.28;
 ///      round opens, who sits on it, how many seats it has and in which order members may propose.
 ///
 ///      The round logic answers (implemented by `FlareCoordinator`): which round is the latest, and
-///      what a round's seed is, and whether a round is in its seat-claim window.
+///      what a round's seed is, whether a round is in its seat-claim window, and whether it ended.
 abstract contract CommitteeSource {
     // ------------------------------------------------------------ answered by the committee
 
-    /// @dev Whether `node` registered (and so may submit updates).
+    /// @dev Whether `node` is registered and has not asked to unbond (and so may submit updates).
     function _isRegistered(address node) internal view virtual returns (bool);
 
     /// @dev Called once when `round` opens, before its `RoundOpened` event: fix the round's
@@ -51,4 +51,7 @@ abstract contract CommitteeSource {
 
     /// @dev The seed of `round` if seats of `round` may be claimed in this block; reverts otherwise.
     function _requireClaimWindow(uint256 round) internal view virtual returns (bytes32 seed);
+
+    /// @dev Whether `round` can no longer change (Committed or Failed); round 0 counts as ended.
+    function _roundEnded(uint256 round) internal view virtual returns (bool);
 }

@@ -517,6 +517,11 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         return r.seed;
     }
 
+    function _roundEnded(uint256 round) internal view override returns (bool) {
+        RoundStatus status = _rounds[round].status;
+        return round == 0 || status == RoundStatus.Committed || status == RoundStatus.Failed;
+    }
+
     // ------------------------------------------------------------------ internals
 
     /// @dev Revert unless the sender is a member of `round` whose turn to propose has come; its rank.

@@ -20,10 +20,23 @@ import {VRFVerifier} from "./VRFVerifier.sol";
 ///        output 0, reserved to mean "no seat"), each of probability 2^-256. A node is thus selected
 ///        with probability `min(1, k·w/W)` and the committee has about `k` seats.
 ///
-///      A node registers once, with a stake (at least `minStake`, locked: this version has no
-///      withdrawal) and its secp256k1 public key, which must hash to the sender's address. Stakes
-///      never change, so `W` of a round is the total stake when the round opens and a node
-///      registered after a round opened is not eligible for it (its stake is not in that `W`).
+///      A node registers with a stake (at least `minStake`, at most `_MAX_NODE_STAKE`) and its
+///      secp256k1 public key, which must hash to the sender's address. `W` of a round is the total
+///      stake of active nodes when the round opens, so a node registered after a round opened is not
+///      eligible for it (its stake is not in that `W`).
+///
+///      Stake lifecycle: `requestUnbond` takes the node's stake out of `W` for every round opened
+///      after the call; the node stays eligible for the rounds whose `W` counted it (up to the
+///      current one, its `exitRound − 1`), so leaving cannot change a committee already being
+///      drawn. `withdrawStake` pays the stake back once `UNBONDING_BLOCKS` have passed since the
+///      request and the last round it was eligible for has ended: never while it may still hold a
+///      seat in an open round. The contract's balance is exactly the stakes not yet withdrawn.
+///
+///      Slashing: nothing a node can do wrong is provable from on-chain data alone without being
+///      prevented outright. Double submissions, double votes, claims without a valid proof, out of
+///      turn proposals are all refused by the contract; a bad aggregate or a wrong vote can only be
+///      judged against IPFS bytes and the model, which the chain cannot read. So nothing is slashed;
+///      the unbonding delay keeps the stake reachable for a slashing rule should one be added.
 ///
 ///      Seats are claimed in the window between the submission deadline and the claim deadline
 ///      (the round logic enforces it through `_requireClaimWindow`). Members propose in the order of
@@ -34,11 +47,21 @@ import {VRFVerifier} from "./VRFVerifier.sol";
 ///      the members with a lower score, given the committee as a sorted list (checked complete
 ///      against the seat count, so no per-seat list is kept in storage: a claim writes one new slot).
 abstract contract VrfSortitionCommittee is CommitteeSource {
-    /// @dev A registered node; `firstEligibleRound != 0` means registered.
+    /// @dev A registered node; `firstEligibleRound != 0` means registered. `exitRound != 0` means it
+    ///      asked to unbond: it is eligible for rounds `firstEligibleRound ≤ r < exitRound`, and
+    ///      `unbondedAtBlock` is the block of that request. One storage slot.
     struct Node {
         uint96 stake;
         uint64 firstEligibleRound;
+        uint64 exitRound;
+        uint32 unbondedAtBlock;
     }
+
+    /// @notice Blocks between `requestUnbond` and the first block `withdrawStake` may pay out.
+    uint256 public constant UNBONDING_BLOCKS = 64;
+    /// @dev The largest stake one node may hold: 2^80 wei (about 1.2 million ether), so a single
+    ///      registration cannot fill the 96-bit total and lock every later node out.
+    uint256 private constant _MAX_NODE_STAKE = 2 ** 80;
 
     /// @dev The sortition of one round: fixed at open except `seats`, which counts claims.
     struct Sortition {
@@ -66,12 +89,25 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     error CoordinatorNotRegistered(address node);
     /// @notice The deposited `stake` is below `minStake`.
     error CoordinatorStakeTooLow(uint256 stake, uint256 minStake);
+    /// @notice The deposited `stake` is above the per-node maximum `maxStake`.
+    error CoordinatorStakeTooHigh(uint256 stake, uint256 maxStake);
+    /// @notice `node` already asked to unbond; it leaves after round `exitRound − 1`.
+    error CoordinatorAlreadyUnbonding(address node, uint256 exitRound);
+    /// @notice `node` never asked to unbond, so there is nothing to withdraw.
+    error CoordinatorNotUnbonding(address node);
+    /// @notice The stake of `node` is withdrawable from block `withdrawableAtBlock` on.
+    error CoordinatorUnbondingNotOver(address node, uint256 withdrawableAtBlock);
+    /// @notice `node` may still sit on the committee of `round`, which has not ended.
+    error CoordinatorStillEligible(address node, uint256 round);
+    /// @notice Paying `stake` back to `node` failed.
+    error CoordinatorWithdrawFailed(address node, uint256 stake);
     /// @notice Adding `stake` would overflow the 96-bit total stake `totalStake`.
     error CoordinatorStakeOverflow(uint256 totalStake, uint256 stake);
     /// @notice The public key hashes to `keyAddress`, not to the sender `sender`.
     error CoordinatorKeyNotSender(address keyAddress, address sender);
-    /// @notice `node` registered after `round` opened; it sits on committees from `firstEligibleRound` on.
-    error CoordinatorNotEligible(uint256 round, address node, uint256 firstEligibleRound);
+    /// @notice `node` is not eligible for `round`: it sits on committees of rounds
+    ///         `firstEligibleRound ≤ round < exitRound` (`exitRound` 0: no end).
+    error CoordinatorNotEligible(uint256 round, address node, uint256 firstEligibleRound, uint256 exitRound);
     /// @notice `node` already holds a seat on the committee of `round`.
     error CoordinatorAlreadySeated(uint256 round, address node);
     /// @notice The verified VRF `output` is not under the sender's `threshold` (or is the reserved 0).
@@ -88,6 +124,11 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     event NodeRegistered(
         address indexed node, uint256 stake, uint256 publicKeyX, uint256 publicKeyY, uint256 firstEligibleRound
     );
+    /// @notice `node` asked to unbond its `stake`: it is out of `W` from round `exitRound` on and may
+    ///         withdraw from block `withdrawableAtBlock` once round `exitRound − 1` has ended.
+    event NodeUnbonding(address indexed node, uint256 stake, uint256 exitRound, uint256 withdrawableAtBlock);
+    /// @notice `node` withdrew its `stake`; it is no longer registered (and may register again).
+    event StakeWithdrawn(address indexed node, uint256 stake);
     /// @notice `node` proved a VRF `output` under its threshold and took a seat on `round`'s committee.
     /// @dev The proof is in the transaction's calldata; `leaderScore(output)` ranks the members.
     event SeatClaimed(uint256 indexed round, address indexed node, bytes32 output);
@@ -103,23 +144,60 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     /// @notice Register the caller, once, with the stake sent along (at least `minStake`) and its
     ///         secp256k1 public key, which is also its VRF key.
     /// @dev The key must be the sender's: the last 20 bytes of keccak256(x ‖ y) equal `msg.sender`,
-    ///      which also makes it a key nobody else can prove with. The stake stays locked.
-    ///      The node is eligible for every round opened after this call.
+    ///      which also makes it a key nobody else can prove with. The stake stays locked until
+    ///      `requestUnbond` and `withdrawStake`. The node is eligible for every round opened after
+    ///      this call.
     /// @param publicKey `[x, y]`, the uncompressed public key without its 0x04 prefix.
     function registerNode(uint256[2] calldata publicKey) external payable {
         if (_nodes[msg.sender].firstEligibleRound != 0) revert CoordinatorAlreadyRegistered(msg.sender);
         if (msg.value < _minStake) revert CoordinatorStakeTooLow(msg.value, _minStake);
+        if (msg.value > _MAX_NODE_STAKE) revert CoordinatorStakeTooHigh(msg.value, _MAX_NODE_STAKE);
         uint256 total = uint256(_totalStake) + msg.value;
         if (total > type(uint96).max) revert CoordinatorStakeOverflow(_totalStake, msg.value);
         address keyAddress = address(uint160(uint256(keccak256(abi.encodePacked(publicKey[0], publicKey[1])))));
         if (keyAddress != msg.sender) revert CoordinatorKeyNotSender(keyAddress, msg.sender);
 
         uint256 firstEligibleRound = _latestRound() + 1;
-        _nodes[msg.sender] = Node({stake: uint96(msg.value), firstEligibleRound: uint64(firstEligibleRound)});
+        _nodes[msg.sender] = Node({
+            stake: uint96(msg.value), firstEligibleRound: uint64(firstEligibleRound), exitRound: 0, unbondedAtBlock: 0
+        });
         _publicKeys[msg.sender] = publicKey;
         _totalStake = uint96(total);
         _nodeCount += 1;
         emit NodeRegistered(msg.sender, msg.value, publicKey[0], publicKey[1], firstEligibleRound);
+    }
+
+    /// @notice Start leaving: the caller's stake is out of `W` for every round opened from now on, and
+    ///         withdrawable after `UNBONDING_BLOCKS` once the current round has ended.
+    /// @dev The node stays eligible for the rounds already opened (their `W` counted its stake) and
+    ///      may claim a seat and vote in them; it submits no more updates.
+    function requestUnbond() external {
+        Node memory node = _nodes[msg.sender];
+        if (node.firstEligibleRound == 0) revert CoordinatorNotRegistered(msg.sender);
+        if (node.exitRound != 0) revert CoordinatorAlreadyUnbonding(msg.sender, node.exitRound);
+        uint256 exitRound = _latestRound() + 1;
+        _nodes[msg.sender].exitRound = uint64(exitRound);
+        _nodes[msg.sender].unbondedAtBlock = uint32(block.number);
+        _totalStake -= node.stake;
+        _nodeCount -= 1;
+        emit NodeUnbonding(msg.sender, node.stake, exitRound, block.number + UNBONDING_BLOCKS);
+    }
+
+    /// @notice Pay the caller's stake back after its unbonding: `UNBONDING_BLOCKS` after
+    ///         `requestUnbond`, and once the last round it was eligible for has ended.
+    /// @dev The record is deleted before the transfer, so a reentrant call finds nothing to withdraw.
+    function withdrawStake() external {
+        Node memory node = _nodes[msg.sender];
+        if (node.exitRound == 0) revert CoordinatorNotUnbonding(msg.sender);
+        uint256 withdrawableAt = uint256(node.unbondedAtBlock) + UNBONDING_BLOCKS;
+        if (block.number < withdrawableAt) revert CoordinatorUnbondingNotOver(msg.sender, withdrawableAt);
+        uint256 lastRound = node.exitRound - 1;
+        if (!_roundEnded(lastRound)) revert CoordinatorStillEligible(msg.sender, lastRound);
+        delete _nodes[msg.sender];
+        delete _publicKeys[msg.sender];
+        (bool paid,) = msg.sender.call{value: node.stake}("");
+        if (!paid) revert CoordinatorWithdrawFailed(msg.sender, node.stake);
+        emit StakeWithdrawn(msg.sender, node.stake);
     }
 
     // ------------------------------------------------------------------ seats
@@ -148,8 +226,8 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         Node memory node = _nodes[msg.sender];
         if (node.firstEligibleRound == 0) revert CoordinatorNotRegistered(msg.sender);
         bytes32 seed = _requireClaimWindow(round);
-        if (node.firstEligibleRound > round) {
-            revert CoordinatorNotEligible(round, msg.sender, node.firstEligibleRound);
+        if (node.firstEligibleRound > round || (node.exitRound != 0 && round >= node.exitRound)) {
+            revert CoordinatorNotEligible(round, msg.sender, node.firstEligibleRound, node.exitRound);
         }
         mapping(address => bytes32) storage seats = _seats[round];
         if (seats[msg.sender] != 0) revert CoordinatorAlreadySeated(round, msg.sender);
@@ -186,9 +264,17 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         return _nodeCount;
     }
 
-    /// @notice Whether `account` registered.
+    /// @notice Whether `account` is registered and active (it has not asked to unbond).
     function isRegistered(address account) external view returns (bool) {
         return _isRegistered(account);
+    }
+
+    /// @notice The unbonding of `node`: the first round it is not eligible for (0: not unbonding) and
+    ///         the first block its stake may be withdrawn in (0: not unbonding).
+    function unbondingInfo(address node) external view returns (uint256 exitRound, uint256 withdrawableAtBlock) {
+        Node memory n = _nodes[node];
+        if (n.exitRound == 0) return (0, 0);
+        return (n.exitRound, uint256(n.unbondedAtBlock) + UNBONDING_BLOCKS);
     }
 
     /// @notice The stake, first eligible round and public key `[x, y]` of `node` (zeros if unregistered).
@@ -230,6 +316,7 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         Node memory n = _nodes[node];
         Sortition memory s = _sortitions[round];
         if (n.firstEligibleRound == 0 || n.firstEligibleRound > round || s.totalStake == 0) return 0;
+        if (n.exitRound != 0 && round >= n.exitRound) return 0;
         return _threshold(s.expectedSize, n.stake, s.totalStake);
     }
 
@@ -242,7 +329,8 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     // ------------------------------------------------------------------ seam
 
     function _isRegistered(address node) internal view override returns (bool) {
-        return _nodes[node].firstEligibleRound != 0;
+        Node memory n = _nodes[node];
+        return n.firstEligibleRound != 0 && n.exitRound == 0;
     }
 
     function _onRoundOpened(uint256 round, uint16 expectedCommitteeSize)

@@ -105,6 +105,9 @@ def check_seats(history: History, r: RoundHistory) -> list[Finding]:
         if reg.first_eligible_round > rid:
             fail(f"registered for rounds from {reg.first_eligible_round} on")
             continue
+        if reg.exit_round and rid >= reg.exit_round:
+            fail(f"asked to unbond before round {rid} opened (out of W from round {reg.exit_round} on)")
+            continue
         if proof_info is None or proof_info.proof_words is None:
             fail(f"seat transaction {seat.tx_hash} is not a claimSeat call"
                  f" ({proof_info.function if proof_info else 'not read'})")

@@ -10,7 +10,7 @@ comes from a log, a transaction's calldata, a receipt or a view call.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
@@ -207,6 +207,8 @@ def build_history(
                 node=a["node"], stake=a["stake"], public_key=(a["publicKeyX"], a["publicKeyY"]),
                 first_eligible_round=a["firstEligibleRound"], **_where(e),  # type: ignore[arg-type]
             )
+        elif e.name == "NodeUnbonding" and e.args["node"] in registrations:
+            registrations[e.args["node"]] = replace(registrations[e.args["node"]], exit_round=e.args["exitRound"])
         elif e.name == "GlobalAdapterInitialized":
             initial = bytes(e.args["cid"])
         elif "round" in e.args:

@@ -179,6 +179,14 @@ class CoordinatorClient:
         words = public_key_words(account if public_key is None else public_key)
         return self._send(account, "registerNode", list(words), value_wei=stake_wei)
 
+    def request_unbond(self, account: LocalAccount) -> TxResult:
+        """Start ``account``'s exit: its stake leaves ``W`` for rounds opened from now on (see ``unbonding``)."""
+        return self._send(account, "requestUnbond")
+
+    def withdraw_stake(self, account: LocalAccount) -> TxResult:
+        """Pay ``account``'s stake back once its unbonding delay has passed and its last round has ended."""
+        return self._send(account, "withdrawStake")
+
     def initialize_global_adapter(self, owner: LocalAccount, cid: bytes) -> TxResult:
         """Set the starting global adapter's binary CID (owner, once, before the first round)."""
         return self._send(owner, "initializeGlobalAdapter", bytes(cid))
@@ -382,6 +390,16 @@ class CoordinatorClient:
         return NodeInfo(
             node=to_checksum_address(address), stake=stake, first_eligible_round=first, public_key=(x, y)
         )
+
+    def unbonding(self, address: str) -> tuple[int, int]:
+        """``(exit_round, withdrawable_at_block)`` of ``address``; ``(0, 0)`` when it is not unbonding.
+
+        The node sits on committees of rounds before ``exit_round`` only, and
+        may withdraw from ``withdrawable_at_block`` once round ``exit_round − 1``
+        has ended.
+        """
+        exit_round, withdrawable = self._view("unbondingInfo", to_checksum_address(address))
+        return int(exit_round), int(withdrawable)
 
     def sortition_info(self, round_id: int) -> SortitionInfo:
         """Sortition of ``round_id``: total eligible stake, expected size ``k``, eligible nodes, seats so far."""

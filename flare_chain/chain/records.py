@@ -113,7 +113,11 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class NodeRegistration:
-    """``NodeRegistered``: stake, VRF public key ``(x, y)``; eligible from ``first_eligible_round`` on."""
+    """``NodeRegistered``: stake, VRF public key ``(x, y)``; eligible from ``first_eligible_round`` on.
+
+    ``exit_round`` (from a later ``NodeUnbonding``) is the first round it is no
+    longer eligible for; 0 while it has not asked to unbond.
+    """
 
     node: str
     stake: int
@@ -121,6 +125,7 @@ class NodeRegistration:
     first_eligible_round: int
     block_number: int
     tx_hash: str
+    exit_round: int = 0
 
 
 @dataclass(frozen=True)

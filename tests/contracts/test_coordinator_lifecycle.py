@@ -262,7 +262,7 @@ def test_node_registered_while_a_round_is_open_is_eligible_from_the_next_round(n
     c.register_node(late, network.member_stake)
     assert c.node_info(late.address).first_eligible_round == first + 1
     network.to_claims(first)
-    with reverts("CoordinatorNotEligible", first, late.address, first + 1):
+    with reverts("CoordinatorNotEligible", first, late.address, first + 1, 0):
         c.claim_seat(late, first, c.draw_seat(late, first).proof)
     assert c.selection_threshold(first, late.address) == 0
     network.next_tx_in_block(c.round_info(first).proposal_deadline + 1)

@@ -36,6 +36,7 @@ ACTORS = st.sampled_from([0, 1, 2, 3, 0, 1, 2, 3, 4, 5])
 PHASE = st.integers(1, 8)
 MIN_CLAIM_BLOCKS = 3  # FlareCoordinator.phaseBounds()
 MAX_SAMPLES = DEFAULT_MAX_SAMPLE_COUNT  # the fixture deploys with the default cap
+UNBONDING_BLOCKS = 64  # FlareCoordinator.UNBONDING_BLOCKS
 APPROVE = st.sampled_from([True, True, True, False])  # lean towards commits
 
 
@@ -81,6 +82,9 @@ class CoordinatorModel(RuleBasedStateMachine):
         self.current = 0
         self.global_cid = net.initial_cid
         self.step = 0
+        # Stake lifecycle: node -> first round it is no longer eligible for, and its unbond block.
+        self.exit_round: dict[str, int] = {}
+        self.unbonded_at: dict[str, int] = {}
 
     # -------------------------------------------------------------- helpers
 
@@ -97,6 +101,14 @@ class CoordinatorModel(RuleBasedStateMachine):
             action()
         assert info.value.error_name == expected_error, str(info.value)
         return False
+
+    def _active(self) -> set[str]:
+        """Registered nodes that have not asked to unbond: the ones counted in the next round's W."""
+        return self.registered - set(self.exit_round)
+
+    def _eligible(self, node: str, round_id: int) -> bool:
+        """Whether ``node`` may sit on ``round_id``'s committee (every registered node here was there from round 1)."""
+        return node in self.registered and round_id < self.exit_round.get(node, 2**64)
 
     def _round(self) -> ModelRound | None:
         return self.rounds.get(self.current)
@@ -121,6 +133,8 @@ class CoordinatorModel(RuleBasedStateMachine):
             error = "CoordinatorPreviousRoundNotFinalized"
         elif claim < MIN_CLAIM_BLOCKS:  # the owner may not shorten the claim window below the bound
             error = "CoordinatorPhaseOutOfBounds"
+        elif len(self._active()) < self.min_committee:  # unbonded nodes left too few to seat a committee
+            error = "CoordinatorTooFewNodes"
         else:
             error = None
         block = self._next_block()
@@ -141,7 +155,7 @@ class CoordinatorModel(RuleBasedStateMachine):
                                           st.sampled_from([MAX_SAMPLES, MAX_SAMPLES + 1, 2**64 - 1])))
     def submit(self, actor: int, samples: int) -> None:
         node, r, block = self.actors[actor], self._round(), self._next_block()
-        if node.address not in self.registered:
+        if node.address not in self._active():  # never registered, or leaving
             error = "CoordinatorNotRegistered"
         elif r is None or r.status not in (RoundStatus.OPEN, RoundStatus.PROPOSED):
             error = "CoordinatorRoundNotOpen"
@@ -167,6 +181,8 @@ class CoordinatorModel(RuleBasedStateMachine):
             error = "CoordinatorNotRegistered"
         elif not r.submission_deadline < block <= r.claim_deadline:
             error = "CoordinatorOutsideClaimWindow"
+        elif not self._eligible(node.address, self.current):
+            error = "CoordinatorNotEligible"
         elif node.address in r.seats:
             error = "CoordinatorAlreadySeated"
         elif node.address not in self.selectable:
@@ -174,7 +190,7 @@ class CoordinatorModel(RuleBasedStateMachine):
         else:
             error = None
         if draw is not None:
-            assert draw.selected is (node.address in self.selectable)
+            assert draw.selected is (node.address in self.selectable and self._eligible(node.address, self.current))
         proof = draw.proof if draw is not None else bytes(81)
         if node.address not in self.registered:
             proof = vrf.prove(bytes(node.key), self.c.vrf_input(self.current))
@@ -273,6 +289,42 @@ class CoordinatorModel(RuleBasedStateMachine):
     def advance(self, blocks: int) -> None:
         advance_blocks(self.network.w3, blocks)
 
+    @rule()
+    def wait_out_unbonding(self) -> None:
+        advance_blocks(self.network.w3, UNBONDING_BLOCKS)
+
+    @rule(actor=ACTORS)
+    def unbond(self, actor: int) -> None:
+        node = self.actors[actor]
+        if node.address not in self.registered:
+            error = "CoordinatorNotRegistered"
+        elif node.address in self.exit_round:
+            error = "CoordinatorAlreadyUnbonding"
+        else:
+            error = None
+        block = self._next_block()
+        if self._expect(error, lambda: self.c.request_unbond(node)):
+            self.exit_round[node.address] = self.current + 1
+            self.unbonded_at[node.address] = block
+            assert self.c.unbonding(node.address) == (self.current + 1, block + UNBONDING_BLOCKS)
+
+    @rule(actor=ACTORS)
+    def withdraw(self, actor: int) -> None:
+        node, block = self.actors[actor], self._next_block()
+        last = self.exit_round.get(node.address, 0) - 1
+        if node.address not in self.exit_round:
+            error = "CoordinatorNotUnbonding"
+        elif block < self.unbonded_at[node.address] + UNBONDING_BLOCKS:
+            error = "CoordinatorUnbondingNotOver"
+        elif last != 0 and not self.rounds[last].status.is_final:  # it may still be seated there
+            error = "CoordinatorStillEligible"
+        else:
+            error = None
+        if self._expect(error, lambda: self.c.withdraw_stake(node)):
+            del self.exit_round[node.address], self.unbonded_at[node.address]
+            self.registered.discard(node.address)
+            self.selectable.discard(node.address)
+
     # -------------------------------------------------------------- invariant
 
     @invariant()
@@ -301,6 +353,10 @@ class CoordinatorModel(RuleBasedStateMachine):
             r.rejections,
         )
         assert info.committee_size == len(r.seats)
+        # The contract holds exactly the stakes not yet paid back, and W counts only active nodes.
+        stakes = {a: self.c.node_info(a).stake for a in self.registered}
+        assert self.network.w3.eth.get_balance(self.c.address) == sum(stakes.values())
+        assert self.c.total_stake() == sum(stakes[a] for a in self._active())
 
 
 @pytest.mark.slow

@@ -342,6 +342,8 @@ def test_restart_after_submission_uses_the_residual_once_and_an_unsent_one_again
     net = idle_net
     daemon = _compressing(net, 0)
     daemon.tick()  # registers
+    # A round opens only with the minimum committee (2) of nodes registered; node 1 stays idle.
+    net.coordinator.register_node(net.accounts[1], net.coordinator.min_stake())
     # Round 1: the submission is recorded, then the node dies before committing the compressor state.
     round_id = open_round(net)
     arm(net, 0, {"submit:done"})
