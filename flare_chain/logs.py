@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 import warnings
+from typing import TextIO
 
 __all__ = ["configure_logging"]
 
@@ -24,9 +25,29 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(payload, sort_keys=True)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the stream it was when set up.
+
+    A handler bound to the stderr of the moment outlives it when the stream is
+    swapped and closed (an embedding program, or a test's captured stderr), and
+    every later record then ends in a "--- Logging error ---" traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:  # the StreamHandler attribute, read at each emit
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:  # StreamHandler.__init__ assigns it; always follow sys.stderr
+        pass
+
+
 def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
     """Route flare-chain's loggers to stderr; quiet the chatty libraries underneath."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     if json_lines:
         handler.setFormatter(_JsonFormatter())
     else:
