@@ -42,6 +42,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from flare_chain.chain import CoordinatorClient, RoundStatus, sort_addresses
+from flare_chain.chain.deployment import chain_history
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.committee import vrf
 from flare_chain.committee.aggregate import build_aggregate
@@ -226,7 +227,8 @@ class Daemon:
             self.residuals.load_committed()  # a corrupt or mismatched state file stops the node here, not mid-round
         self.sender = DurableSender(self.w3, account, state, ErrorDecoder(coordinator.contract.abi),
                                     faults=lambda point: self.faults(point))
-        state.bind(chain_id=int(self.w3.eth.chain_id), contract=coordinator.address, node=self.address)
+        state.bind(chain_id=int(self.w3.eth.chain_id), contract=coordinator.address, node=self.address,
+                   **chain_history(self.w3, coordinator.address, coordinator.deployment_block))
 
     # ------------------------------------------------------------ loop
 

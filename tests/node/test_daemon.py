@@ -426,3 +426,23 @@ def test_a_claim_refused_as_early_is_retried_and_one_refused_as_late_is_given_up
     late._claim(round_id)
     skipped = late.state.get(round_id, "claim")
     assert skipped.status == StepStatus.SKIPPED and "CoordinatorOutsideClaimWindow" in skipped.detail["reason"]
+
+
+def test_a_data_folder_from_a_redeployed_chain_with_the_same_id_and_address_is_refused(
+        tmp_path, tiny_model_dir, fast_params) -> None:
+    from eth_account import Account
+    from eth_utils import keccak
+
+    from flare_chain.chain import fund_accounts, in_process_chain
+    from flare_chain.errors import ConfigError
+
+    first = make_net(tmp_path, tiny_model_dir, fast_params, nodes=1, probe_corpus=False)
+    register_all(first)
+    assert first.daemons[0].state.is_final(0, "register")
+    _close(first)
+    # The chain restarted: same id, and the owner deploys at nonce 0 again, so at the same address.
+    again = in_process_chain()
+    fund_accounts(again, [Account.from_key(keccak(text="anyone"))], 10**18)  # its history differs from block 1 on
+
+    with pytest.raises(ConfigError, match=r"node-0/state\.sqlite was written on another chain .*fresh data_dir"):
+        make_net(tmp_path, tiny_model_dir, fast_params, nodes=1, probe_corpus=False, w3=again)
