@@ -352,8 +352,7 @@ class Daemon:
         self._open_bar(round_id)
         if info.status.is_final:
             for step in ("submit", "claim", "propose", "vote"):
-                if self.state.get(round_id, step) is None:
-                    self._skip(round_id, step, f"round already {info.status.name.lower()}")
+                self._settle(round_id, step, f"round already {info.status.name.lower()} without this node's {step}")
             self._pull(round_id)
             return
         nxt = head + 1  # our next transaction lands in this block at the earliest
@@ -415,6 +414,16 @@ class Daemon:
             return
         self.state.record_skipped(round_id, step, reason)
         log.info("round %d %s: %s skipped (%s)", round_id, self.name, step, reason)
+        self._tick_bar(step)
+
+    def _settle(self, round_id: int, step: str, reason: str) -> None:
+        """End a step its round ended without: a row left at intent (or a stored transaction never mined) is
+        skipped with ``reason``, one whose transaction was mined is done (or failed); none stays open."""
+        if self.state.is_final(round_id, step):
+            return
+        rec = self.sender.settle(round_id, step, reason)
+        log.info("round %d %s: %s %s (%s)", round_id, self.name, step, rec.status.value,
+                 rec.detail.get("reason", "its transaction was mined"))
         self._tick_bar(step)
 
     def _guarded(self, round_id: int, step: str, action: Callable[[], None]) -> None:
