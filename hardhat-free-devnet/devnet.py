@@ -242,6 +242,26 @@ def _keystore(path: Path, password: str) -> Any:
     return load_account(path, password)
 
 
+def _clear_node_data(run: Path, names: list[str]) -> list[str]:
+    """Remove node data folders a previous start left in ``run``; returns whose.
+
+    Every start runs a new chain on which the owner deploys at nonce 0 again:
+    the same chain id and contract address as before, another history. A node
+    refuses a data folder bound to another chain (``NodeState.bind``), so the
+    devnet, which owns these folders, clears them instead of starting daemons
+    that would stop at once.
+    """
+    import shutil
+
+    cleared = []
+    for name in names:
+        folder = run / name
+        if (folder / "state.sqlite").exists():
+            shutil.rmtree(folder)
+            cleared.append(name)
+    return cleared
+
+
 def start(args: argparse.Namespace) -> int:
     from flare_chain.chain import CoordinatorClient, fund_accounts
     from flare_chain.chain.deployment import ConstructorParams, connect_rpc, deploy, write_deployment
@@ -270,6 +290,8 @@ def start(args: argparse.Namespace) -> int:
         for path in configs:
             name = _node_name(path)
             nodes[name] = (path, _keystore(run / "keys" / f"{name}.json", password))
+        for name in _clear_node_data(run, list(nodes)):
+            _say(f"{name}: removed its data folder {run / name}, written on the chain of an earlier start")
         fund_accounts(w3, [owner, *(acct for _, acct in nodes.values())], FUND_WEI, funder=w3.eth.accounts[0])
         params = ConstructorParams(approval_threshold_bps=args.threshold_bps, min_committee_size=args.min_committee)
         record, _ = deploy(w3, owner, params, rpc_url=rpc_url)

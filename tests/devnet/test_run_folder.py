@@ -1,5 +1,5 @@
-"""The devnet's pid files name the command each process was started with, and ``stop`` signals only a pid
-that still runs it.
+"""The devnet's run folder: pid files name the command each process was started with, ``stop`` signals only
+a pid that still runs it, and ``start`` clears node data an earlier start's chain left.
 
 ``/proc/<pid>/cmdline`` reads empty for a moment after Popen returns (the child's exec has begun, its
 arguments are not laid out yet); pid files used to copy it from there and most recorded ``[]``.
@@ -72,3 +72,14 @@ def test_stop_never_signals_a_pid_whose_file_records_no_command(tmp_path, devnet
     assert sleeper.poll() is None  # still running: a bare pid may belong to anything by now
     assert "records no command line; not signalling" in capsys.readouterr().out
     assert not (tmp_path / "pids" / "node-1.pid").exists()
+
+
+def test_start_clears_node_data_folders_an_earlier_start_left(tmp_path, devnet) -> None:
+    (tmp_path / "node-1").mkdir()
+    (tmp_path / "node-1" / "state.sqlite").write_bytes(b"bound to the chain of an earlier start")
+    (tmp_path / "node-2").mkdir()  # no state: nothing a node would refuse
+    (tmp_path / "ipfs").mkdir()  # not a node's: kept
+
+    assert devnet._clear_node_data(tmp_path, ["node-1", "node-2"]) == ["node-1"]
+
+    assert not (tmp_path / "node-1").exists() and (tmp_path / "node-2").is_dir() and (tmp_path / "ipfs").is_dir()
