@@ -351,8 +351,6 @@ class Daemon:
         info = self.coordinator.round_info(round_id)
         self._open_bar(round_id)
         if info.status.is_final:
-            for step in ("submit", "claim", "propose", "vote"):
-                self._settle(round_id, step, f"round already {info.status.name.lower()} without this node's {step}")
             self._pull(round_id)
             return
         nxt = head + 1  # our next transaction lands in this block at the earliest
@@ -694,6 +692,8 @@ class Daemon:
         info = self.coordinator.round_info(round_id)
         if not info.status.is_final:
             return
+        for step in ("submit", "claim", "propose", "vote"):  # also when the next round opened before this tick
+            self._settle(round_id, step, f"round already {info.status.name.lower()} without this node's {step}")
         outcome = self.coordinator.round_outcome(round_id)
         if outcome is None or not outcome.committed or outcome.global_cid is None:
             reason = outcome.failure_reason.name.lower() if outcome and outcome.failure_reason is not None else "?"

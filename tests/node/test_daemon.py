@@ -428,7 +428,8 @@ def test_a_claim_refused_as_early_is_retried_and_one_refused_as_late_is_given_up
     assert skipped.status == StepStatus.SKIPPED and "CoordinatorOutsideClaimWindow" in skipped.detail["reason"]
 
 
-def test_steps_left_at_intent_when_the_round_ends_are_skipped_with_the_reason(idle_net) -> None:
+@pytest.mark.parametrize("next_round_open", [False, True], ids=["round-ended", "next-round-already-open"])
+def test_steps_left_at_intent_when_the_round_ends_are_skipped_with_the_reason(idle_net, next_round_open) -> None:
     net = idle_net
     register_all(net)
     round_id = open_round(net)
@@ -440,6 +441,11 @@ def test_steps_left_at_intent_when_the_round_ends_are_skipped_with_the_reason(id
     daemon.state.record_signed(round_id, "propose", b"\x02stored", never_mined, 99)
     _end_round(net, round_id)
     assert net.coordinator.round_info(round_id).status.is_final
+    if next_round_open:  # the owner opened the next round before this node looked again (and it ran on)
+        from flare_chain.chain import advance_blocks
+
+        assert open_round(net) == round_id + 1
+        advance_blocks(net.w3, net.coordinator.round_info(round_id + 1).claim_deadline + 1 - net.w3.eth.block_number)
 
     daemon.tick()
 
