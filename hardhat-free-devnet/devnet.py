@@ -72,10 +72,17 @@ def _cmdline(pid: int) -> list[str] | None:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def _record(run: Path, name: str, pid: int) -> None:
+def _record(run: Path, name: str, pid: int, argv: list[str]) -> None:
+    """Write the pid file: the pid and the command line it was started with.
+
+    ``argv`` is what we passed to exec, not a read of ``/proc/<pid>/cmdline``:
+    Popen returns once the child's exec has begun, and until the kernel has
+    laid out the new program's arguments that file reads empty, which made most
+    pid files record ``[]`` and ``stop`` skip its same-command check.
+    """
     path = _pid_file(run, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": pid, "cmdline": _cmdline(pid) or []}))
+    path.write_text(json.dumps({"pid": pid, "cmdline": [str(a) for a in argv]}))
 
 
 def _spawn(run: Path, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -84,13 +91,13 @@ def _spawn(run: Path, name: str, argv: list[str], env: dict[str, str] | None = N
     with open(log, "ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, cwd=REPO, start_new_session=True)
-    _record(run, name, process.pid)
+    _record(run, name, process.pid, argv)
     return process
 
 
 def _alive(pid: int, expected: list[str]) -> bool:
-    now = _cmdline(pid)
-    return now is not None and (not expected or now == expected)
+    """Whether ``pid`` still runs ``expected``; never true for an empty ``expected`` (a pid alone may be reused)."""
+    return bool(expected) and _cmdline(pid) == expected
 
 
 def stop(run: Path, *, quiet: bool = False, timeout_s: float = 15.0) -> int:
@@ -103,6 +110,12 @@ def stop(run: Path, *, quiet: bool = False, timeout_s: float = 15.0) -> int:
             info = json.loads(path.read_text())
             pid, expected = int(info["pid"]), list(info.get("cmdline") or [])
         except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)
+            continue
+        if not expected:
+            if not quiet:
+                _say(f"{path.name} records no command line; not signalling pid {pid} (stop it by hand if it still "
+                     "runs a devnet process)")
             path.unlink(missing_ok=True)
             continue
         if _alive(pid, expected):
@@ -151,7 +164,7 @@ def _start_chain(run: Path, kind: str, port: int, block_time_s: float) -> tuple[
         (run / "logs").mkdir(parents=True, exist_ok=True)
         anvil.start()
         assert anvil.pid is not None
-        _record(run, "chain", anvil.pid)
+        _record(run, "chain", anvil.pid, anvil.command())
         return "anvil", anvil.url, lambda: None
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
@@ -229,6 +242,26 @@ def _keystore(path: Path, password: str) -> Any:
     return load_account(path, password)
 
 
+def _clear_node_data(run: Path, names: list[str]) -> list[str]:
+    """Remove node data folders a previous start left in ``run``; returns whose.
+
+    Every start runs a new chain on which the owner deploys at nonce 0 again:
+    the same chain id and contract address as before, another history. A node
+    refuses a data folder bound to another chain (``NodeState.bind``), so the
+    devnet, which owns these folders, clears them instead of starting daemons
+    that would stop at once.
+    """
+    import shutil
+
+    cleared = []
+    for name in names:
+        folder = run / name
+        if (folder / "state.sqlite").exists():
+            shutil.rmtree(folder)
+            cleared.append(name)
+    return cleared
+
+
 def start(args: argparse.Namespace) -> int:
     from flare_chain.chain import CoordinatorClient, fund_accounts
     from flare_chain.chain.deployment import ConstructorParams, connect_rpc, deploy, write_deployment
@@ -257,6 +290,8 @@ def start(args: argparse.Namespace) -> int:
         for path in configs:
             name = _node_name(path)
             nodes[name] = (path, _keystore(run / "keys" / f"{name}.json", password))
+        for name in _clear_node_data(run, list(nodes)):
+            _say(f"{name}: removed its data folder {run / name}, written on the chain of an earlier start")
         fund_accounts(w3, [owner, *(acct for _, acct in nodes.values())], FUND_WEI, funder=w3.eth.accounts[0])
         params = ConstructorParams(approval_threshold_bps=args.threshold_bps, min_committee_size=args.min_committee)
         record, _ = deploy(w3, owner, params, rpc_url=rpc_url)

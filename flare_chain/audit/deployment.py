@@ -1,15 +1,20 @@
-"""Where the audited contract lives: chain id, address and deployment block.
+"""Where the audited contract lives: chain id, address, deployment block, and what binds it to one chain.
 
 The auditor starts from a deployment file: the record ``flare-chain deploy``
 writes (``flare_chain.chain.deployment``, recognised by its ``format`` key and
 validated as such), or a minimal JSON object
 ``{"chain_id": 31337, "address": "0x…", "block": 12}`` for deployments made
 by other means (``coordinator`` / ``deployment_block`` are accepted as names).
+A minimal file may add ``deployment_tx``, ``block_hash`` (or
+``deployment_block_hash``) and ``code_hash``; without the first two the audit
+cannot tell the chain from a twin with the same id and address, and says so
+(an unverifiable finding, never a pass).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +32,9 @@ class AuditTarget:
     chain_id: int
     address: str
     block: int
+    deployment_tx: str | None = None
+    block_hash: str | None = None
+    code_hash: str | None = None
 
 
 def _int(doc: dict[str, object], key: str, path: Path) -> int:
@@ -36,6 +44,15 @@ def _int(doc: dict[str, object], key: str, path: Path) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigError(f"deployment file {path}: '{key}' must be a non-negative integer, got {value!r}")
     return value
+
+
+def _hash(doc: dict[str, object], key: str, path: Path) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
+        raise ConfigError(f"deployment file {path}: '{key}' must be a 0x-prefixed 32-byte hex hash, got {value!r}")
+    return value.lower()
 
 
 def load_target(path: str | Path) -> AuditTarget:
@@ -54,10 +71,11 @@ def load_target(path: str | Path) -> AuditTarget:
 
         record = load_deployment(path)
         return AuditTarget(chain_id=record.chain_id, address=to_checksum_address(record.coordinator),
-                           block=record.deployment_block)
+                           block=record.deployment_block, deployment_tx=record.deployment_tx,
+                           block_hash=record.deployment_block_hash, code_hash=record.code_hash)
     # Accept the names a deploy script is likely to use as well as the short ones.
     aliases = (("coordinator", "address"), ("contract_address", "address"), ("deployment_block", "block"),
-               ("chainId", "chain_id"))
+               ("chainId", "chain_id"), ("deployment_block_hash", "block_hash"))
     for long, short in aliases:
         if short not in doc and long in doc:
             doc[short] = doc[long]
@@ -65,4 +83,5 @@ def load_target(path: str | Path) -> AuditTarget:
     if not isinstance(address, str) or not is_address(address):
         raise ConfigError(f"deployment file {path}: 'address' must be the contract's 0x address, got {address!r}")
     return AuditTarget(chain_id=_int(doc, "chain_id", path), address=to_checksum_address(address),
-                       block=_int(doc, "block", path))
+                       block=_int(doc, "block", path), deployment_tx=_hash(doc, "deployment_tx", path),
+                       block_hash=_hash(doc, "block_hash", path), code_hash=_hash(doc, "code_hash", path))

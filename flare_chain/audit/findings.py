@@ -13,6 +13,8 @@ FAIL: Status = "fail"
 UNVERIFIABLE: Status = "unverifiable"
 
 CHECKS: dict[str, str] = {
+    "deployment": "the deployment transaction and its block hash are on the audited chain (not a twin)",
+    "rounds": "the audited blocks hold at least one round to check (checking nothing is not a pass)",
     "seed-chain": "seed_r = keccak256(abi.encode(seed_{r-1}, prevrandao of the opening block))",
     "global-chain": "each round opens on the adapter the previous committed round left",
     "vrf-proof": "each seat's proof (claimSeat calldata) verifies under the registered key, "

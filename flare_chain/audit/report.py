@@ -40,8 +40,8 @@ def render_text(report: AuditReport) -> str:
     parts.append(f"{counts[PASS]} check(s) passed, {counts[FAIL]} failed, {counts[UNVERIFIABLE]} unverifiable")
     if bad:
         parts.append("\n".join(f.line() for f in bad))
-    else:
-        parts.append("every check passed")
+    parts.append("every check passed" if report.ok else "NOT a pass: " + (
+        "checks failed" if report.failures else "some checks could not be made" if bad else "nothing was checked"))
     return "\n\n".join(parts) + "\n"
 
 
@@ -144,6 +144,8 @@ def render_html(report: AuditReport) -> str:
         verdict, css = f"{len(fails)} finding(s): the history does not check out", "bad"
     elif unver:
         verdict, css = f"{len(unver)} check(s) unverifiable: missing data, not passed", "warn"
+    elif not report.ok:
+        verdict, css = "nothing was checked: not a pass", "warn"
     else:
         verdict, css = "every check passed", "ok"
     rows = "".join(

@@ -4,6 +4,13 @@
 each phase (logs, chain reads, chain checks, IPFS, reproduction) so slow
 audits can be explained, and returns an ``AuditReport`` that the renderers in
 ``flare_chain.audit.report`` turn into a table, JSON or HTML.
+
+Before reading a single log it binds the deployment file to the chain behind
+the RPC endpoint (``chain.deployment.verify_binding``: the deployment
+transaction, its block hash, the code hash): a twin chain with the same id and
+address is refused with one IntegrityError naming the mismatch, and a block
+range that starts past the chain head is refused too. A run that checked no
+round is never a pass: its ``rounds`` finding is unverifiable.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from flare_chain.audit.findings import FAIL, PASS, UNVERIFIABLE, Finding
 from flare_chain.audit.history import History, RoundHistory, build_history
 from flare_chain.audit.reproduce import ModelLocator, RoundContent, content_checks, reproduce_round
 from flare_chain.chain.artifacts import ContractArtifact, load_artifact
-from flare_chain.errors import ConfigError
+from flare_chain.chain.deployment import code_hash, verify_binding
+from flare_chain.errors import ConfigError, IntegrityError
 from flare_chain.progress import progress
 
-__all__ = ["AuditReport", "RoundSummary", "run_audit"]
+__all__ = ["AuditReport", "RoundSummary", "check_deployment", "run_audit"]
 
 log = logging.getLogger("flare_chain.audit")
 
@@ -74,7 +82,9 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.unverifiable
+        """Every check passed, and there was at least one: checking nothing is not a pass."""
+        return bool(self.findings) and self.from_block <= self.to_block and not self.failures and (
+            not self.unverifiable)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +137,42 @@ def _summary(history: History, r: RoundHistory, findings: list[Finding], content
     )
 
 
+def check_deployment(w3: Web3, target: AuditTarget, head: int) -> Finding:
+    """Bind ``target`` to the chain behind ``w3``: IntegrityError on a mismatch, else the ``deployment`` finding.
+
+    The finding passes when the file's deployment transaction and block hash
+    are on this chain; it is unverifiable when the file records too little to
+    tell this chain from a twin (same id, same address, other history).
+    """
+    name, source = "deployment", "the deployment file"
+    if target.block > head:
+        raise IntegrityError(f"{source} says the contract was deployed in block {target.block}, but the chain "
+                             f"behind the RPC endpoint ends at block {head}: it is another chain with the same id "
+                             "(e.g. a restarted or twin dev chain); point --rpc at the chain the contract was "
+                             "deployed on")
+    if target.deployment_tx is not None:
+        found = verify_binding(w3, target.address, target.deployment_tx, target.block,
+                               deployment_block_hash=target.block_hash, code_hash=target.code_hash, source=source)
+        if target.block_hash is None:
+            return Finding(name, UNVERIFIABLE, detail=(
+                f"{source} records no hash for block {target.block}, so a twin chain whose deployment transaction "
+                "is the same cannot be told apart; add \"deployment_block_hash\" from a source you trust, or "
+                "redeploy with this release, which records it"))
+        return Finding(name, PASS, detail=(f"transaction {found.deployment_tx} created {target.address} in block "
+                                           f"{found.deployment_block} (hash {found.deployment_block_hash})"))
+    code = bytes(w3.eth.get_code(Web3.to_checksum_address(target.address)))
+    if not code:
+        raise IntegrityError(f"{source} names {target.address}, but there is no contract there on this chain; "
+                             "point --rpc at the chain the contract was deployed on")
+    if target.code_hash is not None and code_hash(code) != target.code_hash:
+        raise IntegrityError(f"the code at {target.address} hashes to {code_hash(code)}, {source} records "
+                             f"{target.code_hash}: another contract")
+    return Finding(name, UNVERIFIABLE, detail=(
+        f"{source} names no deployment transaction and block hash, so this chain cannot be told from a twin with "
+        "the same id and address; add \"deployment_tx\" and \"block_hash\", or audit with the file "
+        "`flare-chain deploy` wrote"))
+
+
 def run_audit(
     w3: Web3,
     target: AuditTarget,
@@ -155,6 +201,7 @@ def run_audit(
             raise ConfigError(f"the RPC endpoint serves chain {chain_id}, the deployment file says {target.chain_id}; "
                               "point --rpc at the right chain")
         head = reader.head()
+        bound = check_deployment(w3, target, head)
         events = reader.events(target.block, head)
     with clock.phase("chain reads"):
         history = build_history(reader, events, chain_id=chain_id, from_block=target.block, to_block=head,
@@ -162,7 +209,7 @@ def run_audit(
     log.info("audit: %d event(s), %d round(s), %d registered node(s) in blocks %d..%d", len(events),
              len(history.rounds), len(history.registrations), target.block, head)
     models = ModelLocator(model_dir, model_search)
-    findings: list[Finding] = []
+    findings: list[Finding] = [bound]
     summaries: list[RoundSummary] = []
     ids = history.round_ids()
     previous: bytes | None = history.initial_cid
@@ -195,5 +242,9 @@ def run_audit(
                 previous = r.opened.global_cid
             bad = sum(1 for f in round_findings if f.status == FAIL)
             bar.update(1, findings=bad)
+    findings.append(Finding("rounds", PASS, detail=f"{len(ids)} round(s) checked in blocks {target.block}..{head}")
+                    if ids else Finding("rounds", UNVERIFIABLE, detail=(
+                        f"no round{' in the --rounds range' if rounds is not None else ''} in blocks "
+                        f"{target.block}..{head}: nothing was checked, which is not a pass")))
     return AuditReport(chain_id=chain_id, address=target.address, from_block=target.block, to_block=head,
                        rounds=summaries, findings=findings, timings_s=clock.totals)

@@ -25,6 +25,7 @@ from flare_chain.audit.deployment import AuditTarget
 from flare_chain.chain import CoordinatorClient, Submission, advance_blocks, deploy_coordinator, fund_accounts
 from flare_chain.chain.artifacts import ContractArtifact
 from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
+from flare_chain.chain.deployment import find_deployment_tx, read_binding
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.chain.tester_backend import audit_ready_chain
 from flare_chain.chain.transactions import send_transaction
@@ -69,8 +70,12 @@ class SimulatedFederation:
 
     @property
     def target(self) -> AuditTarget:
-        return AuditTarget(chain_id=int(self.coordinator.w3.eth.chain_id), address=self.coordinator.address,
-                           block=self.coordinator.deployment_block)
+        """What a deployment file would say about this federation's coordinator, binding included."""
+        w3, address, block = self.coordinator.w3, self.coordinator.address, self.coordinator.deployment_block
+        binding = read_binding(w3, address, find_deployment_tx(w3, address, block))
+        return AuditTarget(chain_id=int(w3.eth.chain_id), address=address, block=block,
+                           deployment_tx=binding.deployment_tx, block_hash=binding.deployment_block_hash,
+                           code_hash=binding.code_hash)
 
     def honest_proposal(self, round_id: int, previous: GlobalAdapter,
                         passing: list[CheckedUpdate]) -> tuple[str, list[str]]:

@@ -9,6 +9,16 @@ anything is sent: the chain id must match, and the code at the address must be
 the artifact's runtime code (immutables aside) with the recorded parameters.
 So a node pointed at the wrong chain, a stale file or a recompiled contract
 stops with an error saying which, instead of sending transactions into the void.
+
+A chain id and an address do not name one chain: two dev chains started with
+the same id, on which the same keystore deployed at the same nonce, hold a
+contract at the same address with the same code and parameters. What tells
+them apart is their history, so the file also records the deployment
+transaction's block hash and the runtime code hash, and ``verify_binding``
+(the one implementation of that rule, used by nodes and the auditor) checks
+that the transaction is on the chain, created this address in that block, and
+that the block hash and code hash are the recorded ones. Files written before
+these two fields existed still load; they are then checked by transaction only.
 """
 
 from __future__ import annotations
@@ -40,17 +50,26 @@ __all__ = [
     "DEPLOYMENT_FORMAT",
     "ConstructorParams",
     "Deployment",
+    "DeploymentBinding",
     "artifact_hashes",
+    "chain_history",
+    "code_hash",
     "connect_rpc",
     "deploy",
+    "find_deployment_tx",
+    "genesis_hash",
     "load_deployment",
+    "open_address",
     "open_deployment",
+    "read_binding",
+    "verify_binding",
     "verify_deployment",
     "write_deployment",
 ]
 
 DEPLOYMENT_FORMAT = "flare-chain/deployment@1"
 _MAX_IMMUTABLE_BYTES = 32 * 16  # immutables are 32-byte words zero-filled in the artifact
+_HASH32 = r"^0x[0-9a-fA-F]{64}$"
 
 
 class ConstructorParams(BaseModel):
@@ -90,6 +109,10 @@ class Deployment(BaseModel):
     deployer: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     constructor: ConstructorParams
     artifact: ArtifactHashes
+    deployment_block_hash: str | None = Field(
+        None, pattern=_HASH32, description="hash of deployment_block; None in files written before it was recorded")
+    code_hash: str | None = Field(
+        None, pattern=_HASH32, description="keccak256 of the runtime code at the address (EXTCODEHASH)")
     rpc_url: str | None = Field(None, description="where it was deployed from (informative only)")
     created_at: datetime
 
@@ -145,12 +168,14 @@ def deploy(
         min_stake_wei=params.min_stake_wei,
         max_sample_count=params.max_sample_count,
     )
-    tx_hash = _deployment_tx(w3, client)
+    binding = read_binding(w3, client.address, find_deployment_tx(w3, client.address, client.deployment_block))
     record = Deployment(
         chain_id=int(w3.eth.chain_id),
         coordinator=client.address,
         deployment_block=client.deployment_block,
-        deployment_tx=tx_hash,
+        deployment_tx=binding.deployment_tx,
+        deployment_block_hash=binding.deployment_block_hash,
+        code_hash=binding.code_hash,
         deployer=deployer.address,
         constructor=params,
         artifact=artifact_hashes(load_artifact(CONTRACT_NAME)),
@@ -160,15 +185,114 @@ def deploy(
     return record, client
 
 
-def _deployment_tx(w3: Web3, client: CoordinatorClient) -> str:
-    """The hash of the transaction that created ``client``'s contract, found in its deployment block."""
-    block = w3.eth.get_block(client.deployment_block, full_transactions=True)
-    for tx in block["transactions"]:
-        if tx.get("to") is None:  # type: ignore[union-attr]
+def find_deployment_tx(w3: Web3, address: str, block: int) -> str:
+    """The hash of the transaction that created the contract at ``address``, found in block ``block``."""
+    found = w3.eth.get_block(block, full_transactions=True)
+    for tx in found["transactions"]:
+        if not tx.get("to"):  # type: ignore[union-attr]  # None over JSON-RPC, "" in eth-tester
             receipt = w3.eth.get_transaction_receipt(tx["hash"])  # type: ignore[index,call-overload]
-            if receipt["contractAddress"] == client.address:
+            if receipt["contractAddress"] == Web3.to_checksum_address(address):
                 return receipt["transactionHash"].to_0x_hex()
-    raise ChainError(f"cannot find the transaction that created {client.address} in block {client.deployment_block}")
+    raise ChainError(f"cannot find the transaction that created {address} in block {block}")
+
+
+class DeploymentBinding(BaseModel):
+    """Where a contract sits in one chain's history: what tells twin chains (same id, same address) apart."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deployment_tx: str = Field(pattern=_HASH32)
+    deployment_block: int = Field(ge=0)
+    deployment_block_hash: str = Field(pattern=_HASH32)
+    code_hash: str = Field(pattern=_HASH32)
+
+
+def _hex(value: Any) -> str:
+    return "0x" + bytes(value).hex()
+
+
+def code_hash(code: bytes) -> str:
+    """keccak256 of runtime code as 0x-hex, what the EVM's EXTCODEHASH returns for a contract."""
+    return _hex(Web3.keccak(bytes(code)))
+
+
+def genesis_hash(w3: Web3) -> str:
+    """The hash of block 0: differs between two chains started apart, even with the same chain id."""
+    return _hex(w3.eth.get_block(0)["hash"])
+
+
+def _receipt(w3: Web3, tx_hash: str) -> Any:
+    try:
+        return w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    except Exception as exc:  # web3's TransactionNotFound, or eth-tester's own "unknown transaction"
+        if type(exc).__name__ in ("TransactionNotFound", "TransactionNotFoundError") or any(
+                word in str(exc).lower() for word in ("not found", "unknown")):
+            return None
+        raise
+
+
+def read_binding(w3: Web3, address: str, deployment_tx: str, *, source: str = "the deployment") -> DeploymentBinding:
+    """Read from the chain where ``deployment_tx`` put the contract at ``address``.
+
+    Raises IntegrityError when the transaction is not on this chain, failed,
+    or created another address (the RPC serves a chain with another history).
+    """
+    chain = int(w3.eth.chain_id)
+    receipt = _receipt(w3, deployment_tx)
+    if receipt is None:
+        raise IntegrityError(f"{source}: deployment transaction {deployment_tx} is not on the chain behind this RPC "
+                             f"endpoint (chain id {chain}): it is another chain with the same id, e.g. a restarted "
+                             "or twin dev chain; point the RPC at the chain the contract was deployed on, or redeploy")
+    created = receipt.get("contractAddress")
+    if receipt.get("status") != 1 or created is None or created.lower() != address.lower():
+        raise IntegrityError(f"{source}: transaction {deployment_tx} on chain {chain} created "
+                             f"{created or 'no contract'}, not {address}; the file mixes two deployments")
+    code = bytes(w3.eth.get_code(Web3.to_checksum_address(address)))
+    return DeploymentBinding(deployment_tx=_hex(receipt["transactionHash"]),
+                             deployment_block=int(receipt["blockNumber"]),
+                             deployment_block_hash=_hex(receipt["blockHash"]), code_hash=code_hash(code))
+
+
+def verify_binding(
+    w3: Web3,
+    address: str,
+    deployment_tx: str,
+    deployment_block: int,
+    *,
+    deployment_block_hash: str | None = None,
+    code_hash: str | None = None,
+    source: str = "the deployment",
+) -> DeploymentBinding:
+    """Check that the chain behind ``w3`` is the one the contract at ``address`` was deployed on.
+
+    The deployment transaction must be on it, have created ``address`` in
+    ``deployment_block``, and (where recorded) that block's hash and the
+    runtime code hash must be the given ones. Raises IntegrityError naming the
+    first mismatch; returns what the chain says.
+    """
+    found = read_binding(w3, address, deployment_tx, source=source)
+    twin = ("same chain id and address, another history (a restarted or twin chain); point the RPC at the chain "
+            "the contract was deployed on, or redeploy and use the new deployment file")
+    if found.deployment_block != deployment_block:
+        raise IntegrityError(f"{source}: deployment transaction {deployment_tx} is in block "
+                             f"{found.deployment_block} on this chain, the file says block {deployment_block}: {twin}")
+    if deployment_block_hash is not None and found.deployment_block_hash != deployment_block_hash.lower():
+        raise IntegrityError(f"{source}: deployment block {deployment_block} has hash {found.deployment_block_hash} "
+                             f"on this chain, the file records {deployment_block_hash}: {twin}")
+    if code_hash is not None and found.code_hash != code_hash.lower():
+        raise IntegrityError(f"{source}: the code at {address} hashes to {found.code_hash}, the file records "
+                             f"{code_hash}: the contract there is not the one deployed")
+    return found
+
+
+def chain_history(w3: Web3, address: str, deployment_block: int) -> dict[str, str]:
+    """What a node's data folder is bound to: the genesis hash and, when the deployment block is known,
+    the deployment transaction and its block hash (a redeployed chain differs in these, not in id or address)."""
+    out = {"genesis_hash": genesis_hash(w3)}
+    if deployment_block > 0:
+        binding = read_binding(w3, address, find_deployment_tx(w3, address, deployment_block))
+        out.update(deployment_tx=binding.deployment_tx, deployment_block_hash=binding.deployment_block_hash)
+    return out
 
 
 def write_deployment(deployment: Deployment, path: Path, *, overwrite: bool = False) -> Path:
@@ -243,14 +367,11 @@ def verify_deployment(
                           f"{deployment.artifact.deployed_bytecode_sha256[:12]}…, but the local artifact has "
                           f"{local.abi_sha256[:12]}… / {local.deployed_bytecode_sha256[:12]}…; "
                           "use the matching flare-chain version or redeploy")
-    code = bytes(w3.eth.get_code(Web3.to_checksum_address(deployment.coordinator)))
-    if not code:
-        raise IntegrityError(f"{source} names {deployment.coordinator} on chain {rpc_chain}, but there is no "
-                             "contract there (a restarted dev chain forgets it); redeploy and publish the new file")
-    if not _matches_with_immutables(code, _code_bytes(artifact.deployed_bytecode)):
-        raise IntegrityError(f"the code at {deployment.coordinator} (sha256 {_sha256_hex(code)[:12]}…) is not "
-                             f"{artifact.name}'s deployed bytecode (sha256 {local.deployed_bytecode_sha256[:12]}…); "
-                             f"{source} names the wrong address or another contract")
+    _check_code(w3, deployment.coordinator, artifact, source=source,
+                fix="redeploy and publish the new file")
+    verify_binding(w3, deployment.coordinator, deployment.deployment_tx, deployment.deployment_block,
+                   deployment_block_hash=deployment.deployment_block_hash, code_hash=deployment.code_hash,
+                   source=source)
     client = deployment.client(w3, artifact=artifact)
     onchain = ConstructorParams(
         approval_threshold_bps=client.approval_threshold_bps(),
@@ -262,6 +383,33 @@ def verify_deployment(
     if onchain != deployment.constructor:
         raise IntegrityError(f"the contract at {deployment.coordinator} was built with {onchain.model_dump()}, "
                              f"but {source} records {deployment.constructor.model_dump()}")
+
+
+def _check_code(w3: Web3, address: str, artifact: ContractArtifact, *, source: str, fix: str) -> None:
+    """IntegrityError unless ``address`` holds ``artifact``'s runtime code (immutables aside)."""
+    code = bytes(w3.eth.get_code(Web3.to_checksum_address(address)))
+    if not code:
+        raise IntegrityError(f"{source} names {address} on chain {int(w3.eth.chain_id)}, but there is no "
+                             f"contract there (a restarted dev chain forgets it); {fix}")
+    if not _matches_with_immutables(code, _code_bytes(artifact.deployed_bytecode)):
+        expected = _sha256_hex(_code_bytes(artifact.deployed_bytecode))
+        raise IntegrityError(f"the code at {address} (sha256 {_sha256_hex(code)[:12]}…) is not "
+                             f"{artifact.name}'s deployed bytecode (sha256 {expected[:12]}…); "
+                             f"{source} names the wrong address or another contract")
+
+
+def open_address(w3: Web3, address: str, *, source: str = "the configured address",
+                 **client_kwargs: Any) -> CoordinatorClient:
+    """A client for a bare coordinator address, once the address is known to hold the coordinator's code.
+
+    Without this check a node configured with an address that holds no
+    contract retried "minStake reverted" forever; now it stops before writing
+    any state (IntegrityError, exit status 4), as a bad deployment file does.
+    """
+    artifact = client_kwargs.get("artifact") or load_artifact(CONTRACT_NAME)
+    _check_code(w3, address, artifact, source=source,
+                fix="set it to the coordinator's address, or use a deployment file (chain.deployment)")
+    return CoordinatorClient(w3, address, **client_kwargs)
 
 
 def connect_rpc(rpc_url: str, *, timeout_s: float = 30.0) -> Web3:

@@ -5,7 +5,10 @@
 
 Exit status: 0 when every check passed, 8 when at least one check failed (each
 finding is printed), 9 when nothing failed but some check could not be made
-(missing IPFS objects, a base model not at hand): unverifiable is not passed.
+(missing IPFS objects, a base model not at hand, no round in the range, a
+deployment file too thin to tell the chain from a twin): unverifiable is not
+passed. A deployment file that does not match the chain (another chain with
+the same id, a block range past its head) stops the audit with one line, 4.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"HTML report: {args.html}")
     if report.failures:
         return EXIT_FINDINGS
-    return EXIT_UNVERIFIABLE if report.unverifiable else 0
+    return 0 if report.ok else EXIT_UNVERIFIABLE
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -52,8 +52,7 @@ def _connect(rpc_url: str, deadline_s: float) -> Any:
 
 def build_daemon(config: Any, *, show_progress: bool | None = None) -> Any:
     """A ready ``Daemon`` for a validated ``NodeConfig``: chain, keystore, IPFS endpoint, model, data, state."""
-    from flare_chain.chain import CoordinatorClient
-    from flare_chain.chain.deployment import open_deployment
+    from flare_chain.chain.deployment import open_address, open_deployment
     from flare_chain.lora.domains import domain_texts
     from flare_chain.node.daemon import Daemon, DaemonSettings, Faults
     from flare_chain.node.endpoint import EndpointStore
@@ -66,8 +65,9 @@ def build_daemon(config: Any, *, show_progress: bool | None = None) -> Any:
     if config.chain.deployment is not None:
         _deployment, coordinator = open_deployment(w3, config.chain.deployment,
                                                    log_chunk_blocks=config.chain.log_chunk_blocks)
-    else:
-        coordinator = CoordinatorClient(w3, config.chain.contract, log_chunk_blocks=config.chain.log_chunk_blocks)
+    else:  # checked before any state is written: an address without the coordinator's code stops here (exit 4)
+        coordinator = open_address(w3, config.chain.contract, source="node config chain.contract",
+                                   log_chunk_blocks=config.chain.log_chunk_blocks)
     data_dir = Path(s.data_dir)
     store = EndpointStore.connect(config.ipfs.endpoint, data_dir / "ipfs-cache", timeout_s=config.ipfs.timeout_s,
                                   retries=config.ipfs.retries, backoff_s=config.ipfs.backoff_s)

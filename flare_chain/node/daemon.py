@@ -42,6 +42,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from flare_chain.chain import CoordinatorClient, RoundStatus, sort_addresses
+from flare_chain.chain.deployment import chain_history
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.committee import vrf
 from flare_chain.committee.aggregate import build_aggregate
@@ -227,7 +228,8 @@ class Daemon:
             self.residuals.load_committed()  # a corrupt or mismatched state file stops the node here, not mid-round
         self.sender = DurableSender(self.w3, account, state, ErrorDecoder(coordinator.contract.abi),
                                     faults=lambda point: self.faults(point))
-        state.bind(chain_id=int(self.w3.eth.chain_id), contract=coordinator.address, node=self.address)
+        state.bind(chain_id=int(self.w3.eth.chain_id), contract=coordinator.address, node=self.address,
+                   **chain_history(self.w3, coordinator.address, coordinator.deployment_block))
 
     # ------------------------------------------------------------ loop
 
@@ -350,9 +352,6 @@ class Daemon:
         info = self.coordinator.round_info(round_id)
         self._open_bar(round_id)
         if info.status.is_final:
-            for step in ("submit", "claim", "propose", "vote"):
-                if self.state.get(round_id, step) is None:
-                    self._skip(round_id, step, f"round already {info.status.name.lower()}")
             self._pull(round_id)
             return
         schedule = RoundSchedule.for_round(info, self.coordinator)
@@ -414,6 +413,16 @@ class Daemon:
             return
         self.state.record_skipped(round_id, step, reason)
         log.info("round %d %s: %s skipped (%s)", round_id, self.name, step, reason)
+        self._tick_bar(step)
+
+    def _settle(self, round_id: int, step: str, reason: str) -> None:
+        """End a step its round ended without: a row left at intent (or a stored transaction never mined) is
+        skipped with ``reason``, one whose transaction was mined is done (or failed); none stays open."""
+        if self.state.is_final(round_id, step):
+            return
+        rec = self.sender.settle(round_id, step, reason)
+        log.info("round %d %s: %s %s (%s)", round_id, self.name, step, rec.status.value,
+                 rec.detail.get("reason", "its transaction was mined"))
         self._tick_bar(step)
 
     def _guarded(self, round_id: int, step: str, action: Callable[[], None]) -> None:
@@ -684,6 +693,8 @@ class Daemon:
         info = self.coordinator.round_info(round_id)
         if not info.status.is_final:
             return
+        for step in ("submit", "claim", "propose", "vote"):  # also when the next round opened before this tick
+            self._settle(round_id, step, f"round already {info.status.name.lower()} without this node's {step}")
         outcome = self.coordinator.round_outcome(round_id)
         if outcome is None or not outcome.committed or outcome.global_cid is None:
             reason = outcome.failure_reason.name.lower() if outcome and outcome.failure_reason is not None else "?"

@@ -30,7 +30,7 @@ from flare_chain.chain.transactions import _estimate_gas as estimate_gas  # shar
 from flare_chain.chain.transactions import _fee_fields as fee_fields
 from flare_chain.chain.transactions import _simulate as simulate
 from flare_chain.errors import ChainError
-from flare_chain.node.state import NodeState, StepStatus
+from flare_chain.node.state import NodeState, StepRecord, StepStatus
 
 __all__ = ["DurableSender", "SendOutcome"]
 
@@ -92,6 +92,28 @@ class DurableSender:
         self._broadcast(bytes(signed.raw_transaction), tx_hash, step)
         self._faults(f"{step}:sent")
         return self._confirm(round_id, step, tx_hash, resent=False)
+
+    def settle(self, round_id: int, step: str, reason: str) -> StepRecord:
+        """Close a step whose round is over and will never take its transaction.
+
+        A stored transaction that was mined makes the step done (or failed, if
+        it reverted); otherwise, at intent or with a transaction never mined, the
+        step is skipped with ``reason``, so no row stays open after its round.
+        """
+        rec = self.state.get(round_id, step)
+        if rec is not None and rec.status.is_final:
+            return rec
+        tx_hash = rec.tx_hash if rec is not None else None
+        receipt = self._receipt(tx_hash) if tx_hash is not None else None
+        if receipt is not None and receipt["status"] == 1:
+            return self.state.record_done(round_id, step, {"block": int(receipt["blockNumber"]),
+                                                           "gas_used": int(receipt["gasUsed"]), "tx_hash": tx_hash})
+        if receipt is not None:
+            return self.state.record_failed(round_id, step, f"transaction {tx_hash} mined in block "
+                                            f"{receipt['blockNumber']} but reverted")
+        if tx_hash is not None:
+            reason = f"{reason}; its stored transaction {tx_hash} was never mined"
+        return self.state.record_skipped(round_id, step, reason)
 
     def _resume(self, round_id: int, step: str, raw: bytes, tx_hash: str,
                 already_done: Callable[[], bool]) -> SendOutcome:

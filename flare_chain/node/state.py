@@ -10,9 +10,11 @@ submission, seat claim or vote from this node per round.
 The file is opened in WAL mode with ``synchronous=FULL`` and every write is its
 own ``BEGIN IMMEDIATE`` transaction, so a crash leaves either the old row or the
 new one. The schema carries a version; a file written by a newer release is
-refused rather than misread. A state file is bound to one chain, contract and
-node address: pointing a node at another deployment with the same data folder
-is an error, not a silent mix of two histories.
+refused rather than misread. A state file is bound to one chain (its id and
+genesis hash), contract (address, deployment transaction and block hash) and
+node address: pointing a node at another deployment with the same data folder,
+including a restarted dev chain that reuses the id and address, is an error,
+not a silent mix of two histories.
 """
 
 from __future__ import annotations
@@ -149,13 +151,30 @@ class NodeState:
             db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                        (key, value))
 
-    def bind(self, *, chain_id: int, contract: str, node: str) -> None:
-        """Tie this file to one chain, contract and node; ConfigError if it already belongs to another."""
+    def bind(self, *, chain_id: int, contract: str, node: str, genesis_hash: str | None = None,
+             deployment_tx: str | None = None, deployment_block_hash: str | None = None) -> None:
+        """Tie this file to one chain, contract and node; ConfigError if it already belongs to another.
+
+        Chain id and address alone do not tell a restarted dev chain from the old
+        one (same id, and the owner deploys at the same nonce, so at the same
+        address); the genesis hash and the deployment transaction and its block
+        hash do. A folder kept across such a restart would otherwise believe it is
+        registered and sit "following" forever. Values given as None are not
+        checked (a bare contract address does not say where it was deployed).
+        """
         wanted = {"chain_id": str(chain_id), "contract": contract.lower(), "node": node.lower()}
+        history = {"genesis_hash": genesis_hash, "deployment_tx": deployment_tx,
+                   "deployment_block_hash": deployment_block_hash}
+        wanted.update({key: value.lower() for key, value in history.items() if value is not None})
         for key, value in wanted.items():
             have = self.get_meta(key)
             if have is None:
                 self.set_meta(key, value)
+            elif have != value and key in history:
+                raise ConfigError(f"node state {self.path} was written on another chain ({key} {have}, this chain "
+                                  f"has {value}): the chain was restarted or the contract redeployed at the same "
+                                  f"address; give this node a fresh data_dir, or delete {self.path.parent} to start "
+                                  "afresh there")
             elif have != value:
                 raise ConfigError(f"node state {self.path} belongs to {key} {have}, not {value}; give this node "
                                   "another data_dir (or move the old state aside)")

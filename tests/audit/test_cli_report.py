@@ -32,7 +32,8 @@ def cli_args(fresh, tmp_path, monkeypatch) -> Iterator[list[str]]:
     target = fresh.fed.target
     deployment = tmp_path / "deployment.json"
     deployment.write_text(json.dumps({"chain_id": target.chain_id, "address": target.address,
-                                      "block": target.block}))
+                                      "block": target.block, "deployment_tx": target.deployment_tx,
+                                      "block_hash": target.block_hash}))
     yield ["audit", "--deployment", str(deployment), "--model-dir", str(fresh.fed.model_dir)]
     root.handlers[:], _, _ = saved
     root.setLevel(saved[1])

@@ -17,7 +17,9 @@ from flare_chain.chain.deployment import (
     connect_rpc,
     deploy,
     load_deployment,
+    open_address,
     open_deployment,
+    verify_binding,
     verify_deployment,
     write_deployment,
 )
@@ -186,3 +188,54 @@ def test_scripts_deploy_uses_the_same_options(tmp_path: Path, chain) -> None:
                             capture_output=True, text=True, env={"X": "password-123", "PATH": "/usr/bin"}, timeout=120)
     assert result.returncode == ConfigError.exit_code
     assert "keystore" in result.stderr and "does not exist" in result.stderr
+
+
+# ---------------------------------------------------------------- twin chains: same id, same address
+
+
+def _twin(funding_wei: int):
+    """An in-process chain on which the same owner deploys at nonce 0: the same chain id and address every time."""
+    from flare_chain.chain import in_process_chain
+
+    w3 = in_process_chain()
+    owner = Account.from_key(keccak(text="twin chain owner"))
+    fund_accounts(w3, [owner], funding_wei)
+    return w3, deploy(w3, owner, PARAMS)[0]
+
+
+def test_a_twin_chain_with_the_same_id_and_address_is_refused_naming_the_block_hash() -> None:
+    w3_a, record_a = _twin(10**19)
+    w3_b, record_b = _twin(2 * 10**19)  # another history: the funding block differs, so every later hash does
+    assert (record_a.chain_id, record_a.coordinator, record_a.deployment_block) == (
+        record_b.chain_id, record_b.coordinator, record_b.deployment_block)
+    assert record_a.deployment_block_hash != record_b.deployment_block_hash
+
+    verify_deployment(w3_a, record_a)
+    with pytest.raises(IntegrityError, match=r"deployment block \d+ has hash 0x[0-9a-f]+ on this chain.*twin"):
+        verify_deployment(w3_b, record_a)
+
+
+def test_a_fresh_chain_with_the_same_id_lacks_the_deployment_transaction() -> None:
+    from flare_chain.chain import in_process_chain
+
+    _, record = _twin(10**19)
+    with pytest.raises(IntegrityError, match=r"deployment transaction 0x[0-9a-f]+ is not on the chain"):
+        verify_binding(in_process_chain(), record.coordinator, record.deployment_tx, record.deployment_block)
+
+
+def test_a_file_from_before_block_hashes_were_recorded_still_opens(tmp_path: Path, chain, deployed) -> None:
+    _, w3 = chain
+    raw = deployed[0].model_dump(mode="json")
+    del raw["deployment_block_hash"], raw["code_hash"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(raw))
+    record, _ = open_deployment(w3, path)
+    assert record.deployment_block_hash is None
+    with pytest.raises(IntegrityError, match="is in block"):
+        verify_deployment(w3, record.model_copy(update={"deployment_block": record.deployment_block + 1}))
+
+
+def test_a_bare_address_without_code_is_refused_before_any_call(chain) -> None:
+    _, w3 = chain
+    with pytest.raises(IntegrityError, match=r"no contract there.*chain\.deployment"):
+        open_address(w3, "0x" + "cd" * 20, source="node config chain.contract")

@@ -428,3 +428,65 @@ def test_a_claim_refused_as_early_is_retried_and_one_refused_as_late_is_given_up
     late._claim(round_id)
     skipped = late.state.get(round_id, "claim")
     assert skipped.status == StepStatus.SKIPPED and "CoordinatorOutsideClaimWindow" in skipped.detail["reason"]
+
+
+@pytest.mark.parametrize("next_round_open", [False, True], ids=["round-ended", "next-round-already-open"])
+def test_steps_left_at_intent_when_the_round_ends_are_skipped_with_the_reason(idle_net, next_round_open) -> None:
+    net = idle_net
+    register_all(net)
+    round_id = open_round(net)
+    daemon = net.daemons[0]
+    # As after the node's review, before its vote went out (slow review, crash, or "no proposal yet" refusals).
+    daemon.state.record_intent(round_id, "vote", {"approve": True, "reason": "reviewed"})
+    daemon.state.record_intent(round_id, "claim")
+    never_mined = "0x" + "ee" * 32
+    daemon.state.record_signed(round_id, "propose", b"\x02stored", never_mined, 99)
+    _end_round(net, round_id)
+    assert net.coordinator.round_info(round_id).status.is_final
+    if next_round_open:  # the owner opened the next round before this node looked again (and it ran on)
+        from flare_chain.chain import advance_blocks
+
+        assert open_round(net) == round_id + 1
+        advance_blocks(net.w3, net.coordinator.round_info(round_id + 1).claim_deadline + 1 - net.w3.eth.block_number)
+
+    daemon.tick()
+
+    rows = {r.step: r for r in daemon.state.steps(round_id)}
+    assert {step: r.status for step, r in rows.items()} == {
+        step: StepStatus.SKIPPED for step in ("submit", "claim", "propose", "vote", "pull")}
+    assert rows["vote"].detail["reason"] == "round already failed without this node's vote"
+    assert rows["vote"].detail["approve"] is True  # what it meant to vote stays on record
+    assert rows["propose"].detail["reason"].endswith(f"its stored transaction {never_mined} was never mined")
+
+
+def test_a_data_folder_from_a_redeployed_chain_with_the_same_id_and_address_is_refused(
+        tmp_path, tiny_model_dir, fast_params) -> None:
+    from eth_account import Account
+    from eth_utils import keccak
+
+    from flare_chain.chain import fund_accounts, in_process_chain
+    from flare_chain.errors import ConfigError
+
+    first = make_net(tmp_path, tiny_model_dir, fast_params, nodes=1, probe_corpus=False)
+    register_all(first)
+    assert first.daemons[0].state.is_final(0, "register")
+    _close(first)
+    # The chain restarted: same id, and the owner deploys at nonce 0 again, so at the same address.
+    again = in_process_chain()
+    fund_accounts(again, [Account.from_key(keccak(text="anyone"))], 10**18)  # its history differs from block 1 on
+
+    with pytest.raises(ConfigError, match=r"node-0/state\.sqlite was written on another chain .*fresh data_dir"):
+        make_net(tmp_path, tiny_model_dir, fast_params, nodes=1, probe_corpus=False, w3=again)
+
+
+def test_settling_a_step_whose_stored_transaction_was_mined_marks_it_done(idle_net) -> None:
+    net = idle_net
+    arm(net, 0, {"register:sent"})
+    with pytest.raises(BaseException, match="register:sent"):
+        net.daemons[0].tick()
+    stored = net.daemons[0].state.get(0, "register")
+    assert stored.status == StepStatus.SIGNED
+
+    settled = net.daemons[0].sender.settle(0, "register", "round over")
+
+    assert settled.status == StepStatus.DONE and settled.detail["tx_hash"] == stored.tx_hash

@@ -63,6 +63,23 @@ def test_state_is_bound_to_one_chain_contract_and_node(tmp_path: Path) -> None:
         state.bind(chain_id=1, contract="0xcc", node="0xbb")
 
 
+def test_state_is_bound_to_the_chain_history_not_only_its_id_and_address(tmp_path: Path) -> None:
+    path = tmp_path / "node-1" / "s.sqlite"
+    old = {"chain_id": 31337, "contract": "0xAa", "node": "0xBb"}
+    with NodeState(path) as state:
+        state.bind(**old)  # a folder from before the history was bound takes it on at the next start
+        state.bind(**old, genesis_hash="0x" + "11" * 32, deployment_tx="0x" + "22" * 32,
+                   deployment_block_hash="0x" + "33" * 32)
+        state.bind(**old, genesis_hash="0x" + "11" * 32)  # a bare address: the deployment is not checked
+    # the same id and address after a restart: another genesis, or another deployment block
+    for changed in ({"genesis_hash": "0x" + "44" * 32}, {"deployment_block_hash": "0x" + "55" * 32}):
+        with NodeState(path) as state, pytest.raises(ConfigError) as caught:
+            state.bind(**old, **changed)
+        message = str(caught.value)
+        assert "written on another chain" in message and "fresh data_dir" in message
+        assert f"delete {path.parent}" in message and "\n" not in message
+
+
 def test_a_state_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     with NodeState(path) as state:
