@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from flare_chain.lora.adapter import set_adapter_tensors, wrap_with_lora
 from flare_chain.lora.base import load_base_model
 from flare_chain.lora.data import texts_to_windows, windows_for_training
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.tokenizer import load_tokenizer
 
 __all__ = ["evaluate_loss", "held_out_windows", "mean_token_loss"]
 
@@ -53,10 +55,14 @@ def mean_token_loss(model: nn.Module, windows: torch.Tensor, batch_size: int) ->
     return total / count
 
 
-def held_out_windows(texts: Sequence[str], params: LoraTrainParams) -> torch.Tensor:
-    """The validation windows :func:`~flare_chain.lora.train.train_lora` holds out for these texts."""
+def held_out_windows(texts: Sequence[str], params: LoraTrainParams, tokenizer: Any) -> torch.Tensor:
+    """The validation windows :func:`~flare_chain.lora.train.train_lora` holds out for these texts.
+
+    ``tokenizer`` is the base model's (:func:`~flare_chain.lora.tokenizer.load_tokenizer`).
+    """
     return windows_for_training(
         texts,
+        tokenizer=tokenizer,
         seq_len=params.seq_len,
         val_fraction=params.val_fraction,
         seed=params.seed,
@@ -73,13 +79,13 @@ def evaluate_loss(
 ) -> float:
     """Mean token cross-entropy of the base at ``model_dir`` with ``adapter`` applied (None: the base).
 
-    Texts are windowed whole at ``params.seq_len`` (use :func:`held_out_windows`
+    Texts are tokenized with the model's own tokenizer and windowed whole at ``params.seq_len`` (use :func:`held_out_windows`
     for the validation split); a ``(n, seq_len)`` tensor is used as given.
     """
     if isinstance(texts_or_windows, torch.Tensor):
         windows = texts_or_windows.to(torch.long)
     else:
-        windows = texts_to_windows(list(texts_or_windows), params.seq_len)
+        windows = texts_to_windows(list(texts_or_windows), params.seq_len, load_tokenizer(model_dir))
         if windows.shape[0] == 0:
             raise TrainingError(
                 f"evaluation text is too short: it needs at least {params.seq_len} tokens (one window of "

@@ -24,6 +24,7 @@ from flare_chain.lora.base import load_base_model
 from flare_chain.lora.data import windows_for_training
 from flare_chain.lora.evaluate import mean_token_loss
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.progress import progress
 
 __all__ = ["TrainResult", "train_lora"]
@@ -58,8 +59,9 @@ def train_lora(
 ) -> TrainResult:
     """Fine-tune a LoRA adapter on ``texts`` from ``start_adapter`` (default: the seed's initial adapter).
 
+    The texts are tokenized with the model's own tokenizer (from ``model_dir``).
     Raises ConfigError for params the model cannot take, TrainingError for a
-    bad model directory or too little data, UpdateError for a start adapter
+    bad model directory (no weights, no usable tokenizer) or too little data, UpdateError for a start adapter
     with wrong keys, shapes or values.
     """
     if not isinstance(params, LoraTrainParams):
@@ -67,6 +69,7 @@ def train_lora(
     began = time.perf_counter()
     split = windows_for_training(
         list(texts),
+        tokenizer=load_tokenizer(model_dir),
         seq_len=params.seq_len,
         val_fraction=params.val_fraction,
         seed=params.seed,

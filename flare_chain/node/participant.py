@@ -35,6 +35,7 @@ from flare_chain.lora.base import base_model_id, model_fingerprint
 from flare_chain.lora.evaluate import evaluate_loss, held_out_windows
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.lora.train import train_lora
 from flare_chain.node.bundles import MANIFEST_FILE, GlobalAdapter, fetch_global_bundle, pin_update_bundle
 
@@ -96,7 +97,7 @@ class Participant:
         self.compressor = compressor
         """Kept for the node's life: its error-feedback residual and warm starts carry from round to round."""
         self._texts = texts
-        self.val_windows: torch.Tensor = held_out_windows(texts, params)
+        self.val_windows: torch.Tensor = held_out_windows(texts, params, load_tokenizer(self.model_dir))
 
     # ------------------------------------------------------------ training
 
