@@ -220,6 +220,7 @@ class Daemon:
         self._bar_round = 0
         self.participant = Participant(name, account, texts, model_dir=model_dir, params=params,
                                        coordinator=coordinator, store=store, show_progress=False)
+        self.params = self.participant.params  # target modules resolved against the base
         self.residuals: CompressorStore | None = None
         if self.settings.compression is not None:
             self.residuals = CompressorStore(state.path.parent / "compressor", self.settings.compression)
@@ -509,7 +510,7 @@ class Daemon:
         manifest = Manifest(
             kind="delta", base_model_id=previous.manifest.base_model_id,
             base_model_sha256=model_fingerprint(self.model_dir), rank=self.params.rank, alpha=self.params.alpha,
-            target_modules=list(self.params.target_modules), sample_count=result.sample_count,
+            target_modules=list(self.params.targets), sample_count=result.sample_count,
             shapes=tensor_shapes(result.delta),
             metrics={k: float(v) for k, v in result.metrics.items() if k != "seconds"},
             round=round_id, node=self.address,

@@ -35,6 +35,7 @@ from flare_chain.lora.base import base_model_id, model_fingerprint
 from flare_chain.lora.evaluate import evaluate_loss, held_out_windows
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.targets import resolve_params
 from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.lora.train import train_lora
 from flare_chain.node.bundles import MANIFEST_FILE, GlobalAdapter, fetch_global_bundle, pin_update_bundle
@@ -90,7 +91,8 @@ class Participant:
         self.account = account
         self.address: str = account.address
         self.model_dir = Path(model_dir)
-        self.params = params
+        self.params = resolve_params(self.model_dir, params)
+        """The node's LoRA params with the target modules resolved against its base (what manifests record)."""
         self.coordinator = coordinator
         self.store = store
         self.show_progress = show_progress
@@ -120,7 +122,7 @@ class Participant:
             base_model_sha256=model_fingerprint(self.model_dir),
             rank=self.params.rank,
             alpha=self.params.alpha,
-            target_modules=list(self.params.target_modules),
+            target_modules=list(self.params.targets),
             sample_count=result.sample_count,
             shapes=tensor_shapes(result.delta),
             metrics={k: float(v) for k, v in result.metrics.items() if k != "seconds"},
@@ -298,13 +300,14 @@ def initial_global_manifest(
     :mod:`flare_chain.lora.probe_corpus`); every later global manifest
     carries it on, and the committee's probe-loss gate runs only when it is set.
     """
+    params = resolve_params(model_dir, params)
     return Manifest(
         kind="adapter",
         base_model_id=base_model_id(model_dir),
         base_model_sha256=model_fingerprint(model_dir),
         rank=params.rank,
         alpha=params.alpha,
-        target_modules=list(params.target_modules),
+        target_modules=list(params.targets),
         sample_count=0,
         shapes=tensor_shapes(tensors),
         round=0,
