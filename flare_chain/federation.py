@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -38,6 +37,7 @@ from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.domains import available_domains, domain_texts
 from flare_chain.lora.evaluate import evaluate_loss
+from flare_chain.lora.examples import TokenExamples
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import reference_probe_texts
 from flare_chain.lora.reference import ensure_reference_model
@@ -209,7 +209,7 @@ class Federation:
     domain_of: dict[str, str]
     store: ContentStore
     model_dir: Path
-    union_val: torch.Tensor
+    union_val: TokenExamples
     base_loss: float
 
 
@@ -253,7 +253,7 @@ def setup_federation(config: FederationConfig) -> Federation:
                                                                         probe_cid=probe_cid),
                                   model_dir, config.train)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(start_cid))
-    union = torch.cat([p.val_windows for p in participants])
+    union = TokenExamples.cat([p.val_windows for p in participants])
     base_loss = evaluate_loss(model_dir, None, union, config.train)
     log.info("round 0 global adapter %s; base model held-out loss %.4f", start_cid, base_loss)
     return Federation(config=config, coordinator=coordinator, owner=owner, participants=participants,
@@ -374,7 +374,7 @@ def run_round(fed: Federation) -> RoundReport:
     ]
     # Windows are all seq_len long, so the union's mean token loss is the window-weighted mean of the
     # nodes' own: one pass over the held-out data instead of two.
-    windows = [p.val_windows.shape[0] for p in participants]
+    windows = [len(p.val_windows) for p in participants]
     global_loss = sum(n.loss_after * w for n, w in zip(nodes, windows, strict=True)) / sum(windows)
     return RoundReport(
         round_id=round_id, status=final.status, submissions=final.submission_count,

@@ -191,7 +191,7 @@ class Daemon:
         coordinator: CoordinatorClient,
         store: Any,
         state: NodeState,
-        texts: list[str],
+        texts: Any,  # list[str] or NodeData (validated by flare_chain.lora.datasets before the daemon is built)
         model_dir: Path,
         params: Any,
         settings: DaemonSettings | None = None,
@@ -214,6 +214,7 @@ class Daemon:
         self._stop = threading.Event()
         self._sleep = sleep
         self._texts = texts
+        self._data_format = str(getattr(texts, "format", "text"))
         self._cache: _RoundCache | None = None
         self._bar: contextlib.ExitStack | None = None
         self._bar_sink: Progress | None = None
@@ -527,7 +528,9 @@ class Daemon:
         m = result.metrics
         self.state.record_done(round_id, "train", {
             "seconds": m["seconds"], "sample_count": result.sample_count,
-            "val_loss_before": m["val_loss_before"], "val_loss_after": m["val_loss_after"], **compression})
+            "val_loss_before": m["val_loss_before"], "val_loss_after": m["val_loss_after"],
+            "data_format": self._data_format, "split_seed": self.params.seed, "val_fraction": self.params.val_fraction,
+            **compression})
         log.info("round %d %s: trained %d windows in %.1fs, held-out loss %.4f -> %.4f%s", round_id, self.name,
                  result.sample_count, m["seconds"], m["val_loss_before"], m["val_loss_after"],
                  "" if not compression else

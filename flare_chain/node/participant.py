@@ -32,7 +32,9 @@ from flare_chain.compression import PowerSGDCompressor
 from flare_chain.errors import ChainError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.base import base_model_id, model_fingerprint
-from flare_chain.lora.evaluate import evaluate_loss, held_out_windows
+from flare_chain.lora.datasets import NodeData
+from flare_chain.lora.evaluate import evaluate_loss, held_out_examples
+from flare_chain.lora.examples import TokenExamples
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.targets import resolve_params
@@ -78,7 +80,7 @@ class Participant:
         self,
         name: str,
         account: LocalAccount,
-        texts: list[str],
+        texts: NodeData | Sequence[str],
         *,
         model_dir: Path,
         params: LoraTrainParams,
@@ -99,7 +101,10 @@ class Participant:
         self.compressor = compressor
         """Kept for the node's life: its error-feedback residual and warm starts carry from round to round."""
         self._texts = texts
-        self.val_windows: torch.Tensor = held_out_windows(texts, params, load_tokenizer(self.model_dir))
+        # Tokenizing the held-out split here checks the model's tokenizer and the data (chat template, record
+        # lengths) before the node trains, pins or sends anything.
+        self.val_windows: TokenExamples = held_out_examples(texts, self.params, load_tokenizer(self.model_dir))
+        """This node's held-out windows (text) or examples (instruction/chat: only responses are scored)."""
 
     # ------------------------------------------------------------ training
 
