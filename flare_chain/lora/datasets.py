@@ -46,6 +46,7 @@ __all__ = [
     "as_node_data",
     "detect_format",
     "load_node_data",
+    "node_entries",
 ]
 
 DataFormat = Literal["text", "jsonl", "instruction", "chat"]
@@ -288,3 +289,30 @@ def load_node_data(path: Path, *, data_format: str = "auto", glob: str | None = 
     if len(data) == 0 or (not data.supervised and not any(texts)):
         raise TrainingError(f"node data {root} is empty; add text or records")
     return data
+
+
+def node_entries(data_dir: Path, nodes: int | None = None) -> list[Path]:
+    """Node ``i``'s data in ``data_dir``: ``node-<i>`` as a file (``node-1.jsonl``, ``node-1.txt``) or a folder.
+
+    With ``nodes`` None, every entry from ``node-1`` up to the first gap; else
+    exactly ``nodes`` of them (TrainingError naming the first one missing).
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise TrainingError(f"data folder {root} does not exist; it must hold node-1.jsonl, node-2.jsonl, ... "
+                            "or node-1/, node-2/, ...")
+    out: list[Path] = []
+    i = 1
+    while nodes is None or i <= nodes:
+        found = sorted(p for p in root.iterdir() if p.name == f"node-{i}" or p.stem == f"node-{i}")
+        if len(found) > 1:
+            raise TrainingError(f"data folder {root} holds {len(found)} entries for node-{i} "
+                                f"({', '.join(p.name for p in found)}); keep one")
+        if not found:
+            if nodes is None and out:
+                break
+            raise TrainingError(f"data folder {root} has no entry for node-{i} (node-{i}.jsonl, node-{i}.txt "
+                                f"or a node-{i}/ folder)")
+        out.append(found[0])
+        i += 1
+    return out
