@@ -19,6 +19,10 @@ where its password comes from (an environment variable or a file).
     [ipfs]
     endpoint = "http://127.0.0.1:5001"
 
+    [data]                              # exactly one of domain, texts_dir, path
+    path = "data/node-1.jsonl"          # text files or JSONL text / instruction / chat records
+    format = "auto"                     # detected per file; or text, jsonl, instruction, chat
+
     [training]                          # any LoraTrainParams field
     rank = 8
 
