@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +32,14 @@ __all__ = [
 ]
 
 
-def _text_ids(texts: Sequence[str], tokenizer: Any) -> list[list[int]]:
-    """Each text's token ids without specials; lone surrogates (not UTF-8) become U+FFFD first."""
-    clean = [t.encode("utf-8", errors="replace").decode("utf-8") for t in texts]
-    if not clean:
-        return []
-    return list(tokenizer(clean, add_special_tokens=False, verbose=False)["input_ids"])
+_CHUNK_TEXTS = 32  # texts tokenized per call: keeps the Python int lists of MBs of text from piling up
+
+
+def _text_ids(texts: Sequence[str], tokenizer: Any) -> Iterator[list[int]]:
+    """Each text's token ids without specials, in order; lone surrogates (not UTF-8) become "?" first."""
+    for start in range(0, len(texts), _CHUNK_TEXTS):
+        clean = [t.encode("utf-8", errors="replace").decode("utf-8") for t in texts[start : start + _CHUNK_TEXTS]]
+        yield from tokenizer(clean, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def _wrappers(tokenizer: Any) -> tuple[list[int], list[int]]:
