@@ -501,6 +501,7 @@ class Daemon:
         from flare_chain.lora.files import Manifest, tensor_shapes
         from flare_chain.lora.train import train_lora
 
+        self.participant.check_targets(previous)
         self.state.record_intent(round_id, "train")
         self.faults("train:before")
         with self.faults.during("train"):

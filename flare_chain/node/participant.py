@@ -29,7 +29,7 @@ from flare_chain.committee.aggregate import (
     check_submissions,
 )
 from flare_chain.compression import PowerSGDCompressor
-from flare_chain.errors import ChainError
+from flare_chain.errors import ChainError, ConfigError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.base import base_model_id, model_fingerprint
 from flare_chain.lora.datasets import NodeData
@@ -117,8 +117,19 @@ class Participant:
         """Mean token loss of ``adapter`` on this node's held-out windows."""
         return evaluate_loss(self.model_dir, adapter, self.val_windows, self.params)
 
+    def check_targets(self, global_adapter: GlobalAdapter) -> None:
+        """Refuse to train when this node's LoRA targets are not the global adapter's (the policy gate would
+        reject the update): ConfigError naming both lists."""
+        ours, theirs = list(self.params.targets), sorted(global_adapter.manifest.target_modules)
+        if ours != theirs:
+            raise ConfigError(
+                f"{self.name}: LoRA target_modules {ours} (resolved against {self.model_dir}) differ from the global "
+                f"adapter's {theirs}; set [training] target_modules to the federation's list"
+            )
+
     def train_and_submit(self, round_id: int, global_adapter: GlobalAdapter) -> SubmissionRecord:
         """Train from the global adapter, pin the delta and send the one submission of this round."""
+        self.check_targets(global_adapter)
         result = train_lora(self.model_dir, self._texts, self.params, start_adapter=global_adapter.tensors,
                             progress_desc=f"round {round_id} {self.name}", show_progress=self.show_progress)
         manifest = Manifest(
