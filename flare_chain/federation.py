@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -36,8 +35,10 @@ from flare_chain.compression import PowerSGDCompressor
 from flare_chain.errors import ChainError, ConfigError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
+from flare_chain.lora.datasets import NodeData, load_node_data, node_entries
 from flare_chain.lora.domains import available_domains, domain_texts
 from flare_chain.lora.evaluate import evaluate_loss
+from flare_chain.lora.examples import TokenExamples
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import reference_probe_texts
 from flare_chain.lora.reference import ensure_reference_model
@@ -77,6 +78,9 @@ class FederationConfig(BaseModel):
     rounds: int = Field(3, ge=1, le=100)
     work_dir: Path = Field(Path(".flare/demo"), description="where the embedded IPFS repo lives")
     model_dir: Path | None = Field(None, description="HF causal-LM directory; None builds the reference model")
+    data_dir: Path | None = Field(
+        None, description="the nodes' own data: node-1.jsonl, node-2.jsonl, ... or node-1/, ... (format detected "
+        "per entry, see flare_chain.lora.datasets); None gives node i the i-th stdlib domain")
     reference_pretrain_steps: int = Field(300, ge=1)
     train: LoraTrainParams = Field(default_factory=LoraTrainParams)
     stake_wei: int = Field(10**18, ge=DEFAULT_MIN_STAKE_WEI, lt=2**90, description="each node's registration stake")
@@ -210,16 +214,26 @@ class Federation:
     domain_of: dict[str, str]
     store: ContentStore
     model_dir: Path
-    union_val: torch.Tensor
+    union_val: TokenExamples
     base_loss: float
+
+
+def _node_data(config: FederationConfig) -> tuple[list[NodeData | list[str]], list[str]]:
+    """Each node's data and the name it shows under "domain": a stdlib domain, or its entry in ``data_dir``."""
+    if config.data_dir is not None:
+        entries = node_entries(config.data_dir, config.nodes)
+        data: list[NodeData | list[str]] = [load_node_data(e) for e in entries]
+        return data, [e.name for e in entries]
+    domains = available_domains()
+    if config.nodes > len(domains):
+        raise ConfigError(f"nodes={config.nodes} but only {len(domains)} stdlib domains exist here; use fewer nodes")
+    return [domain_texts(d) for d in domains[: config.nodes]], domains[: config.nodes]
 
 
 def setup_federation(config: FederationConfig) -> Federation:
     """Build model, chain, contract, store and nodes; register every node with its stake and VRF key;
     pin and register the round-0 adapter."""
-    domains = available_domains()
-    if config.nodes > len(domains):
-        raise ConfigError(f"nodes={config.nodes} but only {len(domains)} stdlib domains exist here; use fewer nodes")
+    node_data, domains = _node_data(config)  # read and validated before anything is built, trained or pinned
     model_dir = Path(config.model_dir) if config.model_dir else ensure_reference_model(
         pretrain_steps=config.reference_pretrain_steps, show_progress=config.show_progress)
     store = ContentStore(Path(config.work_dir) / "ipfs")
@@ -235,11 +249,11 @@ def setup_federation(config: FederationConfig) -> Federation:
     log.info("coordinator deployed at %s on chain %d", coordinator.address, w3.eth.chain_id)
 
     participants: list[Participant] = []
-    for i, (account, domain) in enumerate(zip(accounts, domains, strict=False)):
+    for i, account in enumerate(accounts):
         params = config.train.model_copy(update={"seed": config.train.seed + i})
         powersgd = config.compression.powersgd_config()
         node = Participant(
-            f"node-{i + 1}", account, domain_texts(domain), model_dir=model_dir, params=params,
+            f"node-{i + 1}", account, node_data[i], model_dir=model_dir, params=params,
             coordinator=coordinator, store=store, show_progress=config.show_progress,
             compressor=PowerSGDCompressor(powersgd) if powersgd is not None else None,
         )
@@ -249,12 +263,14 @@ def setup_federation(config: FederationConfig) -> Federation:
 
     start = initial_adapter(model_dir, config.train, seed=config.adapter_seed)
     used = domains[: config.nodes]
-    probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if config.probe_corpus else None
+    # The public probe corpus samples the reference task's domains; for the nodes' own data there is none here.
+    with_probe = config.probe_corpus and config.data_dir is None
+    probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if with_probe else None
     start_cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, config.train, start,
                                                                         probe_cid=probe_cid),
                                   model_dir, config.train)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(start_cid))
-    union = torch.cat([p.val_windows for p in participants])
+    union = TokenExamples.cat([p.val_windows for p in participants])
     base_loss = evaluate_loss(model_dir, None, union, config.train)
     log.info("round 0 global adapter %s; base model held-out loss %.4f", start_cid, base_loss)
     return Federation(config=config, coordinator=coordinator, owner=owner, participants=participants,
@@ -376,7 +392,7 @@ def run_round(fed: Federation) -> RoundReport:
     ]
     # Windows are all seq_len long, so the union's mean token loss is the window-weighted mean of the
     # nodes' own: one pass over the held-out data instead of two.
-    windows = [p.val_windows.shape[0] for p in participants]
+    windows = [len(p.val_windows) for p in participants]
     global_loss = sum(n.loss_after * w for n, w in zip(nodes, windows, strict=True)) / sum(windows)
     return RoundReport(
         round_id=round_id, status=final.status, submissions=final.submission_count,

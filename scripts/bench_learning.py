@@ -67,6 +67,7 @@ from flare_chain.lora.files import Manifest, encode_delta, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import probe_windows, reference_probe_texts
 from flare_chain.lora.reference import ensure_reference_model
+from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.progress import progress
 
 log = logging.getLogger("bench_learning")
@@ -126,15 +127,16 @@ class Lab:
             raise SystemExit(f"only {len(domains)} stdlib domains here; use --nodes {len(domains)}")
         self.texts = {f"node-{i:02d}": domain_texts(d) for i, d in enumerate(domains)}
         self.poisoned_texts = {n: attacks.poison_texts(t, seed=i) for i, (n, t) in enumerate(self.texts.items())}
+        self.tokenizer = load_tokenizer(model_dir)
         self.train_windows: dict[tuple[str, bool], torch.Tensor] = {}
         vals = []
         for node, texts in self.texts.items():
-            split = windows_for_training(texts, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
+            split = windows_for_training(texts, tokenizer=self.tokenizer, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
                                          max_train=setup.max_windows, max_val=setup.val_windows)
             self.train_windows[(node, False)] = split.train
             vals.append(split.val)
             self.train_windows[(node, True)] = windows_for_training(
-                self.poisoned_texts[node], seq_len=setup.seq_len, val_fraction=0.1, seed=0,
+                self.poisoned_texts[node], tokenizer=self.tokenizer, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
                 max_train=setup.max_windows, max_val=setup.val_windows).train
         self.val = torch.cat(vals).to(self.device)
         self.probe = seed_probe_windows(b"bench-round-seed", count=8, seq_len=64).to(self.device)
@@ -245,7 +247,8 @@ def gated(lab: Lab, caught: dict[str, int]) -> Aggregate:
 
     def run(global_adapter: Delta, updates: list[ClientUpdate], _attackers: set[str]) -> tuple[Delta, set[str]]:
         windows = probe_windows(lab.probe_texts, bytes.fromhex(_digest(global_adapter)),
-                                count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len)
+                                count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len,
+                                tokenizer=lab.tokenizer)
         gates = build_gates(settings, predictor=lab.predict, window_losses=lambda a: lab.window_losses(a, windows))
         outcome = run_gates(updates, global_adapter, gates)
         rejected = set(outcome.rejected_nodes)

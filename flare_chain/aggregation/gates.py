@@ -2,7 +2,7 @@
 
 Two kinds of check live here. :func:`policy_gate` looks at an update's
 *manifest*: the same base model, LoRA rank, alpha, target modules and tensor
-shapes as the global adapter, made for this round by the node that submitted
+shapes as the global adapter, every tensor on a layer its target modules select, made for this round by the node that submitted
 it, with the sample count it declared on-chain. :class:`TensorPolicyGate`
 looks at the decoded *tensors*: names, shapes, dtype, size bounds and finite
 values. Both reject with a reason that is recorded.
@@ -50,12 +50,28 @@ def policy_gate(
             reject(f"{field} is {getattr(update, field)!r}, the global adapter has {getattr(reference, field)!r}")
     if update.shapes != reference.shapes:
         reject("tensor names or shapes differ from the global adapter's")
+    untargeted = untargeted_tensor(update)
+    if untargeted is not None:
+        reject(f"tensor {untargeted!r} adapts a layer outside target_modules {update.target_modules!r}")
     if update.round != round_id:
         reject(f"manifest says round {update.round}")
     if (update.node or "").lower() != node.lower():
         reject(f"manifest names node {update.node!r}, but {node} submitted it")
     if update.sample_count != onchain_sample_count:
         reject(f"manifest claims {update.sample_count} samples, the chain records {onchain_sample_count}")
+
+
+def untargeted_tensor(manifest: Manifest) -> str | None:
+    """The first tensor of ``manifest`` whose layer no name in its ``target_modules`` selects, else None.
+
+    PEFT's rule (a target is a layer name or a dotted suffix of it) decides, so
+    the targets a manifest records are the ones its tensors were trained on.
+    """
+    for key in sorted(manifest.shapes):
+        layer = key.split(".lora_", 1)[0]
+        if not any(layer == t or layer.endswith("." + t) for t in manifest.target_modules):
+            return key
+    return None
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,9 @@ def reproduce_round(
     previous = fetch_global_bundle(source.store, prev_state.cid)
     config = json.loads(source.store.cat(f"{prev_state.cid}/{ADAPTER_CONFIG_FILE}"))
     params = _params_from_config(config)
-    if adapter_config_dict(params, str(config.get("base_model_name_or_path"))) != config:
+    written = adapter_config_dict(params, str(config.get("base_model_name_or_path")),
+                                  fan_in_fan_out=bool(config.get("fan_in_fan_out", False)))
+    if written != config:
         return both(UNVERIFIABLE, f"adapter_config.json of {prev_state.cid} has fields this version does not write")
 
     unavailable = sorted(n for n, s in content.submissions.items() if not s.ok)

@@ -12,7 +12,8 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("demo", help="run a whole local federation (chain, IPFS, nodes, VRF committee, rounds)")
-    p.add_argument("--nodes", type=int, default=6, help="participants (default 6)")
+    p.add_argument("--nodes", type=int, default=None,
+                   help="participants (default 6, or one per entry of --data)")
     p.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     p.add_argument("--committee", type=int, default=4, metavar="K",
                    help="expected committee size k of the VRF sortition (default 4)")
@@ -20,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="fewest seats a round goes on with; fewer and it fails (default 2)")
     p.add_argument("--model-dir", type=Path, default=None,
                    help="a local Hugging Face causal-LM directory (default: the offline reference model)")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="the nodes' own data, one entry per node in node order: node-1.jsonl, node-2.jsonl, ... "
+                        "or node-1/, node-2/, ... (text, JSONL text, instruction or chat records, detected per "
+                        "entry; default: a stdlib domain per node)")
     p.add_argument("--work-dir", type=Path, default=Path(".flare/demo"), help="where the IPFS repo lives")
     p.add_argument("--max-train-windows", type=int, default=None, help="cap on each node's training windows")
     p.add_argument("--compression-rank", type=int, default=2, metavar="Q",
@@ -34,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
 
     train = LoraTrainParams() if args.max_train_windows is None else LoraTrainParams(
         max_train_windows=args.max_train_windows)
-    config = FederationConfig.build(nodes=args.nodes, rounds=args.rounds, model_dir=args.model_dir,
+    nodes = args.nodes
+    if nodes is None:
+        from flare_chain.lora.datasets import node_entries
+
+        nodes = len(node_entries(args.data)) if args.data is not None else 6
+    config = FederationConfig.build(nodes=nodes, rounds=args.rounds, model_dir=args.model_dir, data_dir=args.data,
                                     expected_committee_size=args.committee, min_committee_size=args.min_committee,
                                     work_dir=args.work_dir, train=train, show_progress=not args.no_progress,
                                     compression={"rank": args.compression_rank})

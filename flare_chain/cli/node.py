@@ -53,13 +53,13 @@ def _connect(rpc_url: str, deadline_s: float) -> Any:
 def build_daemon(config: Any, *, show_progress: bool | None = None) -> Any:
     """A ready ``Daemon`` for a validated ``NodeConfig``: chain, keystore, IPFS endpoint, model, data, state."""
     from flare_chain.chain.deployment import open_address, open_deployment
-    from flare_chain.lora.domains import domain_texts
     from flare_chain.node.daemon import Daemon, DaemonSettings, Faults
     from flare_chain.node.endpoint import EndpointStore
     from flare_chain.node.keys import load_account, read_password
     from flare_chain.node.state import NodeState
 
     s = config.node
+    texts = config.data.load()  # data first: a bad record stops the node before it connects, trains or pins
     account = load_account(s.keystore, read_password(env_name=s.password_env, file=s.password_file))
     w3 = _connect(config.chain.rpc_url, _CONNECT_RETRY_S)
     if config.chain.deployment is not None:
@@ -71,11 +71,6 @@ def build_daemon(config: Any, *, show_progress: bool | None = None) -> Any:
     data_dir = Path(s.data_dir)
     store = EndpointStore.connect(config.ipfs.endpoint, data_dir / "ipfs-cache", timeout_s=config.ipfs.timeout_s,
                                   retries=config.ipfs.retries, backoff_s=config.ipfs.backoff_s)
-    if config.data.domain is not None:
-        texts = domain_texts(config.data.domain)
-    else:
-        texts = [p.read_text(encoding="utf-8", errors="replace")
-                 for p in sorted(Path(config.data.texts_dir).glob(config.data.glob)) if p.is_file()]
     if config.model.model_dir is not None:
         model_dir = Path(config.model.model_dir)
     else:

@@ -45,6 +45,7 @@ from flare_chain.ipfs import ContentStore, cid_from_bytes
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import probe_windows
+from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.node.bundles import GlobalAdapter, fetch_probe_corpus, fetch_update_bundle, pin_global_bundle
 
 __all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "build_aggregate", "check_submissions"]
@@ -121,7 +122,7 @@ def check_submissions(
                 seed, count=settings.probe_windows, seq_len=settings.probe_seq_len)
             predictor = model_predictor(Path(model_dir), params, windows, model=model)
         if probe_cid is not None:
-            corpus = probe_windows(fetch_probe_corpus(store, probe_cid), seed,
+            corpus = probe_windows(fetch_probe_corpus(store, probe_cid), seed, tokenizer=load_tokenizer(model_dir),
                                    count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len)
 
             def window_losses(adapter: Mapping[str, torch.Tensor]) -> np.ndarray:

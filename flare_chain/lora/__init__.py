@@ -1,6 +1,7 @@
 """LoRA training, adapter and delta files, and the offline reference model.
 
-A node's local step: ``train_lora(model_dir, domain_texts(name), LoraTrainParams())``
+A node's local step: ``train_lora(model_dir, load_node_data(path), LoraTrainParams())``
+(or a list of texts such as ``domain_texts(name)``)
 → ``TrainResult`` (adapter, delta, sample_count, metrics); ``encode_delta`` /
 ``decode_delta`` turn a delta into bytes for IPFS and back, with every check a
 receiver needs; ``save_peft_adapter`` writes the global adapter as a
@@ -22,13 +23,15 @@ from flare_chain.lora.base import (
     model_fingerprint,
 )
 from flare_chain.lora.data import WindowSplit, split_windows, texts_to_windows, windows_for_training
+from flare_chain.lora.datasets import NodeData, load_node_data
 from flare_chain.lora.domains import DOMAINS, available_domains, domain_texts, pretraining_texts
-from flare_chain.lora.evaluate import evaluate_loss, held_out_windows
+from flare_chain.lora.evaluate import evaluate_loss, held_out_examples, held_out_windows
 from flare_chain.lora.files import Manifest, canonical_json, decode_delta, encode_delta, tensor_shapes
 from flare_chain.lora.params import DEFAULT_TARGET_MODULES, LoraTrainParams
 from flare_chain.lora.peft_files import load_peft_adapter, save_peft_adapter
 from flare_chain.lora.reference import ReferenceSpec, default_cache_dir, ensure_reference_model
-from flare_chain.lora.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, decode, encode
+from flare_chain.lora.targets import detect_target_modules, resolve_params
+from flare_chain.lora.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, decode, encode, load_tokenizer
 from flare_chain.lora.train import TrainResult, train_lora
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "VOCAB_SIZE",
     "LoraTrainParams",
     "Manifest",
+    "NodeData",
     "ReferenceSpec",
     "TrainResult",
     "WindowSplit",
@@ -53,18 +57,23 @@ __all__ = [
     "decode",
     "decode_delta",
     "default_cache_dir",
+    "detect_target_modules",
     "domain_texts",
     "encode",
     "encode_delta",
     "ensure_reference_model",
     "evaluate_loss",
+    "held_out_examples",
     "held_out_windows",
     "initial_adapter",
     "linear_module_names",
     "load_base_model",
+    "load_node_data",
     "load_peft_adapter",
+    "load_tokenizer",
     "model_fingerprint",
     "pretraining_texts",
+    "resolve_params",
     "save_peft_adapter",
     "split_windows",
     "tensor_shapes",

@@ -18,6 +18,7 @@ from flare_chain.errors import UpdateError
 from flare_chain.lora._runtime import seeded
 from flare_chain.lora.base import check_params_for_model, load_base_model
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.targets import needs_fan_in_fan_out, resolve_params
 
 __all__ = [
     "adapter_shapes",
@@ -30,15 +31,21 @@ __all__ = [
 ]
 
 
-def lora_config(params: LoraTrainParams, *, inference_mode: bool = False):  # -> peft.LoraConfig
-    """The PEFT ``LoraConfig`` for ``params`` (plain LoRA: no DoRA, no rsLoRA, no bias)."""
+def lora_config(
+    params: LoraTrainParams, *, inference_mode: bool = False, fan_in_fan_out: bool = False
+):  # -> peft.LoraConfig
+    """The PEFT ``LoraConfig`` for resolved ``params`` (plain LoRA: no DoRA, no rsLoRA, no bias).
+
+    ``fan_in_fan_out`` must be True when the targets are GPT-2-style ``Conv1D`` layers.
+    """
     from peft import LoraConfig
 
     return LoraConfig(
         r=params.rank,
         lora_alpha=params.alpha,  # type: ignore[arg-type]  # PEFT hints int, scales by any number
         lora_dropout=params.dropout,
-        target_modules=sorted(params.target_modules),
+        target_modules=list(params.targets),
+        fan_in_fan_out=fan_in_fan_out,
         bias="none",
         task_type="CAUSAL_LM",
         init_lora_weights=True,
@@ -50,15 +57,18 @@ def wrap_with_lora(base: nn.Module, params: LoraTrainParams, *, seed: int | None
     """Wrap ``base`` (in place) as a PEFT LoRA model; the LoRA init is drawn from ``seed``.
 
     PEFT's default init: ``lora_A`` Kaiming-uniform, ``lora_B`` zeros, so the
-    wrapped model computes exactly what the base does.
+    wrapped model computes exactly what the base does. Unset target modules
+    are detected from ``base`` (:mod:`flare_chain.lora.targets`).
     """
     from peft import get_peft_model
 
+    params = resolve_params(base, params)
     check_params_for_model(base, params)
+    config = lora_config(params, fan_in_fan_out=needs_fan_in_fan_out(base, params.targets))
     with seeded(params.seed if seed is None else seed, params.num_threads), warnings.catch_warnings():
         # PEFT asks transformers about gradient checkpointing through a name v5 deprecated.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return get_peft_model(base, lora_config(params))
+        return get_peft_model(base, config)
 
 
 def adapter_tensors(peft_model: nn.Module) -> dict[str, torch.Tensor]:

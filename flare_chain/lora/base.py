@@ -19,6 +19,7 @@ from torch import nn
 
 from flare_chain.errors import ConfigError, TrainingError
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.targets import lora_layers, matches_target, resolve_params
 
 __all__ = [
     "REFERENCE_INFO_FILE",
@@ -107,35 +108,39 @@ def load_base_model(model_dir: Path) -> nn.Module:
     return model
 
 
-def linear_module_names(model: nn.Module) -> dict[str, nn.Linear]:
-    """Every ``nn.Linear`` in ``model`` by full dotted name (what LoRA can target)."""
-    return {name: mod for name, mod in model.named_modules() if isinstance(mod, nn.Linear)}
+def linear_module_names(model: nn.Module) -> dict[str, nn.Module]:
+    """Every layer LoRA can target (``nn.Linear`` and GPT-2's ``Conv1D``, not the head) by full dotted name."""
+    return lora_layers(model)
 
 
-def _matches(full_name: str, target: str) -> bool:
-    # PEFT's rule for a list of names: exact match or a dotted-suffix match.
-    return full_name == target or full_name.endswith("." + target)
+def _weight(module: nn.Module) -> torch.Tensor:
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)  # Linear and Conv1D both hold a 2-D weight
+    return weight
 
 
 def check_params_for_model(model: nn.Module, params: LoraTrainParams) -> None:
     """Refuse params the model cannot take: unknown target modules, rank above a layer's size,
-    or windows longer than the model's context."""
-    linears = linear_module_names(model)
-    short = sorted({n.rsplit(".", 1)[-1] for n in linears})
-    for target in params.target_modules:
-        if not any(_matches(n, target) for n in linears):
+    or windows longer than the model's context. Unset targets are detected first."""
+    params = resolve_params(model, params)
+    layers = lora_layers(model)
+    short = sorted({n.rsplit(".", 1)[-1] for n in layers})
+    for target in params.targets:
+        if not any(matches_target(n, target) for n in layers):
             raise ConfigError(
                 f"LoRA training parameter target_modules contains {target!r}, which is not a linear "
                 f"module of this model; its linear modules are: {', '.join(short)}"
             )
-    targeted = [m for n, m in linears.items() if any(_matches(n, t) for t in params.target_modules)]
-    max_rank = min(min(m.in_features, m.out_features) for m in targeted)
+    targeted = [m for n, m in layers.items() if any(matches_target(n, t) for t in params.targets)]
+    max_rank = min(min(_weight(m).shape) for m in targeted)  # Linear (out, in), Conv1D (in, out)
     if params.rank > max_rank:
         raise ConfigError(
             f"LoRA training parameter rank={params.rank} is too large for this model: it must be "
             f"between 1 and {max_rank} (the smallest dimension of the targeted layers)"
         )
     max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if max_pos is None:  # GPT-2 names its context n_positions
+        max_pos = getattr(getattr(model, "config", None), "n_positions", None)
     if isinstance(max_pos, int) and params.seq_len > max_pos:
         raise ConfigError(
             f"LoRA training parameter seq_len={params.seq_len} exceeds the model's context of "

@@ -1,7 +1,9 @@
 """Texts → fixed-length token windows, split deterministically into train and held-out.
 
-Pure functions over lists and tensors: no files, no model. Each text becomes
-``BOS + bytes + EOS``; the texts are concatenated in the order given and cut
+Pure functions over lists and tensors: no files, no model; the tokenizer is
+the base model's own (:func:`flare_chain.lora.tokenizer.load_tokenizer`). Each
+text becomes ``BOS + tokens + EOS`` (BOS left out when the tokenizer has none
+or it equals EOS, as in GPT-2; EOS left out when it has none); the texts are concatenated in the order given and cut
 into non-overlapping windows of ``seq_len`` tokens (the tail shorter than a
 window is dropped). Which windows are held out is decided by a keyed hash of
 the window index, so the split depends only on the data, the seed and the
@@ -12,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from flare_chain.errors import TrainingError
-from flare_chain.lora.tokenizer import BOS_ID, EOS_ID, encode
 
 __all__ = [
     "WindowSplit",
@@ -30,32 +32,42 @@ __all__ = [
 ]
 
 
-def token_stream(texts: Sequence[str]) -> list[int]:
+_CHUNK_TEXTS = 32  # texts tokenized per call: keeps the Python int lists of MBs of text from piling up
+
+
+def _text_ids(texts: Sequence[str], tokenizer: Any) -> Iterator[list[int]]:
+    """Each text's token ids without specials, in order; lone surrogates (not UTF-8) become "?" first."""
+    for start in range(0, len(texts), _CHUNK_TEXTS):
+        clean = [t.encode("utf-8", errors="replace").decode("utf-8") for t in texts[start : start + _CHUNK_TEXTS]]
+        yield from tokenizer(clean, add_special_tokens=False, verbose=False)["input_ids"]
+
+
+def _wrappers(tokenizer: Any) -> tuple[list[int], list[int]]:
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    head = [int(bos)] if bos is not None and bos != eos else []
+    tail = [int(eos)] if eos is not None else []
+    return head, tail
+
+
+def token_stream(texts: Sequence[str], tokenizer: Any) -> list[int]:
     """All texts as one token list, each wrapped in BOS/EOS, in the order given."""
-    ids: list[int] = []
-    for text in texts:
-        ids.extend(encode(text, add_bos=True, add_eos=True))
-    return ids
+    return token_tensor(texts, tokenizer).tolist()
 
 
-def token_tensor(texts: Sequence[str]) -> torch.Tensor:
-    """:func:`token_stream` as a 1-D int64 tensor, built without a Python int per byte (fast for MBs)."""
-    parts: list[torch.Tensor] = []
-    bos, eos = torch.tensor([BOS_ID], dtype=torch.int16), torch.tensor([EOS_ID], dtype=torch.int16)
-    for text in texts:
-        raw = bytearray(text.encode("utf-8", errors="surrogatepass"))
-        body = torch.frombuffer(raw, dtype=torch.uint8).to(torch.int16) if raw else bos[:0]
-        parts.extend((bos, body, eos))
+def token_tensor(texts: Sequence[str], tokenizer: Any) -> torch.Tensor:
+    """All texts as one 1-D int64 tensor of token ids, each text wrapped in BOS/EOS, in the order given."""
+    head, tail = _wrappers(tokenizer)
+    parts = [torch.tensor(head + ids + tail, dtype=torch.long) for ids in _text_ids(texts, tokenizer)]
     if not parts:
         return torch.zeros(0, dtype=torch.long)
-    return torch.cat(parts).to(torch.long)
+    return torch.cat(parts)
 
 
-def texts_to_windows(texts: Sequence[str], seq_len: int) -> torch.Tensor:
-    """Non-overlapping ``seq_len`` windows of :func:`token_stream`; shape ``(n, seq_len)``, int64."""
+def texts_to_windows(texts: Sequence[str], seq_len: int, tokenizer: Any) -> torch.Tensor:
+    """Non-overlapping ``seq_len`` windows of :func:`token_tensor`; shape ``(n, seq_len)``, int64."""
     if seq_len < 1:
         raise TrainingError(f"seq_len={seq_len} is invalid; it must be >= 1")
-    ids = token_tensor(texts)
+    ids = token_tensor(texts, tokenizer)
     n = int(ids.shape[0]) // seq_len
     return ids[: n * seq_len].reshape(n, seq_len).clone()
 
@@ -106,6 +118,7 @@ def split_windows(
 def windows_for_training(
     texts: Sequence[str],
     *,
+    tokenizer: Any,
     seq_len: int,
     val_fraction: float,
     seed: int,
@@ -118,11 +131,11 @@ def windows_for_training(
     """
     if not texts or not any(texts):
         raise TrainingError("the training dataset is empty: pass at least one non-empty text")
-    windows = texts_to_windows(texts, seq_len)
+    windows = texts_to_windows(texts, seq_len, tokenizer)
     n = int(windows.shape[0])
     n_val = max(1, math.ceil(val_fraction * n)) if n else 1
     if n < 2 or n - n_val < 1:
-        have = int(token_tensor(texts).shape[0])
+        have = int(token_tensor(texts, tokenizer).shape[0])
         need_windows = 2
         while need_windows - max(1, math.ceil(val_fraction * need_windows)) < 1:
             need_windows += 1

@@ -27,6 +27,7 @@ from flare_chain.errors import UpdateError
 from flare_chain.lora.adapter import adapter_shapes, check_adapter, wrap_with_lora
 from flare_chain.lora.base import base_model_id, load_base_model
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.targets import needs_fan_in_fan_out, resolve_params
 
 __all__ = [
     "ADAPTER_CONFIG_FILE",
@@ -41,16 +42,17 @@ ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 
 
-def adapter_config_dict(params: LoraTrainParams, base_id: str) -> dict[str, Any]:
+def adapter_config_dict(params: LoraTrainParams, base_id: str, *, fan_in_fan_out: bool = False) -> dict[str, Any]:
     """The PEFT LoRA config we write: only fields that define the adapter, nothing host-specific.
 
+    ``params`` must have its targets resolved; ``fan_in_fan_out`` is True for GPT-2-style Conv1D targets.
     Fields left out take PEFT's defaults when loaded (``LoraConfig.from_pretrained``).
     ``base_model_name_or_path`` is the base's stable id, not a local path.
     """
     return {
         "base_model_name_or_path": base_id,
         "bias": "none",
-        "fan_in_fan_out": False,
+        "fan_in_fan_out": fan_in_fan_out,
         "inference_mode": True,
         "init_lora_weights": True,
         "lora_alpha": params.alpha,
@@ -58,7 +60,7 @@ def adapter_config_dict(params: LoraTrainParams, base_id: str) -> dict[str, Any]
         "modules_to_save": None,
         "peft_type": "LORA",
         "r": params.rank,
-        "target_modules": sorted(params.target_modules),
+        "target_modules": list(params.targets),
         "task_type": "CAUSAL_LM",
         "use_dora": False,
         "use_rslora": False,
@@ -98,9 +100,12 @@ def save_peft_adapter(
     base and params (UpdateError otherwise). Same tensors, params and base id →
     byte-identical files. Each file is replaced atomically.
     """
-    peft_model = wrap_with_lora(load_base_model(base_model_dir), params)
+    base = load_base_model(base_model_dir)
+    params = resolve_params(base, params)
+    fan_in_fan_out = needs_fan_in_fan_out(base, params.targets)
+    peft_model = wrap_with_lora(base, params)
     check_adapter(adapter, adapter_shapes(peft_model), what="global adapter")
-    config = adapter_config_dict(params, base_id or base_model_id(base_model_dir))
+    config = adapter_config_dict(params, base_id or base_model_id(base_model_dir), fan_in_fan_out=fan_in_fan_out)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / ADAPTER_WEIGHTS_FILE, adapter_safetensors_bytes(adapter))

@@ -26,6 +26,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -75,16 +76,19 @@ def decode_probe_corpus(data: bytes, *, cid: str = "<probe corpus>") -> list[str
     return texts
 
 
-def probe_windows(texts: Sequence[str], seed: bytes | int, *, count: int, seq_len: int) -> torch.Tensor:
+def probe_windows(
+    texts: Sequence[str], seed: bytes | int, *, count: int, seq_len: int, tokenizer: Any
+) -> torch.Tensor:
     """``[min(count, available), seq_len]`` windows of the corpus chosen by ``seed`` alone.
 
+    ``tokenizer`` is the base model's (every member loads the same one from the base's folder).
     The corpus is cut into non-overlapping windows; each window's rank is
     SHA-256 of ``seed ‖ index`` and the ``count`` lowest ranks are taken, in
     index order. Same corpus and seed, same windows, on every machine.
     """
     if count < 1 or seq_len < 2:
         raise ConfigError(f"probe windows need count >= 1 and seq_len >= 2, got count={count}, seq_len={seq_len}")
-    windows = texts_to_windows(list(texts), seq_len)
+    windows = texts_to_windows(list(texts), seq_len, tokenizer)
     if windows.shape[0] == 0:
         raise UpdateError(f"the probe corpus is shorter than one {seq_len}-token window; pin a larger corpus")
     raw = seed if isinstance(seed, bytes) else int(seed).to_bytes(32, "big", signed=False)

@@ -10,8 +10,10 @@ pretraining parameters and the Python version (which fixes the pretraining
 text), and published atomically: it is built in a temporary directory and
 renamed into place, under a file lock, so a crash or two concurrent builders
 never leave a half-written model. The directory is an ordinary Hugging Face
-model (``config.json`` + ``model.safetensors``) plus ``flare_reference.json``
-describing how it was made.
+model (``config.json`` + ``model.safetensors`` + the byte tokenizer's
+``tokenizer.json`` / ``tokenizer_config.json``) plus ``flare_reference.json``
+describing how it was made. A cached folder from before the tokenizer files
+existed gets them added in place (the weights, and so the fingerprint, stay).
 
 Note: weights depend on the CPU's float arithmetic, so two machines building
 the "same" reference may fingerprint differently; share the directory (e.g.
@@ -42,7 +44,15 @@ from flare_chain.lora._runtime import seeded
 from flare_chain.lora.base import REFERENCE_INFO_FILE
 from flare_chain.lora.data import token_tensor
 from flare_chain.lora.domains import pretraining_texts
-from flare_chain.lora.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
+from flare_chain.lora.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    VOCAB_SIZE,
+    byte_tokenizer,
+    has_tokenizer_files,
+    save_byte_tokenizer,
+)
 from flare_chain.progress import progress
 
 __all__ = ["ReferenceSpec", "default_cache_dir", "ensure_reference_model", "reference_key"]
@@ -205,12 +215,13 @@ def _build(final: Path, spec: ReferenceSpec, key: str, *, show_progress: bool) -
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
     try:
         began = time.perf_counter()
-        stream = token_tensor(pretraining_texts())
+        stream = token_tensor(pretraining_texts(), byte_tokenizer())
         model, stats = _pretrain(spec, stream, show_progress=show_progress)
         from flare_chain.lora.base import _quiet_transformers
 
         with _quiet_transformers():
             model.save_pretrained(str(tmp))
+        save_byte_tokenizer(tmp)
         if not (tmp / "model.safetensors").is_file():
             raise TrainingError(f"saving the reference model to {tmp} did not produce model.safetensors")
         import transformers
@@ -286,10 +297,13 @@ def ensure_reference_model(
         ) from exc
     key = reference_key(spec)
     final = models / f"reference-{key}"
-    if _is_complete(final):
+    if _is_complete(final) and has_tokenizer_files(final):
         return final
     with _build_lock(models / f".reference-{key}.lock"):
-        if _is_complete(final):  # another process finished while we waited
+        if _is_complete(final):  # another process finished while we waited, or a folder from before tokenizers
+            if not has_tokenizer_files(final):
+                _log.info("adding the byte tokenizer to the cached reference model %s", final)
+                save_byte_tokenizer(final)
             return final
         for stale in models.glob(f".{final.name}.tmp-*"):  # left by a builder that was killed
             shutil.rmtree(stale, ignore_errors=True)

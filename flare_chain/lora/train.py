@@ -1,6 +1,8 @@
 """Local LoRA fine-tuning of one node on its own texts.
 
-``train_lora`` is the whole local step of a round: window and split the texts,
+``train_lora`` is the whole local step of a round: tokenize and split the node's
+data (text windows, or instruction/chat examples whose loss covers only the
+responses; see :mod:`flare_chain.lora.examples`),
 load the base, apply the starting adapter (the current global one, or the
 shared initial one), run AdamW over the LoRA tensors only, and return the new
 adapter, the delta from the start, and metrics. Given the same inputs, params
@@ -21,9 +23,11 @@ from flare_chain.errors import TrainingError
 from flare_chain.lora._runtime import seeded
 from flare_chain.lora.adapter import adapter_tensors, set_adapter_tensors, wrap_with_lora
 from flare_chain.lora.base import load_base_model
-from flare_chain.lora.data import windows_for_training
+from flare_chain.lora.datasets import NodeData
 from flare_chain.lora.evaluate import mean_token_loss
+from flare_chain.lora.examples import prepare_examples
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.progress import progress
 
 __all__ = ["TrainResult", "train_lora"]
@@ -37,8 +41,10 @@ class TrainResult:
 
     ``adapter`` and ``delta`` share PEFT's state-dict keys (sorted);
     ``delta = adapter - start``. ``sample_count`` is the number of training
-    windows used (the FedAvg weight). ``metrics``: train_loss (mean over the
-    last epoch), val_loss_before, val_loss_after, val_windows, steps, seconds.
+    windows (or examples) used (the FedAvg weight). ``metrics``: train_loss
+    (mean over the last epoch), val_loss_before, val_loss_after, val_windows
+    (held-out windows or examples), val_fraction and split_seed (the held-out
+    rule), steps, seconds.
     """
 
     adapter: dict[str, torch.Tensor]
@@ -49,36 +55,31 @@ class TrainResult:
 
 def train_lora(
     model_dir: Path,
-    texts: Sequence[str],
+    texts: NodeData | Sequence[str],
     params: LoraTrainParams,
     *,
     start_adapter: dict[str, torch.Tensor] | None = None,
     progress_desc: str = "train",
     show_progress: bool = True,
 ) -> TrainResult:
-    """Fine-tune a LoRA adapter on ``texts`` from ``start_adapter`` (default: the seed's initial adapter).
+    """Fine-tune a LoRA adapter on ``texts`` (plain texts or validated NodeData) from ``start_adapter``
+    (default: the seed's initial adapter).
 
+    The texts are tokenized with the model's own tokenizer (from ``model_dir``).
     Raises ConfigError for params the model cannot take, TrainingError for a
-    bad model directory or too little data, UpdateError for a start adapter
+    bad model directory (no weights, no usable tokenizer) or too little data, UpdateError for a start adapter
     with wrong keys, shapes or values.
     """
     if not isinstance(params, LoraTrainParams):
         raise TrainingError(f"params must be a LoraTrainParams, got {type(params).__name__}")
     began = time.perf_counter()
-    split = windows_for_training(
-        list(texts),
-        seq_len=params.seq_len,
-        val_fraction=params.val_fraction,
-        seed=params.seed,
-        max_train=params.max_train_windows,
-        max_val=params.max_val_windows,
-    )
+    split = prepare_examples(texts, load_tokenizer(model_dir), params)
     model = wrap_with_lora(load_base_model(model_dir), params)
     start = adapter_tensors(model) if start_adapter is None else start_adapter
     set_adapter_tensors(model, start, what="start adapter")
     start = {k: start[k].detach().to(torch.float32).clone() for k in sorted(start)}
 
-    n_train = int(split.train.shape[0])
+    n_train = len(split.train)
     steps_per_epoch = math.ceil(n_train / params.batch_size)
     total_steps = steps_per_epoch * params.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -95,7 +96,7 @@ def train_lora(
                 order = torch.randperm(n_train, generator=shuffle)
                 for s in range(steps_per_epoch):
                     batch = split.train[order[s * params.batch_size : (s + 1) * params.batch_size]]
-                    loss = model(input_ids=batch, labels=batch).loss
+                    loss = model(**batch.model_inputs()).loss
                     if not math.isfinite(loss.item()):
                         raise TrainingError(
                             f"training diverged (loss={float(loss)}) at step {len(epoch_losses) + 1}; "
@@ -116,7 +117,9 @@ def train_lora(
         "train_loss": sum(epoch_losses) / len(epoch_losses),
         "val_loss_before": val_before,
         "val_loss_after": val_after,
-        "val_windows": float(split.val.shape[0]),
+        "val_windows": float(len(split.val)),
+        "val_fraction": params.val_fraction,
+        "split_seed": float(params.seed),
         "steps": float(total_steps),
         "seconds": time.perf_counter() - began,
     }

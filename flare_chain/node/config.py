@@ -19,6 +19,10 @@ where its password comes from (an environment variable or a file).
     [ipfs]
     endpoint = "http://127.0.0.1:5001"
 
+    [data]                              # exactly one of domain, texts_dir, path
+    path = "data/node-1.jsonl"          # text files or JSONL text / instruction / chat records
+    format = "auto"                     # detected per file; or text, jsonl, instruction, chat
+
     [training]                          # any LoraTrainParams field
     rank = 8
 
@@ -111,17 +115,41 @@ class ModelSettings(BaseModel):
 
 
 class DataSettings(BaseModel):
+    """Where a node's training data comes from: exactly one of ``domain``, ``texts_dir`` or ``path``.
+
+    ``path`` is a file or folder of text files or JSON Lines records; ``format``
+    is ``auto`` (detected per file) or one of text, jsonl, instruction, chat
+    (see :mod:`flare_chain.lora.datasets`). Every record is validated before
+    the node trains.
+    """
+
     model_config = _Strict
 
     domain: str | None = Field(None, description="a stdlib domain (reference task)")
     texts_dir: Path | None = Field(None, description="a folder of UTF-8 text files (your own data)")
+    path: Path | None = Field(None, description="a file or folder: text files, or JSONL text/instruction/chat records")
+    format: Literal["auto", "text", "jsonl", "instruction", "chat"] = Field(
+        "auto", description="the data format of path; auto detects it per file")
     glob: str = "**/*.txt"
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSettings:
-        if (self.domain is None) == (self.texts_dir is None):
-            raise ValueError("set exactly one of domain or texts_dir")
+        if sum(x is not None for x in (self.domain, self.texts_dir, self.path)) != 1:
+            raise ValueError("set exactly one of domain, texts_dir or path")
         return self
+
+    def load(self) -> Any:  # -> list[str] | NodeData; lazy import: the config module stays light
+        """The node's data, read and validated (TrainingError naming file, line and field on a bad record)."""
+        if self.domain is not None:
+            from flare_chain.lora.domains import domain_texts
+
+            return domain_texts(self.domain)
+        from flare_chain.lora.datasets import load_node_data
+
+        if self.texts_dir is not None:
+            return load_node_data(self.texts_dir, data_format="text", glob=self.glob)
+        assert self.path is not None
+        return load_node_data(self.path, data_format=self.format)
 
 
 class CommitteeSettings(BaseModel):
@@ -231,7 +259,7 @@ def _resolve_paths(config: NodeConfig, base: Path) -> NodeConfig:
             "password_file": fix(config.node.password_file)}),
         "chain": config.chain.model_copy(update={"deployment": fix(config.chain.deployment)}),
         "model": config.model.model_copy(update={"model_dir": fix(config.model.model_dir)}),
-        "data": config.data.model_copy(update={"texts_dir": fix(config.data.texts_dir)}),
+        "data": config.data.model_copy(update={"texts_dir": fix(config.data.texts_dir), "path": fix(config.data.path)}),
     })
 
 

@@ -193,7 +193,7 @@ class Daemon:
         coordinator: CoordinatorClient,
         store: Any,
         state: NodeState,
-        texts: list[str],
+        texts: Any,  # list[str] or NodeData (validated by flare_chain.lora.datasets before the daemon is built)
         model_dir: Path,
         params: Any,
         settings: DaemonSettings | None = None,
@@ -216,12 +216,14 @@ class Daemon:
         self._stop = threading.Event()
         self._sleep = sleep
         self._texts = texts
+        self._data_format = str(getattr(texts, "format", "text"))
         self._cache: _RoundCache | None = None
         self._bar: contextlib.ExitStack | None = None
         self._bar_sink: Progress | None = None
         self._bar_round = 0
         self.participant = Participant(name, account, texts, model_dir=model_dir, params=params,
                                        coordinator=coordinator, store=store, show_progress=False)
+        self.params = self.participant.params  # target modules resolved against the base
         self.residuals: CompressorStore | None = None
         if self.settings.compression is not None:
             self.residuals = CompressorStore(state.path.parent / "compressor", self.settings.compression)
@@ -509,6 +511,7 @@ class Daemon:
         from flare_chain.lora.files import Manifest, tensor_shapes
         from flare_chain.lora.train import train_lora
 
+        self.participant.check_targets(previous)
         self.state.record_intent(round_id, "train")
         self.faults("train:before")
         with self.faults.during("train"):
@@ -519,7 +522,7 @@ class Daemon:
         manifest = Manifest(
             kind="delta", base_model_id=previous.manifest.base_model_id,
             base_model_sha256=model_fingerprint(self.model_dir), rank=self.params.rank, alpha=self.params.alpha,
-            target_modules=list(self.params.target_modules), sample_count=result.sample_count,
+            target_modules=list(self.params.targets), sample_count=result.sample_count,
             shapes=tensor_shapes(result.delta),
             metrics={k: float(v) for k, v in result.metrics.items() if k != "seconds"},
             round=round_id, node=self.address,
@@ -536,7 +539,9 @@ class Daemon:
         m = result.metrics
         self.state.record_done(round_id, "train", {
             "seconds": m["seconds"], "sample_count": result.sample_count,
-            "val_loss_before": m["val_loss_before"], "val_loss_after": m["val_loss_after"], **compression})
+            "val_loss_before": m["val_loss_before"], "val_loss_after": m["val_loss_after"],
+            "data_format": self._data_format, "split_seed": self.params.seed, "val_fraction": self.params.val_fraction,
+            **compression})
         log.info("round %d %s: trained %d windows in %.1fs, held-out loss %.4f -> %.4f%s", round_id, self.name,
                  result.sample_count, m["seconds"], m["val_loss_before"], m["val_loss_after"],
                  "" if not compression else

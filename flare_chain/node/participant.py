@@ -29,12 +29,16 @@ from flare_chain.committee.aggregate import (
     check_submissions,
 )
 from flare_chain.compression import PowerSGDCompressor
-from flare_chain.errors import ChainError
+from flare_chain.errors import ChainError, ConfigError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.base import base_model_id, model_fingerprint
-from flare_chain.lora.evaluate import evaluate_loss, held_out_windows
+from flare_chain.lora.datasets import NodeData
+from flare_chain.lora.evaluate import evaluate_loss, held_out_examples
+from flare_chain.lora.examples import TokenExamples
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.targets import resolve_params
+from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.lora.train import train_lora
 from flare_chain.node.bundles import MANIFEST_FILE, GlobalAdapter, fetch_global_bundle, pin_update_bundle
 from flare_chain.protocol import RoundSchedule
@@ -77,7 +81,7 @@ class Participant:
         self,
         name: str,
         account: LocalAccount,
-        texts: list[str],
+        texts: NodeData | Sequence[str],
         *,
         model_dir: Path,
         params: LoraTrainParams,
@@ -90,14 +94,18 @@ class Participant:
         self.account = account
         self.address: str = account.address
         self.model_dir = Path(model_dir)
-        self.params = params
+        self.params = resolve_params(self.model_dir, params)
+        """The node's LoRA params with the target modules resolved against its base (what manifests record)."""
         self.coordinator = coordinator
         self.store = store
         self.show_progress = show_progress
         self.compressor = compressor
         """Kept for the node's life: its error-feedback residual and warm starts carry from round to round."""
         self._texts = texts
-        self.val_windows: torch.Tensor = held_out_windows(texts, params)
+        # Tokenizing the held-out split here checks the model's tokenizer and the data (chat template, record
+        # lengths) before the node trains, pins or sends anything.
+        self.val_windows: TokenExamples = held_out_examples(texts, self.params, load_tokenizer(self.model_dir))
+        """This node's held-out windows (text) or examples (instruction/chat: only responses are scored)."""
 
     # ------------------------------------------------------------ training
 
@@ -110,8 +118,19 @@ class Participant:
         """Mean token loss of ``adapter`` on this node's held-out windows."""
         return evaluate_loss(self.model_dir, adapter, self.val_windows, self.params)
 
+    def check_targets(self, global_adapter: GlobalAdapter) -> None:
+        """Refuse to train when this node's LoRA targets are not the global adapter's (the policy gate would
+        reject the update): ConfigError naming both lists."""
+        ours, theirs = list(self.params.targets), sorted(global_adapter.manifest.target_modules)
+        if ours != theirs:
+            raise ConfigError(
+                f"{self.name}: LoRA target_modules {ours} (resolved against {self.model_dir}) differ from the global "
+                f"adapter's {theirs}; set [training] target_modules to the federation's list"
+            )
+
     def train_and_submit(self, round_id: int, global_adapter: GlobalAdapter) -> SubmissionRecord:
         """Train from the global adapter, pin the delta and send the one submission of this round."""
+        self.check_targets(global_adapter)
         result = train_lora(self.model_dir, self._texts, self.params, start_adapter=global_adapter.tensors,
                             progress_desc=f"round {round_id} {self.name}", show_progress=self.show_progress)
         manifest = Manifest(
@@ -120,7 +139,7 @@ class Participant:
             base_model_sha256=model_fingerprint(self.model_dir),
             rank=self.params.rank,
             alpha=self.params.alpha,
-            target_modules=list(self.params.target_modules),
+            target_modules=list(self.params.targets),
             sample_count=result.sample_count,
             shapes=tensor_shapes(result.delta),
             metrics={k: float(v) for k, v in result.metrics.items() if k != "seconds"},
@@ -298,13 +317,14 @@ def initial_global_manifest(
     :mod:`flare_chain.lora.probe_corpus`); every later global manifest
     carries it on, and the committee's probe-loss gate runs only when it is set.
     """
+    params = resolve_params(model_dir, params)
     return Manifest(
         kind="adapter",
         base_model_id=base_model_id(model_dir),
         base_model_sha256=model_fingerprint(model_dir),
         rank=params.rank,
         alpha=params.alpha,
-        target_modules=list(params.target_modules),
+        target_modules=list(params.targets),
         sample_count=0,
         shapes=tensor_shapes(tensors),
         round=0,

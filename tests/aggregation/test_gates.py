@@ -14,7 +14,8 @@ NODE = "0x00000000000000000000000000000000000000aA"
 def _reference() -> Manifest:
     return Manifest(kind="adapter", base_model_id="ref", base_model_sha256="ab" * 32, rank=4, alpha=8.0,
                     target_modules=["q_proj", "v_proj"], sample_count=0,
-                    shapes={"x.lora_A.weight": [4, 16], "x.lora_B.weight": [16, 4]}, round=0)
+                    shapes={"m.q_proj.lora_A.weight": [4, 16], "m.q_proj.lora_B.weight": [16, 4],
+                            "m.v_proj.lora_A.weight": [4, 16], "m.v_proj.lora_B.weight": [16, 4]}, round=0)
 
 
 def _update(**changes: object) -> Manifest:
@@ -31,10 +32,11 @@ def test_matching_update_passes() -> None:
     [
         ({"kind": "adapter"}, "kind"),
         ({"base_model_sha256": "cd" * 32}, "base model"),
-        ({"rank": 8, "shapes": {"x.lora_A.weight": [8, 16], "x.lora_B.weight": [16, 8]}}, "rank"),
+        ({"rank": 8, "shapes": {"m.q_proj.lora_A.weight": [8, 16], "m.q_proj.lora_B.weight": [16, 8]}}, "rank"),
+        ({"shapes": {"m.q_proj.lora_A.weight": [4, 16], "m.q_proj.lora_B.weight": [16, 4]}}, "shapes"),
         ({"alpha": 16.0}, "alpha"),
         ({"target_modules": ["k_proj", "v_proj"]}, "target_modules"),
-        ({"shapes": {"x.lora_A.weight": [4, 17], "x.lora_B.weight": [16, 4]}}, "shapes"),
+        ({"shapes": {"m.q_proj.lora_A.weight": [4, 17], "m.q_proj.lora_B.weight": [16, 4]}}, "shapes"),
         ({"round": 2}, "round 2"),
         ({"node": "0x" + "bb" * 20}, "names node"),
         ({"sample_count": 13}, "13 samples"),
@@ -45,3 +47,17 @@ def test_each_departure_is_rejected_with_its_reason(changes: dict[str, object], 
         policy_gate(_update(**changes), _reference(), round_id=3, node=NODE, onchain_sample_count=12)
     assert info.value.gate == "policy"
     assert fragment.split()[0] in info.value.reason
+
+
+def test_targets_that_do_not_select_the_tensors_are_rejected_even_when_both_sides_agree() -> None:
+    # Prepare: a global adapter and an update that agree on targets and tensors, but the targets
+    # (GPT-2's attention out-projection) do not name the layers the tensors adapt (the MLP's c_proj)
+    shapes = {"h.0.mlp.c_proj.lora_A.weight": [4, 16], "h.0.mlp.c_proj.lora_B.weight": [16, 4]}
+    reference = _reference().model_copy(update={"target_modules": ["attn.c_proj"], "shapes": shapes})
+    update = reference.model_copy(update={"kind": "delta", "round": 3, "node": NODE, "sample_count": 12})
+    # Execute / Assert
+    with pytest.raises(GateRejection, match=r"'h.0.mlp.c_proj.lora_A.weight' adapts a layer outside target_modules"):
+        policy_gate(update, reference, round_id=3, node=NODE, onchain_sample_count=12)
+    good = {"h.0.attn.c_proj.lora_A.weight": [4, 16], "h.0.attn.c_proj.lora_B.weight": [16, 4]}
+    policy_gate(update.model_copy(update={"shapes": good}), reference.model_copy(update={"shapes": good}),
+                round_id=3, node=NODE, onchain_sample_count=12)

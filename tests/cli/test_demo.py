@@ -48,3 +48,17 @@ def test_demo_rejects_a_missing_model_dir(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert code != 0
     assert "nope" in err and "Traceback" not in err
+
+
+def test_demo_refuses_a_bad_data_line_with_one_line_before_building_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "node-1.jsonl").write_text('{"text": "fine"}\n')
+    (data / "node-2.jsonl").write_text('{"instruction": "Add one.", "output": "2"}\n' * 16 + '{"instruction": "x"}\n')
+    code = main(["demo", "--data", str(data), "--work-dir", str(tmp_path / "work"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 7
+    assert f'{data / "node-2.jsonl"} line 17: field "output" is missing' in err and "Traceback" not in err
+    assert not (tmp_path / "work").exists()

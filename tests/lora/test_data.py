@@ -3,14 +3,16 @@ import torch
 
 from flare_chain.errors import TrainingError
 from flare_chain.lora.data import split_windows, texts_to_windows, token_tensor, windows_for_training
-from flare_chain.lora.tokenizer import BOS_ID, EOS_ID
+from flare_chain.lora.tokenizer import BOS_ID, EOS_ID, byte_tokenizer
+
+BYTES = byte_tokenizer()
 
 
 def test_windows_cut_the_token_stream_in_order() -> None:
-    windows = texts_to_windows(["abcdef", "xyz"], 4)
+    windows = texts_to_windows(["abcdef", "xyz"], 4, BYTES)
     flat = [BOS_ID, *b"abcdef", EOS_ID, BOS_ID, *b"xyz", EOS_ID]
     assert windows.tolist() == [flat[0:4], flat[4:8], flat[8:12]]
-    assert token_tensor(["abcdef", "xyz"]).tolist() == flat
+    assert token_tensor(["abcdef", "xyz"], BYTES).tolist() == flat
 
 
 def test_split_is_deterministic_disjoint_and_covers_every_window() -> None:
@@ -38,9 +40,9 @@ def test_caps_take_a_prefix_so_smaller_caps_are_subsets() -> None:
 
 def test_too_short_text_says_how_many_tokens_were_needed() -> None:
     with pytest.raises(TrainingError, match=r"has 12 tokens .* at least 256 tokens"):
-        windows_for_training(["short text"], seq_len=128, val_fraction=0.1, seed=0)
+        windows_for_training(["short text"], tokenizer=BYTES, seq_len=128, val_fraction=0.1, seed=0)
 
 
 def test_empty_dataset_is_refused() -> None:
     with pytest.raises(TrainingError, match="dataset is empty"):
-        windows_for_training([], seq_len=16, val_fraction=0.1, seed=0)
+        windows_for_training([], tokenizer=BYTES, seq_len=16, val_fraction=0.1, seed=0)

@@ -59,7 +59,7 @@ def test_load_round_trips_tensors_and_config(
     tensors, config = load_peft_adapter(tmp_path)
     assert list(tensors) == sorted(adapter)
     assert all(torch.equal(tensors[k], adapter[k]) for k in adapter)
-    assert config["r"] == 4 and config["target_modules"] == sorted(tiny_params.target_modules)
+    assert config["r"] == 4 and config["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]  # detected
 
 
 def test_save_refuses_tensors_for_another_model(

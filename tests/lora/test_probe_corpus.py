@@ -20,7 +20,9 @@ from flare_chain.lora.probe_corpus import (
     read_probe_texts,
     reference_probe_texts,
 )
+from flare_chain.lora.tokenizer import byte_tokenizer
 
+BYTES = byte_tokenizer()
 TEXTS = [f"def f{i}(x):\n    return x * {i}\n" * 20 for i in range(8)]
 
 
@@ -50,24 +52,24 @@ def test_bytes_that_are_not_a_corpus_are_refused_by_name(data: bytes, fragment: 
 
 
 def test_windows_are_corpus_windows_chosen_by_the_seed_alone() -> None:
-    every = texts_to_windows(TEXTS, 32)
-    a = probe_windows(TEXTS, b"seed-1", count=5, seq_len=32)
+    every = texts_to_windows(TEXTS, 32, BYTES)
+    a = probe_windows(TEXTS, b"seed-1", count=5, seq_len=32, tokenizer=BYTES)
     assert a.shape == (5, 32)
-    assert torch.equal(a, probe_windows(TEXTS, b"seed-1", count=5, seq_len=32))
+    assert torch.equal(a, probe_windows(TEXTS, b"seed-1", count=5, seq_len=32, tokenizer=BYTES))
     assert all(any(torch.equal(row, w) for w in every) for row in a)
-    assert not torch.equal(a, probe_windows(TEXTS, b"seed-2", count=5, seq_len=32))
-    assert torch.equal(probe_windows(TEXTS, 7, count=5, seq_len=32), probe_windows(TEXTS, 7, count=5, seq_len=32))
+    assert not torch.equal(a, probe_windows(TEXTS, b"seed-2", count=5, seq_len=32, tokenizer=BYTES))
+    assert torch.equal(probe_windows(TEXTS, 7, count=5, seq_len=32, tokenizer=BYTES), probe_windows(TEXTS, 7, count=5, seq_len=32, tokenizer=BYTES))
 
 
 def test_asking_for_more_windows_than_the_corpus_holds_gives_all_of_them_once() -> None:
-    every = texts_to_windows(TEXTS, 32)
-    got = probe_windows(TEXTS, b"s", count=10_000, seq_len=32)
+    every = texts_to_windows(TEXTS, 32, BYTES)
+    got = probe_windows(TEXTS, b"s", count=10_000, seq_len=32, tokenizer=BYTES)
     assert torch.equal(got, every)
 
 
 def test_a_corpus_shorter_than_one_window_says_so() -> None:
     with pytest.raises(UpdateError, match="shorter than one 64-token window"):
-        probe_windows(["tiny"], b"s", count=4, seq_len=64)
+        probe_windows(["tiny"], b"s", count=4, seq_len=64, tokenizer=BYTES)
 
 
 def test_the_reference_corpus_samples_every_domain_within_its_share() -> None:

@@ -7,6 +7,7 @@ import pytest
 from flare_chain.lora import reference
 from flare_chain.lora.base import REFERENCE_INFO_FILE, base_model_id, load_base_model, model_fingerprint
 from flare_chain.lora.reference import ReferenceSpec, ensure_reference_model
+from flare_chain.lora.tokenizer import BOS_ID, EOS_ID, PAD_ID, TOKENIZER_FILES, load_tokenizer
 
 MICRO = ReferenceSpec(
     hidden_size=16,
@@ -81,3 +82,26 @@ def test_concurrent_builders_build_once(tmp_path: Path, monkeypatch: pytest.Monk
         t.join()
     assert len(results) == 3 and len(set(results)) == 1
     assert calls == [1]
+
+
+def test_the_reference_ships_its_byte_tokenizer_in_hugging_face_form(tiny_model_dir: Path) -> None:
+    tokenizer = load_tokenizer(tiny_model_dir)
+    assert tokenizer("déf x", add_special_tokens=False)["input_ids"] == list("déf x".encode())
+    assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (PAD_ID, BOS_ID, EOS_ID)
+
+
+def test_a_cached_reference_without_tokenizer_files_gets_them_and_keeps_its_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = ensure_reference_model(tmp_path, spec=MICRO, show_progress=False)
+    fingerprint = model_fingerprint(first)
+    for name in TOKENIZER_FILES:  # a folder built before the tokenizer was shipped
+        (first / name).unlink()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("rebuilt a cached model")
+
+    monkeypatch.setattr(reference, "_pretrain", refuse)
+    assert ensure_reference_model(tmp_path, spec=MICRO, show_progress=False) == first
+    assert model_fingerprint(first) == fingerprint
+    assert load_tokenizer(first).eos_token_id == EOS_ID

@@ -8,6 +8,7 @@ from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.evaluate import evaluate_loss, held_out_windows
 from flare_chain.lora.files import Manifest, encode_delta, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.lora.train import TrainResult, train_lora
 
 
@@ -66,7 +67,7 @@ def test_initial_adapter_is_seeded_with_zero_b(tiny_model_dir: Path, tiny_params
 def test_evaluate_loss_matches_the_training_metrics(
     trained: TrainResult, tiny_model_dir: Path, json_texts: list[str], tiny_params: LoraTrainParams
 ) -> None:
-    val = held_out_windows(json_texts, tiny_params)
+    val = held_out_windows(json_texts, tiny_params, load_tokenizer(tiny_model_dir))
     after = evaluate_loss(tiny_model_dir, trained.adapter, val, tiny_params)
     before = evaluate_loss(tiny_model_dir, None, val, tiny_params)
     assert after == pytest.approx(trained.metrics["val_loss_after"], abs=1e-6)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flare_chain.errors import ConfigError
+from flare_chain.errors import ConfigError, TrainingError
 from flare_chain.node.config import load_node_config
 
 GOOD = """
@@ -103,3 +103,35 @@ def test_compression_is_on_by_default_and_its_keys_are_checked(tmp_path: Path) -
         load_node_config(_write(tmp_path, GOOD + '\n[compression]\ndtype = "int8"\n'), env={})
     with pytest.raises(ConfigError, match=r"compression\.min_compression_rate"):
         load_node_config(_write(tmp_path, GOOD + "\n[compression]\nmin_compression_rate = 0.5\n"), env={})
+
+
+def test_data_path_and_format_load_validated_records(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "node-1.jsonl").write_text(
+        '{"instruction": "Say hi.", "output": "hi"}\n{"instruction": "Say bye.", "output": "bye"}\n')
+    text = GOOD.replace('domain = "email"', 'path = "data/node-1.jsonl"')
+    config = load_node_config(_write(tmp_path, text), env={})
+    assert config.data.path == tmp_path / "data" / "node-1.jsonl" and config.data.format == "auto"
+    data = config.data.load()
+    assert data.format == "instruction" and len(data) == 2
+    forced = load_node_config(_write(tmp_path, text.replace('path = "data/node-1.jsonl"',
+                                                            'path = "data/node-1.jsonl"\nformat = "chat"')), env={})
+    with pytest.raises(TrainingError, match=r'node-1.jsonl line 1: field "messages" is missing'):
+        forced.data.load()
+
+
+def test_two_data_sources_are_refused(tmp_path: Path) -> None:
+    text = GOOD.replace('domain = "email"', 'domain = "email"\npath = "data.jsonl"')
+    with pytest.raises(ConfigError, match="exactly one of domain, texts_dir or path"):
+        load_node_config(_write(tmp_path, text), env={})
+
+
+def test_a_bad_data_line_stops_the_node_before_it_touches_keys_chain_or_ipfs(tmp_path: Path) -> None:
+    from flare_chain.cli.node import build_daemon
+
+    (tmp_path / "node-1.jsonl").write_text('{"instruction": "a", "output": "b"}\n' * 16
+                                           + '{"instruction": "a"}\n')
+    text = GOOD.replace('domain = "email"', 'path = "node-1.jsonl"')
+    config = load_node_config(_write(tmp_path, text), env={})  # keystore, chain and IPFS do not exist
+    with pytest.raises(TrainingError, match=r'node-1.jsonl line 17: field "output" is missing$'):
+        build_daemon(config, show_progress=False)
