@@ -25,25 +25,34 @@ __all__ = ["CandidateModel", "window_losses"]
 
 @torch.no_grad()
 def window_losses(model: torch.nn.Module, windows: torch.Tensor, batch_size: int) -> np.ndarray:
-    """Mean next-token cross-entropy of each window under ``model`` (float64 on the CPU, one entry per window)."""
+    """Mean next-token cross-entropy of each window under ``model`` (float64 on the CPU, one entry per window).
+
+    Runs where the model is (its parameters' device), under bf16 autocast on a GPU.
+    """
+    from flare_chain.lora.device import autocast_for
+
+    device = next(model.parameters()).device
     out = []
     for start in range(0, windows.shape[0], batch_size):
-        batch = windows[start : start + batch_size].to(torch.long)
-        logits = model(input_ids=batch).logits[:, :-1, :].float()
+        batch = windows[start : start + batch_size].to(device, torch.long)
+        with autocast_for(device):
+            logits = model(input_ids=batch).logits[:, :-1, :].float()
         per_token = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
         out.append(per_token.to(torch.float64).mean(dim=1).cpu())
     return torch.cat(out).numpy()
 
 
 class CandidateModel:
-    """The base model at ``model_dir`` wrapped with LoRA per ``params``; loaded once."""
+    """The base model at ``model_dir`` wrapped with LoRA per ``params``; loaded once, on ``device``."""
 
-    def __init__(self, model_dir: Path, params: LoraTrainParams) -> None:
+    def __init__(self, model_dir: Path, params: LoraTrainParams, *, device: str = "cpu") -> None:
         from flare_chain.lora.adapter import wrap_with_lora
         from flare_chain.lora.base import load_base_model
+        from flare_chain.lora.device import resolve_device
 
         self.params = params
-        self.model = wrap_with_lora(load_base_model(Path(model_dir)), params)
+        self.device = resolve_device(device)
+        self.model = wrap_with_lora(load_base_model(Path(model_dir)), params).to(self.device)
         self.model.eval()
 
     def _load(self, adapter: Mapping[str, torch.Tensor]) -> None:
@@ -54,14 +63,15 @@ class CandidateModel:
     def predictions(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> np.ndarray:
         """Argmax next-token ids at every position of ``windows`` (int64, flat)."""
         from flare_chain.lora._runtime import seeded
+        from flare_chain.lora.device import autocast_for
 
         self._load(adapter)
-        ids = windows.to(torch.long)
+        ids = windows.to(self.device, torch.long)
         out = []
-        with seeded(self.params.seed, self.params.num_threads), torch.no_grad():
+        with seeded(self.params.seed, self.params.num_threads), torch.no_grad(), autocast_for(self.device):
             for start in range(0, ids.shape[0], self.params.batch_size):
                 logits = self.model(input_ids=ids[start : start + self.params.batch_size]).logits
-                out.append(logits.argmax(dim=-1).reshape(-1))
+                out.append(logits.argmax(dim=-1).reshape(-1).cpu())
         return torch.cat(out).numpy().astype(np.int64)
 
     def window_losses(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> np.ndarray:

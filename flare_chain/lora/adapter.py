@@ -72,11 +72,11 @@ def wrap_with_lora(base: nn.Module, params: LoraTrainParams, *, seed: int | None
 
 
 def adapter_tensors(peft_model: nn.Module) -> dict[str, torch.Tensor]:
-    """Detached float32 copies of the model's LoRA tensors, in sorted key order."""
+    """Detached float32 CPU copies of the model's LoRA tensors, in sorted key order (wherever the model runs)."""
     from peft import get_peft_model_state_dict
 
     state = get_peft_model_state_dict(peft_model)
-    return {k: state[k].detach().to(torch.float32).clone().contiguous() for k in sorted(state)}
+    return {k: state[k].detach().to("cpu", torch.float32).clone().contiguous() for k in sorted(state)}
 
 
 def adapter_shapes(peft_model: nn.Module) -> dict[str, tuple[int, ...]]:

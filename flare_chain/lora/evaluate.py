@@ -21,6 +21,7 @@ from flare_chain.lora.adapter import set_adapter_tensors, wrap_with_lora
 from flare_chain.lora.base import load_base_model
 from flare_chain.lora.data import texts_to_windows, windows_for_training
 from flare_chain.lora.datasets import NodeData
+from flare_chain.lora.device import autocast_for
 from flare_chain.lora.examples import IGNORE_INDEX, TokenExamples, prepare_examples
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.tokenizer import load_tokenizer
@@ -45,14 +46,16 @@ def mean_token_loss(model: nn.Module, windows: torch.Tensor | TokenExamples, bat
         raise TrainingError("the evaluation examples have no response tokens to score")
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device  # the model's device decides where the batches go
     total, count = 0.0, 0
     try:
         for start in range(0, len(data), batch_size):
             batch = data[start : start + batch_size]
-            inputs = batch.model_inputs()
+            inputs = batch.model_inputs(device)
             inputs.pop("labels")
-            logits = model(**inputs).logits[:, :-1, :]
-            targets = batch.labels[:, 1:]
+            with autocast_for(device):
+                logits = model(**inputs).logits[:, :-1, :]
+            targets = batch.labels[:, 1:].to(device)
             loss = F.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum",
                 ignore_index=IGNORE_INDEX,

@@ -78,11 +78,14 @@ class TokenExamples:
         mask = self.attention_mask[index] if self.attention_mask is not None else None
         return TokenExamples(input_ids=self.input_ids[index], labels=self.labels[index], attention_mask=mask)
 
-    def model_inputs(self) -> dict[str, torch.Tensor]:
-        """Keyword arguments for a transformers causal LM (``attention_mask`` only when something is padded)."""
+    def model_inputs(self, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+        """Keyword arguments for a transformers causal LM (``attention_mask`` only when something is padded),
+        on ``device`` when given."""
         out = {"input_ids": self.input_ids, "labels": self.labels}
         if self.attention_mask is not None:
             out["attention_mask"] = self.attention_mask
+        if device is not None:
+            out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
         return out
 
     @property
