@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -105,7 +106,7 @@ def _peak_memory_bytes(device: str) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # kilobytes on Linux
 
 
-def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
+def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """One model: train, then review candidates; runs in the child process."""
     import torch
 
@@ -150,7 +151,9 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             per_candidate.append(time.perf_counter() - began)
-        parameters = sum(p.numel() for p in candidate.model.base_model.model.parameters())
+        # Every weight of the wrapped model less the LoRA tensors: the base model's size.
+        lora = sum(t.numel() for t in start.values())
+        parameters = sum(int(p.numel()) for p in candidate.model.parameters()) - lora
         return {
             "model": name, "device": device, "device_name": _device_name(device), "parameters": int(parameters),
             "lora_parameters": int(sum(t.numel() for t in start.values())), "steps": steps, "tokens": tokens,
@@ -195,7 +198,7 @@ def _device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def _run_child(name: str, argv: list[str]) -> dict[str, object]:
+def _run_child(name: str, argv: list[str]) -> dict[str, Any]:
     out = subprocess.run([sys.executable, __file__, "--child", name, *argv], capture_output=True, text=True,
                          check=False)
     if out.returncode != 0:
@@ -203,17 +206,17 @@ def _run_child(name: str, argv: list[str]) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def render(rows: list[dict[str, object]]) -> str:
+def render(rows: list[dict[str, Any]]) -> str:
     """The README table: one row per model, ratios against the reference model of the same run."""
     base = next((r for r in rows if r["model"] == "reference"), rows[0])
     lines = ["| model | parameters | device | train tokens/s | × ref | peak memory | review s/candidate | × ref |",
              "| --- | -: | --- | -: | -: | -: | -: | -: |"]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {int(r['parameters']) / 1e6:.1f} M | {r['device_name']} | "  # type: ignore[call-overload]
-            f"{float(r['tokens_per_s']):,.0f} | {float(r['tokens_per_s']) / float(base['tokens_per_s']):.3f} | "  # type: ignore[arg-type]
-            f"{int(r['peak_bytes']) / 2**20:,.0f} MiB | {float(r['review_s_per_candidate']):.3f} | "  # type: ignore[call-overload]
-            f"{float(r['review_s_per_candidate']) / float(base['review_s_per_candidate']):.1f} |")  # type: ignore[arg-type]
+            f"| {r['model']} | {int(r['parameters']) / 1e6:.1f} M | {r['device_name']} | "
+            f"{float(r['tokens_per_s']):,.0f} | {float(r['tokens_per_s']) / float(base['tokens_per_s']):.3f} | "
+            f"{int(r['peak_bytes']) / 2**20:,.0f} MiB | {float(r['review_s_per_candidate']):.3f} | "
+            f"{float(r['review_s_per_candidate']) / float(base['review_s_per_candidate']):.1f} |")
     return "\n".join(lines)
 
 
@@ -240,13 +243,13 @@ def main(argv: list[str] | None = None) -> int:
                    f"--probe-windows={args.probe_windows}", f"--threads={args.threads}"]
     if args.reference_dir is not None:
         passthrough.append(f"--reference-dir={args.reference_dir}")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in args.models.split(","):
         print(f"{name}: training {args.steps} steps of {args.batch}x{args.seq_len} tokens on {args.device} …",
               flush=True)
         rows.append(_run_child(name.strip(), passthrough))
         r = rows[-1]
-        print(f"{name}: {float(r['tokens_per_s']):,.0f} tokens/s, review {float(r['review_s_per_candidate']):.3f} "  # type: ignore[arg-type]
+        print(f"{name}: {float(r['tokens_per_s']):,.0f} tokens/s, review {float(r['review_s_per_candidate']):.3f} "
               f"s/candidate", flush=True)
     table = render(rows)
     print()
