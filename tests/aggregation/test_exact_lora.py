@@ -270,10 +270,11 @@ def test_sketched_path_is_exact_when_rank_suffices() -> None:
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**16), perm_seed=st.integers(0, 2**16))
 def test_sketched_bytes_do_not_depend_on_the_run_or_the_arrival_order(seed: int, perm_seed: int) -> None:
-    glob, updates = _many_clients(seed, spectrum="decaying", clients=20)
-    order = torch.randperm(20, generator=torch.Generator().manual_seed(perm_seed)).tolist()
+    glob, updates = _many_clients(seed, spectrum="decaying", clients=30)
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(perm_seed)).tolist()
     a = ExactLoraAggregator().aggregate_adapters(glob, updates)
     b = ExactLoraAggregator().aggregate_adapters(glob, [updates[i] for i in order])
+    assert a.residual[B].shape[1] == 30 * 2 + 2  # the sketched path ran
     for out_a, out_b in ((a.adapter, b.adapter), (a.residual, b.residual)):
         assert list(out_a) == list(out_b)
         for key in out_a:
