@@ -191,14 +191,16 @@ def _stacks(
     weights: Sequence[float],
     prefix: str,
     carried: Mapping[str, torch.Tensor] | None = None,
+    *,
     dtype: torch.dtype = torch.float64,
+    spare: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``L = [w₁B₁ … wₙBₙ (Bᵣₑₛ)]`` and ``R = [A₁; …; Aₙ; (Aᵣₑₛ)]`` in canonical order, in ``dtype``.
+    """``L = [w₁B₁ … wₙBₙ (Bᵣₑₛ) | spare]`` and ``R = [A₁; …; Aₙ; (Aᵣₑₛ); spare]``, canonical order, in ``dtype``.
 
-    Client factors are global + delta; each block is written straight into
-    the stacked buffer (one float64 copy of every factor, no temporaries).
-    ``L`` is stored column-major (a transposed view), so each client's block
-    is one contiguous stretch of memory.
+    Client factors are global + delta, written straight into the stacked
+    buffers (no temporaries). ``spare`` trailing columns of L and rows of R
+    are left unset for the caller (the sketched path writes ``−B'`` and
+    ``A'`` there, so the buffers become the residual without another copy).
     """
     key_a, key_b = prefix + LORA_A_SUFFIX, prefix + LORA_B_SUFFIX
     g_a, g_b = global_adapter[key_a].to(dtype), global_adapter[key_b].to(dtype)
@@ -206,17 +208,16 @@ def _stacks(
     extra_a = carried[key_a] if carried and key_a in carried else None
     extra_b = carried[key_b] if carried and key_b in carried else None
     k = rank * len(updates) + (0 if extra_a is None else extra_a.shape[0])
-    left_t = torch.empty(k, g_b.shape[0], dtype=dtype)
-    right = torch.empty(k, g_a.shape[1], dtype=dtype)
-    g_b_t = g_b.T
+    left = torch.empty(g_b.shape[0], k + spare, dtype=dtype)
+    right = torch.empty(k + spare, g_a.shape[1], dtype=dtype)
     for i, (update, w) in enumerate(zip(updates, weights, strict=True)):
         block = slice(i * rank, (i + 1) * rank)
-        left_t[block].copy_(update.delta[key_b].T).add_(g_b_t).mul_(w)
+        left[:, block].copy_(update.delta[key_b]).add_(g_b).mul_(w)
         right[block].copy_(update.delta[key_a]).add_(g_a)
     if extra_a is not None and extra_b is not None:
-        left_t[rank * len(updates) :].copy_(extra_b.T)
-        right[rank * len(updates) :].copy_(extra_a)
-    return left_t.T, right
+        left[:, rank * len(updates) : k].copy_(extra_b)
+        right[rank * len(updates) : k].copy_(extra_a)
+    return left, right
 
 
 def _low_rank_svd(left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -341,13 +342,16 @@ class ExactLoraAggregator:
                 adapter[key_b] = (u[:, :rank] * s[:rank]).to(torch.float32).contiguous()
                 adapter[key_a] = v[:, :rank].T.to(torch.float32).contiguous()
             else:
-                left, right = _stacks(global_adapter, ordered, weights, prefix, carried, dtype=torch.float32)
-                u, s, v = _sketched_svd(left, right, width)
+                left, right = _stacks(
+                    global_adapter, ordered, weights, prefix, carried, dtype=torch.float32, spare=rank
+                )
+                u, s, v = _sketched_svd(left[:, :stacked], right[:stacked], width)
                 adapter[key_b] = (u[:, :rank] * s[:rank]).to(torch.float32).contiguous()
                 adapter[key_a] = v[:, :rank].T.to(torch.float32).contiguous()
                 # T − B'A' = [L, −B'] [R; A']: the whole target, less what the adapter delivers.
-                residual[key_b] = torch.cat([left, -adapter[key_b]], dim=1)
-                residual[key_a] = torch.cat([right, adapter[key_a]], dim=0)
+                left[:, stacked:].copy_(adapter[key_b]).neg_()
+                right[stacked:].copy_(adapter[key_a])
+                residual[key_b], residual[key_a] = left, right
                 norms.append((prefix, float((s[:rank] ** 2).sum()), None))
         for key in others:
             acc = global_adapter[key].to(torch.float64).clone()
