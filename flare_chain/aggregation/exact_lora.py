@@ -19,7 +19,8 @@ Per module, with weights ``wᵢ = nᵢ / Σn`` and client factors ``Aᵢ = A + �
 ``T`` (``out × in``, rank ≤ k = n·r + carried) is never formed. Only its top r
 singular triplets are needed, and how they are found depends on k:
 
-* **k ≤ 4·w**, ``w = r + max(r, 10)`` (few clients): exactly. ``L = Q_L R_L``, ``Rᵀ = Q_R R_R``,
+* **k ≤ 4·w**, ``w = r + max(r, 10)`` (few clients), or **k > min(out, in)**
+  (a carried residual has grown past the module's dimension): exactly. ``L = Q_L R_L``, ``Rᵀ = Q_R R_R``,
   ``R_L R_Rᵀ = U S Vᵀ``, so ``T = (Q_L U) S (Q_R V)ᵀ``; the residual is the
   remaining triplets (σ above rounding level), kept factored.
 * **larger k**: a thin QR of ``out × k`` factors costs ``out·k²`` per module
@@ -31,8 +32,9 @@ singular triplets are needed, and how they are found depends on k:
   float64. Cost ``out·k·w``; the truncation error is within 1% of the exact
   one (``tests/aggregation/test_exact_lora.py``; 100 full-size updates in
   the README). The residual is ``T − B'A' = [L, −B'] [R; A']``, kept as
-  those two factors (rank k + r, not re-compressed: a carried residual adds
-  its rank to the next round's k).
+  those two factors (rank k + r): a carried residual adds its rank to the
+  next round's k, until k passes min(out, in) and the exact path compresses
+  it back to at most min(out, in) − r triplets.
 
     B' = U[:, :r] S[:r],   A' = (V[:, :r])ᵀ,   residual = T − B'A'.
 
@@ -330,7 +332,7 @@ class ExactLoraAggregator:
                 )
             width = sketch_width(rank, fan_out, fan_in)
             stacked = rank * len(ordered) + (carried[key_a].shape[0] if key_a in carried else 0)
-            if stacked <= 4 * width:
+            if stacked <= 4 * width or stacked > min(fan_out, fan_in):
                 left, right = _stacks(global_adapter, ordered, weights, prefix, carried)
                 u, s, v = _low_rank_svd(left, right)
                 tail = s[rank:]

@@ -209,9 +209,9 @@ def test_malformed_carried_residual_is_refused_with_the_module_named() -> None:
 
 
 def _many_clients(
-    seed: int, *, spectrum: str, clients: int = 40, rank: int = 2, width: int = 64
+    seed: int, *, spectrum: str, clients: int = 40, rank: int = 2, width: int = 96
 ) -> tuple[dict[str, torch.Tensor], list[ClientUpdate]]:
-    """A round whose stacked rank (clients · rank = 80) is past the exact path's limit (4 · 12 = 48)."""
+    """A round whose stacked rank (clients · rank = 80) is past the exact path's limit (4 · 12 = 48), below 96."""
     gen = torch.Generator().manual_seed(seed)
     glob = {A: torch.zeros(rank, width), B: torch.zeros(width, rank)}
     updates = []
@@ -241,8 +241,8 @@ def test_sketched_truncation_error_is_within_one_percent_of_the_exact_one(
     sketched = ExactLoraAggregator().aggregate_adapters(glob, updates)
     _exact_path(monkeypatch)
     exact = ExactLoraAggregator().aggregate_adapters(glob, updates)
-    # Assert: the exact path really ran (a residual of min(out, in) − r triplets; the sketch's is [L, −B']), and the sketch is as good within 1%
-    assert exact.residual[B].shape[1] == 64 - 2 and sketched.residual[B].shape[1] == 80 + 2
+    # Assert: the exact path really ran (a residual of k − r triplets; the sketch's is [L, −B']), and the sketch is as good within 1%
+    assert exact.residual[B].shape[1] == 80 - 2 and sketched.residual[B].shape[1] == 80 + 2
     err_sketched = product_error(sketched.adapter, glob, updates)
     err_exact = product_error(exact.adapter, glob, updates)
     assert err_exact <= err_sketched <= 1.01 * err_exact
@@ -279,3 +279,18 @@ def test_sketched_bytes_do_not_depend_on_the_run_or_the_arrival_order(seed: int,
         assert list(out_a) == list(out_b)
         for key in out_a:
             assert out_a[key].numpy().tobytes() == out_b[key].numpy().tobytes()
+
+
+def test_a_carried_residual_past_the_module_dimension_is_compressed_by_the_exact_path() -> None:
+    # Prepare: round 1 is sketched and leaves a residual of rank 80 + 2; round 2 stacks 80 + 82 > 96
+    glob, updates = _many_clients(14, spectrum="flat")
+    agg = ExactLoraAggregator()
+    first = agg.aggregate_adapters(glob, updates)
+    # Execute
+    second = agg.aggregate_adapters(first.adapter, updates, carried_residual=first.residual)
+    # Assert: the exact path ran (at most min(out, in) − r triplets kept) and still loses nothing
+    assert first.residual[B].shape[1] == 82
+    assert second.residual[B].shape[1] <= 96 - 2
+    target = lora_products(first.residual)[P] + mean_lora_product(first.adapter, updates)[P]
+    total = lora_products(second.adapter)[P] + lora_products(second.residual)[P]
+    assert torch.allclose(total, target, atol=1e-4 * float(target.abs().max()))
