@@ -65,6 +65,8 @@ from flare_chain.errors import UpdateError
 __all__ = [
     "LORA_A_SUFFIX",
     "LORA_B_SUFFIX",
+    "POWER_ITERATIONS",
+    "SKETCH_SEED",
     "ExactLoraAggregator",
     "ExactResult",
     "factorwise_fedavg_error",
@@ -72,6 +74,7 @@ __all__ = [
     "lora_products",
     "mean_lora_product",
     "product_error",
+    "sketch_width",
 ]
 
 LORA_A_SUFFIX = "lora_A.weight"
