@@ -18,7 +18,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flare_chain.aggregation import ClientUpdate, ExactLoraAggregator, factorwise_fedavg_error, product_error
+from flare_chain.aggregation import (
+    ClientUpdate,
+    ExactLoraAggregator,
+    exact_lora,
+    factorwise_fedavg_error,
+    product_error,
+)
 from flare_chain.aggregation.exact_lora import lora_modules, lora_products, mean_lora_product
 from flare_chain.errors import UpdateError
 
@@ -197,3 +203,94 @@ def test_malformed_carried_residual_is_refused_with_the_module_named() -> None:
         )
     with pytest.raises(UpdateError, match="only one of lora_A/lora_B"):
         ExactLoraAggregator().aggregate_adapters(glob, updates, carried_residual={A: torch.ones(1, 2)})
+
+
+# Issue 14 item 13: many clients take the sketched path (stacked rank k > 4 · (r + max(r, 10))).
+
+
+def _many_clients(
+    seed: int, *, spectrum: str, clients: int = 40, rank: int = 2, width: int = 96
+) -> tuple[dict[str, torch.Tensor], list[ClientUpdate]]:
+    """A round whose stacked rank (clients · rank = 80) is past the exact path's limit (4 · 12 = 48), below 96."""
+    gen = torch.Generator().manual_seed(seed)
+    glob = {A: torch.zeros(rank, width), B: torch.zeros(width, rank)}
+    updates = []
+    for i in range(clients):
+        scale = 0.9**i if spectrum == "decaying" else 1.0
+        delta = {
+            A: torch.randn(rank, width, generator=gen),
+            B: scale * torch.randn(width, rank, generator=gen),
+        }
+        if spectrum == "shared_a":
+            delta[A] = torch.ones(rank, width) + torch.arange(rank * width).reshape(rank, width) / 10
+        updates.append(ClientUpdate(node=f"0x{i:02x}", delta=delta, sample_count=1 + i % 5))
+    return glob, updates
+
+
+def _exact_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exact_lora, "sketch_width", lambda rank, fan_out, fan_in: 10**9)
+
+
+@pytest.mark.parametrize("spectrum", ["flat", "decaying"])
+def test_sketched_truncation_error_is_within_one_percent_of_the_exact_one(
+    spectrum: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare
+    glob, updates = _many_clients(11, spectrum=spectrum)
+    # Execute
+    sketched = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    _exact_path(monkeypatch)
+    exact = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    # Assert: the exact path really ran (a residual of k − r triplets; the sketch's is [L, −B']), and the sketch is as good within 1%
+    assert exact.residual[B].shape[1] == 80 - 2 and sketched.residual[B].shape[1] == 80 + 2
+    err_sketched = product_error(sketched.adapter, glob, updates)
+    err_exact = product_error(exact.adapter, glob, updates)
+    assert err_exact <= err_sketched <= 1.01 * err_exact
+
+
+def test_sketched_adapter_plus_residual_is_the_true_mean() -> None:
+    glob, updates = _many_clients(12, spectrum="flat")
+    result = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    target = mean_lora_product(glob, updates)[P]
+    total = lora_products(result.adapter)[P] + lora_products(result.residual)[P]
+    assert torch.allclose(total, target, atol=1e-4 * float(target.abs().max()))
+    assert result.rel_error == pytest.approx(product_error(result.adapter, glob, updates), rel=1e-5)
+    a = result.adapter[A].double()
+    assert torch.allclose(a @ a.T, torch.eye(2, dtype=torch.float64), atol=1e-6)
+
+
+def test_sketched_path_is_exact_when_rank_suffices() -> None:
+    # every client sends the same A, so the mean of B·A has rank <= r and the sketch must find all of it
+    glob, updates = _many_clients(13, spectrum="shared_a")
+    result = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    assert result.rel_error < 1e-6
+    assert product_error(result.adapter, glob, updates) < 1e-6
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), perm_seed=st.integers(0, 2**16))
+def test_sketched_bytes_do_not_depend_on_the_run_or_the_arrival_order(seed: int, perm_seed: int) -> None:
+    glob, updates = _many_clients(seed, spectrum="decaying", clients=30)
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(perm_seed)).tolist()
+    a = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    b = ExactLoraAggregator().aggregate_adapters(glob, [updates[i] for i in order])
+    assert a.residual[B].shape[1] == 30 * 2 + 2  # the sketched path ran
+    for out_a, out_b in ((a.adapter, b.adapter), (a.residual, b.residual)):
+        assert list(out_a) == list(out_b)
+        for key in out_a:
+            assert out_a[key].numpy().tobytes() == out_b[key].numpy().tobytes()
+
+
+def test_a_carried_residual_past_the_module_dimension_is_compressed_by_the_exact_path() -> None:
+    # Prepare: round 1 is sketched and leaves a residual of rank 80 + 2; round 2 stacks 80 + 82 > 96
+    glob, updates = _many_clients(14, spectrum="flat")
+    agg = ExactLoraAggregator()
+    first = agg.aggregate_adapters(glob, updates)
+    # Execute
+    second = agg.aggregate_adapters(first.adapter, updates, carried_residual=first.residual)
+    # Assert: the exact path ran (at most min(out, in) − r triplets kept) and still loses nothing
+    assert first.residual[B].shape[1] == 82
+    assert second.residual[B].shape[1] <= 96 - 2
+    target = lora_products(first.residual)[P] + mean_lora_product(first.adapter, updates)[P]
+    total = lora_products(second.adapter)[P] + lora_products(second.residual)[P]
+    assert torch.allclose(total, target, atol=1e-4 * float(target.abs().max()))
