@@ -45,3 +45,15 @@ def test_each_departure_is_rejected_with_its_reason(changes: dict[str, object], 
         policy_gate(_update(**changes), _reference(), round_id=3, node=NODE, onchain_sample_count=12)
     assert info.value.gate == "policy"
     assert fragment.split()[0] in info.value.reason
+
+
+@pytest.mark.parametrize("declared", [11, 13])
+def test_a_sample_count_other_than_the_chains_is_rejected_either_way(declared: int) -> None:
+    # under-claiming is as much a mismatch as over-claiming: the chain's count is the aggregation weight
+    with pytest.raises(GateRejection, match=f"claims {declared} samples, the chain records 12"):
+        policy_gate(_update(sample_count=declared), _reference(), round_id=3, node=NODE, onchain_sample_count=12)
+
+
+def test_a_manifest_that_names_no_node_is_rejected() -> None:
+    with pytest.raises(GateRejection, match=f"manifest names node None, but {NODE} submitted it"):
+        policy_gate(_update(node=None), _reference(), round_id=3, node=NODE, onchain_sample_count=12)
