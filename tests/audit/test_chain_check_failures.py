@@ -26,6 +26,7 @@ from flare_chain.audit.checks import (
 from flare_chain.audit.fetch import ChainReader
 from flare_chain.audit.history import History, RoundHistory, build_history
 from flare_chain.chain.artifacts import load_artifact
+from flare_chain.committee import sortition
 
 
 @pytest.fixture
@@ -207,9 +208,14 @@ def test_a_proposal_whose_rank_is_not_the_one_the_outputs_give_fails(history, r)
 
 
 def test_a_proposal_by_a_later_rank_before_its_turn_fails(history, r) -> None:
-    # Prepare: the proposer's output made the highest, so the outputs rank it last (3), and the event agrees
-    seat = next(i for i, s in enumerate(r.seats) if s.node == r.proposal.proposer)
-    r.seats[seat] = dataclasses.replace(r.seats[seat], output=b"\xff" * 32)
+    # Prepare: the proposer's output swapped with the last-ranked member's, so the outputs rank it last (3),
+    # and the event agrees
+    last = sortition.leader_order({s.node: s.output for s in r.seats})[-1]
+    mine = next(i for i, s in enumerate(r.seats) if s.node == r.proposal.proposer)
+    theirs = next(i for i, s in enumerate(r.seats) if s.node == last)
+    r.seats[mine], r.seats[theirs] = (dataclasses.replace(r.seats[mine], output=r.seats[theirs].output),
+                                      dataclasses.replace(r.seats[theirs], output=r.seats[mine].output))
+    assert sortition.rank_of({s.node: s.output for s in r.seats}, r.proposal.proposer) == 3
     r.proposals[0] = dataclasses.replace(r.proposals[0], rank=3)
     # Execute
     finding = check_proposer(history, r)
