@@ -245,3 +245,13 @@ def test_a_round_opened_on_another_adapter_than_the_last_committed_fails(history
     assert check_global_chain(history, r, r.opened.global_cid).status == PASS
     finding = check_global_chain(history, r, b"\x01\x55\x12\x20" + b"\x00" * 32)
     assert finding.status == FAIL and "but the last committed adapter is" in finding.detail
+
+
+def test_a_round_whose_total_stake_is_below_a_seats_stake_fails_the_seats_without_stopping_the_audit(
+        history, r) -> None:
+    # A coordinator that miscounted W (here 1 wei) makes the threshold formula meaningless; the seats must be
+    # named, not the auditor stopped by the formula's own range check.
+    r.opened = dataclasses.replace(r.opened, total_stake=1)
+    failures = _seat_failures(history, r)
+    assert sorted(failures) == sorted(s.node for s in r.seats)
+    assert all("total stake 1" in d and "k=" in d for d in failures.values())
