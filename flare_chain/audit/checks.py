@@ -128,7 +128,12 @@ def check_seats(history: History, r: RoundHistory) -> list[Finding]:
         if beta != seat.output:
             fail(f"proof gives output 0x{beta.hex()} but SeatClaimed says 0x{seat.output.hex()}")
             continue
-        bound = sortition.threshold(r.opened.expected_committee_size, reg.stake, r.opened.total_stake)
+        try:
+            bound = sortition.threshold(r.opened.expected_committee_size, reg.stake, r.opened.total_stake)
+        except ConfigError as exc:  # a contract that miscounted W or k: name the seat, keep auditing
+            fail(f"no sortition threshold for stake {reg.stake} of total stake {r.opened.total_stake}, "
+                 f"k={r.opened.expected_committee_size}: {exc}")
+            continue
         if not 0 < int.from_bytes(beta, "big") < bound:
             fail(f"output 0x{beta.hex()} is not under the threshold {bound:#x} (stake {reg.stake} of "
                  f"{r.opened.total_stake}, k={r.opened.expected_committee_size})")

@@ -294,3 +294,57 @@ def test_a_carried_residual_past_the_module_dimension_is_compressed_by_the_exact
     target = lora_products(first.residual)[P] + mean_lora_product(first.adapter, updates)[P]
     total = lora_products(second.adapter)[P] + lora_products(second.residual)[P]
     assert torch.allclose(total, target, atol=1e-4 * float(target.abs().max()))
+
+
+def _full_rank_round(rank: int, fan_out: int = 3, fan_in: int = 2) -> tuple[dict[str, torch.Tensor], list[ClientUpdate]]:
+    gen = torch.Generator().manual_seed(rank)
+    glob = {A: torch.randn(rank, fan_in, generator=gen), B: torch.randn(fan_out, rank, generator=gen)}
+    updates = [
+        ClientUpdate(node=f"0x{i:02x}", sample_count=1,
+                     delta={A: torch.randn(rank, fan_in, generator=gen), B: torch.randn(fan_out, rank, generator=gen)})
+        for i in range(2)
+    ]
+    return glob, updates
+
+
+def test_rank_equal_to_min_out_in_is_aggregated_exactly() -> None:
+    # Prepare: rank 2 = min(out 3, in 2), so the rank-2 factors hold the full mean and nothing is left over
+    glob, updates = _full_rank_round(2)
+    # Execute
+    result = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    # Assert
+    expected = mean_lora_product(glob, updates)[P]
+    assert torch.allclose(lora_products(result.adapter)[P].to(torch.float64), expected, atol=1e-5)
+    assert result.rel_error == pytest.approx(0.0, abs=1e-6)
+
+
+def test_rank_above_min_out_in_is_refused_with_the_module_named() -> None:
+    glob, updates = _full_rank_round(3)  # rank 3 > min(out 3, in 2)
+    with pytest.raises(UpdateError, match=rf"LoRA rank 3 of '{P}' exceeds min\(out, in\) = 2"):
+        ExactLoraAggregator().aggregate_adapters(glob, updates)
+
+
+@pytest.mark.parametrize(
+    ("res_a", "res_b"),
+    [
+        ((1, 3), (2, 1)),  # A's fan-in is 3, the module's is 2
+        ((1, 2), (3, 1)),  # B's fan-out is 3, the module's is 2
+        ((1, 2), (2, 2)),  # A holds 1 direction, B holds 2
+        ((2,), (2, 1)),  # A is not a matrix
+        ((1, 2), (2,)),  # B is not a matrix
+    ],
+)
+def test_each_carried_residual_shape_mismatch_is_refused(res_a: tuple[int, ...], res_b: tuple[int, ...]) -> None:
+    glob, updates = _crafted()  # out = in = 2
+    with pytest.raises(UpdateError, match=rf"carried residual for '{P}' has shapes"):
+        ExactLoraAggregator().aggregate_adapters(
+            glob, updates, carried_residual={A: torch.ones(res_a), B: torch.ones(res_b)}
+        )
+
+
+def test_a_well_shaped_carried_residual_of_two_directions_is_accepted() -> None:
+    glob, updates = _crafted()
+    result = ExactLoraAggregator().aggregate_adapters(
+        glob, updates, carried_residual={A: torch.ones(2, 2), B: torch.ones(2, 2)}
+    )
+    assert set(result.adapter) == {A, B}

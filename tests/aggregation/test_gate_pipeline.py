@@ -161,3 +161,44 @@ def test_robust_z_ignores_a_minority_of_huge_values() -> None:
     z = robust_z([1.0, 1.1, 0.9, 1.0, 1e9])
     assert abs(z[0]) < 1 and z[-1] > 1e6
     assert robust_z([2.0, 2.0, 2.0, 3.0]) == [0.0, 0.0, 0.0, math.inf]
+
+
+def _update_bytes(update: ClientUpdate) -> int:
+    return sum(t.numel() * t.element_size() for t in update.delta.values())
+
+
+def test_tensor_policy_gate_allows_exactly_max_update_bytes_and_rejects_one_byte_less_room() -> None:
+    updates = honest_round(3)
+    size = _update_bytes(updates[0])
+    assert TensorPolicyGate(max_update_bytes=size).screen(updates, CTX) == {}
+    verdicts = TensorPolicyGate(max_update_bytes=size - 1).screen(updates, CTX)
+    assert sorted(verdicts) == sorted(u.node for u in updates)
+    assert f"update holds {size} bytes, over the bound of {size - 1}" in verdicts[updates[0].node]
+
+
+def test_tensor_policy_gate_rejects_an_update_claiming_zero_samples() -> None:
+    updates = honest_round(3)
+    zero = [*updates[:2], ClientUpdate(node=updates[2].node, delta=updates[2].delta, sample_count=0)]
+    assert TensorPolicyGate().screen(zero, CTX) == {updates[2].node: "claims 0 samples; must be > 0"}
+
+
+def test_norm_gate_judges_a_round_of_exactly_min_candidates() -> None:
+    updates = honest_round(5)
+    bad = _replace(updates, 2, attacks.scale(updates[2].delta, 100.0))
+    assert list(NormAnomalyGate(min_candidates=5).screen(bad, CTX)) == [updates[2].node]
+    assert NormAnomalyGate(min_candidates=6).screen(bad, CTX) == {}
+
+
+def test_direction_gate_judges_a_round_of_exactly_min_candidates() -> None:
+    updates = honest_round(5)
+    bad = _replace(updates, 2, attacks.sign_flip(updates[2].delta))
+    assert list(DirectionAnomalyGate(min_candidates=5).screen(bad, CTX)) == [updates[2].node]
+    assert DirectionAnomalyGate(min_candidates=6).screen(bad, CTX) == {}
+
+
+def test_duplicate_gate_rejects_a_pair_of_identical_updates() -> None:
+    updates = honest_round()
+    bad = _replace(updates, 6, updates[4].delta)
+    verdicts = DuplicateGate().screen(bad, CTX)
+    assert sorted(verdicts) == [updates[4].node, updates[6].node]
+    assert "bit-identical to that of 1 other node(s)" in verdicts[updates[6].node]

@@ -61,3 +61,15 @@ def test_targets_that_do_not_select_the_tensors_are_rejected_even_when_both_side
     good = {"h.0.attn.c_proj.lora_A.weight": [4, 16], "h.0.attn.c_proj.lora_B.weight": [16, 4]}
     policy_gate(update.model_copy(update={"shapes": good}), reference.model_copy(update={"shapes": good}),
                 round_id=3, node=NODE, onchain_sample_count=12)
+
+
+@pytest.mark.parametrize("declared", [11, 13])
+def test_a_sample_count_other_than_the_chains_is_rejected_either_way(declared: int) -> None:
+    # under-claiming is as much a mismatch as over-claiming: the chain's count is the aggregation weight
+    with pytest.raises(GateRejection, match=f"claims {declared} samples, the chain records 12"):
+        policy_gate(_update(sample_count=declared), _reference(), round_id=3, node=NODE, onchain_sample_count=12)
+
+
+def test_a_manifest_that_names_no_node_is_rejected() -> None:
+    with pytest.raises(GateRejection, match=f"manifest names node None, but {NODE} submitted it"):
+        policy_gate(_update(node=None), _reference(), round_id=3, node=NODE, onchain_sample_count=12)

@@ -117,3 +117,24 @@ def test_a_model_that_predicts_one_token_almost_everywhere_is_not_an_outlier() -
     # Assert: only the node that agrees nowhere is dropped
     assert set(verdicts) == {"node-04"}
     assert nmi_matrix([preds["node-00"], preds["node-01"]])[0, 1] == pytest.approx(397 / 400)
+
+
+def test_exactly_min_candidates_are_judged() -> None:
+    preds = _predictions(4, {1: 0.9})
+    assert list(nmi_outliers(preds, min_candidates=4)) == ["node-01"]
+    assert nmi_outliers(preds, min_candidates=5) == {}
+
+
+def test_the_filter_gate_judges_exactly_min_candidates() -> None:
+    # Prepare: the predictor hands out the prepared predictions in the order the gate asks (canonical order)
+    preds = list(_predictions(4, {1: 0.9}).values())
+    updates = honest_round(4)
+
+    def gate(min_candidates: int) -> MutualInformationFilter:
+        served = iter(preds)
+        return MutualInformationFilter(lambda _model: next(served), min_candidates=min_candidates)
+
+    # Execute / Assert
+    ctx = GateContext(global_tensors=global_adapter())
+    assert list(gate(4).screen(updates, ctx)) == [updates[1].node]
+    assert gate(5).screen(updates, ctx) == {}

@@ -11,6 +11,7 @@ import torch
 
 from flare_chain.aggregation import (
     ClientUpdate,
+    GateContext,
     GateSettings,
     ProbeLossGate,
     build_gates,
@@ -134,3 +135,17 @@ def test_build_gates_adds_the_probe_loss_gate_only_with_window_losses_and_when_e
 def test_a_bad_threshold_is_a_config_error(bad: float) -> None:
     with pytest.raises(ConfigError, match="threshold"):
         ProbeLossGate(lambda a: np.zeros(2), z=bad)
+
+
+def test_a_round_of_exactly_min_candidates_is_judged() -> None:
+    effects = _effects([-0.05, -0.04, -0.03, -0.02, 0.05])
+    assert set(harmful_updates(effects, min_candidates=5)) == {node(4)}
+    assert harmful_updates(effects, min_candidates=6) == {}
+
+
+def test_the_gate_judges_a_round_of_exactly_min_candidates() -> None:
+    g, window_losses, update = _quadratic_world(seed=2)
+    updates = [update(i, toward=1.0) for i in range(4)] + [update(4, toward=-1.0)]
+    assert ProbeLossGate(window_losses, min_candidates=5).screen(updates, GateContext(global_tensors=g)).keys() == {
+        node(4)}
+    assert ProbeLossGate(window_losses, min_candidates=6).screen(updates, GateContext(global_tensors=g)) == {}

@@ -176,3 +176,18 @@ def test_warm_start_of_wrong_shape_is_refused() -> None:
 def test_config_validation_names_the_parameter(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         PowerSGDConfig(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("rate", "worth"),
+    [(3.99, True), (4.0, False), (4.01, False)],
+)
+def test_worth_compressing_needs_factors_strictly_rate_times_smaller(rate: float, worth: bool) -> None:
+    # (8 + 8)·1 = 16 factor entries against 64: exactly 4× smaller, so a rate of 4 is not met strictly.
+    assert worth_compressing((8, 8), 1, rate) is worth
+
+
+def test_worth_compressing_counts_the_rank() -> None:
+    # (8 + 8)·2 = 32 entries against 64: 2× smaller, not 3×; rank 1 would be 4× smaller.
+    assert not worth_compressing((8, 8), 2, 3.0)
+    assert worth_compressing((8, 8), 1, 3.0)

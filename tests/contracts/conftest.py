@@ -124,8 +124,8 @@ class Network:
         return round_id
 
 
-@pytest.fixture(scope="module")
-def network() -> Network:
+def build_network(threshold_bps: int = THRESHOLD_BPS, min_committee: int = MIN_COMMITTEE) -> Network:
+    """A fresh chain with the coordinator deployed (keyword arguments only), four validators and the participant."""
     w3 = in_process_chain()
     owner = account("owner")
     validators = [account(f"validator {i}") for i in range(4)]
@@ -134,8 +134,8 @@ def network() -> Network:
     coordinator = deploy_coordinator(
         w3,
         owner,
-        approval_threshold_bps=THRESHOLD_BPS,
-        min_committee_size=MIN_COMMITTEE,
+        approval_threshold_bps=threshold_bps,
+        min_committee_size=min_committee,
         leader_blocks=LEADER_BLOCKS,
         min_stake_wei=MIN_STAKE,
     )
@@ -143,18 +143,39 @@ def network() -> Network:
         coordinator.register_node(v, MEMBER_STAKE)
     coordinator.register_node(participant, MIN_STAKE)
     coordinator.initialize_global_adapter(owner, INITIAL_CID)
-    return Network(w3, coordinator, owner, validators, participant, outsider)
+    return Network(w3, coordinator, owner, validators, participant, outsider, threshold_bps=threshold_bps,
+                   min_committee=min_committee)
+
+
+@pytest.fixture(scope="module")
+def network() -> Network:
+    return build_network()
+
+
+@pytest.fixture(scope="module")
+def unanimous_network() -> Network:
+    """10000 bps (every seat must approve); a deployment needs min committee >= 2 for it."""
+    return build_network(threshold_bps=10_000, min_committee=2)
+
+
+@pytest.fixture(scope="module")
+def half_network() -> Network:
+    """5000 bps (half the seats commit); a deployment needs min committee >= 3 for it."""
+    return build_network(threshold_bps=5000, min_committee=3)
+
+
+_NETWORK_FIXTURES = ("network", "unanimous_network", "half_network")
 
 
 @pytest.fixture(autouse=True)
 def _fresh_state(request: pytest.FixtureRequest) -> Iterator[None]:
-    if "network" not in request.fixturenames:
-        yield
-        return
-    tester = request.getfixturevalue("network").w3.provider.ethereum_tester
-    snapshot = tester.take_snapshot()
+    """Snapshot every chain the test uses before it runs and revert them after it."""
+    testers = [request.getfixturevalue(name).w3.provider.ethereum_tester
+               for name in _NETWORK_FIXTURES if name in request.fixturenames]
+    snapshots = [tester.take_snapshot() for tester in testers]
     yield
-    tester.revert_to_snapshot(snapshot)
+    for tester, snapshot in zip(testers, snapshots, strict=True):
+        tester.revert_to_snapshot(snapshot)
 
 
 @pytest.fixture

@@ -490,3 +490,99 @@ def test_settling_a_step_whose_stored_transaction_was_mined_marks_it_done(idle_n
     settled = net.daemons[0].sender.settle(0, "register", "round over")
 
     assert settled.status == StepStatus.DONE and settled.detail["tx_hash"] == stored.tx_hash
+
+
+# ---------------------------------------------------------------- double-send guards and the claim window's edge
+
+
+def _update_by_hand(net, i: int, round_id: int) -> tuple[str, bytes]:
+    """Node ``i`` submits an update outside its daemon (an operator's tool); the CID and manifest hash sent."""
+    from eth_utils import keccak
+
+    from flare_chain.ipfs import cid_to_bytes
+
+    cid = net.store.add_bytes(f"update of node {i} for round {round_id}".encode(), cid_version=1)
+    digest = keccak(text=f"manifest {i} {round_id}")
+    net.coordinator.submit_update(net.accounts[i], round_id, cid_to_bytes(cid), 5, digest)
+    return cid, digest
+
+
+def test_a_submission_already_on_chain_is_recorded_done_without_sending_another(idle_net) -> None:
+    # Prepare: the node's update is pinned and already submitted (by hand, or before its state was restored)
+    net = idle_net
+    register_all(net)
+    round_id = open_round(net)
+    d = net.daemons[0]
+    cid, digest = _update_by_hand(net, 0, round_id)
+    d.state.record_done(round_id, "train", {})
+    d.state.record_done(round_id, "pin", {"cid": cid, "manifest_hash": digest.hex(), "sample_count": 5})
+    # Execute
+    d.tick()
+    # Assert: no second submitUpdate (the contract would refuse it with CoordinatorDuplicateSubmission)
+    rec = d.state.get(round_id, "submit")
+    assert rec.status == StepStatus.DONE and rec.tx_hash is None
+    assert sent_by(net, d.address).count("submitUpdate") == 1
+    assert_nothing_sent_twice(net, 1)
+
+
+def _proposed_round(net) -> int:
+    """Both nodes seated by hand, node 0's update submitted and proposed by the leader; voting open."""
+    from flare_chain.chain import advance_blocks
+    from flare_chain.ipfs import cid_to_bytes
+
+    c = net.coordinator
+    round_id = open_round(net)
+    cid, _digest = _update_by_hand(net, 0, round_id)
+    info = c.round_info(round_id)
+    advance_blocks(net.w3, info.submission_deadline + 1 - int(net.w3.eth.block_number))
+    for account in net.accounts:
+        draw = c.draw_seat(account, round_id)
+        assert draw.selected
+        c.claim_seat(account, round_id, draw.proof)
+    advance_blocks(net.w3, info.claim_deadline + 1 - int(net.w3.eth.block_number))
+    leader = next(a for a in net.accounts if a.address == c.leader(round_id))
+    c.propose_aggregate(leader, round_id, cid_to_bytes(cid), [net.accounts[0].address])
+    return round_id
+
+
+def test_a_vote_already_on_chain_is_recorded_without_reviewing_or_voting_again(idle_net, monkeypatch) -> None:
+    # Prepare: node 1 voted by hand; its daemon then comes back
+    net = idle_net
+    register_all(net)
+    round_id = _proposed_round(net)
+    d = net.daemons[1]
+    net.coordinator.vote(net.accounts[1], round_id, True)
+    reviews: list[int] = []
+
+    def review(rid, *args, **kwargs):
+        reviews.append(rid)
+        return True, "reviewed", None, None
+
+    monkeypatch.setattr(d.participant, "review", review)
+    # Execute
+    d.tick()
+    # Assert: the daemon neither re-judged the proposal (a verdict it would log but never cast) nor voted
+    rec = d.state.get(round_id, "vote")
+    assert rec.status == StepStatus.DONE and rec.detail.get("found_on_chain") is True
+    assert reviews == []
+    assert sent_by(net, d.address).count("vote") == 1
+
+
+def test_a_node_claims_its_seat_in_the_last_block_of_the_claim_window(idle_net) -> None:
+    from flare_chain.chain import advance_blocks
+
+    # Prepare: a node with nothing to submit this round reaches the claim window's last block
+    net = idle_net
+    register_all(net)
+    round_id = open_round(net)
+    d = net.daemons[0]
+    d.state.record_skipped(round_id, "submit", "nothing to submit (test)")
+    info = net.coordinator.round_info(round_id)
+    advance_blocks(net.w3, info.claim_deadline - 1 - int(net.w3.eth.block_number))
+    # Execute: its next transaction lands in block claim_deadline, still inside the window
+    d.tick()
+    # Assert
+    claim = d.state.get(round_id, "claim")
+    assert claim.status == StepStatus.DONE
+    assert net.w3.eth.get_transaction_receipt(claim.tx_hash)["blockNumber"] == info.claim_deadline
+    assert net.coordinator.seat_output(round_id, d.address) != bytes(32)

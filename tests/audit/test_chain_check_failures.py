@@ -1,0 +1,257 @@
+"""Every chain-only audit check flags a history doctored the way a broken contract would allow.
+
+The auditor is the backstop for the contract: if a coordinator let a seat in
+outside its window, counted a late vote or committed one approval short, the
+audit must say so. Each test takes round 1 of the shared simulated history
+(four seats, 6666 bps: three approvals commit), confirms the check passes on
+it, changes the one record the check exists to judge, and asserts the check
+now fails naming that record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from flare_chain.audit import FAIL, PASS
+from flare_chain.audit.checks import (
+    check_global_chain,
+    check_proposer,
+    check_quorum,
+    check_seats,
+    check_votes,
+    required_approvals,
+)
+from flare_chain.audit.fetch import ChainReader
+from flare_chain.audit.history import History, RoundHistory, build_history
+from flare_chain.chain.artifacts import load_artifact
+from flare_chain.committee import sortition
+
+
+@pytest.fixture
+def history(fresh) -> History:
+    w3, target = fresh.fed.coordinator.w3, fresh.fed.target
+    reader = ChainReader(w3, target.address, load_artifact("FlareCoordinator").abi, show_progress=False)
+    head = int(w3.eth.block_number)
+    return build_history(reader, reader.events(target.block, head), chain_id=target.chain_id,
+                         from_block=target.block, to_block=head)
+
+
+@pytest.fixture
+def r(history: History) -> RoundHistory:
+    round_1 = history.rounds[1]
+    assert round_1.committed and len(round_1.seats) == 4
+    assert {f.status for f in [*check_seats(history, round_1), *check_votes(round_1),
+                               check_quorum(history, round_1), check_proposer(history, round_1)]} == {PASS}
+    return round_1
+
+
+def _seat_failures(history: History, r: RoundHistory) -> dict[str | None, str]:
+    return {f.node: f.detail for f in check_seats(history, r) if f.status == FAIL}
+
+
+# ---------------------------------------------------------------- seats
+
+
+def test_a_seat_whose_output_is_not_under_its_stakes_threshold_fails(history, r) -> None:
+    # Prepare: the seat holder's stake shrinks to 1 wei; its proof still verifies, the draw no longer wins
+    node = r.seats[0].node
+    history.registrations[node] = dataclasses.replace(history.registrations[node], stake=1)
+    # Execute
+    failures = _seat_failures(history, r)
+    # Assert
+    assert list(failures) == [node]
+    assert "is not under the threshold" in failures[node] and "stake 1 of" in failures[node]
+
+
+def test_seats_drawn_against_a_far_larger_total_stake_fail_the_threshold(history, r) -> None:
+    # k = 1 and W = 2^95 (the contract keeps stakes under 2^96): a 1-ether stake wins about 2^-35 of the
+    # output space, so none of the real outputs is in it
+    r.opened = dataclasses.replace(r.opened, expected_committee_size=1, total_stake=2**95)
+    failures = _seat_failures(history, r)
+    assert sorted(failures) == sorted(s.node for s in r.seats)
+    assert all("is not under the threshold" in d and "k=1" in d for d in failures.values())
+
+
+@pytest.mark.parametrize(("deadline", "offset", "in_window"), [
+    ("submission_deadline", 0, False), ("submission_deadline", 1, True), ("claim_deadline", 0, True),
+    ("claim_deadline", 1, False),
+])
+def test_a_seat_claimed_outside_the_claim_window_fails(history, r, deadline: str, offset: int,
+                                                       in_window: bool) -> None:
+    block = getattr(r.opened, deadline) + offset
+    node = r.seats[1].node
+    r.seats[1] = dataclasses.replace(r.seats[1], block_number=block)
+    failures = _seat_failures(history, r)
+    if in_window:
+        assert failures == {}
+    else:
+        assert list(failures) == [node] and f"claimed in block {block}, outside the claim window" in failures[node]
+
+
+def test_a_seat_of_a_node_registered_for_later_rounds_fails(history, r) -> None:
+    node = r.seats[2].node
+    history.registrations[node] = dataclasses.replace(history.registrations[node], first_eligible_round=2)
+    assert _seat_failures(history, r) == {node: "registered for rounds from 2 on"}
+
+
+def test_a_seat_of_an_unregistered_node_and_a_second_seat_fail(history, r) -> None:
+    del history.registrations[r.seats[0].node]
+    r.seats.append(r.seats[1])
+    failures = [(f.node, f.detail) for f in check_seats(history, r) if f.status == FAIL]
+    assert failures == [(r.seats[0].node, "holds a seat but never registered"),
+                        (r.seats[1].node, "claimed a second seat in the same round")]
+
+
+def test_a_seat_whose_claim_was_sent_by_another_account_fails(history, r) -> None:
+    node, other = r.seats[0].node, r.seats[1].node
+    r.proofs[node] = dataclasses.replace(r.proofs[node], sender=other)
+    failures = _seat_failures(history, r)
+    assert list(failures) == [node] and f"was sent by {other}" in failures[node]
+
+
+# ---------------------------------------------------------------- votes
+
+
+@pytest.mark.parametrize(("after_deadline", "late"), [(0, False), (1, True)])
+def test_a_vote_after_the_vote_deadline_fails(r, after_deadline: int, late: bool) -> None:
+    block = r.opened.vote_deadline + after_deadline
+    voter = r.votes[0].voter
+    r.votes[0] = dataclasses.replace(r.votes[0], block_number=block)
+    failures = [(f.node, f.detail) for f in check_votes(r) if f.status == FAIL]
+    if late:
+        assert failures == [(voter, f"voted in block {block}, after the deadline {r.opened.vote_deadline}")]
+    else:
+        assert failures == []
+
+
+def test_a_second_vote_from_one_member_fails(r) -> None:
+    r.votes.append(r.votes[0])
+    failures = [(f.node, f.detail) for f in check_votes(r) if f.status == FAIL]
+    assert len(failures) == 1 and failures[0][0] == r.votes[0].voter and "voted twice" in failures[0][1]
+
+
+# ---------------------------------------------------------------- quorum
+
+
+def _approvals(r: RoundHistory) -> list[int]:
+    return [i for i, v in enumerate(r.votes) if v.approve]
+
+
+def test_the_simulated_round_committed_with_exactly_the_required_approvals(history, r) -> None:
+    needed = required_approvals(history.params.approval_threshold_bps, len(r.seats))
+    assert (needed, len(_approvals(r)), r.outcome.approvals) == (3, 3, 3)
+    assert check_quorum(history, r).detail == "3 of 4 approved (needed 3)"
+
+
+def test_a_commit_one_approval_short_fails_the_quorum(history, r) -> None:
+    # Prepare: one approval turned into a rejection, and the commit event agreeing with the 2 that remain
+    last = _approvals(r)[-1]
+    r.votes[last] = dataclasses.replace(r.votes[last], approve=False)
+    r.outcome = dataclasses.replace(r.outcome, approvals=2)
+    # Execute
+    finding = check_quorum(history, r)
+    # Assert
+    assert finding.status == FAIL
+    assert finding.detail == "committed with 2 approval(s) of 4 seat(s); the threshold 6666 bps needs 3"
+
+
+def test_an_approval_cast_after_the_commit_does_not_count_towards_it(history, r) -> None:
+    last = _approvals(r)[-1]
+    r.votes[last] = dataclasses.replace(r.votes[last], block_number=r.outcome.block_number + 1)
+    r.outcome = dataclasses.replace(r.outcome, approvals=2)
+    finding = check_quorum(history, r)
+    assert finding.status == FAIL and "committed with 2 approval(s)" in finding.detail
+
+
+def test_an_approval_from_a_member_without_a_seat_does_not_count(history, r) -> None:
+    last = _approvals(r)[-1]
+    r.votes[last] = dataclasses.replace(r.votes[last], voter="0x" + "ee" * 20)
+    r.outcome = dataclasses.replace(r.outcome, approvals=2)
+    finding = check_quorum(history, r)
+    assert finding.status == FAIL and "committed with 2 approval(s)" in finding.detail
+
+
+def test_a_commit_below_the_minimum_committee_fails_the_quorum(history, r) -> None:
+    history.params = dataclasses.replace(history.params, min_committee_size=5)
+    finding = check_quorum(history, r)
+    assert finding.status == FAIL
+    assert finding.detail == "committed with 4 seat(s), fewer than the minimum committee 5"
+
+
+def test_a_commit_at_exactly_the_minimum_committee_passes(history, r) -> None:
+    history.params = dataclasses.replace(history.params, min_committee_size=4)
+    assert check_quorum(history, r).status == PASS
+
+
+def test_a_seat_claimed_after_the_commit_is_not_counted(history, r) -> None:
+    # A fifth seat after the commit: had it counted, 3 of 5 would be short of 6666 bps (needs 4)
+    late = dataclasses.replace(r.seats[0], node="0x" + "ee" * 20, block_number=r.outcome.block_number + 1)
+    r.seats.append(late)
+    assert check_quorum(history, r).status == PASS
+
+
+def test_a_commit_event_misreporting_its_count_fails_the_quorum(history, r) -> None:
+    r.outcome = dataclasses.replace(r.outcome, approvals=4)
+    finding = check_quorum(history, r)
+    assert finding.status == FAIL and finding.detail == "RoundCommitted reports 4/4, the events show 3/4"
+
+
+# ---------------------------------------------------------------- proposer
+
+
+def test_a_proposal_whose_rank_is_not_the_one_the_outputs_give_fails(history, r) -> None:
+    r.proposals[0] = dataclasses.replace(r.proposals[0], rank=r.proposals[0].rank + 1)
+    finding = check_proposer(history, r)
+    assert finding.status == FAIL and finding.detail == f"event says rank {r.proposals[0].rank}, outputs give 0"
+
+
+def test_a_proposal_by_a_later_rank_before_its_turn_fails(history, r) -> None:
+    # Prepare: the proposer's output swapped with the last-ranked member's, so the outputs rank it last (3),
+    # and the event agrees
+    last = sortition.leader_order({s.node: s.output for s in r.seats})[-1]
+    mine = next(i for i, s in enumerate(r.seats) if s.node == r.proposal.proposer)
+    theirs = next(i for i, s in enumerate(r.seats) if s.node == last)
+    r.seats[mine], r.seats[theirs] = (dataclasses.replace(r.seats[mine], output=r.seats[theirs].output),
+                                      dataclasses.replace(r.seats[theirs], output=r.seats[mine].output))
+    assert sortition.rank_of({s.node: s.output for s in r.seats}, r.proposal.proposer) == 3
+    r.proposals[0] = dataclasses.replace(r.proposals[0], rank=3)
+    # Execute
+    finding = check_proposer(history, r)
+    # Assert: rank 3's turn starts 3·leader_blocks after the leader's, and the proposal came before it
+    turn = history.schedule(r.opened).proposer_turn(3)
+    assert r.proposal.block_number < turn
+    assert finding.status == FAIL and f"its turn is blocks {turn}.." in finding.detail
+
+
+@pytest.mark.parametrize(("offset", "ok"), [(0, True), (1, False)])
+def test_a_proposal_after_the_proposal_deadline_fails(history, r, offset: int, ok: bool) -> None:
+    r.proposals[0] = dataclasses.replace(r.proposals[0], block_number=r.opened.proposal_deadline + offset)
+    assert (check_proposer(history, r).status == PASS) is ok
+
+
+def test_a_proposal_without_a_seat_and_a_second_proposal_fail(history, r) -> None:
+    r.proposals.append(r.proposals[0])
+    assert check_proposer(history, r).detail == "2 proposals in one round"
+    r.proposals[:] = [dataclasses.replace(r.proposals[0], proposer="0x" + "ee" * 20)]
+    assert check_proposer(history, r).detail == "proposed without a seat"
+
+
+# ---------------------------------------------------------------- adapter chain
+
+
+def test_a_round_opened_on_another_adapter_than_the_last_committed_fails(history, r) -> None:
+    assert check_global_chain(history, r, r.opened.global_cid).status == PASS
+    finding = check_global_chain(history, r, b"\x01\x55\x12\x20" + b"\x00" * 32)
+    assert finding.status == FAIL and "but the last committed adapter is" in finding.detail
+
+
+def test_a_round_whose_total_stake_is_below_a_seats_stake_fails_the_seats_without_stopping_the_audit(
+        history, r) -> None:
+    # A coordinator that miscounted W (here 1 wei) makes the threshold formula meaningless; the seats must be
+    # named, not the auditor stopped by the formula's own range check.
+    r.opened = dataclasses.replace(r.opened, total_stake=1)
+    failures = _seat_failures(history, r)
+    assert sorted(failures) == sorted(s.node for s in r.seats)
+    assert all("total stake 1" in d and "k=" in d for d in failures.values())
