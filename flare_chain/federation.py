@@ -173,7 +173,7 @@ class RoundReport:
     seconds: float
     nodes: list[NodeRoundReport] = field(default_factory=list)
     leader: str | None = None
-    """Name of the member with the lowest VRF output (None: nobody seated)."""
+    """Name of the member with the lowest leader score, keccak of its VRF output (None: nobody seated)."""
     proposer: str | None = None
     """Name of the member whose proposal went on-chain (None: no proposal)."""
     proposer_rank: int | None = None
@@ -302,7 +302,7 @@ def run_round(fed: Federation) -> RoundReport:
 
     Every node draws its VRF seat after the submission deadline and the
     selected ones claim with their proofs (verified on-chain). After the claim
-    deadline the members take their proposing turns lowest output first: the
+    deadline the members take their proposing turns lowest leader score first: the
     leader, then, if it stays silent for ``leader_blocks``, the next-ranked, and
     so on. Seated members review and vote; a round that cannot commit (too few
     seats, no proposal, rejection, timeout) fails and the previous global

@@ -437,12 +437,12 @@ class CoordinatorClient:
         return {seat.node: seat.output for seat in self.seats(round_id)}
 
     def leader(self, round_id: int) -> str | None:
-        """The member with the lowest VRF output (rank 0), or None while nobody holds a seat."""
+        """The member with the lowest leader score, keccak of its VRF output (rank 0); None while nobody is seated."""
         order = sortition.leader_order(self.seat_outputs(round_id))
         return order[0] if order else None
 
     def proposer_order(self, round_id: int) -> list[str]:
-        """Members in the order they may propose: lowest output first (ranks 0, 1, ...)."""
+        """Members in the order they may propose: lowest leader score first (ranks 0, 1, ...)."""
         return sortition.leader_order(self.seat_outputs(round_id))
 
     def has_voted(self, round_id: int, address: str) -> bool:

@@ -20,7 +20,7 @@ def test_demo_prints_round_tables_and_summary(tmp_path: Path, tiny_model_dir: Pa
     assert out.count("committed CID: bafy") == 2
     assert "round 1: committed" in out and "round 2: committed" in out
     # the VRF committee: 2 equal stakes with k=2 seat both nodes; the leader proposes
-    assert out.count("committee (2 of 2 seated, lowest VRF output leads): node-") == 2
+    assert out.count("committee (2 of 2 seated, lowest keccak(VRF output) leads): node-") == 2
     assert out.count("(leader) proposed") == 2 and "leader, proposed" in out
     assert "rank 1" in out and "0x" in out
     summary = out[out.index("summary:"):]

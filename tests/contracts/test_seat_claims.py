@@ -4,7 +4,7 @@ A claim carries a VRF proof the contract verifies against the sender's registere
 and the round's own input (chain id, contract, round, seed). Each altered field, each
 proof made for something else, and each claim by the wrong node or at the wrong time
 must revert with its own custom error and arguments. The proposer's turn follows the
-members' VRF outputs: the lowest first, the next one ``leaderBlocks`` later.
+members' leader scores (keccak of the VRF output): the lowest first, the next one ``leaderBlocks`` later.
 """
 
 from __future__ import annotations

@@ -234,7 +234,7 @@ def test_four_daemon_processes_commit_three_rounds_through_crashes_and_outages(t
             if current == 2 and not rpc_bounced and info.status == RoundStatus.OPEN:
                 rpc_bounced = True
                 rpc.down(5.0)
-            # The leader is the lowest VRF output among the seats, so it is only known once every node that
+            # The leader has the lowest leader score among the seats, so it is only known once every node that
             # will claim has claimed (k = n: all are selected); a late slow claimer could still outrank it.
             seated = head > info.submission_deadline and all(
                 coordinator.seat_output(2, a) != bytes(32) for a in address.values())

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from flare_chain.chain import RoundStatus
+from flare_chain.committee import sortition
 from flare_chain.federation import FederationConfig, run_federation
 from flare_chain.ipfs import ContentStore
 
@@ -31,9 +32,9 @@ def test_federation_commits_every_round_and_global_loss_falls(tmp_path: Path, ti
         assert (r.submissions, r.accepted, r.rejected) == (4, 4, 0)
         assert 2 <= r.committee_size == len(r.committee) <= 4
         assert r.approvals * 3 >= 2 * r.committee_size
-        # the leader holds the lowest VRF output of the seated members and it proposed
-        outputs = sorted(n.vrf_output for n in r.committee)
-        assert r.committee[0].vrf_output == outputs[0] and r.committee[0].rank == 0
+        # the leader holds the lowest leader score (keccak of the VRF output) of the seated members and it proposed
+        scores = [sortition.leader_score(n.vrf_output) for n in r.committee]
+        assert scores == sorted(scores) and r.committee[0].rank == 0
         assert r.leader == r.proposer == r.committee[0].name and r.proposer_rank == 0
         # only seated members vote
         assert all(n.seated for n in r.nodes if n.vote is not None)
