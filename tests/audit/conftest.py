@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from flare_chain.audit import AuditReport, ContentSource, run_audit
+from flare_chain.audit.fetch import ChainReader
+from flare_chain.audit.history import History, build_history
 from flare_chain.audit.simulate import SimulatedFederation, simulate
+from flare_chain.chain.artifacts import load_artifact
 from flare_chain.ipfs import ContentStore
 
 
@@ -33,6 +36,14 @@ class AuditBench:
         source = ContentSource(store or self.fed.store)
         return run_audit(self.fed.coordinator.w3, self.fed.target, source, model_dir=self.fed.model_dir,
                          model_search=[], show_progress=False, **kwargs)  # type: ignore[arg-type]
+
+    def history(self) -> History:
+        """The chain's history up to its head, as the auditor rebuilds it (for tests that doctor records)."""
+        w3, target = self.fed.coordinator.w3, self.fed.target
+        reader = ChainReader(w3, target.address, load_artifact("FlareCoordinator").abi, show_progress=False)
+        head = int(w3.eth.block_number)
+        return build_history(reader, reader.events(target.block, head), chain_id=target.chain_id,
+                             from_block=target.block, to_block=head)
 
     def store_copy(self, dest: Path) -> ContentStore:
         shutil.copytree(self.fed.store.root, dest)

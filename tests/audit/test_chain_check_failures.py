@@ -23,19 +23,13 @@ from flare_chain.audit.checks import (
     check_votes,
     required_approvals,
 )
-from flare_chain.audit.fetch import ChainReader
-from flare_chain.audit.history import History, RoundHistory, build_history
-from flare_chain.chain.artifacts import load_artifact
+from flare_chain.audit.history import History, RoundHistory
 from flare_chain.committee import sortition
 
 
 @pytest.fixture
 def history(fresh) -> History:
-    w3, target = fresh.fed.coordinator.w3, fresh.fed.target
-    reader = ChainReader(w3, target.address, load_artifact("FlareCoordinator").abi, show_progress=False)
-    head = int(w3.eth.block_number)
-    return build_history(reader, reader.events(target.block, head), chain_id=target.chain_id,
-                         from_block=target.block, to_block=head)
+    return fresh.history()
 
 
 @pytest.fixture

@@ -6,21 +6,10 @@ import dataclasses
 
 from flare_chain.audit import FAIL, PASS
 from flare_chain.audit.checks import check_proposer, check_seats, check_seed, check_votes, required_approvals
-from flare_chain.audit.fetch import ChainReader
-from flare_chain.audit.history import build_history
-from flare_chain.chain.artifacts import load_artifact
-
-
-def _history(fed):
-    w3, target = fed.coordinator.w3, fed.target
-    reader = ChainReader(w3, target.address, load_artifact("FlareCoordinator").abi, show_progress=False)
-    head = int(w3.eth.block_number)
-    return build_history(reader, reader.events(target.block, head), chain_id=target.chain_id,
-                         from_block=target.block, to_block=head)
 
 
 def test_doctored_seeds_seats_votes_and_turns_are_each_named(fresh) -> None:
-    history = _history(fresh.fed)
+    history = fresh.history()
     r = history.rounds[1]
     assert {f.status for f in [check_seed(history, r), *check_seats(history, r), *check_votes(r),
                                check_proposer(history, r)]} == {PASS}

@@ -6,31 +6,20 @@ import dataclasses
 
 from flare_chain.audit import FAIL, PASS
 from flare_chain.audit.checks import check_seats
-from flare_chain.audit.fetch import ChainReader
-from flare_chain.audit.history import build_history
-from flare_chain.chain.artifacts import load_artifact
-
-
-def _history(fed):
-    w3, target = fed.coordinator.w3, fed.target
-    reader = ChainReader(w3, target.address, load_artifact("FlareCoordinator").abi, show_progress=False)
-    head = int(w3.eth.block_number)
-    return build_history(reader, reader.events(target.block, head), chain_id=target.chain_id,
-                         from_block=target.block, to_block=head)
 
 
 def test_an_unbond_after_a_round_leaves_that_rounds_seats_valid(fresh) -> None:
     leaving = fresh.fed.nodes[0]
     fresh.fed.coordinator.request_unbond(leaving)
 
-    history = _history(fresh.fed)
+    history = fresh.history()
 
     assert history.registrations[leaving.address].exit_round == 2  # out of W from round 2 on
     assert {f.status for f in check_seats(history, history.rounds[1])} == {PASS}
 
 
 def test_a_seat_in_a_round_its_holder_had_left_is_named(fresh) -> None:
-    history = _history(fresh.fed)
+    history = fresh.history()
     r = history.rounds[1]
     seated = r.seats[0].node
     history.registrations[seated] = dataclasses.replace(history.registrations[seated], exit_round=1)
