@@ -35,6 +35,8 @@ class AuditTarget:
     deployment_tx: str | None = None
     block_hash: str | None = None
     code_hash: str | None = None
+    rpc_url: str | None = None
+    """Where the deployment file says the contract was deployed from: the audit's RPC unless ``--rpc`` is given."""
 
 
 def _int(doc: dict[str, object], key: str, path: Path) -> int:
@@ -72,7 +74,8 @@ def load_target(path: str | Path) -> AuditTarget:
         record = load_deployment(path)
         return AuditTarget(chain_id=record.chain_id, address=to_checksum_address(record.coordinator),
                            block=record.deployment_block, deployment_tx=record.deployment_tx,
-                           block_hash=record.deployment_block_hash, code_hash=record.code_hash)
+                           block_hash=record.deployment_block_hash, code_hash=record.code_hash,
+                           rpc_url=record.rpc_url)
     # Accept the names a deploy script is likely to use as well as the short ones.
     aliases = (("coordinator", "address"), ("contract_address", "address"), ("deployment_block", "block"),
                ("chainId", "chain_id"), ("deployment_block_hash", "block_hash"))
@@ -84,4 +87,14 @@ def load_target(path: str | Path) -> AuditTarget:
         raise ConfigError(f"deployment file {path}: 'address' must be the contract's 0x address, got {address!r}")
     return AuditTarget(chain_id=_int(doc, "chain_id", path), address=to_checksum_address(address),
                        block=_int(doc, "block", path), deployment_tx=_hash(doc, "deployment_tx", path),
-                       block_hash=_hash(doc, "block_hash", path), code_hash=_hash(doc, "code_hash", path))
+                       block_hash=_hash(doc, "block_hash", path), code_hash=_hash(doc, "code_hash", path),
+                       rpc_url=_url(doc, "rpc_url", path))
+
+
+def _url(doc: dict[str, object], key: str, path: Path) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.match(r"^(https?|wss?)://", value):
+        raise ConfigError(f"deployment file {path}: '{key}' must be an http(s):// or ws(s):// URL, got {value!r}")
+    return value

@@ -1,6 +1,6 @@
 """``flare-chain audit``: rebuild every round from chain logs and IPFS, and check it.
 
-    flare-chain audit --deployment deployment.json --rpc http://127.0.0.1:8545 \\
+    flare-chain audit --deployment deployment.json [--rpc http://127.0.0.1:8545] \\
         --ipfs http://127.0.0.1:5001 --rounds 1..20 --json audit.json --html audit.html
 
 Exit status: 0 when every check passed, 8 when at least one check failed (each
@@ -14,6 +14,7 @@ the same id, a block range past its head) stops the audit with one line, 4.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ __all__ = ["EXIT_FINDINGS", "EXIT_UNVERIFIABLE", "connect", "parse_rounds", "reg
 EXIT_FINDINGS = 8
 EXIT_UNVERIFIABLE = 9
 DEFAULT_RPC = "http://127.0.0.1:8545"
+
+log = logging.getLogger("flare_chain.cli.audit")
 
 
 def parse_rounds(text: str) -> range:
@@ -65,7 +68,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         cache = Path(args.cache) if args.cache else default_cache_dir() / "audit-ipfs"
         store = ContentStore(cache)
         kubo = KuboClient(args.ipfs, cache=store)
-    w3 = connect(args.rpc, args.rpc_timeout_s)
+    rpc_url = args.rpc or target.rpc_url or DEFAULT_RPC
+    log.info("auditing %s on chain %d through %s%s", target.address, target.chain_id, rpc_url,
+             "" if args.rpc or not target.rpc_url else " (the deployment file's rpc_url)")
+    w3 = connect(rpc_url, args.rpc_timeout_s)
     try:
         report = run_audit(w3, target, ContentSource(store, kubo), rounds=rounds,
                            model_dir=Path(args.model_dir) if args.model_dir else None,
@@ -89,7 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("audit", help="rebuild and verify every round from chain logs and IPFS",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--deployment", required=True, help="deployment JSON (chain_id, address, block)")
-    p.add_argument("--rpc", default=DEFAULT_RPC, help=f"Ethereum JSON-RPC endpoint (default {DEFAULT_RPC})")
+    p.add_argument("--rpc", default=None,
+                   help="Ethereum JSON-RPC endpoint (default: the deployment file's rpc_url, else "
+                        f"{DEFAULT_RPC})")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--ipfs", default="http://127.0.0.1:5001",
                        help="Kubo RPC endpoint to fetch objects from (default http://127.0.0.1:5001)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 
@@ -63,6 +64,13 @@ def test_no_verdicts_below_min_candidates_or_when_the_median_update_does_not_hel
     assert harmful_updates(_effects([0.05, 0.06, 0.07, -0.08, -0.01, -0.02])) == {}
     # three of seven with the median update helping: all three are flagged
     assert len(harmful_updates(_effects([0.05, 0.06, 0.07, -0.08, -0.01, -0.02, -0.03]))) == 3
+
+
+def test_a_probe_that_does_not_measure_the_round_is_reported_as_info_not_a_warning(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="flare_chain.aggregation")
+    assert harmful_updates(_effects([0.05, 0.06, 0.07, 0.08, -0.01, -0.02])) == {}
+    assert [(r.levelno, "does not lower the probe loss" in r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, True)]
 
 
 def test_verdicts_do_not_depend_on_the_order_effects_are_given_in() -> None:

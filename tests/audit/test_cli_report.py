@@ -78,6 +78,25 @@ def test_audit_command_names_each_finding_and_exits_nonzero(fresh, cli_args, tmp
     assert "1 failed" in printed or "failed" in printed
 
 
+@pytest.mark.parametrize(("rpc_flag", "expected"), [
+    ([], "http://127.0.0.1:18545"),  # the deployment file's rpc_url, not the default port
+    (["--rpc", "http://127.0.0.1:28545"], "http://127.0.0.1:28545"),  # an explicit --rpc wins
+])
+def test_audit_reads_the_rpc_url_from_the_deployment_file_unless_told(
+    fresh, cli_args, tmp_path, monkeypatch, capsys, rpc_flag, expected
+) -> None:
+    deployment = Path(cli_args[2])
+    doc = json.loads(deployment.read_text())
+    deployment.write_text(json.dumps({**doc, "rpc_url": "http://127.0.0.1:18545"}))
+    used = []
+    monkeypatch.setattr(audit_cli, "connect", lambda url, timeout_s: used.append(url) or fresh.fed.coordinator.w3)
+
+    status = main([*cli_args, "--store", str(fresh.fed.store.root), "--no-reproduce", *rpc_flag])
+
+    assert used == [expected]
+    assert status == audit_cli.EXIT_UNVERIFIABLE, capsys.readouterr().out  # --no-reproduce: chain checks only
+
+
 def test_rounds_option_parses_ranges() -> None:
     assert audit_cli.parse_rounds("2..4") == range(2, 5)
     assert audit_cli.parse_rounds("3") == range(3, 4)
