@@ -69,8 +69,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         store = ContentStore(cache)
         kubo = KuboClient(args.ipfs, cache=store)
     rpc_url = args.rpc or target.rpc_url or DEFAULT_RPC
-    log.info("auditing %s on chain %d through %s%s", target.address, target.chain_id, rpc_url,
-             "" if args.rpc or not target.rpc_url else " (the deployment file's rpc_url)")
+    if not args.rpc and target.rpc_url:  # say so when the endpoint did not come from the command line
+        log.info("auditing through %s, the deployment file's rpc_url (--rpc overrides it)", rpc_url)
     w3 = connect(rpc_url, args.rpc_timeout_s)
     try:
         report = run_audit(w3, target, ContentSource(store, kubo), rounds=rounds,
