@@ -203,13 +203,19 @@ def idle_net(tmp_path, tiny_model_dir, fast_params):
     _close(net)
 
 
-def test_restart_after_broadcast_resends_the_same_transaction(idle_net) -> None:
-    net = idle_net
+def _crash_after_register_broadcast(net):
+    """Node 0 dies right after broadcasting its registration; its stored (SIGNED) record."""
     arm(net, 0, {"register:sent"})
     with pytest.raises(BaseException, match="register:sent"):
         net.daemons[0].tick()
     stored = net.daemons[0].state.get(0, "register")
     assert stored.status == StepStatus.SIGNED
+    return stored
+
+
+def test_restart_after_broadcast_resends_the_same_transaction(idle_net) -> None:
+    net = idle_net
+    stored = _crash_after_register_broadcast(net)
     net.daemons[0].state.close()
     net.faults.pop(0)
     net.daemons[0] = make_daemon(net, 0)
@@ -481,11 +487,7 @@ def test_a_data_folder_from_a_redeployed_chain_with_the_same_id_and_address_is_r
 
 def test_settling_a_step_whose_stored_transaction_was_mined_marks_it_done(idle_net) -> None:
     net = idle_net
-    arm(net, 0, {"register:sent"})
-    with pytest.raises(BaseException, match="register:sent"):
-        net.daemons[0].tick()
-    stored = net.daemons[0].state.get(0, "register")
-    assert stored.status == StepStatus.SIGNED
+    stored = _crash_after_register_broadcast(net)
 
     settled = net.daemons[0].sender.settle(0, "register", "round over")
 
