@@ -109,6 +109,7 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
 
     uint256 private _currentRound;
     bytes private _globalAdapterCid;
+    bytes private _federationSpecCid;
     bytes private _proposedCid;
     mapping(uint256 round => Round) private _rounds;
     mapping(uint256 round => mapping(address node => bytes32)) private _submissions;
@@ -127,6 +128,10 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     error CoordinatorInvalidCidLength(uint256 length, uint256 minLength, uint256 maxLength);
     error CoordinatorGlobalAdapterAlreadyInitialized(bytes cid);
     error CoordinatorGlobalAdapterNotInitialized();
+    /// @notice The federation spec is set once; `cid` is the one already recorded.
+    error CoordinatorFederationSpecAlreadySet(bytes cid);
+    /// @notice The federation spec may only be set before the first round opens; `round` already did.
+    error CoordinatorFederationSpecAfterFirstRound(uint256 round);
     error CoordinatorPreviousRoundNotFinalized(uint256 round, RoundStatus status);
     /// @notice `expectedCommitteeSize` is below `minCommitteeSize` or above `maxExpectedCommitteeSize`.
     error CoordinatorInvalidExpectedCommitteeSize(
@@ -154,6 +159,8 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
 
     /// @notice The owner set the initial global adapter.
     event GlobalAdapterInitialized(bytes cid);
+    /// @notice The owner fixed the federation spec (the IPFS CID of the document every member follows).
+    event FederationSpecSet(bytes cid);
     /// @notice Round `round` opened; all deadlines are absolute block numbers (inclusive). Its
     ///         committee is drawn by sortition with expected size `expectedCommitteeSize` among
     ///         `eligibleNodes` nodes staking `totalStake` wei.
@@ -230,6 +237,18 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         _requireCidLength(cid.length);
         _globalAdapterCid = cid;
         emit GlobalAdapterInitialized(cid);
+    }
+
+    /// @notice Fix the federation spec's CID, once, before the first round (owner only).
+    /// @dev Members and auditors load the spec by this CID and refuse to act on any other copy, so
+    ///      it must not change under a running federation: it can be set only while no round exists.
+    /// @param cid binary CID of the canonical spec document, 2..64 bytes.
+    function setFederationSpec(bytes calldata cid) external onlyOwner {
+        if (_federationSpecCid.length != 0) revert CoordinatorFederationSpecAlreadySet(_federationSpecCid);
+        if (_currentRound != 0) revert CoordinatorFederationSpecAfterFirstRound(_currentRound);
+        _requireCidLength(cid.length);
+        _federationSpecCid = cid;
+        emit FederationSpecSet(cid);
     }
 
     /// @notice Open the next round (owner only). The previous round must be Committed or Failed.
@@ -403,6 +422,11 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     }
 
     // ------------------------------------------------------------------ views
+
+    /// @notice The federation spec's binary CID; empty until the owner sets it.
+    function federationSpecCid() external view returns (bytes memory) {
+        return _federationSpecCid;
+    }
 
     /// @notice Id of the latest opened round (0 before the first).
     function currentRound() external view returns (uint256) {

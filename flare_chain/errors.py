@@ -2,6 +2,7 @@
 
     FlareError                  root: anything an operator can act on
     ├── ConfigError             a configuration key or parameter is missing or invalid
+    │   └── SpecMismatch        this node's federation spec differs from the federation's
     ├── ChainError              a transaction reverted or the RPC endpoint misbehaved
     ├── IntegrityError          bytes do not match the hash/CID they were fetched under
     ├── StoreError              the content store is missing an object or cannot write
@@ -22,6 +23,7 @@ __all__ = [
     "FlareError",
     "GateRejection",
     "IntegrityError",
+    "SpecMismatch",
     "StoreError",
     "TrainingError",
     "UpdateError",
@@ -38,6 +40,12 @@ class ConfigError(FlareError):
     """A configuration key or call parameter is missing or out of range."""
 
     exit_code = 2
+
+
+class SpecMismatch(ConfigError):
+    """A node's own federation spec is not the one pinned for the federation; acting on it would split the committee."""
+
+    exit_code = 10
 
 
 class ChainError(FlareError):

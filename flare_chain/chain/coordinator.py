@@ -191,6 +191,10 @@ class CoordinatorClient:
         """Set the starting global adapter's binary CID (owner, once, before the first round)."""
         return self._send(owner, "initializeGlobalAdapter", bytes(cid))
 
+    def set_federation_spec(self, owner: LocalAccount, cid: bytes) -> TxResult:
+        """Fix the federation spec's binary CID (owner, once, before the first round)."""
+        return self._send(owner, "setFederationSpec", bytes(cid))
+
     def open_round(
         self,
         owner: LocalAccount,
@@ -338,6 +342,10 @@ class CoordinatorClient:
     def global_adapter_cid(self) -> bytes:
         """Binary CID of the current global adapter (empty before initialisation)."""
         return bytes(self._view("globalAdapterCid"))
+
+    def federation_spec_cid(self) -> bytes:
+        """Binary CID of the federation spec (empty when the owner has not set one)."""
+        return bytes(self._view("federationSpecCid"))
 
     def round_info(self, round_id: int) -> RoundInfo:
         """On-chain state of ``round_id`` (status NONE and zeros for a round never opened)."""

@@ -45,6 +45,7 @@ from flare_chain.chain.coordinator import (
     deploy_coordinator,
 )
 from flare_chain.errors import ChainError, ConfigError, IntegrityError
+from flare_chain.ipfs.multiformats import cid_to_bytes
 
 __all__ = [
     "DEPLOYMENT_FORMAT",
@@ -114,6 +115,8 @@ class Deployment(BaseModel):
     code_hash: str | None = Field(
         None, pattern=_HASH32, description="keccak256 of the runtime code at the address (EXTCODEHASH)")
     rpc_url: str | None = Field(None, description="where it was deployed from (informative only)")
+    federation_spec_cid: str | None = Field(
+        None, description="CID of the federation spec fixed on the coordinator (setFederationSpec); None: none set")
     created_at: datetime
 
     def client(self, w3: Web3, **kwargs: Any) -> CoordinatorClient:
@@ -147,10 +150,13 @@ def deploy(
     params: ConstructorParams | None = None,
     *,
     rpc_url: str | None = None,
+    federation_spec_cid: str | None = None,
 ) -> tuple[Deployment, CoordinatorClient]:
     """Deploy FlareCoordinator with ``params`` signed by ``deployer``; return its record and a client.
 
-    ``deployer`` becomes the contract's owner (it opens rounds). Raises
+    ``deployer`` becomes the contract's owner (it opens rounds). With
+    ``federation_spec_cid`` (the spec already pinned) the owner fixes it on
+    the coordinator in the next transaction, before any round can open. Raises
     ChainError naming the cause when the deployment is refused or reverts,
     and when the deployer cannot pay for it.
     """
@@ -169,6 +175,8 @@ def deploy(
         max_sample_count=params.max_sample_count,
     )
     binding = read_binding(w3, client.address, find_deployment_tx(w3, client.address, client.deployment_block))
+    if federation_spec_cid is not None:
+        client.set_federation_spec(deployer, cid_to_bytes(federation_spec_cid))
     record = Deployment(
         chain_id=int(w3.eth.chain_id),
         coordinator=client.address,
@@ -180,6 +188,7 @@ def deploy(
         constructor=params,
         artifact=artifact_hashes(load_artifact(CONTRACT_NAME)),
         rpc_url=rpc_url,
+        federation_spec_cid=federation_spec_cid,
         created_at=datetime.now(UTC).replace(microsecond=0),
     )
     return record, client

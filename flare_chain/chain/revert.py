@@ -38,6 +38,8 @@ _HINTS: dict[str, str] = {
     "CoordinatorKeyNotSender": "register the sender's own public key: its address is the last 20 bytes of keccak(x || y)",
     "CoordinatorInvalidCidLength": "pass the binary CID (2..64 bytes), not its text form",
     "CoordinatorGlobalAdapterAlreadyInitialized": "the global adapter is set once; later ones come from rounds",
+    "CoordinatorFederationSpecAlreadySet": "the federation spec is set once; deploy a new coordinator for another spec",
+    "CoordinatorFederationSpecAfterFirstRound": "set the federation spec before opening the first round",
     "CoordinatorGlobalAdapterNotInitialized": "initialize the global adapter before opening a round",
     "CoordinatorPreviousRoundNotFinalized": "wait for the previous round to commit or call finalize_round after its deadline",
     "CoordinatorPhaseOutOfBounds": ("each phase is 1..100800 blocks and the claim window at least 3 "

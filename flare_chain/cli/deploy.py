@@ -36,6 +36,12 @@ def add_deploy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-sample-count", type=int, default=DEFAULT_MAX_SAMPLE_COUNT, metavar="N",
                    help="most samples one submission may claim: caps one update's aggregation weight "
                         f"(default {DEFAULT_MAX_SAMPLE_COUNT})")
+    p.add_argument("--spec", type=Path, default=None, metavar="SPEC.toml",
+                   help="federation spec to pin (--spec-repo/--spec-ipfs) and fix on the coordinator; its "
+                        "committee.max_sample_count becomes the contract's cap (default: no spec)")
+    from flare_chain.cli.spec import add_spec_store_arguments
+
+    add_spec_store_arguments(p)
     p.add_argument("--out", type=Path, default=Path("deployment.json"), help="deployment file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing deployment file")
 
@@ -49,14 +55,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
     from flare_chain.chain.deployment import ConstructorParams, connect_rpc, deploy, write_deployment
+    from flare_chain.cli.spec import open_spec_store
     from flare_chain.errors import ConfigError
     from flare_chain.node.keys import load_account, read_password
+    from flare_chain.protocol.spec import FederationSpec, pin_spec
 
+    spec = FederationSpec.from_toml(args.spec) if args.spec is not None else None
+    max_sample_count = args.max_sample_count
+    if spec is not None:
+        cap = spec.committee.max_sample_count
+        if max_sample_count not in (cap, DEFAULT_MAX_SAMPLE_COUNT):
+            raise ConfigError(f"--max-sample-count {max_sample_count} contradicts the spec's "
+                              f"committee.max_sample_count {cap}; set it in {args.spec} only")
+        max_sample_count = cap
     try:
         params = ConstructorParams(approval_threshold_bps=args.threshold_bps, min_committee_size=args.min_committee,
                                    leader_blocks=args.leader_blocks, min_stake_wei=args.min_stake,
-                                   max_sample_count=args.max_sample_count)
+                                   max_sample_count=max_sample_count)
     except ValidationError as exc:
         names = {"approval_threshold_bps": "--threshold-bps", "min_committee_size": "--min-committee",
                  "leader_blocks": "--leader-blocks", "min_stake_wei": "--min-stake",
@@ -65,10 +82,14 @@ def run(args: argparse.Namespace) -> int:
                                     for e in exc.errors())) from None
     if args.out.exists() and not args.overwrite:  # checked before spending gas
         raise ConfigError(f"deployment file {args.out} already exists; pass --overwrite or choose another --out")
+    spec_cid = None
+    if spec is not None:  # pinned before any gas is spent, so an unreachable store costs nothing
+        spec_cid = pin_spec(open_spec_store(args), spec)
+        log.info("federation spec %s pinned (%s)", spec_cid, args.spec)
     password = read_password(env_name=args.password_env, file=args.password_file)
     deployer = load_account(args.keystore, password)
     w3 = connect_rpc(args.rpc)
-    record, _client = deploy(w3, deployer, params, rpc_url=args.rpc)
+    record, _client = deploy(w3, deployer, params, rpc_url=args.rpc, federation_spec_cid=spec_cid)
     write_deployment(record, args.out, overwrite=args.overwrite)
     log.info("FlareCoordinator deployed at %s on chain %d (block %d, tx %s)", record.coordinator,
              record.chain_id, record.deployment_block, record.deployment_tx)

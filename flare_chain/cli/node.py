@@ -56,6 +56,7 @@ def build_daemon(config: Any, *, show_progress: bool | None = None) -> Any:
     from flare_chain.node.daemon import Daemon, DaemonSettings, Faults
     from flare_chain.node.endpoint import EndpointStore
     from flare_chain.node.keys import load_account, read_password
+    from flare_chain.node.spec_binding import bind_spec
     from flare_chain.node.state import NodeState
 
     s = config.node
@@ -77,16 +78,21 @@ def build_daemon(config: Any, *, show_progress: bool | None = None) -> Any:
         from flare_chain.lora.reference import ensure_reference_model
 
         model_dir = ensure_reference_model(show_progress=bool(show_progress))
+    explicit_tolerance = "vote_tolerance" in config.committee.model_fields_set
+    bound = bind_spec(coordinator.federation_spec_cid(), store, expected_cid=config.chain.spec_cid,
+                      training=config.training,
+                      vote_tolerance=config.committee.vote_tolerance if explicit_tolerance else None)
+    vote_tolerance = bound.spec.committee.vote_tolerance if bound.cid else config.committee.vote_tolerance
     tty = sys.stderr.isatty() if show_progress is None else show_progress
     settings = DaemonSettings(
         poll_interval_s=config.chain.poll_interval_s, confirmations=config.chain.confirmations,
-        participate=config.committee.participate, vote_tolerance=config.committee.vote_tolerance,
+        participate=config.committee.participate, vote_tolerance=vote_tolerance,
         stake_wei=config.committee.stake_wei, backoff_s=max(config.ipfs.backoff_s, 0.5), show_progress=tty,
         compression=config.compression.powersgd_config(),
     )
     return Daemon(name=s.name, account=account, coordinator=coordinator, store=store,
                   state=NodeState(data_dir / "state.sqlite"), texts=texts, model_dir=model_dir,
-                  params=config.train_params(), settings=settings, faults=Faults.from_env(node=s.name))
+                  params=bound.train_params(config.training), spec=bound.spec, settings=settings, faults=Faults.from_env(node=s.name))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -90,6 +90,8 @@ class ChainSettings(BaseModel):
     poll_interval_s: float = Field(2.0, gt=0, le=3600)
     confirmations: int = Field(1, ge=0, le=64)
     log_chunk_blocks: int = Field(10_000, ge=1)
+    spec_cid: str | None = Field(None, description=(
+        "the federation spec CID this node agrees to follow; None: adopt the one the coordinator names"))
 
     @model_validator(mode="after")
     def _one_contract_source(self) -> ChainSettings:

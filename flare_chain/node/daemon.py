@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
 
@@ -45,7 +45,6 @@ from flare_chain.chain import CoordinatorClient, RoundStatus, sort_addresses
 from flare_chain.chain.deployment import chain_history
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.committee import vrf
-from flare_chain.committee.aggregate import build_aggregate
 from flare_chain.compression import PowerSGDConfig
 from flare_chain.errors import ChainError, ConfigError, FlareError
 from flare_chain.ipfs import cid_from_bytes, cid_to_bytes
@@ -64,6 +63,9 @@ from flare_chain.node.residual import CompressorStore
 from flare_chain.node.state import NodeState, StepStatus
 from flare_chain.progress import Progress, progress
 from flare_chain.protocol import Phase, RoundSchedule
+
+if TYPE_CHECKING:
+    from flare_chain.protocol.spec import FederationSpec
 
 __all__ = [
     "FAULT_ENV",
@@ -196,6 +198,7 @@ class Daemon:
         texts: Any,  # list[str] or NodeData (validated by flare_chain.lora.datasets before the daemon is built)
         model_dir: Path,
         params: Any,
+        spec: FederationSpec | None = None,
         settings: DaemonSettings | None = None,
         faults: Faults | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -222,7 +225,7 @@ class Daemon:
         self._bar_sink: Progress | None = None
         self._bar_round = 0
         self.participant = Participant(name, account, texts, model_dir=model_dir, params=params,
-                                       coordinator=coordinator, store=store, show_progress=False)
+                                       coordinator=coordinator, store=store, show_progress=False, spec=spec)
         self.params = self.participant.params  # target modules resolved against the base
         self.residuals: CompressorStore | None = None
         if self.settings.compression is not None:
@@ -644,7 +647,7 @@ class Daemon:
                 if not accepted:
                     self._skip(round_id, "propose", f"no submission passed the gates ({len(rejected)} rejected)")
                     return
-                aggregate = build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params)
+                aggregate = self.participant.aggregate(round_id, previous, accepted)
                 self.state.record_intent(round_id, "propose", {
                     "cid": aggregate.cid, "accepted": len(accepted), "rejected": len(rejected),
                     "aggregate_seconds": time.perf_counter() - began})

@@ -45,6 +45,10 @@ class EndpointStore:
         """A file's bytes, every block verified against its CID (IntegrityError names the endpoint)."""
         return self.client.cat(cid_or_path)
 
+    def add_bytes(self, data: bytes, *, cid_version: int = 0, pin: bool = True) -> str:
+        """``ipfs add`` of in-memory bytes to the endpoint (its answer checked against the local CID)."""
+        return self.client.add(data, cid_version=cid_version, pin=pin)
+
     def add_directory(self, path: str | os.PathLike[str], *, cid_version: int = 0, raw_leaves: bool | None = None,
                       pin: bool = True, only_hash: bool = False, include_hidden: bool = False) -> str:
         """``ipfs add -r`` to the endpoint (its answer checked against the local CID); hash-only stays local."""

@@ -42,6 +42,7 @@ from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.lora.train import train_lora
 from flare_chain.node.bundles import MANIFEST_FILE, GlobalAdapter, fetch_global_bundle, pin_update_bundle
 from flare_chain.protocol import RoundSchedule
+from flare_chain.protocol.spec import FederationSpec
 
 __all__ = ["Participant", "Review", "SubmissionRecord"]
 
@@ -89,8 +90,11 @@ class Participant:
         store: ContentStore,
         show_progress: bool = True,
         compressor: PowerSGDCompressor | None = None,
+        spec: FederationSpec | None = None,
     ) -> None:
         self.name = name
+        self.spec = spec if spec is not None else FederationSpec()
+        """The federation's rules this node gates, aggregates and votes by (defaults when the chain names none)."""
         self.account = account
         self.address: str = account.address
         self.model_dir = Path(model_dir)
@@ -242,8 +246,14 @@ class Participant:
         when the round opened, so every member draws the same probe.
         """
         seed = self.coordinator.round_info(round_id).seed
-        return check_submissions(self.store, round_id, submissions, previous,
+        return check_submissions(self.store, round_id, submissions, previous, gates=self.spec.gates,
                                  model_dir=self.model_dir, params=self.params, probe_seed=seed)
+
+    def aggregate(self, round_id: int, previous: GlobalAdapter, accepted: Sequence[CheckedUpdate], *,
+                  pin: bool = True) -> AggregateResult:
+        """Combine ``accepted`` onto ``previous`` with the spec's aggregator (pinned, or only hashed)."""
+        return build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params,
+                               aggregator=self.spec.aggregator.build(), pin=pin)
 
     def propose(self, round_id: int, previous: GlobalAdapter) -> tuple[AggregateResult, list[Rejection], TxResult]:
         """As leader: gate every submission, aggregate the survivors, pin and propose the result."""
@@ -252,7 +262,7 @@ class Participant:
         if not accepted:
             raise ChainError(f"round {round_id}: no submission passed the gates ({len(rejected)} rejected); "
                              "nothing to propose, the round will fail at its proposal deadline")
-        aggregate = build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params)
+        aggregate = self.aggregate(round_id, previous, accepted)
         tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(aggregate.cid),
                                                 aggregate.accepted)
         log.info("round %d %s: proposed %s from %d updates (%d rejected, gas %d)", round_id, self.name,
@@ -277,7 +287,7 @@ class Participant:
         if passing_nodes != proposed_nodes:
             return False, f"accepted set {proposed_nodes} differs from the updates that pass the gates {passing_nodes}", \
                 loss_before, None
-        recomputed = build_aggregate(self.store, round_id, previous, passing, self.model_dir, self.params, pin=False)
+        recomputed = self.aggregate(round_id, previous, passing, pin=False)
         proposed_cid = cid_from_bytes(proposal.global_cid)
         if recomputed.cid != proposed_cid:
             return False, f"recomputed aggregate is {recomputed.cid}, proposal says {proposed_cid}", loss_before, None

@@ -239,3 +239,28 @@ def test_a_bare_address_without_code_is_refused_before_any_call(chain) -> None:
     _, w3 = chain
     with pytest.raises(IntegrityError, match=r"no contract there.*chain\.deployment"):
         open_address(w3, "0x" + "cd" * 20, source="node config chain.contract")
+
+
+def test_cli_deploy_with_a_spec_pins_it_and_fixes_its_cid(tmp_path: Path, chain, capsys, monkeypatch) -> None:
+    from flare_chain.ipfs import ContentStore, cid_to_bytes
+    from flare_chain.protocol.spec import FederationSpec, fetch_spec
+
+    server, w3 = chain
+    keystore = tmp_path / "owner.json"
+    owner = create_keystore(keystore, "password-123", kdf_iterations=2)
+    fund_accounts(w3, [owner], 10**19)
+    monkeypatch.setenv("OWNER_PW", "password-123")
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text('name = "cli"\n[aggregator]\nname = "median"\n[committee]\nmax_sample_count = 777\n')
+    repo, out = tmp_path / "repo", tmp_path / "deployment.json"
+    argv = ["deploy", "--rpc", server.url, "--keystore", str(keystore), "--password-env", "OWNER_PW",
+            "--spec", str(spec_file), "--spec-repo", str(repo), "--out", str(out)]
+    assert cli_main([*argv, "--max-sample-count", "5"]) == ConfigError.exit_code  # contradicts the spec, no gas spent
+    assert "contradicts the spec" in capsys.readouterr().err and not out.exists()
+    assert cli_main(argv) == 0
+    record, client = open_deployment(w3, out)
+    spec = fetch_spec(ContentStore(repo), record.federation_spec_cid)
+    assert spec.name == "cli" and spec.aggregator.name == "median"
+    assert client.federation_spec_cid() == cid_to_bytes(record.federation_spec_cid)
+    assert client.max_sample_count() == 777 == record.constructor.max_sample_count
+    assert FederationSpec.from_toml(spec_file) == spec

@@ -1,0 +1,305 @@
+"""The federation spec: every parameter the members of one federation must agree on.
+
+A committee member recomputes the leader's gates and aggregate; the auditor
+recomputes them again later. If any of them uses another gate threshold,
+aggregator, codec version or LoRA setting, the recomputation differs and an
+honest leader is voted down (or a dishonest one waved through). So these
+values are not code defaults that a release may change: they live in one
+typed, versioned document that is pinned to IPFS, and its CID is fixed on the
+coordinator before the first round (``setFederationSpec``, emitting
+``FederationSpecSet``). Nodes, leader, members and auditor load the spec by
+that CID and refuse to act when their own copy differs.
+
+The pinned form is canonical JSON (sorted keys, no spaces, every field
+written out), so the same spec always has the same CID and a reader never
+falls back on its own defaults: :meth:`FederationSpec.from_canonical` refuses
+a document with a missing field. Authors write TOML with only what differs
+from the defaults (:meth:`FederationSpec.from_toml`); ``flare-chain spec
+init`` writes a complete one to start from.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from flare_chain.aggregation.base import Aggregator
+from flare_chain.aggregation.pipeline import GateSettings
+from flare_chain.compression.codec import CODEC_VERSION
+from flare_chain.errors import ConfigError, IntegrityError, SpecMismatch
+from flare_chain.ipfs.unixfs import cid_of_bytes
+from flare_chain.lora.params import LoraTrainParams
+
+__all__ = [
+    "SPEC_FORMAT",
+    "AggregatorName",
+    "AggregatorSpec",
+    "BaseModelSpec",
+    "CommitteeSpec",
+    "CompressionSpec",
+    "FederationSpec",
+    "PrivacySpec",
+    "SpecStore",
+    "fetch_spec",
+    "pin_spec",
+    "spec_cid",
+    "spec_differences",
+]
+
+SPEC_FORMAT: Final = "flare-chain/federation-spec@1"
+"""The document's format tag; a reader refuses any other (a later format is a later reader's job)."""
+
+AggregatorName = Literal["fedavg", "trimmed_mean", "median", "multi_krum"]
+"""Exact LoRA aggregation is not offered yet: its residual would have to be pinned with each adapter so
+that every member carries the same one (see the README)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BaseModelSpec(_Section):
+    """Which base model every node fine-tunes: its IPFS CID, or for a folder shared out of band its sha256."""
+
+    cid: str | None = Field(None, description="CID of the model folder (flare-chain model add)")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                               description="the folder's content hash when it is not published by CID")
+
+
+class CompressionSpec(_Section):
+    """The update codec members decode with; a node on another codec version is refused, not misread."""
+
+    codec_version: int = Field(CODEC_VERSION, ge=1, description="compressed-update format version")
+    powersgd_rank: int = Field(4, ge=1, le=256, description="PowerSGD rank of the factors nodes send")
+
+
+class AggregatorSpec(_Section):
+    """How the committee combines the accepted updates; each choice's parameters sit beside it."""
+
+    name: AggregatorName = "fedavg"
+    trim_fraction: float = Field(0.1, ge=0, lt=0.5, description="trimmed_mean: share cut at each end")
+    krum_byzantine: int = Field(1, ge=0, description="multi_krum: updates assumed Byzantine (f)")
+    krum_selected: int | None = Field(None, ge=1, description="multi_krum: updates averaged (m); None: n - f")
+
+    def build(self) -> Aggregator:
+        """The aggregator this section names, with its parameters."""
+        from flare_chain.aggregation import CoordinateMedian, FedAvg, MultiKrum, TrimmedMean
+
+        if self.name == "trimmed_mean":
+            return TrimmedMean(beta=self.trim_fraction)
+        if self.name == "median":
+            return CoordinateMedian()
+        if self.name == "multi_krum":
+            return MultiKrum(self.krum_byzantine, self.krum_selected)
+        return FedAvg()
+
+
+class PrivacySpec(_Section):
+    """Node-side differential privacy: each node clips its delta and adds Gaussian noise before pinning."""
+
+    enabled: bool = False
+    clip_norm: float = Field(1.0, gt=0, description="L2 bound on a node's delta (the policy gate enforces it)")
+    noise_multiplier: float = Field(0.0, ge=0, description="noise std / clip_norm")
+    delta: float = Field(1e-5, gt=0, lt=1, description="the δ at which the auditor reports ε")
+
+
+class CommitteeSpec(_Section):
+    """What a member tolerates when it judges a proposal against its own data."""
+
+    vote_tolerance: float = Field(0.0, ge=0, le=1, description=(
+        "relative rise of the member's held-out loss it still approves; 0 rejects any adapter worse on its data"))
+    max_sample_count: int = Field(100_000, ge=1, lt=2**64, description=(
+        "the most samples one update may claim (the coordinator's maxSampleCount; FedAvg weights are clipped to it)"))
+
+
+class FederationSpec(_Section):
+    """One federation's protocol parameters, pinned by CID; see the module docstring."""
+
+    format: Literal["flare-chain/federation-spec@1"] = SPEC_FORMAT
+    name: str = Field("flare-chain federation", min_length=1, max_length=200)
+    task: str = Field("", max_length=200, description="the data task nodes train on, in words or a dataset name")
+    base_model: BaseModelSpec = BaseModelSpec()
+    lora: LoraTrainParams = LoraTrainParams()
+    compression: CompressionSpec = CompressionSpec()
+    gates: GateSettings = GateSettings()
+    aggregator: AggregatorSpec = AggregatorSpec()
+    privacy: PrivacySpec = PrivacySpec()
+    committee: CommitteeSpec = CommitteeSpec()
+    probe_corpus_cid: str | None = Field(None, description="public probe corpus for the probe-loss gate")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FederationSpec:
+        if self.privacy.enabled and self.privacy.noise_multiplier <= 0:
+            raise ValueError("privacy.enabled needs privacy.noise_multiplier > 0")
+        return self
+
+    # ----------------------------------------------------------- reading
+
+    @classmethod
+    def build(cls, data: dict[str, Any], *, source: str) -> FederationSpec:
+        """Validate a parsed document; ConfigError names ``source`` and each bad key."""
+        try:
+            return cls.model_validate(data)
+        except (ValidationError, ConfigError) as exc:
+            raise ConfigError(f"{source}: not a valid federation spec: {_describe(exc)}") from None
+
+    @classmethod
+    def from_toml(cls, path: Path) -> FederationSpec:
+        """An author's TOML (only what differs from the defaults is needed)."""
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"federation spec {path} does not exist; write one with `flare-chain spec init`") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"federation spec {path} is not valid TOML: {exc}") from None
+        data.setdefault("format", SPEC_FORMAT)
+        return cls.build(data, source=str(path))
+
+    @classmethod
+    def from_canonical(cls, raw: bytes, *, source: str) -> FederationSpec:
+        """A pinned document: canonical JSON with every field present (no reader-side defaults)."""
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{source}: federation spec is not JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != SPEC_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ConfigError(f"{source}: federation spec format is {found!r}; this build reads {SPEC_FORMAT!r}")
+        spec = cls.build(data, source=source)
+        missing = _missing_keys(spec.document(), data)
+        if missing:
+            raise ConfigError(f"{source}: federation spec leaves out {', '.join(missing)}; a pinned spec writes "
+                              "every field so that no reader falls back on its own defaults")
+        if spec.canonical_bytes() != raw:
+            raise ConfigError(f"{source}: federation spec is not in canonical form (sorted keys, no spaces); "
+                              "pin it with `flare-chain spec pin`")
+        return spec
+
+    # ----------------------------------------------------------- writing
+
+    def document(self) -> dict[str, Any]:
+        """Every field, JSON-typed (tuples as lists)."""
+        return json.loads(self.model_dump_json())  # type: ignore[no-any-return]
+
+    def canonical_bytes(self) -> bytes:
+        """The pinned form: sorted keys, no whitespace, UTF-8. Equal specs give equal bytes (and CIDs)."""
+        return json.dumps(self.document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode()
+
+    def to_toml(self) -> str:
+        """A complete TOML rendering (every key), for ``flare-chain spec init``; it reads back equal."""
+        text = _toml(self.document())
+        data = tomllib.loads(text)
+        if FederationSpec.build(data, source="the TOML rendering") != self:
+            raise ConfigError("this spec sets a field to none whose default is not none; TOML cannot write it, "
+                              "pin the spec from JSON instead")
+        return text
+
+    # ----------------------------------------------------------- comparing
+
+    def require_same(self, other: FederationSpec, *, mine: str, theirs: str) -> None:
+        """Raise SpecMismatch naming every field where ``other`` differs from this spec."""
+        diffs = spec_differences(self, other)
+        if diffs:
+            shown = "; ".join(f"{key}: {a!r} here, {b!r} in {theirs}" for key, a, b in diffs[:5])
+            more = f" (+{len(diffs) - 5} more)" if len(diffs) > 5 else ""
+            raise SpecMismatch(f"{mine} differs from {theirs}: {shown}{more}; use the federation's spec "
+                               "(load it by CID) instead of a local copy")
+
+
+def spec_differences(a: FederationSpec, b: FederationSpec) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, a's value, b's value)`` for every field that differs."""
+    out: list[tuple[str, Any, Any]] = []
+
+    def walk(x: Any, y: Any, prefix: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(set(x) | set(y)):
+                walk(x.get(key), y.get(key), f"{prefix}.{key}" if prefix else key)
+        elif x != y:
+            out.append((prefix, x, y))
+
+    walk(a.document(), b.document(), "")
+    return out
+
+
+def _missing_keys(full: dict[str, Any], given: dict[str, Any], prefix: str = "") -> list[str]:
+    missing: list[str] = []
+    for key, value in full.items():
+        name = f"{prefix}{key}"
+        if key not in given:
+            missing.append(name)
+        elif isinstance(value, dict) and isinstance(given[key], dict):
+            missing.extend(_missing_keys(value, given[key], f"{name}."))
+    return missing
+
+
+def _describe(exc: ValidationError | ConfigError) -> str:
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}" for e in exc.errors())
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _toml(document: dict[str, Any]) -> str:
+    """TOML has no null: a None field is written as a comment, and reads back as its default (None)."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in document.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif value is None:
+            lines.append(f"# {key} = (none)")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append("")
+        lines.append(f"[{name}]")
+        for key, value in table.items():
+            lines.append(f"# {key} = (none)" if value is None else f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+class SpecStore(Protocol):
+    """What pinning and loading a spec needs from a content store (embedded or a Kubo endpoint)."""
+
+    def cat(self, cid_or_path: str) -> bytes: ...
+
+    def add_bytes(self, data: bytes, *, cid_version: int = ..., pin: bool = ...) -> str: ...
+
+
+SPEC_CID_VERSION = 1
+"""Specs are pinned as CIDv1 (raw leaves), like every other flare-chain document."""
+
+
+def spec_cid(spec: FederationSpec) -> str:
+    """The CID ``pin_spec`` gives ``spec`` (what the coordinator records), computed without a store."""
+    return cid_of_bytes(spec.canonical_bytes(), cid_version=SPEC_CID_VERSION)
+
+
+def pin_spec(store: SpecStore, spec: FederationSpec) -> str:
+    """Pin the canonical form and return its CID (checked against the locally computed one)."""
+    cid = store.add_bytes(spec.canonical_bytes(), cid_version=SPEC_CID_VERSION, pin=True)
+    expected = spec_cid(spec)
+    if cid != expected:
+        raise IntegrityError(f"the store answered {cid} for the federation spec, which hashes to {expected}")
+    return cid
+
+
+def fetch_spec(store: SpecStore, cid: str) -> FederationSpec:
+    """Load a federation spec by CID (the store verifies the bytes against the CID)."""
+    return FederationSpec.from_canonical(store.cat(cid), source=f"federation spec {cid}")

@@ -1,0 +1,136 @@
+"""The federation spec: one canonical document per set of parameters, and no silent defaults when read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flare_chain.aggregation import CoordinateMedian, FedAvg, MultiKrum, TrimmedMean
+from flare_chain.errors import ConfigError, IntegrityError, SpecMismatch
+from flare_chain.ipfs import ContentStore
+from flare_chain.protocol.spec import (
+    SPEC_FORMAT,
+    AggregatorSpec,
+    FederationSpec,
+    fetch_spec,
+    pin_spec,
+    spec_cid,
+    spec_differences,
+)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_toml_with_only_changes_fills_the_rest_and_pins_every_field(tmp_path: Path) -> None:
+    spec = FederationSpec.from_toml(_write(tmp_path, 'name = "median fed"\n[aggregator]\nname = "median"\n'
+                                                     '[gates]\nnorm_threshold = 4.0\n[lora]\nrank = 4\n'))
+    assert spec.aggregator.name == "median" and spec.gates.norm_threshold == 4.0 and spec.lora.rank == 4
+    document = json.loads(spec.canonical_bytes())
+    assert document["format"] == SPEC_FORMAT
+    assert document["gates"]["direction_threshold"] == FederationSpec().gates.direction_threshold
+    assert set(document["lora"]) == set(FederationSpec().lora.model_dump())
+    assert FederationSpec.from_canonical(spec.canonical_bytes(), source="t") == spec
+
+
+def test_the_complete_toml_reads_back_equal(tmp_path: Path) -> None:
+    spec = FederationSpec.from_toml(_write(tmp_path, '[aggregator]\nname = "multi_krum"\nkrum_byzantine = 2\n'))
+    assert FederationSpec.from_toml(_write(tmp_path, spec.to_toml())) == spec
+
+
+@settings(max_examples=40, deadline=None)
+@given(rank=st.integers(1, 64), threshold=st.floats(0.5, 10, allow_nan=False), name=st.text(min_size=1, max_size=30),
+       tolerance=st.floats(0, 1, allow_nan=False), aggregator=st.sampled_from(["fedavg", "median", "trimmed_mean"]))
+def test_canonical_bytes_round_trip_and_name_the_spec(rank: int, threshold: float, name: str, tolerance: float,
+                                                      aggregator: str) -> None:
+    spec = FederationSpec.model_validate({"name": name, "lora": {"rank": rank}, "gates": {"mi_threshold": threshold},
+                                          "committee": {"vote_tolerance": tolerance},
+                                          "aggregator": {"name": aggregator}})
+    raw = spec.canonical_bytes()
+    back = FederationSpec.from_canonical(raw, source="t")
+    assert back == spec and back.canonical_bytes() == raw and spec_cid(back) == spec_cid(spec)
+    other = spec.model_copy(update={"committee": spec.committee.model_copy(update={"vote_tolerance": tolerance + 1})})
+    assert spec_cid(other) != spec_cid(spec)
+
+
+def test_a_pinned_spec_missing_a_field_is_refused_not_defaulted() -> None:
+    document = json.loads(FederationSpec().canonical_bytes())
+    del document["gates"]["norm_threshold"]
+    raw = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    with pytest.raises(ConfigError, match=r"leaves out gates\.norm_threshold"):
+        FederationSpec.from_canonical(raw, source="spec X")
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d.update(format="flare-chain/federation-spec@9"), r"format is 'flare-chain/federation-spec@9'"),
+    (lambda d: d["aggregator"].update(name="mean_of_best"), r"aggregator\.name"),
+    (lambda d: d["gates"].update(norm_threshold=-1), r"gates\.norm_threshold"),
+    (lambda d: d.update(surprise=1), r"surprise"),
+    (lambda d: d["privacy"].update(enabled=True, noise_multiplier=0.0), r"noise_multiplier > 0"),
+])
+def test_bad_documents_name_the_field(mutate, message: str) -> None:
+    document = json.loads(FederationSpec().canonical_bytes())
+    mutate(document)
+    raw = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    with pytest.raises(ConfigError, match=message):
+        FederationSpec.from_canonical(raw, source="spec X")
+
+
+def test_non_canonical_bytes_are_refused() -> None:
+    raw = json.dumps(json.loads(FederationSpec().canonical_bytes()), indent=1).encode()
+    with pytest.raises(ConfigError, match="canonical form"):
+        FederationSpec.from_canonical(raw, source="spec X")
+
+
+def test_bad_toml_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"does not exist.*spec init"):
+        FederationSpec.from_toml(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        FederationSpec.from_toml(_write(tmp_path, "name = \n"))
+    with pytest.raises(ConfigError, match=r"spec.toml: not a valid federation spec: .*rank=0"):
+        FederationSpec.from_toml(_write(tmp_path, "[lora]\nrank = 0\n"))
+
+
+def test_pin_and_fetch_by_cid(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "repo")
+    spec = FederationSpec(name="pinned", aggregator=AggregatorSpec(name="trimmed_mean", trim_fraction=0.2))
+    cid = pin_spec(store, spec)
+    assert cid == spec_cid(spec) and cid in store.pins()
+    assert fetch_spec(store, cid) == spec
+
+
+def test_a_store_that_answers_another_cid_is_refused(tmp_path: Path) -> None:
+    class Liar:
+        def cat(self, cid_or_path: str) -> bytes:  # pragma: no cover - not reached
+            raise AssertionError
+
+        def add_bytes(self, data: bytes, *, cid_version: int = 0, pin: bool = True) -> str:
+            return spec_cid(FederationSpec(name="other"))
+
+    with pytest.raises(IntegrityError, match="hashes to"):
+        pin_spec(Liar(), FederationSpec())
+
+
+def test_differences_and_require_same_name_each_field() -> None:
+    a = FederationSpec()
+    b = FederationSpec.model_validate({"gates": {"mi_threshold": 9.0}, "aggregator": {"name": "median"}})
+    assert [d[0] for d in spec_differences(a, b)] == ["aggregator.name", "gates.mi_threshold"]
+    with pytest.raises(SpecMismatch, match=r"aggregator\.name: 'fedavg' here, 'median' in the federation's"):
+        a.require_same(b, mine="this node's spec", theirs="the federation's")
+    a.require_same(FederationSpec(), mine="x", theirs="y")
+
+
+def test_each_aggregator_name_builds_its_strategy() -> None:
+    assert isinstance(AggregatorSpec(name="fedavg").build(), FedAvg)
+    assert isinstance(AggregatorSpec(name="median").build(), CoordinateMedian)
+    trimmed = AggregatorSpec(name="trimmed_mean", trim_fraction=0.25).build()
+    assert isinstance(trimmed, TrimmedMean) and trimmed.beta == 0.25
+    krum = AggregatorSpec(name="multi_krum", krum_byzantine=2, krum_selected=3).build()
+    assert isinstance(krum, MultiKrum) and (krum.num_byzantine, krum.num_selected) == (2, 3)
