@@ -46,6 +46,7 @@ from flare_chain.node.bundles import fetch_global_bundle, pin_global_bundle, pin
 from flare_chain.node.config import CompressionSettings
 from flare_chain.node.participant import Participant, initial_global_manifest
 from flare_chain.protocol import RoundSchedule
+from flare_chain.protocol.spec import CommitteeSpec, FederationSpec, pin_spec
 
 __all__ = [
     "Federation",
@@ -101,7 +102,17 @@ class FederationConfig(BaseModel):
         description="PowerSGD on each update (default rank 2, fp16); rank 0 sends updates uncompressed")
     probe_corpus: bool = Field(True, description="pin the reference task's public probe corpus and name it in "
                                "the round-0 manifest, which turns the committee's probe-loss gate on")
+    spec: FederationSpec | None = Field(None, description=(
+        "the federation spec (aggregator, gates, ...); its lora and vote tolerance replace train and "
+        "vote_tolerance. None: a spec made from these settings. Either way it is pinned and fixed on-chain"))
     show_progress: bool = True
+
+    def federation_spec(self, *, probe_corpus_cid: str | None) -> FederationSpec:
+        """The spec this federation runs under: ``spec`` or one made from these settings."""
+        base = self.spec if self.spec is not None else FederationSpec(
+            name="flare-chain demo", lora=self.train,
+            committee=CommitteeSpec(vote_tolerance=self.vote_tolerance))
+        return base.model_copy(update={"probe_corpus_cid": probe_corpus_cid})
 
     @model_validator(mode="after")
     def _consistent(self) -> FederationConfig:
@@ -216,6 +227,7 @@ class Federation:
     model_dir: Path
     union_val: TokenExamples
     base_loss: float
+    spec: FederationSpec
 
 
 def _node_data(config: FederationConfig) -> tuple[list[NodeData | list[str]], list[str]]:
@@ -248,33 +260,39 @@ def setup_federation(config: FederationConfig) -> Federation:
                                      leader_blocks=config.leader_blocks)
     log.info("coordinator deployed at %s on chain %d", coordinator.address, w3.eth.chain_id)
 
+    # The probe corpus is public and its CID goes into the spec, so it is pinned before the spec is.
+    used = domains[: config.nodes]
+    # The public probe corpus samples the reference task's domains; for the nodes' own data there is none here.
+    with_probe = config.probe_corpus and config.data_dir is None
+    probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if with_probe else None
+    spec = config.federation_spec(probe_corpus_cid=probe_cid)
+    train = spec.lora
+    coordinator.set_federation_spec(owner, cid_to_bytes(pin_spec(store, spec)))
+
     participants: list[Participant] = []
     for i, account in enumerate(accounts):
-        params = config.train.model_copy(update={"seed": config.train.seed + i})
+        params = train.model_copy(update={"seed": train.seed + i})
         powersgd = config.compression.powersgd_config()
         node = Participant(
             f"node-{i + 1}", account, node_data[i], model_dir=model_dir, params=params,
             coordinator=coordinator, store=store, show_progress=config.show_progress,
-            compressor=PowerSGDCompressor(powersgd) if powersgd is not None else None,
+            compressor=PowerSGDCompressor(powersgd) if powersgd is not None else None, spec=spec,
         )
         node.register(config.stake_of(i))
         participants.append(node)
     domain_of = {p.address: d for p, d in zip(participants, domains, strict=False)}
 
-    start = initial_adapter(model_dir, config.train, seed=config.adapter_seed)
-    used = domains[: config.nodes]
-    # The public probe corpus samples the reference task's domains; for the nodes' own data there is none here.
-    with_probe = config.probe_corpus and config.data_dir is None
-    probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if with_probe else None
-    start_cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, config.train, start,
+    start = initial_adapter(model_dir, train, seed=config.adapter_seed)
+    start_cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, train, start,
                                                                         probe_cid=probe_cid),
-                                  model_dir, config.train)
+                                  model_dir, train)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(start_cid))
     union = TokenExamples.cat([p.val_windows for p in participants])
-    base_loss = evaluate_loss(model_dir, None, union, config.train)
+    base_loss = evaluate_loss(model_dir, None, union, train)
     log.info("round 0 global adapter %s; base model held-out loss %.4f", start_cid, base_loss)
     return Federation(config=config, coordinator=coordinator, owner=owner, participants=participants,
-                      domain_of=domain_of, store=store, model_dir=model_dir, union_val=union, base_loss=base_loss)
+                      domain_of=domain_of, store=store, model_dir=model_dir, union_val=union, base_loss=base_loss,
+                      spec=spec)
 
 
 def run_federation(
@@ -362,7 +380,8 @@ def run_round(fed: Federation) -> RoundReport:
     for address in order:
         if coordinator.round_info(round_id).status.is_final:
             break
-        review = by_address[address].vote_if_member(round_id, previous, tolerance=config.vote_tolerance)
+        review = by_address[address].vote_if_member(round_id, previous,
+                                                     tolerance=fed.spec.committee.vote_tolerance)
         if review is not None:
             votes[address] = review.approve
             gas += review.tx.gas_used if review.tx else 0

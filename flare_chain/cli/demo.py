@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-train-windows", type=int, default=None, help="cap on each node's training windows")
     p.add_argument("--compression-rank", type=int, default=2, metavar="Q",
                    help="PowerSGD rank of each update (default 2; 0 sends updates uncompressed)")
+    p.add_argument("--spec", type=Path, default=None, metavar="SPEC.toml",
+                   help="federation spec (aggregator, gates, LoRA, vote tolerance; see `flare-chain spec init`); "
+                        "default: one made from the options above")
     p.add_argument("--no-progress", action="store_true", help="no progress bars, log lines only")
     p.set_defaults(func=run)
 
@@ -36,9 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     from flare_chain.federation import FederationConfig, RoundReport, run_federation
     from flare_chain.lora.params import LoraTrainParams
+    from flare_chain.protocol.spec import FederationSpec
 
-    train = LoraTrainParams() if args.max_train_windows is None else LoraTrainParams(
-        max_train_windows=args.max_train_windows)
+    spec = FederationSpec.from_toml(args.spec) if args.spec is not None else None
+    train = spec.lora if spec is not None else LoraTrainParams()
+    if args.max_train_windows is not None:
+        train = train.model_copy(update={"max_train_windows": args.max_train_windows})
+    if spec is not None:
+        spec = spec.model_copy(update={"lora": train})
     nodes = args.nodes
     if nodes is None:
         from flare_chain.lora.datasets import node_entries
@@ -47,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     config = FederationConfig.build(nodes=nodes, rounds=args.rounds, model_dir=args.model_dir, data_dir=args.data,
                                     expected_committee_size=args.committee, min_committee_size=args.min_committee,
                                     work_dir=args.work_dir, train=train, show_progress=not args.no_progress,
-                                    compression={"rank": args.compression_rank})
+                                    compression={"rank": args.compression_rank}, spec=spec)
 
     def show(report: RoundReport) -> None:
         print(render_round(report), flush=True)
