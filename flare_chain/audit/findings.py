@@ -14,6 +14,8 @@ UNVERIFIABLE: Status = "unverifiable"
 
 CHECKS: dict[str, str] = {
     "deployment": "the deployment transaction and its block hash are on the audited chain (not a twin)",
+    "federation-spec": "the federation spec the coordinator names is fetched intact and complete; rounds are "
+                       "re-checked under it (its gates and aggregator)",
     "rounds": "the audited blocks hold at least one round to check (checking nothing is not a pass)",
     "seed-chain": "seed_r = keccak256(abi.encode(seed_{r-1}, prevrandao of the opening block))",
     "global-chain": "each round opens on the adapter the previous committed round left",

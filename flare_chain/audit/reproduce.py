@@ -14,13 +14,16 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flare_chain.audit.checks import cid_text
 from flare_chain.audit.content import ContentSource, ObjectState
 from flare_chain.audit.findings import FAIL, PASS, UNVERIFIABLE, Finding
 from flare_chain.audit.history import RoundHistory
 from flare_chain.errors import FlareError, StoreError, UpdateError
+
+if TYPE_CHECKING:
+    from flare_chain.protocol.spec import FederationSpec
 
 __all__ = ["ModelLocator", "RoundContent", "content_checks", "reproduce_round"]
 
@@ -137,8 +140,9 @@ def reproduce_round(
     previous_cid: bytes | None,
     content: RoundContent,
     models: ModelLocator,
+    spec: FederationSpec,
 ) -> list[Finding]:
-    """``accepted-set`` and ``aggregate-cid``: re-run gates and aggregation for a committed round."""
+    """``accepted-set`` and ``aggregate-cid``: re-run ``spec``'s gates and aggregator for a committed round."""
     rid = r.round_id
     proposal = r.proposal
     if not r.committed or proposal is None:
@@ -177,7 +181,8 @@ def reproduce_round(
                                   "pass --model-dir")
     # The committee's gates, MI filter included (probe from the round's seed), when the base model is here.
     try:
-        checked, rejected = check_submissions(source.store, rid, available, previous, model_dir=model_dir,
+        checked, rejected = check_submissions(source.store, rid, available, previous, gates=spec.gates,
+                                              model_dir=model_dir,
                                               params=params, probe_seed=r.opened.seed if r.opened else None)
     except (StoreError, UpdateError) as exc:  # only round-wide inputs raise: the probe corpus
         return both(UNVERIFIABLE, f"the committee's gates cannot be re-run: {exc}")
@@ -213,7 +218,8 @@ def reproduce_round(
             f"base model {previous.manifest.base_model_sha256[:16]}… not found; pass --model-dir")))
         return findings
     updates = [by_node[n] for n in passing if n in set(accepted)]
-    rebuilt = build_aggregate(source.store, rid, previous, updates, model_dir, params, pin=False)
+    rebuilt = build_aggregate(source.store, rid, previous, updates, model_dir, params,
+                              aggregator=spec.aggregator.build(), pin=False)
     proposed = cid_text(proposal.global_cid)
     if rebuilt.cid != proposed:
         findings.append(Finding("aggregate-cid", FAIL, rid, proposal.proposer, (

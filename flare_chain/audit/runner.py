@@ -32,6 +32,7 @@ from flare_chain.audit.fetch import DEFAULT_CHUNK_BLOCKS, ChainReader
 from flare_chain.audit.findings import FAIL, PASS, UNVERIFIABLE, Finding
 from flare_chain.audit.history import History, RoundHistory, build_history
 from flare_chain.audit.reproduce import ModelLocator, RoundContent, content_checks, reproduce_round
+from flare_chain.audit.spec import load_spec
 from flare_chain.chain.artifacts import ContractArtifact, load_artifact
 from flare_chain.chain.deployment import code_hash, verify_binding
 from flare_chain.errors import ConfigError, IntegrityError
@@ -71,6 +72,10 @@ class AuditReport:
     rounds: list[RoundSummary]
     findings: list[Finding]
     timings_s: dict[str, float] = field(default_factory=dict)
+    spec_cid: str | None = None
+    """The federation spec the rounds were re-checked under (None: the coordinator names none)."""
+    spec: dict[str, Any] | None = None
+    """That spec's document, for the reports."""
 
     @property
     def failures(self) -> list[Finding]:
@@ -96,6 +101,7 @@ class AuditReport:
             "rounds": [asdict(r) for r in self.rounds],
             "findings": [f.to_dict() for f in self.findings],
             "timings_s": self.timings_s,
+            "federation_spec": {"cid": self.spec_cid, "spec": self.spec},
         }
 
 
@@ -209,7 +215,10 @@ def run_audit(
     log.info("audit: %d event(s), %d round(s), %d registered node(s) in blocks %d..%d", len(events),
              len(history.rounds), len(history.registrations), target.block, head)
     models = ModelLocator(model_dir, model_search)
-    findings: list[Finding] = [bound]
+    abi = (artifact or load_artifact("FlareCoordinator")).abi
+    with clock.phase("ipfs"):
+        spec_finding, spec, spec_cid = load_spec(w3, target.address, abi, source, head)
+    findings: list[Finding] = [bound, spec_finding]
     summaries: list[RoundSummary] = []
     ids = history.round_ids()
     previous: bytes | None = history.initial_cid
@@ -229,8 +238,11 @@ def run_audit(
                 more, content = content_checks(source, r)
             round_findings += more
             with clock.phase("reproduce"):
-                if reproduce:
-                    round_findings += reproduce_round(source, r, start, content, models)
+                if reproduce and spec is not None:
+                    round_findings += reproduce_round(source, r, start, content, models, spec)
+                elif reproduce:
+                    round_findings += [Finding(c, UNVERIFIABLE, rid, detail="the federation spec is unavailable")
+                                       for c in ("accepted-set", "aggregate-cid")]
                 else:
                     round_findings += [Finding(c, UNVERIFIABLE, rid, detail="reproduction skipped")
                                        for c in ("accepted-set", "aggregate-cid")]
@@ -247,4 +259,5 @@ def run_audit(
                         f"no round{' in the --rounds range' if rounds is not None else ''} in blocks "
                         f"{target.block}..{head}: nothing was checked, which is not a pass")))
     return AuditReport(chain_id=chain_id, address=target.address, from_block=target.block, to_block=head,
-                       rounds=summaries, findings=findings, timings_s=clock.totals)
+                       rounds=summaries, findings=findings, timings_s=clock.totals, spec_cid=spec_cid,
+                       spec=spec.document() if spec is not None else None)

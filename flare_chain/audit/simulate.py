@@ -45,6 +45,7 @@ from flare_chain.node.bundles import (
     pin_update_bundle,
 )
 from flare_chain.node.participant import initial_global_manifest
+from flare_chain.protocol.spec import FederationSpec, pin_spec
 
 __all__ = ["Proposer", "SimulatedFederation", "simulate"]
 
@@ -67,6 +68,8 @@ class SimulatedFederation:
     expected_committee_size: int
     delta_scale: float = 1e-3
     round_cids: dict[int, dict[str, str]] = field(default_factory=dict)
+    spec: FederationSpec = field(default_factory=FederationSpec)
+    """The rules the honest members follow (fixed on-chain when ``simulate`` was given one)."""
 
     @property
     def target(self) -> AuditTarget:
@@ -79,7 +82,8 @@ class SimulatedFederation:
 
     def honest_proposal(self, round_id: int, previous: GlobalAdapter,
                         passing: list[CheckedUpdate]) -> tuple[str, list[str]]:
-        result = build_aggregate(self.store, round_id, previous, passing, self.model_dir, self.params)
+        result = build_aggregate(self.store, round_id, previous, passing, self.model_dir, self.params,
+                                 aggregator=self.spec.aggregator.build())
         return result.cid, result.accepted
 
     def _delta(self, round_id: int, index: int, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
@@ -147,7 +151,7 @@ class SimulatedFederation:
         if not order:  # nobody drew a seat: the round fails once its claim window is over
             c.finalize_round(self.owner, round_id)
             return round_id
-        passing, _rejected = check_submissions(self.store, round_id, submissions, previous,
+        passing, _rejected = check_submissions(self.store, round_id, submissions, previous, gates=self.spec.gates,
                                                model_dir=self.model_dir, params=self.params, probe_seed=info.seed)
         cid, accepted = (proposer or SimulatedFederation.honest_proposal)(self, round_id, previous, passing)
         c.propose_aggregate(by_address[order[0]], round_id, cid_to_bytes(cid), list(accepted),
@@ -189,11 +193,13 @@ def simulate(
     threshold_bps: int = 6666,
     artifact: ContractArtifact | None = None,
     probe_corpus: bool = False,
+    spec: FederationSpec | None = None,
 ) -> SimulatedFederation:
     """Deploy (the coordinator, or ``artifact``), register ``nodes`` equal stakes, pin the round-0 adapter.
 
     ``expected_committee_size`` defaults to ``nodes``: every node wins a seat. ``probe_corpus`` pins the
     reference probe corpus and names it in the round-0 manifest (the probe-loss gate runs from 5 nodes).
+    ``spec`` is pinned and fixed on the coordinator; the honest members then gate and aggregate by it.
     """
     w3 = audit_ready_chain()
     owner = Account.from_key(keccak(text="flare-chain audit owner"))
@@ -211,6 +217,9 @@ def simulate(
     cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, params, start, probe_cid=probe_cid),
                             model_dir, params)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(cid))
+    if spec is not None:
+        coordinator.set_federation_spec(owner, cid_to_bytes(pin_spec(store, spec)))
     return SimulatedFederation(coordinator=coordinator, owner=owner, nodes=accounts, store=store,
                                model_dir=model_dir, params=params, initial_cid=cid,
-                               expected_committee_size=expected_committee_size or nodes)
+                               expected_committee_size=expected_committee_size or nodes,
+                               spec=spec if spec is not None else FederationSpec())
