@@ -28,7 +28,20 @@ import torch
 from flare_chain.aggregation.base import Aggregator, ClientUpdate
 from flare_chain.errors import ConfigError
 
-__all__ = ["DPFedAvg", "PrivacyAccountant", "add_noise", "clip_update", "privatize_update"]
+__all__ = [
+    "DP_NOISE_TAIL",
+    "DPFedAvg",
+    "PrivacyAccountant",
+    "add_noise",
+    "clip_update",
+    "l2_norm",
+    "local_dp_norm_bound",
+    "privatize_update",
+]
+
+DP_NOISE_TAIL = 6.0
+"""Standard deviations of slack in :func:`local_dp_norm_bound`: an honest update exceeds it with probability
+below exp(-6²/2) ≈ 1.5·10⁻⁸."""
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> float:
@@ -45,6 +58,25 @@ def clip_update(delta: Mapping[str, torch.Tensor], clip_norm: float) -> tuple[di
     norm = math.sqrt(sum(float((delta[k].to(torch.float64) ** 2).sum()) for k in keys))
     factor = min(1.0, c / norm) if norm > 0 else 1.0
     return {k: delta[k].to(torch.float64) * factor for k in keys}, norm
+
+
+def l2_norm(tensors: Mapping[str, torch.Tensor]) -> float:
+    """Global L2 norm over every tensor, accumulated in float64 in sorted key order."""
+    return math.sqrt(sum(float((tensors[k].to(torch.float64) ** 2).sum()) for k in sorted(tensors)))
+
+
+def local_dp_norm_bound(clip_norm: float, noise_multiplier: float, dimension: int) -> float:
+    """The largest L2 norm an honestly clipped-and-noised update may have (the committee's check).
+
+    The clipped part has norm at most ``clip_norm``; the noise is N(0, σ²I_d) with
+    σ = noise_multiplier·clip_norm, whose norm is at most σ(√d + t) except with
+    probability exp(−t²/2) (Gaussian concentration of a 1-Lipschitz function).
+    With t = :data:`DP_NOISE_TAIL` an honest node is refused about once in 10⁸
+    updates, while a node that skipped clipping (or sent a larger delta) is caught
+    as soon as its excess passes the noise's slack.
+    """
+    sigma = _positive("noise_multiplier", noise_multiplier, allow_zero=True) * _positive("clip_norm", clip_norm)
+    return clip_norm + sigma * (math.sqrt(dimension) + DP_NOISE_TAIL)
 
 
 def add_noise(tensors: Mapping[str, torch.Tensor], std: float, seed: int) -> dict[str, torch.Tensor]:

@@ -182,6 +182,7 @@ def reproduce_round(
     # The committee's gates, MI filter included (probe from the round's seed), when the base model is here.
     try:
         checked, rejected = check_submissions(source.store, rid, available, previous, gates=spec.gates,
+                                              privacy=spec.privacy,
                                               model_dir=model_dir,
                                               params=params, probe_seed=r.opened.seed if r.opened else None)
     except (StoreError, UpdateError) as exc:  # only round-wide inputs raise: the probe corpus

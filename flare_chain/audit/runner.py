@@ -19,9 +19,9 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from web3 import Web3
 
@@ -37,6 +37,10 @@ from flare_chain.chain.artifacts import ContractArtifact, load_artifact
 from flare_chain.chain.deployment import code_hash, verify_binding
 from flare_chain.errors import ConfigError, IntegrityError
 from flare_chain.progress import progress
+
+if TYPE_CHECKING:
+    from flare_chain.aggregation.privacy import PrivacyAccountant
+    from flare_chain.protocol.spec import FederationSpec
 
 __all__ = ["AuditReport", "RoundSummary", "check_deployment", "run_audit"]
 
@@ -59,6 +63,8 @@ class RoundSummary:
     loss_before: float | None
     loss_after: float | None
     global_cid: str | None
+    epsilon: dict[str, float] = field(default_factory=dict)
+    """Under local DP: each submitter's ε (at the spec's δ) spent over its submissions up to this round."""
 
 
 @dataclass
@@ -141,6 +147,30 @@ def _summary(history: History, r: RoundHistory, findings: list[Finding], content
         loss_after=_mean([float(m["val_loss_after"]) for m in metrics if "val_loss_after" in m]),
         global_cid=cid_text(r.outcome.global_cid) if r.committed and r.outcome else None,
     )
+
+
+class _PrivacyLedger:
+    """ε per node under the spec's local DP: one Gaussian release per submission, composed by the accountant."""
+
+    def __init__(self, spec: FederationSpec | None) -> None:
+        self._accountant: PrivacyAccountant | None = None
+        if spec is not None and spec.privacy.enabled:
+            from flare_chain.aggregation.privacy import PrivacyAccountant
+
+            self._accountant = PrivacyAccountant(spec.privacy.noise_multiplier, target_delta=spec.privacy.delta)
+
+    def after(self, history: History, round_id: int) -> dict[str, float]:
+        """Each node that submitted in ``round_id``: ε over all its submissions up to and including it."""
+        if self._accountant is None:
+            return {}
+        counts: dict[str, int] = {}
+        for rid in sorted(history.rounds):
+            if rid > round_id:
+                break
+            for sub in history.rounds[rid].submissions:
+                counts[sub.node] = counts.get(sub.node, 0) + 1
+        submitters = {s.node for s in history.rounds[round_id].submissions}
+        return {node: self._accountant.epsilon_after(counts[node]) for node in sorted(submitters, key=str.lower)}
 
 
 def check_deployment(w3: Web3, target: AuditTarget, head: int) -> Finding:
@@ -228,6 +258,7 @@ def run_audit(
         before = history.rounds[rid]
         if before.committed and before.outcome is not None:
             previous = before.outcome.global_cid
+    spent = _PrivacyLedger(spec)
     with progress("audit: checking rounds", len(ids), unit="round", logger=log, enabled=show_progress) as bar:
         for rid in ids:
             r = history.rounds[rid]
@@ -247,7 +278,7 @@ def run_audit(
                     round_findings += [Finding(c, UNVERIFIABLE, rid, detail="reproduction skipped")
                                        for c in ("accepted-set", "aggregate-cid")]
             findings += round_findings
-            summaries.append(_summary(history, r, round_findings, content))
+            summaries.append(replace(_summary(history, r, round_findings, content), epsilon=spent.after(history, rid)))
             if r.committed and r.outcome is not None:
                 previous = r.outcome.global_cid
             elif previous is None and r.opened is not None:

@@ -152,6 +152,7 @@ class SimulatedFederation:
             c.finalize_round(self.owner, round_id)
             return round_id
         passing, _rejected = check_submissions(self.store, round_id, submissions, previous, gates=self.spec.gates,
+                                               privacy=self.spec.privacy,
                                                model_dir=self.model_dir, params=self.params, probe_seed=info.seed)
         cid, accepted = (proposer or SimulatedFederation.honest_proposal)(self, round_id, previous, passing)
         c.propose_aggregate(by_address[order[0]], round_id, cid_to_bytes(cid), list(accepted),

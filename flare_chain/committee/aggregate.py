@@ -39,6 +39,7 @@ from flare_chain.aggregation.candidate_model import CandidateModel
 from flare_chain.aggregation.gates import policy_gate
 from flare_chain.aggregation.mi_filter import model_predictor, seed_probe_windows
 from flare_chain.aggregation.pipeline import GateSettings, build_gates, run_gates
+from flare_chain.aggregation.privacy import l2_norm, local_dp_norm_bound
 from flare_chain.chain import Submission
 from flare_chain.errors import GateRejection, IntegrityError, StoreError, UpdateError
 from flare_chain.ipfs import ContentStore, cid_from_bytes
@@ -47,6 +48,7 @@ from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import probe_windows
 from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.node.bundles import GlobalAdapter, fetch_probe_corpus, fetch_update_bundle, pin_global_bundle
+from flare_chain.protocol.spec import PrivacySpec
 
 __all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "build_aggregate", "check_submissions"]
 
@@ -83,13 +85,15 @@ def check_submissions(
     params: LoraTrainParams | None = None,
     probe: torch.Tensor | None = None,
     probe_seed: bytes | int | None = None,
+    privacy: PrivacySpec | None = None,
 ) -> tuple[list[CheckedUpdate], list[Rejection]]:
     """Fetch and gate every submission, in node order; never raises for one bad update.
 
     ``gates`` selects and tunes the gates (default :class:`GateSettings`);
     every committee member must use the same settings. The MI filter runs
     when ``model_dir`` and ``params`` are given (see the module docstring for
-    its probe).
+    its probe). With ``privacy`` enabled, an update whose L2 norm exceeds what
+    clipping plus the spec's noise allows is refused (gate ``privacy``).
     """
     settings = gates or GateSettings()
     fetched: list[CheckedUpdate] = []
@@ -101,6 +105,8 @@ def check_submissions(
             delta, manifest = fetch_update_bundle(store, cid, sub.manifest_hash, expected_shapes=previous.shapes)
             policy_gate(manifest, previous.manifest, round_id=round_id, node=sub.node,
                         onchain_sample_count=sub.sample_count)
+            if privacy is not None and privacy.enabled:
+                _require_local_dp(delta, privacy, round_id=round_id, node=sub.node)
         except (IntegrityError, StoreError, UpdateError) as exc:
             log.warning("round %d: leaving out %s's update %s: %s", round_id, sub.node, cid, exc)
             gate = exc.gate if isinstance(exc, GateRejection) else "fetch"
@@ -141,6 +147,18 @@ def check_submissions(
     accepted = [by_node[node] for node in outcome.accepted_nodes]
     rejected.sort(key=lambda r: r.node.lower())
     return accepted, rejected
+
+
+def _require_local_dp(delta: Mapping[str, torch.Tensor], privacy: PrivacySpec, *, round_id: int, node: str) -> None:
+    """GateRejection when ``delta`` is larger than a clipped-and-noised update can honestly be."""
+    dimension = sum(int(t.numel()) for t in delta.values())
+    bound = local_dp_norm_bound(privacy.clip_norm, privacy.noise_multiplier, dimension)
+    norm = l2_norm(delta)
+    if norm > bound:
+        reason = (f"update norm {norm:.4g} exceeds {bound:.4g}, the most a delta clipped to {privacy.clip_norm:g} "
+                  f"with noise multiplier {privacy.noise_multiplier:g} can have")
+        raise GateRejection(f"update from {node} for round {round_id} rejected by privacy gate: {reason}",
+                            gate="privacy", reason=reason)
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,9 @@ class Daemon:
                                        coordinator=coordinator, store=store, show_progress=False, spec=spec)
         self.params = self.participant.params  # target modules resolved against the base
         self.residuals: CompressorStore | None = None
-        if self.settings.compression is not None:
+        if self.settings.compression is not None and self.participant.spec.privacy.enabled:
+            log.info("%s: the federation uses local DP, so updates go uncompressed (full-rank noise)", name)
+        elif self.settings.compression is not None:
             self.residuals = CompressorStore(state.path.parent / "compressor", self.settings.compression)
             self.residuals.load_committed()  # a corrupt or mismatched state file stops the node here, not mid-round
         self.sender = DurableSender(self.w3, account, state, ErrorDecoder(coordinator.contract.abi),
@@ -522,15 +524,16 @@ class Daemon:
                                 progress_desc=f"round {round_id} {self.name} train",
                                 show_progress=self.settings.show_progress)
         self.faults("train:after")
+        delta, dp_metrics = self.participant.release(result.delta)
         manifest = Manifest(
             kind="delta", base_model_id=previous.manifest.base_model_id,
             base_model_sha256=model_fingerprint(self.model_dir), rank=self.params.rank, alpha=self.params.alpha,
             target_modules=list(self.params.targets), sample_count=result.sample_count,
-            shapes=tensor_shapes(result.delta),
-            metrics={k: float(v) for k, v in result.metrics.items() if k != "seconds"},
+            shapes=tensor_shapes(delta),
+            metrics={**{k: float(v) for k, v in result.metrics.items() if k != "seconds"}, **dp_metrics},
             round=round_id, node=self.address,
         )
-        files, compression = self._encode_update(round_id, result.delta, manifest)
+        files, compression = self._encode_update(round_id, delta, manifest)
         folder.mkdir(parents=True, exist_ok=True)
         for stale in (DELTA_FILE, COMPRESSED_DELTA_FILE):  # a bundle from before a restart with other settings
             if stale not in files:

@@ -12,6 +12,7 @@ once a proposal is on-chain.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 from eth_account.signers.local import LocalAccount
 
+from flare_chain.aggregation.privacy import privatize_update
 from flare_chain.chain import CoordinatorClient, RoundStatus, SeatDraw, Submission, TxResult
 from flare_chain.committee import sortition
 from flare_chain.committee.aggregate import (
@@ -103,8 +105,10 @@ class Participant:
         self.coordinator = coordinator
         self.store = store
         self.show_progress = show_progress
-        self.compressor = compressor
-        """Kept for the node's life: its error-feedback residual and warm starts carry from round to round."""
+        self.compressor = compressor if not self.spec.privacy.enabled else None
+        """Kept for the node's life: its error-feedback residual and warm starts carry from round to round.
+        None under local DP: the noise is full-rank, so the update goes dense, and the committee's norm bound
+        holds exactly (an error-feedback residual would add last round's leftovers on top of the clip)."""
         self._texts = texts
         # Tokenizing the held-out split here checks the model's tokenizer and the data (chat template, record
         # lengths) before the node trains, pins or sends anything.
@@ -132,11 +136,25 @@ class Participant:
                 f"adapter's {theirs}; set [training] target_modules to the federation's list"
             )
 
+    def release(self, delta: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """What this node publishes of ``delta`` under the spec, and the manifest metrics that say so.
+
+        Under local DP the delta is clipped to the spec's bound and Gaussian noise is added before it
+        leaves the node; the noise seed is fresh randomness that is never recorded (a seed others could
+        derive would let them subtract the noise).
+        """
+        dp = self.spec.privacy
+        if not dp.enabled:
+            return delta, {}
+        noised = privatize_update(delta, dp.clip_norm, dp.noise_multiplier, seed=secrets.randbits(63))
+        return noised, {"dp_clip_norm": dp.clip_norm, "dp_noise_multiplier": dp.noise_multiplier}
+
     def train_and_submit(self, round_id: int, global_adapter: GlobalAdapter) -> SubmissionRecord:
         """Train from the global adapter, pin the delta and send the one submission of this round."""
         self.check_targets(global_adapter)
         result = train_lora(self.model_dir, self._texts, self.params, start_adapter=global_adapter.tensors,
                             progress_desc=f"round {round_id} {self.name}", show_progress=self.show_progress)
+        delta, dp_metrics = self.release(result.delta)
         manifest = Manifest(
             kind="delta",
             base_model_id=global_adapter.manifest.base_model_id,
@@ -145,8 +163,8 @@ class Participant:
             alpha=self.params.alpha,
             target_modules=list(self.params.targets),
             sample_count=result.sample_count,
-            shapes=tensor_shapes(result.delta),
-            metrics={k: float(v) for k, v in result.metrics.items() if k != "seconds"},
+            shapes=tensor_shapes(delta),
+            metrics={**{k: float(v) for k, v in result.metrics.items() if k != "seconds"}, **dp_metrics},
             round=round_id,
             node=self.address,
         )
@@ -154,7 +172,7 @@ class Participant:
         # it folded in was never sent, so the state goes back to what it was.
         saved = self.compressor.state_bytes() if self.compressor is not None else None
         try:
-            cid, digest = pin_update_bundle(self.store, result.delta, manifest, compressor=self.compressor)
+            cid, digest = pin_update_bundle(self.store, delta, manifest, compressor=self.compressor)
             tx = self.coordinator.submit_update(self.account, round_id, cid_to_bytes(cid), result.sample_count,
                                                 digest)
         except Exception:
@@ -247,6 +265,7 @@ class Participant:
         """
         seed = self.coordinator.round_info(round_id).seed
         return check_submissions(self.store, round_id, submissions, previous, gates=self.spec.gates,
+                                 privacy=self.spec.privacy,
                                  model_dir=self.model_dir, params=self.params, probe_seed=seed)
 
     def aggregate(self, round_id: int, previous: GlobalAdapter, accepted: Sequence[CheckedUpdate], *,

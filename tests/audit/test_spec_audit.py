@@ -72,3 +72,25 @@ def test_a_spec_missing_from_the_store_is_unverifiable_not_passed(median_fed, tm
     statuses = {(f.check, f.round): f.status for f in report.findings}
     assert statuses[("federation-spec", None)] == UNVERIFIABLE
     assert statuses[("aggregate-cid", 1)] == UNVERIFIABLE
+
+
+def test_the_audit_reports_epsilon_per_node_and_round_under_local_dp(tmp_path: Path, tiny_model_dir: Path,
+                                                                     tiny_train_params) -> None:
+    from flare_chain.aggregation.privacy import PrivacyAccountant
+    from flare_chain.protocol.spec import PrivacySpec
+
+    # simulated updates are tiny (1e-3 per entry), well inside the clip plus noise bound
+    spec = FederationSpec(name="dp audit", privacy=PrivacySpec(enabled=True, clip_norm=1.0, noise_multiplier=1.1,
+                                                                delta=1e-5))
+    fed = simulate(tmp_path / "store", tiny_model_dir, tiny_train_params, nodes=4, spec=spec)
+    fed.run_round()
+    fed.run_round()
+    report = _audit(fed, fed.store)
+    assert report.ok, [f.line() for f in report.findings if f.status != PASS]
+    accountant = PrivacyAccountant(1.1, target_delta=1e-5)
+    one, two = accountant.epsilon_after(1), accountant.epsilon_after(2)
+    assert 0 < one < two
+    first, second = report.rounds
+    assert set(first.epsilon) == {n.address for n in fed.nodes} == set(second.epsilon)
+    assert all(e == pytest.approx(one) for e in first.epsilon.values())
+    assert all(e == pytest.approx(two) for e in second.epsilon.values())

@@ -43,3 +43,23 @@ def test_each_spec_aggregator_commits_its_own_aggregate(tmp_path: Path, tiny_mod
     fedavg = build_aggregate(fed.store, 1, previous, accepted, fed.model_dir, node.params, aggregator=FedAvg(),
                              pin=False)
     assert fedavg.cid != report.committed_cid  # the spec's aggregator, not the old hard-wired FedAvg
+
+
+def test_a_local_dp_federation_commits_noised_updates(tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> None:
+    from flare_chain.lora.files import Manifest
+    from flare_chain.node.bundles import MANIFEST_FILE
+    from flare_chain.protocol.spec import CommitteeSpec, PrivacySpec
+
+    dp = PrivacySpec(enabled=True, clip_norm=0.5, noise_multiplier=0.3)
+    # members tolerate any loss rise here: this test is about the DP mechanics, not whether noise helps
+    spec = FederationSpec(name="dp federation", lora=tiny_train_params, privacy=dp,
+                          committee=CommitteeSpec(vote_tolerance=1.0))
+    config = FederationConfig(nodes=3, rounds=1, work_dir=tmp_path, model_dir=tiny_model_dir, spec=spec,
+                              expected_committee_size=3, min_committee_size=2, show_progress=False)
+    fed = setup_federation(config)
+    assert all(p.compressor is None for p in fed.participants)  # noise is full-rank: updates go dense
+    report = run_round(fed)
+    assert report.status == RoundStatus.COMMITTED and report.accepted == 3
+    for sub in fed.coordinator.submissions(1):
+        manifest = Manifest.from_bytes(fed.store.cat(f"{cid_from_bytes(sub.cid)}/{MANIFEST_FILE}"))
+        assert manifest.metrics["dp_clip_norm"] == 0.5 and manifest.metrics["dp_noise_multiplier"] == 0.3
