@@ -187,6 +187,11 @@ class CoordinatorClient:
         """Pay ``account``'s stake back once its unbonding delay has passed and its last round has ended."""
         return self._send(account, "withdrawStake")
 
+    @property
+    def log_chunk_blocks(self) -> int:
+        """Blocks per ``eth_getLogs`` call this client makes (endpoints cap the range a call may span)."""
+        return self._log_chunk_blocks
+
     def initialize_global_adapter(self, owner: LocalAccount, cid: bytes) -> TxResult:
         """Set the starting global adapter's binary CID (owner, once, before the first round)."""
         return self._send(owner, "initializeGlobalAdapter", bytes(cid))

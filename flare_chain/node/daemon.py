@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from eth_account.signers.local import LocalAccount
 
 from flare_chain.chain import CoordinatorClient, RoundStatus, sort_addresses
+from flare_chain.chain.contract_errors import coordinator_errors
 from flare_chain.chain.deployment import chain_history
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.committee import vrf
@@ -84,13 +85,14 @@ STEPS = ("train", "pin", "submit", "claim", "propose", "vote", "pull")
 """Steps of one round, in order; the state file has at most one row per round and step."""
 
 _ZERO32 = bytes(32)
-_SKIP_ERRORS = {
+_SKIP_ERRORS = coordinator_errors(
     "CoordinatorLateSubmission", "CoordinatorOutsideClaimWindow", "CoordinatorProposalClosed",
     "CoordinatorVoteClosed", "CoordinatorRoundNotOpen", "CoordinatorNotCommitteeMember",
     "CoordinatorCommitteeTooSmall", "CoordinatorNotRegistered",
-}
+)
 """Reverts that mean the step's window is gone for good: skip it, do not retry."""
-_WAIT_ERRORS = {"CoordinatorNotLeader", "CoordinatorClaimsStillOpen", "CoordinatorNoProposal"}
+_WAIT_ERRORS = coordinator_errors("CoordinatorNotLeader", "CoordinatorClaimsStillOpen", "CoordinatorNoProposal")
+_CLAIM_WINDOW_CLOSED = coordinator_errors("CoordinatorOutsideClaimWindow")
 """Reverts that mean "not yet": try again on a later tick."""
 
 
@@ -319,7 +321,7 @@ class Daemon:
         start = max(self.state.scanned_block + 1, self.coordinator.deployment_block)
         if safe_head < start:
             return
-        chunk = max(1, self.coordinator._log_chunk_blocks)  # the client's configured eth_getLogs range
+        chunk = max(1, self.coordinator.log_chunk_blocks)
         events = self.coordinator.contract.events
         while start <= safe_head:
             end = min(start + chunk - 1, safe_head)
@@ -437,7 +439,7 @@ class Daemon:
         try:
             action()
         except ChainError as exc:
-            if exc.error_name == "CoordinatorOutsideClaimWindow" and self._claim_window_ahead(exc):
+            if exc.error_name in _CLAIM_WINDOW_CLOSED and self._claim_window_ahead(exc):
                 log.debug("round %d %s: claim window not open yet (%s)", round_id, self.name, exc)
                 return
             if exc.error_name in _SKIP_ERRORS and self._stored_tx(round_id, step) is None:

@@ -26,6 +26,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel, ConfigDict, Field
 
+from flare_chain.chain.contract_errors import coordinator_errors
 from flare_chain.chain.coordinator import CoordinatorClient
 from flare_chain.chain.devchain import advance_blocks
 from flare_chain.chain.records import RoundStatus
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_ALREADY_FINAL_OR_NOT_YET = coordinator_errors("CoordinatorNothingToFinalize", "CoordinatorRoundNotOpen")
+"""Reverts of a finalize that mean someone else already finalized, or the deadline has not passed."""
 
 _GLOBAL_MANIFEST = "flare_manifest.json"
 
@@ -145,7 +149,7 @@ def _try_finalize(coordinator: CoordinatorClient, owner: LocalAccount, round_id:
         coordinator.finalize_round(owner, round_id)
         log.info("round %d finalized after its deadline passed", round_id)
     except ChainError as exc:
-        if exc.error_name not in ("CoordinatorNothingToFinalize", "CoordinatorRoundNotOpen"):
+        if exc.error_name not in _ALREADY_FINAL_OR_NOT_YET:
             log.warning("finalizing round %d failed: %s", round_id, exc)
 
 
