@@ -42,7 +42,8 @@ from flare_chain.aggregation.pipeline import GateSettings, build_gates, run_gate
 from flare_chain.aggregation.privacy import l2_norm, local_dp_norm_bound
 from flare_chain.chain import Submission
 from flare_chain.errors import GateRejection, IntegrityError, StoreError, UpdateError
-from flare_chain.ipfs import ContentStore, cid_from_bytes
+from flare_chain.ipfs import cid_from_bytes
+from flare_chain.ipfs.content import PinningStore
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import probe_windows
@@ -75,7 +76,7 @@ class Rejection:
 
 
 def check_submissions(
-    store: ContentStore,
+    store: PinningStore,
     round_id: int,
     submissions: Sequence[Submission],
     previous: GlobalAdapter,
@@ -172,7 +173,7 @@ class AggregateResult:
 
 
 def build_aggregate(
-    store: ContentStore,
+    store: PinningStore,
     round_id: int,
     previous: GlobalAdapter,
     updates: Sequence[CheckedUpdate],

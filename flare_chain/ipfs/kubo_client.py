@@ -39,7 +39,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ import httpx
 
 from flare_chain.errors import ConfigError, IntegrityError, StoreError
 from flare_chain.ipfs import dag
+from flare_chain.ipfs.content import VerifiedDagReader
 from flare_chain.ipfs.fetch import MAX_BLOCK_BYTES, VerifiedBlocks
 from flare_chain.ipfs.importer import import_directory, import_file
 from flare_chain.ipfs.multiformats import CODEC_DAG_PB, CODEC_RAW, Cid, parse_cid, sha256_multihash
@@ -115,7 +116,7 @@ def _kubo_error(body: bytes) -> str | None:
     return None
 
 
-class KuboClient:
+class KuboClient(VerifiedDagReader):
     """Talk to a Kubo RPC endpoint; every byte read back is verified against its CID.
 
     ``transport`` replaces the network (``httpx.MockTransport`` in tests);
@@ -380,23 +381,8 @@ class KuboClient:
 
     # ---------------------------------------------------------------- reading files
 
-    def resolve(self, cid_or_path: str | Cid) -> Cid:
-        """The CID a ``CID[/name/...]`` path points at, resolved over verified blocks."""
-        if isinstance(cid_or_path, Cid):
-            return cid_or_path
-        return dag.resolve_path(self._blocks, cid_or_path)
-
-    def open(self, cid_or_path: str | Cid) -> Iterator[bytes | memoryview]:
-        """Stream a file's bytes block by block; each block verified before it is yielded."""
-        return dag.iter_file(self._blocks, self.resolve(cid_or_path))
-
-    def cat(self, cid_or_path: str | Cid) -> bytes:
-        """A whole file, verified block by block (never through the endpoint's ``/cat``)."""
-        return b"".join(self.open(cid_or_path))
-
-    def ls(self, cid_or_path: str | Cid) -> list[dag.DirEntry]:
-        """A directory's entries, read from verified blocks."""
-        return dag.list_directory(self._blocks, self.resolve(cid_or_path))
+    def _verified_block(self, cid: Cid) -> bytes:
+        return self._blocks(cid)
 
     def pull(self, cid_or_path: str | Cid, store: ContentStore | None = None, *, pin: bool = True) -> str:
         """Copy a whole DAG, verified block by block, into ``store`` (default: the cache); return its CID.

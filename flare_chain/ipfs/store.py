@@ -47,6 +47,7 @@ from pathlib import Path
 from flare_chain.errors import ConfigError, IntegrityError, StoreError
 from flare_chain.ipfs import dag
 from flare_chain.ipfs.blockfiles import ParallelWriter, atomic_write, fsync_dir
+from flare_chain.ipfs.content import VerifiedDagReader
 from flare_chain.ipfs.importer import import_directory, import_file
 from flare_chain.ipfs.multiformats import (
     CODEC_RAW,
@@ -104,7 +105,7 @@ def _block_key(cid: Cid) -> str:
     return base32_encode(cid.multihash).upper()
 
 
-class ContentStore:
+class ContentStore(VerifiedDagReader):
     """A content-addressed block store on local disk producing Kubo's ``ipfs add`` CIDs."""
 
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = True, create: bool = True) -> None:
@@ -267,23 +268,8 @@ class ContentStore:
 
     # ---------------------------------------------------------------- read
 
-    def resolve(self, cid_or_path: str | Cid) -> Cid:
-        """The CID a ``CID[/name/...]`` path points at."""
-        if isinstance(cid_or_path, Cid):
-            return cid_or_path
-        return dag.resolve_path(self.get_block, cid_or_path)
-
-    def open(self, cid_or_path: str | Cid) -> Iterator[bytes | memoryview]:
-        """Stream a file's bytes block by block, each block verified before it is yielded."""
-        return dag.iter_file(self.get_block, self.resolve(cid_or_path))
-
-    def cat(self, cid_or_path: str | Cid) -> bytes:
-        """A whole file's bytes (verified). Use :meth:`open` for large files."""
-        return b"".join(self.open(cid_or_path))
-
-    def ls(self, cid_or_path: str | Cid) -> list[dag.DirEntry]:
-        """A directory's entries."""
-        return dag.list_directory(self.get_block, self.resolve(cid_or_path))
+    def _verified_block(self, cid: Cid) -> bytes:
+        return self.get_block(cid)
 
     # ---------------------------------------------------------------- pins
 

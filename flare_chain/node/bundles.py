@@ -38,7 +38,7 @@ import torch
 from flare_chain.compression import PowerSGDCompressor, decompress
 from flare_chain.compression import decode as decode_compressed
 from flare_chain.errors import IntegrityError, StoreError, UpdateError
-from flare_chain.ipfs import ContentStore
+from flare_chain.ipfs.content import ContentReader, PinningStore
 from flare_chain.lora.files import Manifest, decode_delta, encode_delta
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.peft_files import (
@@ -86,7 +86,7 @@ def is_compressed(manifest: Manifest) -> bool:
 
 
 def pin_update_bundle(
-    store: ContentStore,
+    store: PinningStore,
     delta: Mapping[str, torch.Tensor],
     manifest: Manifest,
     *,
@@ -147,7 +147,7 @@ def _decode_compressed(
 
 
 def fetch_update_bundle(
-    store: ContentStore, cid: str, expected_manifest_hash: bytes, *, expected_shapes: dict[str, tuple[int, ...]]
+    store: ContentReader, cid: str, expected_manifest_hash: bytes, *, expected_shapes: dict[str, tuple[int, ...]]
 ) -> tuple[dict[str, torch.Tensor], Manifest]:
     """Fetch, verify and decode an update; IntegrityError if the manifest is not the one on-chain.
 
@@ -184,7 +184,7 @@ class GlobalAdapter:
 
 
 def pin_global_bundle(
-    store: ContentStore,
+    store: PinningStore,
     adapter: Mapping[str, torch.Tensor],
     manifest: Manifest,
     base_model_dir: Path,
@@ -200,7 +200,7 @@ def pin_global_bundle(
         return store.add_directory(folder, cid_version=CID_VERSION, pin=not only_hash, only_hash=only_hash)
 
 
-def fetch_global_bundle(store: ContentStore, cid: str, out_dir: Path | None = None) -> GlobalAdapter:
+def fetch_global_bundle(store: ContentReader, cid: str, out_dir: Path | None = None) -> GlobalAdapter:
     """Fetch a global adapter by CID (every block verified) into ``out_dir`` (a temp dir if None)."""
     with tempfile.TemporaryDirectory(prefix="flare-fetch-") as tmp:
         folder = Path(out_dir) if out_dir is not None else Path(tmp)
@@ -214,12 +214,12 @@ def fetch_global_bundle(store: ContentStore, cid: str, out_dir: Path | None = No
     return GlobalAdapter(cid=cid, tensors={k: tensors[k] for k in sorted(tensors)}, manifest=manifest)
 
 
-def pin_probe_corpus(store: ContentStore, texts: list[str]) -> str:
+def pin_probe_corpus(store: PinningStore, texts: list[str]) -> str:
     """Pin the federation's public probe corpus; returns its CID (what Kubo's ``ipfs add`` would print)."""
     return store.add_bytes(encode_probe_corpus(texts), cid_version=CID_VERSION, pin=True)
 
 
-def fetch_probe_corpus(store: ContentStore, cid: str) -> list[str]:
+def fetch_probe_corpus(store: ContentReader, cid: str) -> list[str]:
     """The probe corpus named by a global manifest, every block verified against ``cid``.
 
     StoreError when it cannot be fetched: the committee's gates need it, so a

@@ -66,6 +66,8 @@ from flare_chain.progress import Progress, progress
 from flare_chain.protocol import Phase, RoundSchedule
 
 if TYPE_CHECKING:
+    from flare_chain.ipfs.content import PinningStore
+    from flare_chain.lora.params import LoraTrainParams
     from flare_chain.protocol.spec import FederationSpec
 
 __all__ = [
@@ -195,11 +197,11 @@ class Daemon:
         name: str,
         account: LocalAccount,
         coordinator: CoordinatorClient,
-        store: Any,
+        store: PinningStore,
         state: NodeState,
         texts: Any,  # list[str] or NodeData (validated by flare_chain.lora.datasets before the daemon is built)
         model_dir: Path,
-        params: Any,
+        params: LoraTrainParams,
         spec: FederationSpec | None = None,
         settings: DaemonSettings | None = None,
         faults: Faults | None = None,

@@ -16,16 +16,18 @@ the endpoint: the CID is computed locally.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from flare_chain.ipfs import ContentStore, KuboClient, cid_of_directory
+from flare_chain.ipfs import ContentStore, DirEntry, KuboClient, cid_of_directory
 from flare_chain.ipfs.multiformats import Cid
 
 __all__ = ["EndpointStore"]
 
 
 class EndpointStore:
-    """``cat``/``add_directory`` over a Kubo RPC endpoint, verified, with a local block cache."""
+    """A :class:`~flare_chain.ipfs.content.PinningStore` over a Kubo RPC endpoint, verified, with a local
+    block cache."""
 
     def __init__(self, client: KuboClient) -> None:
         self.client = client
@@ -41,9 +43,21 @@ class EndpointStore:
     def __repr__(self) -> str:
         return f"EndpointStore({self.client.base_url})"
 
+    def resolve(self, cid_or_path: str | Cid) -> Cid:
+        """The CID a ``CID[/name/...]`` path points at, over verified blocks."""
+        return self.client.resolve(cid_or_path)
+
+    def open(self, cid_or_path: str | Cid) -> Iterator[bytes | memoryview]:
+        """A file's bytes block by block, each verified before it is yielded."""
+        return self.client.open(cid_or_path)
+
     def cat(self, cid_or_path: str | Cid) -> bytes:
         """A file's bytes, every block verified against its CID (IntegrityError names the endpoint)."""
         return self.client.cat(cid_or_path)
+
+    def ls(self, cid_or_path: str | Cid) -> list[DirEntry]:
+        """A directory's entries, read from verified blocks."""
+        return self.client.ls(cid_or_path)
 
     def add_bytes(self, data: bytes, *, cid_version: int = 0, pin: bool = True) -> str:
         """``ipfs add`` of in-memory bytes to the endpoint (its answer checked against the local CID)."""

@@ -32,7 +32,8 @@ from flare_chain.committee.aggregate import (
 )
 from flare_chain.compression import PowerSGDCompressor
 from flare_chain.errors import ChainError, ConfigError
-from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
+from flare_chain.ipfs import cid_from_bytes, cid_to_bytes
+from flare_chain.ipfs.content import PinningStore
 from flare_chain.lora.base import base_model_id, model_fingerprint
 from flare_chain.lora.datasets import NodeData
 from flare_chain.lora.evaluate import evaluate_loss, held_out_examples
@@ -89,7 +90,7 @@ class Participant:
         model_dir: Path,
         params: LoraTrainParams,
         coordinator: CoordinatorClient,
-        store: ContentStore,
+        store: PinningStore,
         show_progress: bool = True,
         compressor: PowerSGDCompressor | None = None,
         spec: FederationSpec | None = None,
