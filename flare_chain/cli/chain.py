@@ -1,4 +1,4 @@
-"""``flare-chain chain serve``: the in-process eth-tester chain over HTTP JSON-RPC, for devnets without anvil."""
+"""``flare-chain chain``: serve the eth-tester chain over JSON-RPC, and fund addresses on local dev chains."""
 
 from __future__ import annotations
 
@@ -24,6 +24,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="also mine an empty block every S seconds (default 0: only per transaction "
                             "and on evm_mine/anvil_mine)")
     serve.set_defaults(func=_serve)
+    fund = sub.add_parser("fund", help="give addresses test ether on a local dev chain (anvil, `chain serve`); "
+                                       "refuses any other chain",
+                          description="Pays each address (or the address a keystore file declares) from the dev "
+                                      "chain's first prefunded account. Dev chains only: on a real network send "
+                                      "ether from a wallet.")
+    fund.add_argument("targets", nargs="+", metavar="ADDRESS_OR_KEYSTORE",
+                      help="0x-addresses, or keystore files whose address to fund")
+    fund.add_argument("--rpc", default="http://127.0.0.1:8545", metavar="URL", help="the dev chain's JSON-RPC endpoint")
+    fund.add_argument("--amount", default="10", metavar="ETH", help="ether to send to each address (decimal)")
+    fund.set_defaults(func=_fund)
+
+
+def _fund(args: argparse.Namespace) -> int:
+    from decimal import Decimal, InvalidOperation
+    from pathlib import Path
+
+    from eth_utils import is_address, to_checksum_address
+
+    from flare_chain.chain.deployment import connect_rpc
+    from flare_chain.chain.devchain import fund_on_dev_chain
+    from flare_chain.chain.transactions import format_wei
+    from flare_chain.errors import ConfigError
+    from flare_chain.node.keys import keystore_address
+
+    try:
+        amount_wei = int(Decimal(args.amount) * 10**18)
+    except InvalidOperation:
+        raise ConfigError(f"--amount {args.amount!r} is not a number of ether (e.g. --amount 10 or 0.5)") from None
+    if amount_wei <= 0:
+        raise ConfigError(f"--amount must be more than 0 ether, got {args.amount}")
+    addresses = []
+    for target in args.targets:
+        if is_address(target):
+            addresses.append(to_checksum_address(target))
+        elif target.startswith("0x"):
+            raise ConfigError(f"{target} is not a valid address (40 hex digits after 0x, checksum if mixed case)")
+        else:
+            addresses.append(keystore_address(Path(target)))
+    w3 = connect_rpc(args.rpc)
+    funder = fund_on_dev_chain(w3, addresses, amount_wei, where=f"the chain at {args.rpc}")
+    for address in addresses:
+        print(f"{address} funded with {format_wei(amount_wei)} from dev account {funder}; balance now "
+              f"{format_wei(int(w3.eth.get_balance(address)))}")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
