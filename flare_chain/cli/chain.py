@@ -54,7 +54,7 @@ def _fund(args: argparse.Namespace) -> int:
         raise ConfigError(f"--amount {args.amount!r} is not a number of ether (e.g. --amount 10 or 0.5)") from None
     if amount_wei <= 0:
         raise ConfigError(f"--amount must be more than 0 ether, got {args.amount}")
-    addresses = []
+    addresses: list[str] = []
     for target in args.targets:
         if is_address(target):
             addresses.append(to_checksum_address(target))
