@@ -66,7 +66,7 @@ def _fund(args: argparse.Namespace) -> int:
     funder = fund_on_dev_chain(w3, addresses, amount_wei, where=f"the chain at {args.rpc}")
     for address in addresses:
         print(f"{address} funded with {format_wei(amount_wei)} from dev account {funder}; balance now "
-              f"{format_wei(int(w3.eth.get_balance(address)))}")
+              f"{format_wei(int(w3.eth.get_balance(to_checksum_address(address))))}")
     return 0
 
 
