@@ -199,6 +199,7 @@ class Daemon:
         settings: DaemonSettings | None = None,
         faults: Faults | None = None,
         sleep: Callable[[float], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         from flare_chain.node.participant import Participant  # torch: only when a daemon is built
 
@@ -213,7 +214,7 @@ class Daemon:
         self.params = params
         self.settings = settings or DaemonSettings()
         self.faults = faults or Faults()
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()  # the CLI's, set by SIGTERM from the start
         self._sleep = sleep
         self._texts = texts
         self._data_format = str(getattr(texts, "format", "text"))
@@ -265,9 +266,12 @@ class Daemon:
         logged and retried with exponential backoff up to ``max_backoff_s``;
         ConfigError (a wrong setting) ends the loop.
         """
+        from flare_chain.node.status import resume_point
+
         failures = 0
         log.info("%s: node %s following %s (poll every %.1fs, %d confirmations)", self.name, self.address,
                  self.coordinator.address, self.settings.poll_interval_s, self.settings.confirmations)
+        log.info("%s: resuming from %s: %s", self.name, self.state.path, resume_point(self.state.steps()))
         while not self.stopping:
             try:
                 self.tick()
