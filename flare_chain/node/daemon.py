@@ -59,6 +59,7 @@ from flare_chain.node.bundles import (
     fetch_global_bundle,
     manifest_hash,
 )
+from flare_chain.node.config import DEFAULT_VOTE_TOLERANCE
 from flare_chain.node.outbox import DurableSender
 from flare_chain.node.residual import CompressorStore
 from flare_chain.node.state import NodeState, StepStatus
@@ -162,7 +163,7 @@ class DaemonSettings:
     poll_interval_s: float = 2.0
     confirmations: int = 0
     participate: bool = True
-    vote_tolerance: float = 0.02
+    vote_tolerance: float = DEFAULT_VOTE_TOLERANCE
     stake_wei: int | None = None
     max_step_attempts: int = 5
     backoff_s: float = 1.0
