@@ -205,9 +205,9 @@ def render_status(status: NodeStatus, *, name: str) -> str:
         headers = ["step", "state", "tx", "gas", "tries", "result", "last error"]
         rows = [[v.step, v.status, v.tx_hash or "-", "-" if v.gas_used is None else f"{v.gas_used:,}",
                  v.attempts or "-", v.summary or "-", (v.last_error or "-")[:120]] for v in rnd.steps]
-        vote = {True: "approved", False: "rejected", None: "no vote"}[rnd.accepted]
+        vote = {True: "voted to approve", False: "voted to reject", None: "no vote"}[rnd.accepted]
         residual = "-" if rnd.residual_rel_error is None else f"{rnd.residual_rel_error:.3f} of the update held back"
-        title = (f"\nround {rnd.round_id}: vote {vote}; residual {residual}; adapter pulled: "
+        title = (f"\nround {rnd.round_id}: {vote}; residual {residual}; adapter pulled: "
                  f"{rnd.adapter or 'none'}")
         lines.append(render_table(headers, rows, title=title))
     if not status.rounds:

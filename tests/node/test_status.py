@@ -63,11 +63,11 @@ def test_status_of_a_stopped_node_in_text_and_json(tmp_path: Path, capsys) -> No
     assert cli_main(["node", "status", "--config", str(config)]) == 0
     text = capsys.readouterr().out
     assert f"registration: done, tx {TX}, gas 100,980" in text
-    assert "round 1: vote approved; residual 0.781 of the update held back; adapter pulled: bafyglobal1 -> " \
+    assert "round 1: voted to approve; residual 0.781 of the update held back; adapter pulled: bafyglobal1 -> " \
            "data/adapters/round-1" in text
     assert "32 windows, held-out loss 1.7386 -> 1.6012" in text and "57,568" in text
     assert "not selected" in text
-    assert "round 2: vote no vote" in text and "holds 0 ETH but needs 0.0001 ETH" in text
+    assert "round 2: no vote;" in text and "holds 0 ETH but needs 0.0001 ETH" in text
     assert "resumes at: round 2, step submit (intent)" in text
     assert f"L2 norm {norm:.6g}" in text
 
