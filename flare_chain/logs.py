@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import TextIO
 
 __all__ = ["configure_logging"]
@@ -45,15 +46,36 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
-    """Route flare-chain's loggers to stderr; quiet the chatty libraries underneath."""
+def configure_logging(level: str = "INFO", *, json_lines: bool = False, log_file: Path | None = None) -> None:
+    """Route flare-chain's loggers to stderr (and ``log_file``, appended); quiet the chatty libraries underneath.
+
+    The file gets the same lines as stderr, with the date in each plain line
+    (a service's log outlives the day it started); ConfigError when the file
+    cannot be opened, before anything else happens.
+    """
     handler = _CurrentStderrHandler()
+    handlers: list[logging.Handler] = [handler]
     if json_lines:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s", "%H:%M:%S"))
+    if log_file is not None:
+        from flare_chain.errors import ConfigError
+
+        try:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"log file {log_file} cannot be opened for appending: {exc.strerror}; "
+                              "choose a writable --log-file") from None
+        file_handler.setFormatter(_JsonFormatter() if json_lines else logging.Formatter(
+            "%(asctime)s %(levelname)-5s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        handlers.append(file_handler)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for old in root.handlers:
+        if isinstance(old, logging.FileHandler):
+            old.close()
+    root.handlers[:] = handlers
     root.setLevel(logging.WARNING)
     logging.getLogger("flare_chain").setLevel(level.upper())
     # Library deprecation chatter is for library authors, not node operators.

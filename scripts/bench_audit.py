@@ -15,8 +15,11 @@ Baselines, measured on the same history in the same process:
 The audit's phases (logs, chain reads, chain checks, IPFS, reproduce) are
 printed beside them.
 
-    python scripts/bench_audit.py                  # 100 rounds x 10 nodes (generation dominates)
-    python scripts/bench_audit.py --rounds 10 --nodes 5
+    .venv/bin/python scripts/bench_audit.py                  # 100 rounds x 10 nodes (generation dominates)
+    .venv/bin/python scripts/bench_audit.py --rounds 10 --nodes 5
+
+Run it with the project's virtualenv (``make setup`` creates ``.venv``): another
+Python lacks the dependencies and is told so in one line.
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+try:
+    import base58  # noqa: F401 - the first dependency an interpreter outside the venv lacks
+except ImportError as exc:
+    sys.exit(f"bench_audit: {exc} under {sys.executable}; run it with the project's virtualenv: "
+             ".venv/bin/python scripts/bench_audit.py (`make setup` creates .venv)")
 
 from flare_chain.audit import ContentSource, run_audit
 from flare_chain.audit.fetch import ChainReader

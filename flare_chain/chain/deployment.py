@@ -160,11 +160,7 @@ def deploy(
     ChainError naming the cause when the deployment is refused or reverts,
     and when the deployer cannot pay for it.
     """
-    params = params or ConstructorParams()
-    balance = int(w3.eth.get_balance(deployer.address))
-    if balance == 0:
-        raise ChainError(f"deployer {deployer.address} has no ether on chain {w3.eth.chain_id}; fund it first "
-                         "(on a devnet: `flare-chain chain serve` prints funded dev accounts)")
+    params = params or ConstructorParams()  # an unfunded deployer: send_transaction names it and the amount
     client = deploy_coordinator(
         w3,
         deployer,

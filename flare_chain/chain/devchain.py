@@ -14,7 +14,11 @@ from web3 import Web3
 
 from flare_chain.errors import ChainError, ConfigError
 
-__all__ = ["advance_blocks", "fund_accounts", "in_process_chain"]
+__all__ = ["DEV_CLIENT_PREFIXES", "advance_blocks", "fund_accounts", "fund_on_dev_chain", "in_process_chain",
+           "is_dev_client"]
+
+DEV_CLIENT_PREFIXES = ("anvil/", "flare-chain-devrpc/", "EthereumTester/", "HardhatNetwork/", "Ganache/")
+"""``web3_clientVersion`` prefixes of local development chains, whose unlocked accounts hold public test ether."""
 
 
 def in_process_chain() -> Web3:
@@ -56,6 +60,35 @@ def fund_accounts(
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
         if receipt["status"] != 1:
             raise ChainError(f"funding {address} from {source} failed (tx {tx_hash.to_0x_hex()})")
+
+
+def is_dev_client(client_version: str) -> bool:
+    """Whether a node's ``web3_clientVersion`` names a local development chain (anvil, the project's dev chain...)."""
+    return client_version.startswith(DEV_CLIENT_PREFIXES)
+
+
+def fund_on_dev_chain(w3: Web3, addresses: Iterable[str], amount_wei: int, *, where: str = "the chain") -> str:
+    """Pay ``amount_wei`` to each address from a local dev chain's first prefunded account; returns that account.
+
+    Refuses (ConfigError, nothing sent) any chain whose client is not a known
+    development chain or that exposes no unlocked account: on a real network
+    ether comes from a wallet, and this command must never look as if it could
+    mint it.
+    """
+    try:
+        client = str(w3.client_version)
+    except Exception as exc:  # a node that hides its version is no dev chain we know
+        client = f"unknown ({type(exc).__name__})"
+    if not is_dev_client(client):
+        raise ConfigError(f"{where} (chain id {w3.eth.chain_id}, client {client}) is not a local development chain; "
+                          "`chain fund` only pays from a dev chain's prefunded accounts: send ether to the address "
+                          "from a funded wallet instead")
+    accounts = list(w3.eth.accounts)
+    if not accounts:
+        raise ConfigError(f"{where} ({client}) exposes no prefunded account to pay from; start it with its dev "
+                          "accounts (anvil does by default; `flare-chain chain serve --accounts 10`)")
+    fund_accounts(w3, list(addresses), amount_wei, funder=accounts[0])
+    return str(accounts[0])
 
 
 def advance_blocks(w3: Web3, n: int) -> int:

@@ -20,11 +20,13 @@ from flare_chain.chain.records import TxResult
 from flare_chain.chain.revert import ErrorDecoder, revert_data_from_exception
 from flare_chain.errors import ChainError
 
-__all__ = ["DEFAULT_GAS_MARGIN", "DEFAULT_RECEIPT_TIMEOUT_S", "call_view", "send_transaction"]
+__all__ = ["DEFAULT_GAS_MARGIN", "DEFAULT_RECEIPT_TIMEOUT_S", "call_view", "format_wei", "require_funds",
+           "send_transaction"]
 
 DEFAULT_GAS_MARGIN = 1.25
 DEFAULT_RECEIPT_TIMEOUT_S = 120.0
 _FALLBACK_PRIORITY_FEE_WEI = 1_000_000_000
+_BASE_TX_GAS = 21_000
 
 
 def _simulate(
@@ -53,6 +55,38 @@ def _estimate_gas(w3: Web3, tx: dict[str, Any], label: str, decoder: ErrorDecode
         return int(w3.eth.estimate_gas(tx))  # type: ignore[arg-type]
     except Exception as exc:
         raise decoder.chain_error(label, revert_data_from_exception(exc), str(exc)) from exc
+
+
+def format_wei(wei: int) -> str:
+    """An amount as an operator reads it: ether with up to 6 decimals, and the exact wei."""
+    return f"{wei / 10**18:.6f}".rstrip("0").rstrip(".") + f" ETH ({wei} wei)"
+
+
+def require_funds(w3: Web3, address: str, *, value_wei: int, label: str, gas: int | None = None,
+                  fees: dict[str, int] | None = None) -> None:
+    """Raise ChainError naming ``address`` and the amount it lacks when it cannot pay for ``label``.
+
+    Called before simulating, with ``gas`` None (value plus the 21,000 gas
+    every transaction costs: a lower bound, since an account that cannot pay
+    even that makes the simulation fail with an unreadable revert), and again
+    once gas and fees are known (value + gas × max fee). Without it a node
+    sees the endpoint's generic refusal, or a simulation failure that reads
+    like a bad argument.
+    """
+    fees = fees if fees is not None else _fee_fields(w3)
+    price = int(fees.get("maxFeePerGas", fees.get("gasPrice", 0)))
+    bound = gas is None
+    gas = _BASE_TX_GAS if gas is None else gas
+    need = value_wei + gas * price
+    balance = int(w3.eth.get_balance(address))  # type: ignore[arg-type]
+    if balance >= need:
+        return
+    parts = [f"{format_wei(value_wei)} value"] if value_wei else []
+    parts.append(f"{'at least ' if bound else 'up to '}{gas} gas at {price} wei")
+    raise ChainError(f"{label}: {address} holds {format_wei(balance)} but needs {'at least ' if bound else ''}"
+                     f"{format_wei(need)} ({' + '.join(parts)}) on chain {w3.eth.chain_id}; send it at least "
+                     f"{format_wei(need - balance)} (on a local dev chain: `flare-chain chain fund {address} "
+                     "--rpc URL`)", error_name="InsufficientFunds", error_args=(address, need, balance))
 
 
 def _fee_fields(w3: Web3) -> dict[str, int]:
@@ -88,14 +122,17 @@ def send_transaction(
     tx: dict[str, Any] = {"from": account.address, "data": data, "value": value_wei}
     if to is not None:
         tx["to"] = to
+    require_funds(w3, account.address, value_wei=value_wei, label=label)
     _simulate(w3, tx, label, decoder)
     estimate = _estimate_gas(w3, tx, label, decoder)
+    fees = _fee_fields(w3)
     tx.update(
         nonce=w3.eth.get_transaction_count(account.address, "pending"),
         chainId=w3.eth.chain_id,
         gas=int(estimate * gas_margin),
-        **_fee_fields(w3),
+        **fees,
     )
+    require_funds(w3, account.address, value_wei=value_wei, label=label, gas=tx["gas"], fees=fees)
     signed = account.sign_transaction(tx)
     try:
         tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)

@@ -185,7 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = ipfs.add_subparsers(dest="ipfs_command", required=True, metavar="COMMAND")
 
     add = sub.add_parser("add", help="add a file (or a folder with -r) and print its CID")
-    add.add_argument("path", metavar="FILE_OR_DIR")
+    add.add_argument("path", metavar="FILE_OR_DIR", help="the file, or with -r the directory, to add")
     add.add_argument("--cid-version", type=int, choices=(0, 1), default=0,
                      help="0 (Qm..., default) or 1 (bafy..., implies raw leaves)")
     add.add_argument("--raw-leaves", action=argparse.BooleanOptionalAction, default=None,
@@ -198,20 +198,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add.set_defaults(func=cmd_add)
 
     cat = sub.add_parser("cat", help="write a file's bytes to stdout (CID or CID/path)")
-    cat.add_argument("path", metavar="CID[/PATH]")
+    cat.add_argument("path", metavar="CID[/PATH]", help="what to print: a CID, or a path under a directory CID")
     cat.set_defaults(func=cmd_cat)
 
     ls = sub.add_parser("ls", help="list a directory: CID, size, name")
-    ls.add_argument("path", metavar="CID[/PATH]")
+    ls.add_argument("path", metavar="CID[/PATH]", help="the directory to list: a CID, or a path under one")
     ls.set_defaults(func=cmd_ls)
 
     pin = sub.add_parser("pin", help="manage recursive pins")
     pin_sub = pin.add_subparsers(dest="pin_command", required=True, metavar="COMMAND")
     pin_add = pin_sub.add_parser("add", help="pin a DAG whose blocks are all present")
-    pin_add.add_argument("cid")
+    pin_add.add_argument("cid", help="the CID to pin (with everything under it)")
     pin_add.set_defaults(func=cmd_pin_add)
     pin_rm = pin_sub.add_parser("rm", help="remove a pin (blocks go at the next gc)")
-    pin_rm.add_argument("cid")
+    pin_rm.add_argument("cid", help="the CID to unpin (gc may then remove its blocks)")
     pin_rm.set_defaults(func=cmd_pin_rm)
     pin_ls = pin_sub.add_parser("ls", help="list pinned CIDs")
     pin_ls.set_defaults(func=cmd_pin_ls)

@@ -1,19 +1,22 @@
-"""``flare-chain node run``: run one node's daemon from its TOML config until stopped."""
+"""``flare-chain node run`` (one node's daemon, a service) and ``node status`` (what it did, from its files)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_daemon", "register"]
+__all__ = ["build_daemon", "connect_with_retry", "register"]
 
 log = logging.getLogger("flare_chain.node")
 
-_CONNECT_RETRY_S = 60.0
+_MAX_CONNECT_DELAY_S = 30.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,27 +33,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="exit after pulling the outcome of N rounds (default: run until stopped)")
     run.add_argument("--json-logs", dest="node_json_logs", action="store_true",
                      help="emit log lines as JSON objects (same as the global --json-logs)")
+    run.add_argument("--log-file", type=Path, default=None, metavar="PATH",
+                     help="also append every log line to this file (stderr keeps them too)")
     run.set_defaults(func=_run)
+    status = sub.add_parser("status", help="what the node did per round, read from its data_dir (no chain needed)",
+                            description="Per round: each step's state, transaction hash and gas, the vote, the last "
+                                        "error, the compression residual, the adapter pulled; and where the node "
+                                        "resumes. Reads <data_dir>/state.sqlite read-only, so it works beside a "
+                                        "running node and for a stopped one.")
+    status.add_argument("--config", type=Path, required=True, help="the node's TOML file (see nodes/)")
+    status.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    status.add_argument("--rounds", type=int, default=None, metavar="N", help="show only the last N rounds")
+    status.set_defaults(func=_status)
 
 
-def _connect(rpc_url: str, deadline_s: float) -> Any:
-    """Connect to the RPC endpoint, retrying with backoff for ``deadline_s`` (a node may start before its chain)."""
+def connect_with_retry(rpc_url: str, stop: threading.Event, *, connect: Callable[[str], Any] | None = None,
+                       max_delay_s: float = _MAX_CONNECT_DELAY_S) -> Any | None:
+    """Connect to the RPC endpoint, retrying with backoff until it answers or ``stop`` is set (then None).
+
+    Operators start services in any order, so a node that starts before its
+    chain waits for it however long that takes, one log line per attempt
+    (backoff doubling to ``max_delay_s``), and SIGTERM ends the wait at once.
+    """
     from flare_chain.chain.deployment import connect_rpc
     from flare_chain.errors import ChainError
 
-    began, delay = time.monotonic(), 0.5
-    while True:
+    attempt = connect or connect_rpc
+    delay, tries, began = 0.5, 0, time.monotonic()
+    while not stop.is_set():
         try:
-            return connect_rpc(rpc_url)
+            return attempt(rpc_url)
         except ChainError as exc:
-            if time.monotonic() - began > deadline_s:
-                raise
-            log.warning("%s; retrying in %.1fs", exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            tries += 1
+            log.warning("%s; waiting for it (attempt %d, %.0f s so far), next try in %.1fs", exc, tries,
+                        time.monotonic() - began, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, max_delay_s)
+    return None
 
 
-def build_daemon(config: Any, *, show_progress: bool | None = None) -> Any:
+def build_daemon(config: Any, *, show_progress: bool | None = None, stop: threading.Event | None = None) -> Any:
     """A ready ``Daemon`` for a validated ``NodeConfig``: chain, keystore, IPFS endpoint, model, data, state."""
     from flare_chain.chain.deployment import open_address, open_deployment
     from flare_chain.node.daemon import Daemon, DaemonSettings, Faults
@@ -62,7 +84,10 @@ def build_daemon(config: Any, *, show_progress: bool | None = None) -> Any:
     s = config.node
     texts = config.data.load()  # data first: a bad record stops the node before it connects, trains or pins
     account = load_account(s.keystore, read_password(env_name=s.password_env, file=s.password_file))
-    w3 = _connect(config.chain.rpc_url, _CONNECT_RETRY_S)
+    stop = stop or threading.Event()
+    w3 = connect_with_retry(config.chain.rpc_url, stop)
+    if w3 is None:
+        return None  # stopped while waiting for the chain
     if config.chain.deployment is not None:
         _deployment, coordinator = open_deployment(w3, config.chain.deployment,
                                                    log_chunk_blocks=config.chain.log_chunk_blocks)
@@ -92,19 +117,48 @@ def build_daemon(config: Any, *, show_progress: bool | None = None) -> Any:
     )
     return Daemon(name=s.name, account=account, coordinator=coordinator, store=store,
                   state=NodeState(data_dir / "state.sqlite"), texts=texts, model_dir=model_dir,
-                  params=bound.train_params(config.training), spec=bound.spec, settings=settings, faults=Faults.from_env(node=s.name))
+                  params=bound.train_params(config.training), spec=bound.spec, settings=settings, faults=Faults.from_env(node=s.name),
+                  stop=stop)
+
+
+def _install_stop_handlers(stop: threading.Event, name: str) -> None:
+    """SIGTERM/SIGINT set ``stop`` from the first moment, so a node still waiting for its chain exits cleanly too."""
+    def handler(signum: int, _frame: object) -> None:
+        log.info("%s: %s received; stopping after the current step", name, signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _run(args: argparse.Namespace) -> int:
     from flare_chain.logs import configure_logging
     from flare_chain.node.config import load_node_config
 
-    if args.node_json_logs:
-        configure_logging(logging.getLevelName(logging.getLogger("flare_chain").level), json_lines=True)
+    if args.node_json_logs or args.log_file is not None:
+        configure_logging(logging.getLevelName(logging.getLogger("flare_chain").level),
+                          json_lines=bool(args.node_json_logs or getattr(args, "json_logs", False)),
+                          log_file=args.log_file)
     config = load_node_config(args.config)
-    daemon = build_daemon(config)
-    daemon.install_signal_handlers()
+    stop = threading.Event()
+    _install_stop_handlers(stop, config.node.name)
+    daemon = build_daemon(config, stop=stop)
+    if daemon is None:
+        log.info("%s: stopped cleanly before it reached its chain", config.node.name)
+        return 0
     try:
-        return daemon.run(max_rounds=args.max_rounds)
+        return int(daemon.run(max_rounds=args.max_rounds))
     finally:
         daemon.state.close()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from flare_chain.node.config import load_node_config
+    from flare_chain.node.status import read_status, render_status
+
+    config = load_node_config(args.config)
+    status = read_status(Path(config.node.data_dir))
+    if args.rounds is not None:
+        status.rounds[:] = status.rounds[-args.rounds:] if args.rounds > 0 else []
+    print(status.to_json() if args.json else render_status(status, name=config.node.name))
+    return 0

@@ -22,32 +22,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--rpc", default=None, metavar="URL", help="JSON-RPC endpoint (default: the deployment's rpc_url)")
     p.add_argument("--keystore", required=True, type=Path, help="the owner's (deployer's) keystore")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--password-env", metavar="VAR")
-    src.add_argument("--password-file", type=Path, metavar="FILE")
+    src.add_argument("--password-env", metavar="VAR", help="read the keystore password from this variable")
+    src.add_argument("--password-file", type=Path, metavar="FILE", help="read the keystore password from a file")
     p.add_argument("--ipfs", default="http://127.0.0.1:5001", metavar="URL",
-                   help="Kubo RPC endpoint to pin the round-0 adapter to (default http://127.0.0.1:5001)")
+                   help="Kubo RPC endpoint to pin the round-0 adapter to")
     p.add_argument("--node-config", type=Path, default=None, metavar="TOML",
                    help="take model dir and training params (rank, targets) from this node config, so the round-0 "
                         "adapter fits the nodes")
     p.add_argument("--model-dir", type=Path, default=None, help="base model directory (default: reference model)")
-    p.add_argument("--adapter-seed", type=int, default=0, help="seed of the round-0 adapter (default 0)")
+    p.add_argument("--adapter-seed", type=int, default=0, help="seed of the round-0 adapter")
     probe = p.add_mutually_exclusive_group()
     probe.add_argument("--probe-corpus", type=Path, action="append", default=None, metavar="PATH",
                        help="text file or directory of the federation's public probe corpus, pinned and named in "
                             "the round-0 manifest (repeatable; default: a sample of the stdlib reference task)")
     probe.add_argument("--no-probe-corpus", action="store_true",
                        help="name no probe corpus: the committee's probe-loss gate stays off")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--submission-blocks", type=int, default=40)
-    p.add_argument("--claim-blocks", type=int, default=10)
-    p.add_argument("--proposal-blocks", type=int, default=20)
-    p.add_argument("--voting-blocks", type=int, default=20)
-    p.add_argument("--committee-size", type=int, default=3, help="expected committee size k (default 3)")
-    p.add_argument("--poll", type=float, default=1.0, metavar="S", help="seconds between chain polls (default 1)")
+    p.add_argument("--rounds", type=int, default=3, metavar="N", help="rounds to open, one after another")
+    p.add_argument("--submission-blocks", type=int, default=40, metavar="B",
+                   help="blocks the nodes have to train, pin and submit")
+    p.add_argument("--claim-blocks", type=int, default=10, metavar="B",
+                   help="blocks for committee seat claims (at least 3)")
+    p.add_argument("--proposal-blocks", type=int, default=20, metavar="B",
+                   help="blocks for the leader (then the next ranks) to propose the aggregate")
+    p.add_argument("--voting-blocks", type=int, default=20, metavar="B", help="blocks for the committee's votes")
+    p.add_argument("--committee-size", type=int, default=3, metavar="K", help="expected committee size k")
+    p.add_argument("--poll", type=float, default=1.0, metavar="S", help="seconds between chain polls")
     p.add_argument("--mine", action="store_true",
-                   help="ask the chain for a block every poll (the eth-tester dev chain only moves on transactions)")
-    p.add_argument("--round-timeout", type=float, default=3600.0, metavar="S")
+                   help="ask the chain for a block every poll (dev chains that mine only on transactions: anvil "
+                        "without --block-time, `flare-chain chain serve` without --block-time)")
+    p.add_argument("--round-timeout", type=float, default=3600.0, metavar="S",
+                   help="give up on a round that has not ended after this many seconds")
+    p.add_argument("--stall-timeout", type=float, default=120.0, metavar="S",
+                   help="give up when the chain makes no block for this long while a round waits for a deadline")
+    p.add_argument("--nodes-timeout", type=float, default=3600.0, metavar="S",
+                   help="how long to wait for enough registered nodes before opening a round")
     p.set_defaults(func=_drive)
+
+
+_FLAGS = {"rounds": "--rounds", "submission_blocks": "--submission-blocks", "claim_blocks": "--claim-blocks",
+          "proposal_blocks": "--proposal-blocks", "voting_blocks": "--voting-blocks",
+          "expected_committee_size": "--committee-size", "poll_interval_s": "--poll",
+          "round_timeout_s": "--round-timeout", "stall_timeout_s": "--stall-timeout",
+          "nodes_timeout_s": "--nodes-timeout"}
+"""DriverSettings field -> the flag that sets it, so a bad value is reported under the name the user typed."""
 
 
 def _training(args: argparse.Namespace):  # -> (model_dir, LoraTrainParams); lazy: imports torch
@@ -84,9 +101,10 @@ def _drive(args: argparse.Namespace) -> int:
             rounds=args.rounds, submission_blocks=args.submission_blocks, claim_blocks=args.claim_blocks,
             proposal_blocks=args.proposal_blocks, voting_blocks=args.voting_blocks,
             expected_committee_size=args.committee_size, poll_interval_s=args.poll, mine_every_poll=args.mine,
-            round_timeout_s=args.round_timeout)
+            round_timeout_s=args.round_timeout,
+            stall_timeout_s=args.stall_timeout, nodes_timeout_s=args.nodes_timeout)
     except ValidationError as exc:
-        raise ConfigError("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
+        raise ConfigError("; ".join(f"{_FLAGS.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}"
                                     for e in exc.errors())) from None
     deployment = load_deployment(args.deployment)
     rpc = args.rpc or deployment.rpc_url

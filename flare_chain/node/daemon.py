@@ -59,6 +59,7 @@ from flare_chain.node.bundles import (
     fetch_global_bundle,
     manifest_hash,
 )
+from flare_chain.node.config import DEFAULT_VOTE_TOLERANCE
 from flare_chain.node.outbox import DurableSender
 from flare_chain.node.residual import CompressorStore
 from flare_chain.node.state import NodeState, StepStatus
@@ -168,7 +169,7 @@ class DaemonSettings:
     poll_interval_s: float = 2.0
     confirmations: int = 0
     participate: bool = True
-    vote_tolerance: float = 0.02
+    vote_tolerance: float = DEFAULT_VOTE_TOLERANCE
     stake_wei: int | None = None
     max_step_attempts: int = 5
     backoff_s: float = 1.0
@@ -206,6 +207,7 @@ class Daemon:
         settings: DaemonSettings | None = None,
         faults: Faults | None = None,
         sleep: Callable[[float], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         from flare_chain.node.participant import Participant  # torch: only when a daemon is built
 
@@ -220,7 +222,7 @@ class Daemon:
         self.params = params
         self.settings = settings or DaemonSettings()
         self.faults = faults or Faults()
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()  # the CLI's, set by SIGTERM from the start
         self._sleep = sleep
         self._texts = texts
         self._data_format = str(getattr(texts, "format", "text"))
@@ -274,9 +276,12 @@ class Daemon:
         logged and retried with exponential backoff up to ``max_backoff_s``;
         ConfigError (a wrong setting) ends the loop.
         """
+        from flare_chain.node.status import resume_point
+
         failures = 0
         log.info("%s: node %s following %s (poll every %.1fs, %d confirmations)", self.name, self.address,
                  self.coordinator.address, self.settings.poll_interval_s, self.settings.confirmations)
+        log.info("%s: resuming from %s: %s", self.name, self.state.path, resume_point(self.state.steps()))
         while not self.stopping:
             try:
                 self.tick()

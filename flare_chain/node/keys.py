@@ -18,7 +18,7 @@ from eth_account.signers.local import LocalAccount
 
 from flare_chain.errors import ConfigError
 
-__all__ = ["create_keystore", "keystore_address", "load_account", "read_password"]
+__all__ = ["create_keystore", "import_keystore", "keystore_address", "load_account", "read_password"]
 
 
 def read_password(*, env_name: str | None = None, file: Path | None = None,
@@ -46,12 +46,36 @@ def create_keystore(path: Path, password: str, *, kdf_iterations: int | None = N
 
     ``kdf_iterations`` lowers the scrypt cost for tests; leave it None in production.
     """
+    return _write_keystore(path, secrets.token_bytes(32), password, kdf_iterations=kdf_iterations)
+
+
+def import_keystore(path: Path, private_key: str, password: str, *, kdf_iterations: int | None = None) -> str:
+    """Encrypt an existing hex private key into ``path`` (never overwriting); return its address.
+
+    For an operator whose node key already exists (a hardware-wallet export, a
+    key another tool made). Errors never repeat the key.
+    """
+    text = private_key.strip()
+    digits = text[2:] if text.lower().startswith("0x") else text
+    if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise ConfigError(f"the private key to import is not 64 hex digits (got {len(digits)} characters); "
+                          "pass the raw secp256k1 key, with or without 0x")
+    key = bytes.fromhex(digits)
+    if not 0 < int.from_bytes(key, "big") < _SECP256K1_ORDER:
+        raise ConfigError("the private key to import is outside the secp256k1 range (zero or ≥ the curve order)")
+    return _write_keystore(path, key, password, kdf_iterations=kdf_iterations)
+
+
+_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def _write_keystore(path: Path, key: bytes, password: str, *, kdf_iterations: int | None) -> str:
     path = Path(path)
     if path.exists():
         raise ConfigError(f"{path} already exists; refusing to overwrite a keystore (choose another path)")
     if len(password) < 8:
         raise ConfigError("keystore password must be at least 8 characters")
-    account = Account.from_key(secrets.token_bytes(32))
+    account = Account.from_key(key)
     blob = Account.encrypt(account.key, password, iterations=kdf_iterations)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -25,7 +25,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from flare_chain.chain.revert import ErrorDecoder, revert_data_from_exception
-from flare_chain.chain.transactions import DEFAULT_GAS_MARGIN
+from flare_chain.chain.transactions import DEFAULT_GAS_MARGIN, require_funds
 from flare_chain.chain.transactions import _estimate_gas as estimate_gas  # shared simulation rules
 from flare_chain.chain.transactions import _fee_fields as fee_fields
 from flare_chain.chain.transactions import _simulate as simulate
@@ -81,10 +81,13 @@ class DurableSender:
             return SendOutcome(None, None, 0, resent=False, already_on_chain=True)
         self.state.record_intent(round_id, step, detail)
         tx: dict[str, Any] = {"from": self.account.address, "to": to, "data": data, "value": value_wei}
+        require_funds(self.w3, self.account.address, value_wei=value_wei, label=step)
         simulate(self.w3, tx, step, self.decoder)
         estimate = estimate_gas(self.w3, tx, step, self.decoder)
+        fees = fee_fields(self.w3)
         tx.update(nonce=self.w3.eth.get_transaction_count(self.account.address, "pending"),
-                  chainId=self.w3.eth.chain_id, gas=int(estimate * self._gas_margin), **fee_fields(self.w3))
+                  chainId=self.w3.eth.chain_id, gas=int(estimate * self._gas_margin), **fees)
+        require_funds(self.w3, self.account.address, value_wei=value_wei, label=step, gas=tx["gas"], fees=fees)
         signed = self.account.sign_transaction(tx)
         tx_hash = HexBytes(signed.hash).to_0x_hex()
         self.state.record_signed(round_id, step, bytes(signed.raw_transaction), tx_hash, int(tx["nonce"]))

@@ -32,7 +32,7 @@ from flare_chain.chain.devchain import advance_blocks
 from flare_chain.chain.records import RoundStatus
 from flare_chain.errors import ChainError, FlareError
 from flare_chain.ipfs import KuboClient, cid_from_bytes, cid_to_bytes
-from flare_chain.protocol import RoundSchedule
+from flare_chain.protocol import Phase, RoundSchedule
 
 __all__ = [
     "DriverSettings",
@@ -65,6 +65,10 @@ class DriverSettings(BaseModel):
     poll_interval_s: float = Field(1.0, gt=0, le=600)
     mine_every_poll: bool = Field(False, description="ask the chain for one block per poll (eth-tester dev chain)")
     round_timeout_s: float = Field(3600.0, gt=0, description="wall-clock cap per round before giving up")
+    stall_timeout_s: float = Field(120.0, gt=0, description="give up when the chain makes no block for this long "
+                                                            "while a round waits for a deadline")
+    progress_every_s: float = Field(30.0, gt=0, description="log where a waiting round stands at most this often")
+    nodes_timeout_s: float = Field(3600.0, gt=0, description="how long to wait for enough registered nodes")
 
 
 @dataclass(frozen=True)
@@ -153,17 +157,65 @@ def _try_finalize(coordinator: CoordinatorClient, owner: LocalAccount, round_id:
             log.warning("finalizing round %d failed: %s", round_id, exc)
 
 
+class _Liveness:
+    """Watches the chain's head while a round waits: progress lines at a modest rate, and a stalled chain.
+
+    A chain that mines only on transactions (anvil without ``--block-time``,
+    the eth-tester dev chain) stops once the nodes have sent what they can, and
+    a round's deadlines are blocks: without this the driver would wait for its
+    whole timeout without a word.
+    """
+
+    def __init__(self, round_id: int, settings: DriverSettings, clock: Callable[[], float]) -> None:
+        self.round_id = round_id
+        self.settings = settings
+        self._clock = clock
+        self._head = -1
+        self._head_since = clock()
+        self._logged_at: float | None = None
+        self._logged_phase: Phase | None = None
+
+    def observe(self, head: int, schedule: RoundSchedule, status: RoundStatus, rpc: str) -> None:
+        """Log progress (phase changes, and every ``progress_every_s``); raise ChainError on a stalled chain."""
+        now = self._clock()
+        if head != self._head:
+            self._head, self._head_since = head, now
+        phase = schedule.phase(head + 1)
+        deadline = _phase_deadline(schedule, phase)
+        due = self._logged_at is None or now - self._logged_at >= self.settings.progress_every_s
+        if phase != self._logged_phase or due:
+            target = f"block {head} of {deadline}" if deadline is not None else f"block {head}"
+            log.info("round %d: %s phase (status %s), %s", self.round_id, phase.value, status.name.lower(), target)
+            self._logged_at, self._logged_phase = now, phase
+        still = now - self._head_since
+        if not self.settings.mine_every_poll and still >= self.settings.stall_timeout_s:
+            waiting = f", round {self.round_id} waits for block {deadline}" if deadline is not None else ""
+            raise ChainError(f"the chain at {rpc} made no block for {still:.0f} s (head {head}{waiting}); start "
+                             "anvil with --block-time 1 (or `flare-chain chain serve --block-time 1`), or pass "
+                             "--mine to `rounds drive` on a dev chain")
+
+
+def _phase_deadline(schedule: RoundSchedule, phase: Phase) -> int | None:
+    return {Phase.SUBMISSION: schedule.submission_deadline, Phase.CLAIM: schedule.claim_deadline,
+            Phase.PROPOSAL: schedule.proposal_deadline, Phase.VOTE: schedule.vote_deadline}.get(phase)
+
+
+def _rpc_name(coordinator: CoordinatorClient) -> str:
+    return str(getattr(coordinator.w3.provider, "endpoint_uri", None) or "the RPC endpoint")
+
+
 def _wait_for_end(
     coordinator: CoordinatorClient, owner: LocalAccount, round_id: int, settings: DriverSettings,
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], None], clock: Callable[[], float] = time.monotonic,
 ) -> RoundStatus:
-    started = time.monotonic()
+    started = clock()
+    liveness = _Liveness(round_id, settings, clock)
     while True:
         try:
             info = coordinator.round_info(round_id)
             head = int(coordinator.w3.eth.block_number)
         except (ChainError, OSError) as exc:  # an RPC endpoint restarting: keep polling until the timeout
-            if time.monotonic() - started > settings.round_timeout_s:
+            if clock() - started > settings.round_timeout_s:
                 raise ChainError(f"round {round_id}: the RPC endpoint kept failing for "
                                  f"{settings.round_timeout_s:.0f} s ({exc})") from exc
             log.warning("round %d: polling the chain failed (%s); retrying", round_id, exc)
@@ -173,10 +225,12 @@ def _wait_for_end(
             return info.status
         # Judged at the head, not the next block: the transaction is simulated against the head before it
         # is sent, and a finalize that reverts there would be retried here without a block being mined.
-        if RoundSchedule.for_round(info, coordinator).is_stuck(info.status, info.committee_size, head):
+        schedule = RoundSchedule.for_round(info, coordinator)
+        if schedule.is_stuck(info.status, info.committee_size, head):
             _try_finalize(coordinator, owner, round_id)
             continue
-        if time.monotonic() - started > settings.round_timeout_s:
+        liveness.observe(head, schedule, info.status, _rpc_name(coordinator))
+        if clock() - started > settings.round_timeout_s:
             raise ChainError(f"round {round_id} neither ended nor passed a deadline within "
                              f"{settings.round_timeout_s:.0f} s (head {head}, status {info.status.name}); is the "
                              "chain producing blocks? (on the eth-tester dev chain pass --mine)")
@@ -193,6 +247,7 @@ def drive_rounds(
     ipfs: KuboClient | None = None,
     on_round: Callable[[RoundSummary], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[RoundSummary]:
     """Open and see through ``settings.rounds`` rounds, one after another; return their summaries.
 
@@ -208,18 +263,15 @@ def drive_rounds(
     current = coordinator.current_round()
     if current and not coordinator.round_info(current).status.is_final:
         log.info("round %d from an earlier run is still going; waiting for it to end", current)
-        _wait_for_end(coordinator, owner, current, settings, sleep)
+        _wait_for_end(coordinator, owner, current, settings, sleep, clock)
     summaries: list[RoundSummary] = []
     for _ in range(settings.rounds):
         started = time.monotonic()
-        round_id, _tx = coordinator.open_round(
-            owner, settings.submission_blocks, settings.claim_blocks, settings.proposal_blocks,
-            settings.voting_blocks, expected_committee_size=settings.expected_committee_size,
-        )
+        round_id = _open_when_enough_nodes(coordinator, owner, settings, sleep, clock)
         log.info("round %d opened (submission %d, claim %d, proposal %d, voting %d blocks; k=%d)", round_id,
                  settings.submission_blocks, settings.claim_blocks, settings.proposal_blocks,
                  settings.voting_blocks, settings.expected_committee_size)
-        status = _wait_for_end(coordinator, owner, round_id, settings, sleep)
+        status = _wait_for_end(coordinator, owner, round_id, settings, sleep, clock)
         summary = _summarise(coordinator, round_id, status, ipfs, time.monotonic() - started)
         log.info("round %d %s: %s", round_id, status.name.lower(),
                  summary.committed_cid or summary.failure_reason)
@@ -227,6 +279,41 @@ def drive_rounds(
         if on_round is not None:
             on_round(summary)
     return summaries
+
+
+def _open_when_enough_nodes(
+    coordinator: CoordinatorClient, owner: LocalAccount, settings: DriverSettings, sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> int:
+    """Open the next round, waiting (with a log line) while fewer nodes are registered than a committee needs.
+
+    Nodes register themselves when their daemons start, so an owner who runs
+    ``rounds drive`` first is early, not wrong. The contract is the judge
+    (``CoordinatorTooFewNodes``); the wait is bounded by ``nodes_timeout_s``.
+    """
+    began = clock()
+    logged_at: float | None = None
+    while True:
+        try:
+            round_id, _tx = coordinator.open_round(
+                owner, settings.submission_blocks, settings.claim_blocks, settings.proposal_blocks,
+                settings.voting_blocks, expected_committee_size=settings.expected_committee_size)
+            return round_id
+        except ChainError as exc:
+            if exc.error_name != "CoordinatorTooFewNodes":
+                raise
+            have, need = (int(a) for a in exc.error_args[:2])  # type: ignore[call-overload]
+        if clock() - began > settings.nodes_timeout_s:
+            raise ChainError(f"only {have} of the {need} nodes a committee needs registered within "
+                             f"{settings.nodes_timeout_s:.0f} s; start the nodes (`flare-chain node run`) and "
+                             "check their logs for funding or RPC errors")
+        if settings.mine_every_poll:
+            advance_blocks(coordinator.w3, 1)  # on a dev chain without a block time, registrations still land
+        if logged_at is None or clock() - logged_at >= settings.progress_every_s:
+            log.info("waiting for nodes to register: %d of %d needed (start them with `flare-chain node run`)",
+                     have, need)
+            logged_at = clock()
+        sleep(settings.poll_interval_s)
 
 
 def _summarise(

@@ -47,7 +47,7 @@ from flare_chain.node.bundles import MANIFEST_FILE, GlobalAdapter, fetch_global_
 from flare_chain.protocol import RoundSchedule
 from flare_chain.protocol.spec import FederationSpec
 
-__all__ = ["Participant", "Review", "SubmissionRecord"]
+__all__ = ["Participant", "Review", "SubmissionRecord", "initial_global_manifest", "loss_within_tolerance"]
 
 log = logging.getLogger("flare_chain.node")
 
@@ -312,7 +312,7 @@ class Participant:
         if recomputed.cid != proposed_cid:
             return False, f"recomputed aggregate is {recomputed.cid}, proposal says {proposed_cid}", loss_before, None
         loss_after = self.evaluate(recomputed.adapter)
-        if loss_after > loss_before * (1 + tolerance):
+        if not loss_within_tolerance(loss_before, loss_after, tolerance):
             return False, f"held-out loss rises {loss_before:.4f} -> {loss_after:.4f}", loss_before, loss_after
         return True, f"reproduced {proposed_cid}; held-out loss {loss_before:.4f} -> {loss_after:.4f}", \
             loss_before, loss_after
@@ -336,6 +336,12 @@ class Participant:
         if self.coordinator.has_voted(round_id, self.address):
             return None
         return self.review_and_vote(round_id, previous, tolerance=tolerance)
+
+
+def loss_within_tolerance(loss_before: float, loss_after: float, tolerance: float) -> bool:
+    """A member's rule for its own held-out data: the new adapter may raise the loss by at most ``tolerance``
+    (relative to the previous global adapter's loss); see ``node.config.DEFAULT_VOTE_TOLERANCE``."""
+    return loss_after <= loss_before * (1 + tolerance)
 
 
 def initial_global_manifest(

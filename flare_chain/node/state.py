@@ -94,10 +94,23 @@ class StepRecord:
 class NodeState:
     """The SQLite state file of one node. Not shared between processes; one daemon owns it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Open (creating it if needed) the state file; ``read_only`` opens an existing one for inspection only.
+
+        Read-only is what ``node status`` uses: it never creates, migrates or
+        locks the file, so it is safe beside a running daemon.
+        """
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if read_only:
+                if not self.path.is_file():
+                    raise ConfigError(f"node state {self.path} does not exist: this node has not started with "
+                                      "this data_dir yet (check [node] data_dir in its config)")
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                           isolation_level=None, timeout=30.0)
+                self._db.execute("SELECT count(*) FROM steps").fetchone()
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from flare_chain.chain.anvil import REPO_ROOT, free_port
 from flare_chain.chain.devrpc import DevChainServer
 from flare_chain.cli.main import main as cli_main
 from flare_chain.cli.node import build_daemon
@@ -52,4 +59,69 @@ def test_a_contract_address_without_code_stops_the_node_before_it_writes_state(t
         assert cli_main(["node", "run", "--config", str(path), "--max-rounds", "1"]) == IntegrityError.exit_code
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "no contract there" in line and "chain.deployment" in line
+    assert not (tmp_path / "data" / "state.sqlite").exists()
+
+
+class _InstantStop(threading.Event):
+    """A stop event whose waits return at once and are added up: minutes of backoff in no time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waited.append(float(timeout or 0))
+        return self.is_set()
+
+
+def test_a_node_started_before_its_chain_keeps_waiting_with_backoff_until_it_answers(caplog) -> None:
+    from flare_chain.cli.node import connect_with_retry
+    from flare_chain.errors import ChainError
+
+    failures = 60
+    calls: list[str] = []
+
+    def connect(url: str) -> str:
+        calls.append(url)
+        if len(calls) <= failures:
+            raise ChainError(f"the RPC endpoint {url} does not answer (ConnectionError)")
+        return "web3"
+
+    stop = _InstantStop()
+    with caplog.at_level("WARNING", logger="flare_chain"):
+        assert connect_with_retry("http://127.0.0.1:9", stop, connect=connect) == "web3"
+    assert len(calls) == failures + 1 and sum(stop.waited) > 20 * 60  # far past the old 56 s give-up
+    assert max(stop.waited) == 30.0 and stop.waited[:3] == [0.5, 1.0, 2.0]
+    assert len([r for r in caplog.records if "waiting for it (attempt" in r.getMessage()]) == failures
+
+
+def test_sigterm_while_waiting_for_the_chain_exits_0_with_a_line_in_the_log_file(tmp_path: Path) -> None:
+    create_keystore(tmp_path / "node.json", "password-123", kdf_iterations=2)
+    config = tmp_path / "node.toml"
+    port = free_port()
+    config.write_text(f'[node]\nname = "node-9"\ndata_dir = "data"\nkeystore = "node.json"\n'
+                      f'password_env = "NODE_PW"\n[chain]\nrpc_url = "http://127.0.0.1:{port}"\n'
+                      f'contract = "{NO_CODE}"\n[data]\ndomain = "email"\n', encoding="utf-8")
+    log_file = tmp_path / "logs" / "node-9.log"
+    env = {**os.environ, "NODE_PW": "password-123", "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "flare_chain.cli.main", "node", "run", "--config", str(config),
+                                "--log-file", str(log_file)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180  # generous: the CLI imports slowly on a loaded machine
+        while time.monotonic() < deadline and process.poll() is None:
+            text = log_file.read_text() if log_file.exists() else ""
+            if text.count("waiting for it (attempt") >= 2:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    text = log_file.read_text()
+    assert "node-9: SIGTERM received" in text and "stopped cleanly before it reached its chain" in text
+    assert "node-9: SIGTERM received" in err  # stderr keeps every line too
     assert not (tmp_path / "data" / "state.sqlite").exists()

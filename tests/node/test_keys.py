@@ -70,3 +70,38 @@ def test_cli_keys_new_prints_only_the_address(tmp_path: Path, monkeypatch: pytes
     assert printed == keystore_address(tmp_path / "k.json")
     assert main(["keys", "new", str(tmp_path / "k.json"), "--password-env", "FLARE_TEST_PW"]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+KNOWN_KEY = "0x" + "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+KNOWN_ADDRESS = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"  # eth-account's documented example key
+
+
+def test_import_encrypts_an_existing_key_that_then_loads_to_the_same_account(tmp_path: Path) -> None:
+    from flare_chain.node.keys import import_keystore
+
+    path = tmp_path / "imported.json"
+    assert import_keystore(path, KNOWN_KEY[2:] + "\n", "correct horse", kdf_iterations=FAST) == KNOWN_ADDRESS
+    assert load_account(path, "correct horse").key.hex().removeprefix("0x") == KNOWN_KEY[2:]
+    assert KNOWN_KEY[2:] not in path.read_text() and (path.stat().st_mode & 0o777) == 0o600
+
+
+@pytest.mark.parametrize("bad", ["0x1234", "zz" * 32, "00" * 32, "ff" * 32])
+def test_import_refuses_a_malformed_key_without_echoing_it_and_writes_nothing(tmp_path: Path, bad: str) -> None:
+    from flare_chain.node.keys import import_keystore
+
+    with pytest.raises(ConfigError) as err:
+        import_keystore(tmp_path / "k.json", bad, "correct horse", kdf_iterations=FAST)
+    assert bad not in str(err.value) and not (tmp_path / "k.json").exists()
+
+
+def test_keys_import_cli_reads_the_key_from_a_variable_and_never_overwrites(tmp_path: Path, monkeypatch,
+                                                                            capsys) -> None:
+    monkeypatch.setenv("IMPORT_KEY", KNOWN_KEY)
+    monkeypatch.setenv("IMPORT_PW", "correct horse")
+    path = tmp_path / "k.json"
+    assert main(["keys", "import", str(path), "--key-env", "IMPORT_KEY", "--password-env", "IMPORT_PW"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.strip() == KNOWN_ADDRESS and KNOWN_KEY[2:] not in out
+    before = path.read_bytes()
+    assert main(["keys", "import", str(path), "--key-env", "IMPORT_KEY", "--password-env", "IMPORT_PW"]) == 2
+    assert "already exists" in capsys.readouterr().err and path.read_bytes() == before

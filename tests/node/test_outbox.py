@@ -78,3 +78,23 @@ def test_a_stored_transaction_never_broadcast_is_sent_as_stored(chain) -> None:
     outcome = _send_register(w3, coordinator, node, state)
     assert (outcome.tx_hash, outcome.resent, outcome.already_on_chain) == (stored.tx_hash, True, False)
     assert coordinator.is_registered(node.address)
+
+
+@pytest.mark.parametrize("balance", [0, STAKE, STAKE + 1000])  # nothing, the stake but no gas, 1000 wei of gas
+def test_a_node_that_cannot_pay_is_told_its_address_and_the_amount_and_nothing_is_signed(chain, balance) -> None:
+    w3, coordinator, _node, state = chain
+    poor = Account.from_key(keccak(text=f"outbox tests poor node {balance}"))
+    if balance:
+        fund_accounts(w3, [poor], balance)
+    from flare_chain.errors import ChainError
+
+    with pytest.raises(ChainError) as err:
+        _send_register(w3, coordinator, poor, state)
+    message = str(err.value)
+    assert f"register: {poor.address} holds" in message and f"flare-chain chain fund {poor.address}" in message
+    address, need, have = err.value.error_args
+    assert (address, have) == (poor.address, balance) and need > max(balance, STAKE - 1)
+    assert f"({need} wei)" in message
+    rec = state.get(0, "register")
+    assert rec is None or (rec.raw_tx is None and rec.tx_hash is None)
+    assert w3.eth.get_transaction_count(poor.address) == 0

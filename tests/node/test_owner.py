@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from flare_chain.chain import RoundStatus, deploy_coordinator, fund_accounts, in_process_chain
+from flare_chain.chain import RoundStatus, advance_blocks, deploy_coordinator, fund_accounts, in_process_chain
 from flare_chain.cli.tables import render_table
 from flare_chain.errors import ChainError
 from flare_chain.ipfs import ContentStore, KuboClient, cid_of_bytes, cid_to_bytes, serve_in_thread
@@ -177,3 +177,82 @@ def test_polling_survives_a_flaky_rpc(federation) -> None:
     coordinator.round_info = flaky  # type: ignore[method-assign]
     (summary,) = drive_rounds(coordinator, owner, FAST, sleep=lambda _s: None)
     assert summary.status == RoundStatus.FAILED  # no committee, but the outage did not end the driver
+
+
+class FakeClock:
+    """Seconds that pass only when the driver sleeps, so waits of minutes take no time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_chain_that_stops_making_blocks_fails_with_what_to_do(federation, caplog) -> None:
+    coordinator, owner, _ = federation
+    clock = FakeClock()
+    settings = FAST.model_copy(update={"mine_every_poll": False, "poll_interval_s": 1.0, "stall_timeout_s": 30.0,
+                                       "progress_every_s": 10.0})
+    with caplog.at_level("INFO", logger="flare_chain"), pytest.raises(ChainError) as err:
+        drive_rounds(coordinator, owner, settings, sleep=clock.sleep, clock=clock)
+    head = coordinator.w3.eth.block_number
+    deadline = coordinator.round_info(1).submission_deadline
+    assert f"made no block for 30 s (head {head}, round 1 waits for block {deadline})" in str(err.value)
+    assert "--block-time" in str(err.value) and "--mine" in str(err.value)
+    progress = [r.getMessage() for r in caplog.records if "submission phase" in r.getMessage()]
+    assert 2 <= len(progress) <= 4  # one on entering the phase, then one per 10 s: a modest rate
+    assert progress[0].endswith(f"block {head} of {deadline}")
+
+
+def test_a_chain_that_moves_is_not_called_stalled(federation) -> None:
+    coordinator, owner, _nodes = federation
+    clock = FakeClock()
+
+    def block_time(seconds: float) -> None:  # a chain with a block time: one block per second, whoever sends
+        clock.sleep(seconds)
+        advance_blocks(coordinator.w3, 1)
+
+    settings = FAST.model_copy(update={"mine_every_poll": False, "poll_interval_s": 1.0, "stall_timeout_s": 2.0})
+    summaries = drive_rounds(coordinator, owner, settings, sleep=block_time, clock=clock)
+    assert summaries[0].status == RoundStatus.FAILED and summaries[0].failure_reason == "committee too small"
+
+
+def test_drive_before_any_node_registered_waits_for_them(caplog) -> None:
+    w3 = in_process_chain()
+    owner = Account.from_key(keccak(text="owner tests owner"))
+    nodes = [Account.from_key(keccak(text=f"owner tests node {i}")) for i in range(2)]
+    fund_accounts(w3, [owner, *nodes], 10**20)
+    coordinator = deploy_coordinator(w3, owner, min_committee_size=2)
+    ensure_global_adapter(coordinator, owner, lambda: cid_of_bytes(b"round 0"))
+    clock = FakeClock()
+
+    def nodes_arrive(seconds: float) -> None:  # the daemons start a while after the driver
+        clock.sleep(seconds)
+        registered = coordinator.node_count()
+        if clock.now >= 5 * (registered + 1) and registered < len(nodes):
+            coordinator.register_node(nodes[registered], 10**18)
+
+    settings = FAST.model_copy(update={"expected_committee_size": 2, "poll_interval_s": 1.0})
+    with caplog.at_level("INFO", logger="flare_chain"):
+        summaries = drive_rounds(coordinator, owner, settings, sleep=nodes_arrive, clock=clock)
+    assert [s.round_id for s in summaries] == [1]
+    waits = [r.getMessage() for r in caplog.records if "waiting for nodes" in r.getMessage()]
+    assert waits and "0 of 2 needed" in waits[0]
+
+
+def test_drive_without_enough_nodes_gives_up_with_one_line_after_its_timeout() -> None:
+    w3 = in_process_chain()
+    owner = Account.from_key(keccak(text="owner tests owner"))
+    fund_accounts(w3, [owner], 10**20)
+    coordinator = deploy_coordinator(w3, owner, min_committee_size=2)
+    ensure_global_adapter(coordinator, owner, lambda: cid_of_bytes(b"round 0"))
+    clock = FakeClock()
+    settings = FAST.model_copy(update={"expected_committee_size": 2, "nodes_timeout_s": 20.0, "poll_interval_s": 1.0})
+    with pytest.raises(ChainError, match=r"only 0 of the 2 nodes a committee needs registered within 20 s; "
+                                         r"start the nodes"):
+        drive_rounds(coordinator, owner, settings, sleep=clock.sleep, clock=clock)
+    assert coordinator.current_round() == 0
