@@ -33,6 +33,7 @@ from flare_chain.compression.codec import CODEC_VERSION
 from flare_chain.errors import ConfigError, IntegrityError, SpecMismatch
 from flare_chain.ipfs.unixfs import cid_of_bytes
 from flare_chain.lora.params import LoraTrainParams
+from flare_chain.node.config import DEFAULT_VOTE_TOLERANCE
 
 __all__ = [
     "SPEC_FORMAT",
@@ -110,8 +111,8 @@ class PrivacySpec(_Section):
 class CommitteeSpec(_Section):
     """What a member tolerates when it judges a proposal against its own data."""
 
-    vote_tolerance: float = Field(0.0, ge=0, le=1, description=(
-        "relative rise of the member's held-out loss it still approves; 0 rejects any adapter worse on its data"))
+    vote_tolerance: float = Field(DEFAULT_VOTE_TOLERANCE, ge=0, le=1, description=(
+        "relative rise of the member's held-out loss it still approves (see node.config.DEFAULT_VOTE_TOLERANCE)"))
     max_sample_count: int = Field(100_000, ge=1, lt=2**64, description=(
         "the most samples one update may claim (the coordinator's maxSampleCount; FedAvg weights are clipped to it)"))
 
