@@ -13,6 +13,7 @@ from eth_utils import keccak
 
 from flare_chain.chain import deploy_coordinator, fund_accounts, in_process_chain, public_key_words
 from flare_chain.chain.revert import ErrorDecoder
+from flare_chain.errors import ChainError
 from flare_chain.node.daemon import InjectedCrash, raise_crash
 from flare_chain.node.outbox import DurableSender
 from flare_chain.node.state import NodeState, StepStatus
@@ -171,3 +172,44 @@ def test_settling_a_stored_transaction_that_was_mined_records_its_block_and_gas(
     assert settled.detail == {"block": receipt["blockNumber"], "gas_used": receipt["gasUsed"],
                               "tx_hash": stored.tx_hash}
     assert again.status == StepStatus.DONE and again.detail == settled.detail
+
+
+def _spend_nonce_zero_by_hand(w3, node, to: str) -> None:
+    """The operator sends another transaction from the node's key, taking the nonce a stored one holds."""
+    from flare_chain.chain.transactions import _fee_fields
+
+    tx = {"from": node.address, "to": to, "value": 1, "gas": 21000, "nonce": 0, "chainId": w3.eth.chain_id,
+          **_fee_fields(w3)}
+    w3.eth.send_raw_transaction(node.sign_transaction(tx).raw_transaction)
+
+
+def test_a_stored_transaction_the_node_refuses_raises_and_stays_stored(chain) -> None:
+    w3, coordinator, node, state = chain
+    with pytest.raises(InjectedCrash):
+        _send_register(w3, coordinator, node, state, faults=raise_crash)
+    stored = state.get(0, "register")
+    _spend_nonce_zero_by_hand(w3, node, coordinator.address)
+
+    with pytest.raises(ChainError, match=rf"the node refused transaction {stored.tx_hash} .*stays stored"):
+        _send_register(w3, coordinator, node, state)
+
+    after = state.get(0, "register")
+    assert (after.status, after.raw_tx, after.tx_hash) == (StepStatus.SIGNED, stored.raw_tx, stored.tx_hash)
+    assert not coordinator.is_registered(node.address)
+
+
+def test_an_unreachable_endpoint_is_not_taken_for_a_transaction_never_mined(chain) -> None:
+    # Settling asks for the stored transaction's receipt; an outage must not read as "never mined"
+    import requests
+    from web3 import Web3
+
+    w3, coordinator, node, state = chain
+    with pytest.raises(InjectedCrash):
+        _send_register(w3, coordinator, node, state, faults=raise_crash)
+    down = Web3(Web3.HTTPProvider("http://127.0.0.1:9", exception_retry_configuration=None))
+    sender = DurableSender(down, node, state, ErrorDecoder(coordinator.contract.abi))
+
+    with pytest.raises(requests.exceptions.ConnectionError):
+        sender.settle(0, "register", "round over")
+
+    assert state.get(0, "register").status == StepStatus.SIGNED
