@@ -81,6 +81,12 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/aggregation/test_gate_pipeline.py",
     ),
     "flare_chain/aggregation/pipeline.py": ("tests/aggregation/test_gate_pipeline.py",),
+    # The blocked sort's bit-identity with a full sort (signed zeros included) is tested in test_order_stats
+    "flare_chain/aggregation/median.py": ("tests/aggregation/test_median.py", "tests/aggregation/test_order_stats.py"),
+    "flare_chain/aggregation/trimmed_mean.py": (
+        "tests/aggregation/test_trimmed_mean.py",
+        "tests/aggregation/test_order_stats.py",
+    ),
     "flare_chain/aggregation/robust.py": (
         "tests/aggregation/test_median.py",
         "tests/aggregation/test_trimmed_mean.py",
