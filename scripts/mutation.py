@@ -483,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", action="append", help="a path in scope (repeatable); default: all")
     parser.add_argument("--sample", type=int, help="at most this many mutants per module, drawn at random")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    parser.add_argument("--grep", action="append",
+                        help="only the mutants whose description contains this (repeatable; no sampling)")
     parser.add_argument("--retest", action="store_true",
                         help="run the recorded survivors again (after adding tests), nothing else")
     parser.add_argument("--scratch", type=Path, default=SCRATCH,
@@ -502,7 +504,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.list:
         warm_imports()
     for path in paths:
-        chosen = sample(mutants_of(path), args.sample, args.seed)
+        found = mutants_of(path)
+        if args.grep:
+            chosen = [m for m in found if any(text in m.describe() for text in args.grep)]
+        else:
+            chosen = sample(found, args.sample, args.seed)
         if args.list:
             print(f"{path} -> {' '.join(tests_for(path))}")
             for mutant in chosen:
