@@ -318,6 +318,7 @@ def load_results() -> dict[str, dict[str, object]]:
 
 def prepare_scratch(scratch: Path) -> Path:
     """A fresh copy of the repository to mutate; the working tree is never edited."""
+    scratch = scratch.resolve()  # the tests run with it as their working directory and import path
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
@@ -339,6 +340,9 @@ def prepare_scratch(scratch: Path) -> Path:
 # Nothing of flare_chain is imported here: each child imports the mutated tree afresh.
 _WARM = ("numpy", "torch", "safetensors", "pydantic", "eth_abi", "eth_utils", "eth_keys", "web3",
          "eth_tester", "transformers", "peft", "pytest", "_pytest.python")
+
+
+_WRONG_TREE = 97  # the child's exit status when flare_chain is not imported from the scratch copy
 
 
 def warm_imports() -> None:
@@ -373,6 +377,11 @@ def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, 
             os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
             sys.dont_write_bytecode = True
             sys.path.insert(0, str(tree))
+            import flare_chain  # must be the scratch copy, not an installed (editable) package
+
+            if not Path(flare_chain.__file__).resolve().is_relative_to(tree.resolve()):
+                code = _WRONG_TREE
+                raise SystemExit(code)
             import pytest
 
             code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *tests]))
@@ -391,6 +400,8 @@ def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, 
         time.sleep(0.2)
     seconds = time.monotonic() - began
     code = os.waitstatus_to_exitcode(status)
+    if code == _WRONG_TREE:
+        raise SystemExit(f"mutation: the tests under {tree} imported flare_chain from elsewhere; nothing recorded")
     tail = (log.read_text(errors="replace").strip().splitlines() or [""])[-1]
     return ("passed" if code == 0 else "failed"), seconds, tail
 
@@ -514,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
             for mutant in chosen:
                 print(f"  {mutant.describe()}")
             continue
-        run_module(path, chosen, results, retest=args.retest, scratch=args.scratch)
+        run_module(path, chosen, results, retest=args.retest, scratch=args.scratch.resolve())
     if not args.list:
         print(report(paths))
     return 0
