@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.flare-installed
 
-.PHONY: setup demo test test-slow test-all lint clean
+.PHONY: setup demo test test-slow test-all lint mutation clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,12 @@ test-all: test test-slow
 lint: $(STAMP)
 	$(PY) -m ruff check flare_chain scripts tests
 	$(PY) -m mypy flare_chain
+
+# Mutation testing (scripts/mutation.py; README "Mutation testing"): at most MUTANTS mutants per module,
+# each run against its own module's tests. Resumable; not part of CI. `MODULES="--module PATH ..."` narrows it.
+MUTANTS ?= 25
+mutation: $(STAMP)
+	nice -n 19 $(PY) scripts/mutation.py --sample $(MUTANTS) $(MODULES)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -202,3 +202,30 @@ def test_duplicate_gate_rejects_a_pair_of_identical_updates() -> None:
     verdicts = DuplicateGate().screen(bad, CTX)
     assert sorted(verdicts) == [updates[4].node, updates[6].node]
     assert "bit-identical to that of 1 other node(s)" in verdicts[updates[6].node]
+
+
+def test_tensor_policy_gate_allows_an_entry_at_exactly_max_abs_value() -> None:
+    updates = honest_round(3)
+    peak = max(float(t.abs().max()) for t in updates[0].delta.values())
+    others = max(float(t.abs().max()) for u in updates[1:] for t in u.delta.values())
+    bound = max(peak, others)
+    assert TensorPolicyGate(max_abs_value=bound).screen(updates, CTX) == {}
+    below = float(torch.nextafter(torch.tensor(bound, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)))
+    assert len(TensorPolicyGate(max_abs_value=below).screen(updates, CTX)) == 1
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"max_update_bytes": 0}, "max_update_bytes must be >= 1, got 0"),
+    ({"max_abs_value": 0.0}, "max_abs_value must be > 0 or None, got 0.0"),
+    ({"max_abs_value": -1.0}, "max_abs_value must be > 0 or None, got -1.0"),
+])
+def test_tensor_policy_gate_refuses_bounds_that_would_reject_every_update(kwargs, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        TensorPolicyGate(**kwargs)
+
+
+def test_tensor_policy_gate_takes_the_smallest_valid_bounds() -> None:
+    # One byte and a tiny magnitude are legal (if useless) bounds: they reject, they do not refuse to build
+    gate = TensorPolicyGate(max_update_bytes=1, max_abs_value=0.5)
+    assert (gate.max_update_bytes, gate.max_abs_value) == (1, 0.5)
+    assert len(gate.screen(honest_round(3), CTX)) == 3

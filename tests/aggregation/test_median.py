@@ -55,3 +55,12 @@ def test_helper_works_on_stacked_tensors() -> None:
 def test_nan_update_is_refused_before_the_median() -> None:
     with pytest.raises(UpdateError, match=r"0x02.*NaN"):
         CoordinateMedian().aggregate([_update("0x01", [1.0]), _update("0x02", [float("nan")])])
+
+
+def test_a_round_with_one_update_takes_that_update_in_every_tensor() -> None:
+    # A round whose gates left a single update: the median is that update, tensor by tensor, in its shapes
+    gen = torch.Generator().manual_seed(3)
+    delta = {"a.lora_A.weight": torch.randn(2, 5, generator=gen), "a.lora_B.weight": torch.randn(5, 2, generator=gen)}
+    out = CoordinateMedian().aggregate([ClientUpdate(node="0x01", delta=delta, sample_count=4)])
+    assert sorted(out) == sorted(delta)
+    assert all(out[k].shape == delta[k].shape and torch.equal(out[k].to(delta[k].dtype), delta[k]) for k in delta)

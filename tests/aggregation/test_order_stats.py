@@ -119,3 +119,15 @@ def test_block_size_does_not_change_a_bit(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(order_stats, "BLOCK_VALUES", 50)
     assert _bits(median_of(rows)) == _bits(wide_median)
     assert _bits(trimmed_mean_of(rows, 0.2)) == _bits(wide_trim)
+
+
+@pytest.mark.usefixtures("small_blocks")
+@pytest.mark.parametrize("n", [1, 5, 33, 40])
+def test_each_block_fills_the_memory_budget_and_stays_within_it(n: int) -> None:
+    # The promise behind the blocks: one block of about BLOCK_VALUES values in memory, not all n updates;
+    # a block holds at least one coordinate even when n alone is over the budget (n = 40 > 37)
+    rows = [torch.randn(60, generator=torch.Generator().manual_seed(i)) for i in range(n)]
+    per_block = max(1, order_stats.BLOCK_VALUES // n)
+    sizes = [cut.stop - cut.start for cut, _ in sorted_blocks(rows)]
+    assert sizes[:-1] == [per_block] * (len(sizes) - 1) and 0 < sizes[-1] <= per_block
+    assert all(size * n <= max(order_stats.BLOCK_VALUES, n) for size in sizes)

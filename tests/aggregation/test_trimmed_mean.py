@@ -60,3 +60,11 @@ def test_trim_count_is_robust_to_float_error() -> None:
 def test_invalid_beta_is_refused_with_the_parameter_named(beta: object) -> None:
     with pytest.raises(ConfigError, match=r"beta must be a fraction in \[0, 0.5\)"):
         TrimmedMean(beta=beta)  # type: ignore[arg-type]
+
+
+def test_a_round_with_one_update_takes_that_update_in_every_tensor() -> None:
+    gen = torch.Generator().manual_seed(4)
+    delta = {"a.lora_A.weight": torch.randn(2, 5, generator=gen), "a.lora_B.weight": torch.randn(5, 2, generator=gen)}
+    out = TrimmedMean(beta=0.2).aggregate([ClientUpdate(node="0x01", delta=delta, sample_count=4)])
+    assert sorted(out) == sorted(delta)
+    assert all(out[k].shape == delta[k].shape and torch.equal(out[k].to(delta[k].dtype), delta[k]) for k in delta)

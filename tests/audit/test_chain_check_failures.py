@@ -14,12 +14,13 @@ import dataclasses
 
 import pytest
 
-from flare_chain.audit import FAIL, PASS
+from flare_chain.audit import FAIL, PASS, UNVERIFIABLE
 from flare_chain.audit.checks import (
     check_global_chain,
     check_proposer,
     check_quorum,
     check_seats,
+    check_seed,
     check_votes,
     required_approvals,
 )
@@ -88,6 +89,29 @@ def test_a_seat_of_a_node_registered_for_later_rounds_fails(history, r) -> None:
     node = r.seats[2].node
     history.registrations[node] = dataclasses.replace(history.registrations[node], first_eligible_round=2)
     assert _seat_failures(history, r) == {node: "registered for rounds from 2 on"}
+
+
+def test_a_failing_seat_gets_one_finding_and_the_others_still_pass(history, r) -> None:
+    # The checks stop at a seat's first failure: no PASS for the same seat after its FAIL
+    late, unread = r.seats[2].node, r.seats[3].node
+    history.registrations[late] = dataclasses.replace(history.registrations[late], first_eligible_round=2)
+    r.proofs[unread] = dataclasses.replace(r.proofs[unread], proof_words=None)
+    findings = [(f.node, f.status) for f in check_seats(history, r)]
+    assert sorted(findings) == sorted([(r.seats[0].node, PASS), (r.seats[1].node, PASS), (late, FAIL),
+                                       (unread, FAIL)])
+
+
+@pytest.mark.parametrize("read", [True, False])
+def test_a_seat_whose_transaction_is_not_a_claim_seat_call_fails(history, r, read: bool) -> None:
+    node = r.seats[0].node
+    if read:  # the transaction was read, and it called something else
+        r.proofs[node] = dataclasses.replace(r.proofs[node], function="vote", proof_words=None)
+    else:
+        del r.proofs[node]
+    failures = _seat_failures(history, r)
+    assert list(failures) == [node]
+    assert failures[node] == (f"seat transaction {r.seats[0].tx_hash} is not a claimSeat call"
+                              f" ({'vote' if read else 'not read'})")
 
 
 def test_a_seat_of_an_unregistered_node_and_a_second_seat_fail(history, r) -> None:
@@ -186,6 +210,20 @@ def test_a_seat_claimed_after_the_commit_is_not_counted(history, r) -> None:
     assert check_quorum(history, r).status == PASS
 
 
+def test_a_seat_claimed_in_the_commit_block_is_counted(history, r) -> None:
+    # A fifth seat in the very block of the commit counts: 3 of 5 is short of 6666 bps (needs 4)
+    same_block = dataclasses.replace(r.seats[0], node="0x" + "ee" * 20, block_number=r.outcome.block_number)
+    r.seats.append(same_block)
+    finding = check_quorum(history, r)
+    assert finding.status == FAIL and finding.detail.startswith("committed with 3 approval(s) of 5 seat(s)")
+
+
+def test_an_approval_in_the_commit_block_counts_towards_it(history, r) -> None:
+    last = _approvals(r)[-1]
+    r.votes[last] = dataclasses.replace(r.votes[last], block_number=r.outcome.block_number)
+    assert check_quorum(history, r).detail == "3 of 4 approved (needed 3)"
+
+
 def test_a_commit_event_misreporting_its_count_fails_the_quorum(history, r) -> None:
     r.outcome = dataclasses.replace(r.outcome, approvals=4)
     finding = check_quorum(history, r)
@@ -225,6 +263,14 @@ def test_a_proposal_after_the_proposal_deadline_fails(history, r, offset: int, o
     assert (check_proposer(history, r).status == PASS) is ok
 
 
+def test_a_seat_claimed_in_the_proposal_block_makes_its_holder_a_proposer(history, r) -> None:
+    mine = next(i for i, s in enumerate(r.seats) if s.node == r.proposal.proposer)
+    r.seats[mine] = dataclasses.replace(r.seats[mine], block_number=r.proposal.block_number)
+    assert check_proposer(history, r).detail != "proposed without a seat"
+    r.seats[mine] = dataclasses.replace(r.seats[mine], block_number=r.proposal.block_number + 1)
+    assert check_proposer(history, r).detail == "proposed without a seat"
+
+
 def test_a_proposal_without_a_seat_and_a_second_proposal_fail(history, r) -> None:
     r.proposals.append(r.proposals[0])
     assert check_proposer(history, r).detail == "2 proposals in one round"
@@ -249,3 +295,23 @@ def test_a_round_whose_total_stake_is_below_a_seats_stake_fails_the_seats_withou
     failures = _seat_failures(history, r)
     assert sorted(failures) == sorted(s.node for s in r.seats)
     assert all("total stake 1" in d and "k=" in d for d in failures.values())
+
+
+# ---------------------------------------------------------------- seed chain
+
+
+def test_a_seed_whose_previous_round_is_outside_the_audited_range_is_unverifiable(history, r) -> None:
+    # Round 2 audited without round 1 (a range starting after it), then with round 1 but no RoundOpened read
+    round_2 = dataclasses.replace(r, round_id=2)
+    del history.rounds[1]
+    finding = check_seed(history, round_2)
+    assert (finding.status, finding.detail) == (UNVERIFIABLE, "round 1's seed is outside the audited range")
+    history.rounds[1] = dataclasses.replace(r, opened=None)
+    assert check_seed(history, round_2).status == UNVERIFIABLE
+
+
+def test_a_seed_chained_from_the_previous_round_is_checked_against_that_seed(history, r) -> None:
+    # Round 2 opened in round 1's block with round 1's own seed: keccak(seed_1, prevrandao) != seed_1
+    round_2 = dataclasses.replace(r, round_id=2)
+    finding = check_seed(history, round_2)
+    assert finding.status == FAIL and f"keccak256(seed_1 0x{r.opened.seed.hex()}" in finding.detail
