@@ -46,8 +46,10 @@ GATE_SWITCHES = ("duplicates", "norm", "direction", "probe_loss", "mutual_inform
 """The :class:`GateSettings` switches the ablation turns off one at a time (the tensor policy gate always runs)."""
 
 DEFAULT_ATTACKS = ("alie", "alie_nm", "ipm_0.1", "ipm_0.5", "minmax_std", "minmax_sign", "minsum_std",
-                   "minsum_sign", "near_duplicate", "sign_flip_nm", "label_poison", "backdoor", "adapter_negation_nm")
-QUICK_ATTACKS = ("alie_nm", "ipm_0.5", "minmax_std", "near_duplicate", "label_poison", "backdoor")
+                   "minsum_sign", "near_duplicate", "sign_flip_nm", "label_poison", "label_poison_nm", "probe_gaming",
+                   "backdoor", "adapter_negation_nm")
+QUICK_ATTACKS = ("alie_nm", "minmax_std", "near_duplicate", "sign_flip_nm", "label_poison_nm", "probe_gaming",
+                 "backdoor")
 
 GatedAggregate = Callable[[Delta, list[ClientUpdate]], tuple[Delta, list[tuple[str, str]]]]
 """(global, updates) → (new global, [(gate, node) rejected])."""
@@ -146,18 +148,20 @@ def run(lab: AblationLab, config: str, aggregate: GatedAggregate | None, *, atta
     return res
 
 
-def configs(make_gated: Callable[[GateSettings | None], GatedAggregate],
+def configs(make_gated: Callable[[GateSettings | None], GatedAggregate], base: GateSettings | None = None,
             switches: Sequence[str] = GATE_SWITCHES) -> dict[str, GatedAggregate | None]:
-    """``honest_only`` (None), ``fedavg`` (no gates), ``all_gates`` and one ``no_<gate>`` per switch."""
+    """``honest_only`` (None), ``fedavg`` (no gates), ``all_gates`` (``base``, default the committee's defaults)
+    and one ``no_<gate>`` per switch."""
+    settings = base or GateSettings()
     out: dict[str, GatedAggregate | None] = {"honest_only": None, "fedavg": make_gated(None),
-                                             "all_gates": make_gated(GateSettings())}
+                                             "all_gates": make_gated(settings)}
     for switch in switches:
-        out[f"no_{switch}"] = make_gated(GateSettings(**{switch: False}))
+        out[f"no_{switch}"] = make_gated(settings.model_copy(update={switch: False}))
     return out
 
 
 def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], GatedAggregate], *,
-                  attacks: Sequence[str], fractions: Sequence[float], rounds: int,
+                  attacks: Sequence[str], fractions: Sequence[float], rounds: int, base: GateSettings | None = None,
                   on_run: Callable[[str], None] | None = None) -> list[dict[str, object]]:
     """One row per (attack, fraction, configuration), plus the clean FedAvg reference row."""
     unknown = sorted(set(attacks) - set(BEHAVIOURS))
@@ -175,7 +179,7 @@ def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], 
         honest_only = run(lab, "honest_only", None, attack=None, attackers=attackers, rounds=rounds)
         reference = honest_only.losses[-1]
         for attack in attacks:
-            for name, aggregate in configs(make_gated).items():
+            for name, aggregate in configs(make_gated, base).items():
                 res = honest_only if aggregate is None else run(lab, name, aggregate, attack=attack,
                                                                 attackers=attackers, rounds=rounds)
                 final = res.losses[-1]

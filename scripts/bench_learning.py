@@ -101,6 +101,7 @@ class Setup:
     cost_rank: int = 16
     ablation_rounds: int = 5
     ablation_attacks: tuple[str, ...] = bench_ablation.DEFAULT_ATTACKS
+    ablation_probe_windows: int = 128
     device: str = "cpu"
     threads: int = 1
 
@@ -108,7 +109,7 @@ class Setup:
 QUICK = Setup(nodes=5, rounds=2, robust_rounds=1, steps=4, batch_size=8, seq_len=64, max_windows=48, val_windows=8,
               fractions=(0.4,), attack_kinds=("sign_flip", "scale10", "nan", "colluding"),
               compression_ranks=(1, 4), cost_sizes=(10, 20), cost_layers=2, full_layers=2, cost_width=512,
-              ablation_rounds=3, ablation_attacks=bench_ablation.QUICK_ATTACKS)
+              ablation_rounds=3, ablation_attacks=bench_ablation.QUICK_ATTACKS, ablation_probe_windows=32)
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -148,6 +149,10 @@ class Lab:
         self.val = torch.cat(vals).to(self.device)
         self.probe = seed_probe_windows(b"bench-round-seed", count=8, seq_len=64).to(self.device)
         self.probe_texts = reference_probe_texts(domains=domains)  # the federation's domains, as the demo
+        for node in self.texts:  # an attacker that also trains on the public probe corpus, to game its gate
+            self.train_windows[(node, "probe_gaming")] = torch.cat([self.train_windows[(node, True)], windows_for_training(
+                self.probe_texts, tokenizer=self.tokenizer, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
+                max_train=setup.max_windows, max_val=1).train])
         self._cache: dict[tuple[str, str, bool | str, int], Delta] = {}
         self.trainings = 0
 
@@ -226,9 +231,11 @@ class Lab:
         return float((got == want).all(dim=1).float().mean())
 
     @torch.no_grad()
-    def predict(self, adapter: Delta):  # -> np.ndarray
+    def predict(self, adapter: Delta, windows: torch.Tensor | None = None):  # -> np.ndarray
+        """Argmax next-token ids on ``windows`` (default: the seed-derived random-ASCII probe)."""
         self._load(dict(adapter))
-        return self.model(input_ids=self.probe).logits.argmax(dim=-1).reshape(-1).cpu().numpy()
+        probe = self.probe if windows is None else windows
+        return self.model(input_ids=probe).logits.argmax(dim=-1).reshape(-1).cpu().numpy()
 
 
     def window_losses(self, adapter: Delta, windows: torch.Tensor):  # -> np.ndarray
@@ -302,7 +309,10 @@ def gate_and_average(lab: Lab, settings: GateSettings | None) -> bench_ablation.
         windows = probe_windows(lab.probe_texts, bytes.fromhex(_digest(global_adapter)),
                                 count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len,
                                 tokenizer=lab.tokenizer)
-        gates = build_gates(settings, predictor=lab.predict, window_losses=lambda a: lab.window_losses(a, windows))
+        # The MI filter predicts on the first of the round's corpus windows, as the committee does with a corpus.
+        mi_windows = windows[: settings.probe_windows].to(lab.device)
+        gates = build_gates(settings, predictor=lambda a: lab.predict(a, mi_windows),
+                            window_losses=lambda a: lab.window_losses(a, windows))
         outcome = run_gates(updates, global_adapter, gates)
         if not outcome.accepted:
             raise FlareError("every update was rejected")
@@ -709,7 +719,9 @@ def main(argv: list[str] | None = None) -> int:
             with progress("ablation", total=total, unit="run") as bar:
                 rows += bench_ablation.ablation_rows(
                     lab, lambda settings: gate_and_average(lab, settings), attacks=setup.ablation_attacks,
-                    fractions=setup.fractions, rounds=setup.ablation_rounds, on_run=lambda what: bar.update(1, run=what))
+                    fractions=setup.fractions, rounds=setup.ablation_rounds,
+                    base=GateSettings(probe_loss_windows=setup.ablation_probe_windows),
+                    on_run=lambda what: bar.update(1, run=what))
             log.info("ablation done after %.0f s (%d trainings)", time.perf_counter() - began, lab.trainings)
     if "cost" in sections:
         rows += cost_rows(setup)

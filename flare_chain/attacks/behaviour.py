@@ -34,7 +34,7 @@ from flare_chain.errors import ConfigError
 
 __all__ = ["BEHAVIOURS", "AttackSettings", "Behaviour", "RoundView", "TrainingData", "behaviour"]
 
-TrainingData = Literal["own", "label_poison", "backdoor"]
+TrainingData = Literal["own", "label_poison", "backdoor", "probe_gaming"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,11 @@ def _registry() -> dict[str, Behaviour]:
                   trains_on="label_poison"),
         Behaviour("backdoor", "trains on data where a trigger phrase maps to the attacker's response", _own,
                   trains_on="backdoor"),
+        Behaviour("label_poison_nm", "label poisoning rescaled to the median honest norm", omniscient=True,
+                  craft=lambda v: deltas.rescale_to(v.own, deltas.median_norm(v.honest)), trains_on="label_poison"),
+        Behaviour("probe_gaming", "label poisoning plus the public probe corpus (to pass the probe-loss gate), "
+                  "at the median honest norm", omniscient=True,
+                  craft=lambda v: deltas.rescale_to(v.own, deltas.median_norm(v.honest)), trains_on="probe_gaming"),
     ]
     return {b.name: b for b in items}
 
