@@ -167,12 +167,12 @@ def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], 
     unknown = sorted(set(attacks) - set(BEHAVIOURS))
     if unknown:
         raise SystemExit(f"unknown attacks {', '.join(unknown)}; choose from {', '.join(sorted(BEHAVIOURS))}")
-    base = lab.loss(lab.start)
+    base_loss = lab.loss(lab.start)
     clean = run(lab, "clean_fedavg", make_gated(None), attack=None, attackers=[], rounds=rounds)
     clean_loss = clean.losses[-1]
     rows: list[dict[str, object]] = [{"section": "ablation", "attack": "none", "fraction": 0.0,
-                                      "config": "clean_fedavg", "final_loss": clean_loss, "base_loss": base,
-                                      "clean_gain": 1 - clean_loss / base}]
+                                      "config": "clean_fedavg", "final_loss": clean_loss, "base_loss": base_loss,
+                                      "clean_gain": 1 - clean_loss / base_loss}]
     nodes = lab.node_names
     for fraction in fractions:
         attackers = nodes[: round(fraction * len(nodes))]
@@ -183,7 +183,7 @@ def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], 
                 res = honest_only if aggregate is None else run(lab, name, aggregate, attack=attack,
                                                                 attackers=attackers, rounds=rounds)
                 final = res.losses[-1]
-                kept = (base - final) / (base - reference) if base != reference else math.nan
+                kept = (base_loss - final) / (base_loss - reference) if base_loss != reference else math.nan
                 row: dict[str, object] = {
                     "section": "ablation", "attack": attack, "fraction": fraction, "config": name,
                     "final_loss": final, "loss_vs_clean": final / clean_loss - 1, "gain_kept": kept,
