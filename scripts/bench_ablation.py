@@ -10,8 +10,8 @@ configuration:
 * ``all_gates`` — the committee's default gates (:class:`GateSettings`) + FedAvg;
 * ``no_<gate>`` — the same with one gate switched off.
 
-Each row gives the final held-out loss, the loss vs the clean FedAvg run,
-the share of the honest-only gain kept ((base − final) / (base − honest-only
+Each row gives the final held-out loss, the loss vs the clean FedAvg run
+and vs the honest-only run, the share of the honest-only gain kept ((base − final) / (base − honest-only
 final)), attacker recall and honest false-positive rate over node-rounds,
 which gate caught how many, and for the backdoor its attack success rate
 (greedy decoding of the attacker's response after the trigger, on held-out
@@ -183,10 +183,12 @@ def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], 
                 res = honest_only if aggregate is None else run(lab, name, aggregate, attack=attack,
                                                                 attackers=attackers, rounds=rounds)
                 final = res.losses[-1]
-                kept = (base_loss - final) / (base_loss - reference) if base_loss != reference else math.nan
+                # Share of the honest-only gain kept; undefined when honest-only training did not lower the loss.
+                kept = (base_loss - final) / (base_loss - reference) if base_loss > reference else math.nan
                 row: dict[str, object] = {
                     "section": "ablation", "attack": attack, "fraction": fraction, "config": name,
-                    "final_loss": final, "loss_vs_clean": final / clean_loss - 1, "gain_kept": kept,
+                    "final_loss": final, "loss_vs_clean": final / clean_loss - 1,
+                    "loss_vs_honest_only": final / reference - 1, "gain_kept": kept,
                     "recall": res.tp / (res.tp + res.fn) if res.tp + res.fn else math.nan,
                     "fpr": res.fp / (res.fp + res.tn) if res.fp + res.tn else math.nan,
                     "failed_rounds": res.failed_rounds, "asr": res.asr if aggregate is not None else math.nan,
@@ -212,18 +214,19 @@ def ablation_report(rows: Sequence[Mapping[str, object]], rounds: int) -> str:
     if not part:
         return ""
     clean = next((r for r in part if r["config"] == "clean_fedavg"), None)
-    out = [f"ablation ({rounds} rounds; kept = share of the honest-only gain kept; recall/FPR over node-rounds; "
-           "ASR = backdoor attack success rate)"]
+    out = [f"ablation ({rounds} rounds; vs honest = final loss vs FedAvg over the honest nodes alone; kept = share "
+           "of the honest-only gain kept (- where honest-only training did not lower the loss); recall/FPR over "
+           "node-rounds; ASR = backdoor attack success rate)"]
     if clean is not None:
         out.append(f"base loss {float(clean['base_loss']):.4f}  clean FedAvg {float(clean['final_loss']):.4f} "
                    f"(gain {float(clean['clean_gain']):.1%})")  # type: ignore[arg-type]
-    out.append(f"{'attack':<20}{'frac':>5}  {'config':<22}{'loss':>8}{'vs clean':>10}{'kept':>7}{'recall':>8}"
-               f"{'FPR':>6}{'ASR':>6}  caught by")
+    out.append(f"{'attack':<20}{'frac':>5}  {'config':<22}{'loss':>8}{'vs clean':>10}{'vs honest':>10}{'kept':>7}"
+               f"{'recall':>8}{'FPR':>6}{'ASR':>6}  caught by")
     for r in part:
         if r["config"] == "clean_fedavg":
             continue
         out.append(f"{r['attack']!s:<20}{float(r['fraction']):>5.0%}  {r['config']!s:<22}"  # type: ignore[arg-type]
                    f"{float(r['final_loss']):>8.4f}{_cell(r['loss_vs_clean'], True):>10}"  # type: ignore[arg-type]
-                   f"{_cell(r['gain_kept']):>7}{_cell(r['recall']):>8}{_cell(r['fpr']):>6}{_cell(r['asr']):>6}"
+                   f"{_cell(r['loss_vs_honest_only'], True):>10}{_cell(r['gain_kept']):>7}{_cell(r['recall']):>8}{_cell(r['fpr']):>6}{_cell(r['asr']):>6}"
                    f"  {r['caught_by']}")
     return "\n".join(out)
