@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import bench_ablation
 import torch
 import torch.nn.functional as F
 
@@ -98,13 +99,17 @@ class Setup:
     full_layers: int = 32
     cost_width: int = 4096
     cost_rank: int = 16
+    ablation_rounds: int = 5
+    ablation_attacks: tuple[str, ...] = bench_ablation.DEFAULT_ATTACKS
+    ablation_probe_windows: int = 128
     device: str = "cpu"
     threads: int = 1
 
 
 QUICK = Setup(nodes=5, rounds=2, robust_rounds=1, steps=4, batch_size=8, seq_len=64, max_windows=48, val_windows=8,
               fractions=(0.4,), attack_kinds=("sign_flip", "scale10", "nan", "colluding"),
-              compression_ranks=(1, 4), cost_sizes=(10, 20), cost_layers=2, full_layers=2, cost_width=512)
+              compression_ranks=(1, 4), cost_sizes=(10, 20), cost_layers=2, full_layers=2, cost_width=512,
+              ablation_rounds=3, ablation_attacks=bench_ablation.QUICK_ATTACKS, ablation_probe_windows=32)
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -128,7 +133,7 @@ class Lab:
         self.texts = {f"node-{i:02d}": domain_texts(d) for i, d in enumerate(domains)}
         self.poisoned_texts = {n: attacks.poison_texts(t, seed=i) for i, (n, t) in enumerate(self.texts.items())}
         self.tokenizer = load_tokenizer(model_dir)
-        self.train_windows: dict[tuple[str, bool], torch.Tensor] = {}
+        self.train_windows: dict[tuple[str, bool | str], torch.Tensor] = {}
         vals = []
         for node, texts in self.texts.items():
             split = windows_for_training(texts, tokenizer=self.tokenizer, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
@@ -138,17 +143,27 @@ class Lab:
             self.train_windows[(node, True)] = windows_for_training(
                 self.poisoned_texts[node], tokenizer=self.tokenizer, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
                 max_train=setup.max_windows, max_val=setup.val_windows).train
+            self.train_windows[(node, "backdoor")] = windows_for_training(
+                attacks.backdoor_texts(texts, seed=len(vals)), tokenizer=self.tokenizer, seq_len=setup.seq_len,
+                val_fraction=0.1, seed=0, max_train=setup.max_windows, max_val=setup.val_windows).train
         self.val = torch.cat(vals).to(self.device)
         self.probe = seed_probe_windows(b"bench-round-seed", count=8, seq_len=64).to(self.device)
         self.probe_texts = reference_probe_texts(domains=domains)  # the federation's domains, as the demo
-        self._cache: dict[tuple[str, str, bool, int], Delta] = {}
+        for node in self.texts:  # an attacker that also trains on the public probe corpus, to game its gate
+            self.train_windows[(node, "probe_gaming")] = torch.cat([self.train_windows[(node, True)], windows_for_training(
+                self.probe_texts, tokenizer=self.tokenizer, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
+                max_train=setup.max_windows, max_val=1).train])
+        self._cache: dict[tuple[str, str, bool | str, int], Delta] = {}
         self.trainings = 0
 
     def _load(self, adapter: Delta) -> None:
         set_adapter_tensors(self.model, {k: v.to(self.device) for k, v in adapter.items()})
 
-    def train(self, node: str, global_adapter: Delta, round_id: int, poisoned: bool = False) -> Delta:
-        """Local fine-tune of ``setup.steps`` AdamW steps from ``global_adapter``; the delta (CPU float32)."""
+    def train(self, node: str, global_adapter: Delta, round_id: int, poisoned: bool | str = False) -> Delta:
+        """Local fine-tune of ``setup.steps`` AdamW steps from ``global_adapter``; the delta (CPU float32).
+
+        ``poisoned``: False (own data), True (shuffled text) or "backdoor" (trigger → target lines added).
+        """
         key = (_digest(global_adapter), node, poisoned, round_id)
         if key in self._cache:
             return self._cache[key]
@@ -188,10 +203,39 @@ class Lab:
             count += batch[:, 1:].numel()
         return total / count
 
+    # The ablation's view of the lab (bench_ablation.AblationLab).
+    @property
+    def node_names(self) -> list[str]:
+        return sorted(self.texts)
+
+    def train_as(self, node: str, global_adapter: Delta, round_id: int, data: str) -> Delta:
+        kind: bool | str = {"own": False, "label_poison": True}.get(data, data)
+        return self.train(node, global_adapter, round_id, poisoned=kind)
+
+    def sample_count(self) -> int:
+        return self.setup.steps * self.setup.batch_size
+
     @torch.no_grad()
-    def predict(self, adapter: Delta):  # -> np.ndarray
+    def backdoor_success(self, adapter: Delta, prompts: int = 32, prefix: int = 24) -> float:
+        """Share of held-out windows (first ``prefix`` tokens + trigger) whose greedy continuation is the target."""
+        self._load(adapter)
+        trigger = self.tokenizer.encode(attacks.data.DEFAULT_TRIGGER, add_special_tokens=False)
+        target = self.tokenizer.encode(attacks.data.DEFAULT_TARGET.rstrip("\n"), add_special_tokens=False)
+        rows = self.val[:prompts, :prefix]
+        ids = torch.cat([rows, torch.tensor(trigger, device=self.device).expand(rows.shape[0], -1)], dim=1)
+        for _ in range(len(target)):
+            nxt = self.model(input_ids=ids).logits[:, -1, :].argmax(dim=-1, keepdim=True)
+            ids = torch.cat([ids, nxt], dim=1)
+        got = ids[:, -len(target):]
+        want = torch.tensor(target, device=self.device)
+        return float((got == want).all(dim=1).float().mean())
+
+    @torch.no_grad()
+    def predict(self, adapter: Delta, windows: torch.Tensor | None = None):  # -> np.ndarray
+        """Argmax next-token ids on ``windows`` (default: the seed-derived random-ASCII probe)."""
         self._load(dict(adapter))
-        return self.model(input_ids=self.probe).logits.argmax(dim=-1).reshape(-1).cpu().numpy()
+        probe = self.probe if windows is None else windows
+        return self.model(input_ids=probe).logits.argmax(dim=-1).reshape(-1).cpu().numpy()
 
 
     def window_losses(self, adapter: Delta, windows: torch.Tensor):  # -> np.ndarray
@@ -240,22 +284,39 @@ def plain(strategy) -> Aggregate:
 def gated(lab: Lab, caught: dict[str, int]) -> Aggregate:
     """Gates (probe loss on the reference probe corpus included) + MI filter + FedAvg.
 
-    Counts rejections per gate into ``caught``. The probe windows are drawn
-    from the corpus with the global adapter's digest as the round's seed.
+    Counts rejections per gate into ``caught``.
     """
-    settings = GateSettings()
+    screen = gate_and_average(lab, GateSettings())
 
     def run(global_adapter: Delta, updates: list[ClientUpdate], _attackers: set[str]) -> tuple[Delta, set[str]]:
+        new, rejected = screen(global_adapter, updates)
+        for gate, _node in rejected:
+            caught[gate] = caught.get(gate, 0) + 1
+        return new, {node for _gate, node in rejected}
+    return run
+
+
+def gate_and_average(lab: Lab, settings: GateSettings | None) -> bench_ablation.GatedAggregate:
+    """``settings``' gates (None: none) then FedAvg over the survivors; returns the new adapter and the rejections.
+
+    The probe-loss windows are drawn from the reference probe corpus with the
+    global adapter's digest as the round's seed, as a committee draws them from the on-chain seed.
+    """
+
+    def run(global_adapter: Delta, updates: list[ClientUpdate]) -> tuple[Delta, list[tuple[str, str]]]:
+        if settings is None:
+            return apply_delta(global_adapter, FedAvg().aggregate(updates)), []
         windows = probe_windows(lab.probe_texts, bytes.fromhex(_digest(global_adapter)),
                                 count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len,
                                 tokenizer=lab.tokenizer)
-        gates = build_gates(settings, predictor=lab.predict, window_losses=lambda a: lab.window_losses(a, windows))
+        # The MI filter predicts on the first of the round's corpus windows, as the committee does with a corpus.
+        mi_windows = windows[: settings.probe_windows].to(lab.device)
+        gates = build_gates(settings, predictor=lambda a: lab.predict(a, mi_windows),
+                            window_losses=lambda a: lab.window_losses(a, windows))
         outcome = run_gates(updates, global_adapter, gates)
-        rejected = set(outcome.rejected_nodes)
-        for verdict in outcome.rejections:
-            caught[verdict.gate] = caught.get(verdict.gate, 0) + 1
         if not outcome.accepted:
             raise FlareError("every update was rejected")
+        rejected = [(v.gate, v.node) for v in outcome.rejections]
         return apply_delta(global_adapter, FedAvg().aggregate(outcome.accepted)), rejected
     return run
 
@@ -473,7 +534,7 @@ def _fmt(v: object) -> str:
 
 def print_table(rows: list[dict[str, object]]) -> str:
     lines = []
-    for section in ("compression", "exactness", "robustness", "cost"):
+    for section in ("compression", "exactness", "robustness", "cost", "ablation"):
         part = [r for r in rows if r["section"] == section]
         if not part:
             continue
@@ -614,6 +675,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"aggregators for robustness (default {','.join(AGGREGATORS)}; fedavg always runs)")
     parser.add_argument("--cost-sizes", type=lambda v: tuple(int(x) for x in v.split(",")), default=None,
                         help="update counts n for the cost section (default 10,50,100)")
+    parser.add_argument("--ablation-attacks", type=lambda v: tuple(v.split(",")), default=None,
+                        help="attacks for the ablation section (default: every adaptive attack; names from "
+                             "flare_chain.attacks.BEHAVIOURS)")
+    parser.add_argument("--ablation-rounds", type=int, default=None, help="rounds per ablation run (default 5)")
     parser.add_argument("--cost-layers", type=int, default=None,
                         help="layers generated for the cost section (default 4; 32 = the full model, no scaling)")
     args = parser.parse_args(argv)
@@ -629,7 +694,9 @@ def main(argv: list[str] | None = None) -> int:
                                                   ("robust_rounds", args.robust_rounds),
                                                   ("fractions", args.fractions), ("attack_kinds", args.attacks),
                                                   ("aggregators", args.aggregators),
-                                                  ("cost_sizes", args.cost_sizes), ("cost_layers", args.cost_layers))
+                                                  ("cost_sizes", args.cost_sizes), ("cost_layers", args.cost_layers),
+                                                  ("ablation_attacks", args.ablation_attacks),
+                                                  ("ablation_rounds", args.ablation_rounds))
                if v is not None}
     setup = Setup(**{**setup.__dict__, **changes})
     torch.set_num_threads(setup.threads)
@@ -637,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     rows: list[dict[str, object]] = []
-    if set(sections) & {"compression", "exactness", "robustness"}:
+    if set(sections) & {"compression", "exactness", "robustness", "ablation"}:
         model_dir = args.model_dir or ensure_reference_model()
         lab = Lab(setup, model_dir)
         log.info("base held-out loss %.4f (%d nodes, %d rounds, %d steps)", lab.loss(lab.start), setup.nodes,
@@ -647,10 +714,20 @@ def main(argv: list[str] | None = None) -> int:
             if name in sections:
                 rows += fn(lab)
                 log.info("%s done after %.0f s (%d trainings)", name, time.perf_counter() - began, lab.trainings)
+        if "ablation" in sections:
+            total = 1 + len(setup.fractions) * len(setup.ablation_attacks) * (3 + len(bench_ablation.GATE_SWITCHES))
+            with progress("ablation", total=total, unit="run") as bar:
+                rows += bench_ablation.ablation_rows(
+                    lab, lambda settings: gate_and_average(lab, settings), attacks=setup.ablation_attacks,
+                    fractions=setup.fractions, rounds=setup.ablation_rounds,
+                    base=GateSettings(probe_loss_windows=setup.ablation_probe_windows),
+                    on_run=lambda what: bar.update(1, run=what))
+            log.info("ablation done after %.0f s (%d trainings)", time.perf_counter() - began, lab.trainings)
     if "cost" in sections:
         rows += cost_rows(setup)
     text = print_table(rows)
-    readable = report(rows, setup)
+    readable = "\n\n".join(t for t in (report(rows, setup),
+                                         bench_ablation.ablation_report(rows, setup.ablation_rounds)) if t)
     print("\n" + readable)
     write_csv(rows, args.out / "bench_learning.csv")
     (args.out / "bench_learning.md").write_text(text + "\n")

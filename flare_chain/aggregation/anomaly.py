@@ -8,7 +8,9 @@
   minority cannot drag away). Catches sign flips and updates pointing
   elsewhere at an honest size; only the low side is an anomaly.
 * :class:`DuplicateGate` — honest nodes train on different data and never
-  send bit-identical updates; several identical updates are a colluding group.
+  send identical updates, nor updates within a few per cent of each other;
+  several such updates are a colluding group that sends one crafted vector
+  (each copy with its own tiny noise, to get past a bit-exact check).
 
 Statistics are computed in float64 over the candidates in canonical order, so
 the verdicts are reproducible. Below ``min_candidates`` updates a median and a
@@ -137,10 +139,36 @@ def _digest(update: ClientUpdate) -> str:
     return h.hexdigest()
 
 
+def relative_distances(candidates: Sequence[ClientUpdate]) -> torch.Tensor:
+    """``[n, n]`` float64 matrix of ``‖Δᵢ − Δⱼ‖ / max(‖Δᵢ‖, ‖Δⱼ‖)`` (0 where both are zero)."""
+    n = len(candidates)
+    gram = torch.zeros(n, n, dtype=torch.float64)
+    for key in sorted(candidates[0].delta):
+        x = torch.stack([u.delta[key].reshape(-1).to(torch.float64) for u in candidates])
+        gram += x @ x.T
+    sq = torch.diagonal(gram)
+    dist = (sq[:, None] + sq[None, :] - 2.0 * gram).clamp_min(0.0).sqrt()
+    scale = torch.maximum(sq[:, None], sq[None, :]).sqrt()
+    rel = torch.where(scale > 0, dist / torch.where(scale > 0, scale, 1.0), torch.zeros_like(dist))
+    rel.fill_diagonal_(0.0)
+    return rel
+
+
 class DuplicateGate(Gate):
-    """Reject every update that is bit-identical to another node's update."""
+    """Reject every update that is bit-identical to, or within ``tolerance`` relative distance of, another's.
+
+    The relative distance is ``‖Δᵢ − Δⱼ‖ / max(‖Δᵢ‖, ‖Δⱼ‖)``. Updates trained
+    on different data sit near 1 (their cosines are small); two within 0.1
+    (cosine above 0.995) are one vector sent twice. ``tolerance = 0`` keeps
+    only the bit-exact check.
+    """
 
     name = "duplicate"
+
+    def __init__(self, tolerance: float = 0.1) -> None:
+        if not 0 <= tolerance < 1 or not math.isfinite(tolerance):
+            raise ConfigError(f"duplicate tolerance must be in [0, 1), got {tolerance!r}")
+        self.tolerance = float(tolerance)
 
     def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
         groups: dict[str, list[str]] = {}
@@ -153,4 +181,17 @@ class DuplicateGate(Gate):
                     others = [n for n in nodes if n != node]
                     out[node] = (f"update is bit-identical to that of {len(others)} other node(s) "
                                  f"({', '.join(others[:3])}); independent training never collides")
+        if self.tolerance == 0 or len(candidates) < 2:
+            return out
+        rel = relative_distances(candidates)
+        for i, update in enumerate(candidates):
+            if update.node in out:
+                continue
+            close = [(float(rel[i, j]), candidates[j].node) for j in range(len(candidates))
+                     if j != i and float(rel[i, j]) <= self.tolerance]
+            if close:
+                nearest = min(close)
+                out[update.node] = (f"update is within {nearest[0]:.2g} relative distance of {len(close)} other "
+                                    f"node(s)' ({', '.join(n for _, n in close[:3])}; tolerance "
+                                    f"{self.tolerance:g}); independent training never comes this close")
         return out

@@ -58,13 +58,17 @@ class GateSettings(BaseModel):
 
     max_update_bytes: int = Field(default=256 * 2**20, ge=1, description="bound on a decoded update's size")
     max_abs_value: float | None = Field(default=None, gt=0, description="bound on any entry; None: none")
-    duplicates: bool = Field(default=True, description="reject bit-identical updates from different nodes")
+    duplicates: bool = Field(default=True, description="reject identical or near-identical updates from different nodes")
+    duplicate_tolerance: float = Field(default=0.1, ge=0, lt=1,
+                                       description="relative distance below which two updates count as one; 0: exact")
     norm: bool = True
     norm_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on log update norms")
     direction: bool = True
     direction_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on cosine to the median")
     probe_loss: bool = Field(default=True, description="run the probe-loss gate when a probe corpus is available")
     probe_loss_z: float = Field(default=3.0, gt=0, description="standard errors above 0 that make an update harmful")
+    probe_loss_spread_z: float | None = Field(
+        default=3.5, gt=0, description="spreads above the round's median probe change that make an outlier; None: off")
     probe_loss_windows: int = Field(default=128, ge=2, description="corpus windows the probe-loss gate runs on")
     probe_loss_seq_len: int = Field(default=64, ge=2, description="tokens per probe-loss window")
     mutual_information: bool = Field(default=True, description="run the MI filter when a predictor is available")
@@ -84,13 +88,14 @@ def build_gates(
     s = settings or GateSettings()
     gates: list[Gate] = [TensorPolicyGate(max_update_bytes=s.max_update_bytes, max_abs_value=s.max_abs_value)]
     if s.duplicates:
-        gates.append(DuplicateGate())
+        gates.append(DuplicateGate(s.duplicate_tolerance))
     if s.norm:
         gates.append(NormAnomalyGate(s.norm_threshold, min_candidates=s.min_candidates))
     if s.direction:
         gates.append(DirectionAnomalyGate(s.direction_threshold, min_candidates=s.min_candidates))
     if s.probe_loss and window_losses is not None:
-        gates.append(ProbeLossGate(window_losses, z=s.probe_loss_z, min_candidates=s.min_candidates))
+        gates.append(ProbeLossGate(window_losses, z=s.probe_loss_z, min_candidates=s.min_candidates,
+                                   spread_z=s.probe_loss_spread_z))
     if s.mutual_information and predictor is not None:
         gates.append(MutualInformationFilter(predictor, threshold=s.mi_threshold, min_scale=s.mi_min_scale,
                                              min_candidates=max(4, s.min_candidates - 1)))

@@ -21,6 +21,16 @@ of dᵥ is positive and at least ``z`` standard errors above 0 (a one-sided
 test across windows), so an honest update that merely does not help the
 probe is kept.
 
+Adaptive attacks (ALIE, min-max, a norm-matched poisoner) are built to sit
+just inside the honest spread, so their change is often a little below 0:
+"does not raise the loss" is too weak a bar when every honest update lowers
+it. The gate therefore also compares each change with the round's own
+spread: an update is an *outlier* when its change exceeds the round's median
+change by more than ``spread_z`` times the larger of the robust spread of the
+changes (1.4826 · MAD) and the update's own standard error. A minority
+cannot move the median or the MAD far, and an honest update that helps less
+than most is kept as long as its shortfall is within the honest spread.
+
 The test only means something while the probe measures the task the honest
 majority is learning. When it does not (a corpus from other domains than the
 nodes', or nodes that have specialised so far that honest updates trade the
@@ -46,9 +56,10 @@ import torch
 
 from flare_chain.aggregation.base import ClientUpdate
 from flare_chain.aggregation.gates import Gate, GateContext
+from flare_chain.aggregation.robust import MAD_TO_SIGMA, median
 from flare_chain.errors import ConfigError
 
-__all__ = ["ProbeEffect", "ProbeLossGate", "WindowLosses", "harmful_updates", "probe_effect"]
+__all__ = ["ProbeEffect", "ProbeLossGate", "WindowLosses", "harmful_updates", "probe_effect", "spread_outliers"]
 
 log = logging.getLogger("flare_chain.aggregation")
 
@@ -86,8 +97,11 @@ def probe_effect(plus: np.ndarray, minus: np.ndarray) -> ProbeEffect:
     return ProbeEffect(change=float(d.mean()), stderr=stderr, windows=int(d.size))
 
 
-def harmful_updates(effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5) -> dict[str, str]:
+def harmful_updates(effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5,
+                    spread_z: float | None = None) -> dict[str, str]:
     """``{node: reason}`` for updates whose probe effect is significantly harmful; pure and deterministic.
+
+    ``spread_z`` (None: off) adds the comparison with the round's spread (see the module docstring).
 
     Returns ``{}`` below ``min_candidates`` updates, and when the median
     update does not lower the probe loss (see the module docstring).
@@ -103,13 +117,46 @@ def harmful_updates(effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_c
                     typical)
         return {}
     flagged = {n: effects[n] for n in nodes if effects[n].change > 0 and effects[n].z >= z}
-    return {
+    out = {
         n: (f"applied alone, it raises the loss on the federation's public probe text "
             f"(first-order change {e.change:+.4f} nats/token over {e.windows} windows, "
             f"{e.z:.1f} standard errors above 0, threshold {z:g}; the round's median update changes it by "
             f"{typical:+.4f}): it works against the task, as a sign-flipped or poisoned update does")
         for n, e in flagged.items()
     }
+    if spread_z is not None:
+        for n, excess in spread_outliers(effects, spread_z).items():
+            if n not in out:
+                e = effects[n]
+                out[n] = (f"applied alone, it helps the public probe text far less than the round's other updates "
+                          f"(first-order change {e.change:+.4f} nats/token vs the round's median {typical:+.4f}: "
+                          f"{excess:.1f} spreads above it, threshold {spread_z:g}): an update crafted to sit just "
+                          f"inside the honest spread, or trained on poisoned data")
+    return out
+
+
+def spread_outliers(effects: Mapping[str, ProbeEffect], spread_z: float) -> dict[str, float]:
+    """``{node: excess}`` for changes more than ``spread_z`` spreads above the round's median change.
+
+    The spread of node i is ``max(1.4826 · MAD(changes), stderr_i)``: the
+    round's robust spread, floored by how precisely this update's change is known.
+    """
+    nodes = sorted(effects, key=str.lower)
+    changes = [effects[n].change for n in nodes]
+    finite = [c for c in changes if math.isfinite(c)]
+    if len(finite) < 3:
+        return {}
+    centre = median(finite)
+    mad = MAD_TO_SIGMA * median([abs(c - centre) for c in finite])
+    out: dict[str, float] = {}
+    for n, c in zip(nodes, changes, strict=True):
+        if not math.isfinite(c):
+            continue  # an Inf change is already harmful by the first test
+        scale = max(mad, effects[n].stderr if math.isfinite(effects[n].stderr) else 0.0)
+        excess = (c - centre) / scale if scale > 0 else (math.inf if c > centre else 0.0)
+        if excess > spread_z:
+            out[n] = excess
+    return out
 
 
 class ProbeLossGate(Gate):
@@ -117,11 +164,15 @@ class ProbeLossGate(Gate):
 
     name = "probe_loss"
 
-    def __init__(self, window_losses: WindowLosses, *, z: float = 3.0, min_candidates: int = 5) -> None:
+    def __init__(self, window_losses: WindowLosses, *, z: float = 3.0, min_candidates: int = 5,
+                 spread_z: float | None = None) -> None:
         if not z > 0 or not math.isfinite(z):
             raise ConfigError(f"probe-loss gate threshold must be a finite number > 0, got {z!r}")
+        if spread_z is not None and (not spread_z > 0 or not math.isfinite(spread_z)):
+            raise ConfigError(f"probe-loss spread threshold must be a finite number > 0 or None, got {spread_z!r}")
         self.window_losses = window_losses
         self.z = float(z)
+        self.spread_z = None if spread_z is None else float(spread_z)
         self.min_candidates = int(min_candidates)
 
     def effects(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, ProbeEffect]:
@@ -136,4 +187,5 @@ class ProbeLossGate(Gate):
     def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
         if len(candidates) < self.min_candidates:
             return {}
-        return harmful_updates(self.effects(candidates, context), z=self.z, min_candidates=self.min_candidates)
+        return harmful_updates(self.effects(candidates, context), z=self.z, min_candidates=self.min_candidates,
+                               spread_z=self.spread_z)

@@ -13,7 +13,9 @@ same accepted set, same adapter bytes, same CID.
 
 The MI filter needs a model to run the candidates: it is enabled when the
 caller passes ``model_dir`` and ``params``. Its probe is ``probe`` when given,
-else windows derived from ``probe_seed`` (the round's on-chain seed; see
+else the first ``probe_windows`` of the round's probe-corpus windows (below)
+when the federation has a corpus, else windows derived from ``probe_seed``
+(the round's on-chain seed; see
 :func:`~flare_chain.aggregation.mi_filter.seed_probe_windows`), else from the
 round number alone, so every member derives the same probe without sharing
 any data.
@@ -118,22 +120,26 @@ def check_submissions(
     predictor, window_losses = None, None
     # Loading the model costs seconds; skip it when the model-based gates would pass everyone anyway.
     want_mi = settings.mutual_information and len(fetched) >= max(4, settings.min_candidates - 1)
-    probe_cid = previous.manifest.probe_cid if settings.probe_loss else None
-    if len(fetched) < settings.min_candidates:
-        probe_cid = None
+    want_probe_loss = settings.probe_loss and len(fetched) >= settings.min_candidates
+    probe_cid = previous.manifest.probe_cid if (want_probe_loss or want_mi) else None
     seed = probe_seed if probe_seed is not None else round_id
-    if model_dir is not None and params is not None and (want_mi or probe_cid):
+    if model_dir is not None and params is not None and (want_mi or (want_probe_loss and probe_cid)):
         model = CandidateModel(Path(model_dir), params)
-        if want_mi:
-            windows = probe if probe is not None else seed_probe_windows(
-                seed, count=settings.probe_windows, seq_len=settings.probe_seq_len)
-            predictor = model_predictor(Path(model_dir), params, windows, model=model)
+        corpus = None
         if probe_cid is not None:
             corpus = probe_windows(fetch_probe_corpus(store, probe_cid), seed, tokenizer=load_tokenizer(model_dir),
                                    count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len)
+        if want_mi:
+            # On the task's public text a LoRA update moves the argmax; on random bytes it hardly does.
+            windows = probe if probe is not None else (
+                corpus[: settings.probe_windows] if corpus is not None else
+                seed_probe_windows(seed, count=settings.probe_windows, seq_len=settings.probe_seq_len))
+            predictor = model_predictor(Path(model_dir), params, windows, model=model)
+        if want_probe_loss and corpus is not None:
+            probe_corpus = corpus
 
             def window_losses(adapter: Mapping[str, torch.Tensor]) -> np.ndarray:
-                return model.window_losses(adapter, corpus)
+                return model.window_losses(adapter, probe_corpus)
     by_node = {u.submission.node: u for u in fetched}
     outcome = run_gates(
         [ClientUpdate(node=u.submission.node, delta=u.delta, sample_count=u.submission.sample_count) for u in fetched],

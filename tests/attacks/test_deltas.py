@@ -1,4 +1,4 @@
-"""Each attack does what a malicious node would, reproducibly, and leaves the honest input alone."""
+"""Each update-level attack does what a malicious node would, reproducibly, and leaves the honest input alone."""
 
 from __future__ import annotations
 
@@ -81,3 +81,31 @@ def test_every_named_delta_attack_runs() -> None:
     for name, attack in attacks.DELTA_ATTACKS.items():
         out = attack(_delta())
         assert set(out) == set(_delta()), name
+
+
+def test_relative_noise_makes_copies_distinct_by_about_the_requested_share_of_the_norm() -> None:
+    delta = _delta()
+    a = attacks.with_relative_noise(delta, 1e-3, seed=1)
+    b = attacks.with_relative_noise(delta, 1e-3, seed=2)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    gap = _norm({k: a[k] - delta[k] for k in a}) / _norm(delta)
+    assert gap == pytest.approx(1e-3, rel=0.2)
+    assert attacks.with_relative_noise(delta, 1e-3, seed=1)["m.lora_A.weight"].equal(a["m.lora_A.weight"])
+
+
+def test_rescale_to_hits_the_target_norm() -> None:
+    assert _norm(attacks.rescale_to(_delta(), 2.5)) == pytest.approx(2.5, rel=1e-6)
+
+
+@pytest.mark.parametrize("factor", [1.0, math.sqrt(2.0), 0.3])
+def test_adapter_negation_leaves_the_same_model_at_plus_and_minus_delta(factor: float) -> None:
+    # Prepare: a global adapter with a learned product B·A
+    g = _delta(7)
+    # Execute
+    d = attacks.adapter_negation(g, factor)
+    plus = (g["m.lora_B.weight"] + d["m.lora_B.weight"]) @ (g["m.lora_A.weight"] + d["m.lora_A.weight"])
+    minus = (g["m.lora_B.weight"] - d["m.lora_B.weight"]) @ (g["m.lora_A.weight"] - d["m.lora_A.weight"])
+    # Assert: the same product either way, the learned one scaled by 1 − s²
+    learned = g["m.lora_B.weight"] @ g["m.lora_A.weight"]
+    assert torch.allclose(plus, minus, atol=1e-5)
+    assert torch.allclose(plus, (1 - factor**2) * learned, atol=1e-4)

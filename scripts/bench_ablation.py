@@ -1,0 +1,232 @@
+"""The ablation section of the learning benchmark: every gate removed in turn, against every attack.
+
+For each attack (a name from :data:`flare_chain.attacks.BEHAVIOURS`) and each
+attacker share, the federation runs ``rounds`` rounds under each
+configuration:
+
+* ``honest_only`` — FedAvg over the honest nodes alone (the attackers stay
+  away): the best any defence can do, the reference for "gain kept";
+* ``fedavg`` — FedAvg over everyone, no gates;
+* ``all_gates`` — the committee's default gates (:class:`GateSettings`) + FedAvg;
+* ``no_<gate>`` — the same with one gate switched off.
+
+Each row gives the final held-out loss, the loss vs the clean FedAvg run
+and vs the honest-only run, the share of the honest-only gain kept ((base − final) / (base − honest-only
+final)), attacker recall and honest false-positive rate over node-rounds,
+which gate caught how many, and for the backdoor its attack success rate
+(greedy decoding of the attacker's response after the trigger, on held-out
+prompts). Attackers are the first ⌊share · n⌉ nodes.
+
+The lab it runs on (:class:`AblationLab`) is the benchmark's: any task that
+can train a node on its own, label-poisoned or backdoored data, evaluate a
+held-out loss and decode greedily plugs in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from flare_chain.aggregation import ClientUpdate, FedAvg, apply_delta
+from flare_chain.aggregation.pipeline import GateSettings
+from flare_chain.attacks import BEHAVIOURS, RoundView, behaviour
+from flare_chain.errors import FlareError
+
+log = logging.getLogger("bench_ablation")
+
+Delta = dict[str, torch.Tensor]
+
+GATE_SWITCHES = ("duplicates", "norm", "direction", "probe_loss", "mutual_information")
+"""The :class:`GateSettings` switches the ablation turns off one at a time (the tensor policy gate always runs)."""
+
+DEFAULT_ATTACKS = ("alie", "alie_nm", "ipm_0.1", "ipm_0.5", "minmax_std", "minmax_sign", "minsum_std",
+                   "minsum_sign", "near_duplicate", "sign_flip_nm", "label_poison", "label_poison_nm", "probe_gaming",
+                   "backdoor", "adapter_negation_nm")
+QUICK_ATTACKS = ("alie_nm", "minmax_std", "near_duplicate", "sign_flip_nm", "label_poison_nm", "probe_gaming",
+                 "backdoor")
+
+GatedAggregate = Callable[[Delta, list[ClientUpdate]], tuple[Delta, list[tuple[str, str]]]]
+"""(global, updates) → (new global, [(gate, node) rejected])."""
+
+
+class AblationLab(Protocol):
+    """What the ablation needs from the benchmark's lab (model, data, training, evaluation)."""
+
+    start: Delta
+
+    @property
+    def node_names(self) -> list[str]: ...
+
+    def train_as(self, node: str, global_adapter: Delta, round_id: int, data: str) -> Delta:
+        """One node's local training; ``data`` is "own", "label_poison" or "backdoor"."""
+
+    def loss(self, adapter: Delta) -> float: ...
+
+    def backdoor_success(self, adapter: Delta) -> float:
+        """Attack success rate of the backdoor under ``adapter`` (share of triggered held-out prompts)."""
+
+    def sample_count(self) -> int: ...
+
+
+@dataclass
+class Run:
+    config: str
+    losses: list[float] = field(default_factory=list)
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+    failed_rounds: int = 0
+    caught: dict[str, int] = field(default_factory=dict)
+    asr: float = math.nan
+
+
+def _seed(node: str, round_id: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"attack:{node}:{round_id}".encode()).digest()[:6], "big")
+
+
+def attacked_round(lab: AblationLab, current: Delta, round_id: int, attack: str | None,
+                   attackers: Sequence[str]) -> dict[str, Delta]:
+    """Every node's update for one round: honest training, then each attacker's behaviour."""
+    nodes = lab.node_names
+    if attack is None:
+        return {n: lab.train_as(n, current, round_id, "own") for n in nodes}
+    b = behaviour(attack)
+    honest_nodes = [n for n in nodes if n not in attackers]
+    deltas = {n: lab.train_as(n, current, round_id, "own") for n in honest_nodes}
+    honest = [deltas[n] for n in honest_nodes] if b.omniscient else []
+    for n in attackers:
+        own = lab.train_as(n, current, round_id, b.trains_on)
+        view = RoundView(own=own, global_tensors=current, nodes=len(nodes), attackers=len(attackers),
+                         seed=_seed(n, round_id), honest=honest)
+        deltas[n] = b.craft(view)
+    return {n: deltas[n] for n in nodes}
+
+
+def run(lab: AblationLab, config: str, aggregate: GatedAggregate | None, *, attack: str | None,
+        attackers: Sequence[str], rounds: int) -> Run:
+    """``rounds`` rounds under one configuration; ``aggregate`` None means FedAvg over the honest nodes only."""
+    res = Run(config=config)
+    current = dict(lab.start)
+    bad = set(attackers)
+    nodes = lab.node_names
+    for r in range(1, rounds + 1):
+        if aggregate is None:
+            honest = [ClientUpdate(node=n, delta=lab.train_as(n, current, r, "own"), sample_count=lab.sample_count())
+                      for n in nodes if n not in bad]
+            current = apply_delta(current, FedAvg().aggregate(honest))
+            res.losses.append(lab.loss(current))
+            continue
+        deltas = attacked_round(lab, current, r, attack, sorted(bad))
+        updates = [ClientUpdate(node=n, delta=deltas[n], sample_count=lab.sample_count()) for n in nodes]
+        try:
+            new, rejected = aggregate(current, updates)
+        except FlareError as exc:
+            log.info("%s round %d failed: %s", config, r, str(exc)[:120])
+            res.failed_rounds += 1
+            res.fn += len(bad)
+            res.tn += len(nodes) - len(bad)
+            res.losses.append(lab.loss(current))
+            continue
+        out = {node for _, node in rejected}
+        for gate, _ in rejected:
+            res.caught[gate] = res.caught.get(gate, 0) + 1
+        res.tp += len(out & bad)
+        res.fp += len(out - bad)
+        res.fn += len(bad - out)
+        res.tn += len(set(nodes) - bad - out)
+        current = new
+        res.losses.append(lab.loss(current))
+    if attack is not None and behaviour(attack).trains_on == "backdoor":
+        res.asr = lab.backdoor_success(current)
+    return res
+
+
+def configs(make_gated: Callable[[GateSettings | None], GatedAggregate], base: GateSettings | None = None,
+            switches: Sequence[str] = GATE_SWITCHES) -> dict[str, GatedAggregate | None]:
+    """``honest_only`` (None), ``fedavg`` (no gates), ``all_gates`` (``base``, default the committee's defaults)
+    and one ``no_<gate>`` per switch."""
+    settings = base or GateSettings()
+    out: dict[str, GatedAggregate | None] = {"honest_only": None, "fedavg": make_gated(None),
+                                             "all_gates": make_gated(settings)}
+    for switch in switches:
+        out[f"no_{switch}"] = make_gated(settings.model_copy(update={switch: False}))
+    return out
+
+
+def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], GatedAggregate], *,
+                  attacks: Sequence[str], fractions: Sequence[float], rounds: int, base: GateSettings | None = None,
+                  on_run: Callable[[str], None] | None = None) -> list[dict[str, object]]:
+    """One row per (attack, fraction, configuration), plus the clean FedAvg reference row."""
+    unknown = sorted(set(attacks) - set(BEHAVIOURS))
+    if unknown:
+        raise SystemExit(f"unknown attacks {', '.join(unknown)}; choose from {', '.join(sorted(BEHAVIOURS))}")
+    base_loss = lab.loss(lab.start)
+    clean = run(lab, "clean_fedavg", make_gated(None), attack=None, attackers=[], rounds=rounds)
+    clean_loss = clean.losses[-1]
+    rows: list[dict[str, object]] = [{"section": "ablation", "attack": "none", "fraction": 0.0,
+                                      "config": "clean_fedavg", "final_loss": clean_loss, "base_loss": base_loss,
+                                      "clean_gain": 1 - clean_loss / base_loss}]
+    nodes = lab.node_names
+    for fraction in fractions:
+        attackers = nodes[: round(fraction * len(nodes))]
+        honest_only = run(lab, "honest_only", None, attack=None, attackers=attackers, rounds=rounds)
+        reference = honest_only.losses[-1]
+        for attack in attacks:
+            for name, aggregate in configs(make_gated, base).items():
+                res = honest_only if aggregate is None else run(lab, name, aggregate, attack=attack,
+                                                                attackers=attackers, rounds=rounds)
+                final = res.losses[-1]
+                # Share of the honest-only gain kept; undefined when honest-only training did not lower the loss.
+                kept = (base_loss - final) / (base_loss - reference) if base_loss > reference else math.nan
+                row: dict[str, object] = {
+                    "section": "ablation", "attack": attack, "fraction": fraction, "config": name,
+                    "final_loss": final, "loss_vs_clean": final / clean_loss - 1,
+                    "loss_vs_honest_only": final / reference - 1, "gain_kept": kept,
+                    "recall": res.tp / (res.tp + res.fn) if res.tp + res.fn else math.nan,
+                    "fpr": res.fp / (res.fp + res.tn) if res.fp + res.tn else math.nan,
+                    "failed_rounds": res.failed_rounds, "asr": res.asr if aggregate is not None else math.nan,
+                    "caught_by": " ".join(f"{g}:{c}" for g, c in sorted(res.caught.items())) or "-",
+                }
+                rows.append(row)
+                if on_run is not None:
+                    on_run(f"{attack}/{fraction}/{name}")
+                log.info("ablation %s %.0f%% %s: loss %.4f kept %.2f recall %s fpr %s asr %s", attack,
+                         100 * fraction, name, final, kept, row["recall"], row["fpr"], row["asr"])
+    return rows
+
+
+def _cell(v: object, pct: bool = False) -> str:
+    if not isinstance(v, float) or math.isnan(v):
+        return "-"
+    return f"{v:+.1%}" if pct else f"{v:.2f}"
+
+
+def ablation_report(rows: Sequence[Mapping[str, object]], rounds: int) -> str:
+    """Aligned text: per attack and share, one line per configuration."""
+    part = [r for r in rows if r["section"] == "ablation"]
+    if not part:
+        return ""
+    clean = next((r for r in part if r["config"] == "clean_fedavg"), None)
+    out = [f"ablation ({rounds} rounds; vs honest = final loss vs FedAvg over the honest nodes alone; kept = share "
+           "of the honest-only gain kept (- where honest-only training did not lower the loss); recall/FPR over "
+           "node-rounds; ASR = backdoor attack success rate)"]
+    if clean is not None:
+        out.append(f"base loss {float(clean['base_loss']):.4f}  clean FedAvg {float(clean['final_loss']):.4f} "
+                   f"(gain {float(clean['clean_gain']):.1%})")  # type: ignore[arg-type]
+    out.append(f"{'attack':<20}{'frac':>5}  {'config':<22}{'loss':>8}{'vs clean':>10}{'vs honest':>10}{'kept':>7}"
+               f"{'recall':>8}{'FPR':>6}{'ASR':>6}  caught by")
+    for r in part:
+        if r["config"] == "clean_fedavg":
+            continue
+        out.append(f"{r['attack']!s:<20}{float(r['fraction']):>5.0%}  {r['config']!s:<22}"  # type: ignore[arg-type]
+                   f"{float(r['final_loss']):>8.4f}{_cell(r['loss_vs_clean'], True):>10}"  # type: ignore[arg-type]
+                   f"{_cell(r['loss_vs_honest_only'], True):>10}{_cell(r['gain_kept']):>7}{_cell(r['recall']):>8}{_cell(r['fpr']):>6}{_cell(r['asr']):>6}"
+                   f"  {r['caught_by']}")
+    return "\n".join(out)
