@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flare_chain.cli import deploy as deploy_cli
     from flare_chain.cli import ipfs as ipfs_cli
     from flare_chain.cli import keys as keys_cli
+    from flare_chain.cli import model as model_cli
     from flare_chain.cli import node as node_cli
     from flare_chain.cli import rounds as rounds_cli
 
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--json-logs", action="store_true", help="emit log lines as JSON objects")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (audit_cli, chain_cli, demo_cli, deploy_cli, ipfs_cli, keys_cli, node_cli, rounds_cli):
+    for module in (audit_cli, chain_cli, demo_cli, deploy_cli, ipfs_cli, keys_cli, model_cli, node_cli,
+                   rounds_cli):
         module.register(sub)
     return parser
 
