@@ -20,6 +20,7 @@ from eth_utils import keccak
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from web3 import Web3
 
+from flare_chain.basemodel import publish_and_load
 from flare_chain.chain import (
     CoordinatorClient,
     FailureReason,
@@ -234,9 +235,12 @@ def setup_federation(config: FederationConfig) -> Federation:
     """Build model, chain, contract, store and nodes; register every node with its stake and VRF key;
     pin and register the round-0 adapter."""
     node_data, domains = _node_data(config)  # read and validated before anything is built, trained or pinned
-    model_dir = Path(config.model_dir) if config.model_dir else ensure_reference_model(
+    owner_model = Path(config.model_dir) if config.model_dir else ensure_reference_model(
         pretrain_steps=config.reference_pretrain_steps, show_progress=config.show_progress)
     store = ContentStore(Path(config.work_dir) / "ipfs")
+    # The owner publishes the base model once; the nodes load it by CID, which the round-0 manifest names.
+    base = publish_and_load(owner_model, store, Path(config.work_dir) / "models", show_progress=config.show_progress)
+    model_dir = base.path
     w3 = in_process_chain()
     owner = Account.from_key(keccak(text="flare-chain demo owner"))
     accounts = [_node_account(i) for i in range(config.nodes)]
@@ -255,7 +259,7 @@ def setup_federation(config: FederationConfig) -> Federation:
         node = Participant(
             f"node-{i + 1}", account, node_data[i], model_dir=model_dir, params=params,
             coordinator=coordinator, store=store, show_progress=config.show_progress,
-            compressor=PowerSGDCompressor(powersgd) if powersgd is not None else None,
+            compressor=PowerSGDCompressor(powersgd) if powersgd is not None else None, base_model_cid=base.cid,
         )
         node.register(config.stake_of(i))
         participants.append(node)
@@ -267,7 +271,7 @@ def setup_federation(config: FederationConfig) -> Federation:
     with_probe = config.probe_corpus and config.data_dir is None
     probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if with_probe else None
     start_cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, config.train, start,
-                                                                        probe_cid=probe_cid),
+                                                                        probe_cid=probe_cid, base_model_cid=base.cid),
                                   model_dir, config.train)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(start_cid))
     union = TokenExamples.cat([p.val_windows for p in participants])

@@ -12,7 +12,7 @@ imports torch.
 from flare_chain.basemodel.fetch import cached_model_path, fetch_model
 from flare_chain.basemodel.folder import ModelFolder, check_model_folder, cid_version_of, model_cid
 from flare_chain.basemodel.publish import publish_model
-from flare_chain.basemodel.resolve import ResolvedModel, resolve_base_model
+from flare_chain.basemodel.resolve import ResolvedModel, publish_and_load, resolve_base_model
 
 __all__ = [
     "ModelFolder",
@@ -22,6 +22,7 @@ __all__ = [
     "cid_version_of",
     "fetch_model",
     "model_cid",
+    "publish_and_load",
     "publish_model",
     "resolve_base_model",
 ]

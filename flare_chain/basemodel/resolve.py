@@ -18,10 +18,11 @@ from pathlib import Path
 
 from flare_chain.basemodel.fetch import fetch_model
 from flare_chain.basemodel.folder import cid_version_of, model_cid
+from flare_chain.basemodel.publish import publish_model
 from flare_chain.errors import ConfigError
-from flare_chain.ipfs import Cid, parse_cid
+from flare_chain.ipfs import Cid, ContentStore, parse_cid
 
-__all__ = ["ResolvedModel", "resolve_base_model"]
+__all__ = ["ResolvedModel", "publish_and_load", "resolve_base_model"]
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +69,15 @@ def resolve_base_model(
                           "set [ipfs] endpoint or point [model] model_dir at a copy of it")
     path = fetch_model(wanted, fetch, cache_root, source=source, show_progress=show_progress)
     return ResolvedModel(path, wanted, fetched=True)
+
+
+def publish_and_load(folder: Path, store: ContentStore, cache_root: Path, *, show_progress: bool = True) -> ResolvedModel:
+    """An in-process federation's start (the demo, the daemon harness): the owner pins ``folder`` to ``store``
+    and the nodes load the model back by its CID, exactly as remote nodes would.
+
+    The nodes share the one store, so one fetch into ``cache_root`` serves them all.
+    """
+    cid = publish_model(folder, store, show_progress=show_progress)
+    path = fetch_model(cid, store.get_block, cache_root, source=f"the IPFS repository {store.root}",
+                       show_progress=show_progress)
+    return ResolvedModel(path, cid, fetched=True)
