@@ -208,7 +208,7 @@ def run_audit(
                                 rounds=rounds)
     log.info("audit: %d event(s), %d round(s), %d registered node(s) in blocks %d..%d", len(events),
              len(history.rounds), len(history.registrations), target.block, head)
-    models = ModelLocator(model_dir, model_search)
+    models = ModelLocator(model_dir, model_search, source=source)
     findings: list[Finding] = [bound]
     summaries: list[RoundSummary] = []
     ids = history.round_ids()
