@@ -82,6 +82,8 @@ def _write_tree(get_block: Callable[[Cid], bytes], cid: Cid, dest: Path, on_byte
         except ConfigError as exc:
             raise IntegrityError(f"directory {cid} links {name!r} to a malformed CID ({exc})") from None
         target = dest / name
+        if target.exists():
+            raise IntegrityError(f"directory {cid} names {name!r} twice; refusing the model")
         if child.codec == CODEC_RAW:
             _write_file(iter_file(get_block, child), target, on_bytes)
             continue

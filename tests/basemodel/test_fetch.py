@@ -145,3 +145,25 @@ def test_publishing_refuses_a_bad_folder_before_storing_anything(model_folder: P
     with pytest.raises(ConfigError, match=r"config\.json"):
         publish_model(model_folder, store, show_progress=False)
     assert store.pins() == [] and not list((store.root / "blocks").rglob("*.data"))
+
+
+def test_a_directory_naming_an_entry_twice_is_refused(store: ContentStore, tmp_path: Path) -> None:
+    # Prepare: a hand-built directory node whose two links share a name (no importer makes one)
+    from flare_chain.ipfs.dagpb import (
+        UNIXFS_DIRECTORY,
+        PBLink,
+        UnixFSData,
+        encode_pb_node,
+        encode_unixfs_data,
+    )
+    from flare_chain.ipfs.multiformats import sha256_multihash
+
+    leaf = parse_cid(store.add_bytes(b"{}"))
+    block = encode_pb_node([PBLink(leaf.to_bytes(), b"config.json", 10), PBLink(leaf.to_bytes(), b"config.json", 10)],
+                           encode_unixfs_data(UnixFSData(UNIXFS_DIRECTORY)))
+    root = Cid.v0(sha256_multihash(block))
+    store.put_block(root, block)
+    # Execute / Assert
+    with pytest.raises(IntegrityError, match=r"names 'config\.json' twice"):
+        fetch_model(root.encode(), store.get_block, tmp_path / "cache", source="test store", show_progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []
