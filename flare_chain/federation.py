@@ -20,6 +20,7 @@ from eth_utils import keccak
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from web3 import Web3
 
+from flare_chain.basemodel import publish_and_load
 from flare_chain.chain import (
     CoordinatorClient,
     FailureReason,
@@ -46,7 +47,7 @@ from flare_chain.node.bundles import fetch_global_bundle, pin_global_bundle, pin
 from flare_chain.node.config import CompressionSettings
 from flare_chain.node.participant import Participant, initial_global_manifest
 from flare_chain.protocol import RoundSchedule
-from flare_chain.protocol.spec import CommitteeSpec, FederationSpec, pin_spec
+from flare_chain.protocol.spec import BaseModelSpec, CommitteeSpec, FederationSpec, pin_spec
 
 __all__ = [
     "Federation",
@@ -107,12 +108,14 @@ class FederationConfig(BaseModel):
         "vote_tolerance. None: a spec made from these settings. Either way it is pinned and fixed on-chain"))
     show_progress: bool = True
 
-    def federation_spec(self, *, probe_corpus_cid: str | None) -> FederationSpec:
-        """The spec this federation runs under: ``spec`` or one made from these settings."""
+    def federation_spec(self, *, probe_corpus_cid: str | None, base_model_cid: str | None) -> FederationSpec:
+        """The spec this federation runs under: ``spec`` or one made from these settings, naming the
+        published base model and probe corpus."""
         base = self.spec if self.spec is not None else FederationSpec(
             name="flare-chain demo", lora=self.train,
             committee=CommitteeSpec(vote_tolerance=self.vote_tolerance))
-        return base.model_copy(update={"probe_corpus_cid": probe_corpus_cid})
+        return base.model_copy(update={"probe_corpus_cid": probe_corpus_cid,
+                                       "base_model": BaseModelSpec(cid=base_model_cid)})
 
     @model_validator(mode="after")
     def _consistent(self) -> FederationConfig:
@@ -246,9 +249,12 @@ def setup_federation(config: FederationConfig) -> Federation:
     """Build model, chain, contract, store and nodes; register every node with its stake and VRF key;
     pin and register the round-0 adapter."""
     node_data, domains = _node_data(config)  # read and validated before anything is built, trained or pinned
-    model_dir = Path(config.model_dir) if config.model_dir else ensure_reference_model(
+    owner_model = Path(config.model_dir) if config.model_dir else ensure_reference_model(
         pretrain_steps=config.reference_pretrain_steps, show_progress=config.show_progress)
     store = ContentStore(Path(config.work_dir) / "ipfs")
+    # The owner publishes the base model once; the nodes load it by CID, which the round-0 manifest names.
+    base = publish_and_load(owner_model, store, Path(config.work_dir) / "models", show_progress=config.show_progress)
+    model_dir = base.path
     w3 = in_process_chain()
     owner = Account.from_key(keccak(text="flare-chain demo owner"))
     accounts = [_node_account(i) for i in range(config.nodes)]
@@ -265,7 +271,7 @@ def setup_federation(config: FederationConfig) -> Federation:
     # The public probe corpus samples the reference task's domains; for the nodes' own data there is none here.
     with_probe = config.probe_corpus and config.data_dir is None
     probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if with_probe else None
-    spec = config.federation_spec(probe_corpus_cid=probe_cid)
+    spec = config.federation_spec(probe_corpus_cid=probe_cid, base_model_cid=base.cid)
     train = spec.lora
     coordinator.set_federation_spec(owner, cid_to_bytes(pin_spec(store, spec)))
 
@@ -277,6 +283,7 @@ def setup_federation(config: FederationConfig) -> Federation:
             f"node-{i + 1}", account, node_data[i], model_dir=model_dir, params=params,
             coordinator=coordinator, store=store, show_progress=config.show_progress,
             compressor=PowerSGDCompressor(powersgd) if powersgd is not None else None, spec=spec,
+            base_model_cid=base.cid,
         )
         node.register(config.stake_of(i))
         participants.append(node)
@@ -284,7 +291,7 @@ def setup_federation(config: FederationConfig) -> Federation:
 
     start = initial_adapter(model_dir, train, seed=config.adapter_seed)
     start_cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, train, start,
-                                                                        probe_cid=probe_cid),
+                                                                        probe_cid=probe_cid, base_model_cid=base.cid),
                                   model_dir, train)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(start_cid))
     union = TokenExamples.cat([p.val_windows for p in participants])

@@ -7,8 +7,10 @@
    JSON-RPC); both mine on a fixed block time and fund the public dev accounts;
 2. starts ``flare-chain ipfs serve`` on a repository in the run folder;
 3. creates a keystore for the owner and for each node of ``nodes/*.toml`` if absent;
-4. funds them from dev account 0, deploys the coordinator (owner = its keystore)
-   and writes ``deployment.json``;
+4. funds them from dev account 0, pins the base model (the reference model, or
+   ``--model-dir``) to that IPFS, deploys the coordinator (owner = its keystore)
+   and writes ``deployment.json`` naming the model's CID, which every node
+   fetches (verified) instead of using a model it built itself;
 5. registers every node, each signing with its own key (the contract checks that
    the VRF key belongs to the sender);
 6. starts one ``flare-chain node run`` per node in the background (unless
@@ -242,6 +244,20 @@ def _keystore(path: Path, password: str) -> Any:
     return load_account(path, password)
 
 
+def _publish_base_model(ipfs_url: str, model_dir: Path | None) -> str:
+    """The owner's step before deploying: pin the base model (default: the reference model, built once per
+    machine) to the devnet's IPFS; its CID goes into the deployment file and the nodes fetch that."""
+    from flare_chain.basemodel import publish_model
+    from flare_chain.ipfs import KuboClient
+
+    if model_dir is None:
+        from flare_chain.lora.reference import ensure_reference_model
+
+        model_dir = ensure_reference_model(show_progress=False)
+    with KuboClient(ipfs_url) as client:
+        return publish_model(model_dir, client, show_progress=False)
+
+
 def _clear_node_data(run: Path, names: list[str]) -> list[str]:
     """Remove node data folders a previous start left in ``run``; returns whose.
 
@@ -294,7 +310,9 @@ def start(args: argparse.Namespace) -> int:
             _say(f"{name}: removed its data folder {run / name}, written on the chain of an earlier start")
         fund_accounts(w3, [owner, *(acct for _, acct in nodes.values())], FUND_WEI, funder=w3.eth.accounts[0])
         params = ConstructorParams(approval_threshold_bps=args.threshold_bps, min_committee_size=args.min_committee)
-        record, _ = deploy(w3, owner, params, rpc_url=rpc_url)
+        base_cid = _publish_base_model(ipfs_url, args.model_dir)
+        _say(f"base model {base_cid} pinned; the nodes load it by this CID")
+        record, _ = deploy(w3, owner, params, rpc_url=rpc_url, base_model_cid=base_cid)
         write_deployment(record, run / "deployment.json", overwrite=True)
         _say(f"coordinator {record.coordinator} on chain {record.chain_id} (owner {owner.address})")
         coordinator = CoordinatorClient(w3, record.coordinator, deployment_block=record.deployment_block)
@@ -343,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--ipfs-port", type=int, default=5001, help="0: any free port")
     s.add_argument("--block-time", type=float, default=1.0, metavar="S", help="seconds per block (default 1; 0: a block per transaction only)")
     s.add_argument("--no-daemons", action="store_true", help="set everything up but start no node daemon")
+    s.add_argument("--model-dir", type=Path, default=None, metavar="DIR",
+                   help="base model folder the owner publishes by CID (default: the reference model)")
     s.add_argument("--rounds", type=int, default=3, help="rounds to drive after start (0: none)")
     s.add_argument("--threshold-bps", type=int, default=6666)
     s.add_argument("--min-committee", type=int, default=2)

@@ -26,9 +26,10 @@ import torch
 
 from flare_chain.aggregation.base import ClientUpdate
 from flare_chain.errors import ConfigError, GateRejection
+from flare_chain.ipfs.multiformats import parse_cid
 from flare_chain.lora.files import Manifest
 
-__all__ = ["Gate", "GateContext", "TensorPolicyGate", "policy_gate"]
+__all__ = ["Gate", "GateContext", "TensorPolicyGate", "base_model_mismatch", "policy_gate"]
 
 
 def policy_gate(
@@ -42,9 +43,9 @@ def policy_gate(
 
     if update.kind != "delta":
         reject(f"manifest kind is {update.kind!r}, expected 'delta'")
-    if update.base_model_sha256 != reference.base_model_sha256:
-        reject(f"trained on base model {update.base_model_sha256[:12]}…, the round uses "
-               f"{reference.base_model_sha256[:12]}…")
+    base_reason = base_model_mismatch(update, reference)
+    if base_reason is not None:
+        reject(base_reason)
     for field in ("rank", "alpha", "target_modules"):
         if getattr(update, field) != getattr(reference, field):
             reject(f"{field} is {getattr(update, field)!r}, the global adapter has {getattr(reference, field)!r}")
@@ -59,6 +60,25 @@ def policy_gate(
         reject(f"manifest names node {update.node!r}, but {node} submitted it")
     if update.sample_count != onchain_sample_count:
         reject(f"manifest claims {update.sample_count} samples, the chain records {onchain_sample_count}")
+
+
+def base_model_mismatch(update: Manifest, reference: Manifest) -> str | None:
+    """Why ``update`` was not trained on ``reference``'s base model, or None when it was.
+
+    When the federation names its base by CID (``reference.base_model_cid``),
+    the CID is the identity: it covers weights, config and tokenizer, so an
+    update must name the same one. The weights' sha256 must agree in every
+    case (a manifest naming the right CID with other weights contradicts itself).
+    """
+    if reference.base_model_cid is not None:
+        if update.base_model_cid is None:
+            return f"names no base model CID, the federation's base model is {reference.base_model_cid}"
+        if parse_cid(update.base_model_cid) != parse_cid(reference.base_model_cid):
+            return f"trained on base model {update.base_model_cid}, the federation's is {reference.base_model_cid}"
+    if update.base_model_sha256 != reference.base_model_sha256:
+        return (f"trained on base model weights {update.base_model_sha256[:12]}…, the round uses "
+                f"{reference.base_model_sha256[:12]}…")
+    return None
 
 
 def untargeted_tensor(manifest: Manifest) -> str | None:

@@ -37,12 +37,18 @@ class ModelLocator:
 
     ``explicit`` (``--model-dir``) is tried first, then every model directory
     under ``search`` (default: the reference-model cache). Fingerprints are
-    computed once per directory.
+    computed once per directory. When none matches and the manifest names the
+    base model's CID, the model is fetched by that CID from ``source`` (every
+    block verified, see :mod:`flare_chain.basemodel`) and used if its weights
+    carry the recorded fingerprint.
     """
 
-    def __init__(self, explicit: Path | None = None, search: list[Path] | None = None) -> None:
+    def __init__(self, explicit: Path | None = None, search: list[Path] | None = None,
+                 source: ContentSource | None = None, cache: Path | None = None) -> None:
         self.explicit = explicit
         self.search = search if search is not None else _default_search()
+        self.source = source
+        self.cache = cache
         self._prints: dict[Path, str] = {}
 
     def _fingerprint(self, path: Path) -> str | None:
@@ -55,7 +61,7 @@ class ModelLocator:
                 self._prints[path] = ""
         return self._prints[path] or None
 
-    def find(self, sha256: str) -> Path | None:
+    def find(self, sha256: str, cid: str | None = None) -> Path | None:
         candidates = [self.explicit] if self.explicit is not None else []
         for root in self.search:
             if root.is_dir():
@@ -63,7 +69,22 @@ class ModelLocator:
         for path in candidates:
             if path is not None and self._fingerprint(path) == sha256:
                 return path
-        return None
+        if cid is None or self.source is None:
+            return None
+        fetched = self._fetch(cid)
+        return fetched if fetched is not None and self._fingerprint(fetched) == sha256 else None
+
+    def _fetch(self, cid: str) -> Path | None:
+        from flare_chain.basemodel import fetch_model
+
+        assert self.source is not None
+        getter = self.source.kubo.block_get if self.source.kubo is not None else self.source.store.get_block
+        cache = self.cache or _default_search()[-1] / "base-models"
+        try:
+            return fetch_model(cid, getter, cache, source=self.source.where, show_progress=False)
+        except FlareError as exc:
+            log.warning("audit: base model %s could not be fetched: %s", cid, exc)
+            return None
 
 
 def _default_search() -> list[Path]:
@@ -175,7 +196,7 @@ def reproduce_round(
     unavailable = sorted(n for n, s in content.submissions.items() if not s.ok)
     available = [s for s in r.submissions if content.submissions.get(s.node, None) is not None
                  and content.submissions[s.node].ok]
-    model_dir = models.find(previous.manifest.base_model_sha256)
+    model_dir = models.find(previous.manifest.base_model_sha256, previous.manifest.base_model_cid)
     if model_dir is None:  # without the model the MI filter cannot run, so neither check can be re-done
         return both(UNVERIFIABLE, f"base model {previous.manifest.base_model_sha256[:16]}… not found; "
                                   "pass --model-dir")

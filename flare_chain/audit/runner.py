@@ -244,7 +244,7 @@ def run_audit(
                                 rounds=rounds)
     log.info("audit: %d event(s), %d round(s), %d registered node(s) in blocks %d..%d", len(events),
              len(history.rounds), len(history.registrations), target.block, head)
-    models = ModelLocator(model_dir, model_search)
+    models = ModelLocator(model_dir, model_search, source=source)
     abi = (artifact or load_artifact("FlareCoordinator")).abi
     with clock.phase("ipfs"):
         spec_finding, spec, spec_cid = load_spec(w3, target.address, abi, source, head)

@@ -118,7 +118,8 @@ class SimulatedFederation:
             loss = 3.0 - 0.05 * round_id
             manifest = Manifest(
                 kind="delta", base_model_id=previous.manifest.base_model_id,
-                base_model_sha256=previous.manifest.base_model_sha256, rank=previous.manifest.rank,
+                base_model_sha256=previous.manifest.base_model_sha256,
+                base_model_cid=previous.manifest.base_model_cid, rank=previous.manifest.rank,
                 alpha=previous.manifest.alpha, target_modules=list(previous.manifest.target_modules),
                 sample_count=100 + i, shapes=tensor_shapes(delta),
                 metrics={"val_loss_before": loss + 0.01 * i, "val_loss_after": loss - 0.1 + 0.01 * i},

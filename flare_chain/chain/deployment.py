@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from web3 import Web3
 
 from flare_chain.chain.artifacts import ContractArtifact, load_artifact
@@ -117,7 +117,22 @@ class Deployment(BaseModel):
     rpc_url: str | None = Field(None, description="where it was deployed from (informative only)")
     federation_spec_cid: str | None = Field(
         None, description="CID of the federation spec fixed on the coordinator (setFederationSpec); None: none set")
+    base_model_cid: str | None = Field(
+        None, description="CID of the federation's base model folder (`flare-chain model add`); nodes load it by "
+        "this CID, fetching it when their own folder differs. None: each node uses its configured folder")
     created_at: datetime
+
+    @field_validator("base_model_cid")
+    @classmethod
+    def _base_model_cid_parses(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from flare_chain.ipfs.multiformats import parse_cid
+
+        try:
+            return parse_cid(value).encode()
+        except ConfigError as exc:
+            raise ValueError(f"not a CID ({exc})") from None
 
     def client(self, w3: Web3, **kwargs: Any) -> CoordinatorClient:
         """A ``CoordinatorClient`` for this deployment (no checks; see ``open_deployment``)."""
@@ -151,12 +166,15 @@ def deploy(
     *,
     rpc_url: str | None = None,
     federation_spec_cid: str | None = None,
+    base_model_cid: str | None = None,
 ) -> tuple[Deployment, CoordinatorClient]:
     """Deploy FlareCoordinator with ``params`` signed by ``deployer``; return its record and a client.
 
     ``deployer`` becomes the contract's owner (it opens rounds). With
     ``federation_spec_cid`` (the spec already pinned) the owner fixes it on
-    the coordinator in the next transaction, before any round can open. Raises
+    the coordinator in the next transaction, before any round can open.
+    ``base_model_cid`` (the published base model, ``flare-chain model add``)
+    goes into the record for the nodes to load. Raises
     ChainError naming the cause when the deployment is refused or reverts,
     and when the deployer cannot pay for it.
     """
@@ -185,6 +203,7 @@ def deploy(
         artifact=artifact_hashes(load_artifact(CONTRACT_NAME)),
         rpc_url=rpc_url,
         federation_spec_cid=federation_spec_cid,
+        base_model_cid=base_model_cid,
         created_at=datetime.now(UTC).replace(microsecond=0),
     )
     return record, client

@@ -42,6 +42,9 @@ def add_deploy_arguments(p: argparse.ArgumentParser) -> None:
     from flare_chain.cli.spec import add_spec_store_arguments
 
     add_spec_store_arguments(p)
+    p.add_argument("--base-model-cid", metavar="CID", default=None,
+                   help="the federation's base model, as `flare-chain model add DIR` printed it; nodes load it by "
+                        "this CID (fetching it when their own folder differs) and the policy gate compares CIDs")
     p.add_argument("--out", type=Path, default=Path("deployment.json"), help="deployment file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing deployment file")
 
@@ -80,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
                  "max_sample_count": "--max-sample-count"}
         raise ConfigError("; ".join(f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}"
                                     for e in exc.errors())) from None
+    if args.base_model_cid is not None:  # checked before spending gas, like the file below
+        from flare_chain.ipfs.multiformats import parse_cid
+
+        try:
+            parse_cid(args.base_model_cid)
+        except ConfigError as exc:
+            raise ConfigError(f"--base-model-cid {args.base_model_cid!r} is not a CID ({exc}); pass what "
+                              "`flare-chain model add DIR` printed") from None
     if args.out.exists() and not args.overwrite:  # checked before spending gas
         raise ConfigError(f"deployment file {args.out} already exists; pass --overwrite or choose another --out")
     spec_cid = None
@@ -89,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     password = read_password(env_name=args.password_env, file=args.password_file)
     deployer = load_account(args.keystore, password)
     w3 = connect_rpc(args.rpc)
-    record, _client = deploy(w3, deployer, params, rpc_url=args.rpc, federation_spec_cid=spec_cid)
+    record, _client = deploy(w3, deployer, params, rpc_url=args.rpc, federation_spec_cid=spec_cid,
+                             base_model_cid=args.base_model_cid)
     write_deployment(record, args.out, overwrite=args.overwrite)
     log.info("FlareCoordinator deployed at %s on chain %d (block %d, tx %s)", record.coordinator,
              record.chain_id, record.deployment_block, record.deployment_tx)

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flare_chain.cli import deploy as deploy_cli
     from flare_chain.cli import ipfs as ipfs_cli
     from flare_chain.cli import keys as keys_cli
+    from flare_chain.cli import model as model_cli
     from flare_chain.cli import node as node_cli
     from flare_chain.cli import rounds as rounds_cli
     from flare_chain.cli import spec as spec_cli
@@ -62,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="least severe log lines to show")
     parser.add_argument("--json-logs", action="store_true", help="emit log lines as JSON objects")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (audit_cli, chain_cli, demo_cli, deploy_cli, ipfs_cli, keys_cli, node_cli, rounds_cli,
-                   spec_cli):
+    for module in (audit_cli, chain_cli, demo_cli, deploy_cli, ipfs_cli, keys_cli, model_cli, node_cli,
+                   rounds_cli, spec_cli):
         module.register(sub)
     for each in iter_parsers(parser):  # sub-parsers do not inherit the formatter; every --help shows defaults
         each.formatter_class = HelpFormatter

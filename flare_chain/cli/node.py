@@ -88,26 +88,23 @@ def build_daemon(config: Any, *, show_progress: bool | None = None, stop: thread
     w3 = connect_with_retry(config.chain.rpc_url, stop)
     if w3 is None:
         return None  # stopped while waiting for the chain
+    base_model_cid = config.model.cid
     if config.chain.deployment is not None:
-        _deployment, coordinator = open_deployment(w3, config.chain.deployment,
-                                                   log_chunk_blocks=config.chain.log_chunk_blocks)
+        deployment, coordinator = open_deployment(w3, config.chain.deployment,
+                                                  log_chunk_blocks=config.chain.log_chunk_blocks)
+        base_model_cid = deployment.base_model_cid or base_model_cid
     else:  # checked before any state is written: an address without the coordinator's code stops here (exit 4)
         coordinator = open_address(w3, config.chain.contract, source="node config chain.contract",
                                    log_chunk_blocks=config.chain.log_chunk_blocks)
     data_dir = Path(s.data_dir)
     store = EndpointStore.connect(config.ipfs.endpoint, data_dir / "ipfs-cache", timeout_s=config.ipfs.timeout_s,
                                   retries=config.ipfs.retries, backoff_s=config.ipfs.backoff_s)
-    if config.model.model_dir is not None:
-        model_dir = Path(config.model.model_dir)
-    else:
-        from flare_chain.lora.reference import ensure_reference_model
-
-        model_dir = ensure_reference_model(show_progress=bool(show_progress))
     explicit_tolerance = "vote_tolerance" in config.committee.model_fields_set
     bound = bind_spec(coordinator.federation_spec_cid(), store, expected_cid=config.chain.spec_cid,
                       training=config.training,
                       vote_tolerance=config.committee.vote_tolerance if explicit_tolerance else None)
     vote_tolerance = bound.spec.committee.vote_tolerance if bound.cid else config.committee.vote_tolerance
+    base = _base_model(config, base_model_cid, data_dir, show_progress=bool(show_progress))
     tty = sys.stderr.isatty() if show_progress is None else show_progress
     settings = DaemonSettings(
         poll_interval_s=config.chain.poll_interval_s, confirmations=config.chain.confirmations,
@@ -116,9 +113,9 @@ def build_daemon(config: Any, *, show_progress: bool | None = None, stop: thread
         compression=config.compression.powersgd_config(),
     )
     return Daemon(name=s.name, account=account, coordinator=coordinator, store=store,
-                  state=NodeState(data_dir / "state.sqlite"), texts=texts, model_dir=model_dir,
-                  params=bound.train_params(config.training), spec=bound.spec, settings=settings, faults=Faults.from_env(node=s.name),
-                  stop=stop)
+                  state=NodeState(data_dir / "state.sqlite"), texts=texts, model_dir=base.path,
+                  params=bound.train_params(config.training), spec=bound.spec, settings=settings,
+                  faults=Faults.from_env(node=s.name), stop=stop, base_model_cid=base.cid)
 
 
 def _install_stop_handlers(stop: threading.Event, name: str) -> None:
@@ -129,6 +126,25 @@ def _install_stop_handlers(stop: threading.Event, name: str) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def _base_model(config: Any, cid: str | None, data_dir: Path, *, show_progress: bool) -> Any:  # -> ResolvedModel
+    """The base model folder to load: the federation's CID (the local folder if it is that model, else fetched
+    from the IPFS endpoint into the model cache), or without a CID the configured folder or the reference model."""
+    from flare_chain.basemodel import resolve_base_model
+    from flare_chain.ipfs import KuboClient
+
+    local = config.model.model_dir
+    if local is None and cid is None:
+        from flare_chain.lora.reference import ensure_reference_model
+
+        local = ensure_reference_model(show_progress=show_progress)
+    # A client without a block cache: the model lands once, in the model cache, not also in ipfs-cache.
+    with KuboClient(config.ipfs.endpoint, timeout_s=config.ipfs.timeout_s, retries=config.ipfs.retries,
+                    backoff_s=config.ipfs.backoff_s) as client:
+        return resolve_base_model(cid, local_dir=local, fetch=client.block_get, source=client.base_url,
+                                  cache_root=config.model.cache_dir or data_dir / "models",
+                                  show_progress=show_progress)
 
 
 def _run(args: argparse.Namespace) -> int:

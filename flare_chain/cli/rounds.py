@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from flare_chain.cli.tables import render_table
 
@@ -67,18 +68,26 @@ _FLAGS = {"rounds": "--rounds", "submission_blocks": "--submission-blocks", "cla
 """DriverSettings field -> the flag that sets it, so a bad value is reported under the name the user typed."""
 
 
-def _training(args: argparse.Namespace):  # -> (model_dir, LoraTrainParams); lazy: imports torch
+def _training(args: argparse.Namespace, base_model_cid: str | None, ipfs: Any):  # -> (model_dir, LoraTrainParams)
+    """The owner's base model and training params; with a published base CID, that model (fetched if the
+    local folder is not it), exactly as the nodes load it. Lazy: imports torch."""
+    from flare_chain.basemodel import resolve_base_model
     from flare_chain.lora.params import LoraTrainParams
-    from flare_chain.lora.reference import ensure_reference_model
+    from flare_chain.lora.reference import default_cache_dir, ensure_reference_model
 
-    model_dir, params = args.model_dir, LoraTrainParams()
+    model_dir, params, cache = args.model_dir, LoraTrainParams(), None
     if args.node_config is not None:
         from flare_chain.node.config import load_node_config
 
         config = load_node_config(args.node_config)
         params = config.train_params()
         model_dir = model_dir or config.model.model_dir
-    return (model_dir or ensure_reference_model(show_progress=False)), params
+        cache = config.model.cache_dir
+    if model_dir is None and base_model_cid is None:
+        model_dir = ensure_reference_model(show_progress=False)
+    base = resolve_base_model(base_model_cid, local_dir=model_dir, fetch=ipfs.block_get, source=ipfs.base_url,
+                              cache_root=cache or default_cache_dir() / "base-models", show_progress=False)
+    return base.path, params
 
 
 def _drive(args: argparse.Namespace) -> int:
@@ -118,10 +127,11 @@ def _drive(args: argparse.Namespace) -> int:
         def make_round0() -> str:
             from flare_chain.lora.probe_corpus import read_probe_texts, reference_probe_texts
 
-            model_dir, params = _training(args)
+            model_dir, params = _training(args, deployment.base_model_cid, ipfs)
             probe_texts = None if args.no_probe_corpus else (
                 read_probe_texts(args.probe_corpus) if args.probe_corpus else reference_probe_texts())
-            return pin_initial_adapter(ipfs, model_dir, params, seed=args.adapter_seed, probe_texts=probe_texts)
+            return pin_initial_adapter(ipfs, model_dir, params, seed=args.adapter_seed, probe_texts=probe_texts,
+                                       base_model_cid=deployment.base_model_cid)
 
         ensure_global_adapter(coordinator, owner, make_round0)
         summaries = drive_rounds(coordinator, owner, settings, ipfs=ipfs)

@@ -11,6 +11,7 @@ The pure ``cid_of_file``/``cid_of_directory`` equal ``ipfs add --only-hash``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from flare_chain.errors import ConfigError, StoreError
@@ -23,7 +24,10 @@ from flare_chain.ipfs.unixfs import (
     build_symlink,
 )
 
-__all__ = ["cid_of_directory", "cid_of_file", "import_directory", "import_file", "import_path"]
+__all__ = ["OnRead", "cid_of_directory", "cid_of_file", "import_directory", "import_file", "import_path"]
+
+OnRead = Callable[[int], None]
+"""Told how many file bytes were just read, so a caller can show progress over a large import."""
 
 
 def _read_chunk(f: object, size: int) -> bytes:
@@ -43,14 +47,16 @@ def _read_chunk(f: object, size: int) -> bytes:
 
 
 def import_file(path: str | os.PathLike[str], options: ImportOptions | None = None,
-                sink: BlockSink | None = None) -> DagEntry:
-    """Chunk a file from disk into a balanced UnixFS DAG; blocks go to ``sink``."""
+                sink: BlockSink | None = None, *, on_read: OnRead | None = None) -> DagEntry:
+    """Chunk a file from disk into a balanced UnixFS DAG; blocks go to ``sink``, chunk sizes to ``on_read``."""
     opts = options or ImportOptions()
     builder = FileDagBuilder(opts, sink)
     try:
         with open(path, "rb", buffering=0) as f:
             while chunk := _read_chunk(f, opts.chunk_size):
                 builder.add_chunk(chunk)
+                if on_read is not None:
+                    on_read(len(chunk))
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory; add it recursively (-r / add_directory)") from None
     except FileNotFoundError:
@@ -60,17 +66,19 @@ def import_file(path: str | os.PathLike[str], options: ImportOptions | None = No
     return builder.finish()
 
 
-def import_path(path: Path, options: ImportOptions, sink: BlockSink | None, *, include_hidden: bool) -> DagEntry:
+def import_path(path: Path, options: ImportOptions, sink: BlockSink | None, *, include_hidden: bool,
+                on_read: OnRead | None = None) -> DagEntry:
     """A file, folder or symlink, whichever ``path`` is."""
     if path.is_symlink():
         return build_symlink(os.fsencode(os.readlink(path)), options, sink)
     if path.is_dir():
-        return import_directory(path, options, sink, include_hidden=include_hidden)
-    return import_file(path, options, sink)
+        return import_directory(path, options, sink, include_hidden=include_hidden, on_read=on_read)
+    return import_file(path, options, sink, on_read=on_read)
 
 
 def import_directory(path: str | os.PathLike[str], options: ImportOptions | None = None,
-                     sink: BlockSink | None = None, *, include_hidden: bool = False) -> DagEntry:
+                     sink: BlockSink | None = None, *, include_hidden: bool = False,
+                     on_read: OnRead | None = None) -> DagEntry:
     """Import a folder tree bottom-up; the directory node comes last, so its children exist first."""
     opts = options or ImportOptions()
     root = Path(path)
@@ -84,7 +92,8 @@ def import_directory(path: str | os.PathLike[str], options: ImportOptions | None
     for name in names:
         if name.startswith(".") and not include_hidden:
             continue
-        entries.append((os.fsencode(name), import_path(root / name, opts, sink, include_hidden=include_hidden)))
+        entries.append((os.fsencode(name), import_path(root / name, opts, sink, include_hidden=include_hidden,
+                                                       on_read=on_read)))
     return build_directory(entries, opts, sink)
 
 

@@ -39,7 +39,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ from flare_chain.errors import ConfigError, IntegrityError, StoreError
 from flare_chain.ipfs import dag
 from flare_chain.ipfs.content import VerifiedDagReader
 from flare_chain.ipfs.fetch import MAX_BLOCK_BYTES, VerifiedBlocks
-from flare_chain.ipfs.importer import import_directory, import_file
+from flare_chain.ipfs.importer import OnRead, import_directory, import_file
 from flare_chain.ipfs.multiformats import CODEC_DAG_PB, CODEC_RAW, Cid, parse_cid, sha256_multihash
 from flare_chain.ipfs.multipart import MultipartBody, UploadEntry, upload_entries
 from flare_chain.ipfs.store import ContentStore
@@ -99,6 +99,13 @@ def parse_chunker(chunker: str) -> int:
     if not 1 <= size <= 1024 * 1024:
         raise ConfigError(f"chunker {chunker!r}: size must be 1..1048576 bytes (Kubo's limit)")
     return size
+
+
+def _counted(body: MultipartBody, on_sent: OnRead) -> Iterator[bytes]:
+    """``body``'s pieces, each reported to ``on_sent`` as it is handed to the transport."""
+    for piece in body:
+        yield piece
+        on_sent(len(piece))
 
 
 def _bool(value: bool) -> str:
@@ -169,8 +176,11 @@ class KuboClient(VerifiedDagReader):
     # ---------------------------------------------------------------- transport
 
     def _call(self, command: str, params: Sequence[tuple[str, str]] = (), *, body: MultipartBody | None = None,
-              max_bytes: int = _MAX_SMALL_ANSWER_BYTES, what: str = "") -> bytes:
-        """POST ``/api/v0/<command>`` with retries; return the answer body (at most ``max_bytes``)."""
+              max_bytes: int = _MAX_SMALL_ANSWER_BYTES, what: str = "", on_sent: OnRead | None = None) -> bytes:
+        """POST ``/api/v0/<command>`` with retries; return the answer body (at most ``max_bytes``).
+
+        ``on_sent`` is told the size of each piece of ``body`` as it goes out (upload progress).
+        """
         label = f"{command} {what}".strip()
         attempts = self.retries + 1
         last = ""
@@ -184,7 +194,7 @@ class KuboClient(VerifiedDagReader):
             content = None
             if body is not None:
                 headers = {"Content-Type": body.content_type, "Content-Length": str(body.length)}
-                content = iter(body)
+                content = iter(body) if on_sent is None else _counted(body, on_sent)
             try:
                 with self._http.stream("POST", f"/api/v0/{command}", params=list(params),
                                        content=content, headers=headers) as resp:
@@ -269,6 +279,8 @@ class KuboClient(VerifiedDagReader):
         recursive: bool = False,
         include_hidden: bool = False,
         name: str | None = None,
+        on_read: OnRead | None = None,
+        on_sent: OnRead | None = None,
     ) -> list[AddedEntry]:
         """``ipfs add`` over the RPC; every line of the answer, the root last.
 
@@ -278,7 +290,8 @@ class KuboClient(VerifiedDagReader):
         ``cid_version``, ``raw_leaves`` and ``chunker`` before anything is
         sent, and the endpoint's answer must equal it (IntegrityError).
         Only ``size-N`` chunkers and sha2-256 can be reproduced, so only those
-        are accepted (ConfigError).
+        are accepted (ConfigError). ``on_read`` follows the local hashing pass
+        and ``on_sent`` the upload, in bytes, for progress over large folders.
         """
         if hash != "sha2-256":
             raise ConfigError(f"hash {hash!r} cannot be verified locally; only sha2-256 is supported")
@@ -297,9 +310,9 @@ class KuboClient(VerifiedDagReader):
             if path.is_dir():
                 if not recursive:
                     raise ConfigError(f"{path} is a directory; pass recursive=True (ipfs add -r)")
-                expected = import_directory(path, opts, include_hidden=include_hidden).cid
+                expected = import_directory(path, opts, include_hidden=include_hidden, on_read=on_read).cid
             else:
-                expected = import_file(path, opts).cid
+                expected = import_file(path, opts, on_read=on_read).cid
             entries = upload_entries(path, include_hidden=include_hidden)
             if name is not None:
                 raise ConfigError("name= is only for bytes; a file or folder is sent under its own name")
@@ -308,7 +321,8 @@ class KuboClient(VerifiedDagReader):
                   ("only-hash", _bool(only_hash)), ("progress", "false")]
         if raw_leaves is not None:
             params.append(("raw-leaves", _bool(raw_leaves)))
-        raw = self._call("add", params, body=MultipartBody(entries), max_bytes=_MAX_ANSWER_BYTES, what=what)
+        raw = self._call("add", params, body=MultipartBody(entries), max_bytes=_MAX_ANSWER_BYTES, what=what,
+                         on_sent=on_sent)
         added = self._parse_add_answer(raw, what)
         answered = added[-1].cid
         try:

@@ -48,7 +48,7 @@ from flare_chain.errors import ConfigError, IntegrityError, StoreError
 from flare_chain.ipfs import dag
 from flare_chain.ipfs.blockfiles import ParallelWriter, atomic_write, fsync_dir
 from flare_chain.ipfs.content import VerifiedDagReader
-from flare_chain.ipfs.importer import import_directory, import_file
+from flare_chain.ipfs.importer import OnRead, import_directory, import_file
 from flare_chain.ipfs.multiformats import (
     CODEC_RAW,
     SHA2_256,
@@ -196,9 +196,10 @@ class ContentStore(VerifiedDagReader):
 
     # ---------------------------------------------------------------- add
 
-    def _add(self, feed: _Feed, options: ImportOptions, *, pin: bool, only_hash: bool) -> str:
+    def _add(self, feed: _Feed, options: ImportOptions, *, pin: bool, only_hash: bool,
+             on_read: OnRead | None = None) -> str:
         if only_hash:
-            return self._run_import(feed, options, None).encode()
+            return self._run_import(feed, options, None, on_read).encode()
         with self._lock():
             writer = ParallelWriter(self.root, durable=self.durable)
             seen: set[bytes] = set()
@@ -223,7 +224,7 @@ class ContentStore(VerifiedDagReader):
                 writer.submit(path, pieces, replaces=state == "damaged")
 
             try:
-                root = self._run_import(feed, options, sink)
+                root = self._run_import(feed, options, sink, on_read)
             except BaseException:
                 # A refused add (HAMT-sized folder, unreadable file, ...) leaves nothing behind.
                 writer.abort()
@@ -237,15 +238,15 @@ class ContentStore(VerifiedDagReader):
             return root.encode()
 
     @staticmethod
-    def _run_import(feed: _Feed, options: ImportOptions, sink: BlockSink | None) -> Cid:
+    def _run_import(feed: _Feed, options: ImportOptions, sink: BlockSink | None, on_read: OnRead | None) -> Cid:
         if isinstance(feed, bytes | bytearray | memoryview):
             builder = FileDagBuilder(options, sink)
             builder.add_bytes(feed)
             return builder.finish().cid
         kind, path, hidden = feed
         if kind == "file":
-            return import_file(path, options, sink).cid
-        return import_directory(path, options, sink, include_hidden=hidden).cid
+            return import_file(path, options, sink, on_read=on_read).cid
+        return import_directory(path, options, sink, include_hidden=hidden, on_read=on_read).cid
 
     def add_bytes(self, data: bytes | bytearray | memoryview, *, cid_version: int = 0,
                   raw_leaves: bool | None = None, pin: bool = True, only_hash: bool = False) -> str:
@@ -261,10 +262,14 @@ class ContentStore(VerifiedDagReader):
 
     def add_directory(self, path: str | os.PathLike[str], *, cid_version: int = 0,
                       raw_leaves: bool | None = None, pin: bool = True, only_hash: bool = False,
-                      include_hidden: bool = False) -> str:
-        """Add a folder recursively like ``ipfs add -r`` (dotfiles skipped unless asked); return its CID."""
+                      include_hidden: bool = False, on_read: OnRead | None = None) -> str:
+        """Add a folder recursively like ``ipfs add -r`` (dotfiles skipped unless asked); return its CID.
+
+        ``on_read`` is told the size of each chunk as it is read (progress over a large folder).
+        """
         opts = ImportOptions(cid_version=cid_version, raw_leaves=raw_leaves)
-        return self._add(("dir", Path(path), include_hidden), opts, pin=pin, only_hash=only_hash)
+        return self._add(("dir", Path(path), include_hidden), opts, pin=pin, only_hash=only_hash,
+                         on_read=on_read)
 
     # ---------------------------------------------------------------- read
 

@@ -78,6 +78,9 @@ class Manifest(BaseModel):
     round: int | None = Field(default=None, ge=0)
     node: str | None = None
     probe_cid: str | None = Field(default=None, description="CID of the federation's public probe corpus")
+    base_model_cid: str | None = Field(
+        default=None, description="CID of the base model folder (``flare-chain model add``); the model's identity "
+        "when the federation names one")
 
     @field_validator("format_version")
     @classmethod
@@ -86,9 +89,9 @@ class Manifest(BaseModel):
             raise ValueError(f"unsupported format_version {v}; this build reads {MANIFEST_FORMAT_VERSION}")
         return v
 
-    @field_validator("probe_cid")
+    @field_validator("probe_cid", "base_model_cid")
     @classmethod
-    def _probe_cid_parses(cls, v: str | None) -> str | None:
+    def _cid_parses(cls, v: str | None) -> str | None:
         if v is not None:
             try:
                 parse_cid(v)
@@ -132,12 +135,14 @@ class Manifest(BaseModel):
     def to_bytes(self) -> bytes:
         """Canonical JSON of the manifest (see :func:`canonical_json`).
 
-        ``probe_cid`` is written only when set, so manifests without one keep
-        the bytes (and hashes) they had before the field existed.
+        ``probe_cid`` and ``base_model_cid`` are written only when set, so
+        manifests without them keep the bytes (and hashes) they had before the
+        fields existed.
         """
         doc = self.model_dump(mode="json")
-        if doc.get("probe_cid") is None:
-            doc.pop("probe_cid", None)
+        for optional in ("probe_cid", "base_model_cid"):
+            if doc.get(optional) is None:
+                doc.pop(optional, None)
         return canonical_json(doc)
 
     @classmethod

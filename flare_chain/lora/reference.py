@@ -15,9 +15,10 @@ model (``config.json`` + ``model.safetensors`` + the byte tokenizer's
 describing how it was made. A cached folder from before the tokenizer files
 existed gets them added in place (the weights, and so the fingerprint, stay).
 
-Note: weights depend on the CPU's float arithmetic, so two machines building
-the "same" reference may fingerprint differently; share the directory (e.g.
-over IPFS) when nodes must agree on the base.
+Note: weights depend on the CPU's float arithmetic, and ``flare_reference.json``
+records the build, so two machines building the "same" reference get
+different folders. A federation therefore publishes one build by CID
+(:mod:`flare_chain.basemodel`) and every node loads that.
 """
 
 from __future__ import annotations

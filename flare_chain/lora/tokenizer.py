@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from flare_chain.basemodel.folder import TOKENIZER_FILES as MODEL_TOKENIZER_FILES
 from flare_chain.errors import TrainingError
 
 __all__ = [
@@ -45,7 +46,7 @@ BOS_ID = 257
 EOS_ID = 258
 VOCAB_SIZE = 264  # 259 used ids, rounded up to a multiple of 8
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+TOKENIZER_FILES = MODEL_TOKENIZER_FILES
 """What a model folder holds for :func:`load_tokenizer` (a fast tokenizer; the reference model writes both)."""
 
 _PAD, _BOS, _EOS = "<pad>", "<s>", "</s>"

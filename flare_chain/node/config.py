@@ -23,6 +23,10 @@ where its password comes from (an environment variable or a file).
     path = "data/node-1.jsonl"          # text files or JSONL text / instruction / chat records
     format = "auto"                     # detected per file; or text, jsonl, instruction, chat
 
+    [model]                             # both optional; see ModelSettings
+    model_dir = "models/my-model"       # a local copy; used only if it is the federation's CID
+    cache_dir = ".flare/models"         # where the CID is fetched to when it is not
+
     [training]                          # any LoraTrainParams field
     rank = 8
 
@@ -112,9 +116,31 @@ class IpfsSettings(BaseModel):
 
 
 class ModelSettings(BaseModel):
+    """The base model: a local folder, and/or the CID the federation publishes it under.
+
+    With a CID (from the deployment file, or ``cid`` here for a bare contract
+    address) the node loads ``model_dir`` only if it hashes to that CID, and
+    otherwise fetches the CID from its IPFS endpoint into ``cache_dir``
+    (default ``<data_dir>/models``), every block verified.
+    """
+
     model_config = _Strict
 
     model_dir: Path | None = Field(None, description="HF causal-LM directory; None: the reference model")
+    cid: str | None = Field(None, description="the base model's CID when the deployment file names none")
+    cache_dir: Path | None = Field(None, description="where models fetched by CID live; None: <data_dir>/models")
+
+    @field_validator("cid")
+    @classmethod
+    def _cid_parses(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from flare_chain.ipfs.multiformats import parse_cid
+
+        try:
+            return parse_cid(value).encode()
+        except ConfigError as exc:
+            raise ValueError(f"not a CID ({exc}); use what `flare-chain model add DIR` printed") from None
 
 
 class DataSettings(BaseModel):
@@ -287,7 +313,8 @@ def _resolve_paths(config: NodeConfig, base: Path) -> NodeConfig:
             "data_dir": fix(config.node.data_dir), "keystore": fix(config.node.keystore),
             "password_file": fix(config.node.password_file)}),
         "chain": config.chain.model_copy(update={"deployment": fix(config.chain.deployment)}),
-        "model": config.model.model_copy(update={"model_dir": fix(config.model.model_dir)}),
+        "model": config.model.model_copy(update={"model_dir": fix(config.model.model_dir),
+                                                  "cache_dir": fix(config.model.cache_dir)}),
         "data": config.data.model_copy(update={"texts_dir": fix(config.data.texts_dir), "path": fix(config.data.path)}),
     })
 

@@ -208,6 +208,7 @@ class Daemon:
         faults: Faults | None = None,
         sleep: Callable[[float], None] | None = None,
         stop: threading.Event | None = None,
+        base_model_cid: str | None = None,
     ) -> None:
         from flare_chain.node.participant import Participant  # torch: only when a daemon is built
 
@@ -231,7 +232,8 @@ class Daemon:
         self._bar_sink: Progress | None = None
         self._bar_round = 0
         self.participant = Participant(name, account, texts, model_dir=model_dir, params=params,
-                                       coordinator=coordinator, store=store, show_progress=False, spec=spec)
+                                       coordinator=coordinator, store=store, show_progress=False, spec=spec,
+                                       base_model_cid=base_model_cid)
         self.params = self.participant.params  # target modules resolved against the base
         self.residuals: CompressorStore | None = None
         if self.settings.compression is not None and self.participant.spec.privacy.enabled:
@@ -521,11 +523,11 @@ class Daemon:
         self._guarded(round_id, "submit", submit)
 
     def _train(self, round_id: int, previous: GlobalAdapter, folder: Path) -> None:
-        from flare_chain.lora.base import model_fingerprint
         from flare_chain.lora.files import Manifest, tensor_shapes
         from flare_chain.lora.train import train_lora
 
         self.participant.check_targets(previous)
+        self.participant.check_base_model(previous)
         self.state.record_intent(round_id, "train")
         self.faults("train:before")
         with self.faults.during("train"):
@@ -536,7 +538,7 @@ class Daemon:
         delta, dp_metrics = self.participant.release(result.delta)
         manifest = Manifest(
             kind="delta", base_model_id=previous.manifest.base_model_id,
-            base_model_sha256=model_fingerprint(self.model_dir), rank=self.params.rank, alpha=self.params.alpha,
+            **self.participant.base_manifest_fields(), rank=self.params.rank, alpha=self.params.alpha,
             target_modules=list(self.params.targets), sample_count=result.sample_count,
             shapes=tensor_shapes(delta),
             metrics={**{k: float(v) for k, v in result.metrics.items() if k != "seconds"}, **dp_metrics},

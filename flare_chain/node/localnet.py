@@ -16,6 +16,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
+from flare_chain.basemodel import publish_model, resolve_base_model
 from flare_chain.chain import (
     CoordinatorClient,
     advance_blocks,
@@ -66,14 +67,21 @@ class Net:
     node_stores: dict[int, Any] = field(default_factory=dict)
     down_until: dict[int, int] = field(default_factory=dict)
     faults: dict[int, Faults] = field(default_factory=dict)
+    base_cid: str | None = None
+    """The base model's CID, which the owner published and the round-0 manifest names; None: not published."""
+    local_models: dict[int, Path] = field(default_factory=dict)
+    """A node's own local model folder, used only if it is ``base_cid`` (else the node fetches the CID)."""
 
 
 def make_net(root: Path, model_dir: Path, params: Any, *, nodes: int = 4, leader_blocks: int = 3,
-             node_stores: dict[int, Any] | None = None, w3: Any | None = None, probe_corpus: bool = True) -> Net:
+             node_stores: dict[int, Any] | None = None, w3: Any | None = None, probe_corpus: bool = True,
+             publish_base: bool = True, local_models: dict[int, Path] | None = None) -> Net:
     """Deploy a coordinator and build ``nodes`` daemons on ``w3`` (default: a fresh in-process eth-tester).
 
     Any dev chain with an unlocked funded account works as ``w3`` (e.g. anvil over HTTP). ``probe_corpus``
     pins the reference probe corpus and names it in the round-0 manifest (the probe-loss gate runs).
+    ``publish_base``: the owner pins ``model_dir`` and names its CID in the round-0 manifest, and every
+    node loads the base by that CID (node ``i`` uses ``local_models[i]`` only if it is that model).
     """
     w3 = w3 if w3 is not None else in_process_chain()
     owner = Account.from_key(keccak(text="daemon tests owner"))
@@ -81,16 +89,18 @@ def make_net(root: Path, model_dir: Path, params: Any, *, nodes: int = 4, leader
     fund_accounts(w3, [owner, *accounts], 10**20)
     coordinator = deploy_coordinator(w3, owner, approval_threshold_bps=6666, leader_blocks=leader_blocks)
     store = ContentStore(root / "ipfs", durable=False)
+    base_cid = publish_model(model_dir, store, show_progress=False) if publish_base else None
     start = initial_adapter(model_dir, params, seed=0)
     domains = available_domains()
     used = list(dict.fromkeys(domains[i % len(domains)] for i in range(nodes)))
     probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if probe_corpus else None
-    cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, params, start, probe_cid=probe_cid),
+    cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, params, start, probe_cid=probe_cid,
+                                                                  base_model_cid=base_cid),
                             model_dir, params)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(cid))
     texts = [domain_texts(domains[i % len(domains)]) for i in range(nodes)]
     net = Net(w3, coordinator, owner, accounts, store, model_dir, params, texts, root,
-              node_stores=dict(node_stores or {}))
+              node_stores=dict(node_stores or {}), base_cid=base_cid, local_models=dict(local_models or {}))
     net.daemons = [make_daemon(net, i) for i in range(nodes)]
     return net
 
@@ -105,10 +115,13 @@ def arm(net: Net, i: int, points: set[str]) -> Faults:
 def make_daemon(net: Net, i: int, *, store: Any = None, settings: DaemonSettings | None = None) -> Daemon:
     state = NodeState(net.root / f"node-{i}" / "state.sqlite")
     params = net.params.model_copy(update={"seed": net.params.seed + i})
+    base = resolve_base_model(net.base_cid, local_dir=net.local_models.get(i, None if net.base_cid else net.model_dir),
+                              fetch=net.store.get_block, source=f"the owner's IPFS repository {net.store.root}",
+                              cache_root=net.root / f"node-{i}" / "models", show_progress=False)
     return Daemon(name=f"node-{i}", account=net.accounts[i], coordinator=net.coordinator,
-                  store=store or net.node_stores.get(i, net.store), state=state, texts=net.texts[i], model_dir=net.model_dir,
+                  store=store or net.node_stores.get(i, net.store), state=state, texts=net.texts[i], model_dir=base.path,
                   params=params, settings=settings or DaemonSettings(poll_interval_s=0.01, backoff_s=0.01),
-                  faults=net.faults.get(i))
+                  faults=net.faults.get(i), base_model_cid=base.cid)
 
 
 def register_all(net: Net) -> None:

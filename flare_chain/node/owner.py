@@ -88,13 +88,16 @@ class RoundSummary:
 
 
 def pin_initial_adapter(
-    ipfs: KuboClient, model_dir: Path, params: Any, *, seed: int = 0, probe_texts: list[str] | None = None
+    ipfs: KuboClient, model_dir: Path, params: Any, *, seed: int = 0, probe_texts: list[str] | None = None,
+    base_model_cid: str | None = None,
 ) -> str:
     """Build the round-0 PEFT adapter bundle and add it through ``ipfs``; returns its CID.
 
     With ``probe_texts`` the federation's public probe corpus is pinned too
     and named in the round-0 manifest, which turns the committee's probe-loss
-    gate on for every round. Deterministic (same model, params, seed and
+    gate on for every round. ``base_model_cid`` (the published ``model_dir``)
+    is named there too, so the policy gate compares base models by CID.
+    Deterministic (same model, params, seed and
     texts give the same CID), so every node can check the bytes it pulls.
     Imports torch: call it only where training is possible.
     """
@@ -109,7 +112,8 @@ def pin_initial_adapter(
         probe_cid = ipfs.add(encode_probe_corpus(probe_texts), cid_version=CID_VERSION, pin=True)
         log.info("public probe corpus pinned: %s (%d texts)", probe_cid, len(probe_texts))
     tensors = initial_adapter(model_dir, params, seed=seed)
-    manifest = initial_global_manifest(model_dir, params, tensors, probe_cid=probe_cid)
+    manifest = initial_global_manifest(model_dir, params, tensors, probe_cid=probe_cid,
+                                       base_model_cid=base_model_cid)
     with tempfile.TemporaryDirectory(prefix="flare-round0-") as tmp:
         folder = Path(tmp) / "adapter"
         save_peft_adapter(folder, tensors, model_dir, params, base_id=manifest.base_model_id)

@@ -21,6 +21,7 @@ import torch
 from eth_account.signers.local import LocalAccount
 
 from flare_chain.aggregation.privacy import privatize_update
+from flare_chain.basemodel import model_cid
 from flare_chain.chain import CoordinatorClient, RoundStatus, SeatDraw, Submission, TxResult
 from flare_chain.committee import sortition
 from flare_chain.committee.aggregate import (
@@ -32,7 +33,7 @@ from flare_chain.committee.aggregate import (
 )
 from flare_chain.compression import PowerSGDCompressor
 from flare_chain.errors import ChainError, ConfigError
-from flare_chain.ipfs import cid_from_bytes, cid_to_bytes
+from flare_chain.ipfs import cid_from_bytes, cid_to_bytes, parse_cid
 from flare_chain.ipfs.content import PinningStore
 from flare_chain.lora.base import base_model_id, model_fingerprint
 from flare_chain.lora.datasets import NodeData
@@ -94,6 +95,7 @@ class Participant:
         show_progress: bool = True,
         compressor: PowerSGDCompressor | None = None,
         spec: FederationSpec | None = None,
+        base_model_cid: str | None = None,
     ) -> None:
         self.name = name
         self.spec = spec if spec is not None else FederationSpec()
@@ -103,6 +105,10 @@ class Participant:
         self.model_dir = Path(model_dir)
         self.params = resolve_params(self.model_dir, params)
         """The node's LoRA params with the target modules resolved against its base (what manifests record)."""
+        self.base_model_sha256 = model_fingerprint(self.model_dir)
+        self.base_model_cid = base_model_cid or model_cid(self.model_dir)
+        """The base model's identity, read once: its folder's CID (given when it was resolved by CID) and the
+        sha256 of its weights, both recorded in every manifest this node writes."""
         self.coordinator = coordinator
         self.store = store
         self.show_progress = show_progress
@@ -149,17 +155,32 @@ class Participant:
             return delta, {}
         noised = privatize_update(delta, dp.clip_norm, dp.noise_multiplier, seed=secrets.randbits(63))
         return noised, {"dp_clip_norm": dp.clip_norm, "dp_noise_multiplier": dp.noise_multiplier}
+    def check_base_model(self, global_adapter: GlobalAdapter) -> None:
+        """Refuse to train on another base model than the federation's (the policy gate would reject the
+        update): ConfigError naming both and the fix."""
+        named = global_adapter.manifest.base_model_cid
+        if named is not None and parse_cid(named) != parse_cid(self.base_model_cid):
+            raise ConfigError(
+                f"{self.name}: the base model {self.model_dir} is {self.base_model_cid}, but the federation's is "
+                f"{named}; deploy with --base-model-cid {named} (the node then fetches it) or point "
+                "[model] model_dir at a copy of it"
+            )
+
+    def base_manifest_fields(self) -> dict[str, str]:
+        """The manifest fields that say which base model an update was trained on."""
+        return {"base_model_sha256": self.base_model_sha256, "base_model_cid": self.base_model_cid}
 
     def train_and_submit(self, round_id: int, global_adapter: GlobalAdapter) -> SubmissionRecord:
         """Train from the global adapter, pin the delta and send the one submission of this round."""
         self.check_targets(global_adapter)
+        self.check_base_model(global_adapter)
         result = train_lora(self.model_dir, self._texts, self.params, start_adapter=global_adapter.tensors,
                             progress_desc=f"round {round_id} {self.name}", show_progress=self.show_progress)
         delta, dp_metrics = self.release(result.delta)
         manifest = Manifest(
             kind="delta",
             base_model_id=global_adapter.manifest.base_model_id,
-            base_model_sha256=model_fingerprint(self.model_dir),
+            **self.base_manifest_fields(),
             rank=self.params.rank,
             alpha=self.params.alpha,
             target_modules=list(self.params.targets),
@@ -345,13 +366,17 @@ def loss_within_tolerance(loss_before: float, loss_after: float, tolerance: floa
 
 
 def initial_global_manifest(
-    model_dir: Path, params: LoraTrainParams, tensors: dict[str, torch.Tensor], *, probe_cid: str | None = None
+    model_dir: Path, params: LoraTrainParams, tensors: dict[str, torch.Tensor], *, probe_cid: str | None = None,
+    base_model_cid: str | None = None,
 ) -> Manifest:
     """The manifest of the round-0 global adapter every node starts from.
 
     ``probe_cid`` names the federation's public probe corpus (see
     :mod:`flare_chain.lora.probe_corpus`); every later global manifest
     carries it on, and the committee's probe-loss gate runs only when it is set.
+    ``base_model_cid`` names the published base model (``flare-chain model
+    add``); every later global manifest carries it on too, and the policy gate
+    then compares updates' base models by CID.
     """
     params = resolve_params(model_dir, params)
     return Manifest(
@@ -365,4 +390,5 @@ def initial_global_manifest(
         shapes=tensor_shapes(tensors),
         round=0,
         probe_cid=probe_cid,
+        base_model_cid=base_model_cid,
     )

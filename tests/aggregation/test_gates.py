@@ -73,3 +73,43 @@ def test_a_sample_count_other_than_the_chains_is_rejected_either_way(declared: i
 def test_a_manifest_that_names_no_node_is_rejected() -> None:
     with pytest.raises(GateRejection, match=f"manifest names node None, but {NODE} submitted it"):
         policy_gate(_update(node=None), _reference(), round_id=3, node=NODE, onchain_sample_count=12)
+
+
+# ---------------------------------------------------------------- the base model by CID
+
+CID_A = "QmSAhs94AVqqmp6ZXz45Q4kprE9tTuc87ehGxBgUkKP9qc"
+CID_B = "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD"
+
+
+def test_when_the_federation_names_a_cid_an_update_on_the_same_cid_passes() -> None:
+    reference = _reference().model_copy(update={"base_model_cid": CID_A})
+    policy_gate(_update(base_model_cid=CID_A), reference, round_id=3, node=NODE, onchain_sample_count=12)
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"base_model_cid": CID_B}, f"trained on base model {CID_B}, the federation's is {CID_A}"),
+        ({"base_model_cid": None}, f"names no base model CID, the federation's base model is {CID_A}"),
+        # Same CID, other weights: the manifest contradicts itself
+        ({"base_model_cid": CID_A, "base_model_sha256": "cd" * 32}, "base model weights cdcdcdcdcdcd"),
+    ],
+)
+def test_when_the_federation_names_a_cid_another_base_is_rejected(changes: dict[str, object], fragment: str) -> None:
+    reference = _reference().model_copy(update={"base_model_cid": CID_A})
+    with pytest.raises(GateRejection, match=fragment):
+        policy_gate(_update(**changes), reference, round_id=3, node=NODE, onchain_sample_count=12)
+
+
+def test_without_a_federation_cid_only_the_weights_are_compared() -> None:
+    # A node that records the CID of its own folder (e.g. its own tokenizer copy) is fine when nobody named one.
+    policy_gate(_update(base_model_cid=CID_B), _reference(), round_id=3, node=NODE, onchain_sample_count=12)
+
+
+def test_a_manifest_without_a_base_cid_keeps_its_old_bytes() -> None:
+    plain = _reference()
+    assert b"base_model_cid" not in plain.to_bytes()
+    named = plain.model_copy(update={"base_model_cid": CID_A})
+    assert Manifest.from_bytes(named.to_bytes()) == named and f'"base_model_cid":"{CID_A}"'.encode() in named.to_bytes()
+    with pytest.raises(Exception, match="base_model_cid"):
+        Manifest.from_bytes(plain.to_bytes().replace(b'"base_model_id"', b'"base_model_cid":"nope","base_model_id"'))

@@ -67,6 +67,20 @@ def test_file_round_trip_and_open(tmp_path: Path, chain, deployed) -> None:
         write_deployment(record, path)
 
 
+def test_the_base_model_cid_travels_in_the_file_and_older_files_have_none(tmp_path: Path, deployed) -> None:
+    # Prepare: the record as deployed names no base model; one naming it, written and read back
+    record, _ = deployed
+    cid = "QmSAhs94AVqqmp6ZXz45Q4kprE9tTuc87ehGxBgUkKP9qc"
+    named = record.model_copy(update={"base_model_cid": cid})
+    path = write_deployment(named, tmp_path / "named.json")
+    # Assert
+    assert load_deployment(path).base_model_cid == cid and record.base_model_cid is None
+    raw = record.model_dump(mode="json")
+    raw.pop("base_model_cid")  # a file written before the field existed
+    (tmp_path / "old.json").write_text(json.dumps(raw))
+    assert load_deployment(tmp_path / "old.json").base_model_cid is None
+
+
 def test_missing_file_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"does not exist.*flare-chain deploy"):
         load_deployment(tmp_path / "nope.json")
@@ -80,6 +94,7 @@ def test_missing_file_names_the_fix(tmp_path: Path) -> None:
         (lambda d: d.update(coordinator="0x1234"), "coordinator"),
         (lambda d: d["constructor"].update(approval_threshold_bps=0), "constructor.approval_threshold_bps"),
         (lambda d: d.update(format="something-else"), "format"),
+        (lambda d: d.update(base_model_cid="not-a-cid"), "base_model_cid: Value error, not a CID"),
     ],
 )
 def test_malformed_files_name_the_key(tmp_path: Path, deployed, mutate, message: str) -> None:
@@ -178,6 +193,11 @@ def test_cli_deploy_writes_a_file_that_opens(tmp_path: Path, chain, capsys, monk
     assert "already exists" in capsys.readouterr().err
     assert cli_main([*argv[:-2], "--threshold-bps", "0", "--out", str(tmp_path / "x.json")]) == 2
     assert "--threshold-bps" in capsys.readouterr().err
+    assert cli_main([*argv[:-2], "--base-model-cid", "Qmnope", "--out", str(tmp_path / "y.json")]) == 2
+    assert "--base-model-cid 'Qmnope' is not a CID" in capsys.readouterr().err and not (tmp_path / "y.json").exists()
+    cid = "QmSAhs94AVqqmp6ZXz45Q4kprE9tTuc87ehGxBgUkKP9qc"
+    assert cli_main([*argv[:-2], "--base-model-cid", cid, "--out", str(tmp_path / "z.json")]) == 0
+    assert load_deployment(tmp_path / "z.json").base_model_cid == cid
 
 
 def test_scripts_deploy_uses_the_same_options(tmp_path: Path, chain) -> None:

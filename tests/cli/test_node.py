@@ -125,3 +125,39 @@ def test_sigterm_while_waiting_for_the_chain_exits_0_with_a_line_in_the_log_file
     assert "node-9: SIGTERM received" in text and "stopped cleanly before it reached its chain" in text
     assert "node-9: SIGTERM received" in err  # stderr keeps every line too
     assert not (tmp_path / "data" / "state.sqlite").exists()
+
+
+def test_a_node_whose_folder_is_not_the_deployments_base_model_fetches_it_by_cid(tmp_path, tiny_model_dir,
+                                                                                 monkeypatch) -> None:
+    import shutil
+
+    from web3 import HTTPProvider, Web3
+
+    from flare_chain.basemodel import model_cid, publish_model
+    from flare_chain.chain.deployment import deploy, write_deployment
+    from flare_chain.ipfs import ContentStore, serve_in_thread
+
+    # Prepare: the owner pins its model to an IPFS endpoint and deploys naming the CID; the node's own
+    # folder is another build (here: the same weights with another config, which makes it another model)
+    monkeypatch.setenv("NODE_PW", "password-123")
+    mine = tmp_path / "my-build"
+    shutil.copytree(tiny_model_dir, mine)
+    (mine / "generation_config.json").write_text("{}", encoding="utf-8")
+    served = ContentStore(tmp_path / "owner-ipfs", durable=False)
+    cid = publish_model(tiny_model_dir, served, show_progress=False)
+    with DevChainServer(port=0, accounts=1) as chain, serve_in_thread(served) as ipfs:
+        record, _ = deploy(Web3(HTTPProvider(chain.url)), chain.accounts[0], rpc_url=chain.url, base_model_cid=cid)
+        write_deployment(record, tmp_path / "deployment.json")
+        text = _config(tmp_path, chain.url, mine).read_text(encoding="utf-8")
+        text = text.replace(f'contract = "{NO_CODE}"', 'deployment = "deployment.json"')
+        text = text.replace("[model]", f'[ipfs]\nendpoint = "{ipfs.url}"\nretries = 0\n\n[model]')
+        (tmp_path / "node.toml").write_text(text, encoding="utf-8")
+        # Execute
+        daemon = build_daemon(load_node_config(tmp_path / "node.toml"), show_progress=False)
+    try:
+        # Assert: the node loads the published model from its cache, and its manifests will name that CID
+        assert daemon.model_dir == tmp_path / "data" / "models" / cid
+        assert model_cid(daemon.model_dir) == cid != model_cid(mine)
+        assert daemon.participant.base_manifest_fields()["base_model_cid"] == cid
+    finally:
+        daemon.state.close()

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from flare_chain.basemodel import model_cid
 from flare_chain.chain.anvil import anvil_available, rpc_answers
 from flare_chain.chain.deployment import connect_rpc, open_deployment
 from flare_chain.ipfs import KuboClient
+from tests.basemodel._folders import write_model_folder
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -37,8 +39,10 @@ def _pids(run: Path) -> dict[str, int]:
 ])
 def test_start_sets_everything_up_and_stop_ends_it(tmp_path: Path, chain: str) -> None:
     run = tmp_path / "run"
+    # A small model folder stands in for the reference model (nothing trains here: no daemons, no rounds).
+    model = write_model_folder(tmp_path / "model", weight_bytes=100_000)
     started = _devnet("start", "--run-dir", str(run), "--chain", chain, "--chain-port", "0", "--ipfs-port", "0",
-                      "--block-time", "0", "--no-daemons", "--rounds", "0")
+                      "--block-time", "0", "--no-daemons", "--rounds", "0", "--model-dir", str(model))
     try:
         assert started.returncode == 0, started.stderr[-2000:]
         state = json.loads((run / "devnet.json").read_text())
@@ -55,6 +59,9 @@ def test_start_sets_everything_up_and_stop_ends_it(tmp_path: Path, chain: str) -
             assert (run / "keys" / f"{Path(info['config']).stem}.json").is_file()
         with KuboClient(state["ipfs_url"], retries=0) as ipfs:
             assert ipfs.version()
+            # The owner published the base model before deploying; the deployment names it for the nodes.
+            assert deployment.base_model_cid == model_cid(model)
+            assert ipfs.pin_ls(deployment.base_model_cid) == {deployment.base_model_cid: "recursive"}
         again = _devnet("start", "--run-dir", str(run), "--chain", chain, "--chain-port", "0", "--ipfs-port", "0",
                         "--no-daemons", "--rounds", "0", timeout=60)
         assert again.returncode != 0 and "stop first" in again.stderr

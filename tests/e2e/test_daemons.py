@@ -168,7 +168,7 @@ def test_four_daemon_processes_commit_three_rounds_through_crashes_and_outages(t
                                                                                tiny_model_dir: Path) -> None:
     run = tmp_path / "run"
     started = _devnet("start", "--run-dir", str(run), "--chain", "eth-tester", "--chain-port", "0", "--ipfs-port",
-                      "0", "--block-time", "0.5", "--no-daemons", "--rounds", "0")
+                      "0", "--block-time", "0.5", "--no-daemons", "--rounds", "0", "--model-dir", str(tiny_model_dir))
     assert started.returncode == 0, started.stderr[-2000:]
     nodes: dict[str, _Node] = {}
     proxies: list[_Proxy] = []

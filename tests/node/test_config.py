@@ -135,3 +135,13 @@ def test_a_bad_data_line_stops_the_node_before_it_touches_keys_chain_or_ipfs(tmp
     config = load_node_config(_write(tmp_path, text), env={})  # keystore, chain and IPFS do not exist
     with pytest.raises(TrainingError, match=r'node-1.jsonl line 17: field "output" is missing$'):
         build_daemon(config, show_progress=False)
+
+
+def test_the_model_section_takes_a_cid_and_a_cache_folder(tmp_path: Path) -> None:
+    cid = "QmSAhs94AVqqmp6ZXz45Q4kprE9tTuc87ehGxBgUkKP9qc"
+    text = GOOD + f'\n[model]\nmodel_dir = "models/mine"\ncid = "{cid}"\ncache_dir = "cache"\n'
+    config = load_node_config(_write(tmp_path, text), env={})
+    assert config.model.cid == cid
+    assert (config.model.model_dir, config.model.cache_dir) == (tmp_path / "models/mine", tmp_path / "cache")
+    with pytest.raises(ConfigError, match=r"model\.cid: Value error, not a CID"):
+        load_node_config(_write(tmp_path, text.replace(cid, "Qm-not-a-cid")), env={})
