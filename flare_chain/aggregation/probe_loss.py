@@ -45,10 +45,10 @@ import numpy as np
 import torch
 
 from flare_chain.aggregation.base import ClientUpdate
-from flare_chain.aggregation.gates import Gate, GateContext
+from flare_chain.aggregation.gates import Comparison, Gate, GateContext, GateDecision, reasons_of
 from flare_chain.errors import ConfigError
 
-__all__ = ["ProbeEffect", "ProbeLossGate", "WindowLosses", "harmful_updates", "probe_effect"]
+__all__ = ["ProbeEffect", "ProbeLossGate", "WindowLosses", "harmful_updates", "probe_decisions", "probe_effect"]
 
 log = logging.getLogger("flare_chain.aggregation")
 
@@ -92,24 +92,42 @@ def harmful_updates(effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_c
     Returns ``{}`` below ``min_candidates`` updates, and when the median
     update does not lower the probe loss (see the module docstring).
     """
+    return reasons_of(probe_decisions(effects, z=z, min_candidates=min_candidates))
+
+
+def probe_decisions(
+    effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5
+) -> list[GateDecision]:
+    """The probe-loss rule, one decision per node (case-insensitive node order), with what it rests on.
+
+    An update is rejected when all three hold: the round's median change is
+    below 0 (``probe_median_change`` < 0: the probe measures the task), its own
+    change is above 0 (``probe_change``) and its z is at least ``z``
+    (``probe_z``). Below ``min_candidates`` updates every decision is an exact pass.
+    """
     nodes = sorted(effects, key=str.lower)
     if len(nodes) < min_candidates:
-        return {}
+        return [GateDecision(ProbeLossGate.name, n, None) for n in nodes]
     typical = float(np.median([effects[n].change for n in nodes]))
-    if not typical < 0:
+    active = Comparison("probe_median_change", typical, 0.0, rejects=typical < 0)
+    if not active.rejects:
         # A normal outcome once nodes specialise (not an operator problem): an info line, not a warning.
         log.info("probe-loss gate: the round's median update does not lower the probe loss (%+.4f nats/token); "
                     "the probe corpus does not measure what this round's nodes learn, so none is rejected on it",
                     typical)
-        return {}
-    flagged = {n: effects[n] for n in nodes if effects[n].change > 0 and effects[n].z >= z}
-    return {
-        n: (f"applied alone, it raises the loss on the federation's public probe text "
-            f"(first-order change {e.change:+.4f} nats/token over {e.windows} windows, "
-            f"{e.z:.1f} standard errors above 0, threshold {z:g}; the round's median update changes it by "
-            f"{typical:+.4f}): it works against the task, as a sign-flipped or poisoned update does")
-        for n, e in flagged.items()
-    }
+    out: list[GateDecision] = []
+    for n in nodes:
+        e = effects[n]
+        tests = (active, Comparison("probe_change", e.change, 0.0, rejects=e.change > 0),
+                 Comparison("probe_z", e.z, z, rejects=e.z >= z))
+        reason = None
+        if all(t.rejects for t in tests):
+            reason = (f"applied alone, it raises the loss on the federation's public probe text "
+                      f"(first-order change {e.change:+.4f} nats/token over {e.windows} windows, "
+                      f"{e.z:.1f} standard errors above 0, threshold {z:g}; the round's median update changes it by "
+                      f"{typical:+.4f}): it works against the task, as a sign-flipped or poisoned update does")
+        out.append(GateDecision(ProbeLossGate.name, n, reason, tests))
+    return out
 
 
 class ProbeLossGate(Gate):
@@ -134,6 +152,12 @@ class ProbeLossGate(Gate):
         return out
 
     def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        return reasons_of(self.assess(candidates, context))
+
+    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
+        """:func:`probe_decisions` on every candidate's effect, in candidate order."""
         if len(candidates) < self.min_candidates:
-            return {}
-        return harmful_updates(self.effects(candidates, context), z=self.z, min_candidates=self.min_candidates)
+            return [GateDecision(self.name, u.node, None) for u in candidates]
+        by_node = {d.node: d for d in probe_decisions(self.effects(candidates, context), z=self.z,
+                                                      min_candidates=self.min_candidates)}
+        return [by_node[u.node] for u in candidates]

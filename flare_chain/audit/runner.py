@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from web3 import Web3
 
@@ -36,6 +36,9 @@ from flare_chain.chain.artifacts import ContractArtifact, load_artifact
 from flare_chain.chain.deployment import code_hash, verify_binding
 from flare_chain.errors import ConfigError, IntegrityError
 from flare_chain.progress import progress
+
+if TYPE_CHECKING:  # torch-heavy; the audit imports it only to re-run gates
+    from flare_chain.aggregation.pipeline import GateSettings
 
 __all__ = ["AuditReport", "RoundSummary", "check_deployment", "run_audit"]
 
@@ -185,12 +188,16 @@ def run_audit(
     chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
     show_progress: bool = True,
     reproduce: bool = True,
+    device: str = "cpu",
+    gates: GateSettings | None = None,
 ) -> AuditReport:
     """Audit the coordinator ``target`` from its deployment block to the chain head.
 
     ``rounds`` limits which rounds are checked (registrations are always read
     in full). ``reproduce=False`` skips re-running gates and aggregation (the
-    two checks then read ``unverifiable``).
+    two checks then read ``unverifiable``). ``device`` is where the gates' model runs go; ``gates``
+    (a :class:`~flare_chain.aggregation.GateSettings`, default: the defaults) are the committee's settings,
+    tolerance bands included.
     """
     clock = _Clock()
     reader = ChainReader(w3, target.address, (artifact or load_artifact("FlareCoordinator")).abi,
@@ -230,7 +237,8 @@ def run_audit(
             round_findings += more
             with clock.phase("reproduce"):
                 if reproduce:
-                    round_findings += reproduce_round(source, r, start, content, models)
+                    round_findings += reproduce_round(source, r, start, content, models, device=device,
+                                                      gates=gates)
                 else:
                     round_findings += [Finding(c, UNVERIFIABLE, rid, detail="reproduction skipped")
                                        for c in ("accepted-set", "aggregate-cid")]

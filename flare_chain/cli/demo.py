@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-train-windows", type=int, default=None, help="cap on each node's training windows")
     p.add_argument("--compression-rank", type=int, default=2, metavar="Q",
                    help="PowerSGD rank of each update (default 2; 0 sends updates uncompressed)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                   help="where nodes train and run the committee's models (default cpu; auto: CUDA when present)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars, log lines only")
     p.set_defaults(func=run)
 
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     config = FederationConfig.build(nodes=nodes, rounds=args.rounds, model_dir=args.model_dir, data_dir=args.data,
                                     expected_committee_size=args.committee, min_committee_size=args.min_committee,
                                     work_dir=args.work_dir, train=train, show_progress=not args.no_progress,
-                                    compression={"rank": args.compression_rank})
+                                    compression={"rank": args.compression_rank}, device=args.device)
 
     def show(report: RoundReport) -> None:
         print(render_round(report), flush=True)

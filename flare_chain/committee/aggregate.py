@@ -38,8 +38,9 @@ from flare_chain.aggregation import Aggregator, ClientUpdate, FedAvg, apply_delt
 from flare_chain.aggregation.candidate_model import CandidateModel
 from flare_chain.aggregation.gates import policy_gate
 from flare_chain.aggregation.mi_filter import model_predictor, seed_probe_windows
-from flare_chain.aggregation.pipeline import GateSettings, build_gates, run_gates
+from flare_chain.aggregation.pipeline import GateSettings, Settle, build_gates, run_gates
 from flare_chain.chain import Submission
+from flare_chain.committee.verdict import FollowLeader, SetVerdict
 from flare_chain.errors import GateRejection, IntegrityError, StoreError, UpdateError
 from flare_chain.ipfs import ContentStore, cid_from_bytes
 from flare_chain.lora.files import Manifest, tensor_shapes
@@ -48,7 +49,8 @@ from flare_chain.lora.probe_corpus import probe_windows
 from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.node.bundles import GlobalAdapter, fetch_probe_corpus, fetch_update_bundle, pin_global_bundle
 
-__all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "build_aggregate", "check_submissions"]
+__all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "build_aggregate", "check_submissions",
+           "review_accepted_set"]
 
 log = logging.getLogger("flare_chain.committee")
 
@@ -83,13 +85,17 @@ def check_submissions(
     params: LoraTrainParams | None = None,
     probe: torch.Tensor | None = None,
     probe_seed: bytes | int | None = None,
+    device: str = "cpu",
+    settle: Settle | None = None,
 ) -> tuple[list[CheckedUpdate], list[Rejection]]:
     """Fetch and gate every submission, in node order; never raises for one bad update.
 
     ``gates`` selects and tunes the gates (default :class:`GateSettings`);
     every committee member must use the same settings. The MI filter runs
     when ``model_dir`` and ``params`` are given (see the module docstring for
-    its probe).
+    its probe); its model runs on ``device``. ``settle`` decides who leaves
+    the round after each gate (default: whom the gate rejects; a reviewing
+    member passes :class:`~flare_chain.committee.verdict.FollowLeader`).
     """
     settings = gates or GateSettings()
     fetched: list[CheckedUpdate] = []
@@ -116,7 +122,7 @@ def check_submissions(
         probe_cid = None
     seed = probe_seed if probe_seed is not None else round_id
     if model_dir is not None and params is not None and (want_mi or probe_cid):
-        model = CandidateModel(Path(model_dir), params)
+        model = CandidateModel(Path(model_dir), params, device=device)
         if want_mi:
             windows = probe if probe is not None else seed_probe_windows(
                 seed, count=settings.probe_windows, seq_len=settings.probe_seq_len)
@@ -130,7 +136,7 @@ def check_submissions(
     by_node = {u.submission.node: u for u in fetched}
     outcome = run_gates(
         [ClientUpdate(node=u.submission.node, delta=u.delta, sample_count=u.submission.sample_count) for u in fetched],
-        previous.tensors, build_gates(settings, predictor=predictor, window_losses=window_losses),
+        previous.tensors, build_gates(settings, predictor=predictor, window_losses=window_losses), settle=settle,
     )
     for verdict in outcome.rejections:
         sub = by_node[verdict.node].submission
@@ -141,6 +147,39 @@ def check_submissions(
     accepted = [by_node[node] for node in outcome.accepted_nodes]
     rejected.sort(key=lambda r: r.node.lower())
     return accepted, rejected
+
+
+def review_accepted_set(
+    store: ContentStore,
+    round_id: int,
+    submissions: Sequence[Submission],
+    previous: GlobalAdapter,
+    accepted: Sequence[str],
+    *,
+    gates: GateSettings | None = None,
+    model_dir: Path | None = None,
+    params: LoraTrainParams | None = None,
+    probe_seed: bytes | int | None = None,
+    device: str = "cpu",
+) -> tuple[SetVerdict, list[CheckedUpdate]]:
+    """Judge a proposal's ``accepted`` set by the tolerance-band rule (:mod:`flare_chain.committee.verdict`).
+
+    Runs the same fetch, policy and gates as :func:`check_submissions`,
+    following ``accepted`` where a statistic lies within its band. Returns
+    the verdict and, in node order, the checked updates of the accepted nodes
+    this machine could fetch and decode (what the member aggregates when the
+    set is defensible).
+    """
+    settings = gates or GateSettings()
+    follower = FollowLeader(accepted, settings.bands)
+    passing, rejected = check_submissions(store, round_id, submissions, previous, gates=settings,
+                                          model_dir=model_dir, params=params, probe_seed=probe_seed, device=device,
+                                          settle=follower)
+    # Rejections the follower never saw came before the gates (bytes, manifest policy): exact, not banded.
+    early = {r.node: f"{r.gate}: {r.reason}" for r in rejected if not follower.saw(r.node)}
+    verdict = follower.verdict([u.submission.node for u in passing], early)
+    chosen = {a.lower() for a in accepted}
+    return verdict, [u for u in passing if u.submission.node.lower() in chosen]
 
 
 @dataclass(frozen=True)

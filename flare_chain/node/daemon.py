@@ -171,6 +171,8 @@ class DaemonSettings:
     adapters_dir: Path | None = None
     compression: PowerSGDConfig | None = field(default_factory=lambda: PowerSGDConfig(rank=2))
     """PowerSGD settings for the update; None sends it uncompressed. State lives in ``<data_dir>/compressor``."""
+    device: str = "cpu"
+    """Where training and the committee's model runs go: ``"auto" | "cpu" | "cuda"`` (``[model] device``)."""
 
 
 @dataclass
@@ -222,7 +224,8 @@ class Daemon:
         self._bar_sink: Progress | None = None
         self._bar_round = 0
         self.participant = Participant(name, account, texts, model_dir=model_dir, params=params,
-                                       coordinator=coordinator, store=store, show_progress=False)
+                                       coordinator=coordinator, store=store, show_progress=False,
+                                       device=self.settings.device)
         self.params = self.participant.params  # target modules resolved against the base
         self.residuals: CompressorStore | None = None
         if self.settings.compression is not None:
@@ -517,7 +520,7 @@ class Daemon:
         with self.faults.during("train"):
             result = train_lora(self.model_dir, self._texts, self.params, start_adapter=previous.tensors,
                                 progress_desc=f"round {round_id} {self.name} train",
-                                show_progress=self.settings.show_progress)
+                                show_progress=self.settings.show_progress, device=self.settings.device)
         self.faults("train:after")
         manifest = Manifest(
             kind="delta", base_model_id=previous.manifest.base_model_id,
