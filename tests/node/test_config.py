@@ -135,3 +135,12 @@ def test_a_bad_data_line_stops_the_node_before_it_touches_keys_chain_or_ipfs(tmp
     config = load_node_config(_write(tmp_path, text), env={})  # keystore, chain and IPFS do not exist
     with pytest.raises(TrainingError, match=r'node-1.jsonl line 17: field "output" is missing$'):
         build_daemon(config, show_progress=False)
+
+
+def test_device_is_cpu_unless_set_and_other_values_are_refused(tmp_path: Path) -> None:
+    assert load_node_config(_write(tmp_path, GOOD), env={}).model.device == "cpu"
+    gpu = load_node_config(_write(tmp_path, GOOD + '\n[model]\ndevice = "cuda"\n'), env={})
+    assert gpu.model.device == "cuda"
+    assert load_node_config(_write(tmp_path, GOOD), env={"FLARE__MODEL__DEVICE": "auto"}).model.device == "auto"
+    with pytest.raises(ConfigError, match=r"model\.device"):
+        load_node_config(_write(tmp_path, GOOD + '\n[model]\ndevice = "gpu"\n'), env={})
