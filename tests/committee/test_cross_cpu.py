@@ -162,8 +162,8 @@ def test_members_on_different_cpu_kernels_agree_with_the_leader(round_on_disk, t
         strict_yes = sorted(edge_out["strict_accepted"], key=str.lower) == sorted(edge_set, key=str.lower)
         assert strict_yes == (not any(edge in t and "kept" in t for t in e["tolerated"])), (tag, e)
 
-    # What differs between CPU kernels stays well inside every band.
+    # What differs between CPU kernels stays inside half of every band (the bands have no relative part).
     bands = strict.bands
     for statistic, delta in spread.items():
-        assert delta <= bands.band(statistic).width(1.0) / 10, (statistic, delta)
+        assert delta <= bands.band(statistic).width(0.0) / 2, (statistic, delta)
     print("largest difference between CPU capabilities per statistic:", dict(spread))
