@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -37,6 +38,7 @@ from flare_chain.errors import ChainError, ConfigError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.datasets import NodeData, load_node_data, node_entries
+from flare_chain.lora.device import resolve_device
 from flare_chain.lora.domains import available_domains, domain_texts
 from flare_chain.lora.evaluate import evaluate_loss
 from flare_chain.lora.examples import TokenExamples
@@ -106,6 +108,8 @@ class FederationConfig(BaseModel):
     spec: FederationSpec | None = Field(None, description=(
         "the federation spec (aggregator, gates, ...); its lora and vote tolerance replace train and "
         "vote_tolerance. None: a spec made from these settings. Either way it is pinned and fixed on-chain"))
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "cpu", description="where every node trains and runs the committee's models; auto: CUDA when present")
     show_progress: bool = True
 
     def federation_spec(self, *, probe_corpus_cid: str | None, base_model_cid: str | None) -> FederationSpec:
@@ -248,6 +252,7 @@ def _node_data(config: FederationConfig) -> tuple[list[NodeData | list[str]], li
 def setup_federation(config: FederationConfig) -> Federation:
     """Build model, chain, contract, store and nodes; register every node with its stake and VRF key;
     pin and register the round-0 adapter."""
+    resolve_device(config.device)  # device = "cuda" without a GPU: one error before anything is built
     node_data, domains = _node_data(config)  # read and validated before anything is built, trained or pinned
     owner_model = Path(config.model_dir) if config.model_dir else ensure_reference_model(
         pretrain_steps=config.reference_pretrain_steps, show_progress=config.show_progress)
@@ -283,7 +288,7 @@ def setup_federation(config: FederationConfig) -> Federation:
             f"node-{i + 1}", account, node_data[i], model_dir=model_dir, params=params,
             coordinator=coordinator, store=store, show_progress=config.show_progress,
             compressor=PowerSGDCompressor(powersgd) if powersgd is not None else None, spec=spec,
-            base_model_cid=base.cid,
+            base_model_cid=base.cid, device=config.device,
         )
         node.register(config.stake_of(i))
         participants.append(node)
@@ -295,7 +300,7 @@ def setup_federation(config: FederationConfig) -> Federation:
                                   model_dir, train)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(start_cid))
     union = TokenExamples.cat([p.val_windows for p in participants])
-    base_loss = evaluate_loss(model_dir, None, union, train)
+    base_loss = evaluate_loss(model_dir, None, union, train, device=config.device)
     log.info("round 0 global adapter %s; base model held-out loss %.4f", start_cid, base_loss)
     return Federation(config=config, coordinator=coordinator, owner=owner, participants=participants,
                       domain_of=domain_of, store=store, model_dir=model_dir, union_val=union, base_loss=base_loss,

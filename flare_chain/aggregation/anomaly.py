@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from flare_chain.aggregation.base import ClientUpdate
-from flare_chain.aggregation.gates import Gate, GateContext
+from flare_chain.aggregation.gates import Comparison, Gate, GateContext, GateDecision, reasons_of
 from flare_chain.aggregation.median import coordinate_median
 from flare_chain.aggregation.robust import robust_z
 from flare_chain.errors import ConfigError
@@ -66,21 +66,25 @@ class NormAnomalyGate(Gate):
         self.min_candidates = int(min_candidates)
 
     def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
-        out: dict[str, str] = {}
+        return reasons_of(self.assess(candidates, context))
+
+    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
+        """All-zero updates are rejected exactly; the others by ``|robust z| > threshold`` (statistic ``norm_z``)."""
         norms = {u.node: update_norm(u) for u in candidates}
+        decided: dict[str, GateDecision] = {}
         for node, norm in norms.items():
             if norm == 0.0:
-                out[node] = "update is all zeros (no training contributed)"
-        live = [n for n in norms if n not in out]
-        if len(live) < self.min_candidates:
-            return out
-        logs = [math.log(norms[n]) for n in live]
-        centre = math.exp(sorted(logs)[len(logs) // 2])
-        for node, z in zip(live, robust_z(logs, min_scale=self.min_log_scale), strict=True):
-            if abs(z) > self.threshold:
-                out[node] = (f"update norm {norms[node]:.4g} is {norms[node] / centre:.3g}× the round's median "
-                             f"(robust z {z:+.1f}, threshold ±{self.threshold:g})")
-        return out
+                decided[node] = GateDecision(self.name, node, "update is all zeros (no training contributed)")
+        live = [n for n in norms if n not in decided]
+        if len(live) >= self.min_candidates:
+            logs = [math.log(norms[n]) for n in live]
+            centre = math.exp(sorted(logs)[len(logs) // 2])
+            for node, z in zip(live, robust_z(logs, min_scale=self.min_log_scale), strict=True):
+                test = Comparison("norm_z", abs(z), self.threshold, rejects=abs(z) > self.threshold)
+                reason = (f"update norm {norms[node]:.4g} is {norms[node] / centre:.3g}× the round's median "
+                          f"(robust z {z:+.1f}, threshold ±{self.threshold:g})") if test.rejects else None
+                decided[node] = GateDecision(self.name, node, reason, (test,))
+        return [decided.get(u.node) or GateDecision(self.name, u.node, None) for u in candidates]
 
 
 class DirectionAnomalyGate(Gate):
@@ -118,15 +122,21 @@ class DirectionAnomalyGate(Gate):
         return out
 
     def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        return reasons_of(self.assess(candidates, context))
+
+    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
+        """Rejected when the cosine's robust z is below ``−threshold`` (statistic ``direction_z``)."""
         if len(candidates) < self.min_candidates:
-            return {}
+            return [GateDecision(self.name, u.node, None) for u in candidates]
         cos = self.cosines(candidates)
         centre = sorted(cos)[len(cos) // 2]
-        out: dict[str, str] = {}
+        out: list[GateDecision] = []
         for update, c, z in zip(candidates, cos, robust_z(cos, min_scale=self.min_scale), strict=True):
-            if z < -self.threshold:
-                out[update.node] = (f"update points away from the round's median update (cosine {c:+.3f}, "
-                                    f"median cosine {centre:+.3f}, robust z {z:+.1f}, threshold −{self.threshold:g})")
+            test = Comparison("direction_z", z, -self.threshold, rejects=z < -self.threshold)
+            reason = (f"update points away from the round's median update (cosine {c:+.3f}, "
+                      f"median cosine {centre:+.3f}, robust z {z:+.1f}, threshold −{self.threshold:g})"
+                      ) if test.rejects else None
+            out.append(GateDecision(self.name, update.node, reason, (test,)))
         return out
 
 

@@ -5,6 +5,13 @@ per-window losses; loading the base model costs far more than one probe run,
 so both share one :class:`CandidateModel`. Every run swaps the candidate's
 adapter tensors in and computes in eval mode under a fixed seed and thread
 count, so the same adapter gives the same numbers on the same machine.
+
+Gate runs stay in float32 on every device, GPUs included (no bf16 autocast;
+PyTorch's default keeps TF32 off for matmuls): members on other CPUs or GPUs
+then differ from the leader only by kernel rounding (~1e-6 of a loss), which
+the tolerance bands (:mod:`flare_chain.aggregation.tolerance`) absorb. bf16
+would move window losses by ~1e-2, as much as the signal the probe-loss gate
+looks for. Training and a member's held-out evaluation do use bf16 on a GPU.
 """
 
 from __future__ import annotations
@@ -27,16 +34,13 @@ __all__ = ["CandidateModel", "window_losses"]
 def window_losses(model: torch.nn.Module, windows: torch.Tensor, batch_size: int) -> np.ndarray:
     """Mean next-token cross-entropy of each window under ``model`` (float64 on the CPU, one entry per window).
 
-    Runs where the model is (its parameters' device), under bf16 autocast on a GPU.
+    Runs where the model is (its parameters' device), in float32 (see the module docstring).
     """
-    from flare_chain.lora.device import autocast_for
-
     device = next(model.parameters()).device
     out = []
     for start in range(0, windows.shape[0], batch_size):
         batch = windows[start : start + batch_size].to(device, torch.long)
-        with autocast_for(device):
-            logits = model(input_ids=batch).logits[:, :-1, :].float()
+        logits = model(input_ids=batch).logits[:, :-1, :].float()
         per_token = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
         out.append(per_token.to(torch.float64).mean(dim=1).cpu())
     return torch.cat(out).numpy()
@@ -63,12 +67,11 @@ class CandidateModel:
     def predictions(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> np.ndarray:
         """Argmax next-token ids at every position of ``windows`` (int64, flat)."""
         from flare_chain.lora._runtime import seeded
-        from flare_chain.lora.device import autocast_for
 
         self._load(adapter)
         ids = windows.to(self.device, torch.long)
         out = []
-        with seeded(self.params.seed, self.params.num_threads), torch.no_grad(), autocast_for(self.device):
+        with seeded(self.params.seed, self.params.num_threads), torch.no_grad():
             for start in range(0, ids.shape[0], self.params.batch_size):
                 logits = self.model(input_ids=ids[start : start + self.params.batch_size]).logits
                 out.append(logits.argmax(dim=-1).reshape(-1).cpu())

@@ -14,6 +14,14 @@ seen in canonical node order and every statistic is computed in float64, so a
 committee member or an auditor that re-runs the gates on the same inputs
 reaches the same accepted set. :mod:`flare_chain.aggregation.pipeline` chains
 them.
+
+Statistical gates also say what each decision rests on
+(:meth:`Gate.assess`): a :class:`GateDecision` per candidate listing the
+:class:`Comparison` s (statistic, value, threshold, which side rejects). A
+member computing on another CPU or device gets the same statistics up to the
+last bits, so it judges the leader's accepted set by those comparisons with a
+tolerance band (:mod:`flare_chain.aggregation.tolerance`,
+:mod:`flare_chain.committee.verdict`), not by re-deriving the set bit for bit.
 """
 
 from __future__ import annotations
@@ -29,7 +37,16 @@ from flare_chain.errors import ConfigError, GateRejection
 from flare_chain.ipfs.multiformats import parse_cid
 from flare_chain.lora.files import Manifest
 
-__all__ = ["Gate", "GateContext", "TensorPolicyGate", "base_model_mismatch", "policy_gate"]
+__all__ = [
+    "Comparison",
+    "Gate",
+    "GateContext",
+    "GateDecision",
+    "TensorPolicyGate",
+    "base_model_mismatch",
+    "policy_gate",
+    "reasons_of",
+]
 
 
 def policy_gate(
@@ -110,6 +127,50 @@ class GateContext:
                 for k in sorted(self.global_tensors)}
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """One threshold test a gate's decision rests on.
+
+    ``statistic`` names the kind of number (``"norm_z"``, ``"probe_z"``, …;
+    the tolerance band is chosen by it), ``value`` is what this machine
+    computed, ``threshold`` what it was compared with, and ``rejects`` whether
+    ``value`` lies on the side that votes for rejection. The gate sets
+    ``rejects`` itself, so the comparison's direction (``>``, ``≥``, ``<``,
+    two-sided) is written once, in the gate.
+    """
+
+    statistic: str
+    value: float
+    threshold: float
+    rejects: bool
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """One gate's decision on one candidate: ``reason`` when rejected (None when passed).
+
+    With ``comparisons`` the candidate is rejected exactly when every one of
+    them is on its rejecting side (a gate's conditions are a conjunction: a
+    round-wide precondition, then the candidate's own statistic). Without any,
+    the decision is exact (policy, duplicates, a count too small for
+    statistics) and every machine reaches it bit for bit.
+    """
+
+    gate: str
+    node: str
+    reason: str | None
+    comparisons: tuple[Comparison, ...] = ()
+
+    @property
+    def rejected(self) -> bool:
+        return self.reason is not None
+
+
+def reasons_of(decisions: Sequence[GateDecision]) -> dict[str, str]:
+    """``{node: reason}`` of the rejecting decisions (what :meth:`Gate.screen` returns)."""
+    return {d.node: d.reason for d in decisions if d.reason is not None}
+
+
 class Gate(ABC):
     """Screens a round's candidate updates; returns ``{node: reason}`` for each one it rejects.
 
@@ -123,6 +184,16 @@ class Gate(ABC):
     @abstractmethod
     def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
         """Reasons for the candidates this gate rejects, keyed by node; empty when all pass."""
+
+    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
+        """Every candidate's decision with the comparisons it rests on, in candidate order.
+
+        The default wraps :meth:`screen` into exact decisions (no
+        comparisons); gates whose decisions compare a float statistic with a
+        threshold override it and derive :meth:`screen` from it.
+        """
+        reasons = self.screen(candidates, context)
+        return [GateDecision(gate=self.name, node=u.node, reason=reasons.get(u.node)) for u in candidates]
 
 
 _ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)

@@ -36,7 +36,7 @@ import torch
 
 from flare_chain.aggregation.base import ClientUpdate
 from flare_chain.aggregation.candidate_model import CandidateModel
-from flare_chain.aggregation.gates import Gate, GateContext
+from flare_chain.aggregation.gates import Comparison, Gate, GateContext, GateDecision, reasons_of
 from flare_chain.aggregation.robust import median, robust_z
 from flare_chain.errors import ConfigError
 
@@ -48,6 +48,7 @@ __all__ = [
     "Predictor",
     "agreement_scores",
     "model_predictor",
+    "nmi_decisions",
     "nmi_matrix",
     "nmi_outliers",
     "seed_probe_windows",
@@ -124,20 +125,31 @@ def nmi_outliers(
     ``predictions`` maps node → its flat prediction array (all the same
     length); nodes are taken in case-insensitive sorted order.
     """
+    return reasons_of(nmi_decisions(predictions, threshold=threshold, min_scale=min_scale,
+                                    min_candidates=min_candidates))
+
+
+def nmi_decisions(
+    predictions: Mapping[str, np.ndarray], *, threshold: float = 3.5, min_scale: float = MI_MIN_SCALE,
+    min_candidates: int = 4,
+) -> list[GateDecision]:
+    """The MI rule, one decision per node (case-insensitive order): rejected when the agreement's robust z
+    is below ``−threshold`` (statistic ``mi_z``); exact passes below ``min_candidates``."""
     nodes = sorted(predictions, key=str.lower)
     if len(nodes) < min_candidates:
-        return {}
+        return [GateDecision(MutualInformationFilter.name, n, None) for n in nodes]
     lengths = {len(predictions[n]) for n in nodes}
     if len(lengths) != 1:
         raise ConfigError(f"all candidates must predict on the same probe; got lengths {sorted(lengths)}")
     scores = agreement_scores(nmi_matrix([np.asarray(predictions[n]) for n in nodes]))
     centre = median(scores)
-    out: dict[str, str] = {}
+    out: list[GateDecision] = []
     for node, s, z in zip(nodes, scores, robust_z(scores, min_scale=min_scale), strict=True):
-        if z < -threshold:
-            out[node] = (f"its model's predictions on the probe set agree with the others' far less than usual "
-                         f"(median NMI {s:.3f} vs round median {centre:.3f}, robust z {z:+.1f}, "
-                         f"threshold −{threshold:g})")
+        test = Comparison("mi_z", z, -threshold, rejects=z < -threshold)
+        reason = (f"its model's predictions on the probe set agree with the others' far less than usual "
+                  f"(median NMI {s:.3f} vs round median {centre:.3f}, robust z {z:+.1f}, "
+                  f"threshold −{threshold:g})") if test.rejects else None
+        out.append(GateDecision(MutualInformationFilter.name, node, reason, (test,)))
     return out
 
 
@@ -156,13 +168,18 @@ class MutualInformationFilter(Gate):
         self.min_candidates = int(min_candidates)
 
     def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        return reasons_of(self.assess(candidates, context))
+
+    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
+        """:func:`nmi_decisions` on every candidate's predictions, in candidate order."""
         if len(candidates) < self.min_candidates:
-            return {}
+            return [GateDecision(self.name, u.node, None) for u in candidates]
         predictions: dict[str, np.ndarray] = {}
         for update in candidates:
             predictions[update.node] = self.predictor(context.candidate(update.delta))
-        return nmi_outliers(predictions, threshold=self.threshold, min_scale=self.min_scale,
-                            min_candidates=self.min_candidates)
+        by_node = {d.node: d for d in nmi_decisions(predictions, threshold=self.threshold, min_scale=self.min_scale,
+                                                    min_candidates=self.min_candidates)}
+        return [by_node[u.node] for u in candidates]
 
 
 def model_predictor(model_dir: Path, params: LoraTrainParams, probe: torch.Tensor, *,

@@ -6,12 +6,16 @@ ones (a NaN update never reaches a median). The result is a pure function of
 the updates, the global adapter and the gate settings: updates are put in
 canonical node order first, so arrival order never changes the accepted set,
 and a committee member or an auditor re-running :func:`run_gates` gets the
-same accepted set, hence (with a deterministic aggregator) the same bytes.
+same accepted set, hence (with a deterministic aggregator) the same bytes —
+on the same kind of machine. Across CPUs and devices statistics differ in the
+last bits, so a committee member re-runs the gates with a ``settle`` rule
+that follows the leader's accepted set where its own statistic lies within
+the tolerance band (:mod:`flare_chain.committee.verdict`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -19,11 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flare_chain.aggregation.anomaly import DirectionAnomalyGate, DuplicateGate, NormAnomalyGate
 from flare_chain.aggregation.base import ClientUpdate, canonical_order
-from flare_chain.aggregation.gates import Gate, GateContext, TensorPolicyGate
+from flare_chain.aggregation.gates import Gate, GateContext, GateDecision, TensorPolicyGate, reasons_of
 from flare_chain.aggregation.mi_filter import MI_MIN_SCALE, MutualInformationFilter, Predictor
-from flare_chain.aggregation.probe_loss import ProbeLossGate, WindowLosses
+from flare_chain.aggregation.probe_loss import ProbeLossGate, ProbeSpreadGate, WindowLosses
+from flare_chain.aggregation.tolerance import ToleranceBands
 
-__all__ = ["GateOutcome", "GateSettings", "GateVerdict", "build_gates", "run_gates"]
+__all__ = ["GateOutcome", "GateSettings", "GateVerdict", "Settle", "build_gates", "run_gates"]
+
+Settle = Callable[[Sequence[GateDecision]], Mapping[str, str]]
+"""Given one gate's decisions, the nodes that leave the round there, with the reason recorded for each."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class GateOutcome:
 
     accepted: list[ClientUpdate]
     rejections: list[GateVerdict] = field(default_factory=list)
+    decisions: list[GateDecision] = field(default_factory=list)
+    """Every gate's decision on every candidate it saw, with the statistics they rest on."""
 
     @property
     def accepted_nodes(self) -> list[str]:
@@ -77,6 +87,8 @@ class GateSettings(BaseModel):
     min_candidates: int = Field(default=5, ge=3, description="below this many updates the statistical gates pass all")
     probe_windows: int = Field(default=8, ge=1, description="probe windows of the MI filter")
     probe_seq_len: int = Field(default=64, ge=2, description="tokens per probe window")
+    bands: ToleranceBands = Field(default_factory=ToleranceBands,
+                                  description="how near its threshold a statistic may go either way (verdicts)")
 
 
 def build_gates(
@@ -94,8 +106,10 @@ def build_gates(
     if s.direction:
         gates.append(DirectionAnomalyGate(s.direction_threshold, min_candidates=s.min_candidates))
     if s.probe_loss and window_losses is not None:
-        gates.append(ProbeLossGate(window_losses, z=s.probe_loss_z, min_candidates=s.min_candidates,
-                                   spread_z=s.probe_loss_spread_z))
+        probe = ProbeLossGate(window_losses, z=s.probe_loss_z, min_candidates=s.min_candidates)
+        gates.append(probe)
+        if s.probe_loss_spread_z is not None:
+            gates.append(ProbeSpreadGate(probe, spread_z=s.probe_loss_spread_z, min_candidates=s.min_candidates))
     if s.mutual_information and predictor is not None:
         gates.append(MutualInformationFilter(predictor, threshold=s.mi_threshold, min_scale=s.mi_min_scale,
                                              min_candidates=max(4, s.min_candidates - 1)))
@@ -103,22 +117,28 @@ def build_gates(
 
 
 def run_gates(
-    updates: Sequence[ClientUpdate], global_tensors: Mapping[str, torch.Tensor], gates: Sequence[Gate]
+    updates: Sequence[ClientUpdate], global_tensors: Mapping[str, torch.Tensor], gates: Sequence[Gate],
+    *, settle: Settle | None = None,
 ) -> GateOutcome:
     """Pass ``updates`` through ``gates`` in order; deterministic, never raises for a bad update.
 
-    Raises UpdateError only when two updates name the same node (a caller bug:
-    the chain allows one submission per node and round).
+    After each gate, ``settle`` (default: the gate's own rejections) names the
+    nodes that leave the round there. Raises UpdateError only when two updates
+    name the same node (a caller bug: the chain allows one submission per node
+    and round).
     """
     remaining = canonical_order(updates)
     context = GateContext(global_tensors={k: global_tensors[k] for k in sorted(global_tensors)})
     rejections: list[GateVerdict] = []
+    decisions: list[GateDecision] = []
     for gate in gates:
         if not remaining:
             break
-        verdicts = gate.screen(remaining, context)
+        assessed = gate.assess(remaining, context)
+        decisions += assessed
+        leaving = settle(assessed) if settle is not None else reasons_of(assessed)
         for update in remaining:
-            if update.node in verdicts:
-                rejections.append(GateVerdict(gate=gate.name, node=update.node, reason=verdicts[update.node]))
-        remaining = [u for u in remaining if u.node not in verdicts]
-    return GateOutcome(accepted=remaining, rejections=rejections)
+            if update.node in leaving:
+                rejections.append(GateVerdict(gate=gate.name, node=update.node, reason=leaving[update.node]))
+        remaining = [u for u in remaining if u.node not in leaving]
+    return GateOutcome(accepted=remaining, rejections=rejections, decisions=decisions)

@@ -55,11 +55,22 @@ import numpy as np
 import torch
 
 from flare_chain.aggregation.base import ClientUpdate
-from flare_chain.aggregation.gates import Gate, GateContext
+from flare_chain.aggregation.gates import Comparison, Gate, GateContext, GateDecision, reasons_of
 from flare_chain.aggregation.robust import MAD_TO_SIGMA, median
 from flare_chain.errors import ConfigError
 
-__all__ = ["ProbeEffect", "ProbeLossGate", "WindowLosses", "harmful_updates", "probe_effect", "spread_outliers"]
+__all__ = [
+    "ProbeEffect",
+    "ProbeLossGate",
+    "ProbeSpreadGate",
+    "WindowLosses",
+    "harmful_updates",
+    "probe_decisions",
+    "probe_effect",
+    "spread_decisions",
+    "spread_excess",
+    "spread_outliers",
+]
 
 log = logging.getLogger("flare_chain.aggregation")
 
@@ -106,56 +117,51 @@ def harmful_updates(effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_c
     Returns ``{}`` below ``min_candidates`` updates, and when the median
     update does not lower the probe loss (see the module docstring).
     """
-    nodes = sorted(effects, key=str.lower)
-    if len(nodes) < min_candidates:
-        return {}
-    typical = float(np.median([effects[n].change for n in nodes]))
-    if not typical < 0:
-        # A normal outcome once nodes specialise (not an operator problem): an info line, not a warning.
-        log.info("probe-loss gate: the round's median update does not lower the probe loss (%+.4f nats/token); "
-                    "the probe corpus does not measure what this round's nodes learn, so none is rejected on it",
-                    typical)
-        return {}
-    flagged = {n: effects[n] for n in nodes if effects[n].change > 0 and effects[n].z >= z}
-    out = {
-        n: (f"applied alone, it raises the loss on the federation's public probe text "
-            f"(first-order change {e.change:+.4f} nats/token over {e.windows} windows, "
-            f"{e.z:.1f} standard errors above 0, threshold {z:g}; the round's median update changes it by "
-            f"{typical:+.4f}): it works against the task, as a sign-flipped or poisoned update does")
-        for n, e in flagged.items()
-    }
+    out = reasons_of(probe_decisions(effects, z=z, min_candidates=min_candidates))
     if spread_z is not None:
-        for n, excess in spread_outliers(effects, spread_z).items():
-            if n not in out:
-                e = effects[n]
-                out[n] = (f"applied alone, it helps the public probe text far less than the round's other updates "
-                          f"(first-order change {e.change:+.4f} nats/token vs the round's median {typical:+.4f}: "
-                          f"{excess:.1f} spreads above it, threshold {spread_z:g}): an update crafted to sit just "
-                          f"inside the honest spread, or trained on poisoned data")
+        for node, reason in reasons_of(spread_decisions(effects, spread_z=spread_z,
+                                                        min_candidates=min_candidates)).items():
+            out.setdefault(node, reason)
     return out
 
 
 def spread_outliers(effects: Mapping[str, ProbeEffect], spread_z: float) -> dict[str, float]:
-    """``{node: excess}`` for changes more than ``spread_z`` spreads above the round's median change.
+    """``{node: excess}`` for changes more than ``spread_z`` spreads above the round's median change."""
+    return {n: e for n, e in spread_excess(effects).items() if e > spread_z}
 
-    The spread of node i is ``max(1.4826 · MAD(changes), stderr_i)``: the
-    round's robust spread, floored by how precisely this update's change is known.
+
+def probe_decisions(
+    effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5
+) -> list[GateDecision]:
+    """The probe-loss rule, one decision per node (case-insensitive node order), with what it rests on.
+
+    An update is rejected when all three hold: the round's median change is
+    below 0 (``probe_median_change`` < 0: the probe measures the task), its own
+    change is above 0 (``probe_change``) and its z is at least ``z``
+    (``probe_z``). Below ``min_candidates`` updates every decision is an exact pass.
     """
     nodes = sorted(effects, key=str.lower)
-    changes = [effects[n].change for n in nodes]
-    finite = [c for c in changes if math.isfinite(c)]
-    if len(finite) < 3:
-        return {}
-    centre = median(finite)
-    mad = MAD_TO_SIGMA * median([abs(c - centre) for c in finite])
-    out: dict[str, float] = {}
-    for n, c in zip(nodes, changes, strict=True):
-        if not math.isfinite(c):
-            continue  # an Inf change is already harmful by the first test
-        scale = max(mad, effects[n].stderr if math.isfinite(effects[n].stderr) else 0.0)
-        excess = (c - centre) / scale if scale > 0 else (math.inf if c > centre else 0.0)
-        if excess > spread_z:
-            out[n] = excess
+    if len(nodes) < min_candidates:
+        return [GateDecision(ProbeLossGate.name, n, None) for n in nodes]
+    typical = float(np.median([effects[n].change for n in nodes]))
+    active = Comparison("probe_median_change", typical, 0.0, rejects=typical < 0)
+    if not active.rejects:
+        # A normal outcome once nodes specialise (not an operator problem): an info line, not a warning.
+        log.info("probe-loss gate: the round's median update does not lower the probe loss (%+.4f nats/token); "
+                    "the probe corpus does not measure what this round's nodes learn, so none is rejected on it",
+                    typical)
+    out: list[GateDecision] = []
+    for n in nodes:
+        e = effects[n]
+        tests = (active, Comparison("probe_change", e.change, 0.0, rejects=e.change > 0),
+                 Comparison("probe_z", e.z, z, rejects=e.z >= z))
+        reason = None
+        if all(t.rejects for t in tests):
+            reason = (f"applied alone, it raises the loss on the federation's public probe text "
+                      f"(first-order change {e.change:+.4f} nats/token over {e.windows} windows, "
+                      f"{e.z:.1f} standard errors above 0, threshold {z:g}; the round's median update changes it by "
+                      f"{typical:+.4f}): it works against the task, as a sign-flipped or poisoned update does")
+        out.append(GateDecision(ProbeLossGate.name, n, reason, tests))
     return out
 
 
@@ -164,28 +170,107 @@ class ProbeLossGate(Gate):
 
     name = "probe_loss"
 
-    def __init__(self, window_losses: WindowLosses, *, z: float = 3.0, min_candidates: int = 5,
-                 spread_z: float | None = None) -> None:
+    def __init__(self, window_losses: WindowLosses, *, z: float = 3.0, min_candidates: int = 5) -> None:
         if not z > 0 or not math.isfinite(z):
             raise ConfigError(f"probe-loss gate threshold must be a finite number > 0, got {z!r}")
-        if spread_z is not None and (not spread_z > 0 or not math.isfinite(spread_z)):
-            raise ConfigError(f"probe-loss spread threshold must be a finite number > 0 or None, got {spread_z!r}")
         self.window_losses = window_losses
         self.z = float(z)
-        self.spread_z = None if spread_z is None else float(spread_z)
         self.min_candidates = int(min_candidates)
+        self._effects: dict[str, ProbeEffect] = {}
 
     def effects(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, ProbeEffect]:
-        """Each candidate's :class:`ProbeEffect` (two probe runs per candidate)."""
+        """Each candidate's :class:`ProbeEffect` (two probe runs per candidate, kept for the spread gate).
+
+        A gate chain is built per round, so a node's effect is computed once per round.
+        """
         out: dict[str, ProbeEffect] = {}
         for update in candidates:
-            plus = self.window_losses(context.candidate(update.delta, 1.0))
-            minus = self.window_losses(context.candidate(update.delta, -1.0))
-            out[update.node] = probe_effect(plus, minus)
+            if update.node not in self._effects:
+                plus = self.window_losses(context.candidate(update.delta, 1.0))
+                minus = self.window_losses(context.candidate(update.delta, -1.0))
+                self._effects[update.node] = probe_effect(plus, minus)
+            out[update.node] = self._effects[update.node]
         return out
 
     def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        return reasons_of(self.assess(candidates, context))
+
+    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
+        """:func:`probe_decisions` on every candidate's effect, in candidate order."""
         if len(candidates) < self.min_candidates:
-            return {}
-        return harmful_updates(self.effects(candidates, context), z=self.z, min_candidates=self.min_candidates,
-                               spread_z=self.spread_z)
+            return [GateDecision(self.name, u.node, None) for u in candidates]
+        by_node = {d.node: d for d in probe_decisions(self.effects(candidates, context), z=self.z,
+                                                      min_candidates=self.min_candidates)}
+        return [by_node[u.node] for u in candidates]
+
+
+def spread_decisions(effects: Mapping[str, ProbeEffect], *, spread_z: float, min_candidates: int = 5
+                     ) -> list[GateDecision]:
+    """The spread rule, one decision per node: rejected when the probe measures the task (median change < 0)
+    and the node's change lies more than ``spread_z`` spreads above the median (see :func:`spread_excess`)."""
+    nodes = sorted(effects, key=str.lower)
+    if len(nodes) < min_candidates:
+        return [GateDecision(ProbeSpreadGate.name, n, None) for n in nodes]
+    typical = float(np.median([effects[n].change for n in nodes]))
+    active = Comparison("probe_median_change", typical, 0.0, rejects=typical < 0)
+    excess = spread_excess(effects)
+    out: list[GateDecision] = []
+    for n in nodes:
+        e = effects[n]
+        tests = (active, Comparison("probe_spread_excess", excess[n], spread_z, rejects=excess[n] > spread_z))
+        reason = None
+        if all(t.rejects for t in tests):
+            reason = (f"applied alone, it helps the public probe text far less than the round's other updates "
+                      f"(first-order change {e.change:+.4f} nats/token vs the round's median {typical:+.4f}: "
+                      f"{excess[n]:.1f} spreads above it, threshold {spread_z:g}): an update crafted to sit just "
+                      f"inside the honest spread, or trained on poisoned data")
+        out.append(GateDecision(ProbeSpreadGate.name, n, reason, tests))
+    return out
+
+
+def spread_excess(effects: Mapping[str, ProbeEffect]) -> dict[str, float]:
+    """``{node: excess}``: how many spreads each change lies above the round's median change.
+
+    The spread of node i is ``max(1.4826 · MAD(changes), stderr_i)``: the round's robust spread, floored by how
+    precisely this update's change is known. Non-finite changes get 0 (the probe-loss gate already judges them).
+    """
+    nodes = sorted(effects, key=str.lower)
+    changes = [effects[n].change for n in nodes]
+    finite = [c for c in changes if math.isfinite(c)]
+    if len(finite) < 3:
+        return {n: 0.0 for n in nodes}
+    centre = median(finite)
+    mad = MAD_TO_SIGMA * median([abs(c - centre) for c in finite])
+    out: dict[str, float] = {}
+    for n, c in zip(nodes, changes, strict=True):
+        if not math.isfinite(c):
+            out[n] = 0.0
+            continue
+        stderr = effects[n].stderr
+        scale = max(mad, stderr if math.isfinite(stderr) else 0.0)
+        out[n] = (c - centre) / scale if scale > 0 else (math.inf if c > centre else 0.0)
+    return out
+
+
+class ProbeSpreadGate(Gate):
+    """The probe spread test as a gate, on the effects its :class:`ProbeLossGate` computed this round."""
+
+    name = "probe_spread"
+
+    def __init__(self, probe: ProbeLossGate, *, spread_z: float = 3.5, min_candidates: int = 5) -> None:
+        if not spread_z > 0 or not math.isfinite(spread_z):
+            raise ConfigError(f"probe-loss spread threshold must be a finite number > 0, got {spread_z!r}")
+        self.probe = probe
+        self.spread_z = float(spread_z)
+        self.min_candidates = int(min_candidates)
+
+    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        return reasons_of(self.assess(candidates, context))
+
+    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
+        """:func:`spread_decisions` on the candidates' effects, in candidate order."""
+        if len(candidates) < self.min_candidates:
+            return [GateDecision(self.name, u.node, None) for u in candidates]
+        by_node = {d.node: d for d in spread_decisions(self.probe.effects(candidates, context),
+                                                       spread_z=self.spread_z, min_candidates=self.min_candidates)}
+        return [by_node[u.node] for u in candidates]

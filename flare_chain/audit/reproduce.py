@@ -1,9 +1,11 @@
 """Checks that need the bytes: CIDs, manifests, and re-running the committee's gates and aggregation.
 
-The auditor calls the very functions the committee runs
-(``committee.aggregate.check_submissions`` and ``build_aggregate``, with their
-default gate settings) on the submissions the chain lists, over a local,
-verified copy of the objects. An object that cannot be had makes the checks
+The auditor calls the very functions a committee member runs
+(``committee.aggregate.review_accepted_set`` and ``build_aggregate``, with
+their default gate settings) on the submissions the chain lists, over a
+local, verified copy of the objects: the accepted set is judged by the same
+tolerance-band rule (:mod:`flare_chain.committee.verdict`), so a statistic
+at its threshold that the auditor's CPU rounds the other way is no finding. An object that cannot be had makes the checks
 that depend on it ``unverifiable``, never passed. Importing this module does
 not import torch; running a reproduction does.
 """
@@ -22,7 +24,7 @@ from flare_chain.audit.findings import FAIL, PASS, UNVERIFIABLE, Finding
 from flare_chain.audit.history import RoundHistory
 from flare_chain.errors import FlareError, StoreError, UpdateError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch-heavy; the audit imports it only to re-run gates
     from flare_chain.protocol.spec import FederationSpec
 
 __all__ = ["ModelLocator", "RoundContent", "content_checks", "reproduce_round"]
@@ -162,6 +164,8 @@ def reproduce_round(
     content: RoundContent,
     models: ModelLocator,
     spec: FederationSpec,
+    *,
+    device: str = "cpu",
 ) -> list[Finding]:
     """``accepted-set`` and ``aggregate-cid``: re-run ``spec``'s gates and aggregator for a committed round."""
     rid = r.round_id
@@ -181,7 +185,7 @@ def reproduce_round(
         return both(UNVERIFIABLE, f"previous global adapter {prev_state.cid} is {prev_state.state}: "
                                   f"{prev_state.detail}")
 
-    from flare_chain.committee.aggregate import build_aggregate, check_submissions
+    from flare_chain.committee.aggregate import build_aggregate, review_accepted_set
     from flare_chain.lora.peft_files import ADAPTER_CONFIG_FILE, adapter_config_dict
     from flare_chain.node.bundles import fetch_global_bundle
 
@@ -201,33 +205,25 @@ def reproduce_round(
         return both(UNVERIFIABLE, f"base model {previous.manifest.base_model_sha256[:16]}… not found; "
                                   "pass --model-dir")
     # The committee's gates, MI filter included (probe from the round's seed), when the base model is here.
+    accepted = sorted(proposal.accepted, key=str.lower)
     try:
-        checked, rejected = check_submissions(source.store, rid, available, previous, gates=spec.gates,
-                                              privacy=spec.privacy,
-                                              model_dir=model_dir,
-                                              params=params, probe_seed=r.opened.seed if r.opened else None)
+        verdict, chosen = review_accepted_set(source.store, rid, available, previous, accepted, model_dir=model_dir,
+                                              params=params, probe_seed=r.opened.seed if r.opened else None,
+                                              device=device, gates=spec.gates, privacy=spec.privacy)
     except (StoreError, UpdateError) as exc:  # only round-wide inputs raise: the probe corpus
         return both(UNVERIFIABLE, f"the committee's gates cannot be re-run: {exc}")
-    passing = [u.submission.node for u in checked]
-    accepted = sorted(proposal.accepted, key=str.lower)
     findings: list[Finding] = []
     if unavailable:
         findings.append(Finding("accepted-set", UNVERIFIABLE, rid, detail=(
             f"update(s) of {', '.join(unavailable)} could not be fetched intact, so the gates cannot be re-run")))
+    elif not verdict.defensible:
+        findings += [Finding("accepted-set", FAIL, rid, node, detail)
+                     for node, detail in verdict.disputes]
     else:
-        excluded = sorted(set(passing) - set(accepted), key=str.lower)
-        extra = sorted(set(accepted) - set(passing), key=str.lower)
-        why = {x.node: f"{x.gate}: {x.reason}" for x in rejected}
-        if excluded or extra:
-            parts = [f"excludes {n}, whose update passes the gates" for n in excluded]
-            parts += [f"includes {n}, rejected ({why.get(n, 'no submission')})" for n in extra]
-            findings += [Finding("accepted-set", FAIL, rid, n, p) for n, p in zip([*excluded, *extra], parts,
-                                                                                   strict=True)]
-        else:
-            findings.append(Finding("accepted-set", PASS, rid, detail=(
-                f"{len(accepted)} accepted = the updates passing the gates ({len(rejected)} rejected)")))
+        findings.append(Finding("accepted-set", PASS, rid, detail=(
+            f"{len(accepted)} accepted: {verdict.summary()}")))
 
-    by_node = {u.submission.node: u for u in checked}
+    by_node = {u.submission.node: u for u in chosen}
     missing = [n for n in accepted if n not in by_node]
     if missing:
         status = UNVERIFIABLE
@@ -239,7 +235,7 @@ def reproduce_round(
         findings.append(Finding("aggregate-cid", UNVERIFIABLE, rid, detail=(
             f"base model {previous.manifest.base_model_sha256[:16]}… not found; pass --model-dir")))
         return findings
-    updates = [by_node[n] for n in passing if n in set(accepted)]
+    updates = [by_node[n] for n in accepted]
     rebuilt = build_aggregate(source.store, rid, previous, updates, model_dir, params,
                               aggregator=spec.aggregator.build(), pin=False)
     proposed = cid_text(proposal.global_cid)

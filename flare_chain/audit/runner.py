@@ -38,7 +38,8 @@ from flare_chain.chain.deployment import code_hash, verify_binding
 from flare_chain.errors import ConfigError, IntegrityError
 from flare_chain.progress import progress
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch-heavy; the audit imports them only to re-run gates
+    from flare_chain.aggregation.pipeline import GateSettings
     from flare_chain.aggregation.privacy import PrivacyAccountant
     from flare_chain.protocol.spec import FederationSpec
 
@@ -221,12 +222,16 @@ def run_audit(
     chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
     show_progress: bool = True,
     reproduce: bool = True,
+    device: str = "cpu",
+    gates: GateSettings | None = None,
 ) -> AuditReport:
     """Audit the coordinator ``target`` from its deployment block to the chain head.
 
     ``rounds`` limits which rounds are checked (registrations are always read
     in full). ``reproduce=False`` skips re-running gates and aggregation (the
-    two checks then read ``unverifiable``).
+    two checks then read ``unverifiable``). ``device`` is where the gates' model runs go; rounds are re-run
+    under the federation spec the coordinator names; ``gates`` (None: the spec's) replaces its gate settings,
+    to ask what other settings would have decided.
     """
     clock = _Clock()
     reader = ChainReader(w3, target.address, (artifact or load_artifact("FlareCoordinator")).abi,
@@ -270,7 +275,8 @@ def run_audit(
             round_findings += more
             with clock.phase("reproduce"):
                 if reproduce and spec is not None:
-                    round_findings += reproduce_round(source, r, start, content, models, spec)
+                    rules = spec if gates is None else spec.model_copy(update={"gates": gates})
+                    round_findings += reproduce_round(source, r, start, content, models, rules, device=device)
                 elif reproduce:
                     round_findings += [Finding(c, UNVERIFIABLE, rid, detail="the federation spec is unavailable")
                                        for c in ("accepted-set", "aggregate-cid")]

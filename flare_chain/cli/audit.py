@@ -60,6 +60,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from flare_chain.lora.reference import default_cache_dir
 
     target = load_target(args.deployment)
+    if args.device != "cpu" and not args.no_reproduce:
+        from flare_chain.lora.device import resolve_device
+
+        resolve_device(args.device)  # "cuda" without a GPU: one error before anything is read
     rounds = parse_rounds(args.rounds) if args.rounds else None
     kubo = None
     if args.store:
@@ -75,7 +79,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         report = run_audit(w3, target, ContentSource(store, kubo), rounds=rounds,
                            model_dir=Path(args.model_dir) if args.model_dir else None,
-                           chunk_blocks=args.chunk_blocks, reproduce=not args.no_reproduce)
+                           chunk_blocks=args.chunk_blocks, reproduce=not args.no_reproduce,
+                           device=args.device)
     finally:
         if kubo is not None:
             kubo.close()
@@ -105,6 +110,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--cache", help="where objects fetched from --ipfs are kept (default ~/.cache/flare-chain/audit-ipfs)")
     p.add_argument("--rounds", help="rounds to check: A..B, A.. or N (default: all)")
     p.add_argument("--model-dir", help="base model directory, to rebuild aggregates (default: search the model cache)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                   help="where the committee's gate models are re-run (default cpu; verdicts do not depend on it)")
     p.add_argument("--json", help="write the full report as JSON here")
     p.add_argument("--html", help="write a self-contained HTML report here")
     p.add_argument("--chunk-blocks", type=int, default=5_000, help="blocks per eth_getLogs call (default 5000)")

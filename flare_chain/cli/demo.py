@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--spec", type=Path, default=None, metavar="SPEC.toml",
                    help="federation spec (aggregator, gates, LoRA, vote tolerance; see `flare-chain spec init`); "
                         "default: one made from the options above")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                   help="where nodes train and run the committee's models (default cpu; auto: CUDA when present)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars, log lines only")
     p.set_defaults(func=run)
 
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     config = FederationConfig.build(nodes=nodes, rounds=args.rounds, model_dir=args.model_dir, data_dir=args.data,
                                     expected_committee_size=args.committee, min_committee_size=args.min_committee,
                                     work_dir=args.work_dir, train=train, show_progress=not args.no_progress,
-                                    compression={"rank": args.compression_rank}, spec=spec)
+                                    compression={"rank": args.compression_rank}, spec=spec, device=args.device)
 
     def show(report: RoundReport) -> None:
         print(render_round(report), flush=True)

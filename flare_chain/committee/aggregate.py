@@ -40,9 +40,10 @@ from flare_chain.aggregation import Aggregator, ClientUpdate, FedAvg, apply_delt
 from flare_chain.aggregation.candidate_model import CandidateModel
 from flare_chain.aggregation.gates import policy_gate
 from flare_chain.aggregation.mi_filter import model_predictor, seed_probe_windows
-from flare_chain.aggregation.pipeline import GateSettings, build_gates, run_gates
+from flare_chain.aggregation.pipeline import GateSettings, Settle, build_gates, run_gates
 from flare_chain.aggregation.privacy import l2_norm, local_dp_norm_bound
 from flare_chain.chain import Submission
+from flare_chain.committee.verdict import FollowLeader, SetVerdict
 from flare_chain.errors import GateRejection, IntegrityError, StoreError, UpdateError
 from flare_chain.ipfs import cid_from_bytes
 from flare_chain.ipfs.content import PinningStore
@@ -53,7 +54,8 @@ from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.node.bundles import GlobalAdapter, fetch_probe_corpus, fetch_update_bundle, pin_global_bundle
 from flare_chain.protocol.spec import PrivacySpec
 
-__all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "build_aggregate", "check_submissions"]
+__all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "build_aggregate", "check_submissions",
+           "review_accepted_set"]
 
 log = logging.getLogger("flare_chain.committee")
 
@@ -89,14 +91,18 @@ def check_submissions(
     probe: torch.Tensor | None = None,
     probe_seed: bytes | int | None = None,
     privacy: PrivacySpec | None = None,
+    device: str = "cpu",
+    settle: Settle | None = None,
 ) -> tuple[list[CheckedUpdate], list[Rejection]]:
     """Fetch and gate every submission, in node order; never raises for one bad update.
 
     ``gates`` selects and tunes the gates (default :class:`GateSettings`);
     every committee member must use the same settings. The MI filter runs
     when ``model_dir`` and ``params`` are given (see the module docstring for
-    its probe). With ``privacy`` enabled, an update whose L2 norm exceeds what
-    clipping plus the spec's noise allows is refused (gate ``privacy``).
+    its probe); its model runs on ``device``. With ``privacy`` enabled, an update whose L2 norm exceeds
+    what clipping plus the spec's noise allows is refused (gate ``privacy``). ``settle`` decides who leaves
+    the round after each gate (default: whom the gate rejects; a reviewing
+    member passes :class:`~flare_chain.committee.verdict.FollowLeader`).
     """
     settings = gates or GateSettings()
     fetched: list[CheckedUpdate] = []
@@ -124,7 +130,7 @@ def check_submissions(
     probe_cid = previous.manifest.probe_cid if (want_probe_loss or want_mi) else None
     seed = probe_seed if probe_seed is not None else round_id
     if model_dir is not None and params is not None and (want_mi or (want_probe_loss and probe_cid)):
-        model = CandidateModel(Path(model_dir), params)
+        model = CandidateModel(Path(model_dir), params, device=device)
         corpus = None
         if probe_cid is not None:
             corpus = probe_windows(fetch_probe_corpus(store, probe_cid), seed, tokenizer=load_tokenizer(model_dir),
@@ -143,7 +149,7 @@ def check_submissions(
     by_node = {u.submission.node: u for u in fetched}
     outcome = run_gates(
         [ClientUpdate(node=u.submission.node, delta=u.delta, sample_count=u.submission.sample_count) for u in fetched],
-        previous.tensors, build_gates(settings, predictor=predictor, window_losses=window_losses),
+        previous.tensors, build_gates(settings, predictor=predictor, window_losses=window_losses), settle=settle,
     )
     for verdict in outcome.rejections:
         sub = by_node[verdict.node].submission
@@ -166,6 +172,38 @@ def _require_local_dp(delta: Mapping[str, torch.Tensor], privacy: PrivacySpec, *
                   f"with noise multiplier {privacy.noise_multiplier:g} can have")
         raise GateRejection(f"update from {node} for round {round_id} rejected by privacy gate: {reason}",
                             gate="privacy", reason=reason)
+def review_accepted_set(
+    store: PinningStore,
+    round_id: int,
+    submissions: Sequence[Submission],
+    previous: GlobalAdapter,
+    accepted: Sequence[str],
+    *,
+    gates: GateSettings | None = None,
+    model_dir: Path | None = None,
+    params: LoraTrainParams | None = None,
+    probe_seed: bytes | int | None = None,
+    device: str = "cpu",
+    privacy: PrivacySpec | None = None,
+) -> tuple[SetVerdict, list[CheckedUpdate]]:
+    """Judge a proposal's ``accepted`` set by the tolerance-band rule (:mod:`flare_chain.committee.verdict`).
+
+    Runs the same fetch, policy and gates as :func:`check_submissions`,
+    following ``accepted`` where a statistic lies within its band. Returns
+    the verdict and, in node order, the checked updates of the accepted nodes
+    this machine could fetch and decode (what the member aggregates when the
+    set is defensible).
+    """
+    settings = gates or GateSettings()
+    follower = FollowLeader(accepted, settings.bands)
+    passing, rejected = check_submissions(store, round_id, submissions, previous, gates=settings,
+                                          model_dir=model_dir, params=params, probe_seed=probe_seed, device=device,
+                                          settle=follower, privacy=privacy)
+    # Rejections the follower never saw came before the gates (bytes, manifest policy): exact, not banded.
+    early = {r.node: f"{r.gate}: {r.reason}" for r in rejected if not follower.saw(r.node)}
+    verdict = follower.verdict([u.submission.node for u in passing], early)
+    chosen = {a.lower() for a in accepted}
+    return verdict, [u for u in passing if u.submission.node.lower() in chosen]
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ the wire format in :mod:`flare_chain.compression.codec`.
 
 Reconstruction (:func:`reconstruct`) multiplies the wire-dtype factors in
 float64 and rounds once to float32. Products of two 16-bit floats are exact
-in float64 and a sum of ``q`` of them is exact unless their exponents differ
-by more than ~30 bits, so the result does not depend on the summation order
-the BLAS picks: what the receiver reconstructs is what the sender's error
-feedback accounted for, bit for bit.
+in float64, and the ``q`` rank-one terms are added one after another in rank
+order with elementwise operations, never by a BLAS matmul, whose summation
+order (and use of fused multiply-adds) depends on the CPU. So every machine
+reconstructs the same bits (committee members on different CPUs must reach
+the leader's aggregate CID), and what the receiver reconstructs is what the
+sender's error feedback accounted for.
 """
 
 from __future__ import annotations
@@ -191,7 +193,11 @@ def reconstruct(factors: LowRankFactors) -> torch.Tensor:
             f"factors P {tuple(factors.p.shape)} and Q {tuple(factors.q.shape)} do not fit a tensor of shape "
             f"{factors.shape}"
         )
-    product = factors.p.to(torch.float64) @ factors.q.to(torch.float64).T
+    p = factors.p.to(torch.float64)
+    q = factors.q.to(torch.float64)
+    product = torch.zeros((p.shape[0], q.shape[0]), dtype=torch.float64)
+    for k in range(factors.rank):  # fixed order, exact products, one rounding per addition: CPU-independent
+        product += p[:, k : k + 1] * q[:, k].unsqueeze(0)
     return product.to(torch.float32).reshape(factors.shape).contiguous()
 
 

@@ -1,11 +1,14 @@
 """Where a model runs: ``"auto" | "cpu" | "cuda"`` resolved once, and the matching autocast.
 
 Training and a committee member's model runs take the device from the node's
-settings; CPU stays the default and the tests' path. On a GPU that supports
-it, forward passes run under bf16 autocast (weights and the LoRA tensors stay
-float32, so the adapter a node pins is float32 whatever the device). Committee
-verdicts must not depend on the device: gate statistics computed here are
-compared with a tolerance band, never bit for bit.
+settings (``[model] device``, ``flare-chain demo --device``, ``flare-chain audit
+--device``); CPU stays the default and the tests' path. On a GPU that supports
+it, training and held-out evaluation run under bf16 autocast (weights and the
+LoRA tensors stay float32, so the adapter a node pins is float32 whatever the
+device). The gates' model runs stay float32 on every device
+(:mod:`flare_chain.aggregation.candidate_model`), and committee verdicts
+compare their statistics with a tolerance band, never bit for bit
+(:mod:`flare_chain.committee.verdict`), so they do not depend on the device.
 """
 
 from __future__ import annotations

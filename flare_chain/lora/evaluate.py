@@ -21,7 +21,7 @@ from flare_chain.lora.adapter import set_adapter_tensors, wrap_with_lora
 from flare_chain.lora.base import load_base_model
 from flare_chain.lora.data import texts_to_windows, windows_for_training
 from flare_chain.lora.datasets import NodeData
-from flare_chain.lora.device import autocast_for
+from flare_chain.lora.device import autocast_for, resolve_device
 from flare_chain.lora.examples import IGNORE_INDEX, TokenExamples, prepare_examples
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.tokenizer import load_tokenizer
@@ -93,8 +93,12 @@ def evaluate_loss(
     adapter: dict[str, torch.Tensor] | None,
     texts_or_windows: Sequence[str] | torch.Tensor | TokenExamples,
     params: LoraTrainParams,
+    *,
+    device: str = "cpu",
 ) -> float:
     """Mean token cross-entropy of the base at ``model_dir`` with ``adapter`` applied (None: the base).
+
+    ``device`` (``"auto" | "cpu" | "cuda"``) is where the model runs (bf16 autocast on a GPU that has it).
 
     Texts are tokenized with the model's own tokenizer and windowed whole at ``params.seq_len`` (use :func:`held_out_windows`
     for the validation split); a ``(n, seq_len)`` tensor or :class:`TokenExamples` is used as given.
@@ -115,5 +119,6 @@ def evaluate_loss(
     if adapter is not None:
         model = wrap_with_lora(model, params)
         set_adapter_tensors(model, adapter)
+    model = model.to(resolve_device(device))
     with seeded(params.seed, params.num_threads):
         return mean_token_loss(model, windows, params.batch_size)

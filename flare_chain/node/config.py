@@ -19,6 +19,9 @@ where its password comes from (an environment variable or a file).
     [ipfs]
     endpoint = "http://127.0.0.1:5001"
 
+    [model]
+    device = "cpu"                      # or "cuda" (bf16 autocast where supported), "auto"
+
     [data]                              # exactly one of domain, texts_dir, path
     path = "data/node-1.jsonl"          # text files or JSONL text / instruction / chat records
     format = "auto"                     # detected per file; or text, jsonl, instruction, chat
@@ -141,6 +144,8 @@ class ModelSettings(BaseModel):
             return parse_cid(value).encode()
         except ConfigError as exc:
             raise ValueError(f"not a CID ({exc}); use what `flare-chain model add DIR` printed") from None
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "cpu", description="where training and the committee's model runs go; auto: CUDA when torch sees a GPU")
 
 
 class DataSettings(BaseModel):

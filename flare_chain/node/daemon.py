@@ -178,6 +178,8 @@ class DaemonSettings:
     adapters_dir: Path | None = None
     compression: PowerSGDConfig | None = field(default_factory=lambda: PowerSGDConfig(rank=2))
     """PowerSGD settings for the update; None sends it uncompressed. State lives in ``<data_dir>/compressor``."""
+    device: str = "cpu"
+    """Where training and the committee's model runs go: ``"auto" | "cpu" | "cuda"`` (``[model] device``)."""
 
 
 @dataclass
@@ -233,7 +235,7 @@ class Daemon:
         self._bar_round = 0
         self.participant = Participant(name, account, texts, model_dir=model_dir, params=params,
                                        coordinator=coordinator, store=store, show_progress=False, spec=spec,
-                                       base_model_cid=base_model_cid)
+                                       base_model_cid=base_model_cid, device=self.settings.device)
         self.params = self.participant.params  # target modules resolved against the base
         self.residuals: CompressorStore | None = None
         if self.settings.compression is not None and self.participant.spec.privacy.enabled:
@@ -533,7 +535,7 @@ class Daemon:
         with self.faults.during("train"):
             result = train_lora(self.model_dir, self._texts, self.params, start_adapter=previous.tensors,
                                 progress_desc=f"round {round_id} {self.name} train",
-                                show_progress=self.settings.show_progress)
+                                show_progress=self.settings.show_progress, device=self.settings.device)
         self.faults("train:after")
         delta, dp_metrics = self.participant.release(result.delta)
         manifest = Manifest(

@@ -30,6 +30,7 @@ from flare_chain.committee.aggregate import (
     Rejection,
     build_aggregate,
     check_submissions,
+    review_accepted_set,
 )
 from flare_chain.compression import PowerSGDCompressor
 from flare_chain.errors import ChainError, ConfigError
@@ -37,6 +38,7 @@ from flare_chain.ipfs import cid_from_bytes, cid_to_bytes, parse_cid
 from flare_chain.ipfs.content import PinningStore
 from flare_chain.lora.base import base_model_id, model_fingerprint
 from flare_chain.lora.datasets import NodeData
+from flare_chain.lora.device import resolve_device
 from flare_chain.lora.evaluate import evaluate_loss, held_out_examples
 from flare_chain.lora.examples import TokenExamples
 from flare_chain.lora.files import Manifest, tensor_shapes
@@ -96,10 +98,14 @@ class Participant:
         compressor: PowerSGDCompressor | None = None,
         spec: FederationSpec | None = None,
         base_model_cid: str | None = None,
+        device: str = "cpu",
     ) -> None:
         self.name = name
         self.spec = spec if spec is not None else FederationSpec()
         """The federation's rules this node gates, aggregates and votes by (defaults when the chain names none)."""
+        resolve_device(device)  # "cuda" without a GPU stops the node here, before it trains or reviews anything
+        self.device = device
+        """Where this node trains and runs the committee's models (``"auto" | "cpu" | "cuda"``)."""
         self.account = account
         self.address: str = account.address
         self.model_dir = Path(model_dir)
@@ -131,7 +137,7 @@ class Participant:
 
     def evaluate(self, adapter: dict[str, torch.Tensor] | None) -> float:
         """Mean token loss of ``adapter`` on this node's held-out windows."""
-        return evaluate_loss(self.model_dir, adapter, self.val_windows, self.params)
+        return evaluate_loss(self.model_dir, adapter, self.val_windows, self.params, device=self.device)
 
     def check_targets(self, global_adapter: GlobalAdapter) -> None:
         """Refuse to train when this node's LoRA targets are not the global adapter's (the policy gate would
@@ -175,7 +181,8 @@ class Participant:
         self.check_targets(global_adapter)
         self.check_base_model(global_adapter)
         result = train_lora(self.model_dir, self._texts, self.params, start_adapter=global_adapter.tensors,
-                            progress_desc=f"round {round_id} {self.name}", show_progress=self.show_progress)
+                            progress_desc=f"round {round_id} {self.name}", show_progress=self.show_progress,
+                            device=self.device)
         delta, dp_metrics = self.release(result.delta)
         manifest = Manifest(
             kind="delta",
@@ -287,8 +294,8 @@ class Participant:
         """
         seed = self.coordinator.round_info(round_id).seed
         return check_submissions(self.store, round_id, submissions, previous, gates=self.spec.gates,
-                                 privacy=self.spec.privacy,
-                                 model_dir=self.model_dir, params=self.params, probe_seed=seed)
+                                 privacy=self.spec.privacy, model_dir=self.model_dir, params=self.params,
+                                 probe_seed=seed, device=self.device)
 
     def aggregate(self, round_id: int, previous: GlobalAdapter, accepted: Sequence[CheckedUpdate], *,
                   pin: bool = True) -> AggregateResult:
@@ -313,22 +320,28 @@ class Participant:
     def review(self, round_id: int, previous: GlobalAdapter, *, tolerance: float) -> tuple[bool, str, float, float | None]:
         """Recompute the proposal independently and judge it; returns (approve, reason, loss before, after).
 
-        Approve only if the accepted set is exactly the submissions that pass
-        the gates, the recomputed bundle has the proposed CID, and the new
+        Approve only if the accepted set is defensible on this machine (every
+        gate statistic on the leader's side of its threshold or within its
+        tolerance band: :mod:`flare_chain.committee.verdict`), the leader's
+        accepted updates aggregate here to the proposed CID, and the new
         adapter's held-out loss on this node's data is no worse than the
-        previous global's by more than ``tolerance`` (relative).
+        previous global's by more than ``tolerance`` (relative; this node's
+        own judgement).
         """
         loss_before = self.evaluate(previous.tensors)
         proposal = self.coordinator.proposal(round_id)
         if proposal is None:
             return False, "no proposal on-chain", loss_before, None
-        passing, _rejected = self.gate_submissions(round_id, self.coordinator.submissions(round_id), previous)
-        passing_nodes = sorted(u.submission.node.lower() for u in passing)
-        proposed_nodes = sorted(a.lower() for a in proposal.accepted)
-        if passing_nodes != proposed_nodes:
-            return False, f"accepted set {proposed_nodes} differs from the updates that pass the gates {passing_nodes}", \
-                loss_before, None
-        recomputed = self.aggregate(round_id, previous, passing, pin=False)
+        seed = self.coordinator.round_info(round_id).seed
+        verdict, chosen = review_accepted_set(
+            self.store, round_id, self.coordinator.submissions(round_id), previous, proposal.accepted,
+            gates=self.spec.gates, privacy=self.spec.privacy, model_dir=self.model_dir, params=self.params,
+            probe_seed=seed, device=self.device)
+        if not verdict.defensible:
+            return False, verdict.summary(), loss_before, None
+        if verdict.tolerated:
+            log.info("round %d %s: %s", round_id, self.name, verdict.summary())
+        recomputed = self.aggregate(round_id, previous, chosen, pin=False)
         proposed_cid = cid_from_bytes(proposal.global_cid)
         if recomputed.cid != proposed_cid:
             return False, f"recomputed aggregate is {recomputed.cid}, proposal says {proposed_cid}", loss_before, None

@@ -145,3 +145,12 @@ def test_the_model_section_takes_a_cid_and_a_cache_folder(tmp_path: Path) -> Non
     assert (config.model.model_dir, config.model.cache_dir) == (tmp_path / "models/mine", tmp_path / "cache")
     with pytest.raises(ConfigError, match=r"model\.cid: Value error, not a CID"):
         load_node_config(_write(tmp_path, text.replace(cid, "Qm-not-a-cid")), env={})
+
+
+def test_device_is_cpu_unless_set_and_other_values_are_refused(tmp_path: Path) -> None:
+    assert load_node_config(_write(tmp_path, GOOD), env={}).model.device == "cpu"
+    gpu = load_node_config(_write(tmp_path, GOOD + '\n[model]\ndevice = "cuda"\n'), env={})
+    assert gpu.model.device == "cuda"
+    assert load_node_config(_write(tmp_path, GOOD), env={"FLARE__MODEL__DEVICE": "auto"}).model.device == "auto"
+    with pytest.raises(ConfigError, match=r"model\.device"):
+        load_node_config(_write(tmp_path, GOOD + '\n[model]\ndevice = "gpu"\n'), env={})
