@@ -41,9 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     from flare_chain.federation import FederationConfig, RoundReport, run_federation
     from flare_chain.lora.params import LoraTrainParams
+    from flare_chain.lora.skills import SKILLS_SEQ_LEN, SKILLS_TASK
 
-    train = LoraTrainParams() if args.max_train_windows is None else LoraTrainParams(
-        max_train_windows=args.max_train_windows)
+    window = {"seq_len": SKILLS_SEQ_LEN} if args.task == SKILLS_TASK and args.data is None else {}
+    cap = {} if args.max_train_windows is None else {"max_train_windows": args.max_train_windows}
+    train = LoraTrainParams(**window, **cap)  # the skills task's examples fit SKILLS_SEQ_LEN whole: no padding to 128
     nodes = args.nodes
     if nodes is None:
         from flare_chain.lora.datasets import node_entries

@@ -38,6 +38,7 @@ from flare_chain.lora.examples import render_record
 
 __all__ = [
     "SKILLS",
+    "SKILLS_SEQ_LEN",
     "SKILLS_TASK",
     "Skill",
     "node_skills",
@@ -49,6 +50,9 @@ __all__ = [
 
 SKILLS_TASK: Literal["skills"] = "skills"
 """The task's name where a config or a command line names a task."""
+
+SKILLS_SEQ_LEN = 96
+"""Tokens (bytes of the reference model, with BOS and EOS) that hold every rendered example whole."""
 
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from flare_chain.lora.skills import SKILLS_SEQ_LEN
 from flare_chain.node.config import load_node_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "nodes").glob("*.toml"))
@@ -22,7 +23,7 @@ def test_config_validates_with_tiny_training(path: Path) -> None:
     assert config.chain.deployment is not None and config.chain.contract is None
     params = config.train_params()
     assert params.rank <= 8 and (params.max_train_windows or 0) <= 64
-    assert params.seq_len >= 96  # every skills-task example fits whole
+    assert params.seq_len >= SKILLS_SEQ_LEN  # every skills-task example fits whole
 
 
 def test_each_node_has_its_own_share_of_the_skills_task_and_keystore() -> None:

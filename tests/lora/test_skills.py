@@ -13,6 +13,7 @@ from flare_chain.lora.examples import IGNORE_INDEX, TokenExamples, prepare_examp
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.skills import (
     SKILLS,
+    SKILLS_SEQ_LEN,
     node_skills,
     skill_names,
     skills_node_data,
@@ -126,7 +127,7 @@ def test_every_example_fits_the_demo_window_whole() -> None:
     data = skills_node_data(0, 1, records_per_node=400)
     examples = prepare_examples(data, tokenizer, PARAMS.model_copy(update={"seq_len": 4096}))
     lengths = TokenExamples.cat([examples.train, examples.val]).attention_mask.sum(dim=1)
-    assert int(lengths.max()) <= 96  # the node templates' seq_len
+    assert int(lengths.max()) <= SKILLS_SEQ_LEN
 
 
 def test_the_probe_corpus_covers_every_skill_evenly() -> None:
