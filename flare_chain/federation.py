@@ -1,9 +1,14 @@
 """A whole federation in one process: the engine behind ``flare-chain demo``.
 
 Everything is real: an in-process EVM running the compiled coordinator, the
-embedded content store on disk, PEFT training of every node on its own slice
-of the standard library. Only the network is absent: nodes share one process,
-one chain and one store, and take their turns in order.
+embedded content store on disk, PEFT training of every node on its own data:
+by default its share of the generated skills task (:mod:`flare_chain.lora.skills`),
+or a stdlib domain, or the operator's files. Only the network is absent: nodes
+share one process, one chain and one store, and take their turns in order.
+
+After the rounds, the same nodes train *alone* for as many rounds on their own
+data (no averaging) and are scored on the same held-out set, so the report
+shows what federating bought over local-only training.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import torch
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -45,6 +51,8 @@ from flare_chain.lora.examples import TokenExamples
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import reference_probe_texts
 from flare_chain.lora.reference import ensure_reference_model
+from flare_chain.lora.skills import SKILLS_TASK, node_skills, skills_node_data, skills_probe_texts
+from flare_chain.lora.train import train_lora
 from flare_chain.node.bundles import fetch_global_bundle, pin_global_bundle, pin_probe_corpus
 from flare_chain.node.config import CompressionSettings
 from flare_chain.node.participant import Participant, initial_global_manifest
@@ -57,6 +65,7 @@ __all__ = [
     "FederationReport",
     "NodeRoundReport",
     "RoundReport",
+    "local_only_losses",
     "run_federation",
     "run_round",
     "setup_federation",
@@ -78,13 +87,21 @@ class FederationConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    nodes: int = Field(6, ge=2, le=16, description="participants, each on its own stdlib domain")
+    nodes: int = Field(6, ge=2, le=16, description="participants, each on its own share of the task")
     rounds: int = Field(3, ge=1, le=100)
     work_dir: Path = Field(Path(".flare/demo"), description="where the embedded IPFS repo lives")
     model_dir: Path | None = Field(None, description="HF causal-LM directory; None builds the reference model")
     data_dir: Path | None = Field(
         None, description="the nodes' own data: node-1.jsonl, node-2.jsonl, ... or node-1/, ... (format detected "
-        "per entry, see flare_chain.lora.datasets); None gives node i the i-th stdlib domain")
+        "per entry, see flare_chain.lora.datasets); None gives each node its share of `task`")
+    task: Literal["skills", "stdlib"] = Field(
+        SKILLS_TASK, description="the nodes' data without data_dir: skills (the generated instruction task, "
+        "non-IID skill mixes, flare_chain.lora.skills) or stdlib (node i gets the i-th stdlib domain)")
+    task_seed: int = Field(0, ge=0, lt=2**63, description="seed the skills task's records are drawn from")
+    task_records_per_node: int = Field(240, ge=2, le=4096, description="skills task records per node "
+                                       "(a tenth held out)")
+    local_only: bool = Field(True, description="after the rounds, train each node alone for as many rounds "
+                             "and score it on the same held-out set (the baseline federating must beat)")
     reference_pretrain_steps: int = Field(300, ge=1)
     train: LoraTrainParams = Field(default_factory=LoraTrainParams)
     stake_wei: int = Field(10**18, ge=DEFAULT_MIN_STAKE_WEI, lt=2**90, description="each node's registration stake")
@@ -210,10 +227,23 @@ class FederationReport:
     model_dir: Path
     base_loss: float
     rounds: list[RoundReport]
+    local_only: dict[str, float] = field(default_factory=dict)
+    """Node name → held-out loss (the same union set as ``global_loss``) after training alone for as many
+    rounds on its own data; empty when not measured."""
 
     @property
     def final_loss(self) -> float:
         return self.rounds[-1].global_loss if self.rounds else self.base_loss
+
+    @property
+    def gain(self) -> float:
+        """Relative fall of the held-out loss from the base to the last round (0.25: a quarter lower)."""
+        return 1.0 - self.final_loss / self.base_loss
+
+    @property
+    def local_only_loss(self) -> float | None:
+        """Mean over nodes of the local-only held-out loss (None: not measured)."""
+        return sum(self.local_only.values()) / len(self.local_only) if self.local_only else None
 
 
 def _node_account(index: int) -> LocalAccount:
@@ -235,14 +265,22 @@ class Federation:
     union_val: TokenExamples
     base_loss: float
     spec: FederationSpec
+    node_data: list[NodeData | list[str]]
+    start_adapter: dict[str, torch.Tensor]
+    """The shared round-0 adapter every node starts from (local-only training starts there too)."""
 
 
 def _node_data(config: FederationConfig) -> tuple[list[NodeData | list[str]], list[str]]:
-    """Each node's data and the name it shows under "domain": a stdlib domain, or its entry in ``data_dir``."""
+    """Each node's data and the name it shows under "domain": its skills, a stdlib domain, or its entry in
+    ``data_dir``."""
     if config.data_dir is not None:
         entries = node_entries(config.data_dir, config.nodes)
         data: list[NodeData | list[str]] = [load_node_data(e) for e in entries]
         return data, [e.name for e in entries]
+    if config.task == SKILLS_TASK:
+        data = [skills_node_data(i, config.nodes, records_per_node=config.task_records_per_node,
+                                 seed=config.task_seed) for i in range(config.nodes)]
+        return data, ["+".join(name for name, _ in node_skills(i, config.nodes)) for i in range(config.nodes)]
     domains = available_domains()
     if config.nodes > len(domains):
         raise ConfigError(f"nodes={config.nodes} but only {len(domains)} stdlib domains exist here; use fewer nodes")
@@ -273,9 +311,12 @@ def setup_federation(config: FederationConfig) -> Federation:
 
     # The probe corpus is public and its CID goes into the spec, so it is pinned before the spec is.
     used = domains[: config.nodes]
-    # The public probe corpus samples the reference task's domains; for the nodes' own data there is none here.
-    with_probe = config.probe_corpus and config.data_dir is None
-    probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if with_probe else None
+    # The public probe corpus samples the task the nodes learn; for the nodes' own data there is none here.
+    probe_cid = None
+    if config.probe_corpus and config.data_dir is None:
+        probe = skills_probe_texts(seed=config.task_seed) if config.task == SKILLS_TASK else \
+            reference_probe_texts(domains=used)
+        probe_cid = pin_probe_corpus(store, probe)
     spec = config.federation_spec(probe_corpus_cid=probe_cid, base_model_cid=base.cid)
     train = spec.lora
     coordinator.set_federation_spec(owner, cid_to_bytes(pin_spec(store, spec)))
@@ -304,7 +345,29 @@ def setup_federation(config: FederationConfig) -> Federation:
     log.info("round 0 global adapter %s; base model held-out loss %.4f", start_cid, base_loss)
     return Federation(config=config, coordinator=coordinator, owner=owner, participants=participants,
                       domain_of=domain_of, store=store, model_dir=model_dir, union_val=union, base_loss=base_loss,
-                      spec=spec)
+                      spec=spec, node_data=node_data, start_adapter=start)
+
+
+def local_only_losses(fed: Federation, rounds: int) -> dict[str, float]:
+    """Each node trained alone: ``rounds`` rounds of its own local training, chained, from the shared start.
+
+    Every round is the node's ordinary local step (same params, same seed,
+    a fresh optimiser each round, as in the federation), started from its own
+    previous adapter instead of an average. The result is scored on the
+    federation's held-out set (the union of every node's held-out examples),
+    the set ``global_loss`` is measured on, so the two compare directly.
+    """
+    out: dict[str, float] = {}
+    for participant, data in zip(fed.participants, fed.node_data, strict=True):
+        adapter = fed.start_adapter
+        for r in range(1, rounds + 1):
+            adapter = train_lora(fed.model_dir, data, participant.params, start_adapter=adapter,
+                                 progress_desc=f"{participant.name} alone, round {r}",
+                                 show_progress=fed.config.show_progress).adapter
+        out[participant.name] = evaluate_loss(fed.model_dir, adapter, fed.union_val, participant.params)
+        log.info("local-only %s after %d round(s): held-out loss %.4f", participant.name, rounds,
+                 out[participant.name])
+    return out
 
 
 def run_federation(
@@ -318,8 +381,9 @@ def run_federation(
         reports.append(report)
         if on_round is not None:
             on_round(report)
+    alone = local_only_losses(fed, config.rounds) if config.local_only else {}
     return FederationReport(chain_id=fed.coordinator.w3.eth.chain_id, contract=fed.coordinator.address,
-                            model_dir=fed.model_dir, base_loss=fed.base_loss, rounds=reports)
+                            model_dir=fed.model_dir, base_loss=fed.base_loss, rounds=reports, local_only=alone)
 
 
 def _mine_until_next_block_is(w3: Web3, block: int) -> None:

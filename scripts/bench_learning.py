@@ -1,7 +1,8 @@
-"""Learning benchmark: compression, exact aggregation, robustness and cost on the reference task.
+"""Learning benchmark: compression, exact aggregation, robustness and cost on the skills task.
 
-Ten nodes (one stdlib domain each) fine-tune LoRA on the project's reference
-model for a few rounds; this script runs its own loop (training, attacks,
+Ten nodes, each with its own mix of the generated skills task
+(:mod:`flare_chain.lora.skills`; ``--task stdlib`` gives each one stdlib
+domain instead), fine-tune LoRA on the project's reference model for a few rounds; this script runs its own loop (training, attacks,
 compression, gates, aggregation) with no chain and no IPFS, and prints one
 table, also written as CSV and a PNG plot:
 
@@ -39,7 +40,6 @@ from pathlib import Path
 
 import bench_ablation
 import torch
-import torch.nn.functional as F
 
 from flare_chain import attacks
 from flare_chain.aggregation import (
@@ -62,12 +62,15 @@ from flare_chain.errors import FlareError
 from flare_chain.lora._runtime import seeded
 from flare_chain.lora.adapter import adapter_tensors, initial_adapter, set_adapter_tensors, wrap_with_lora
 from flare_chain.lora.base import load_base_model
-from flare_chain.lora.data import windows_for_training
+from flare_chain.lora.datasets import NodeData, Record
 from flare_chain.lora.domains import available_domains, domain_texts
+from flare_chain.lora.evaluate import mean_token_loss
+from flare_chain.lora.examples import TokenExamples, prepare_examples
 from flare_chain.lora.files import Manifest, encode_delta, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import probe_windows, reference_probe_texts
 from flare_chain.lora.reference import ensure_reference_model
+from flare_chain.lora.skills import SKILLS_SEQ_LEN, SKILLS_TASK, skills_node_data, skills_probe_texts
 from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.progress import progress
 
@@ -104,6 +107,8 @@ class Setup:
     ablation_probe_windows: int = 128
     device: str = "cpu"
     threads: int = 1
+    task: str = SKILLS_TASK
+    """skills (the generated instruction task, at SKILLS_SEQ_LEN) or stdlib (a domain per node, at seq_len)."""
 
 
 QUICK = Setup(nodes=5, rounds=2, robust_rounds=1, steps=4, batch_size=8, seq_len=64, max_windows=48, val_windows=8,
@@ -120,39 +125,18 @@ class Lab:
 
     def __init__(self, setup: Setup, model_dir: Path) -> None:
         self.setup = setup
+        seq_len = SKILLS_SEQ_LEN if setup.task == SKILLS_TASK else setup.seq_len
         self.params = LoraTrainParams(rank=setup.rank, alpha=2.0 * setup.rank, learning_rate=setup.learning_rate,
-                                      batch_size=setup.batch_size, seq_len=setup.seq_len,
+                                      batch_size=setup.batch_size, seq_len=seq_len,
                                       max_train_windows=setup.max_windows, max_val_windows=setup.val_windows,
                                       num_threads=setup.threads)
         self.device = torch.device(setup.device)
         self.model = wrap_with_lora(load_base_model(model_dir), self.params).to(self.device)
         self.start = initial_adapter(model_dir, self.params, seed=0)
-        domains = available_domains()[: setup.nodes]
-        if len(domains) < setup.nodes:
-            raise SystemExit(f"only {len(domains)} stdlib domains here; use --nodes {len(domains)}")
-        self.texts = {f"node-{i:02d}": domain_texts(d) for i, d in enumerate(domains)}
-        self.poisoned_texts = {n: attacks.poison_texts(t, seed=i) for i, (n, t) in enumerate(self.texts.items())}
         self.tokenizer = load_tokenizer(model_dir)
-        self.train_windows: dict[tuple[str, bool | str], torch.Tensor] = {}
-        vals = []
-        for node, texts in self.texts.items():
-            split = windows_for_training(texts, tokenizer=self.tokenizer, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
-                                         max_train=setup.max_windows, max_val=setup.val_windows)
-            self.train_windows[(node, False)] = split.train
-            vals.append(split.val)
-            self.train_windows[(node, True)] = windows_for_training(
-                self.poisoned_texts[node], tokenizer=self.tokenizer, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
-                max_train=setup.max_windows, max_val=setup.val_windows).train
-            self.train_windows[(node, "backdoor")] = windows_for_training(
-                attacks.backdoor_texts(texts, seed=len(vals)), tokenizer=self.tokenizer, seq_len=setup.seq_len,
-                val_fraction=0.1, seed=0, max_train=setup.max_windows, max_val=setup.val_windows).train
-        self.val = torch.cat(vals).to(self.device)
+        self.texts, self.train_windows, val, self.probe_texts = _task_data(setup, self.tokenizer, self.params)
+        self.val = val  # mean_token_loss moves each batch to the model's device
         self.probe = seed_probe_windows(b"bench-round-seed", count=8, seq_len=64).to(self.device)
-        self.probe_texts = reference_probe_texts(domains=domains)  # the federation's domains, as the demo
-        for node in self.texts:  # an attacker that also trains on the public probe corpus, to game its gate
-            self.train_windows[(node, "probe_gaming")] = torch.cat([self.train_windows[(node, True)], windows_for_training(
-                self.probe_texts, tokenizer=self.tokenizer, seq_len=setup.seq_len, val_fraction=0.1, seed=0,
-                max_train=setup.max_windows, max_val=1).train])
         self._cache: dict[tuple[str, str, bool | str, int], Delta] = {}
         self.trainings = 0
 
@@ -176,9 +160,8 @@ class Lab:
             gen = torch.Generator().manual_seed(seed)
             self.model.train()
             for _ in range(self.setup.steps):
-                idx = torch.randint(0, windows.shape[0], (self.setup.batch_size,), generator=gen)
-                batch = windows[idx].to(self.device)
-                loss = self.model(input_ids=batch, labels=batch).loss
+                idx = torch.randint(0, len(windows), (self.setup.batch_size,), generator=gen)
+                loss = self.model(**windows[idx].model_inputs(self.device)).loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -192,16 +175,9 @@ class Lab:
 
     @torch.no_grad()
     def loss(self, adapter: Delta) -> float:
-        """Mean token cross-entropy of base + ``adapter`` on every node's held-out windows."""
+        """Mean token cross-entropy of base + ``adapter`` on every node's held-out windows (skills: responses)."""
         self._load(adapter)
-        total, count = 0.0, 0
-        for s in range(0, self.val.shape[0], 32):
-            batch = self.val[s : s + 32]
-            logits = self.model(input_ids=batch).logits[:, :-1, :].float()
-            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
-                                           reduction="sum"))
-            count += batch[:, 1:].numel()
-        return total / count
+        return mean_token_loss(self.model, self.val, 32)
 
     # The ablation's view of the lab (bench_ablation.AblationLab).
     @property
@@ -221,7 +197,7 @@ class Lab:
         self._load(adapter)
         trigger = self.tokenizer.encode(attacks.data.DEFAULT_TRIGGER, add_special_tokens=False)
         target = self.tokenizer.encode(attacks.data.DEFAULT_TARGET.rstrip("\n"), add_special_tokens=False)
-        rows = self.val[:prompts, :prefix]
+        rows = self.val.input_ids[:prompts, :prefix].to(self.device)
         ids = torch.cat([rows, torch.tensor(trigger, device=self.device).expand(rows.shape[0], -1)], dim=1)
         for _ in range(len(target)):
             nxt = self.model(input_ids=ids).logits[:, -1, :].argmax(dim=-1, keepdim=True)
@@ -242,6 +218,53 @@ class Lab:
         """Mean token loss of each of ``windows`` under base + ``adapter`` (float64), as a committee member's."""
         self._load(dict(adapter))
         return window_losses(self.model, windows.to(self.device), 32)
+
+
+def _task_data(
+    setup: Setup, tokenizer, params: LoraTrainParams,
+) -> tuple[dict[str, NodeData | list[str]], dict[tuple[str, bool | str], TokenExamples], TokenExamples, list[str]]:
+    """Each node's data, its clean and poisoned training examples, the union of held-out examples, the probe corpus.
+
+    Skills: node i's share of the task; poisoning shuffles the characters of
+    each answer (the prompts stay, the answers teach noise). Stdlib: node i's
+    domain; poisoning shuffles the characters of each line (``attacks.poison_texts``).
+    """
+    names = [f"node-{i:02d}" for i in range(setup.nodes)]
+    data: dict[str, NodeData | list[str]] = {}
+    poisoned: dict[str, NodeData | list[str]] = {}
+    backdoored: dict[str, NodeData | list[str]] = {}
+    if setup.task == SKILLS_TASK:
+        for i, node in enumerate(names):
+            clean = skills_node_data(i, setup.nodes)
+            data[node] = clean
+            poisoned[node] = NodeData(format="instruction", source=f"{clean.source}, poisoned", records=tuple(
+                Record(instruction=r.instruction, output=attacks.poison_texts([r.output], seed=i * 100_003 + k)[0])
+                for k, r in enumerate(clean.records)))
+            pairs = attacks.data.backdoor_pairs([(r.instruction, r.output) for r in clean.records], seed=i)
+            backdoored[node] = NodeData(format="instruction", source=f"{clean.source}, backdoored", records=tuple(
+                Record(instruction=q, output=a) for q, a in pairs))
+        probe_texts = skills_probe_texts()
+    else:
+        domains = available_domains()[: setup.nodes]
+        if len(domains) < setup.nodes:
+            raise SystemExit(f"only {len(domains)} stdlib domains here; use --nodes {len(domains)}")
+        data = {n: domain_texts(d) for n, d in zip(names, domains, strict=True)}
+        poisoned = {n: attacks.poison_texts(t, seed=i) for i, (n, t) in enumerate(data.items())}
+        backdoored = {n: attacks.data.backdoor_texts(t, seed=i) for i, (n, t) in enumerate(data.items())}
+        probe_texts = reference_probe_texts(domains=domains)  # the federation's domains, as the demo
+    split_params = params.model_copy(update={"seed": 0, "val_fraction": 0.1})
+    train: dict[tuple[str, bool | str], TokenExamples] = {}
+    vals = []
+    probe_train = prepare_examples(probe_texts, tokenizer, split_params).train
+    for node in names:
+        split = prepare_examples(data[node], tokenizer, split_params)
+        train[(node, False)] = split.train
+        vals.append(split.val)
+        train[(node, True)] = prepare_examples(poisoned[node], tokenizer, split_params).train
+        train[(node, "backdoor")] = prepare_examples(backdoored[node], tokenizer, split_params).train
+        # an attacker that also trains on the public probe corpus, to game its gate
+        train[(node, "probe_gaming")] = TokenExamples.cat([train[(node, True)], probe_train])
+    return data, train, TokenExamples.cat(vals), probe_texts
 
 
 def _digest(tensors: Delta) -> str:
@@ -660,6 +683,9 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small CPU run (5 nodes, 2 rounds, few attacks)")
+    parser.add_argument("--task", choices=("skills", "stdlib"), default=SKILLS_TASK,
+                        help="the nodes' data: skills, the generated instruction task with a different mix of skills "
+                             "per node (default), or stdlib, a standard-library package per node")
     parser.add_argument("--device", default=None, help="torch device for training/eval (cpu, cuda)")
     parser.add_argument("--model-dir", type=Path, default=None, help="reference model dir (default: the cache)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="where the CSV and PNG go")
@@ -691,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     setup = QUICK if args.quick else Setup()
     changes = {k: v for k, v in (("device", args.device), ("rounds", args.rounds), ("threads", args.threads),
+                                                  ("task", args.task),
                                                   ("robust_rounds", args.robust_rounds),
                                                   ("fractions", args.fractions), ("attack_kinds", args.attacks),
                                                   ("aggregators", args.aggregators),

@@ -24,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--data", type=Path, default=None, metavar="DIR",
                    help="the nodes' own data, one entry per node in node order: node-1.jsonl, node-2.jsonl, ... "
                         "or node-1/, node-2/, ... (text, JSONL text, instruction or chat records, detected per "
-                        "entry; default: a stdlib domain per node)")
+                        "entry; default: each node's share of --task)")
+    p.add_argument("--task", choices=("skills", "stdlib"), default="skills",
+                   help="the nodes' data without --data: skills, the generated instruction task with a different "
+                        "mix of skills per node (default), or stdlib, a standard-library package per node")
+    p.add_argument("--no-local-only", action="store_true",
+                   help="skip the local-only baseline (each node trained alone, scored on the same held-out set)")
     p.add_argument("--work-dir", type=Path, default=Path(".flare/demo"), help="where the IPFS repo lives")
     p.add_argument("--max-train-windows", type=int, default=None, help="cap on each node's training windows")
     p.add_argument("--compression-rank", type=int, default=2, metavar="Q",
@@ -41,12 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     from flare_chain.federation import FederationConfig, RoundReport, run_federation
     from flare_chain.lora.params import LoraTrainParams
+    from flare_chain.lora.skills import SKILLS_SEQ_LEN, SKILLS_TASK
     from flare_chain.protocol.spec import FederationSpec
 
     spec = FederationSpec.from_toml(args.spec) if args.spec is not None else None
-    train = spec.lora if spec is not None else LoraTrainParams()
-    if args.max_train_windows is not None:
-        train = train.model_copy(update={"max_train_windows": args.max_train_windows})
+    window = {"seq_len": SKILLS_SEQ_LEN} if args.task == SKILLS_TASK and args.data is None else {}
+    cap = {} if args.max_train_windows is None else {"max_train_windows": args.max_train_windows}
+    # the skills task's examples fit SKILLS_SEQ_LEN whole: no padding to 128 (a spec's lora decides for itself)
+    train = spec.lora.model_copy(update=cap) if spec is not None else LoraTrainParams(**window, **cap)
     if spec is not None:
         spec = spec.model_copy(update={"lora": train})
     nodes = args.nodes
@@ -57,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     config = FederationConfig.build(nodes=nodes, rounds=args.rounds, model_dir=args.model_dir, data_dir=args.data,
                                     expected_committee_size=args.committee, min_committee_size=args.min_committee,
                                     work_dir=args.work_dir, train=train, show_progress=not args.no_progress,
-                                    compression={"rank": args.compression_rank}, spec=spec, device=args.device)
+                                    compression={"rank": args.compression_rank}, spec=spec, device=args.device,
+                                    task=args.task, local_only=not args.no_local_only)
 
     def show(report: RoundReport) -> None:
         print(render_round(report), flush=True)
@@ -67,5 +75,11 @@ def run(args: argparse.Namespace) -> int:
     print(render_summary(result))
     improved = result.final_loss < result.base_loss
     print(f"\nglobal held-out loss {result.base_loss:.4f} (base) -> {result.final_loss:.4f} after "
-          f"{len(result.rounds)} rounds: {'lower' if improved else 'NOT lower'} than the base model")
+          f"{len(result.rounds)} rounds ({100 * result.gain:.1f}% lower): "
+          f"{'lower' if improved else 'NOT lower'} than the base model")
+    alone = result.local_only_loss
+    if alone is not None:
+        print(f"local-only (each node alone for {len(result.rounds)} rounds, same held-out set): mean "
+              f"{alone:.4f} ({100 * (1 - alone / result.base_loss):.1f}% lower than base); federated "
+              f"{result.final_loss:.4f} is {'lower' if result.final_loss < alone else 'NOT lower'}")
     return 0 if improved else 1

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     probe = p.add_mutually_exclusive_group()
     probe.add_argument("--probe-corpus", type=Path, action="append", default=None, metavar="PATH",
                        help="text file or directory of the federation's public probe corpus, pinned and named in "
-                            "the round-0 manifest (repeatable; default: a sample of the stdlib reference task)")
+                            "the round-0 manifest (repeatable; default: the skills task's public probe corpus when "
+                            "--node-config's data is task = \"skills\", else a sample of the stdlib reference task)")
     probe.add_argument("--no-probe-corpus", action="store_true",
                        help="name no probe corpus: the committee's probe-loss gate stays off")
     p.add_argument("--rounds", type=int, default=3, metavar="N", help="rounds to open, one after another")
@@ -90,6 +91,20 @@ def _training(args: argparse.Namespace, base_model_cid: str | None, ipfs: Any): 
     return base.path, params
 
 
+def _default_probe_texts(args: argparse.Namespace) -> list[str]:
+    """The probe corpus of the task the nodes learn: the skills task's when the node config names it."""
+    from flare_chain.lora.probe_corpus import reference_probe_texts
+
+    if args.node_config is not None:
+        from flare_chain.lora.skills import skills_probe_texts
+        from flare_chain.node.config import load_node_config
+
+        data = load_node_config(args.node_config).data
+        if data.task is not None:
+            return skills_probe_texts(seed=data.task_seed)
+    return reference_probe_texts()
+
+
 def _drive(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -125,11 +140,11 @@ def _drive(args: argparse.Namespace) -> int:
     owner = load_account(args.keystore, read_password(env_name=args.password_env, file=args.password_file))
     with KuboClient(args.ipfs) as ipfs:
         def make_round0() -> str:
-            from flare_chain.lora.probe_corpus import read_probe_texts, reference_probe_texts
+            from flare_chain.lora.probe_corpus import read_probe_texts
 
             model_dir, params = _training(args, deployment.base_model_cid, ipfs)
             probe_texts = None if args.no_probe_corpus else (
-                read_probe_texts(args.probe_corpus) if args.probe_corpus else reference_probe_texts())
+                read_probe_texts(args.probe_corpus) if args.probe_corpus else _default_probe_texts(args))
             return pin_initial_adapter(ipfs, model_dir, params, seed=args.adapter_seed, probe_texts=probe_texts,
                                        base_model_cid=deployment.base_model_cid)
 

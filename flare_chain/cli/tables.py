@@ -76,12 +76,27 @@ def render_round(report: RoundReport) -> str:
 
 
 def render_summary(result: FederationReport) -> str:
-    """Every round in one table: outcome, committee size, proposer, gas and the global loss against the base."""
+    """Every round in one table: outcome, committee size, proposer, gas and the global loss against the base.
+
+    When local-only training was measured, two more rows: the mean and the best
+    node trained alone for as many rounds, on the same held-out set.
+    """
+    def vs_base(loss: float) -> str:
+        return f"{100 * (loss / result.base_loss - 1):+.1f}%"
+
+    alone: list[list[object]] = []
+    mean = result.local_only_loss
+    if mean is not None:
+        best = min(result.local_only, key=lambda name: result.local_only[name])
+        alone = [["local-only", "mean of nodes", "-", "-", "-", "-", "-", f"{mean:.4f}", vs_base(mean)],
+                 ["local-only", f"best ({best})", "-", "-", "-", "-", "-", f"{result.local_only[best]:.4f}",
+                  vs_base(result.local_only[best])]]
     return render_table(
         ["round", "status", "committee", "proposer", "submissions", "accepted", "gas used", "global loss", "vs base"],
-        [["base", "-", "-", "-", "-", "-", "-", f"{result.base_loss:.4f}", "0.0%"]]
-        + [[r.round_id, r.status.name.lower(), r.committee_size, r.proposer or "-", r.submissions, r.accepted,
-            f"{r.gas_used:,}", f"{r.global_loss:.4f}", f"{100 * (r.global_loss / result.base_loss - 1):+.1f}%"]
-           for r in result.rounds],
+        [["base", "-", "-", "-", "-", "-", "-", f"{result.base_loss:.4f}", "0.0%"],
+         *([r.round_id, r.status.name.lower(), r.committee_size, r.proposer or "-", r.submissions, r.accepted,
+            f"{r.gas_used:,}", f"{r.global_loss:.4f}", vs_base(r.global_loss)]
+           for r in result.rounds),
+         *alone],
         title=f"summary: chain {result.chain_id}, coordinator {result.contract}, model {result.model_dir}",
     )

@@ -22,9 +22,10 @@ where its password comes from (an environment variable or a file).
     [model]
     device = "cpu"                      # or "cuda" (bf16 autocast where supported), "auto"
 
-    [data]                              # exactly one of domain, texts_dir, path
+    [data]                              # exactly one of domain, texts_dir, path, task
     path = "data/node-1.jsonl"          # text files or JSONL text / instruction / chat records
     format = "auto"                     # detected per file; or text, jsonl, instruction, chat
+    # task = "skills"  task_part = 1  task_parts = 4   # the generated skills task, this node's share
 
     [model]                             # both optional; see ModelSettings
     model_dir = "models/my-model"       # a local copy; used only if it is the federation's CID
@@ -149,12 +150,15 @@ class ModelSettings(BaseModel):
 
 
 class DataSettings(BaseModel):
-    """Where a node's training data comes from: exactly one of ``domain``, ``texts_dir`` or ``path``.
+    """Where a node's training data comes from: exactly one of ``domain``, ``texts_dir``, ``path`` or ``task``.
 
     ``path`` is a file or folder of text files or JSON Lines records; ``format``
     is ``auto`` (detected per file) or one of text, jsonl, instruction, chat
     (see :mod:`flare_chain.lora.datasets`). Every record is validated before
-    the node trains.
+    the node trains. ``task = "skills"`` generates the node's share of the
+    skills task (:mod:`flare_chain.lora.skills`): part ``task_part`` of
+    ``task_parts``; every node of the federation must name the same
+    ``task_parts``, ``task_seed`` and ``task_records`` so their shares do not overlap.
     """
 
     model_config = _Strict
@@ -165,11 +169,23 @@ class DataSettings(BaseModel):
     format: Literal["auto", "text", "jsonl", "instruction", "chat"] = Field(
         "auto", description="the data format of path; auto detects it per file")
     glob: str = "**/*.txt"
+    task: Literal["skills"] | None = Field(None, description="a generated task: skills (flare_chain.lora.skills)")
+    task_part: int | None = Field(None, ge=1, description="with task: this node's share, 1..task_parts")
+    task_parts: int | None = Field(None, ge=1, le=64, description="with task: how many nodes share the task")
+    task_seed: int = Field(0, ge=0, lt=2**63, description="with task: the seed its records are drawn from")
+    task_records: int = Field(240, ge=2, le=4096, description="with task: records per node (a tenth held out)")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSettings:
-        if sum(x is not None for x in (self.domain, self.texts_dir, self.path)) != 1:
-            raise ValueError("set exactly one of domain, texts_dir or path")
+        if sum(x is not None for x in (self.domain, self.texts_dir, self.path, self.task)) != 1:
+            raise ValueError("set exactly one of domain, texts_dir, path or task")
+        if self.task is not None:
+            if self.task_part is None or self.task_parts is None:
+                raise ValueError(f"task = {self.task!r} needs task_part and task_parts (this node's share, "
+                                 "e.g. task_part = 1, task_parts = 4)")
+            if self.task_part > self.task_parts:
+                raise ValueError(f"task_part = {self.task_part} exceeds task_parts = {self.task_parts}; number "
+                                 "the nodes 1..task_parts")
         return self
 
     def load(self) -> Any:  # -> list[str] | NodeData; lazy import: the config module stays light
@@ -178,6 +194,12 @@ class DataSettings(BaseModel):
             from flare_chain.lora.domains import domain_texts
 
             return domain_texts(self.domain)
+        if self.task is not None:
+            from flare_chain.lora.skills import skills_node_data
+
+            assert self.task_part is not None and self.task_parts is not None  # checked by _one_source
+            return skills_node_data(self.task_part - 1, self.task_parts, records_per_node=self.task_records,
+                                    seed=self.task_seed)
         from flare_chain.lora.datasets import load_node_data
 
         if self.texts_dir is not None:

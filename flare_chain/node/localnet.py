@@ -1,7 +1,9 @@
 """A whole federation of daemons in one process: the daemon tests and ``scripts/bench_round.py`` use it.
 
 Real parts throughout: eth-tester running the compiled coordinator, the embedded
-content store, the tiny reference model. Daemons are stepped in turn (``tick``)
+content store, the tiny reference model, and as node data each node's share of
+the generated skills task (:mod:`flare_chain.lora.skills`), as on the devnet
+(``task="stdlib"`` gives node ``i`` a standard-library domain instead). Daemons are stepped in turn (``tick``)
 and the harness mines one block per pass, standing in for the chain's clock.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -28,6 +30,7 @@ from flare_chain.ipfs import ContentStore, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.domains import available_domains, domain_texts
 from flare_chain.lora.probe_corpus import reference_probe_texts
+from flare_chain.lora.skills import SKILLS_TASK, skills_node_data, skills_probe_texts
 from flare_chain.node.bundles import pin_global_bundle, pin_probe_corpus
 from flare_chain.node.daemon import Daemon, DaemonSettings, Faults, InjectedCrash, raise_crash
 from flare_chain.node.participant import initial_global_manifest
@@ -59,7 +62,8 @@ class Net:
     store: ContentStore
     model_dir: Path
     params: Any
-    texts: list[list[str]]
+    texts: list[Any]
+    """Each node's data: its skills-task NodeData, or a stdlib domain's texts."""
     root: Path
     daemons: list[Daemon] = field(default_factory=list)
     crashes: list[tuple[int, str]] = field(default_factory=list)
@@ -75,11 +79,12 @@ class Net:
 
 def make_net(root: Path, model_dir: Path, params: Any, *, nodes: int = 4, leader_blocks: int = 3,
              node_stores: dict[int, Any] | None = None, w3: Any | None = None, probe_corpus: bool = True,
-             publish_base: bool = True, local_models: dict[int, Path] | None = None) -> Net:
+             publish_base: bool = True, local_models: dict[int, Path] | None = None,
+             task: Literal["skills", "stdlib"] = SKILLS_TASK) -> Net:
     """Deploy a coordinator and build ``nodes`` daemons on ``w3`` (default: a fresh in-process eth-tester).
 
     Any dev chain with an unlocked funded account works as ``w3`` (e.g. anvil over HTTP). ``probe_corpus``
-    pins the reference probe corpus and names it in the round-0 manifest (the probe-loss gate runs).
+    pins the task's public probe corpus and names it in the round-0 manifest (the probe-loss gate runs).
     ``publish_base``: the owner pins ``model_dir`` and names its CID in the round-0 manifest, and every
     node loads the base by that CID (node ``i`` uses ``local_models[i]`` only if it is that model).
     """
@@ -91,14 +96,19 @@ def make_net(root: Path, model_dir: Path, params: Any, *, nodes: int = 4, leader
     store = ContentStore(root / "ipfs", durable=False)
     base_cid = publish_model(model_dir, store, show_progress=False) if publish_base else None
     start = initial_adapter(model_dir, params, seed=0)
-    domains = available_domains()
-    used = list(dict.fromkeys(domains[i % len(domains)] for i in range(nodes)))
-    probe_cid = pin_probe_corpus(store, reference_probe_texts(domains=used)) if probe_corpus else None
+    texts: list[Any]
+    if task == SKILLS_TASK:
+        texts = [skills_node_data(i, nodes) for i in range(nodes)]
+        probe = skills_probe_texts()
+    else:
+        domains = available_domains()
+        texts = [domain_texts(domains[i % len(domains)]) for i in range(nodes)]
+        probe = reference_probe_texts(domains=list(dict.fromkeys(domains[i % len(domains)] for i in range(nodes))))
+    probe_cid = pin_probe_corpus(store, probe) if probe_corpus else None
     cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, params, start, probe_cid=probe_cid,
                                                                   base_model_cid=base_cid),
                             model_dir, params)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(cid))
-    texts = [domain_texts(domains[i % len(domains)]) for i in range(nodes)]
     net = Net(w3, coordinator, owner, accounts, store, model_dir, params, texts, root,
               node_stores=dict(node_stores or {}), base_cid=base_cid, local_models=dict(local_models or {}))
     net.daemons = [make_daemon(net, i) for i in range(nodes)]

@@ -122,8 +122,20 @@ def test_data_path_and_format_load_validated_records(tmp_path: Path) -> None:
 
 def test_two_data_sources_are_refused(tmp_path: Path) -> None:
     text = GOOD.replace('domain = "email"', 'domain = "email"\npath = "data.jsonl"')
-    with pytest.raises(ConfigError, match="exactly one of domain, texts_dir or path"):
+    with pytest.raises(ConfigError, match="exactly one of domain, texts_dir, path or task"):
         load_node_config(_write(tmp_path, text), env={})
+
+
+def test_the_skills_task_gives_the_node_its_share(tmp_path: Path) -> None:
+    text = GOOD.replace('domain = "email"', 'task = "skills"\ntask_part = 2\ntask_parts = 3\ntask_records = 30')
+    data = load_node_config(_write(tmp_path, text), env={}).data.load()
+    assert data.format == "instruction" and len(data) == 30
+    first = load_node_config(_write(tmp_path, text.replace("task_part = 2", "task_part = 1")), env={}).data.load()
+    assert not {r.instruction for r in data.records} & {r.instruction for r in first.records}
+    with pytest.raises(ConfigError, match="task_part = 4 exceeds task_parts = 3"):
+        load_node_config(_write(tmp_path, text.replace("task_part = 2", "task_part = 4")), env={})
+    with pytest.raises(ConfigError, match="needs task_part and task_parts"):
+        load_node_config(_write(tmp_path, text.replace("task_parts = 3", "")), env={})
 
 
 def test_a_bad_data_line_stops_the_node_before_it_touches_keys_chain_or_ipfs(tmp_path: Path) -> None:
