@@ -74,14 +74,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add = sub.add_parser("add", parents=[sources],
                          help="check a model folder (config, *.safetensors, tokenizer; pickle refused), pin it, "
                               "print its CID")
-    add.add_argument("folder", type=Path, metavar="DIR")
+    add.add_argument("folder", type=Path, metavar="DIR", help="the model folder: config, safetensors weights, tokenizer")
     add.add_argument("--cid-version", type=int, choices=(0, 1), default=0,
                      help="0 (Qm..., default, as `ipfs add -r`) or 1 (bafy..., raw leaves)")
     add.set_defaults(func=cmd_add)
 
     fetch = sub.add_parser("fetch", parents=[sources],
                            help="fetch a model by CID, verify every block and the folder, cache it; print its path")
-    fetch.add_argument("cid", metavar="CID")
+    fetch.add_argument("cid", metavar="CID", help="the model folder's CID, as `flare-chain model add` printed it")
     fetch.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                        help="model cache; the model lands in DIR/<CID> (default: $FLARE_CACHE_DIR/base-models "
                             "or ~/.cache/flare-chain/base-models)")

@@ -85,12 +85,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     init.set_defaults(func=_init)
 
     pin = sub.add_parser("pin", help="validate a spec TOML, pin its canonical form and print its CID")
-    pin.add_argument("file", type=Path, metavar="SPEC.toml")
+    pin.add_argument("file", type=Path, metavar="SPEC.toml", help="the spec to validate and pin")
     add_spec_store_arguments(pin)
     pin.set_defaults(func=_pin)
 
     show = sub.add_parser("show", help="print a spec (by CID from the store, or a TOML file) and its CID")
-    show.add_argument("spec", metavar="CID_OR_FILE")
+    show.add_argument("spec", metavar="CID_OR_FILE", help="a pinned spec's CID, or a spec TOML file")
     show.add_argument("--json", action="store_true", help="print JSON ({cid, spec}) instead of TOML")
     add_spec_store_arguments(show)
     show.set_defaults(func=_show)

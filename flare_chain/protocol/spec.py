@@ -257,21 +257,28 @@ def _toml_value(value: Any) -> str:
 
 
 def _toml(document: dict[str, Any]) -> str:
-    """TOML has no null: a None field is written as a comment, and reads back as its default (None)."""
+    """TOML has no null: a None field is written as a comment, and reads back as its default (None).
+
+    Nested sections become dotted tables (``[gates.bands.norm_z]``), each after its parent's scalars.
+    """
     lines: list[str] = []
-    tables: list[tuple[str, dict[str, Any]]] = []
-    for key, value in document.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        elif value is None:
-            lines.append(f"# {key} = (none)")
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for name, table in tables:
-        lines.append("")
-        lines.append(f"[{name}]")
-        for key, value in table.items():
-            lines.append(f"# {key} = (none)" if value is None else f"{key} = {_toml_value(value)}")
+
+    def table(data: dict[str, Any], name: str) -> None:
+        if name:
+            lines.append("")
+            lines.append(f"[{name}]")
+        nested = []
+        for key, value in data.items():
+            if isinstance(value, dict):
+                nested.append((key, value))
+            elif value is None:
+                lines.append(f"# {key} = (none)")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, value in nested:
+            table(value, f"{name}.{key}" if name else key)
+
+    table(document, "")
     return "\n".join(lines) + "\n"
 
 
