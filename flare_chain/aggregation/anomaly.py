@@ -149,19 +149,32 @@ def _digest(update: ClientUpdate) -> str:
     return h.hexdigest()
 
 
-def relative_distances(candidates: Sequence[ClientUpdate]) -> torch.Tensor:
-    """``[n, n]`` float64 matrix of ``‖Δᵢ − Δⱼ‖ / max(‖Δᵢ‖, ‖Δⱼ‖)`` (0 where both are zero)."""
+def relative_distance(a: ClientUpdate, b: ClientUpdate) -> float:
+    """``‖Δa − Δb‖ / max(‖Δa‖, ‖Δb‖)`` in float64 (0 when both are zero)."""
+    diff = sum(float(((a.delta[k].to(torch.float64) - b.delta[k].to(torch.float64)) ** 2).sum()) for k in sorted(a.delta))
+    scale = max(update_norm(a), update_norm(b))
+    return math.sqrt(diff) / scale if scale > 0 else 0.0
+
+
+def close_pairs(candidates: Sequence[ClientUpdate], bound: float) -> list[tuple[int, int]]:
+    """Index pairs ``i < j`` whose relative distance may be at most ``bound``: a float32 Gram-matrix screen.
+
+    The screen errs by ~1e-6 relative, far less than the margin of 0.01 it
+    adds; every pair it returns is then measured exactly in float64
+    (:func:`relative_distance`), so the verdicts depend on float64 values only,
+    at a fraction of the cost of a float64 Gram matrix of full-size updates.
+    """
     n = len(candidates)
     gram = torch.zeros(n, n, dtype=torch.float64)
     for key in sorted(candidates[0].delta):
-        x = torch.stack([u.delta[key].reshape(-1).to(torch.float64) for u in candidates])
-        gram += x @ x.T
-    sq = torch.diagonal(gram)
+        x = torch.stack([u.delta[key].reshape(-1).to(torch.float32) for u in candidates])
+        gram += (x @ x.T).to(torch.float64)
+    sq = torch.diagonal(gram).clamp_min(0.0)
     dist = (sq[:, None] + sq[None, :] - 2.0 * gram).clamp_min(0.0).sqrt()
     scale = torch.maximum(sq[:, None], sq[None, :]).sqrt()
-    rel = torch.where(scale > 0, dist / torch.where(scale > 0, scale, 1.0), torch.zeros_like(dist))
-    rel.fill_diagonal_(0.0)
-    return rel
+    limit = bound + 0.01
+    return [(i, j) for i in range(n) for j in range(i + 1, n)
+            if float(scale[i, j]) == 0.0 or float(dist[i, j]) <= limit * float(scale[i, j])]
 
 
 class DuplicateGate(Gate):
@@ -193,12 +206,16 @@ class DuplicateGate(Gate):
                                  f"({', '.join(others[:3])}); independent training never collides")
         if self.tolerance == 0 or len(candidates) < 2:
             return out
-        rel = relative_distances(candidates)
+        near: dict[int, list[tuple[float, str]]] = {}
+        for i, j in close_pairs(candidates, self.tolerance):
+            d = relative_distance(candidates[i], candidates[j])
+            if d <= self.tolerance:
+                near.setdefault(i, []).append((d, candidates[j].node))
+                near.setdefault(j, []).append((d, candidates[i].node))
         for i, update in enumerate(candidates):
-            if update.node in out:
+            if update.node in out or i not in near:
                 continue
-            close = [(float(rel[i, j]), candidates[j].node) for j in range(len(candidates))
-                     if j != i and float(rel[i, j]) <= self.tolerance]
+            close = sorted(near[i], key=lambda t: (t[0], t[1].lower()))
             if close:
                 nearest = min(close)
                 out[update.node] = (f"update is within {nearest[0]:.2g} relative distance of {len(close)} other "

@@ -169,3 +169,23 @@ def test_the_duplicate_tolerance_is_bounded_and_zero_keeps_only_the_bit_exact_ch
     for bad in (-0.1, 1.0, math.nan):
         with pytest.raises(ConfigError, match="tolerance"):
             DuplicateGate(bad)
+
+
+def test_the_duplicate_gate_flags_exactly_the_pairs_within_tolerance_by_their_float64_distance() -> None:
+    # Prepare: pairs of updates at known relative distances around the 0.1 tolerance
+    world = World(seed=5)
+    base = [world.honest() for _ in range(4)]
+    updates = []
+    for i, (b, gap) in enumerate(zip(base, (0.05, 0.099, 0.101, 0.5), strict=True)):
+        other = world.honest()
+        direction = {k: other[k] - b[k] for k in b}
+        norm = math.sqrt(sum(float((v.double() ** 2).sum()) for v in direction.values()))
+        bnorm = math.sqrt(sum(float((v.double() ** 2).sum()) for v in b.values()))
+        twin = {k: b[k] + direction[k] * (gap * bnorm / norm) for k in b}
+        updates += [ClientUpdate(node=node(2 * i), delta=b, sample_count=1),
+                    ClientUpdate(node=node(2 * i + 1), delta=twin, sample_count=1)]
+    # Execute
+    verdicts = DuplicateGate(0.1).screen(updates, GateContext(global_tensors=world.g))
+    # Assert: the pairs at 0.05 and 0.099 (relative to the larger norm: a hair less), not 0.101 or 0.5
+    assert sorted(verdicts) == [node(0), node(1), node(2), node(3)]
+    assert "relative distance" in verdicts[node(0)]
