@@ -459,6 +459,8 @@ class Daemon:
             if exc.error_name in _WAIT_ERRORS:
                 log.debug("round %d %s: %s not yet possible (%s)", round_id, self.name, step, exc.error_name)
                 return
+            if exc.error_name == "InsufficientFunds":  # not the call's fault: retried until funded or too late
+                raise
             if exc.error_name is not None:  # a revert this node did not expect: count it, give up after a few
                 rec = self.state.record_error(round_id, step, str(exc), give_up_after=self.settings.max_step_attempts)
                 if rec.status == StepStatus.FAILED:

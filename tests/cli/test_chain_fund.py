@@ -85,3 +85,14 @@ def test_fund_refuses_a_chain_that_is_not_a_dev_chain_and_sends_nothing(capsys) 
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "chain id 1, client Geth/v1.14.0" in line and "is not a local development chain" in line
     assert not any(m.startswith("eth_send") for m in _MainnetLike.sent)
+
+
+def test_chain_anvil_refuses_a_negative_block_time_and_a_missing_binary(tmp_path: Path, monkeypatch,
+                                                                         capsys) -> None:
+    assert cli_main(["chain", "anvil", "--block-time", "-1"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--block-time must be 0 or more seconds" in line
+    monkeypatch.setenv("FLARE_ANVIL", str(tmp_path / "no-anvil-here"))
+    assert cli_main(["chain", "anvil", "--port", "0"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "FLARE_ANVIL" in line and "not an executable file" in line

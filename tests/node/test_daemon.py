@@ -17,7 +17,7 @@ import httpx
 import pytest
 import torch
 
-from flare_chain.chain import RoundStatus
+from flare_chain.chain import RoundStatus, fund_accounts
 from flare_chain.ipfs import ContentStore, KuboClient, serve_in_thread
 from flare_chain.lora.peft_files import load_peft_adapter
 from flare_chain.node.daemon import Faults
@@ -588,3 +588,27 @@ def test_a_node_claims_its_seat_in_the_last_block_of_the_claim_window(idle_net) 
     assert claim.status == StepStatus.DONE
     assert net.w3.eth.get_transaction_receipt(claim.tx_hash)["blockNumber"] == info.claim_deadline
     assert net.coordinator.seat_output(round_id, d.address) != bytes(32)
+
+
+def test_a_node_out_of_ether_keeps_its_submission_open_naming_the_address_until_funded(idle_net) -> None:
+    # Prepare: both registered and a round open; then node 0's account is emptied (gas only left behind)
+    net = idle_net
+    register_all(net)
+    round_id = open_round(net)
+    daemon, account = net.daemons[0], net.accounts[0]
+    price = 2 * int(net.w3.eth.get_block("latest")["baseFeePerGas"]) + 10**9
+    left = 21_000 * price
+    net.w3.eth.send_raw_transaction(account.sign_transaction({
+        "to": net.owner.address, "value": net.w3.eth.get_balance(account.address) - left, "gas": 21_000,
+        "maxFeePerGas": price, "maxPriorityFeePerGas": 10**9, "nonce": net.w3.eth.get_transaction_count(
+            account.address), "chainId": net.w3.eth.chain_id}).raw_transaction)
+    # Execute: more failed attempts than a step is allowed for a revert (max_step_attempts = 5)
+    for _ in range(daemon.settings.max_step_attempts + 2):
+        with pytest.raises(Exception, match=rf"submit: {account.address} holds .* but needs"):
+            daemon.tick()
+    # Assert: the step is still open (not given up), nothing was sent; funding it is enough
+    assert not daemon.state.is_final(round_id, "submit")
+    assert net.coordinator.submission_hash(round_id, account.address) == bytes(32)
+    fund_accounts(net.w3, [account], 10**18)
+    daemon.tick()
+    assert daemon.state.get(round_id, "submit").status == StepStatus.DONE
