@@ -156,28 +156,30 @@ def _open(fed: Federation, phases: tuple[int, int, int, int], k: int, log: GasLo
     return fed.client.current_round()
 
 
-def _claims(fed: Federation, round_id: int, log: GasLog) -> dict[str, bytes]:
-    """Every selected node claims its seat (proof verified on chain); returns member -> output."""
+def _claims(fed: Federation, round_id: int, log: GasLog) -> dict[str, tuple[int, int]]:
+    """Every node that draws weight claims its seat (proof verified on chain); member -> (weight, score)."""
     c = fed.client
     info = c.sortition_info(round_id)
     alpha = c.vrf_input(round_id)
     _to_block(fed.w3, c.round_info(round_id).submission_deadline + 1)
-    seats: dict[str, bytes] = {}
-    bound = sortition.threshold(info.expected_committee_size, STAKE_WEI, info.total_stake)
+    seats: dict[str, tuple[int, int]] = {}
     for node in fed.nodes:
         proof = vrf.prove(bytes(node.key), alpha)
         output = vrf.proof_to_hash(proof)
-        if 0 < int.from_bytes(output, "big") < bound:
+        weight = sortition.seat_weight(output, info.expected_committee_size, STAKE_WEI, info.total_stake)
+        if weight:
             p = vrf.compute_fast_verify_params(vrf.public_key(bytes(node.key)), proof, alpha)
             args = (list(p.proof_words()), list(p.u_point), list(p.v_components()), list(p.hash_roots))
             log.add("claimSeat", fed.send(node, "claimSeat", round_id, *args))
-            seats[node.address] = output
+            seats[node.address] = (weight, sortition.leader_score(output, weight))
     return seats
 
 
-def _propose(fed: Federation, round_id: int, seats: dict[str, bytes], accepted: list[str], cid: bytes) -> int:
+def _propose(fed: Federation, round_id: int, seats: dict[str, tuple[int, int]], accepted: list[str],
+             cid: bytes) -> int:
     _to_block(fed.w3, fed.client.round_info(round_id).claim_deadline + 1)
-    leader = next(x for x in fed.nodes if x.address == sortition.leader_order(seats)[0])
+    order = sortition.leader_order({a: score for a, (_, score) in seats.items()})
+    leader = next(x for x in fed.nodes if x.address == order[0])
     committee = sort_addresses(seats)
     return fed.send(leader, "proposeAggregate", round_id, cid, sort_addresses(accepted), committee)
 
@@ -200,9 +202,11 @@ def run_round(fed: Federation, k: int, log: GasLog) -> tuple[int, int]:
         gas = _propose(fed, round_id, seats, accepted, _cid(f"aggregate {round_id}"))
         round_log.add(f"proposeAggregate ({n} accepted)", gas)
         by_address = {node.address: node for node in fed.nodes}
-        for approvals, member in enumerate(seats, start=1):
+        committee_weight, approvals = sum(w for w, _ in seats.values()), 0
+        for member, (weight, _) in seats.items():
             gas = fed.send(by_address[member], "vote", round_id, True)
-            if approvals * 10_000 >= THRESHOLD_BPS * len(seats):
+            approvals += weight
+            if approvals * 10_000 >= THRESHOLD_BPS * committee_weight:
                 round_log.add("vote (the one that commits)", gas)
                 break
             round_log.add("vote", gas)

@@ -137,8 +137,12 @@ def reproduce_round(
     previous_cid: bytes | None,
     content: RoundContent,
     models: ModelLocator,
+    max_sample_count: int,
 ) -> list[Finding]:
-    """``accepted-set`` and ``aggregate-cid``: re-run gates and aggregation for a committed round."""
+    """``accepted-set`` and ``aggregate-cid``: re-run gates and aggregation for a committed round.
+
+    ``max_sample_count`` is the coordinator's cap, which clips each update's FedAvg weight.
+    """
     rid = r.round_id
     proposal = r.proposal
     if not r.committed or proposal is None:
@@ -178,7 +182,8 @@ def reproduce_round(
     # The committee's gates, MI filter included (probe from the round's seed), when the base model is here.
     try:
         checked, rejected = check_submissions(source.store, rid, available, previous, model_dir=model_dir,
-                                              params=params, probe_seed=r.opened.seed if r.opened else None)
+                                              params=params, probe_seed=r.opened.seed if r.opened else None,
+                                              max_sample_count=max_sample_count)
     except (StoreError, UpdateError) as exc:  # only round-wide inputs raise: the probe corpus
         return both(UNVERIFIABLE, f"the committee's gates cannot be re-run: {exc}")
     passing = [u.submission.node for u in checked]
@@ -213,7 +218,8 @@ def reproduce_round(
             f"base model {previous.manifest.base_model_sha256[:16]}… not found; pass --model-dir")))
         return findings
     updates = [by_node[n] for n in passing if n in set(accepted)]
-    rebuilt = build_aggregate(source.store, rid, previous, updates, model_dir, params, pin=False)
+    rebuilt = build_aggregate(source.store, rid, previous, updates, model_dir, params, pin=False,
+                              max_sample_count=max_sample_count)
     proposed = cid_text(proposal.global_cid)
     if rebuilt.cid != proposed:
         findings.append(Finding("aggregate-cid", FAIL, rid, proposal.proposer, (

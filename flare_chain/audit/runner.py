@@ -25,7 +25,7 @@ from typing import Any
 
 from web3 import Web3
 
-from flare_chain.audit.checks import chain_checks, cid_text, required_approvals
+from flare_chain.audit.checks import chain_checks, cid_text, required_approvals, seat_weights
 from flare_chain.audit.content import ContentSource
 from flare_chain.audit.deployment import AuditTarget
 from flare_chain.audit.fetch import DEFAULT_CHUNK_BLOCKS, ChainReader
@@ -120,6 +120,7 @@ def _summary(history: History, r: RoundHistory, findings: list[Finding], content
     statuses = {f.status for f in findings}
     result = FAIL if FAIL in statuses else UNVERIFIABLE if UNVERIFIABLE in statuses else PASS
     seats = sorted({s.node for s in r.seats}, key=str.lower)
+    weights = seat_weights(history, r)
     metrics = [m.get("metrics", {}) for m in content.manifests.values()]
     return RoundSummary(
         round_id=r.round_id,
@@ -128,8 +129,8 @@ def _summary(history: History, r: RoundHistory, findings: list[Finding], content
         submitters=sorted((s.node for s in r.submissions), key=str.lower),
         accepted=sorted(r.proposal.accepted, key=str.lower) if r.proposal and r.committed else [],
         committee=seats,
-        approvals=sum(1 for v in r.votes if v.approve),
-        needed=required_approvals(history.params.approval_threshold_bps, len(seats)),
+        approvals=sum(weights.get(v.voter, 0) for v in r.votes if v.approve),
+        needed=required_approvals(history.params.approval_threshold_bps, sum(weights.values())),
         gas_used=r.gas_used,
         loss_before=_mean([float(m["val_loss_before"]) for m in metrics if "val_loss_before" in m]),
         loss_after=_mean([float(m["val_loss_after"]) for m in metrics if "val_loss_after" in m]),
@@ -230,7 +231,8 @@ def run_audit(
             round_findings += more
             with clock.phase("reproduce"):
                 if reproduce:
-                    round_findings += reproduce_round(source, r, start, content, models)
+                    round_findings += reproduce_round(source, r, start, content, models,
+                                                      history.params.max_sample_count)
                 else:
                     round_findings += [Finding(c, UNVERIFIABLE, rid, detail="reproduction skipped")
                                        for c in ("accepted-set", "aggregate-cid")]

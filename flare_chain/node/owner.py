@@ -169,7 +169,7 @@ def _wait_for_end(
             return info.status
         # Judged at the head, not the next block: the transaction is simulated against the head before it
         # is sent, and a finalize that reverts there would be retried here without a block being mined.
-        if RoundSchedule.for_round(info, coordinator).is_stuck(info.status, info.committee_size, head):
+        if RoundSchedule.for_round(info, coordinator).is_stuck(info.status, info.committee_weight, head):
             _try_finalize(coordinator, owner, round_id)
             continue
         if time.monotonic() - started > settings.round_timeout_s:

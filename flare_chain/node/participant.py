@@ -198,8 +198,8 @@ class Participant:
         if not draw.selected or self.coordinator.is_committee_member(round_id, self.address):
             return None
         tx = self.coordinator.claim_seat(self.account, round_id, draw.proof)
-        log.info("round %d %s: claimed a seat with VRF output %s (gas %d)", round_id, self.name,
-                 draw.output.hex()[:12], tx.gas_used)
+        log.info("round %d %s: claimed a seat of weight %d with VRF output %s (gas %d)", round_id, self.name,
+                 draw.weight, draw.output.hex()[:12], tx.gas_used)
         return tx
 
     def proposer_rank(self, round_id: int) -> int | None:
@@ -208,10 +208,10 @@ class Participant:
         Meaningful after the claim deadline, when the committee, and so the
         rank, no longer changes.
         """
-        outputs = self.coordinator.seat_outputs(round_id)
-        if self.address not in outputs:
+        scores = self.coordinator.leader_scores(round_id)
+        if self.address not in scores:
             return None
-        return sortition.rank_of(outputs, self.address)
+        return sortition.rank_of(scores, self.address)
 
     def propose_if_turn(
         self, round_id: int, previous: GlobalAdapter
@@ -229,7 +229,7 @@ class Participant:
         next_block = int(self.coordinator.w3.eth.block_number) + 1
         if info.status != RoundStatus.OPEN or not schedule.may_propose(rank, next_block):
             return None
-        if info.committee_size < schedule.min_committee_size:
+        if info.committee_weight < schedule.min_committee_size:
             return None  # the contract would refuse any proposal; the round can only be finalized
         return self.propose(round_id, previous)
 
@@ -243,7 +243,8 @@ class Participant:
         """
         seed = self.coordinator.round_info(round_id).seed
         return check_submissions(self.store, round_id, submissions, previous,
-                                 model_dir=self.model_dir, params=self.params, probe_seed=seed)
+                                 model_dir=self.model_dir, params=self.params, probe_seed=seed,
+                                 max_sample_count=self.coordinator.max_sample_count())
 
     def propose(self, round_id: int, previous: GlobalAdapter) -> tuple[AggregateResult, list[Rejection], TxResult]:
         """As leader: gate every submission, aggregate the survivors, pin and propose the result."""
@@ -252,7 +253,8 @@ class Participant:
         if not accepted:
             raise ChainError(f"round {round_id}: no submission passed the gates ({len(rejected)} rejected); "
                              "nothing to propose, the round will fail at its proposal deadline")
-        aggregate = build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params)
+        aggregate = build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params,
+                                    max_sample_count=self.coordinator.max_sample_count())
         tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(aggregate.cid),
                                                 aggregate.accepted)
         log.info("round %d %s: proposed %s from %d updates (%d rejected, gas %d)", round_id, self.name,
@@ -277,7 +279,8 @@ class Participant:
         if passing_nodes != proposed_nodes:
             return False, f"accepted set {proposed_nodes} differs from the updates that pass the gates {passing_nodes}", \
                 loss_before, None
-        recomputed = build_aggregate(self.store, round_id, previous, passing, self.model_dir, self.params, pin=False)
+        recomputed = build_aggregate(self.store, round_id, previous, passing, self.model_dir, self.params, pin=False,
+                                     max_sample_count=self.coordinator.max_sample_count())
         proposed_cid = cid_from_bytes(proposal.global_cid)
         if recomputed.cid != proposed_cid:
             return False, f"recomputed aggregate is {recomputed.cid}, proposal says {proposed_cid}", loss_before, None

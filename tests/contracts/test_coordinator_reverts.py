@@ -420,8 +420,7 @@ def test_vote_after_deadline_reverts_with_CoordinatorVoteClosed(network, reverts
 
 def test_vote_after_commit_reverts_with_CoordinatorNoProposal(network, reverts, proposed_round):
     c = network.coordinator
-    for voter in network.validators[:3]:
-        c.vote(voter, proposed_round, True)
+    network.approve_until_final(proposed_round)
     with reverts("CoordinatorNoProposal", proposed_round, RoundStatus.COMMITTED):
         c.vote(network.validators[3], proposed_round, True)
 
@@ -454,8 +453,7 @@ def test_finalize_of_final_or_unknown_round_reverts_with_CoordinatorNothingToFin
     network, reverts, proposed_round
 ):
     c = network.coordinator
-    for voter in network.validators[:3]:
-        c.vote(voter, proposed_round, True)
+    network.approve_until_final(proposed_round)
     with reverts("CoordinatorNothingToFinalize", proposed_round, RoundStatus.COMMITTED, 0):
         c.finalize_round(network.outsider, proposed_round)
     with reverts("CoordinatorNothingToFinalize", 7, RoundStatus.NONE, 0):

@@ -105,7 +105,8 @@ class ExcludingLeader(Participant):
         submissions = self.coordinator.submissions(round_id)
         accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
         kept = sorted(accepted, key=lambda u: u.submission.node.lower())[:-1]
-        aggregate = build_aggregate(self.store, round_id, previous, kept, self.model_dir, self.params)
+        aggregate = build_aggregate(self.store, round_id, previous, kept, self.model_dir, self.params,
+                                    max_sample_count=self.coordinator.max_sample_count())
         tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(aggregate.cid), aggregate.accepted)
         return aggregate, rejected, tx
 
