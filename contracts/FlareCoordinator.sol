@@ -150,7 +150,6 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     error CoordinatorProposalClosed(uint256 round, uint256 proposalDeadline);
     error CoordinatorEmptyAcceptedSet(uint256 round);
     error CoordinatorAcceptedNotStrictlyIncreasing(uint256 round, uint256 index, address previous, address current);
-    error CoordinatorAcceptedWithoutSubmission(uint256 round, address node);
     error CoordinatorNoProposal(uint256 round, RoundStatus status);
     error CoordinatorVoteClosed(uint256 round, uint256 voteDeadline);
     error CoordinatorDuplicateVote(uint256 round, address voter);
@@ -178,13 +177,10 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         uint256 indexed round, address indexed node, bytes cid, uint64 sampleCount, bytes32 manifestHash
     );
     /// @notice `proposer` (of committee rank `rank`) proposed `globalCid` aggregated from the updates of `accepted`.
+    /// @dev The list is published here and only its hash is stored (`proposalRecord`), so a proposal
+    ///      costs no storage per entry; members and auditors check it against the submissions.
     event AggregateProposed(
-        uint256 indexed round,
-        address indexed proposer,
-        bytes globalCid,
-        address[] accepted,
-        uint256 acceptedSamples,
-        uint256 rank
+        uint256 indexed round, address indexed proposer, bytes globalCid, address[] accepted, uint256 rank
     );
     /// @notice Committee member `voter` cast its seat weight `weight` on the proposal of `round`.
     event VoteCast(uint256 indexed round, address indexed voter, bool approve, uint32 weight);
@@ -326,7 +322,9 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     ///      the whole committee in ascending address order (`SeatClaimed` events list it).
     /// @param round the open round.
     /// @param globalCid binary CID of the aggregated adapter.
-    /// @param accepted the submitters whose updates were aggregated, strictly increasing, non-empty.
+    /// @param accepted the submitters whose updates were aggregated, strictly increasing, non-empty. The
+    ///        contract does not look each one up (that cost grew with n): a member votes against a list
+    ///        naming a node without a submission, and the audit flags it (`accepted-set`).
     /// @param committee every seated member of `round`, strictly increasing.
     function proposeAggregate(
         uint256 round,
@@ -337,12 +335,12 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         Round storage r = _rounds[round];
         uint256 rank = _requireProposerTurn(round, r, committee);
         _requireCidLength(globalCid.length);
-        uint256 acceptedSamples = _acceptedSamples(round, accepted);
+        _requireAcceptedList(round, accepted);
 
         r.status = RoundStatus.Proposed;
         r.proposalHash = keccak256(abi.encode(globalCid, accepted));
         _proposedCid = globalCid;
-        emit AggregateProposed(round, msg.sender, globalCid, accepted, acceptedSamples, rank);
+        emit AggregateProposed(round, msg.sender, globalCid, accepted, rank);
     }
 
     /// @notice Vote on the round's proposal with the caller's seat weight (committee members, once,
@@ -551,18 +549,13 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         }
     }
 
-    /// @dev Revert unless `accepted` is non-empty, strictly increasing and all submitted in `round`;
-    ///      the sum of their sample counts.
-    function _acceptedSamples(uint256 round, address[] calldata accepted) private view returns (uint256 samples) {
+    /// @dev Revert unless `accepted` is non-empty and strictly increasing (calldata only, no storage).
+    function _requireAcceptedList(uint256 round, address[] calldata accepted) private pure {
         if (accepted.length == 0) revert CoordinatorEmptyAcceptedSet(round);
-        mapping(address => bytes32) storage submissions = _submissions[round];
         address previous;
         for (uint256 i; i < accepted.length; ++i) {
             address node = accepted[i];
             if (i != 0 && node <= previous) revert CoordinatorAcceptedNotStrictlyIncreasing(round, i, previous, node);
-            uint256 record = uint256(submissions[node]);
-            if (record == 0) revert CoordinatorAcceptedWithoutSubmission(round, node);
-            samples += record & _SAMPLE_COUNT_MASK;
             previous = node;
         }
     }

@@ -225,7 +225,8 @@ def check_quorum(history: History, r: RoundHistory) -> Finding:
 
 
 def check_proposer(history: History, r: RoundHistory) -> Finding:
-    """The proposer was seated, its rank is the one the seats' outputs give, and it proposed in its turn."""
+    """The proposer was seated, its rank is the one the seats' outputs give, it proposed in its turn, and
+    every node its accepted list names submitted in the round (the contract stores only the list's hash)."""
     name, rid = "proposer", r.round_id
     proposal = r.proposal
     if proposal is None:
@@ -238,6 +239,11 @@ def check_proposer(history: History, r: RoundHistory) -> Finding:
     if proposal.proposer not in scores:
         return Finding(name, FAIL, rid, proposal.proposer, "proposed without a seat")
     rank = sortition.rank_of(scores, proposal.proposer)
+    submitted = {s.node for s in r.submissions if s.block_number <= proposal.block_number}
+    strangers = [node for node in proposal.accepted if node not in submitted]
+    if strangers:
+        return Finding(name, FAIL, rid, proposal.proposer,
+                       f"accepted list names {', '.join(strangers)}, which submitted nothing in round {rid}")
     if rank != proposal.rank:
         return Finding(name, FAIL, rid, proposal.proposer, f"event says rank {proposal.rank}, outputs give {rank}")
     if r.opened is None:

@@ -155,7 +155,7 @@ def _apply(rounds: dict[int, RoundHistory], e: EventLog) -> None:
     elif e.name == "AggregateProposed":
         r.proposals.append(Proposal(
             round_id=r.round_id, proposer=a["proposer"], global_cid=bytes(a["globalCid"]),
-            accepted=tuple(a["accepted"]), accepted_samples=a["acceptedSamples"], rank=a["rank"],
+            accepted=tuple(a["accepted"]), rank=a["rank"],
             **_where(e),  # type: ignore[arg-type]
         ))
     elif e.name == "VoteCast":

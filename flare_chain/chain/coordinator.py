@@ -573,7 +573,6 @@ class CoordinatorClient:
             proposer=a["proposer"],
             global_cid=bytes(a["globalCid"]),
             accepted=tuple(a["accepted"]),
-            accepted_samples=a["acceptedSamples"],
             rank=a["rank"],
             **self._where(logs[0]),
         )

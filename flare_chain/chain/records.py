@@ -184,7 +184,6 @@ class Proposal:
     proposer: str
     global_cid: bytes
     accepted: tuple[str, ...]
-    accepted_samples: int
     rank: int
     block_number: int
     tx_hash: str

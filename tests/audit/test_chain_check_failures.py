@@ -282,3 +282,12 @@ def test_a_round_whose_total_stake_is_below_a_seats_stake_fails_the_seats_withou
     failures = _seat_failures(history, r)
     assert sorted(failures) == sorted(s.node for s in r.seats)
     assert all("total stake 1" in d and "k=" in d for d in failures.values())
+
+
+def test_an_accepted_list_naming_a_node_without_a_submission_fails(history, r) -> None:
+    # The contract stores only the list's hash, so the audit is where a stranger in it is caught.
+    stranger = "0x" + "ee" * 20
+    r.proposals[0] = dataclasses.replace(r.proposals[0], accepted=(*r.proposals[0].accepted, stranger))
+    finding = check_proposer(history, r)
+    assert finding.status == FAIL
+    assert finding.detail == f"accepted list names {stranger}, which submitted nothing in round 1"

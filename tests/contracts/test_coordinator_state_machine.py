@@ -243,15 +243,14 @@ class CoordinatorModel(RuleBasedStateMachine):
             > (block - r.claim_deadline - 1) // self.leader_blocks
         ):
             error = "CoordinatorNotLeader"
-        elif any(a not in r.submitted for a in accepted):
-            error = "CoordinatorAcceptedWithoutSubmission"
-        else:
+        else:  # a list naming non-submitters is stored (as a hash) and judged by members and the audit
             error = None
         cid = self._fresh_cid()
         if self._expect(error, lambda: self.c.propose_aggregate(proposer, self.current, cid, accepted)):
             r.status, r.proposal_cid = RoundStatus.PROPOSED, cid
             proposal = self.c.proposal(self.current)
-            assert proposal.accepted_samples == sum(r.submitted[a] for a in accepted)
+            assert tuple(proposal.accepted) == tuple(accepted)
+            assert self.c.round_info(self.current).proposal_hash == self.c.proposal_record(cid, accepted)
             assert proposal.rank == sortition.rank_of(r.scores, proposer.address)
             event(f"proposed by rank {proposal.rank}")
 
