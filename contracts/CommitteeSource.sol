@@ -29,8 +29,15 @@ abstract contract CommitteeSource {
     /// @dev Whether `account` holds a seat on the committee of `round`.
     function _isCommitteeMember(uint256 round, address account) internal view virtual returns (bool);
 
-    /// @dev The number of seats of `round`'s committee, the denominator of the approval threshold.
+    /// @dev The voting weight of `account` on `round`'s committee (0: no seat).
+    function _seatWeight(uint256 round, address account) internal view virtual returns (uint32);
+
+    /// @dev The number of members seated on `round`'s committee.
     function _committeeSize(uint256 round) internal view virtual returns (uint32);
+
+    /// @dev The total weight of `round`'s committee: the denominator of the approval threshold and
+    ///      what the minimum committee is measured in.
+    function _committeeWeight(uint256 round) internal view virtual returns (uint32);
 
     /// @dev The rank of `proposer` among the members of `round` (0 = the leader), given `committee`,
     ///      the whole committee in ascending address order; reverts if the list is not exactly the

@@ -14,10 +14,11 @@ import {VrfSortitionCommittee} from "./VrfSortitionCommittee.sol";
 ///      A round has four phases, all deadlines absolute and inclusive block numbers:
 ///      submission (until `submissionDeadline`) → seat claims (`VrfSortitionCommittee.claimSeat`,
 ///      until `claimDeadline`) → proposal (until `proposalDeadline`) → voting (until `voteDeadline`).
-///      The member with the lowest VRF output (rank 0) may propose from the first block after the
+///      The member with the lowest leader score (rank 0) may propose from the first block after the
 ///      claim deadline; rank `i` from `leaderBlocks·i` blocks later, so a silent leader is replaced.
-///      Approvals needed: `approvalThresholdBps` of the seated members; a round whose committee has
-///      fewer than `minCommitteeSize` seats at the claim deadline fails (`CommitteeTooSmall`).
+///      Votes count by seat weight (`VrfSortitionCommittee`): approvals needed are
+///      `approvalThresholdBps` of the committee's total weight; a round whose committee weighs less
+///      than `minCommitteeSize` at the claim deadline fails (`CommitteeTooSmall`).
 ///
 ///      Seed: `seed_r = keccak256(abi.encode(seed_{r-1}, block.prevrandao))` with the prevrandao of
 ///      the block that opens round r, `seed_0 = keccak256(abi.encode(chainid, address(this)))`.
@@ -69,6 +70,7 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         uint64 proposalDeadline;
         uint64 voteDeadline;
         uint32 committeeSize;
+        uint32 committeeWeight;
         uint32 submissionCount;
         uint32 approvals;
         uint32 rejections;
@@ -118,8 +120,9 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     error CoordinatorInvalidThreshold(uint16 approvalThresholdBps);
     error CoordinatorInvalidMinCommitteeSize(uint16 minCommitteeSize);
     error CoordinatorInvalidLeaderBlocks(uint64 leaderBlocks);
-    /// @notice With `minCommitteeSize` seats and `approvalThresholdBps`, a single seat could commit
-    ///         a round alone: `minCommitteeSize · approvalThresholdBps` must exceed 10000.
+    /// @notice With a committee of `minCommitteeSize` weight and `approvalThresholdBps`, a single
+    ///         unit of weight could commit a round alone: `minCommitteeSize · approvalThresholdBps`
+    ///         must exceed 10000.
     error CoordinatorOneSeatCommits(uint16 approvalThresholdBps, uint16 minCommitteeSize);
     /// @notice The sample-count cap set at deployment is zero.
     error CoordinatorInvalidMaxSampleCount(uint64 maxSampleCount);
@@ -146,12 +149,12 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     error CoordinatorSampleCountAboveCap(uint256 round, address node, uint64 sampleCount, uint64 maxSampleCount);
     error CoordinatorOutsideClaimWindow(uint256 round, uint256 firstBlock, uint256 lastBlock);
     error CoordinatorClaimsStillOpen(uint256 round, uint256 claimDeadline);
-    error CoordinatorCommitteeTooSmall(uint256 round, uint32 seats, uint16 minCommitteeSize);
+    /// @notice `round`'s committee weighs `weight`, less than `minCommitteeSize`: it cannot act.
+    error CoordinatorCommitteeTooSmall(uint256 round, uint32 weight, uint16 minCommitteeSize);
     error CoordinatorNotLeader(uint256 round, address proposer, uint256 rank, uint256 turnStartsAtBlock);
     error CoordinatorProposalClosed(uint256 round, uint256 proposalDeadline);
     error CoordinatorEmptyAcceptedSet(uint256 round);
     error CoordinatorAcceptedNotStrictlyIncreasing(uint256 round, uint256 index, address previous, address current);
-    error CoordinatorAcceptedWithoutSubmission(uint256 round, address node);
     error CoordinatorNoProposal(uint256 round, RoundStatus status);
     error CoordinatorVoteClosed(uint256 round, uint256 voteDeadline);
     error CoordinatorDuplicateVote(uint256 round, address voter);
@@ -181,24 +184,22 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         uint256 indexed round, address indexed node, bytes cid, uint64 sampleCount, bytes32 manifestHash
     );
     /// @notice `proposer` (of committee rank `rank`) proposed `globalCid` aggregated from the updates of `accepted`.
+    /// @dev The list is published here and only its hash is stored (`proposalRecord`), so a proposal
+    ///      costs no storage per entry; members and auditors check it against the submissions.
     event AggregateProposed(
-        uint256 indexed round,
-        address indexed proposer,
-        bytes globalCid,
-        address[] accepted,
-        uint256 acceptedSamples,
-        uint256 rank
+        uint256 indexed round, address indexed proposer, bytes globalCid, address[] accepted, uint256 rank
     );
-    /// @notice Committee member `voter` voted on the proposal of `round`.
-    event VoteCast(uint256 indexed round, address indexed voter, bool approve);
-    /// @notice The proposal of `round` reached the approval threshold; `globalCid` is the new global adapter.
-    event RoundCommitted(uint256 indexed round, bytes globalCid, uint32 approvals, uint32 committeeSize);
+    /// @notice Committee member `voter` cast its seat weight `weight` on the proposal of `round`.
+    event VoteCast(uint256 indexed round, address indexed voter, bool approve, uint32 weight);
+    /// @notice The proposal of `round` reached the approval threshold with `approvalWeight` of the
+    ///         committee's `committeeWeight`; `globalCid` is the new global adapter.
+    event RoundCommitted(uint256 indexed round, bytes globalCid, uint32 approvalWeight, uint32 committeeWeight);
     /// @notice `round` ended without a new global adapter; the previous one stays.
     event RoundFailed(uint256 indexed round, FailureReason reason);
 
-    /// @param approvalThresholdBps_ share of the seated committee (basis points, (0, 10000]) whose approval commits.
-    /// @param minCommitteeSize_ fewest seats a round's committee may have, in [1, 1000], and large enough
-    ///        that one seat cannot commit: `minCommitteeSize_ · approvalThresholdBps_ > 10000`.
+    /// @param approvalThresholdBps_ share of the committee's weight (basis points, (0, 10000]) whose approval commits.
+    /// @param minCommitteeSize_ least total weight a round's committee may have, in [1, 1000], and large
+    ///        enough that one unit cannot commit: `minCommitteeSize_ · approvalThresholdBps_ > 10000`.
     /// @param leaderBlocks_ blocks each proposer in rank order has before the next one may propose, in [1, 100800].
     /// @param minStake_ smallest stake (wei) a node may register with.
     /// @param maxSampleCount_ the most samples one submission may claim (≥ 1): it caps one update's
@@ -335,12 +336,14 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
 
     /// @notice Propose the round's aggregate (a committee member whose turn it is, once per round,
     ///         after the claim deadline and until the proposal deadline).
-    /// @dev The member of rank `i` (`i` members have a lower VRF output) may propose from block
+    /// @dev The member of rank `i` (`i` members have a lower leader score) may propose from block
     ///      `claimDeadline + 1 + i·leaderBlocks`. The rank is counted over `committee`, which must be
     ///      the whole committee in ascending address order (`SeatClaimed` events list it).
     /// @param round the open round.
     /// @param globalCid binary CID of the aggregated adapter.
-    /// @param accepted the submitters whose updates were aggregated, strictly increasing, non-empty.
+    /// @param accepted the submitters whose updates were aggregated, strictly increasing, non-empty. The
+    ///        contract does not look each one up (that cost grew with n): a member votes against a list
+    ///        naming a node without a submission, and the audit flags it (`accepted-set`).
     /// @param committee every seated member of `round`, strictly increasing.
     function proposeAggregate(
         uint256 round,
@@ -351,17 +354,17 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         Round storage r = _rounds[round];
         uint256 rank = _requireProposerTurn(round, r, committee);
         _requireCidLength(globalCid.length);
-        uint256 acceptedSamples = _acceptedSamples(round, accepted);
+        _requireAcceptedList(round, accepted);
 
         r.status = RoundStatus.Proposed;
         r.proposalHash = keccak256(abi.encode(globalCid, accepted));
         _proposedCid = globalCid;
-        emit AggregateProposed(round, msg.sender, globalCid, accepted, acceptedSamples, rank);
+        emit AggregateProposed(round, msg.sender, globalCid, accepted, rank);
     }
 
-    /// @notice Vote on the round's proposal (committee members, once, until the vote deadline). The vote
-    ///         that reaches the approval threshold commits the round; the one that makes it unreachable
-    ///         fails it.
+    /// @notice Vote on the round's proposal with the caller's seat weight (committee members, once,
+    ///         until the vote deadline). The vote that reaches the approval threshold commits the
+    ///         round; the one that makes it unreachable fails it.
     /// @param round the round whose proposal is judged.
     /// @param approve true to approve, false to reject.
     function vote(uint256 round, bool approve) external {
@@ -372,38 +375,40 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         if (_votes[round][msg.sender] != VoteChoice.None) revert CoordinatorDuplicateVote(round, msg.sender);
 
         _votes[round][msg.sender] = approve ? VoteChoice.Approve : VoteChoice.Reject;
+        uint32 weight = _seatWeight(round, msg.sender);
         uint32 approvals = r.approvals;
         uint32 rejections = r.rejections;
+        // the weights voted never exceed the committee's total, a uint32
         if (approve) {
-            approvals += 1;
+            approvals += weight;
             r.approvals = approvals;
         } else {
-            rejections += 1;
+            rejections += weight;
             r.rejections = rejections;
         }
-        emit VoteCast(round, msg.sender, approve);
+        emit VoteCast(round, msg.sender, approve, weight);
 
-        uint32 committeeSize = _committeeSize(round);
-        uint256 needed = uint256(_approvalThresholdBps) * committeeSize;
+        uint32 committeeWeight = _committeeWeight(round);
+        uint256 needed = uint256(_approvalThresholdBps) * committeeWeight;
         if (_quorumReached(approvals, needed)) {
             bytes memory cid = _proposedCid;
             r.status = RoundStatus.Committed;
             _globalAdapterCid = cid;
             delete _proposedCid;
-            emit RoundCommitted(round, cid, approvals, committeeSize);
-        } else if (rejections >= committeeSize || uint256(committeeSize - rejections) * _BPS < needed) {
+            emit RoundCommitted(round, cid, approvals, committeeWeight);
+        } else if (rejections >= committeeWeight || uint256(committeeWeight - rejections) * _BPS < needed) {
             _fail(round, r, FailureReason.Rejected);
         }
     }
 
-    /// @notice Close a round that cannot go on (anyone may call): fewer than `minCommitteeSize`
-    ///         seats at the claim deadline, no proposal by the proposal deadline, or no commit by the
+    /// @notice Close a round that cannot go on (anyone may call): a committee weighing less than
+    ///         `minCommitteeSize` at the claim deadline, no proposal by the proposal deadline, or no commit by the
     ///         vote deadline. The previous global adapter stays.
     /// @param round the round to finalize.
     function finalizeRound(uint256 round) external {
         Round storage r = _rounds[round];
         RoundStatus status = r.status;
-        if (status == RoundStatus.Open && block.number > r.claimDeadline && _committeeSize(round) < _minCommitteeSize)
+        if (status == RoundStatus.Open && block.number > r.claimDeadline && _committeeWeight(round) < _minCommitteeSize)
         {
             _fail(round, r, FailureReason.CommitteeTooSmall);
         } else if (status == RoundStatus.Open && block.number > r.proposalDeadline) {
@@ -439,7 +444,7 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     }
 
     /// @notice State, seed, deadlines and counters of `round` (all zero for a round never opened);
-    ///         `committeeSize` is the number of seats claimed so far.
+    ///         `committeeSize` is the number of members seated so far, `committeeWeight` their weight.
     function roundInfo(uint256 round) external view returns (RoundInfo memory info) {
         Round storage r = _rounds[round];
         info = RoundInfo({
@@ -450,6 +455,7 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
             proposalDeadline: r.proposalDeadline,
             voteDeadline: r.voteDeadline,
             committeeSize: _committeeSize(round),
+            committeeWeight: _committeeWeight(round),
             submissionCount: r.submissionCount,
             approvals: r.approvals,
             rejections: r.rejections,
@@ -489,12 +495,12 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         return _votes[round][voter];
     }
 
-    /// @notice Approval share (basis points of the seated committee) needed to commit a proposal.
+    /// @notice Approval share (basis points of the committee's weight) needed to commit a proposal.
     function approvalThresholdBps() external view returns (uint16) {
         return _approvalThresholdBps;
     }
 
-    /// @notice Fewest seats a round's committee may have; a smaller one fails the round.
+    /// @notice Least weight a round's committee may have; a lighter one fails the round.
     function minCommitteeSize() external view returns (uint16) {
         return _minCommitteeSize;
     }
@@ -559,38 +565,33 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         uint256 claimDeadline = r.claimDeadline;
         if (block.number <= claimDeadline) revert CoordinatorClaimsStillOpen(round, claimDeadline);
         if (block.number > r.proposalDeadline) revert CoordinatorProposalClosed(round, r.proposalDeadline);
-        uint32 seats = _committeeSize(round);
-        if (seats < _minCommitteeSize) revert CoordinatorCommitteeTooSmall(round, seats, _minCommitteeSize);
+        uint32 weight = _committeeWeight(round);
+        if (weight < _minCommitteeSize) revert CoordinatorCommitteeTooSmall(round, weight, _minCommitteeSize);
         rank = _proposerRank(round, msg.sender, committee);
         if (rank > (block.number - claimDeadline - 1) / _leaderBlocks) {
             revert CoordinatorNotLeader(round, msg.sender, rank, claimDeadline + 1 + rank * _leaderBlocks);
         }
     }
 
-    /// @dev Revert unless `accepted` is non-empty, strictly increasing and all submitted in `round`;
-    ///      the sum of their sample counts.
-    function _acceptedSamples(uint256 round, address[] calldata accepted) private view returns (uint256 samples) {
+    /// @dev Revert unless `accepted` is non-empty and strictly increasing (calldata only, no storage).
+    function _requireAcceptedList(uint256 round, address[] calldata accepted) private pure {
         if (accepted.length == 0) revert CoordinatorEmptyAcceptedSet(round);
-        mapping(address => bytes32) storage submissions = _submissions[round];
         address previous;
         for (uint256 i; i < accepted.length; ++i) {
             address node = accepted[i];
             if (i != 0 && node <= previous) revert CoordinatorAcceptedNotStrictlyIncreasing(round, i, previous, node);
-            uint256 record = uint256(submissions[node]);
-            if (record == 0) revert CoordinatorAcceptedWithoutSubmission(round, node);
-            samples += record & _SAMPLE_COUNT_MASK;
             previous = node;
         }
     }
 
-    /// @dev Whether `approvals` reach `needed` (the threshold in basis points × seats). Virtual only so
+    /// @dev Whether `approvals` reach `needed` (the threshold in basis points × committee weight). Virtual only so
     ///      the audit tests can deploy a deliberately weakened coordinator; nothing else overrides it.
     function _quorumReached(uint32 approvals, uint256 needed) internal view virtual returns (bool) {
         return uint256(approvals) * _BPS >= needed;
     }
 
     function _emitRoundOpened(uint256 round, Round storage r) private {
-        (uint256 roundTotalStake, uint16 expectedSize, uint32 eligibleNodes,) = sortitionInfo(round);
+        (uint256 roundTotalStake, uint16 expectedSize, uint32 eligibleNodes,,) = sortitionInfo(round);
         emit RoundOpened(
             round,
             r.seed,

@@ -15,10 +15,18 @@ import {VRFVerifier} from "./VRFVerifier.sol";
 ///        116 bytes (`vrfInput`; `flare_chain.committee.sortition.vrf_alpha` builds the same);
 ///      * `beta` = the ECVRF output (SECP256K1_SHA256_TAI, see `VRFVerifier`) of `alpha` under the
 ///        node's registered key, which is its Ethereum key;
-///      * selected iff `0 < uint256(beta) < threshold`, `threshold = min(floor(2^256·k·w / W), 2^256 − 1)`
-///        (`selectionThreshold`). This is `beta < 2^256·k·w/W` up to single boundary values (and
-///        output 0, reserved to mean "no seat"), each of probability 2^-256. A node is thus selected
-///        with probability `min(1, k·w/W)` and the committee has about `k` seats.
+///      * its seat weight (number of sub-seats, its voting weight) is `seatWeight(beta, k, w, W)`, a draw
+///        of Poisson(`k·w/W`) by inverse CDF on hashes of `beta`; weight 0 means no seat. Poisson
+///        makes the weight exactly proportional to stake in expectation with no cap, and splitting
+///        a stake over nodes leaves the distribution of the owner's total weight unchanged (a sum
+///        of independent Poissons is Poisson). The maths is integer fixed point, written once in
+///        Python too (`flare_chain.committee.sortition.seat_weight`, pinned to this contract):
+///        `lambda = floor(k·w·2^64 / W)` and probabilities both in 2^-64 units, lambda drawn in
+///        chunks of at most 16 so e^-lambda keeps 2^-40 relative resolution; chunk `c` uses the
+///        uniform `keccak256(abi.encode(WEIGHT_DOMAIN, beta, c)) >> 192`. Flooring lambda and each
+///        probability term moves a node's expected weight by less than 2^-50 from `k·w/W`.
+///      * The committee's weight `K` is the sum of its members' weights, about `k`. Votes count by
+///        weight: `approvalThresholdBps` of `K` commits; `K < minCommitteeSize` fails the round.
 ///
 ///      A node registers with a stake (at least `minStake`, at most `_MAX_NODE_STAKE`) and its
 ///      secp256k1 public key, which must hash to the sender's address. `W` of a round is the total
@@ -40,12 +48,13 @@ import {VRFVerifier} from "./VRFVerifier.sol";
 ///
 ///      Seats are claimed in the window between the submission deadline and the claim deadline
 ///      (the round logic enforces it through `_requireClaimWindow`). Members propose in the order of
-///      their leader score `keccak256(abi.encode(output))`, lowest first (`leaderScore`). Not the raw
-///      output: a seated node's output is uniform below its own threshold, so small stakes would
-///      have low outputs and lead far more often than their weight; the hash of the output is
-///      uniform for every member, so every seat is equally likely to lead. `_proposerRank` counts
-///      the members with a lower score, given the committee as a sorted list (checked complete
-///      against the seat count, so no per-seat list is kept in storage: a claim writes one new slot).
+///      their leader score, lowest first (`leaderScore`): the least of one hash per unit of weight,
+///      `min_{j < weight} keccak256(abi.encode(LEADER_DOMAIN, beta, j)) >> 32`. Each unit of seated
+///      weight is then an independent uniform draw, so every unit is equally likely to lead and a
+///      member leads with probability weight/K whatever its stake or how it was split.
+///      `_proposerRank` counts the members with a lower score, given the committee as a sorted list
+///      (checked complete against the seat count, so no per-seat list is kept in storage: a claim
+///      writes one new slot, its leader score and weight packed together).
 abstract contract VrfSortitionCommittee is CommitteeSource {
     /// @dev A registered node; `firstEligibleRound != 0` means registered. `exitRound != 0` means it
     ///      asked to unbond: it is eligible for rounds `firstEligibleRound ≤ r < exitRound`, and
@@ -63,13 +72,27 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     ///      registration cannot fill the 96-bit total and lock every later node out.
     uint256 private constant _MAX_NODE_STAKE = 2 ** 80;
 
-    /// @dev The sortition of one round: fixed at open except `seats`, which counts claims.
+    /// @dev The sortition of one round: fixed at open except `seats` (members seated) and `weight`
+    ///      (their total weight `K`), which count claims.
     struct Sortition {
         uint96 totalStake;
         uint16 expectedSize;
         uint32 eligibleNodes;
         uint32 seats;
+        uint32 weight;
     }
+
+    /// @dev Domain tags keeping the weight draws and the leader draws of one output independent.
+    bytes32 private constant _WEIGHT_DOMAIN = keccak256("flare-chain seat weight");
+    bytes32 private constant _LEADER_DOMAIN = keccak256("flare-chain leader score");
+    /// @dev Fixed point of lambda and of probabilities: 2^-64 units.
+    uint256 private constant _ONE = 2 ** 64;
+    /// @dev The largest lambda drawn from one uniform; e^-16 is still 2^40.9 units.
+    uint256 private constant _LAMBDA_CHUNK = 16 * _ONE;
+    /// @dev floor(e^-1 · 2^64).
+    uint256 private constant _EXP_MINUS_ONE = 0x5e2d58d8b3bcdf1a;
+    /// @dev A seat packs the leader score (224 bits) over the weight (32 bits); nonzero iff seated.
+    uint256 private constant _WEIGHT_MASK = type(uint32).max;
 
     uint96 private immutable _minStake;
 
@@ -78,8 +101,8 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     mapping(address node => Node) private _nodes;
     mapping(address node => uint256[2]) private _publicKeys;
     mapping(uint256 round => Sortition) private _sortitions;
-    /// @dev round => member => VRF output; zero means "no seat".
-    mapping(uint256 round => mapping(address member => bytes32)) private _seats;
+    /// @dev round => member => `leaderScore << 32 | weight`; zero means "no seat".
+    mapping(uint256 round => mapping(address member => uint256)) private _seats;
 
     /// @notice The minimum stake set at deployment is zero or does not fit 96 bits.
     error CoordinatorInvalidMinStake(uint256 minStake);
@@ -110,8 +133,8 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     error CoordinatorNotEligible(uint256 round, address node, uint256 firstEligibleRound, uint256 exitRound);
     /// @notice `node` already holds a seat on the committee of `round`.
     error CoordinatorAlreadySeated(uint256 round, address node);
-    /// @notice The verified VRF `output` is not under the sender's `threshold` (or is the reserved 0).
-    error CoordinatorNotSelected(uint256 round, bytes32 output, uint256 threshold);
+    /// @notice The verified VRF `output` draws seat weight 0 for the sender's stake: no seat this round.
+    error CoordinatorNotSelected(uint256 round, bytes32 output);
     /// @notice The committee list passed has `length` entries but `round` has `seats` seats.
     error CoordinatorCommitteeListIncomplete(uint256 round, uint256 length, uint256 seats);
     /// @notice The committee list is not in strictly increasing address order at `index`.
@@ -129,9 +152,11 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     event NodeUnbonding(address indexed node, uint256 stake, uint256 exitRound, uint256 withdrawableAtBlock);
     /// @notice `node` withdrew its `stake`; it is no longer registered (and may register again).
     event StakeWithdrawn(address indexed node, uint256 stake);
-    /// @notice `node` proved a VRF `output` under its threshold and took a seat on `round`'s committee.
-    /// @dev The proof is in the transaction's calldata; `leaderScore(output)` ranks the members.
-    event SeatClaimed(uint256 indexed round, address indexed node, bytes32 output);
+    /// @notice `node` proved a VRF `output` that draws seat weight `weight` on `round`'s committee;
+    ///         `leaderScore` ranks it among the proposers (lowest leads).
+    /// @dev The proof is in the transaction's calldata; weight and score follow from the output and
+    ///      the round's sortition (`seatWeight`, `leaderScore`), which auditors recompute.
+    event SeatClaimed(uint256 indexed round, address indexed node, bytes32 output, uint256 weight, uint256 leaderScore);
 
     /// @param minStake_ the smallest stake (wei) a node may register with, in [1, 2^96).
     constructor(uint256 minStake_) {
@@ -215,36 +240,39 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     /// @param uPoint the witness `U = s·B − c·Y`.
     /// @param vComponents the witnesses `[sH-x, sH-y, cGamma-x, cGamma-y]`.
     /// @param hashRoots one square root per hash-to-curve try (see `VRFVerifier.verifyWithHashRoots`).
-    /// @return output the VRF output `beta` now recorded as the seat.
+    /// @return weight the seat weight won (at least 1).
     function claimSeat(
         uint256 round,
         uint256[4] calldata proof,
         uint256[2] calldata uPoint,
         uint256[4] calldata vComponents,
         uint256[] calldata hashRoots
-    ) external returns (bytes32 output) {
+    ) external returns (uint256 weight) {
         Node memory node = _nodes[msg.sender];
         if (node.firstEligibleRound == 0) revert CoordinatorNotRegistered(msg.sender);
         bytes32 seed = _requireClaimWindow(round);
         if (node.firstEligibleRound > round || (node.exitRound != 0 && round >= node.exitRound)) {
             revert CoordinatorNotEligible(round, msg.sender, node.firstEligibleRound, node.exitRound);
         }
-        mapping(address => bytes32) storage seats = _seats[round];
+        mapping(address => uint256) storage seats = _seats[round];
         if (seats[msg.sender] != 0) revert CoordinatorAlreadySeated(round, msg.sender);
 
-        output = VRFVerifier.verifyWithHashRoots(
+        bytes32 output = VRFVerifier.verifyWithHashRoots(
             _publicKeys[msg.sender], proof, _vrfInput(round, seed), uPoint, vComponents, hashRoots
         );
         Sortition storage s = _sortitions[round];
-        uint256 threshold = _threshold(s.expectedSize, node.stake, s.totalStake);
-        if (output == 0 || uint256(output) >= threshold) revert CoordinatorNotSelected(round, output, threshold);
+        weight = seatWeight(output, s.expectedSize, node.stake, s.totalStake);
+        if (weight == 0) revert CoordinatorNotSelected(round, output);
+        uint256 score = leaderScore(output, weight);
 
-        seats[msg.sender] = output;
+        seats[msg.sender] = (score << 32) | weight;
         unchecked {
-            // at most one seat per eligible node, and there are fewer than 2^32 of them
+            // at most one seat per eligible node (fewer than 2^32); the weights sum to about
+            // k ≤ 65535, and passing 2^32 would take a Poisson tail below 2^-1000
             s.seats += 1;
+            s.weight += uint32(weight);
         }
-        emit SeatClaimed(round, msg.sender, output);
+        emit SeatClaimed(round, msg.sender, output, weight, score);
     }
 
     // ------------------------------------------------------------------ views
@@ -288,19 +316,21 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     }
 
     /// @notice The sortition of `round`: total eligible stake `W`, expected committee size `k`,
-    ///         eligible nodes, and seats claimed so far (all zero for a round never opened).
+    ///         eligible nodes, members seated so far and their total weight `K` (all zero for a
+    ///         round never opened).
     function sortitionInfo(uint256 round)
         public
         view
-        returns (uint256 roundTotalStake, uint16 expectedSize, uint32 eligibleNodes, uint32 seats)
+        returns (uint256 roundTotalStake, uint16 expectedSize, uint32 eligibleNodes, uint32 seats, uint32 weight)
     {
         Sortition memory s = _sortitions[round];
-        return (s.totalStake, s.expectedSize, s.eligibleNodes, s.seats);
+        return (s.totalStake, s.expectedSize, s.eligibleNodes, s.seats, s.weight);
     }
 
-    /// @notice The VRF output with which `node` sits on `round`'s committee (zero: no seat).
-    function seatOutput(uint256 round, address node) external view returns (bytes32) {
-        return _seats[round][node];
+    /// @notice The seat of `node` on `round`'s committee: its weight (0: no seat) and leader score.
+    function seatOf(uint256 round, address node) external view returns (uint256 weight, uint256 score) {
+        uint256 seat = _seats[round][node];
+        return (seat & _WEIGHT_MASK, seat >> 32);
     }
 
     /// @notice The VRF input `alpha` of `round`:
@@ -310,20 +340,46 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         return _vrfInput(round, _roundSeed(round));
     }
 
-    /// @notice The bound `node`'s VRF output must be under to sit on `round`'s committee:
-    ///         `min(floor(2^256·k·w / W), 2^256 − 1)` (0 if the node is not eligible).
-    function selectionThreshold(uint256 round, address node) external view returns (uint256) {
+    /// @notice The seat weight VRF output `output` would win for `node` in `round` (0: not eligible
+    ///         or no seat), so a node can check before it claims.
+    function seatWeightOf(uint256 round, address node, bytes32 output) external view returns (uint256) {
         Node memory n = _nodes[node];
         Sortition memory s = _sortitions[round];
         if (n.firstEligibleRound == 0 || n.firstEligibleRound > round || s.totalStake == 0) return 0;
         if (n.exitRound != 0 && round >= n.exitRound) return 0;
-        return _threshold(s.expectedSize, n.stake, s.totalStake);
+        return seatWeight(output, s.expectedSize, n.stake, s.totalStake);
     }
 
-    /// @notice The score that orders a round's proposers (lowest leads): `keccak256(abi.encode(output))`.
+    /// @notice The seat weight of VRF output `output` for stake `stake` of `totalStake` with expected
+    ///         committee size `k`: a Poisson(`k·stake/totalStake`) draw by inverse CDF (see the notes).
+    /// @dev Loops once per chunk of 16 of lambda and once per unit of weight drawn; at most 63 chunks
+    ///      since k ≤ 1000. `totalStake` must be positive and at least `stake`, both below 2^96.
+    function seatWeight(bytes32 output, uint256 k, uint256 stake, uint256 totalStake)
+        public
+        pure
+        returns (uint256 weight)
+    {
+        uint256 lambda = (k * stake * _ONE) / totalStake;
+        for (uint256 chunk; lambda != 0; ++chunk) {
+            uint256 part = lambda < _LAMBDA_CHUNK ? lambda : _LAMBDA_CHUNK;
+            lambda -= part;
+            uint256 u = uint256(keccak256(abi.encode(_WEIGHT_DOMAIN, output, chunk))) >> 192;
+            weight += _poissonInverse(u, part);
+        }
+    }
+
+    /// @notice The score that orders a round's proposers (lowest leads): the least of `weight`
+    ///         draws `keccak256(abi.encode(LEADER_DOMAIN, output, j)) >> 32`, `j < weight`.
+    /// @dev One hash per unit of weight: each unit is a uniform 224-bit draw, so each is equally
+    ///      likely to be the committee's lowest.
     /// @param output a seat's VRF output.
-    function leaderScore(bytes32 output) public pure returns (uint256) {
-        return uint256(keccak256(abi.encode(output)));
+    /// @param weight the seat's weight (≥ 1).
+    function leaderScore(bytes32 output, uint256 weight) public pure returns (uint256 score) {
+        score = type(uint256).max;
+        for (uint256 j; j < weight; ++j) {
+            uint256 draw = uint256(keccak256(abi.encode(_LEADER_DOMAIN, output, j))) >> 32;
+            if (draw < score) score = draw;
+        }
     }
 
     // ------------------------------------------------------------------ seam
@@ -344,7 +400,8 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
             totalStake: roundTotalStake,
             expectedSize: expectedCommitteeSize,
             eligibleNodes: eligibleNodes,
-            seats: 0
+            seats: 0,
+            weight: 0
         });
     }
 
@@ -352,8 +409,16 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         return _seats[round][account] != 0;
     }
 
+    function _seatWeight(uint256 round, address account) internal view override returns (uint32) {
+        return uint32(_seats[round][account] & _WEIGHT_MASK);
+    }
+
     function _committeeSize(uint256 round) internal view override returns (uint32) {
         return _sortitions[round].seats;
+    }
+
+    function _committeeWeight(uint256 round) internal view override returns (uint32) {
+        return _sortitions[round].weight;
     }
 
     function _proposerRank(uint256 round, address proposer, address[] calldata committee)
@@ -364,8 +429,8 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     {
         uint32 seatCount = _sortitions[round].seats;
         if (committee.length != seatCount) revert CoordinatorCommitteeListIncomplete(round, committee.length, seatCount);
-        mapping(address => bytes32) storage seats = _seats[round];
-        uint256 own = leaderScore(seats[proposer]);
+        mapping(address => uint256) storage seats = _seats[round];
+        uint256 own = seats[proposer] >> 32;
         address previous;
         // Strictly increasing and all seated with as many entries as seats: exactly the committee.
         for (uint256 i; i < committee.length; ++i) {
@@ -373,9 +438,9 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
             if (i != 0 && member <= previous) {
                 revert CoordinatorCommitteeListNotStrictlyIncreasing(round, i, previous, member);
             }
-            bytes32 output = seats[member];
-            if (output == 0) revert CoordinatorNotCommitteeMember(round, member);
-            if (leaderScore(output) < own) ++rank;
+            uint256 seat = seats[member];
+            if (seat == 0) revert CoordinatorNotCommitteeMember(round, member);
+            if (seat >> 32 < own) ++rank;
             previous = member;
         }
     }
@@ -386,16 +451,41 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         return abi.encodePacked(block.chainid, address(this), round, seed);
     }
 
-    /// @dev `min(floor(2^256·k·w / W), 2^256 − 1)` without overflow: with `m = k·w < W`,
-    ///      `2^256 = W·q + r` gives `floor(2^256·m / W) = m·q + floor(m·r / W)`; `m·q < 2^256` and
-    ///      `m·r < W² < 2^192` because `W < 2^96`.
-    function _threshold(uint256 expectedSize, uint256 stake, uint256 total) private pure returns (uint256) {
-        uint256 m = expectedSize * stake;
-        if (m >= total) return type(uint256).max;
+    /// @dev The least `j` with `u < P(X ≤ j)` for X ~ Poisson(`lambda`) (`lambda` and the uniform
+    ///      `u` in 2^-64 units, lambda ≤ 16). Terms are floored, so the loop also stops when the
+    ///      next probability term is 0 (a tail below 2^-64).
+    function _poissonInverse(uint256 u, uint256 lambda) private pure returns (uint256 j) {
+        uint256 p = _expNeg(lambda);
+        uint256 cdf = p;
         unchecked {
-            uint256 q = (0 - total) / total + 1;
-            uint256 r = (0 - total) % total;
-            return m * q + (m * r) / total;
+            // p ≤ 2^64 and lambda ≤ 2^68, so no product overflows; cdf ≤ 2^65
+            while (u >= cdf && p != 0) {
+                ++j;
+                p = (p * lambda) / (j * _ONE);
+                cdf += p;
+            }
+        }
+    }
+
+    /// @dev e^-x in 2^-64 units for `x` in 2^-64 units, x ≤ 16: the Taylor series of e^-f on the
+    ///      fraction (summed until a term floors to 0, at most 21 terms), times e^-1 per whole unit.
+    function _expNeg(uint256 x) private pure returns (uint256 result) {
+        unchecked {
+            // every factor is below 2^65, so no product overflows; positive ≥ negative because the
+            // series alternates with falling terms
+            uint256 f = x % _ONE;
+            uint256 term = _ONE;
+            uint256 positive = _ONE;
+            uint256 negative;
+            for (uint256 i = 1; term != 0; ++i) {
+                term = (term * f) / (i * _ONE);
+                if (i & 1 == 1) negative += term;
+                else positive += term;
+            }
+            result = positive - negative;
+            for (uint256 n = x / _ONE; n != 0; --n) {
+                result = (result * _EXP_MINUS_ONE) / _ONE;
+            }
         }
     }
 }

@@ -203,12 +203,13 @@ class RoundReport:
     committed_cid: str | None
     approvals: int
     committee_size: int
+    committee_weight: int
     gas_used: int
     global_loss: float
     seconds: float
     nodes: list[NodeRoundReport] = field(default_factory=list)
     leader: str | None = None
-    """Name of the member with the lowest leader score, keccak of its VRF output (None: nobody seated)."""
+    """Name of the member with the lowest leader score (None: nobody seated)."""
     proposer: str | None = None
     """Name of the member whose proposal went on-chain (None: no proposal)."""
     proposer_rank: int | None = None
@@ -435,7 +436,7 @@ def run_round(fed: Federation) -> RoundReport:
     by_address = {p.address: p for p in participants}
     aggregate = None
     rejected: list[Rejection] = []
-    if len(order) >= schedule.min_committee_size:
+    if coordinator.round_info(round_id).committee_weight >= schedule.min_committee_size:
         for rank, address in enumerate(order):
             turn = schedule.proposer_turn(rank)
             if not schedule.may_propose(rank, turn):
@@ -464,7 +465,7 @@ def run_round(fed: Federation) -> RoundReport:
 
     final = coordinator.round_info(round_id)
     if not final.status.is_final:
-        closes = schedule.finalizable_from(final.status, final.committee_size)
+        closes = schedule.finalizable_from(final.status, final.committee_weight)
         assert closes is not None  # not final, so OPEN or PROPOSED
         _mine_until_next_block_is(w3, closes)
         gas += coordinator.finalize_round(owner, round_id).gas_used
@@ -493,7 +494,8 @@ def run_round(fed: Federation) -> RoundReport:
         round_id=round_id, status=final.status, submissions=final.submission_count,
         accepted=len(aggregate.accepted) if aggregate else 0, rejected=len(rejected),
         committed_cid=committed if final.status == RoundStatus.COMMITTED else None,
-        approvals=final.approvals, committee_size=final.committee_size, gas_used=gas,
+        approvals=final.approvals, committee_size=final.committee_size, committee_weight=final.committee_weight,
+        gas_used=gas,
         global_loss=global_loss, seconds=time.perf_counter() - began, nodes=nodes,
         leader=by_address[order[0]].name if order else None,
         proposer=by_address[proposal.proposer].name if proposal else None,

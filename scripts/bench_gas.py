@@ -3,8 +3,10 @@
 Runs on an in-process eth-tester chain (py-evm), deploying the committed
 artifact. Every figure is the ``gasUsed`` of a mined transaction receipt, so it
 includes the 21,000 base and the calldata; the baseline, measured in the same
-run, is a plain value transfer (21,000). Targets (issue 3): a seat claim,
-proof verification included, ≤ 100,000 gas; an update submission ≤ 60,000.
+run, is a plain value transfer (21,000). Targets (issues 3 and 12): a seat claim,
+proof verification and weight draw included, ≤ 120,000 gas for at least 99.9%
+of claims; an update submission ≤ 60,000; proposal gas flat in the number of
+accepted updates (the contract stores the list's hash, no per-entry storage).
 
 Part 1, one round call by call: nodes register (equal stakes), the owner sets the
 adapter and opens the round, every node submits, the selected nodes claim seats
@@ -17,7 +19,8 @@ figures pool every claim of the whole run.
 
 Part 2, whole rounds: for nodes in (10, 50, 100) and expected committee size k
 in (5, 10, 20), the gas of one round from ``openRound`` to the committing vote
-(registration is a one-off and left out; it is in part 1).
+(registration is a one-off and left out; it is in part 1), with the proposal's
+own gas beside it (every node's update accepted).
 
     python scripts/bench_gas.py                    # a few minutes on 2 cores
     python scripts/bench_gas.py --nodes 10,50 --sizes 5,10 --reps 2
@@ -59,7 +62,7 @@ from flare_chain.progress import progress
 
 __all__ = ["main"]
 
-CLAIM_TARGET = 100_000
+CLAIM_TARGET = 120_000
 SUBMIT_TARGET = 60_000
 STAKE_WEI = 10**18
 THRESHOLD_BPS = 6667
@@ -156,34 +159,36 @@ def _open(fed: Federation, phases: tuple[int, int, int, int], k: int, log: GasLo
     return fed.client.current_round()
 
 
-def _claims(fed: Federation, round_id: int, log: GasLog) -> dict[str, bytes]:
-    """Every selected node claims its seat (proof verified on chain); returns member -> output."""
+def _claims(fed: Federation, round_id: int, log: GasLog) -> dict[str, tuple[int, int]]:
+    """Every node that draws weight claims its seat (proof verified on chain); member -> (weight, score)."""
     c = fed.client
     info = c.sortition_info(round_id)
     alpha = c.vrf_input(round_id)
     _to_block(fed.w3, c.round_info(round_id).submission_deadline + 1)
-    seats: dict[str, bytes] = {}
-    bound = sortition.threshold(info.expected_committee_size, STAKE_WEI, info.total_stake)
+    seats: dict[str, tuple[int, int]] = {}
     for node in fed.nodes:
         proof = vrf.prove(bytes(node.key), alpha)
         output = vrf.proof_to_hash(proof)
-        if 0 < int.from_bytes(output, "big") < bound:
+        weight = sortition.seat_weight(output, info.expected_committee_size, STAKE_WEI, info.total_stake)
+        if weight:
             p = vrf.compute_fast_verify_params(vrf.public_key(bytes(node.key)), proof, alpha)
             args = (list(p.proof_words()), list(p.u_point), list(p.v_components()), list(p.hash_roots))
             log.add("claimSeat", fed.send(node, "claimSeat", round_id, *args))
-            seats[node.address] = output
+            seats[node.address] = (weight, sortition.leader_score(output, weight))
     return seats
 
 
-def _propose(fed: Federation, round_id: int, seats: dict[str, bytes], accepted: list[str], cid: bytes) -> int:
+def _propose(fed: Federation, round_id: int, seats: dict[str, tuple[int, int]], accepted: list[str],
+             cid: bytes) -> int:
     _to_block(fed.w3, fed.client.round_info(round_id).claim_deadline + 1)
-    leader = next(x for x in fed.nodes if x.address == sortition.leader_order(seats)[0])
+    order = sortition.leader_order({a: score for a, (_, score) in seats.items()})
+    leader = next(x for x in fed.nodes if x.address == order[0])
     committee = sort_addresses(seats)
     return fed.send(leader, "proposeAggregate", round_id, cid, sort_addresses(accepted), committee)
 
 
-def run_round(fed: Federation, k: int, log: GasLog) -> tuple[int, int]:
-    """One round until it commits (or fails for an empty committee); returns (total gas, seats)."""
+def run_round(fed: Federation, k: int, log: GasLog) -> tuple[int, int, int]:
+    """One round until it commits (or fails for an empty committee); returns (total gas, seats, proposal gas)."""
     c, n = fed.client, len(fed.nodes)
     round_log = GasLog()
     # Every node gets a block for its submission and its claim.
@@ -192,17 +197,20 @@ def run_round(fed: Federation, k: int, log: GasLog) -> tuple[int, int]:
         args = (round_id, _cid(f"update {round_id} {i}"), 100 + i, keccak(b"m%d" % i))
         round_log.add("submitUpdate", fed.send(node, "submitUpdate", *args))
     seats = _claims(fed, round_id, round_log)
+    propose_gas = 0
     if not seats:  # an empty committee (probability e^-k): the round fails, nothing to commit
         _to_block(fed.w3, c.round_info(round_id).claim_deadline + 1)
         round_log.add("finalizeRound (CommitteeTooSmall)", fed.send(fed.owner, "finalizeRound", round_id))
     else:
         accepted = [node.address for node in fed.nodes]
-        gas = _propose(fed, round_id, seats, accepted, _cid(f"aggregate {round_id}"))
+        gas = propose_gas = _propose(fed, round_id, seats, accepted, _cid(f"aggregate {round_id}"))
         round_log.add(f"proposeAggregate ({n} accepted)", gas)
         by_address = {node.address: node for node in fed.nodes}
-        for approvals, member in enumerate(seats, start=1):
+        committee_weight, approvals = sum(w for w, _ in seats.values()), 0
+        for member, (weight, _) in seats.items():
             gas = fed.send(by_address[member], "vote", round_id, True)
-            if approvals * 10_000 >= THRESHOLD_BPS * len(seats):
+            approvals += weight
+            if approvals * 10_000 >= THRESHOLD_BPS * committee_weight:
                 round_log.add("vote (the one that commits)", gas)
                 break
             round_log.add("vote", gas)
@@ -211,13 +219,13 @@ def run_round(fed: Federation, k: int, log: GasLog) -> tuple[int, int]:
     for name, values in round_log.calls.items():
         for gas in values:
             log.add(name, gas)
-    return sum(sum(v) for v in round_log.calls.values()), len(seats)
+    return sum(sum(v) for v in round_log.calls.values()), len(seats), propose_gas
 
 
 def failing_rounds(fed: Federation, log: GasLog) -> None:
     """finalizeRound on a round with no seats and on a proposal nobody voted on."""
     c, w3, n = fed.client, fed.w3, len(fed.nodes)
-    round_id = _open(fed, (2, 2, 2, 2), DETAIL_K, GasLog())
+    round_id = _open(fed, (2, 3, 2, 2), DETAIL_K, GasLog())
     _to_block(w3, c.round_info(round_id).claim_deadline + 1)
     log.add("finalizeRound (CommitteeTooSmall)", fed.send(fed.owner, "finalizeRound", round_id))
 
@@ -277,14 +285,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     failing_rounds(fed, detail)
 
     # Part 2: whole rounds by nodes × k.
-    table: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    table: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
     with progress("gas bench rounds", len(node_counts) * len(sizes) * args.reps, unit="round") as bar:
         for n in node_counts:
             fed_n = build_federation(n, GasLog(), f"grid {n}")
             for k in sizes:
                 for _ in range(args.reps):
-                    total, seats = run_round(fed_n, k, claims)
-                    table[(n, k)].append((total, seats))
+                    table[(n, k)].append(run_round(fed_n, k, claims))
                     bar.update(1, nodes=n, k=k)
 
     fork = type(fed.w3.provider.ethereum_tester.backend.chain.get_vm()).__name__
@@ -304,15 +311,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_row(name, values, baseline))
 
     print("\nWhole round (openRound → submissions → seat claims → proposal → committing vote), total gas:")
-    header = f"{'nodes':>6} {'k':>4} {'seats':>6} {'total gas':>12} {'gas/node':>10} {'/base':>8}"
+    header = f"{'nodes':>6} {'k':>4} {'seats':>6} {'total gas':>12} {'gas/node':>10} {'/base':>8} {'proposal':>10}"
     print(header)
     for n in node_counts:
         for k in sizes:
             runs = table[(n, k)]
-            total = statistics.mean(t for t, _ in runs)
-            seats = statistics.mean(s for _, s in runs)
-            print(f"{n:>6} {k:>4} {seats:>6.1f} {total:>12,.0f} {total / n:>10,.0f} {total / baseline:>8.1f}")
-    claim_ok, submit_ok = max(pooled_claims) <= CLAIM_TARGET, max(pooled_submits) <= SUBMIT_TARGET
+            total = statistics.mean(t for t, _, _ in runs)
+            seats = statistics.mean(s for _, s, _ in runs)
+            proposal = statistics.mean(p for _, _, p in runs)
+            print(f"{n:>6} {k:>4} {seats:>6.1f} {total:>12,.0f} {total / n:>10,.0f} {total / baseline:>8.1f} "
+                  f"{proposal:>10,.0f}")
+    within = sum(g <= CLAIM_TARGET for g in pooled_claims) / len(pooled_claims)
+    print(f"\nSeat claims within {CLAIM_TARGET:,}: {within:.2%} of {len(pooled_claims)} "
+          f"(99th percentile {sorted(pooled_claims)[int(0.99 * (len(pooled_claims) - 1))]:,}).")
+    claim_ok, submit_ok = within >= 0.999, max(pooled_submits) <= SUBMIT_TARGET
     print(
         f"\nTargets: seat claim ≤ {CLAIM_TARGET:,} (max {max(pooled_claims):,}, "
         f"{'met' if claim_ok else 'MISSED'}); submission ≤ {SUBMIT_TARGET:,} "

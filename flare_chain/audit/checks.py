@@ -27,6 +27,7 @@ __all__ = [
     "check_votes",
     "cid_text",
     "required_approvals",
+    "seat_weights",
 ]
 
 
@@ -40,9 +41,29 @@ def cid_text(cid: bytes | None) -> str:
         return "0x" + bytes(cid).hex()
 
 
-def required_approvals(threshold_bps: int, seats: int) -> int:
-    """Fewest approvals that commit: the least ``a`` with ``a·10000 ≥ bps·seats`` (the contract's rule)."""
-    return -(-threshold_bps * seats // sortition.BPS)
+def required_approvals(threshold_bps: int, weight: int) -> int:
+    """Least approval weight that commits: the least ``a`` with ``a·10000 ≥ bps·weight`` (the contract's rule)."""
+    return -(-threshold_bps * weight // sortition.BPS)
+
+
+def seat_weights(history: History, r: RoundHistory) -> dict[str, int]:
+    """Each seat's weight as the auditor recomputes it from its output and the round's sortition.
+
+    Not the weight the event states: a contract that miscounts weights must not
+    be able to vouch for itself. A seat whose weight cannot be recomputed (no
+    registration or no ``RoundOpened``) weighs 0 here; ``check_seats`` names it.
+    """
+    weights: dict[str, int] = {}
+    for seat in r.seats:
+        reg = history.registrations.get(seat.node)
+        if r.opened is None or reg is None or seat.node in weights:
+            continue
+        try:
+            weights[seat.node] = sortition.seat_weight(seat.output, r.opened.expected_committee_size, reg.stake,
+                                                       r.opened.total_stake)
+        except ConfigError:
+            weights[seat.node] = 0
+    return weights
 
 
 def check_seed(history: History, r: RoundHistory) -> Finding:
@@ -80,7 +101,7 @@ def check_global_chain(history: History, r: RoundHistory, previous_cid: bytes | 
 
 
 def check_seats(history: History, r: RoundHistory) -> list[Finding]:
-    """Every seat: calldata proof verifies under the registered key, output matches, under threshold."""
+    """Every seat: calldata proof verifies under the registered key, output matches, weight and leader score as drawn."""
     name, rid = "vrf-proof", r.round_id
     if r.opened is None:
         return [Finding(name, UNVERIFIABLE, rid, seat.node, "no RoundOpened event: seed unknown") for seat in r.seats]
@@ -129,20 +150,27 @@ def check_seats(history: History, r: RoundHistory) -> list[Finding]:
             fail(f"proof gives output 0x{beta.hex()} but SeatClaimed says 0x{seat.output.hex()}")
             continue
         try:
-            bound = sortition.threshold(r.opened.expected_committee_size, reg.stake, r.opened.total_stake)
+            weight = sortition.seat_weight(beta, r.opened.expected_committee_size, reg.stake, r.opened.total_stake)
         except ConfigError as exc:  # a contract that miscounted W or k: name the seat, keep auditing
-            fail(f"no sortition threshold for stake {reg.stake} of total stake {r.opened.total_stake}, "
+            fail(f"no seat weight for stake {reg.stake} of total stake {r.opened.total_stake}, "
                  f"k={r.opened.expected_committee_size}: {exc}")
             continue
-        if not 0 < int.from_bytes(beta, "big") < bound:
-            fail(f"output 0x{beta.hex()} is not under the threshold {bound:#x} (stake {reg.stake} of "
-                 f"{r.opened.total_stake}, k={r.opened.expected_committee_size})")
+        if weight == 0:
+            fail(f"output 0x{beta.hex()} draws weight 0 (stake {reg.stake} of "
+                 f"{r.opened.total_stake}, k={r.opened.expected_committee_size}): no seat")
+            continue
+        if seat.weight != weight:
+            fail(f"SeatClaimed states weight {seat.weight}; the output draws {weight}")
+            continue
+        if seat.leader_score != sortition.leader_score(beta, weight):
+            fail(f"SeatClaimed states leader score {seat.leader_score:#x}; output and weight give "
+                 f"{sortition.leader_score(beta, weight):#x}")
             continue
         if not history.schedule(r.opened).accepts_claim(seat.block_number):
             fail(f"claimed in block {seat.block_number}, outside the claim window "
                  f"{r.opened.submission_deadline + 1}..{r.opened.claim_deadline}")
             continue
-        findings.append(Finding(name, PASS, rid, node, f"output 0x{beta.hex()[:16]}… under threshold"))
+        findings.append(Finding(name, PASS, rid, node, f"output 0x{beta.hex()[:16]}… draws weight {weight}"))
     return findings
 
 
@@ -167,41 +195,55 @@ def check_votes(r: RoundHistory) -> list[Finding]:
 
 
 def check_quorum(history: History, r: RoundHistory) -> Finding:
-    """A commit needs ``ceil(bps·seats/10000)`` distinct seated approvals cast before it."""
+    """A commit needs ``ceil(bps·K/10000)`` approval weight from distinct seated members cast before it.
+
+    ``K`` is the committee's weight; every weight is the auditor's own
+    recomputation from the seat's VRF output (``seat_weights``).
+    """
     name, rid = "quorum", r.round_id
     if not r.committed or r.outcome is None:
         return Finding(name, PASS, rid, detail=f"not committed ({r.status})")
-    seats = len({s.node for s in r.seats if s.block_number <= r.outcome.block_number})
-    needed = required_approvals(history.params.approval_threshold_bps, seats)
-    seated = {s.node for s in r.seats}
-    approvals = len({v.voter for v in r.votes
-                     if v.approve and v.voter in seated and v.block_number <= r.outcome.block_number})
-    if seats < history.params.min_committee_size:
+    weights = seat_weights(history, r)
+    seated = {s.node for s in r.seats if s.block_number <= r.outcome.block_number}
+    committee_weight = sum(weights.get(node, 0) for node in seated)
+    needed = required_approvals(history.params.approval_threshold_bps, committee_weight)
+    approvers = {v.voter for v in r.votes if v.approve and v.voter in seated and v.block_number <= r.outcome.block_number}
+    approvals = sum(weights.get(node, 0) for node in approvers)
+    if committee_weight < history.params.min_committee_size:
         return Finding(name, FAIL, rid, detail=(
-            f"committed with {seats} seat(s), fewer than the minimum committee {history.params.min_committee_size}"))
+            f"committed with a committee of weight {committee_weight}, less than the minimum committee "
+            f"{history.params.min_committee_size}"))
     if approvals < needed:
         return Finding(name, FAIL, rid, detail=(
-            f"committed with {approvals} approval(s) of {seats} seat(s); the threshold "
+            f"committed with approval weight {approvals} of {committee_weight}; the threshold "
             f"{history.params.approval_threshold_bps} bps needs {needed}"))
-    if r.outcome.approvals != approvals or r.outcome.committee_size != seats:
+    if r.outcome.approval_weight != approvals or r.outcome.committee_weight != committee_weight:
         return Finding(name, FAIL, rid, detail=(
-            f"RoundCommitted reports {r.outcome.approvals}/{r.outcome.committee_size}, the events show "
-            f"{approvals}/{seats}"))
-    return Finding(name, PASS, rid, detail=f"{approvals} of {seats} approved (needed {needed})")
+            f"RoundCommitted reports {r.outcome.approval_weight}/{r.outcome.committee_weight}, the seats' "
+            f"outputs and the votes give {approvals}/{committee_weight}"))
+    return Finding(name, PASS, rid, detail=f"weight {approvals} of {committee_weight} approved (needed {needed})")
 
 
 def check_proposer(history: History, r: RoundHistory) -> Finding:
-    """The proposer was seated, its rank is the one its output gives, and it proposed in its turn."""
+    """The proposer was seated, its rank is the one the seats' outputs give, it proposed in its turn, and
+    every node its accepted list names submitted in the round (the contract stores only the list's hash)."""
     name, rid = "proposer", r.round_id
     proposal = r.proposal
     if proposal is None:
         return Finding(name, PASS, rid, detail="no proposal")
     if len(r.proposals) > 1:
         return Finding(name, FAIL, rid, proposal.proposer, f"{len(r.proposals)} proposals in one round")
-    outputs = {s.node: s.output for s in r.seats if s.block_number <= proposal.block_number}
-    if proposal.proposer not in outputs:
+    weights = seat_weights(history, r)
+    scores = {s.node: sortition.leader_score(s.output, max(1, weights.get(s.node, 0)))
+              for s in r.seats if s.block_number <= proposal.block_number}
+    if proposal.proposer not in scores:
         return Finding(name, FAIL, rid, proposal.proposer, "proposed without a seat")
-    rank = sortition.rank_of(outputs, proposal.proposer)
+    rank = sortition.rank_of(scores, proposal.proposer)
+    submitted = {s.node for s in r.submissions if s.block_number <= proposal.block_number}
+    strangers = [node for node in proposal.accepted if node not in submitted]
+    if strangers:
+        return Finding(name, FAIL, rid, proposal.proposer,
+                       f"accepted list names {', '.join(strangers)}, which submitted nothing in round {rid}")
     if rank != proposal.rank:
         return Finding(name, FAIL, rid, proposal.proposer, f"event says rank {proposal.rank}, outputs give {rank}")
     if r.opened is None:

@@ -45,6 +45,7 @@ class ContractParams:
     approval_threshold_bps: int
     min_committee_size: int
     leader_blocks: int
+    max_sample_count: int
 
 
 @dataclass(frozen=True)
@@ -149,23 +150,24 @@ def _apply(rounds: dict[int, RoundHistory], e: EventLog) -> None:
         ))
     elif e.name == "SeatClaimed":
         r.seats.append(SeatClaim(round_id=r.round_id, node=a["node"], output=bytes(a["output"]),
+                                 weight=a["weight"], leader_score=a["leaderScore"],
                                  **_where(e)))  # type: ignore[arg-type]
     elif e.name == "AggregateProposed":
         r.proposals.append(Proposal(
             round_id=r.round_id, proposer=a["proposer"], global_cid=bytes(a["globalCid"]),
-            accepted=tuple(a["accepted"]), accepted_samples=a["acceptedSamples"], rank=a["rank"],
+            accepted=tuple(a["accepted"]), rank=a["rank"],
             **_where(e),  # type: ignore[arg-type]
         ))
     elif e.name == "VoteCast":
         r.votes.append(Vote(round_id=r.round_id, voter=a["voter"], approve=bool(a["approve"]),
-                            **_where(e)))  # type: ignore[arg-type]
+                            weight=a["weight"], **_where(e)))  # type: ignore[arg-type]
     elif e.name == "RoundCommitted":
         r.outcome = RoundOutcome(round_id=r.round_id, committed=True, global_cid=bytes(a["globalCid"]),
-                                 approvals=a["approvals"], committee_size=a["committeeSize"],
+                                 approval_weight=a["approvalWeight"], committee_weight=a["committeeWeight"],
                                  failure_reason=None, **_where(e))  # type: ignore[arg-type]
     elif e.name == "RoundFailed":
-        r.outcome = RoundOutcome(round_id=r.round_id, committed=False, global_cid=None, approvals=None,
-                                 committee_size=None, failure_reason=FailureReason(a["reason"]),
+        r.outcome = RoundOutcome(round_id=r.round_id, committed=False, global_cid=None, approval_weight=None,
+                                 committee_weight=None, failure_reason=FailureReason(a["reason"]),
                                  **_where(e))  # type: ignore[arg-type]
 
 
@@ -217,6 +219,7 @@ def build_history(
         approval_threshold_bps=int(reader.view("approvalThresholdBps")),
         min_committee_size=int(reader.view("minCommitteeSize")),
         leader_blocks=int(reader.view("leaderBlocks")),
+        max_sample_count=int(reader.view("maxSampleCount")),
     )
     history = History(chain_id=chain_id, address=reader.address, from_block=from_block, to_block=to_block,
                       params=params, seed0=seed_zero(chain_id, reader.address), initial_cid=initial,

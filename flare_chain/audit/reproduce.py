@@ -164,10 +164,14 @@ def reproduce_round(
     content: RoundContent,
     models: ModelLocator,
     spec: FederationSpec,
+    max_sample_count: int,
     *,
     device: str = "cpu",
 ) -> list[Finding]:
-    """``accepted-set`` and ``aggregate-cid``: re-run ``spec``'s gates and aggregator for a committed round."""
+    """``accepted-set`` and ``aggregate-cid``: re-run ``spec``'s gates and aggregator for a committed round.
+
+    ``max_sample_count`` is the coordinator's cap, which clips each update's FedAvg weight.
+    """
     rid = r.round_id
     proposal = r.proposal
     if not r.committed or proposal is None:
@@ -209,7 +213,8 @@ def reproduce_round(
     try:
         verdict, chosen = review_accepted_set(source.store, rid, available, previous, accepted, model_dir=model_dir,
                                               params=params, probe_seed=r.opened.seed if r.opened else None,
-                                              device=device, gates=spec.gates, privacy=spec.privacy)
+                                              device=device, gates=spec.gates, privacy=spec.privacy,
+                                              max_sample_count=max_sample_count)
     except (StoreError, UpdateError) as exc:  # only round-wide inputs raise: the probe corpus
         return both(UNVERIFIABLE, f"the committee's gates cannot be re-run: {exc}")
     findings: list[Finding] = []
@@ -237,7 +242,7 @@ def reproduce_round(
         return findings
     updates = [by_node[n] for n in accepted]
     rebuilt = build_aggregate(source.store, rid, previous, updates, model_dir, params,
-                              aggregator=spec.aggregator.build(), pin=False)
+                              aggregator=spec.aggregator.build(), pin=False, max_sample_count=max_sample_count)
     proposed = cid_text(proposal.global_cid)
     if rebuilt.cid != proposed:
         findings.append(Finding("aggregate-cid", FAIL, rid, proposal.proposer, (

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from web3 import Web3
 
-from flare_chain.audit.checks import chain_checks, cid_text, required_approvals
+from flare_chain.audit.checks import chain_checks, cid_text, required_approvals, seat_weights
 from flare_chain.audit.content import ContentSource
 from flare_chain.audit.deployment import AuditTarget
 from flare_chain.audit.fetch import DEFAULT_CHUNK_BLOCKS, ChainReader
@@ -133,6 +133,7 @@ def _summary(history: History, r: RoundHistory, findings: list[Finding], content
     statuses = {f.status for f in findings}
     result = FAIL if FAIL in statuses else UNVERIFIABLE if UNVERIFIABLE in statuses else PASS
     seats = sorted({s.node for s in r.seats}, key=str.lower)
+    weights = seat_weights(history, r)
     metrics = [m.get("metrics", {}) for m in content.manifests.values()]
     return RoundSummary(
         round_id=r.round_id,
@@ -141,8 +142,8 @@ def _summary(history: History, r: RoundHistory, findings: list[Finding], content
         submitters=sorted((s.node for s in r.submissions), key=str.lower),
         accepted=sorted(r.proposal.accepted, key=str.lower) if r.proposal and r.committed else [],
         committee=seats,
-        approvals=sum(1 for v in r.votes if v.approve),
-        needed=required_approvals(history.params.approval_threshold_bps, len(seats)),
+        approvals=sum(weights.get(v.voter, 0) for v in r.votes if v.approve),
+        needed=required_approvals(history.params.approval_threshold_bps, sum(weights.values())),
         gas_used=r.gas_used,
         loss_before=_mean([float(m["val_loss_before"]) for m in metrics if "val_loss_before" in m]),
         loss_after=_mean([float(m["val_loss_after"]) for m in metrics if "val_loss_after" in m]),
@@ -276,7 +277,8 @@ def run_audit(
             with clock.phase("reproduce"):
                 if reproduce and spec is not None:
                     rules = spec if gates is None else spec.model_copy(update={"gates": gates})
-                    round_findings += reproduce_round(source, r, start, content, models, rules, device=device)
+                    round_findings += reproduce_round(source, r, start, content, models, rules,
+                                                      history.params.max_sample_count, device=device)
                 elif reproduce:
                     round_findings += [Finding(c, UNVERIFIABLE, rid, detail="the federation spec is unavailable")
                                        for c in ("accepted-set", "aggregate-cid")]

@@ -83,7 +83,8 @@ class SimulatedFederation:
     def honest_proposal(self, round_id: int, previous: GlobalAdapter,
                         passing: list[CheckedUpdate]) -> tuple[str, list[str]]:
         result = build_aggregate(self.store, round_id, previous, passing, self.model_dir, self.params,
-                                 aggregator=self.spec.aggregator.build())
+                                 aggregator=self.spec.aggregator.build(),
+                                 max_sample_count=self.coordinator.max_sample_count())
         return result.cid, result.accepted
 
     def _delta(self, round_id: int, index: int, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
@@ -139,25 +140,27 @@ class SimulatedFederation:
         advance_blocks(w3, max(0, info.submission_deadline + 1 - int(w3.eth.block_number)))
         alpha = sortition.vrf_alpha(chain_id, c.address, round_id, info.seed)
         total = STAKE_WEI * len(self.nodes)
-        outputs: dict[str, bytes] = {}
+        scores: dict[str, int] = {}
         for node in self.nodes:
             proof = vrf.prove(bytes(node.key), alpha)
             output = vrf.proof_to_hash(proof)
-            if sortition.is_selected(output, self.expected_committee_size, STAKE_WEI, total):
+            weight = sortition.seat_weight(output, self.expected_committee_size, STAKE_WEI, total)
+            if weight:
                 c.claim_seat(node, round_id, proof)
-                outputs[node.address] = output
+                scores[node.address] = sortition.leader_score(output, weight)
         advance_blocks(w3, max(0, info.claim_deadline + 1 - int(w3.eth.block_number)))
-        order = sortition.leader_order(outputs)
+        order = sortition.leader_order(scores)
         by_address: dict[str, LocalAccount] = {n.address: n for n in self.nodes}
         if not order:  # nobody drew a seat: the round fails once its claim window is over
             c.finalize_round(self.owner, round_id)
             return round_id
         passing, _rejected = check_submissions(self.store, round_id, submissions, previous, gates=self.spec.gates,
                                                privacy=self.spec.privacy,
-                                               model_dir=self.model_dir, params=self.params, probe_seed=info.seed)
+                                               model_dir=self.model_dir, params=self.params, probe_seed=info.seed,
+                                               max_sample_count=c.max_sample_count())
         cid, accepted = (proposer or SimulatedFederation.honest_proposal)(self, round_id, previous, passing)
         c.propose_aggregate(by_address[order[0]], round_id, cid_to_bytes(cid), list(accepted),
-                            committee=list(outputs))
+                            committee=list(scores))
         yes = len(order) if approvals is None else approvals
         for rank, member in enumerate(order):
             if c.round_info(round_id).status.is_final:
@@ -199,7 +202,8 @@ def simulate(
 ) -> SimulatedFederation:
     """Deploy (the coordinator, or ``artifact``), register ``nodes`` equal stakes, pin the round-0 adapter.
 
-    ``expected_committee_size`` defaults to ``nodes``: every node wins a seat. ``probe_corpus`` pins the
+    ``expected_committee_size`` defaults to ``5·nodes``: each node's weight is Poisson(5), so it
+    misses a seat with probability e^-5 (0.7%). ``probe_corpus`` pins the
     reference probe corpus and names it in the round-0 manifest (the probe-loss gate runs from 5 nodes).
     ``spec`` is pinned and fixed on the coordinator; the honest members then gate and aggregate by it.
     """
@@ -223,5 +227,5 @@ def simulate(
         coordinator.set_federation_spec(owner, cid_to_bytes(pin_spec(store, spec)))
     return SimulatedFederation(coordinator=coordinator, owner=owner, nodes=accounts, store=store,
                                model_dir=model_dir, params=params, initial_cid=cid,
-                               expected_committee_size=expected_committee_size or nodes,
+                               expected_committee_size=expected_committee_size or 5 * nodes,
                                spec=spec if spec is not None else FederationSpec())

@@ -87,8 +87,8 @@ class SeatDraw:
     """A node's sortition draw for a round, computed locally before anything is sent.
 
     ``proof`` is the 81-byte VRF proof of the round's input under the node's key,
-    ``output`` its 32-byte ``beta``; ``selected`` says whether the contract will
-    seat it (``0 < output < threshold``).
+    ``output`` its 32-byte ``beta``; ``weight`` the seat weight the contract will
+    give it (``sortition.seat_weight``; 0: no seat).
     """
 
     round_id: int
@@ -96,8 +96,12 @@ class SeatDraw:
     alpha: bytes
     proof: bytes
     output: bytes
-    threshold: int
-    selected: bool
+    weight: int
+
+    @property
+    def selected(self) -> bool:
+        """Whether the contract will seat the node (its weight is at least 1)."""
+        return self.weight > 0
 
 
 def sort_addresses(addresses: Iterable[str]) -> list[str]:
@@ -248,19 +252,15 @@ class CoordinatorClient:
         proof = vrf.prove(bytes(account.key), alpha)
         output = vrf.proof_to_hash(proof)
         info, node = self.sortition_info(round_id), self.node_info(account.address)
-        eligible = node.registered and node.first_eligible_round <= round_id and info.total_stake > 0
-        bound = (
-            sortition.threshold(info.expected_committee_size, node.stake, info.total_stake) if eligible else 0
+        exit_round, _ = self.unbonding(account.address)
+        eligible = (node.registered and node.first_eligible_round <= round_id and info.total_stake > 0
+                    and (exit_round == 0 or round_id < exit_round))
+        weight = (
+            sortition.seat_weight(output, info.expected_committee_size, node.stake, info.total_stake)
+            if eligible else 0
         )
-        return SeatDraw(
-            round_id=round_id,
-            node=account.address,
-            alpha=alpha,
-            proof=proof,
-            output=output,
-            threshold=bound,
-            selected=0 < int.from_bytes(output, "big") < bound,
-        )
+        return SeatDraw(round_id=round_id, node=account.address, alpha=alpha, proof=proof, output=output,
+                        weight=weight)
 
     def claim_seat(self, account: LocalAccount, round_id: int, proof: bytes) -> TxResult:
         """Claim a seat on ``round_id``'s committee with an 81-byte VRF ``proof`` (claim window only).
@@ -362,6 +362,7 @@ class CoordinatorClient:
             prop_dl,
             vote_dl,
             size,
+            weight,
             count,
             approvals,
             rejections,
@@ -376,6 +377,7 @@ class CoordinatorClient:
             proposal_deadline=prop_dl,
             vote_deadline=vote_dl,
             committee_size=size,
+            committee_weight=weight,
             submission_count=count,
             approvals=approvals,
             rejections=rejections,
@@ -415,23 +417,25 @@ class CoordinatorClient:
         return int(exit_round), int(withdrawable)
 
     def sortition_info(self, round_id: int) -> SortitionInfo:
-        """Sortition of ``round_id``: total eligible stake, expected size ``k``, eligible nodes, seats so far."""
-        total, expected, eligible, seats = self._view("sortitionInfo", round_id)
+        """Sortition of ``round_id``: total eligible stake, expected size ``k``, eligible nodes, seats and weight so far."""
+        total, expected, eligible, seats, weight = self._view("sortitionInfo", round_id)
         return SortitionInfo(
             round_id=round_id,
             total_stake=total,
             expected_committee_size=expected,
             eligible_nodes=eligible,
             seats=seats,
+            weight=weight,
         )
 
-    def seat_output(self, round_id: int, address: str) -> bytes:
-        """The VRF output ``address`` sits on ``round_id``'s committee with (32 zero bytes: no seat)."""
-        return bytes(self._view("seatOutput", round_id, to_checksum_address(address)))
+    def seat_weight(self, round_id: int, address: str) -> int:
+        """The seat weight ``address`` holds on ``round_id``'s committee (0: no seat)."""
+        weight, _ = self._view("seatOf", round_id, to_checksum_address(address))
+        return int(weight)
 
-    def selection_threshold(self, round_id: int, address: str) -> int:
-        """The bound ``address``'s VRF output must be under to win a seat in ``round_id`` (0: not eligible)."""
-        return int(self._view("selectionThreshold", round_id, to_checksum_address(address)))
+    def seat_weight_of(self, round_id: int, address: str, output: bytes) -> int:
+        """The weight the contract would give ``address`` for VRF ``output`` in ``round_id`` (0: none)."""
+        return int(self._view("seatWeightOf", round_id, to_checksum_address(address), bytes(output)))
 
     def vrf_input(self, round_id: int) -> bytes:
         """The contract's VRF input ``alpha`` for ``round_id`` (see ``sortition.vrf_alpha``)."""
@@ -445,18 +449,18 @@ class CoordinatorClient:
         """The members of ``round_id``'s committee in ascending address order (from ``SeatClaimed``)."""
         return sort_addresses(seat.node for seat in self.seats(round_id))
 
-    def seat_outputs(self, round_id: int) -> dict[str, bytes]:
-        """Member address -> VRF output for ``round_id`` (from ``SeatClaimed``)."""
-        return {seat.node: seat.output for seat in self.seats(round_id)}
+    def leader_scores(self, round_id: int) -> dict[str, int]:
+        """Member address -> leader score for ``round_id`` (from ``SeatClaimed``)."""
+        return {seat.node: seat.leader_score for seat in self.seats(round_id)}
 
     def leader(self, round_id: int) -> str | None:
-        """The member with the lowest leader score, keccak of its VRF output (rank 0); None while nobody is seated."""
-        order = sortition.leader_order(self.seat_outputs(round_id))
+        """The member with the lowest leader score (rank 0); None while nobody is seated."""
+        order = sortition.leader_order(self.leader_scores(round_id))
         return order[0] if order else None
 
     def proposer_order(self, round_id: int) -> list[str]:
         """Members in the order they may propose: lowest leader score first (ranks 0, 1, ...)."""
-        return sortition.leader_order(self.seat_outputs(round_id))
+        return sortition.leader_order(self.leader_scores(round_id))
 
     def has_voted(self, round_id: int, address: str) -> bool:
         return int(self._view("voteOf", round_id, to_checksum_address(address))) != 0
@@ -530,6 +534,8 @@ class CoordinatorClient:
                 round_id=round_id,
                 node=log["args"]["node"],
                 output=bytes(log["args"]["output"]),
+                weight=log["args"]["weight"],
+                leader_score=log["args"]["leaderScore"],
                 **self._where(log),
             )
             for log in self._logs("SeatClaimed", round=round_id)
@@ -580,7 +586,6 @@ class CoordinatorClient:
             proposer=a["proposer"],
             global_cid=bytes(a["globalCid"]),
             accepted=tuple(a["accepted"]),
-            accepted_samples=a["acceptedSamples"],
             rank=a["rank"],
             **self._where(logs[0]),
         )
@@ -592,6 +597,7 @@ class CoordinatorClient:
                 round_id=round_id,
                 voter=log["args"]["voter"],
                 approve=log["args"]["approve"],
+                weight=log["args"]["weight"],
                 **self._where(log),
             )
             for log in self._logs("VoteCast", round=round_id)
@@ -606,8 +612,8 @@ class CoordinatorClient:
                 round_id=round_id,
                 committed=True,
                 global_cid=bytes(a["globalCid"]),
-                approvals=a["approvals"],
-                committee_size=a["committeeSize"],
+                approval_weight=a["approvalWeight"],
+                committee_weight=a["committeeWeight"],
                 failure_reason=None,
                 **self._where(committed[0]),
             )
@@ -617,8 +623,8 @@ class CoordinatorClient:
                 round_id=round_id,
                 committed=False,
                 global_cid=None,
-                approvals=None,
-                committee_size=None,
+                approval_weight=None,
+                committee_weight=None,
                 failure_reason=FailureReason(failed[0]["args"]["reason"]),
                 **self._where(failed[0]),
             )

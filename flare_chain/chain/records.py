@@ -66,7 +66,9 @@ class TxResult:
 class RoundInfo:
     """``roundInfo(round)``: the on-chain state of one round. Deadlines are inclusive block numbers.
 
-    ``committee_size`` is the number of seats claimed so far (final after the claim deadline).
+    ``committee_size`` is the number of members seated so far and ``committee_weight``
+    their total seat weight (both final after the claim deadline); ``approvals``
+    and ``rejections`` are the seat weights voted each way.
     """
 
     round_id: int
@@ -77,6 +79,7 @@ class RoundInfo:
     proposal_deadline: int
     vote_deadline: int
     committee_size: int
+    committee_weight: int
     submission_count: int
     approvals: int
     rejections: int
@@ -85,13 +88,14 @@ class RoundInfo:
 
 @dataclass(frozen=True)
 class SortitionInfo:
-    """``sortitionInfo(round)``: total eligible stake ``W``, expected size ``k``, eligible nodes, seats."""
+    """``sortitionInfo(round)``: total eligible stake ``W``, expected size ``k``, eligible nodes, members seated, their weight."""
 
     round_id: int
     total_stake: int
     expected_committee_size: int
     eligible_nodes: int
     seats: int
+    weight: int
 
 
 @dataclass(frozen=True)
@@ -130,11 +134,13 @@ class NodeRegistration:
 
 @dataclass(frozen=True)
 class SeatClaim:
-    """``SeatClaimed``: ``node`` proved VRF ``output`` under its threshold and sits on the committee."""
+    """``SeatClaimed``: ``node`` proved VRF ``output``, which drew seat ``weight``; ``leader_score`` ranks it."""
 
     round_id: int
     node: str
     output: bytes
+    weight: int
+    leader_score: int
     block_number: int
     tx_hash: str
 
@@ -178,7 +184,6 @@ class Proposal:
     proposer: str
     global_cid: bytes
     accepted: tuple[str, ...]
-    accepted_samples: int
     rank: int
     block_number: int
     tx_hash: str
@@ -186,11 +191,12 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Vote:
-    """``VoteCast``: one committee member's vote on a round's proposal."""
+    """``VoteCast``: one committee member's vote on a round's proposal, cast with its seat ``weight``."""
 
     round_id: int
     voter: str
     approve: bool
+    weight: int
     block_number: int
     tx_hash: str
 
@@ -199,15 +205,15 @@ class Vote:
 class RoundOutcome:
     """``RoundCommitted`` or ``RoundFailed``: how a round ended.
 
-    ``global_cid``, ``approvals`` and ``committee_size`` are set when committed;
-    ``failure_reason`` when failed.
+    ``global_cid``, ``approval_weight`` and ``committee_weight`` (seat weights)
+    are set when committed; ``failure_reason`` when failed.
     """
 
     round_id: int
     committed: bool
     global_cid: bytes | None
-    approvals: int | None
-    committee_size: int | None
+    approval_weight: int | None
+    committee_weight: int | None
     failure_reason: FailureReason | None
     block_number: int
     tx_hash: str

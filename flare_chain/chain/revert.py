@@ -76,7 +76,6 @@ _HINTS: dict[str, str] = {
     "CoordinatorProposalClosed": "the proposal deadline has passed; finalize the round instead",
     "CoordinatorEmptyAcceptedSet": "accept at least one submitted update",
     "CoordinatorAcceptedNotStrictlyIncreasing": "sort accepted addresses ascending without duplicates",
-    "CoordinatorAcceptedWithoutSubmission": "accept only nodes that submitted in this round",
     "CoordinatorNoProposal": "votes need a pending proposal for the round",
     "CoordinatorVoteClosed": "the vote deadline has passed; finalize the round instead",
     "CoordinatorDuplicateVote": "each committee member votes once per round",

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--committee", type=int, default=4, metavar="K",
                    help="expected committee size k of the VRF sortition (default 4)")
     p.add_argument("--min-committee", type=int, default=2, metavar="M",
-                   help="fewest seats a round goes on with; fewer and it fails (default 2)")
+                   help="least committee weight a round goes on with; lighter and it fails (default 2)")
     p.add_argument("--model-dir", type=Path, default=None,
                    help="a local Hugging Face causal-LM directory (default: the offline reference model)")
     p.add_argument("--data", type=Path, default=None, metavar="DIR",

@@ -60,8 +60,10 @@ def render_round(report: RoundReport) -> str:
     if report.failure_reason is not None:
         outcome += f" ({report.failure_reason.name.lower().replace('_', ' ')})"
     title = (f"\nround {report.round_id}: {outcome}, {report.submissions} submissions, {report.accepted} accepted, "
-             f"{report.approvals}/{report.committee_size} approvals, gas {report.gas_used:,}, {report.seconds:.0f} s\n"
-             f"committee ({report.committee_size} of {len(report.nodes)} seated, lowest keccak(VRF output) leads): "
+             f"approval weight {report.approvals}/{report.committee_weight}, gas {report.gas_used:,}, "
+             f"{report.seconds:.0f} s\n"
+             f"committee ({report.committee_size} of {len(report.nodes)} seated, weight {report.committee_weight}, "
+             f"lowest leader score leads): "
              f"{seated}; {proposed}\n"
              f"committed CID: {report.committed_cid or '(none: previous adapter kept)'}\n"
              f"global adapter held-out loss (union of nodes' held-out sets): {report.global_loss:.4f}")

@@ -44,7 +44,7 @@ from flare_chain.aggregation.pipeline import GateSettings, Settle, build_gates, 
 from flare_chain.aggregation.privacy import l2_norm, local_dp_norm_bound
 from flare_chain.chain import Submission
 from flare_chain.committee.verdict import FollowLeader, SetVerdict
-from flare_chain.errors import GateRejection, IntegrityError, StoreError, UpdateError
+from flare_chain.errors import ConfigError, GateRejection, IntegrityError, StoreError, UpdateError
 from flare_chain.ipfs import cid_from_bytes
 from flare_chain.ipfs.content import PinningStore
 from flare_chain.lora.files import Manifest, tensor_shapes
@@ -54,8 +54,21 @@ from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.node.bundles import GlobalAdapter, fetch_probe_corpus, fetch_update_bundle, pin_global_bundle
 from flare_chain.protocol.spec import PrivacySpec
 
-__all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "build_aggregate", "check_submissions",
-           "review_accepted_set"]
+__all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "aggregation_weight", "build_aggregate",
+           "check_submissions", "review_accepted_set"]
+
+
+def aggregation_weight(sample_count: int, max_sample_count: int) -> int:
+    """The FedAvg weight of an update: its sample count clipped to the deployment's cap.
+
+    The contract refuses a submission above the cap, so on a sound chain this
+    is the count itself; clipping here as well keeps one update from
+    outweighing the rest when the cap was changed, read wrong, or a count
+    reached the aggregator by another path.
+    """
+    if max_sample_count < 1:
+        raise ConfigError(f"the sample-count cap must be at least 1, got {max_sample_count}; read maxSampleCount()")
+    return min(int(sample_count), int(max_sample_count))
 
 log = logging.getLogger("flare_chain.committee")
 
@@ -93,9 +106,13 @@ def check_submissions(
     privacy: PrivacySpec | None = None,
     device: str = "cpu",
     settle: Settle | None = None,
+    max_sample_count: int | None = None,
 ) -> tuple[list[CheckedUpdate], list[Rejection]]:
     """Fetch and gate every submission, in node order; never raises for one bad update.
 
+    ``max_sample_count`` (the contract's cap) clips the sample counts the
+    weighted gates see, as ``build_aggregate`` does; None passes them as the
+    chain recorded them (which the contract already bounds by the cap).
     ``gates`` selects and tunes the gates (default :class:`GateSettings`);
     every committee member must use the same settings. The MI filter runs
     when ``model_dir`` and ``params`` are given (see the module docstring for
@@ -148,7 +165,9 @@ def check_submissions(
                 return model.window_losses(adapter, probe_corpus)
     by_node = {u.submission.node: u for u in fetched}
     outcome = run_gates(
-        [ClientUpdate(node=u.submission.node, delta=u.delta, sample_count=u.submission.sample_count) for u in fetched],
+        [ClientUpdate(node=u.submission.node, delta=u.delta,
+                      sample_count=u.submission.sample_count if max_sample_count is None
+                      else aggregation_weight(u.submission.sample_count, max_sample_count)) for u in fetched],
         previous.tensors, build_gates(settings, predictor=predictor, window_losses=window_losses), settle=settle,
     )
     for verdict in outcome.rejections:
@@ -185,6 +204,7 @@ def review_accepted_set(
     probe_seed: bytes | int | None = None,
     device: str = "cpu",
     privacy: PrivacySpec | None = None,
+    max_sample_count: int | None = None,
 ) -> tuple[SetVerdict, list[CheckedUpdate]]:
     """Judge a proposal's ``accepted`` set by the tolerance-band rule (:mod:`flare_chain.committee.verdict`).
 
@@ -198,7 +218,7 @@ def review_accepted_set(
     follower = FollowLeader(accepted, settings.bands)
     passing, rejected = check_submissions(store, round_id, submissions, previous, gates=settings,
                                           model_dir=model_dir, params=params, probe_seed=probe_seed, device=device,
-                                          settle=follower, privacy=privacy)
+                                          settle=follower, privacy=privacy, max_sample_count=max_sample_count)
     # Rejections the follower never saw came before the gates (bytes, manifest policy): exact, not banded.
     early = {r.node: f"{r.gate}: {r.reason}" for r in rejected if not follower.saw(r.node)}
     verdict = follower.verdict([u.submission.node for u in passing], early)
@@ -224,20 +244,27 @@ def build_aggregate(
     base_model_dir: Path,
     params: LoraTrainParams,
     *,
+    max_sample_count: int,
     aggregator: Aggregator | None = None,
     pin: bool = True,
 ) -> AggregateResult:
-    """Aggregate ``updates`` onto ``previous`` and bundle the result (pinned, or only hashed)."""
+    """Aggregate ``updates`` onto ``previous`` and bundle the result (pinned, or only hashed).
+
+    Each update weighs ``aggregation_weight(sample_count, max_sample_count)``:
+    pass the coordinator's ``maxSampleCount()``.
+    """
     strategy = aggregator or FedAvg()
     combined = strategy.aggregate(
-        [ClientUpdate(node=u.submission.node, delta=u.delta, sample_count=u.submission.sample_count) for u in updates]
+        [ClientUpdate(node=u.submission.node, delta=u.delta,
+                      sample_count=aggregation_weight(u.submission.sample_count, max_sample_count))
+         for u in updates]
     )
     adapter = apply_delta(previous.tensors, combined)
     manifest = previous.manifest.model_copy(update={
         "kind": "adapter",
         "round": round_id,
         "node": None,
-        "sample_count": sum(u.submission.sample_count for u in updates),
+        "sample_count": sum(aggregation_weight(u.submission.sample_count, max_sample_count) for u in updates),
         "shapes": tensor_shapes(adapter),
         "metrics": {"accepted_updates": float(len(updates))},
     })

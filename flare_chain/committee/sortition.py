@@ -1,24 +1,30 @@
 """Stake-weighted VRF sortition: the committee rule of ``VrfSortitionCommittee.sol``, in pure Python.
 
-A node with stake ``w`` sits on the committee of a round with expected size
-``k`` and total eligible stake ``W`` when its VRF output ``beta`` on the round's
-input satisfies ``0 < beta < threshold(k, w, W)``, where
-``threshold = min(floor(2^256·k·w / W), 2^256 − 1)``. That is the rule
-``beta < 2^256·k·w/W`` of cryptographic sortition (Algorand's, with one seat
-per node instead of sub-users) up to boundary values of probability 2^-256; the
-integers here are exactly the contract's, so a node knows before sending a
-claim whether the contract will seat it.
+A node with stake ``w`` in a round with expected committee size ``k`` and total
+eligible stake ``W`` draws a seat *weight* from its VRF output ``beta`` on the
+round's input: a Poisson(``k·w/W``) variate by inverse CDF on hashes of
+``beta`` (``seat_weight``). Weight 0 is no seat; a seated member votes with its
+weight. Poisson is the one choice that makes the scheme split-proof: the
+expected weight is exactly proportional to stake with no cap, and a stake
+split over many nodes draws a sum of independent Poissons, which is again
+Poisson with the same mean, so splitting or merging stake changes nothing about
+an owner's total weight. The integer fixed-point maths below is the contract's,
+step for step (``tests/contracts/test_seat_weights.py`` pins them together on
+random inputs), so a node knows before it sends a claim what weight the
+contract will give it.
+
+Proposers are ranked by ``leader_score``: the least of one hash per unit of
+weight, so each unit of seated weight is equally likely to lead.
 
 The VRF input binds chain, contract, round and seed (``vrf_alpha``), so a proof
 is valid for one round of one deployment only.
 
-The second half of the module is the committee's security in numbers: with many
-small stakes, the seats won by a coalition holding a share ``f`` of the stake
-are Poisson(``k·f``) and the honest seats an independent Poisson(``k·(1−f)``)
-(the limit of the binomial draw; with ``nodes`` equal stakes the exact binomial
-model is used instead). From these come the probabilities that a coalition
-holds a majority of a committee, holds enough seats to commit on its own, or can
-block a commit, and that a committee is too small to act.
+The second half of the module is the committee's security in numbers: the
+weight held by a coalition with a share ``f`` of the stake is Poisson(``k·f``)
+and the honest weight an independent Poisson(``k·(1−f)``), however either side
+split its stake. From these come the probabilities that a coalition holds a
+majority of a committee's weight, enough to commit on its own, or enough to
+block a commit, and that a committee is too light to act.
 
 Everything here is pure: ints, bytes and floats in, ints, bools and floats out.
 """
@@ -38,14 +44,16 @@ __all__ = [
     "BPS",
     "DEFAULT_EXPECTED_COMMITTEE_SIZE",
     "OUTPUT_SPACE",
+    "WEIGHT_BITS",
     "CommitteeRisk",
     "committee_risk",
     "is_selected",
     "leader_order",
     "leader_score",
+    "poisson_mean",
     "rank_of",
+    "seat_weight",
     "selection_probability",
-    "threshold",
     "vrf_alpha",
 ]
 
@@ -84,15 +92,6 @@ def _check_weights(k: int, stake: int, total_stake: int) -> None:
         )
 
 
-def threshold(k: int, stake: int, total_stake: int) -> int:
-    """The bound a node's VRF output must be under: ``min(floor(2^256·k·w / W), 2^256 − 1)``.
-
-    The contract's ``selectionThreshold``, computed exactly on Python ints.
-    """
-    _check_weights(k, stake, total_stake)
-    return min((k * stake * OUTPUT_SPACE) // total_stake, OUTPUT_SPACE - 1)
-
-
 def _as_int(beta: bytes | int) -> int:
     if isinstance(beta, int):
         value = beta
@@ -105,40 +104,112 @@ def _as_int(beta: bytes | int) -> int:
     return value
 
 
-def is_selected(beta: bytes | int, k: int, stake: int, total_stake: int) -> bool:
-    """Whether output ``beta`` wins a seat: ``0 < beta < threshold(k, stake, total_stake)``.
+WEIGHT_DOMAIN = keccak(text="flare-chain seat weight")
+"""Tag of the weight draws, so they are independent of the leader draws of the same output."""
+LEADER_DOMAIN = keccak(text="flare-chain leader score")
+"""Tag of the leader draws."""
+FIXED_ONE = 2**64
+"""Fixed point of the Poisson mean (``lambda = floor(k·w·2^64 / W)``), of probabilities and of uniforms."""
+LAMBDA_CHUNK = 16 * FIXED_ONE
+"""The largest mean drawn from one uniform; e^-16 is still 2^40.9 units."""
+EXP_MINUS_ONE = 0x5E2D58D8B3BCDF1A
+"""``floor(e^-1 · 2^64)``."""
+WEIGHT_BITS = 32
+"""A stored seat is ``leader_score << 32 | weight``; leader scores are 224-bit."""
 
-    Output 0 is reserved on chain for "no seat" (probability 2^-256), so it never wins.
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def _exp_neg(x: int) -> int:
+    """``e^-x`` in 2^-64 units for ``x`` in 2^-64 units (x ≤ 16): the contract's ``_expNeg``."""
+    f = x % FIXED_ONE
+    term = positive = FIXED_ONE
+    negative = 0
+    i = 1
+    while term != 0:
+        term = (term * f) // (i * FIXED_ONE)
+        if i % 2 == 1:
+            negative += term
+        else:
+            positive += term
+        i += 1
+    result = positive - negative
+    for _ in range(x // FIXED_ONE):
+        result = (result * EXP_MINUS_ONE) // FIXED_ONE
+    return result
+
+
+def _poisson_inverse(u: int, lam: int) -> int:
+    """Least ``j`` with ``u < P(X ≤ j)``, X ~ Poisson(lam): the contract's ``_poissonInverse``."""
+    p = _exp_neg(lam)
+    cdf, j = p, 0
+    while u >= cdf and p != 0:
+        j += 1
+        p = (p * lam) // (j * FIXED_ONE)
+        cdf += p
+    return j
+
+
+def poisson_mean(k: int, stake: int, total_stake: int) -> int:
+    """The Poisson mean ``floor(k·w·2^64 / W)`` of a node's seat weight, in 2^-64 units."""
+    _check_weights(k, stake, total_stake)
+    return (k * stake * FIXED_ONE) // total_stake
+
+
+def seat_weight(beta: bytes | int, k: int, stake: int, total_stake: int) -> int:
+    """The seat weight VRF output ``beta`` wins: Poisson(``k·w/W``) by inverse CDF (0: no seat).
+
+    The contract's ``seatWeight``: the mean is cut into chunks of at most 16,
+    chunk ``c`` drawn from the uniform ``keccak256(abi.encode(WEIGHT_DOMAIN,
+    beta, c)) >> 192``; the weight is the sum of the chunks' draws.
     """
-    value = _as_int(beta)
-    return 0 < value < threshold(k, stake, total_stake)
+    lam = poisson_mean(k, stake, total_stake)
+    output = _word(_as_int(beta))
+    weight, chunk = 0, 0
+    while lam != 0:
+        part = min(lam, LAMBDA_CHUNK)
+        lam -= part
+        u = int.from_bytes(keccak(WEIGHT_DOMAIN + output + _word(chunk)), "big") >> 192
+        weight += _poisson_inverse(u, part)
+        chunk += 1
+    return weight
+
+
+def is_selected(beta: bytes | int, k: int, stake: int, total_stake: int) -> bool:
+    """Whether output ``beta`` wins a seat: its seat weight is at least 1."""
+    return seat_weight(beta, k, stake, total_stake) > 0
 
 
 def selection_probability(k: int, stake: int, total_stake: int) -> float:
-    """Chance that a node with ``stake`` of ``total_stake`` wins a seat: ``min(1, k·w/W)``."""
+    """Chance that a node with ``stake`` of ``total_stake`` wins a seat: ``1 − e^(−k·w/W)``."""
     _check_weights(k, stake, total_stake)
-    return min(1.0, k * stake / total_stake)
+    return -math.expm1(-k * stake / total_stake)
 
 
-def leader_score(output: bytes) -> int:
-    """``keccak256(abi.encode(output))`` as an integer: what orders a round's proposers (lowest leads).
+def leader_score(output: bytes | int, weight: int) -> int:
+    """The least of ``weight`` draws ``keccak256(abi.encode(LEADER_DOMAIN, output, j)) >> 32``: the contract's ``leaderScore``.
 
-    The contract's ``leaderScore``. Ranking by the raw output would favour
-    small stakes, whose seated outputs are uniform below a small threshold;
-    the hash is uniform for every seat, so each seat is equally likely to lead.
+    What orders a round's proposers (lowest leads). Each unit of weight is an
+    independent uniform 224-bit draw, so each unit is equally likely to be the
+    committee's lowest: a member leads with probability weight / total weight.
     """
-    return int.from_bytes(keccak(_as_int(output).to_bytes(32, "big")), "big")
+    if weight < 1:
+        raise ConfigError(f"a seat has weight at least 1, got {weight}")
+    word = _word(_as_int(output))
+    return min(int.from_bytes(keccak(LEADER_DOMAIN + word + _word(j)), "big") >> 32 for j in range(weight))
 
 
-def leader_order(outputs: Mapping[str, bytes]) -> list[str]:
-    """Members in proposing order: lowest leader score first (the leader), ties by address."""
-    return sorted(outputs, key=lambda a: (leader_score(outputs[a]), int(a, 16)))
+def leader_order(scores: Mapping[str, int]) -> list[str]:
+    """Members (address -> leader score) in proposing order: lowest score first (the leader), ties by address."""
+    return sorted(scores, key=lambda a: (scores[a], int(a, 16)))
 
 
-def rank_of(outputs: Mapping[str, bytes], member: str) -> int:
+def rank_of(scores: Mapping[str, int], member: str) -> int:
     """How many members have a lower leader score than ``member`` (the contract's proposer rank)."""
-    own = leader_score(outputs[member])
-    return sum(1 for out in outputs.values() if leader_score(out) < own)
+    own = scores[member]
+    return sum(1 for score in scores.values() if score < own)
 
 
 # -- committee security --------------------------------------------------------------------------
@@ -152,22 +223,9 @@ def _poisson(mean: float) -> list[float]:
     return [math.exp(i * math.log(mean) - mean - math.lgamma(i + 1)) for i in range(n + 1)]
 
 
-def _binomial(n: int, p: float) -> list[float]:
-    if p >= 1:
-        return [0.0] * n + [1.0]
-    if p <= 0:
-        return [1.0]
-    return [math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(n + 1)]
-
-
-def _joint(k: float, share: float, nodes: int | None) -> Iterator[tuple[int, int, float]]:
-    """``(attacker seats, honest seats, probability)`` over every outcome of one draw."""
-    if nodes is None:
-        attackers, honest = _poisson(k * share), _poisson(k * (1 - share))
-    else:
-        bad = round(share * nodes)
-        p = min(1.0, k / nodes)
-        attackers, honest = _binomial(bad, p), _binomial(nodes - bad, p)
+def _joint(k: float, share: float) -> Iterator[tuple[int, int, float]]:
+    """``(attacker weight, honest weight, probability)`` over every outcome of one draw."""
+    attackers, honest = _poisson(k * share), _poisson(k * (1 - share))
     for a, pa in enumerate(attackers):
         for h, ph in enumerate(honest):
             yield a, h, pa * ph
@@ -177,22 +235,23 @@ def _joint(k: float, share: float, nodes: int | None) -> Iterator[tuple[int, int
 class CommitteeRisk:
     """What a coalition with ``attacker_share`` of the stake can expect from one committee draw.
 
-    ``majority``: it holds more than half the seats. ``capture``: it holds the
-    approval threshold of seats, so it commits any proposal alone (and the
-    committee is big enough to act). ``blocking``: the honest seats alone fall
-    short of the threshold, so it can stall the round. ``too_small``: fewer
-    than ``min_committee`` seats, the round fails whoever holds them.
+    ``majority``: it holds more than half the weight. ``capture``: it holds the
+    approval threshold of the weight, so it commits any proposal alone (and the
+    committee is heavy enough to act). ``blocking``: the honest weight alone
+    falls short of the threshold, so it can stall the round. ``too_small``: less
+    than ``min_committee`` weight, the round fails whoever holds it. ``leader``:
+    the chance it holds the lowest leader score (its share of the weight).
     """
 
     k: float
     attacker_share: float
     threshold_bps: int
     min_committee: int
-    nodes: int | None
     majority: float
     capture: float
     blocking: float
     too_small: float
+    leader: float
 
 
 def committee_risk(
@@ -201,13 +260,12 @@ def committee_risk(
     *,
     threshold_bps: int = 6666,
     min_committee: int = 1,
-    nodes: int | None = None,
 ) -> CommitteeRisk:
     """The probabilities of ``CommitteeRisk`` for expected committee size ``k``.
 
-    ``nodes=None`` is the many-small-stakes (Poisson) model; ``nodes=n`` has ``n``
-    equal stakes of which the coalition holds ``round(attacker_share·n)``.
-    Deterministic; exact up to float rounding and a truncated tail below 1e-15.
+    Exact for every way either side splits its stake (seat weights are
+    Poisson), up to float rounding, a truncated tail below 1e-15 and the
+    contract's fixed point (below 2^-60 per node).
     """
     if not 0 <= attacker_share <= 1:
         raise ConfigError(f"attacker_share must be in [0, 1], got {attacker_share}")
@@ -215,10 +273,8 @@ def committee_risk(
         raise ConfigError(f"k must be positive, got {k}")
     if not 0 < threshold_bps <= BPS:
         raise ConfigError(f"threshold_bps must be in (0, 10000], got {threshold_bps}")
-    if nodes is not None and nodes < 1:
-        raise ConfigError(f"nodes must be at least 1, got {nodes}")
-    majority = capture = blocking = too_small = 0.0
-    for a, h, p in _joint(k, attacker_share, nodes):
+    majority = capture = blocking = too_small = leader = 0.0
+    for a, h, p in _joint(k, attacker_share):
         seats = a + h
         if seats < max(1, min_committee):
             too_small += p
@@ -229,14 +285,15 @@ def committee_risk(
             capture += p
         if h * BPS < threshold_bps * seats:
             blocking += p
+        leader += p * a / seats
     return CommitteeRisk(
         k=k,
         attacker_share=attacker_share,
         threshold_bps=threshold_bps,
         min_committee=min_committee,
-        nodes=nodes,
         majority=majority,
         capture=capture,
         blocking=blocking,
         too_small=too_small,
+        leader=leader,
     )

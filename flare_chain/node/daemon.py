@@ -394,7 +394,7 @@ class Daemon:
             else:
                 self._claim(round_id)
                 return
-        if self.coordinator.seat_output(round_id, self.address) == _ZERO32:
+        if self.coordinator.seat_weight(round_id, self.address) == 0:
             return
         if not self.state.is_final(round_id, "propose"):
             if info.status != RoundStatus.OPEN:
@@ -628,7 +628,7 @@ class Daemon:
                 draw = self.coordinator.draw_seat(self.account, round_id)
                 if not draw.selected:
                     self._skip(round_id, "claim", f"not selected (VRF output {draw.output.hex()[:12]}… "
-                               "over the threshold)")
+                               "draws seat weight 0)")
                     return
                 alpha = draw.alpha
                 params = vrf.compute_fast_verify_params(vrf.public_key(bytes(self.account.key)), draw.proof, alpha)
@@ -642,8 +642,8 @@ class Daemon:
                 data = "0x"  # a stored transaction is re-sent as is; data is unused
             self.faults("claim:before")
             out = self.sender.send(round_id, "claim", to=self.coordinator.address, data=data,
-                                   already_done=lambda: self.coordinator.seat_output(round_id, self.address)
-                                   != _ZERO32)
+                                   already_done=lambda: self.coordinator.seat_weight(round_id, self.address)
+                                   > 0)
             self.faults("claim:done")
             log.info("round %d %s: claimed a committee seat (%s)", round_id, self.name, _how(out))
             self._tick_bar("claim")

@@ -142,7 +142,7 @@ def register_all(net: Net) -> None:
 def open_round(net: Net, *, expected_committee_size: int | None = None, **blocks: int) -> int:
     """Open the next round. eth-tester mines a block per transaction, so windows grow with the node count."""
     n = len(net.accounts)
-    k = expected_committee_size or n
+    k = expected_committee_size or min(5 * n, 1000)  # Poisson(5) weight each: seated but for e^-5
     scaled = {"submission_blocks": max(ROUND_BLOCKS["submission_blocks"], 2 * n + 4),
               "claim_blocks": max(ROUND_BLOCKS["claim_blocks"], min(n, 2 * k) + 4),
               "voting_blocks": max(ROUND_BLOCKS["voting_blocks"], min(n, 2 * k) + 4)}

@@ -230,7 +230,7 @@ def _wait_for_end(
         # Judged at the head, not the next block: the transaction is simulated against the head before it
         # is sent, and a finalize that reverts there would be retried here without a block being mined.
         schedule = RoundSchedule.for_round(info, coordinator)
-        if schedule.is_stuck(info.status, info.committee_size, head):
+        if schedule.is_stuck(info.status, info.committee_weight, head):
             _try_finalize(coordinator, owner, round_id)
             continue
         liveness.observe(head, schedule, info.status, _rpc_name(coordinator))

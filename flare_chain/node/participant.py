@@ -249,8 +249,8 @@ class Participant:
         if not draw.selected or self.coordinator.is_committee_member(round_id, self.address):
             return None
         tx = self.coordinator.claim_seat(self.account, round_id, draw.proof)
-        log.info("round %d %s: claimed a seat with VRF output %s (gas %d)", round_id, self.name,
-                 draw.output.hex()[:12], tx.gas_used)
+        log.info("round %d %s: claimed a seat of weight %d with VRF output %s (gas %d)", round_id, self.name,
+                 draw.weight, draw.output.hex()[:12], tx.gas_used)
         return tx
 
     def proposer_rank(self, round_id: int) -> int | None:
@@ -259,10 +259,10 @@ class Participant:
         Meaningful after the claim deadline, when the committee, and so the
         rank, no longer changes.
         """
-        outputs = self.coordinator.seat_outputs(round_id)
-        if self.address not in outputs:
+        scores = self.coordinator.leader_scores(round_id)
+        if self.address not in scores:
             return None
-        return sortition.rank_of(outputs, self.address)
+        return sortition.rank_of(scores, self.address)
 
     def propose_if_turn(
         self, round_id: int, previous: GlobalAdapter
@@ -280,7 +280,7 @@ class Participant:
         next_block = int(self.coordinator.w3.eth.block_number) + 1
         if info.status != RoundStatus.OPEN or not schedule.may_propose(rank, next_block):
             return None
-        if info.committee_size < schedule.min_committee_size:
+        if info.committee_weight < schedule.min_committee_size:
             return None  # the contract would refuse any proposal; the round can only be finalized
         return self.propose(round_id, previous)
 
@@ -295,13 +295,15 @@ class Participant:
         seed = self.coordinator.round_info(round_id).seed
         return check_submissions(self.store, round_id, submissions, previous, gates=self.spec.gates,
                                  privacy=self.spec.privacy, model_dir=self.model_dir, params=self.params,
-                                 probe_seed=seed, device=self.device)
+                                 probe_seed=seed, device=self.device,
+                                 max_sample_count=self.coordinator.max_sample_count())
 
     def aggregate(self, round_id: int, previous: GlobalAdapter, accepted: Sequence[CheckedUpdate], *,
                   pin: bool = True) -> AggregateResult:
         """Combine ``accepted`` onto ``previous`` with the spec's aggregator (pinned, or only hashed)."""
         return build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params,
-                               aggregator=self.spec.aggregator.build(), pin=pin)
+                               aggregator=self.spec.aggregator.build(), pin=pin,
+                               max_sample_count=self.coordinator.max_sample_count())
 
     def propose(self, round_id: int, previous: GlobalAdapter) -> tuple[AggregateResult, list[Rejection], TxResult]:
         """As leader: gate every submission, aggregate the survivors, pin and propose the result."""
@@ -336,7 +338,7 @@ class Participant:
         verdict, chosen = review_accepted_set(
             self.store, round_id, self.coordinator.submissions(round_id), previous, proposal.accepted,
             gates=self.spec.gates, privacy=self.spec.privacy, model_dir=self.model_dir, params=self.params,
-            probe_seed=seed, device=self.device)
+            probe_seed=seed, device=self.device, max_sample_count=self.coordinator.max_sample_count())
         if not verdict.defensible:
             return False, verdict.summary(), loss_before, None
         if verdict.tolerated:

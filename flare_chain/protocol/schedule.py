@@ -65,8 +65,8 @@ class RoundSchedule:
     """One round's deadlines plus the contract's fixed timing parameters.
 
     ``leader_blocks`` is how long each proposer in rank order has before the
-    next may step in; ``min_committee_size`` the seats below which the round
-    can only fail. Both are the coordinator's immutable constructor values.
+    next may step in; ``min_committee_size`` the committee weight below which
+    the round can only fail. Both are the coordinator's immutable constructor values.
     """
 
     submission_deadline: int
@@ -149,25 +149,25 @@ class RoundSchedule:
 
     # ------------------------------------------------------------ stuck rounds
 
-    def finalizable_from(self, status: RoundStatus, committee_size: int) -> int | None:
+    def finalizable_from(self, status: RoundStatus, committee_weight: int) -> int | None:
         """First block in which ``finalizeRound`` fails the round; None when the round is already final.
 
-        OPEN with fewer than ``min_committee_size`` seats: after the claim
-        deadline (seats cannot grow after it). OPEN otherwise: after the
+        OPEN with a committee weighing less than ``min_committee_size``: after
+        the claim deadline (seats cannot grow after it). OPEN otherwise: after the
         proposal deadline. PROPOSED: after the vote deadline. A round never
         opened (NONE) cannot be finalized either.
         """
         if status == RoundStatus.OPEN:
-            if committee_size < self.min_committee_size:
+            if committee_weight < self.min_committee_size:
                 return self.claim_deadline + 1
             return self.proposal_deadline + 1
         if status == RoundStatus.PROPOSED:
             return self.vote_deadline + 1
         return None
 
-    def is_stuck(self, status: RoundStatus, committee_size: int, block: int) -> bool:
+    def is_stuck(self, status: RoundStatus, committee_weight: int, block: int) -> bool:
         """``finalizeRound`` mined in ``block`` would end the round (it can no longer commit)."""
-        first = self.finalizable_from(status, committee_size)
+        first = self.finalizable_from(status, committee_weight)
         return first is not None and block >= first
 
     def boundaries(self, max_ranks: int = 8) -> list[int]:

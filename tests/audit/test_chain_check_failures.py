@@ -3,7 +3,7 @@
 The auditor is the backstop for the contract: if a coordinator let a seat in
 outside its window, counted a late vote or committed one approval short, the
 audit must say so. Each test takes round 1 of the shared simulated history
-(four seats, 6666 bps: three approvals commit), confirms the check passes on
+(four seats of Poisson(5) weight, 6666 bps of the weight commits), confirms the check passes on
 it, changes the one record the check exists to judge, and asserts the check
 now fails naming that record.
 """
@@ -23,6 +23,7 @@ from flare_chain.audit.checks import (
     check_seed,
     check_votes,
     required_approvals,
+    seat_weights,
 )
 from flare_chain.audit.history import History, RoundHistory
 from flare_chain.committee import sortition
@@ -49,7 +50,7 @@ def _seat_failures(history: History, r: RoundHistory) -> dict[str | None, str]:
 # ---------------------------------------------------------------- seats
 
 
-def test_a_seat_whose_output_is_not_under_its_stakes_threshold_fails(history, r) -> None:
+def test_a_seat_whose_output_draws_weight_zero_for_its_stake_fails(history, r) -> None:
     # Prepare: the seat holder's stake shrinks to 1 wei; its proof still verifies, the draw no longer wins
     node = r.seats[0].node
     history.registrations[node] = dataclasses.replace(history.registrations[node], stake=1)
@@ -57,16 +58,25 @@ def test_a_seat_whose_output_is_not_under_its_stakes_threshold_fails(history, r)
     failures = _seat_failures(history, r)
     # Assert
     assert list(failures) == [node]
-    assert "is not under the threshold" in failures[node] and "stake 1 of" in failures[node]
+    assert "draws weight 0" in failures[node] and "stake 1 of" in failures[node]
 
 
-def test_seats_drawn_against_a_far_larger_total_stake_fail_the_threshold(history, r) -> None:
+def test_seats_drawn_against_a_far_larger_total_stake_draw_no_weight(history, r) -> None:
     # k = 1 and W = 2^95 (the contract keeps stakes under 2^96): a 1-ether stake wins about 2^-35 of the
     # output space, so none of the real outputs is in it
     r.opened = dataclasses.replace(r.opened, expected_committee_size=1, total_stake=2**95)
     failures = _seat_failures(history, r)
     assert sorted(failures) == sorted(s.node for s in r.seats)
-    assert all("is not under the threshold" in d and "k=1" in d for d in failures.values())
+    assert all("draws weight 0" in d and "k=1" in d for d in failures.values())
+
+
+def test_a_seat_event_stating_another_weight_or_score_fails(history, r) -> None:
+    first, second = r.seats[0], r.seats[1]
+    r.seats[0] = dataclasses.replace(first, weight=first.weight + 1)
+    r.seats[1] = dataclasses.replace(second, leader_score=second.leader_score ^ 1)
+    failures = _seat_failures(history, r)
+    assert failures[first.node] == f"SeatClaimed states weight {first.weight + 1}; the output draws {first.weight}"
+    assert failures[second.node].startswith(f"SeatClaimed states leader score {second.leader_score ^ 1:#x}")
 
 
 @pytest.mark.parametrize(("deadline", "offset", "in_window"), [
@@ -157,56 +167,72 @@ def _approvals(r: RoundHistory) -> list[int]:
     return [i for i, v in enumerate(r.votes) if v.approve]
 
 
-def test_the_simulated_round_committed_with_exactly_the_required_approvals(history, r) -> None:
-    needed = required_approvals(history.params.approval_threshold_bps, len(r.seats))
-    assert (needed, len(_approvals(r)), r.outcome.approvals) == (3, 3, 3)
-    assert check_quorum(history, r).detail == "3 of 4 approved (needed 3)"
+def _tally(history: History, r: RoundHistory) -> tuple[int, int, int]:
+    """(approval weight, committee weight, weight needed) as the auditor recomputes them."""
+    weights = seat_weights(history, r)
+    total = sum(weights.values())
+    approvals = sum(weights[r.votes[i].voter] for i in _approvals(r))
+    return approvals, total, required_approvals(history.params.approval_threshold_bps, total)
+
+
+def test_the_simulated_round_committed_with_exactly_the_required_weight(history, r) -> None:
+    approvals, total, needed = _tally(history, r)
+    last_weight = seat_weights(history, r)[r.votes[_approvals(r)[-1]].voter]
+    assert approvals >= needed > approvals - last_weight  # the last approval is the one that committed
+    assert (r.outcome.approval_weight, r.outcome.committee_weight) == (approvals, total)
+    assert check_quorum(history, r).detail == f"weight {approvals} of {total} approved (needed {needed})"
 
 
 def test_a_commit_one_approval_short_fails_the_quorum(history, r) -> None:
-    # Prepare: one approval turned into a rejection, and the commit event agreeing with the 2 that remain
+    # Prepare: the approval that reached the threshold turned into a rejection, the event agreeing
+    approvals, total, needed = _tally(history, r)
     last = _approvals(r)[-1]
+    short = approvals - seat_weights(history, r)[r.votes[last].voter]
     r.votes[last] = dataclasses.replace(r.votes[last], approve=False)
-    r.outcome = dataclasses.replace(r.outcome, approvals=2)
+    r.outcome = dataclasses.replace(r.outcome, approval_weight=short)
     # Execute
     finding = check_quorum(history, r)
     # Assert
     assert finding.status == FAIL
-    assert finding.detail == "committed with 2 approval(s) of 4 seat(s); the threshold 6666 bps needs 3"
+    assert finding.detail == (f"committed with approval weight {short} of {total}; the threshold 6666 bps "
+                              f"needs {needed}")
 
 
 def test_an_approval_cast_after_the_commit_does_not_count_towards_it(history, r) -> None:
     last = _approvals(r)[-1]
     r.votes[last] = dataclasses.replace(r.votes[last], block_number=r.outcome.block_number + 1)
-    r.outcome = dataclasses.replace(r.outcome, approvals=2)
     finding = check_quorum(history, r)
-    assert finding.status == FAIL and "committed with 2 approval(s)" in finding.detail
+    assert finding.status == FAIL and "committed with approval weight" in finding.detail
 
 
 def test_an_approval_from_a_member_without_a_seat_does_not_count(history, r) -> None:
     last = _approvals(r)[-1]
     r.votes[last] = dataclasses.replace(r.votes[last], voter="0x" + "ee" * 20)
-    r.outcome = dataclasses.replace(r.outcome, approvals=2)
     finding = check_quorum(history, r)
-    assert finding.status == FAIL and "committed with 2 approval(s)" in finding.detail
+    assert finding.status == FAIL and "committed with approval weight" in finding.detail
 
 
 def test_a_commit_below_the_minimum_committee_fails_the_quorum(history, r) -> None:
-    history.params = dataclasses.replace(history.params, min_committee_size=5)
+    _, total, _ = _tally(history, r)
+    history.params = dataclasses.replace(history.params, min_committee_size=total + 1)
     finding = check_quorum(history, r)
     assert finding.status == FAIL
-    assert finding.detail == "committed with 4 seat(s), fewer than the minimum committee 5"
+    assert finding.detail == (f"committed with a committee of weight {total}, less than the minimum committee "
+                              f"{total + 1}")
 
 
 def test_a_commit_at_exactly_the_minimum_committee_passes(history, r) -> None:
-    history.params = dataclasses.replace(history.params, min_committee_size=4)
+    _, total, _ = _tally(history, r)
+    history.params = dataclasses.replace(history.params, min_committee_size=total)
     assert check_quorum(history, r).status == PASS
 
 
 def test_a_seat_claimed_after_the_commit_is_not_counted(history, r) -> None:
-    # A fifth seat after the commit: had it counted, 3 of 5 would be short of 6666 bps (needs 4)
+    # A heavy fifth seat after the commit: had it counted, the approvals would fall short
     late = dataclasses.replace(r.seats[0], node="0x" + "ee" * 20, block_number=r.outcome.block_number + 1)
     r.seats.append(late)
+    history.registrations[late.node] = dataclasses.replace(history.registrations[r.seats[0].node],
+                                                           node=late.node, stake=10**30)
     assert check_quorum(history, r).status == PASS
 
 
@@ -226,8 +252,15 @@ def test_an_approval_in_the_commit_block_counts_towards_it(history, r) -> None:
 
 def test_a_commit_event_misreporting_its_count_fails_the_quorum(history, r) -> None:
     r.outcome = dataclasses.replace(r.outcome, approvals=4)
+
+
+def test_a_commit_event_misreporting_its_weight_fails_the_quorum(history, r) -> None:
+    approvals, total, _ = _tally(history, r)
+    r.outcome = dataclasses.replace(r.outcome, approval_weight=total + 1)
     finding = check_quorum(history, r)
-    assert finding.status == FAIL and finding.detail == "RoundCommitted reports 4/4, the events show 3/4"
+    assert finding.status == FAIL
+    assert finding.detail == (f"RoundCommitted reports {total + 1}/{total}, the seats' outputs and the votes give "
+                              f"{approvals}/{total}")
 
 
 # ---------------------------------------------------------------- proposer
@@ -240,14 +273,18 @@ def test_a_proposal_whose_rank_is_not_the_one_the_outputs_give_fails(history, r)
 
 
 def test_a_proposal_by_a_later_rank_before_its_turn_fails(history, r) -> None:
-    # Prepare: the proposer's output swapped with the last-ranked member's, so the outputs rank it last (3),
-    # and the event agrees
-    last = sortition.leader_order({s.node: s.output for s in r.seats})[-1]
+    # Prepare: the proposer's output swapped with the last-ranked member's (equal stakes, so the weights
+    # swap with them), so the outputs rank it last (3), and the event agrees
+    def scores() -> dict[str, int]:
+        weights = seat_weights(history, r)
+        return {s.node: sortition.leader_score(s.output, weights[s.node]) for s in r.seats}
+
+    last = sortition.leader_order(scores())[-1]
     mine = next(i for i, s in enumerate(r.seats) if s.node == r.proposal.proposer)
     theirs = next(i for i, s in enumerate(r.seats) if s.node == last)
     r.seats[mine], r.seats[theirs] = (dataclasses.replace(r.seats[mine], output=r.seats[theirs].output),
                                       dataclasses.replace(r.seats[theirs], output=r.seats[mine].output))
-    assert sortition.rank_of({s.node: s.output for s in r.seats}, r.proposal.proposer) == 3
+    assert sortition.rank_of(scores(), r.proposal.proposer) == 3
     r.proposals[0] = dataclasses.replace(r.proposals[0], rank=3)
     # Execute
     finding = check_proposer(history, r)
@@ -315,3 +352,12 @@ def test_a_seed_chained_from_the_previous_round_is_checked_against_that_seed(his
     round_2 = dataclasses.replace(r, round_id=2)
     finding = check_seed(history, round_2)
     assert finding.status == FAIL and f"keccak256(seed_1 0x{r.opened.seed.hex()}" in finding.detail
+
+
+def test_an_accepted_list_naming_a_node_without_a_submission_fails(history, r) -> None:
+    # The contract stores only the list's hash, so the audit is where a stranger in it is caught.
+    stranger = "0x" + "ee" * 20
+    r.proposals[0] = dataclasses.replace(r.proposals[0], accepted=(*r.proposals[0].accepted, stranger))
+    finding = check_proposer(history, r)
+    assert finding.status == FAIL
+    assert finding.detail == f"accepted list names {stranger}, which submitted nothing in round 1"

@@ -1,16 +1,15 @@
-"""flare_chain.committee.sortition: the contract's numbers, the selection rate, the committee risk.
+"""flare_chain.committee.sortition: the contract's numbers, the weight distribution, the committee risk.
 
-The threshold and the VRF input are compared with a deployed FlareCoordinator on
-eth-tester (``selectionThreshold``, ``vrfInput``); the selection rate is checked
-over thousands of real VRF outputs; ``committee_risk`` against computations that
-share none of its code (subset enumeration, and the Poisson-mixture decomposition).
+Seat weights and the VRF input are compared with a deployed FlareCoordinator on
+eth-tester (``seatWeightOf``, ``vrfInput``); the weight distribution and its
+split-invariance are checked over thousands of real VRF outputs; ``committee_risk``
+against a computation that shares none of its code (the Poisson-mixture
+decomposition).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from fractions import Fraction
 
 import pytest
 from eth_account import Account
@@ -46,7 +45,7 @@ def chain():
     stakes=st.lists(st.integers(1, 10**22), min_size=2, max_size=3),  # a round needs min_committee nodes
     k=st.one_of(st.integers(2, 30), st.integers(2, 1000)),  # the contract bounds k to [min committee, 1000]
 )
-def test_threshold_equals_the_contracts_selectionThreshold(chain, stakes, k):
+def test_seat_weight_equals_the_contracts_seatWeightOf(chain, stakes, k):
     # Prepare: nodes registered with the drawn stakes, then a round opened with k.
     w3, owner, nodes, coordinator, snapshot = chain
     w3.provider.ethereum_tester.revert_to_snapshot(snapshot)
@@ -54,13 +53,14 @@ def test_threshold_equals_the_contracts_selectionThreshold(chain, stakes, k):
         coordinator.register_node(node, stake)
     round_id, _ = coordinator.open_round(owner, 2, 3, 2, 2, expected_committee_size=k)
 
-    # Execute / Assert
+    # Execute / Assert: the nodes' real outputs and a few edge outputs
     total = sum(stakes)
     assert coordinator.sortition_info(round_id).total_stake == total
     for node, stake in zip(nodes, stakes, strict=False):
-        on_chain = coordinator.selection_threshold(round_id, node.address)
-        assert on_chain == sortition.threshold(k, stake, total)
-        assert on_chain == min(k * stake * 2**256 // total, 2**256 - 1)
+        draw = coordinator.draw_seat(node, round_id)
+        for output in (draw.output, bytes(32), b"\xff" * 32):
+            on_chain = coordinator.seat_weight_of(round_id, node.address, output)
+            assert on_chain == sortition.seat_weight(output, k, stake, total)
 
 
 def test_vrf_alpha_equals_the_contracts_vrfInput(chain):
@@ -84,12 +84,19 @@ def test_vrf_alpha_equals_the_contracts_vrfInput(chain):
 # -- the rule itself ----------------------------------------------------------------------------
 
 
-def test_a_node_holding_at_least_W_over_k_is_always_selected():
-    assert sortition.threshold(10, 100, 1000) == 2**256 - 1
-    assert sortition.threshold(10, 99, 1000) == 99 * 2**256 // 100
-    assert sortition.is_selected(2**256 - 2, 10, 100, 1000)
-    assert not sortition.is_selected(0, 10, 100, 1000)  # output 0 means "no seat" on chain
-    assert sortition.selection_probability(10, 100, 1000) == 1.0
+def test_weight_zero_means_no_seat_and_a_zero_stake_never_sits():
+    assert sortition.seat_weight(bytes(32), 10, 0, 1000) == 0
+    assert not sortition.is_selected(b"\xff" * 32, 10, 0, 1000)
+    assert sortition.selection_probability(10, 100, 1000) == pytest.approx(1 - math.exp(-1))
+    # a fixed-point mean below 2^-64 floors to 0: no seat whatever the output
+    assert sortition.poisson_mean(1, 1, 2**95) == 0
+
+
+def test_exp_minus_one_constant_is_floor_of_e_to_minus_one_times_2_to_64():
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 60
+    assert int(Decimal(-1).exp() * Decimal(2) ** 64) == sortition.EXP_MINUS_ONE
 
 
 @pytest.mark.parametrize(
@@ -98,7 +105,7 @@ def test_a_node_holding_at_least_W_over_k_is_always_selected():
 )
 def test_bad_weights_raise_ConfigError(k, stake, total, fragment):
     with pytest.raises(ConfigError, match=fragment):
-        sortition.threshold(k, stake, total)
+        sortition.seat_weight(bytes(32), k, stake, total)
 
 
 def test_vrf_alpha_rejects_a_bad_seed_or_address():
@@ -108,92 +115,60 @@ def test_vrf_alpha_rejects_a_bad_seed_or_address():
         sortition.vrf_alpha(1, "0x1234", 1, bytes(32))
 
 
-def test_leader_order_and_rank_follow_the_hash_of_the_outputs_not_the_outputs():
-    # keccak(uint256(5)) < keccak(uint256(3)) although 5 > 3: the lower output does not lead.
+def test_leader_score_is_the_least_of_one_draw_per_unit_of_weight():
+    output = keccak(b"some output")
+    scores = [sortition.leader_score(output, w) for w in range(1, 6)]
+    assert scores == sorted(scores, reverse=True)  # more units can only lower the minimum
+    assert all(score < 2**224 for score in scores)
+    with pytest.raises(ConfigError, match="weight"):
+        sortition.leader_score(output, 0)
+
+
+def test_leader_order_and_rank_follow_the_scores():
     a, b = "0x" + "01" * 20, "0x" + "02" * 20
-    outputs = {a: (5).to_bytes(32, "big"), b: (3).to_bytes(32, "big")}
-    assert sortition.leader_score(outputs[a]) < sortition.leader_score(outputs[b])
-    assert sortition.leader_order(outputs) == [a, b]
-    assert sortition.rank_of(outputs, a) == 0
-    assert sortition.rank_of(outputs, b) == 1
+    scores = {a: 5, b: 3}
+    assert sortition.leader_order(scores) == [b, a]
+    assert sortition.rank_of(scores, b) == 0
+    assert sortition.rank_of(scores, a) == 1
 
 
-def test_every_seat_leads_equally_often_whatever_its_threshold():
-    # Prepare: one member seated under a tiny threshold (small stake), one under the full range.
-    # Ranked by raw output the small stake would lead ~always; ranked by score, half the time.
-    small_bound, rounds = 2**240, 4000
-    led = 0
+def test_each_unit_of_weight_leads_equally_often():
+    # Prepare: a member of weight 1 against one of weight 3: the heavy one should lead 3/4 of rounds.
+    rounds, led = 4000, 0
     for i in range(rounds):
-        small = int.from_bytes(keccak(b"small %d" % i), "big") % small_bound
-        large = int.from_bytes(keccak(b"large %d" % i), "big")
-        outputs = {"0x" + "01" * 20: small.to_bytes(32, "big"), "0x" + "02" * 20: large.to_bytes(32, "big")}
-        led += sortition.leader_order(outputs)[0] == "0x" + "01" * 20
-    # Assert: within 4 standard deviations of 1/2 (sd = sqrt(0.25/4000) ≈ 0.0079)
-    assert abs(led / rounds - 0.5) < 0.032
+        light = sortition.leader_score(keccak(b"light %d" % i), 1)
+        heavy = sortition.leader_score(keccak(b"heavy %d" % i), 3)
+        led += heavy < light
+    # Assert: within 4 standard deviations of 3/4 (sd = sqrt(3/16/4000) ≈ 0.0068)
+    assert abs(led / rounds - 0.75) < 0.028
 
 
-def test_selection_frequency_over_many_keys_matches_min_1_k_w_over_W():
-    # Prepare: 5,008 keys in three stake classes, W = 24,000; with k = 600 a stake-1 node wins
-    # with p = 0.025, a stake-4 node with p = 0.1 and a stake-2,000 node always (k·w ≥ W).
-    k, alpha = 600, keccak(b"frequency round") * 3 + b"\x00" * 20
-    classes = {1: 4_000, 4: 1_000, 2_000: 8}  # stake -> number of nodes
-    total = sum(stake * count for stake, count in classes.items())
-    selected: dict[int, int] = dict.fromkeys(classes, 0)
-    index = 0
+def _weights(k: int, stakes: list[int], total: int, alpha: bytes, first_key: int) -> list[int]:
+    """Total weight of one owner whose stake is split as ``stakes``, per round, over real VRF outputs."""
+    return [
+        sum(sortition.seat_weight(vrf.proof_to_hash(vrf.prove(keccak(b"key %d %d" % (first_key, i)), alpha)),
+                                  k, stake, total) for i, stake in enumerate(stakes))
+        for alpha in [alpha + bytes([r]) for r in range(150)]
+    ]
 
-    # Execute: real VRF outputs of real keys
-    for stake, count in classes.items():
-        for _ in range(count):
-            index += 1
-            beta = vrf.proof_to_hash(vrf.prove(keccak(b"key %d" % index), alpha))
-            selected[stake] += sortition.is_selected(beta, k, stake, total)
 
-    # Assert: each class within 4.5 standard deviations of its binomial mean (false alarm < 1e-4)
-    means = {}
-    for stake, count in classes.items():
-        p = sortition.selection_probability(k, stake, total)
-        assert p == min(1.0, k * stake / total)
-        mean, sd = count * p, math.sqrt(count * p * (1 - p))
-        means[stake] = mean
-        assert abs(selected[stake] - mean) <= 4.5 * sd + 1e-9, (stake, selected[stake], mean, sd)
-    assert selected[2_000] == 8  # p = 1: every one of them
-    assert means[1] == pytest.approx(100) and means[4] == pytest.approx(100)
+def test_splitting_stake_leaves_an_owners_weight_distribution_unchanged():
+    # Prepare: 30% of W held as one node or split over 10 unequal nodes; k = 20, so the owner's
+    # weight should be Poisson(6) either way: mean 6, variance 6, P(0) = e^-6.
+    k, total, base = 20, 10**6, keccak(b"split round")
+    whole = _weights(k, [300_000], total, base, 1)
+    split = _weights(k, [10_000, 20_000, 30_000, 40_000, 50_000, 50_000, 30_000, 20_000, 25_000, 25_000],
+                     total, base, 2)
+
+    # Assert: both samples' means within 4.5 standard errors of 6, and their variances near 6
+    for sample in (whole, split):
+        mean = sum(sample) / len(sample)
+        variance = sum((x - mean) ** 2 for x in sample) / (len(sample) - 1)
+        assert abs(mean - 6) < 4.5 * math.sqrt(6 / len(sample)), mean
+        assert 3.5 < variance < 9, variance
 
 
 # -- committee risk -----------------------------------------------------------------------------
-
-
-def _enumerated(
-    nodes: int, bad: int, p: Fraction, threshold_bps: int, min_committee: int
-) -> dict[str, Fraction]:
-    """The four probabilities by walking every subset of seated nodes (exact rationals)."""
-    out = dict.fromkeys(["majority", "capture", "blocking", "too_small"], Fraction(0))
-    for seated in itertools.product([False, True], repeat=nodes):
-        weight = math.prod(p if s else 1 - p for s in seated)
-        a = sum(seated[:bad])
-        h = sum(seated[bad:])
-        if a + h < max(1, min_committee):
-            out["too_small"] += weight
-            continue
-        out["majority"] += weight * (a > h)
-        out["capture"] += weight * (a * 10_000 >= threshold_bps * (a + h))
-        out["blocking"] += weight * (h * 10_000 < threshold_bps * (a + h))
-    return out
-
-
-@pytest.mark.parametrize(
-    ("nodes", "share", "k", "threshold_bps", "min_committee"),
-    [(8, 0.25, 4, 6666, 1), (10, 0.3, 5, 6667, 3), (9, 1 / 3, 9, 5000, 2), (7, 0.0, 2, 6666, 1)],
-)
-def test_committee_risk_with_equal_stakes_matches_subset_enumeration(
-    nodes, share, k, threshold_bps, min_committee
-):
-    risk = sortition.committee_risk(
-        k, share, threshold_bps=threshold_bps, min_committee=min_committee, nodes=nodes
-    )
-    exact = _enumerated(nodes, round(share * nodes), Fraction(k, nodes), threshold_bps, min_committee)
-    for name, value in exact.items():
-        assert getattr(risk, name) == pytest.approx(float(value), abs=1e-12), name
 
 
 @pytest.mark.parametrize(("k", "share"), [(10, 0.2), (20, 0.3), (5, 0.45), (30, 0.2)])
@@ -214,6 +189,7 @@ def test_committee_risk_poisson_matches_the_seat_count_mixture(k, share):
     assert risk.capture == pytest.approx(capture, rel=1e-9, abs=1e-15)
     assert risk.blocking == pytest.approx(blocking, rel=1e-9, abs=1e-15)
     assert risk.too_small == pytest.approx(too_small, rel=1e-9)
+    assert risk.leader == pytest.approx(share * (1 - too_small), rel=1e-9)
 
 
 @settings(max_examples=30, deadline=None)

@@ -24,6 +24,7 @@ from flare_chain.chain import (
     fund_accounts,
     in_process_chain,
 )
+from flare_chain.committee import sortition
 from flare_chain.errors import ChainError
 
 INITIAL_CID = b"\x01\x55\x12\x20" + keccak(text="initial adapter")
@@ -112,6 +113,26 @@ class Network:
             draw = self.coordinator.draw_seat(member, round_id)
             assert draw.selected, f"{member.address} unexpectedly not selected"
             self.coordinator.claim_seat(member, round_id, draw.proof)
+
+    def weights(self, round_id: int) -> dict[str, int]:
+        """Seated member -> seat weight, recomputed from its VRF output with the Python sortition."""
+        info = self.coordinator.sortition_info(round_id)
+        return {
+            seat.node: sortition.seat_weight(seat.output, info.expected_committee_size,
+                                             self.coordinator.node_info(seat.node).stake, info.total_stake)
+            for seat in self.coordinator.seats(round_id)
+        }
+
+    def approve_until_final(self, round_id: int) -> None:
+        """Approve ``round_id``'s proposal with each validator in turn until the round is final."""
+        for voter in self.validators:
+            if self.coordinator.round_info(round_id).status.is_final:
+                return
+            self.coordinator.vote(voter, round_id, True)
+
+    def needed(self, committee_weight: int) -> int:
+        """Least approval weight that commits a committee of ``committee_weight`` at this threshold."""
+        return -(-self.threshold_bps * committee_weight // 10_000)
 
     def leader(self, round_id: int) -> LocalAccount:
         return self.by_address(self.coordinator.proposer_order(round_id)[0])

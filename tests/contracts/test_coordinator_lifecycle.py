@@ -9,6 +9,28 @@ from flare_chain.chain import FailureReason, RoundStatus, advance_blocks, fund_a
 from flare_chain.committee import sortition
 
 
+def _round_where_a_validator_weighs_one(network, **phases):
+    """Open a round whose ``k`` gives some validator seat weight exactly 1; (round, that validator).
+
+    The seed of the next round does not depend on ``k``, so the round is opened once to learn
+    it, the weights are computed for each ``k`` in Python, and the round is opened again from
+    a snapshot with the first ``k`` that works.
+    """
+    c, tester = network.coordinator, network.w3.provider.ethereum_tester
+    snapshot = tester.take_snapshot()
+    round_id = network.open_round(**phases)
+    total = c.sortition_info(round_id).total_stake
+    outputs = {v.address: c.draw_seat(v, round_id).output for v in network.validators}
+    tester.revert_to_snapshot(snapshot)
+    for k in range(network.min_committee, 200):
+        for v in network.validators:
+            if sortition.seat_weight(outputs[v.address], k, network.member_stake, total) == 1:
+                assert network.open_round(k=k, **phases) == round_id
+                assert c.draw_seat(v, round_id).weight == 1
+                return round_id, v
+    raise AssertionError("no k below 200 gives a validator weight 1")
+
+
 def _submit_all(network, round_id, nodes):
     for i, node in enumerate(nodes):
         network.coordinator.submit_update(
@@ -56,10 +78,18 @@ def test_full_round_commits_the_proposed_global_adapter(network):
     leader = network.leader(round_id)
     new_cid = network.cid("aggregate 1")
 
-    # Execute
+    weights = network.weights(round_id)
+    committee_weight = sum(weights.values())
+
+    # Execute: approve in validator order until the round commits
     c.propose_aggregate(leader, round_id, new_cid, [n.address for n in reversed(submitters)])
-    for voter in v[:3]:
+    voters = []
+    for voter in v:
+        if c.round_info(round_id).status is not RoundStatus.PROPOSED:
+            break
         c.vote(voter, round_id, True)
+        voters.append(voter)
+    approvals = sum(weights[x.address] for x in voters)
 
     # Assert
     assert opened.global_cid == network.initial_cid
@@ -71,21 +101,25 @@ def test_full_round_commits_the_proposed_global_adapter(network):
     assert c.global_adapter_cid() == new_cid
     info = c.round_info(round_id)
     assert info.status is RoundStatus.COMMITTED
-    assert (info.submission_count, info.approvals, info.rejections, info.committee_size) == (4, 3, 0, 4)
+    assert (info.submission_count, info.approvals, info.rejections, info.committee_size) == (4, approvals, 0, 4)
+    assert info.committee_weight == committee_weight
+    # the last approval is the one that reached the threshold, not an earlier one
+    assert approvals >= network.needed(committee_weight) > approvals - weights[voters[-1].address]
     assert sorted(c.committee(round_id)) == sorted(x.address for x in v)
     proposal = c.proposal(round_id)
     assert proposal.proposer == leader.address and proposal.global_cid == new_cid and proposal.rank == 0
     assert list(proposal.accepted) == sorted((n.address for n in submitters), key=lambda a: int(a, 16))
-    assert proposal.accepted_samples == 100 + 101 + 102 + 103
+    samples = {s.node: s.sample_count for s in c.submissions(round_id)}
+    assert sum(samples[a] for a in proposal.accepted) == 100 + 101 + 102 + 103
     assert info.proposal_hash == keccak(encode(["bytes", "address[]"], [new_cid, list(proposal.accepted)]))
     assert info.proposal_hash == c.proposal_record(new_cid, proposal.accepted)
-    assert [vote.voter for vote in c.votes(round_id)] == [x.address for x in v[:3]]
+    assert [vote.voter for vote in c.votes(round_id)] == [x.address for x in voters]
     outcome = c.round_outcome(round_id)
     assert outcome.committed and outcome.global_cid == new_cid
-    assert (outcome.approvals, outcome.committee_size) == (3, 4)
+    assert (outcome.approval_weight, outcome.committee_weight) == (approvals, committee_weight)
 
 
-def test_seat_claims_record_the_verified_vrf_output_and_the_leader_has_the_lowest_score(network):
+def test_seat_claims_record_output_weight_and_score_and_the_leader_has_the_lowest_score(network):
     c = network.coordinator
     round_id = network.open_round()
     network.to_claims(round_id)
@@ -93,20 +127,23 @@ def test_seat_claims_record_the_verified_vrf_output_and_the_leader_has_the_lowes
 
     results = [c.claim_seat(v, round_id, draws[v.address].proof) for v in network.validators]
 
-    outputs = c.seat_outputs(round_id)
-    assert outputs == {a: d.output for a, d in draws.items()}
-    assert all(c.seat_output(round_id, a) == d.output for a, d in draws.items())
+    seats = {s.node: s for s in c.seats(round_id)}
+    assert {a: s.output for a, s in seats.items()} == {a: d.output for a, d in draws.items()}
+    assert all(seats[a].weight == d.weight == c.seat_weight(round_id, a) >= 1 for a, d in draws.items())
     assert all(c.is_committee_member(round_id, a) for a in draws)
     assert not c.is_committee_member(round_id, network.participant.address)
     order = c.proposer_order(round_id)
-    scores = [c.contract.functions.leaderScore(outputs[a]).call() for a in order]
-    assert scores == sorted(scores) == [sortition.leader_score(outputs[a]) for a in order]
+    scores = [c.contract.functions.leaderScore(seats[a].output, seats[a].weight).call() for a in order]
+    assert scores == sorted(scores) == [sortition.leader_score(seats[a].output, seats[a].weight) for a in order]
+    assert scores == [seats[a].leader_score for a in order]
     assert c.leader(round_id) == order[0]
     assert c.sortition_info(round_id).seats == 4 == c.round_info(round_id).committee_size
+    assert c.sortition_info(round_id).weight == sum(d.weight for d in draws.values()) == c.round_info(
+        round_id).committee_weight
     assert [s.tx_hash for s in c.seats(round_id)] == [r.tx_hash for r in results]
 
 
-def test_vrf_input_and_thresholds_match_the_python_sortition(network):
+def test_vrf_input_and_seat_weights_match_the_python_sortition(network):
     from flare_chain.committee import sortition
 
     c = network.coordinator
@@ -117,10 +154,10 @@ def test_vrf_input_and_thresholds_match_the_python_sortition(network):
     assert c.vrf_input(round_id) == alpha and len(alpha) == sortition.ALPHA_LEN
     for node in [*network.validators, network.participant]:
         stake = c.node_info(node.address).stake
-        expected = sortition.threshold(3, stake, info.total_stake)
-        assert c.selection_threshold(round_id, node.address) == expected
-        assert c.draw_seat(node, round_id).threshold == expected
-    assert c.selection_threshold(round_id, network.outsider.address) == 0
+        draw = c.draw_seat(node, round_id)
+        expected = sortition.seat_weight(draw.output, 3, stake, info.total_stake)
+        assert c.seat_weight_of(round_id, node.address, draw.output) == expected == draw.weight
+    assert c.seat_weight_of(round_id, network.outsider.address, b"\xff" * 32) == 0
 
 
 def test_submissions_are_stored_as_hash_and_sample_count_and_logged_in_full(network):
@@ -155,13 +192,13 @@ def test_round_without_proposal_fails_with_NoProposal_and_keeps_previous_adapter
 
 
 def test_round_with_fewer_seats_than_the_minimum_fails_safely_and_keeps_previous_adapter(network, reverts):
-    c, v = network.coordinator, network.validators
-    round_id = network.open_round(submission=3, claim=3, proposal=5, voting=5)
-    _submit_all(network, round_id, v[:2])
-    network.seat(round_id, v[:1])  # one seat, minimum two
+    c = network.coordinator
+    round_id, lonely = _round_where_a_validator_weighs_one(network, submission=3, claim=3, proposal=5, voting=5)
+    _submit_all(network, round_id, [lonely])
+    network.seat(round_id, [lonely])  # one seat of weight 1, minimum two
     network.to_proposals(round_id)
     with reverts("CoordinatorCommitteeTooSmall", round_id, 1, network.min_committee):
-        c.propose_aggregate(v[0], round_id, network.cid("lonely"), [v[0].address])
+        c.propose_aggregate(lonely, round_id, network.cid("lonely"), [lonely.address])
 
     c.finalize_round(network.outsider, round_id)
 
@@ -197,34 +234,45 @@ def test_rejections_that_make_threshold_unreachable_fail_with_Rejected(network):
     network.seat(round_id)
     network.to_proposals(round_id)
     c.propose_aggregate(network.leader(round_id), round_id, network.cid("bad aggregate"), [v[0].address])
+    weights = network.weights(round_id)
+    total = sum(weights.values())
 
-    c.vote(v[0], round_id, True)
-    c.vote(v[1], round_id, False)
-    assert c.round_info(round_id).status is RoundStatus.PROPOSED  # 3 of 4 could still approve
-    c.vote(v[2], round_id, False)
+    rejections = 0
+    for voter in v:
+        c.vote(voter, round_id, False)
+        rejections += weights[voter.address]
+        if total - rejections < network.needed(total):
+            break
+        assert c.round_info(round_id).status is RoundStatus.PROPOSED  # the rest could still approve
 
     info = c.round_info(round_id)
-    assert (info.status, info.approvals, info.rejections) == (RoundStatus.FAILED, 1, 2)
+    assert (info.status, info.approvals, info.rejections) == (RoundStatus.FAILED, 0, rejections)
     assert c.round_outcome(round_id).failure_reason is FailureReason.REJECTED
     assert c.global_adapter_cid() == network.initial_cid
 
 
-def test_approval_threshold_counts_seated_members_only(network):
-    # Three of four registered members seated: 6667 bps of 3 seats needs 3 approvals (2/3 is 6666).
+def test_approval_threshold_counts_seated_weight_only(network):
+    # Three of four registered members seated: the threshold is over their weight alone.
     c, v = network.coordinator, network.validators
     round_id = network.open_round(submission=2, claim=4, proposal=3, voting=6)
     _submit_all(network, round_id, v[:1])
     network.seat(round_id, v[:3])
     network.to_proposals(round_id)
     c.propose_aggregate(network.leader(round_id), round_id, network.cid("aggregate"), [v[0].address])
+    weights = network.weights(round_id)
+    total = sum(weights.values())
+    assert set(weights) == {x.address for x in v[:3]}
 
-    c.vote(v[0], round_id, True)
-    c.vote(v[1], round_id, True)
-    assert c.round_info(round_id).status is RoundStatus.PROPOSED
-    c.vote(v[2], round_id, True)
+    approvals = 0
+    for voter in v[:3]:
+        c.vote(voter, round_id, True)
+        approvals += weights[voter.address]
+        if approvals >= network.needed(total):
+            break
+        assert c.round_info(round_id).status is RoundStatus.PROPOSED
 
     outcome = c.round_outcome(round_id)
-    assert outcome.committed and (outcome.approvals, outcome.committee_size) == (3, 3)
+    assert outcome.committed and (outcome.approval_weight, outcome.committee_weight) == (approvals, total)
 
 
 def test_next_round_chains_seed_and_starts_from_the_committed_adapter(network):
@@ -234,8 +282,9 @@ def test_next_round_chains_seed_and_starts_from_the_committed_adapter(network):
     network.seat(first)
     network.to_proposals(first)
     c.propose_aggregate(network.leader(first), first, network.cid("aggregate"), [v[0].address])
-    for voter in v[:3]:
-        c.vote(voter, first, True)
+    for voter in v:
+        if c.round_info(first).status is RoundStatus.PROPOSED:
+            c.vote(voter, first, True)
 
     prevrandao = network.pending_prevrandao()
     second = network.open_round()
@@ -264,7 +313,7 @@ def test_node_registered_while_a_round_is_open_is_eligible_from_the_next_round(n
     network.to_claims(first)
     with reverts("CoordinatorNotEligible", first, late.address, first + 1, 0):
         c.claim_seat(late, first, c.draw_seat(late, first).proof)
-    assert c.selection_threshold(first, late.address) == 0
+    assert c.seat_weight_of(first, late.address, b"\xff" * 32) == 0
     network.next_tx_in_block(c.round_info(first).proposal_deadline + 1)
     c.finalize_round(late, first)
 

@@ -2,10 +2,13 @@
 
 Hypothesis drives submissions, seat claims, proposals (by leaders and by members whose
 turn has not come), votes, finalization, new rounds and the passing of blocks, by random
-actors (4 staked validators who win a seat whenever they claim one, a participant whose
-tiny stake never wins one, an unregistered outsider). Before each action the model predicts success or the exact
-custom error; after it, the contract's round state and global adapter must equal
-the model's.
+actors (4 staked validators, each drawing a Poisson(k/4) seat weight, so nearly always
+seated and with differing weights; a participant whose tiny stake practically never draws a
+seat; an unregistered outsider). The model draws each seat's weight and leader score with
+the Python sortition from the round's total stake as the model counts it, and counts votes
+and the minimum committee by those weights. Before each action the model predicts success
+or the exact custom error; after it, the contract's round state and global adapter must
+equal the model's.
 """
 
 from __future__ import annotations
@@ -46,19 +49,25 @@ class ModelRound:
     claim_deadline: int
     proposal_deadline: int
     vote_deadline: int
+    total_stake: int
     status: RoundStatus = RoundStatus.OPEN
     submitted: dict[str, int] = field(default_factory=dict)
-    seats: dict[str, bytes] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)  # seated member -> seat weight
+    scores: dict[str, int] = field(default_factory=dict)  # seated member -> leader score
     proposal_cid: bytes | None = None
     votes: dict[str, bool] = field(default_factory=dict)
 
     @property
+    def committee_weight(self) -> int:
+        return sum(self.weights.values())
+
+    @property
     def approvals(self) -> int:
-        return sum(self.votes.values())
+        return sum(self.weights[a] for a, yes in self.votes.items() if yes)
 
     @property
     def rejections(self) -> int:
-        return len(self.votes) - self.approvals
+        return sum(self.weights[a] for a, yes in self.votes.items() if not yes)
 
 
 class CoordinatorModel(RuleBasedStateMachine):
@@ -71,10 +80,11 @@ class CoordinatorModel(RuleBasedStateMachine):
         net.w3.provider.ethereum_tester.revert_to_snapshot(self.base_snapshot)
         self.c = net.coordinator
         self.actors = [*net.validators, net.participant, net.outsider]
-        # Validators stake enough to be seated whenever they claim (k·w ≥ W); the participant's
-        # stake is so small it never is; the outsider never registered.
-        self.selectable = {v.address for v in net.validators}
-        self.registered = self.selectable | {net.participant.address}
+        # Seat weights are drawn by the model (Python sortition) from these stakes; the outsider
+        # never registered.
+        self.stakes = {v.address: net.member_stake for v in net.validators}
+        self.stakes[net.participant.address] = net.min_stake
+        self.registered = set(self.stakes)
         self.threshold = net.threshold_bps
         self.min_committee = net.min_committee
         self.leader_blocks = net.leader_blocks
@@ -148,7 +158,8 @@ class CoordinatorModel(RuleBasedStateMachine):
             self.current += 1
             sub = block + submission
             self.rounds[self.current] = ModelRound(
-                sub, sub + claim, sub + claim + proposal, sub + claim + proposal + voting
+                sub, sub + claim, sub + claim + proposal, sub + claim + proposal + voting,
+                total_stake=sum(self.stakes[a] for a in self._active()),
             )
 
     @rule(actor=ACTORS, samples=st.one_of(st.integers(1, 1000),
@@ -176,6 +187,9 @@ class CoordinatorModel(RuleBasedStateMachine):
     def claim(self, actor: int) -> None:
         node, r = self.actors[actor], self._round()
         draw = self.c.draw_seat(node, self.current) if node.address in self.registered else None
+        eligible = self._eligible(node.address, self.current)
+        weight = (sortition.seat_weight(draw.output, self.network.expected_size, self.stakes[node.address],
+                                        r.total_stake) if draw is not None and eligible else 0)
         block = self._next_block()
         if node.address not in self.registered:
             error = "CoordinatorNotRegistered"
@@ -183,20 +197,23 @@ class CoordinatorModel(RuleBasedStateMachine):
             error = "CoordinatorOutsideClaimWindow"
         elif not self._eligible(node.address, self.current):
             error = "CoordinatorNotEligible"
-        elif node.address in r.seats:
+        elif node.address in r.weights:
             error = "CoordinatorAlreadySeated"
-        elif node.address not in self.selectable:
+        elif weight == 0:
             error = "CoordinatorNotSelected"
         else:
             error = None
         if draw is not None:
-            assert draw.selected is (node.address in self.selectable and self._eligible(node.address, self.current))
+            assert draw.weight == weight
         proof = draw.proof if draw is not None else bytes(81)
         if node.address not in self.registered:
             proof = vrf.prove(bytes(node.key), self.c.vrf_input(self.current))
         if self._expect(error, lambda: self.c.claim_seat(node, self.current, proof)):
-            r.seats[node.address] = draw.output
-            event(f"seats {len(r.seats)}")
+            r.weights[node.address] = weight
+            r.scores[node.address] = sortition.leader_score(draw.output, weight)
+            assert self.c.seat_weight(self.current, node.address) == weight
+            event(f"seats {len(r.weights)}")
+            event(f"weight {min(weight, 10)}")
 
     @precondition(lambda self: self._round() is not None and self._round().status is RoundStatus.OPEN)
     @rule(actor=ACTORS, data=st.data())
@@ -213,35 +230,34 @@ class CoordinatorModel(RuleBasedStateMachine):
         if not picked:
             picked = {self.actors[data.draw(st.integers(0, 5))].address}
         accepted = sorted(picked, key=lambda a: int(a, 16))
-        if proposer.address not in r.seats:
+        if proposer.address not in r.weights:
             error = "CoordinatorNotCommitteeMember"
         elif block <= r.claim_deadline:
             error = "CoordinatorClaimsStillOpen"
         elif block > r.proposal_deadline:
             error = "CoordinatorProposalClosed"
-        elif len(r.seats) < self.min_committee:
+        elif r.committee_weight < self.min_committee:
             error = "CoordinatorCommitteeTooSmall"
         elif (
-            sortition.rank_of(r.seats, proposer.address)
+            sortition.rank_of(r.scores, proposer.address)
             > (block - r.claim_deadline - 1) // self.leader_blocks
         ):
             error = "CoordinatorNotLeader"
-        elif any(a not in r.submitted for a in accepted):
-            error = "CoordinatorAcceptedWithoutSubmission"
-        else:
+        else:  # a list naming non-submitters is stored (as a hash) and judged by members and the audit
             error = None
         cid = self._fresh_cid()
         if self._expect(error, lambda: self.c.propose_aggregate(proposer, self.current, cid, accepted)):
             r.status, r.proposal_cid = RoundStatus.PROPOSED, cid
             proposal = self.c.proposal(self.current)
-            assert proposal.accepted_samples == sum(r.submitted[a] for a in accepted)
-            assert proposal.rank == sortition.rank_of(r.seats, proposer.address)
+            assert tuple(proposal.accepted) == tuple(accepted)
+            assert self.c.round_info(self.current).proposal_hash == self.c.proposal_record(cid, accepted)
+            assert proposal.rank == sortition.rank_of(r.scores, proposer.address)
             event(f"proposed by rank {proposal.rank}")
 
     @rule(actor=ACTORS, approve=APPROVE)
     def vote(self, actor: int, approve: bool) -> None:
         voter, r, block = self.actors[actor], self._round(), self._next_block()
-        if r is None or voter.address not in r.seats:
+        if r is None or voter.address not in r.weights:
             error = "CoordinatorNotCommitteeMember"
         elif r.status is not RoundStatus.PROPOSED:
             error = "CoordinatorNoProposal"
@@ -253,7 +269,7 @@ class CoordinatorModel(RuleBasedStateMachine):
             error = None
         if self._expect(error, lambda: self.c.vote(voter, self.current, approve)):
             r.votes[voter.address] = approve
-            size = len(r.seats)
+            size = r.committee_weight
             needed = self.threshold * size
             if r.approvals * BPS >= needed:
                 r.status, self.global_cid = RoundStatus.COMMITTED, r.proposal_cid
@@ -273,7 +289,7 @@ class CoordinatorModel(RuleBasedStateMachine):
     def finalize(self, actor: int) -> None:
         r, block = self._round(), self._next_block()
         open_ = r is not None and r.status is RoundStatus.OPEN
-        if open_ and block > r.claim_deadline and len(r.seats) < self.min_committee:
+        if open_ and block > r.claim_deadline and r.committee_weight < self.min_committee:
             error = None
             event("committee too small")
         elif (open_ and block > r.proposal_deadline) or (
@@ -323,7 +339,6 @@ class CoordinatorModel(RuleBasedStateMachine):
         if self._expect(error, lambda: self.c.withdraw_stake(node)):
             del self.exit_round[node.address], self.unbonded_at[node.address]
             self.registered.discard(node.address)
-            self.selectable.discard(node.address)
 
     # -------------------------------------------------------------- invariant
 
@@ -352,7 +367,7 @@ class CoordinatorModel(RuleBasedStateMachine):
             r.approvals,
             r.rejections,
         )
-        assert info.committee_size == len(r.seats)
+        assert (info.committee_size, info.committee_weight) == (len(r.weights), r.committee_weight)
         # The contract holds exactly the stakes not yet paid back, and W counts only active nodes.
         stakes = {a: self.c.node_info(a).stake for a in self.registered}
         assert self.network.w3.eth.get_balance(self.c.address) == sum(stakes.values())

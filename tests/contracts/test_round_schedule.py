@@ -40,13 +40,13 @@ def _assert_finalize_agrees(network, reverts, round_id):
     c = network.coordinator
     info = c.round_info(round_id)
     schedule = RoundSchedule.for_round(info, c)
-    first = schedule.finalizable_from(info.status, info.committee_size)
+    first = schedule.finalizable_from(info.status, info.committee_weight)
     network.next_tx_in_block(first - 1)
-    assert not schedule.is_stuck(info.status, info.committee_size, network.head() + 1)
+    assert not schedule.is_stuck(info.status, info.committee_weight, network.head() + 1)
     with reverts("CoordinatorNothingToFinalize", round_id, info.status, first - 1):
         c.finalize_round(network.outsider, round_id)
     network.next_tx_in_block(first)  # a reverted call mines nothing
-    assert schedule.is_stuck(info.status, info.committee_size, network.head() + 1)
+    assert schedule.is_stuck(info.status, info.committee_weight, network.head() + 1)
     c.finalize_round(network.outsider, round_id)
     assert c.round_info(round_id).status == RoundStatus.FAILED
 

@@ -299,14 +299,15 @@ def test_claim_by_an_unregistered_key_reverts_with_CoordinatorNotRegistered(netw
         network.coordinator.claim_seat(outsider, claim_round, proof)
 
 
-def test_output_above_the_threshold_reverts_with_CoordinatorNotSelected(network, reverts, claim_round):
+def test_output_drawing_weight_zero_reverts_with_CoordinatorNotSelected(network, reverts, claim_round):
     c, node = network.coordinator, network.participant
     draw = c.draw_seat(node, claim_round)
-    assert not draw.selected
-    assert draw.threshold == c.selection_threshold(claim_round, node.address) > 0
+    assert not draw.selected and draw.weight == 0
+    assert c.seat_weight_of(claim_round, node.address, draw.output) == 0
+    assert c.seat_weight_of(claim_round, node.address, b"\xff" * 32) == 0  # a tiny stake: weight 0 nearly always
     assert vrf.verify(vrf.public_key(bytes(node.key)), draw.proof, draw.alpha) == draw.output  # a valid proof
 
-    with reverts("CoordinatorNotSelected", claim_round, draw.output, draw.threshold):
+    with reverts("CoordinatorNotSelected", claim_round, draw.output):
         c.claim_seat(node, claim_round, draw.proof)
 
 

@@ -38,7 +38,7 @@ def test_an_unbonding_node_submits_no_more_and_is_not_eligible_for_later_rounds(
     network.next_tx_in_block(c.round_info(first).proposal_deadline + 1)
     c.finalize_round(network.outsider, first)
     second = network.open_round()
-    assert c.selection_threshold(second, leaving.address) == 0
+    assert c.seat_weight_of(second, leaving.address, b"\xff" * 32) == 0
     network.to_claims(second)
     draw = c.draw_seat(leaving, second)
     with reverts("CoordinatorNotEligible", second, leaving.address, 1, second):

@@ -20,9 +20,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture
 def fed(tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> Federation:
-    # k=3 of 3 equal stakes: every node wins a seat, so three honest reviewers judge each proposal
+    # k=30 of 3 equal stakes: each node draws a Poisson(10) weight, so all three (seated but for
+    # p = e^-10 each) judge each proposal
     return setup_federation(FederationConfig(nodes=3, rounds=1, work_dir=tmp_path, model_dir=tiny_model_dir,
-                                             train=tiny_train_params, expected_committee_size=3,
+                                             train=tiny_train_params, expected_committee_size=30,
                                              show_progress=False))
 
 
@@ -84,7 +85,7 @@ def test_nan_update_is_left_out_and_the_round_still_commits(fed: Federation) -> 
 def test_manifest_hash_mismatch_is_rejected_by_gating(fed: Federation) -> None:
     # Prepare: node 1 pins an honest-looking update but submits a different manifest hash
     node = fed.participants[0]
-    round_id, _ = fed.coordinator.open_round(fed.owner, 40, 10, 10, 20, expected_committee_size=3)
+    round_id, _ = fed.coordinator.open_round(fed.owner, 40, 10, 10, 20, expected_committee_size=30)
     previous = node.pull_global()
     delta = {k: torch.zeros_like(v) for k, v in previous.tensors.items()}
     manifest = previous.manifest.model_copy(update={"kind": "delta", "round": round_id, "node": node.address,
@@ -105,7 +106,8 @@ class ExcludingLeader(Participant):
         submissions = self.coordinator.submissions(round_id)
         accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
         kept = sorted(accepted, key=lambda u: u.submission.node.lower())[:-1]
-        aggregate = build_aggregate(self.store, round_id, previous, kept, self.model_dir, self.params)
+        aggregate = build_aggregate(self.store, round_id, previous, kept, self.model_dir, self.params,
+                                    max_sample_count=self.coordinator.max_sample_count())
         tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(aggregate.cid), aggregate.accepted)
         return aggregate, rejected, tx
 

@@ -39,8 +39,9 @@ class SilentLeader(Participant):
 @pytest.mark.slow
 def test_silent_leader_is_replaced_by_the_next_ranked_member_and_the_round_commits(
         tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> None:
-    # Prepare: k=3 of 3 equal stakes seats everyone; every node would keep silent as leader
-    fed = _fed(tmp_path, tiny_model_dir, tiny_train_params, expected_committee_size=3)
+    # Prepare: k=30 of 3 equal stakes (Poisson(10) weight each) seats everyone; every node would keep
+    # silent as leader
+    fed = _fed(tmp_path, tiny_model_dir, tiny_train_params, expected_committee_size=30)
     for i, honest in enumerate(fed.participants):
         fed.participants[i] = SilentLeader(honest.name, honest.account, honest._texts, model_dir=honest.model_dir,
                                            params=honest.params, coordinator=honest.coordinator,
@@ -84,15 +85,16 @@ def test_round_with_a_committee_below_the_minimum_fails_and_the_previous_adapter
 
 def test_unselected_node_cannot_claim_a_seat_and_non_members_cannot_vote(
         tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> None:
-    # Prepare: two whales and a minnow; k=2 seats both whales (p≈0.9995), the minnow with p≈0.1%
+    # Prepare: two whales and a minnow; k=16 gives each whale a Poisson(8) weight (seated but for
+    # p = e^-8 ≈ 3·10^-4), the minnow Poisson(0.008) (seated with p ≈ 0.8%)
     fed = _fed(tmp_path, tiny_model_dir, tiny_train_params, stakes_wei=(WHALE, WHALE, MINNOW),
-               expected_committee_size=2, min_committee_size=2)
+               expected_committee_size=16, min_committee_size=2)
     c, (whale_a, whale_b, minnow) = fed.coordinator, fed.participants
-    round_id, _ = c.open_round(fed.owner, 10, 10, 10, 10, expected_committee_size=2)
+    round_id, _ = c.open_round(fed.owner, 10, 10, 10, 10, expected_committee_size=16)
     info = c.round_info(round_id)
     c.submit_update(whale_a.account, round_id, c.global_adapter_cid(), 1, b"\0" * 32)  # content is not judged here
     advance_blocks(c.w3, info.submission_deadline - c.w3.eth.block_number)
-    # Execute / Assert: the minnow's honest proof is verified, but its output is above its threshold
+    # Execute / Assert: the minnow's honest proof is verified, but its output draws weight 0
     draw = minnow.draw_seat(round_id)
     assert not draw.selected
     assert minnow.claim_seat(round_id, draw) is None  # the participant does not even send it

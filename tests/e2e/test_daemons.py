@@ -237,7 +237,7 @@ def test_four_daemon_processes_commit_three_rounds_through_crashes_and_outages(t
             # The leader has the lowest leader score among the seats, so it is only known once every node that
             # will claim has claimed (k = n: all are selected); a late slow claimer could still outrank it.
             seated = head > info.submission_deadline and all(
-                coordinator.seat_output(2, a) != bytes(32) for a in address.values())
+                coordinator.seat_weight(2, a) > 0 for a in address.values())
             if current == 2 and killed_leader is None and info.status == RoundStatus.OPEN \
                     and (seated or head >= info.claim_deadline - 4):
                 leader = coordinator.leader(2)
