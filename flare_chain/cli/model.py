@@ -26,8 +26,9 @@ def _target(args: argparse.Namespace) -> Any:  # -> ContentStore | KuboClient
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from flare_chain.basemodel import publish_model
+    from flare_chain.basemodel import check_model_folder, publish_model
 
+    check_model_folder(args.folder)  # a refused folder touches no repository, not even to create it
     target = _target(args)
     try:
         cid = publish_model(args.folder, target, cid_version=args.cid_version, show_progress=not args.quiet)
