@@ -420,7 +420,7 @@ def recompile_contracts(tree: Path) -> bool:
 
 
 def run_module(path: str, chosen: list[Mutant], results: dict[str, dict[str, object]], *, retest: bool = False,
-               scratch: Path = SCRATCH) -> None:
+               scratch: Path = SCRATCH, tests: tuple[str, ...] | None = None) -> None:
     """Run the chosen mutants not yet recorded (with ``retest``: the recorded survivors again)."""
     digest = source_hash(path)
     if retest:
@@ -430,7 +430,7 @@ def run_module(path: str, chosen: list[Mutant], results: dict[str, dict[str, obj
     if not todo:
         return
     tree = prepare_scratch(scratch)
-    tests = tests_for(path)
+    tests = tests or tests_for(path)
     target = tree / path
     original = target.read_text()
     is_sol = path.endswith(".sol")
@@ -501,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     parser.add_argument("--grep", action="append",
                         help="only the mutants whose description contains this (repeatable; no sampling)")
+    parser.add_argument("--tests", action="append",
+                        help="run these tests instead of the module's own (repeatable; with --grep, for a few mutants)")
     parser.add_argument("--retest", action="store_true",
                         help="run the recorded survivors again (after adding tests), nothing else")
     parser.add_argument("--scratch", type=Path, default=SCRATCH,
@@ -530,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
             for mutant in chosen:
                 print(f"  {mutant.describe()}")
             continue
-        run_module(path, chosen, results, retest=args.retest, scratch=args.scratch.resolve())
+        run_module(path, chosen, results, retest=args.retest, scratch=args.scratch.resolve(),
+                   tests=tuple(args.tests) if args.tests else None)
     if not args.list:
         print(report(paths))
     return 0
