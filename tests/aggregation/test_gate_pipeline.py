@@ -229,3 +229,17 @@ def test_tensor_policy_gate_takes_the_smallest_valid_bounds() -> None:
     gate = TensorPolicyGate(max_update_bytes=1, max_abs_value=0.5)
     assert (gate.max_update_bytes, gate.max_abs_value) == (1, 0.5)
     assert len(gate.screen(honest_round(3), CTX)) == 3
+
+
+def test_tensor_policy_gate_accepts_an_update_of_a_single_sample() -> None:
+    updates = honest_round(3)
+    one = [*updates[:2], ClientUpdate(node=updates[2].node, delta=updates[2].delta, sample_count=1)]
+    assert TensorPolicyGate().screen(one, CTX) == {}
+
+
+def test_tensor_policy_gate_built_alone_has_the_bounds_the_settings_document() -> None:
+    # A gate built without settings (an auditor's script) must screen like the pipeline's default gate
+    settings_default = GateSettings()
+    gate = TensorPolicyGate()
+    assert (gate.max_update_bytes, gate.max_abs_value) == (settings_default.max_update_bytes,
+                                                           settings_default.max_abs_value)

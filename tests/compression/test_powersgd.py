@@ -191,3 +191,12 @@ def test_worth_compressing_counts_the_rank() -> None:
     # (8 + 8)·2 = 32 entries against 64: 2× smaller, not 3×; rank 1 would be 4× smaller.
     assert not worth_compressing((8, 8), 2, 3.0)
     assert worth_compressing((8, 8), 1, 3.0)
+
+
+def test_relative_error_of_an_all_zero_update() -> None:
+    # The node logs this figure each round: a zero update sent exactly is error 0, anything sent for it is infinite
+    zero = {"a": torch.zeros(3, 4), "b": torch.zeros(2)}
+    assert relative_error(zero, {k: v.clone() for k, v in zero.items()}) == 0.0
+    assert relative_error(zero, {"a": torch.zeros(3, 4), "b": torch.tensor([0.0, 1e-3])}) == math.inf
+    with pytest.raises(UpdateError, match="different tensor names"):
+        relative_error(zero, {"a": torch.zeros(3, 4)})

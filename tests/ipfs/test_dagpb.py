@@ -53,3 +53,16 @@ def test_hello_world_leaf_bytes() -> None:
 def test_garbage_blocks_raise_integrity_error(garbage: bytes) -> None:
     with pytest.raises(IntegrityError):
         decode_pb_node(garbage)
+
+
+@pytest.mark.parametrize(("block", "message"), [
+    (b"\x08\x05", "dag-pb node: unexpected field 1 (wire type 0)"),            # Data as a varint
+    (b"\x10\x05", "dag-pb node: unexpected field 2 (wire type 0)"),            # a link as a varint
+    (b"\x12\x02\x08\x01", "dag-pb link: unexpected field 1 (wire type 0)"),    # a link's Hash as a varint
+    (b"\x12\x04\x0a\x00\x10\x01", "dag-pb link: unexpected field 2 (wire type 0)"),      # a link's Name as a varint
+    (b"\x12\x04\x0a\x00\x1a\x00", "dag-pb link: unexpected field 3 (wire type 2)"),  # Tsize as bytes
+])
+def test_a_field_of_the_wrong_wire_type_is_named(block: bytes, message: str) -> None:
+    # Kubo refuses these blocks; reading one as a link or as Data would hand garbage to the UnixFS layer
+    with pytest.raises(IntegrityError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        decode_pb_node(block)

@@ -96,3 +96,9 @@ def test_malformed_binary_cid_raises_integrity_error() -> None:
         cid_from_bytes(b"\x02\x70\x12\x20" + bytes(32))
     with pytest.raises(IntegrityError):
         cid_from_bytes(b"\x12\x20" + bytes(31))
+
+
+def test_a_parsed_cid_names_its_codec_and_digest() -> None:
+    cid = parse_cid("bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e")
+    assert (cid.version, cid.codec_name) == (1, "raw")
+    assert cid.digest == hashlib.sha256(b"hello world").digest()
