@@ -486,10 +486,10 @@ def run_round(fed: Federation) -> RoundReport:
         )
         for p in participants
     ]
-    # Windows are all seq_len long, so the union's mean token loss is the window-weighted mean of the
-    # nodes' own: one pass over the held-out data instead of two.
-    windows = [len(p.val_windows) for p in participants]
-    global_loss = sum(n.loss_after * w for n, w in zip(nodes, windows, strict=True)) / sum(windows)
+    # The union's mean token loss is the mean of the nodes' own weighted by the tokens each one scores
+    # (windows all count seq_len - 1; instruction examples only their answers): one pass instead of two.
+    scored = [p.val_windows.label_count for p in participants]
+    global_loss = sum(n.loss_after * w for n, w in zip(nodes, scored, strict=True)) / sum(scored)
     return RoundReport(
         round_id=round_id, status=final.status, submissions=final.submission_count,
         accepted=len(aggregate.accepted) if aggregate else 0, rejected=len(rejected),
