@@ -77,10 +77,11 @@ log = logging.getLogger("flare_chain.federation")
 class FederationConfig(BaseModel):
     """Settings of an in-process federation; every field has a working default.
 
-    The committee defaults (6 nodes of equal stake, expected committee size 4,
-    at least 2 seats) make sortition seat a real subset: each node wins a seat
-    with probability 4/6, and a round fails for want of 2 seats with
-    probability 13/729 ≈ 1.8%. Every transaction mines one block on the
+    The committee defaults (6 nodes of equal stake, expected committee weight 8,
+    at least weight 2) draw each node's seat weight from Poisson(8/6): a node
+    sits out with probability e^(-4/3) ≈ 26%, and a round fails for want of
+    weight 2 with probability P(Poisson(8) < 2) = 9e^(-8) ≈ 0.3% (at k = 4 it
+    would be 9.2%). Every transaction mines one block on the
     in-process chain, so the claim and voting windows must hold one block per
     node; ``setup_federation`` checks that.
     """
@@ -107,7 +108,7 @@ class FederationConfig(BaseModel):
     stake_wei: int = Field(10**18, ge=DEFAULT_MIN_STAKE_WEI, lt=2**90, description="each node's registration stake")
     stakes_wei: tuple[int, ...] | None = Field(
         None, description="per-node stakes overriding stake_wei (one per node), e.g. to model stake skew")
-    expected_committee_size: int = Field(4, ge=1, le=0xFFFF, description="k: seats sortition hands out on average")
+    expected_committee_size: int = Field(8, ge=1, le=0xFFFF, description="k: seat weight sortition hands out on average")
     min_committee_size: int = Field(2, ge=1, le=0xFFFF, description="fewer seats than this and the round fails")
     leader_blocks: int = Field(5, ge=1, description="blocks each proposer in rank order has before the next may")
     submission_blocks: int = Field(40, ge=1)

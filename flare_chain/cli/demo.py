@@ -15,8 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--nodes", type=int, default=None,
                    help="participants (default 6, or one per entry of --data)")
     p.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
-    p.add_argument("--committee", type=int, default=4, metavar="K",
-                   help="expected committee size k of the VRF sortition (default 4)")
+    p.add_argument("--committee", type=int, default=8, metavar="K",
+                   help="expected committee weight k of the VRF sortition (with 6 nodes a round lacks weight 2 "
+                        "with probability 0.3%%)")
     p.add_argument("--min-committee", type=int, default=2, metavar="M",
                    help="least committee weight a round goes on with; lighter and it fails (default 2)")
     p.add_argument("--model-dir", type=Path, default=None,
