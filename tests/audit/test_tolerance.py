@@ -23,7 +23,8 @@ def _leader_leaving_out_the_largest_norm(edge: dict[str, float]):
         top = max(decisions, key=lambda d: d.comparisons[0].value)
         edge.update(node=top.node, z=top.comparisons[0].value)  # type: ignore[arg-type]
         kept = [u for u in passing if u.submission.node != top.node]
-        result = build_aggregate(fed.store, round_id, previous, kept, fed.model_dir, fed.params)
+        result = build_aggregate(fed.store, round_id, previous, kept, fed.model_dir, fed.params,
+                                 max_sample_count=fed.coordinator.max_sample_count())
         return result.cid, result.accepted
 
     return propose

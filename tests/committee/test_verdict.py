@@ -140,14 +140,16 @@ def test_member_approves_a_leader_whose_statistic_fell_one_ulp_the_other_way(pin
     leader_set, _ = check_submissions(store, 1, subs, previous, gates=leader_view)
     accepted = [u.submission.node for u in leader_set]
     assert edge_node not in accepted and attacker not in accepted and len(accepted) == 5
-    leader_aggregate = build_aggregate(store, 1, previous, leader_set, tiny_model_dir, tiny_train_params, pin=False)
+    leader_aggregate = build_aggregate(store, 1, previous, leader_set, tiny_model_dir, tiny_train_params, pin=False,
+                                       max_sample_count=10**6)
 
     own, _ = check_submissions(store, 1, subs, previous, gates=settings)
     assert sorted(u.submission.node for u in own) != sorted(accepted)  # the old, strict rule votes no
     verdict, chosen = review_accepted_set(store, 1, subs, previous, accepted, gates=settings)
     assert verdict.defensible, verdict.summary()
     assert any(edge_node in t for t in verdict.tolerated)
-    mine = build_aggregate(store, 1, previous, chosen, tiny_model_dir, tiny_train_params, pin=False)
+    mine = build_aggregate(store, 1, previous, chosen, tiny_model_dir, tiny_train_params, pin=False,
+                                       max_sample_count=10**6)
     assert mine.cid == leader_aggregate.cid
 
 
