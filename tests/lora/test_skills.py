@@ -144,4 +144,3 @@ def test_bad_arguments_get_one_clear_error() -> None:
         skills_records(2, 1)
     with pytest.raises(ConfigError, match="at least one per skill"):
         skills_probe_texts(records=3)
-
