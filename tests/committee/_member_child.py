@@ -48,7 +48,7 @@ def main(job_path: str, out_path: str) -> None:
     verdicts = {}
     for name, accepted in job["scenarios"].items():
         verdict, chosen = review_accepted_set(store, 1, subs, previous, accepted, **common)
-        cid = build_aggregate(store, 1, previous, chosen, model_dir, params, pin=False).cid \
+        cid = build_aggregate(store, 1, previous, chosen, model_dir, params, pin=False, max_sample_count=10**6).cid \
             if verdict.defensible else None
         verdicts[name] = {"defensible": verdict.defensible, "disputes": verdict.disputes,
                           "tolerated": verdict.tolerated, "cid": cid}

@@ -97,7 +97,8 @@ def test_members_on_different_cpu_kernels_agree_with_the_leader(round_on_disk, t
     flipped = {subs[i].node for i in FLIPPED}
     assert {r.node for r in rejected} == flipped, [(r.node, r.gate) for r in rejected]
     honest = [u.submission.node for u in honest_set]
-    honest_cid = build_aggregate(store, 1, previous, honest_set, tiny_model_dir, tiny_train_params, pin=False).cid
+    honest_cid = build_aggregate(store, 1, previous, honest_set, tiny_model_dir, tiny_train_params, pin=False,
+                                 max_sample_count=10**6).cid
 
     # The knife edge: the probe-loss threshold exactly at one negated update's z as computed here (MI off, so
     # the probe decides alone). A leader whose CPU put that z one ulp lower accepts the update; on this
@@ -117,7 +118,8 @@ def test_members_on_different_cpu_kernels_agree_with_the_leader(round_on_disk, t
     edge_leader, _ = check_submissions(store, 1, subs, previous, gates=leader_view, **common)
     edge_set = [u.submission.node for u in edge_leader]
     assert edge in edge_set and other not in edge_set
-    edge_cid = build_aggregate(store, 1, previous, edge_leader, tiny_model_dir, tiny_train_params, pin=False).cid
+    edge_cid = build_aggregate(store, 1, previous, edge_leader, tiny_model_dir, tiny_train_params, pin=False,
+                               max_sample_count=10**6).cid
     here, _ = check_submissions(store, 1, subs, previous, gates=edge_settings, **common)
     assert edge not in [u.submission.node for u in here]  # strict comparison: this member would vote no
 

@@ -131,7 +131,8 @@ class ForgingLeader(Participant):
     def propose(self, round_id, previous):
         submissions = self.coordinator.submissions(round_id)
         accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
-        honest = build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params, pin=False)
+        honest = build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params, pin=False,
+                                 max_sample_count=self.coordinator.max_sample_count())
         from flare_chain.node.bundles import pin_global_bundle
 
         forged = {k: v * 10 for k, v in honest.adapter.items()}
@@ -146,5 +147,7 @@ def test_forged_aggregate_is_not_reproduced_and_round_fails(fed: Federation) -> 
     report = run_round(fed)
     assert report.proposer == report.leader
     assert report.status == RoundStatus.FAILED
-    assert [n.vote for n in report.committee if n.vote is not None] == [False, False]
+    # every member that voted said no; with seat weights one heavy "no" can already make approval impossible
+    votes = [n.vote for n in report.committee if n.vote is not None]
+    assert votes and not any(votes)
     assert fed.coordinator.global_adapter_cid() == before

@@ -41,7 +41,7 @@ def test_each_spec_aggregator_commits_its_own_aggregate(tmp_path: Path, tiny_mod
     accepted, _ = node.gate_submissions(1, fed.coordinator.submissions(1), previous)
     assert node.aggregate(1, previous, accepted, pin=False).cid == report.committed_cid
     fedavg = build_aggregate(fed.store, 1, previous, accepted, fed.model_dir, node.params, aggregator=FedAvg(),
-                             pin=False)
+                             pin=False, max_sample_count=fed.coordinator.max_sample_count())
     assert fedavg.cid != report.committed_cid  # the spec's aggregator, not the old hard-wired FedAvg
 
 
