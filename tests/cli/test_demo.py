@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_demo_prints_round_tables_and_summary(tmp_path: Path, tiny_model_dir: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["demo", "--nodes", "2", "--rounds", "2", "--committee", "2", "--model-dir", str(tiny_model_dir),
+    code = main(["demo", "--nodes", "2", "--rounds", "2", "--committee", "8", "--model-dir", str(tiny_model_dir),
                  "--work-dir", str(tmp_path), "--max-train-windows", "32", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.count("committed CID: bafy") == 2
     assert "round 1: committed" in out and "round 2: committed" in out
-    # the VRF committee: 2 equal stakes with k=2 seat both nodes; the leader proposes
-    assert out.count("committee (2 of 2 seated, lowest keccak(VRF output) leads): node-") == 2
+    # the VRF committee: 2 equal stakes with k=8 draw Poisson(4) seat weights each; the leader proposes
+    assert len(re.findall(r"committee \([12] of 2 seated, weight \d+, lowest leader score leads\): node-", out)) == 2
     assert out.count("(leader) proposed") == 2 and "leader, proposed" in out
     assert "rank 1" in out and "0x" in out
     summary = out[out.index("summary:"):]
