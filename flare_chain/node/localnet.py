@@ -185,7 +185,8 @@ def drive(net: Net, round_id: int, *, max_passes: int = 80, down_passes: dict[st
         last = now
     raise AssertionError(f"round {round_id} not finished by every node after {max_passes} passes: "
                          f"{[(d.name, [(s.step, s.status.value) for s in d.state.steps(round_id)]) for d in net.daemons]}"
-                         f"; last errors: {net.errors[-4:]}")
+                         f"; last errors: {net.errors[-4:]}; chain: {net.coordinator.round_info(round_id)}, head "
+                         f"{int(net.w3.eth.block_number)}")
 
 
 def _progress_marker(net: Net, round_id: int) -> tuple[Any, ...]:

@@ -63,7 +63,9 @@ def _assert_everyone_pulled(net, round_id: int) -> str:
 @pytest.mark.slow
 def test_crash_at_every_side_effect_point_resumes_without_a_second_transaction(tmp_path, tiny_model_dir,
                                                                                fast_params) -> None:
-    net = make_net(tmp_path, tiny_model_dir, fast_params)
+    # stdlib text: the tiny test model learns it a little every round, so no member's own held-out check
+    # (vote_tolerance 0.5%) turns a vote against an honest aggregate; this test is about crashes
+    net = make_net(tmp_path, tiny_model_dir, fast_params, task="stdlib")
     try:
         register_all(net)
         # Round 1: every node dies several times, at different points of every kind of step.
