@@ -45,7 +45,7 @@ SEED = b"\x07" * 32
 CAPABILITIES = ["default", "avx2", None]  # None: whatever this CPU does best
 # The committee's settings: every gate but direction, which would catch round-1 sign flips before the
 # model-based gates see them (honest first-round updates still point the same way).
-COMMITTEE = GateSettings(direction=False)
+COMMITTEE = GateSettings(direction=False, probe_loss_spread_z=None)  # the spread rule has its own tests
 
 
 def _supported() -> list[str | None]:
@@ -112,7 +112,7 @@ def test_members_on_different_cpu_kernels_agree_with_the_leader(round_on_disk, t
     check_submissions(store, 1, subs, previous, gates=strict, settle=record, **common)
     edge = min((n for n in z if math.isfinite(z[n])), key=str.lower)
     other = next(n for n in flipped if n != edge)
-    knife = dict(direction=False, mutual_information=False)
+    knife = dict(direction=False, mutual_information=False, probe_loss_spread_z=None)  # the probe-loss z alone
     edge_settings = GateSettings(**knife, probe_loss_z=z[edge])
     leader_view = GateSettings(**knife, probe_loss_z=math.nextafter(z[edge], math.inf))
     edge_leader, _ = check_submissions(store, 1, subs, previous, gates=leader_view, **common)
