@@ -204,7 +204,7 @@ def test_four_daemon_processes_commit_three_rounds_through_crashes_and_outages(t
                  "--ipfs", state["ipfs_url"], "--node-config", str(REPO / "nodes" / "node-1.toml"),
                  "--model-dir", str(tiny_model_dir), "--rounds", str(ROUNDS), "--submission-blocks", "160",
                  "--claim-blocks", "40", "--proposal-blocks", "50", "--voting-blocks", "100",
-                 "--committee-size", "4", "--poll", "0.5", "--round-timeout", "400"),
+                 "--committee-size", "40", "--poll", "0.5", "--round-timeout", "400"),
             env={**common, **nodes["node-1"].env}, cwd=REPO, stdout=driver_log, stderr=subprocess.STDOUT)
         address = {name: info["address"] for name, info in state["nodes"].items()}
         killed_leader: str | None = None
@@ -235,7 +235,9 @@ def test_four_daemon_processes_commit_three_rounds_through_crashes_and_outages(t
                 rpc_bounced = True
                 rpc.down(5.0)
             # The leader has the lowest leader score among the seats, so it is only known once every node that
-            # will claim has claimed (k = n: all are selected); a late slow claimer could still outrank it.
+            # will claim has claimed (k = 40 of 4 equal stakes: each draws a Poisson(10) seat weight, so all are
+            # seated but for p = 4.5e-5 each, and a member is left to propose in the leader's place; at k = 4 a
+            # node sat out with p = e^-1 and the leader was sometimes alone); a late claimer could still outrank it.
             seated = head > info.submission_deadline and all(
                 coordinator.seat_weight(2, a) > 0 for a in address.values())
             if current == 2 and killed_leader is None and info.status == RoundStatus.OPEN \
