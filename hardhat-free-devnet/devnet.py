@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--rounds", type=int, default=3, help="rounds to drive after start (0: none)")
     s.add_argument("--threshold-bps", type=int, default=6666)
     s.add_argument("--min-committee", type=int, default=2)
-    s.add_argument("--committee-size", type=int, default=3, help="expected committee size k")
+    s.add_argument("--committee-size", type=int, default=20, help="expected committee weight k (Poisson seat weights)")
     s.add_argument("--submission-blocks", type=int, default=60)
     s.add_argument("--claim-blocks", type=int, default=10)
     s.add_argument("--proposal-blocks", type=int, default=30)

@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--proposal-blocks", type=int, default=20, metavar="B",
                    help="blocks for the leader (then the next ranks) to propose the aggregate")
     p.add_argument("--voting-blocks", type=int, default=20, metavar="B", help="blocks for the committee's votes")
-    p.add_argument("--committee-size", type=int, default=3, metavar="K", help="expected committee size k")
+    p.add_argument("--committee-size", type=int, default=20, metavar="K",
+                   help="expected committee weight k (seat weights are Poisson(k·stake share); 20 keeps a round of "
+                        "3 or 4 equal nodes from falling short of the minimum weight but for p < 1e-6)")
     p.add_argument("--poll", type=float, default=1.0, metavar="S", help="seconds between chain polls")
     p.add_argument("--mine", action="store_true",
                    help="ask the chain for a block every poll (dev chains that mine only on transactions: anvil "
