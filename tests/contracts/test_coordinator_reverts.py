@@ -321,6 +321,17 @@ def test_proposal_after_proposal_deadline_reverts_with_CoordinatorProposalClosed
         )
 
 
+def test_proposal_in_the_last_block_of_the_proposal_window_is_accepted(network, seated_round):
+    """The window is inclusive: the leader may still propose in ``proposalDeadline`` itself."""
+    c = network.coordinator
+    deadline = c.round_info(seated_round).proposal_deadline
+    network.next_tx_in_block(deadline)
+    c.propose_aggregate(
+        network.leader(seated_round), seated_round, network.cid("a"), [network.validators[0].address]
+    )
+    assert c.round_info(seated_round).status == RoundStatus.PROPOSED
+
+
 def test_proposal_with_empty_accepted_list_reverts_with_CoordinatorEmptyAcceptedSet(
     network, reverts, seated_round
 ):
