@@ -45,7 +45,7 @@ from flare_chain.chain.coordinator import (
     deploy_coordinator,
 )
 from flare_chain.errors import ChainError, ConfigError, IntegrityError
-from flare_chain.ipfs.multiformats import cid_to_bytes
+from flare_chain.ipfs.multiformats import canonical_cid_field, cid_to_bytes
 
 __all__ = [
     "DEPLOYMENT_FORMAT",
@@ -125,14 +125,7 @@ class Deployment(BaseModel):
     @field_validator("base_model_cid")
     @classmethod
     def _base_model_cid_parses(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from flare_chain.ipfs.multiformats import parse_cid
-
-        try:
-            return parse_cid(value).encode()
-        except ConfigError as exc:
-            raise ValueError(f"not a CID ({exc})") from None
+        return canonical_cid_field(value)
 
     def client(self, w3: Web3, **kwargs: Any) -> CoordinatorClient:
         """A ``CoordinatorClient`` for this deployment (no checks; see ``open_deployment``)."""

@@ -199,6 +199,21 @@ def parse_cid(text: str) -> Cid:
         raise ConfigError(f"malformed CID {text!r}: {exc}; expected a CIDv0 (Qm...) or CIDv1 (b...)") from None
 
 
+def canonical_cid_field(value: str | None, hint: str = "") -> str | None:
+    """The canonical text of an optional CID field of a settings model, for pydantic validators.
+
+    Settings files accept any CID spelling (v0, v1 in another base); storing the canonical
+    text means two files naming the same content compare equal. Raises ``ValueError`` (what
+    pydantic turns into a validation error naming the field), with ``hint`` as the fix.
+    """
+    if value is None:
+        return None
+    try:
+        return parse_cid(value).encode()
+    except ConfigError as exc:
+        raise ValueError(f"not a CID ({exc}){hint}") from None
+
+
 def _cid_from_raw(raw: bytes, shown: object) -> Cid:
     if len(raw) == 34 and raw[:2] == b"\x12\x20":
         return Cid.v0(raw)

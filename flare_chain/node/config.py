@@ -137,14 +137,11 @@ class ModelSettings(BaseModel):
     @field_validator("cid")
     @classmethod
     def _cid_parses(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from flare_chain.ipfs.multiformats import parse_cid
+        # Imported here: loading a config must not import the IPFS package.
+        from flare_chain.ipfs.multiformats import canonical_cid_field
 
-        try:
-            return parse_cid(value).encode()
-        except ConfigError as exc:
-            raise ValueError(f"not a CID ({exc}); use what `flare-chain model add DIR` printed") from None
+        return canonical_cid_field(value, "; use what `flare-chain model add DIR` printed")
+
     device: Literal["auto", "cpu", "cuda"] = Field(
         "cpu", description="where training and the committee's model runs go; auto: CUDA when torch sees a GPU")
 
