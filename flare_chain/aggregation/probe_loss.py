@@ -197,11 +197,8 @@ class ProbeLossGate(Gate):
 
     def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
         """:func:`probe_decisions` on every candidate's effect, in candidate order."""
-        if len(candidates) < self.min_candidates:
-            return [GateDecision(self.name, u.node, None) for u in candidates]
-        by_node = {d.node: d for d in probe_decisions(self.effects(candidates, context), z=self.z,
-                                                      min_candidates=self.min_candidates)}
-        return [by_node[u.node] for u in candidates]
+        return _in_candidate_order(self.name, candidates, self.min_candidates, lambda: probe_decisions(
+            self.effects(candidates, context), z=self.z, min_candidates=self.min_candidates))
 
 
 def spread_decisions(effects: Mapping[str, ProbeEffect], *, spread_z: float, min_candidates: int = 5
@@ -269,8 +266,15 @@ class ProbeSpreadGate(Gate):
 
     def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
         """:func:`spread_decisions` on the candidates' effects, in candidate order."""
-        if len(candidates) < self.min_candidates:
-            return [GateDecision(self.name, u.node, None) for u in candidates]
-        by_node = {d.node: d for d in spread_decisions(self.probe.effects(candidates, context),
-                                                       spread_z=self.spread_z, min_candidates=self.min_candidates)}
-        return [by_node[u.node] for u in candidates]
+        return _in_candidate_order(self.name, candidates, self.min_candidates, lambda: spread_decisions(
+            self.probe.effects(candidates, context), spread_z=self.spread_z, min_candidates=self.min_candidates))
+
+
+def _in_candidate_order(gate: str, candidates: Sequence[ClientUpdate], min_candidates: int,
+                        decide: Callable[[], list[GateDecision]]) -> list[GateDecision]:
+    """``decide()``'s decisions re-ordered as ``candidates``; every candidate passes, unmeasured, below
+    ``min_candidates`` (the model runs behind ``decide`` are then skipped: too few effects to judge by)."""
+    if len(candidates) < min_candidates:
+        return [GateDecision(gate, u.node, None) for u in candidates]
+    by_node = {d.node: d for d in decide()}
+    return [by_node[u.node] for u in candidates]
