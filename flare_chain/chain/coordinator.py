@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_LEADER_BLOCKS",
     "DEFAULT_MAX_SAMPLE_COUNT",
     "DEFAULT_MIN_STAKE_WEI",
+    "VOTE_GAS_FLOOR",
     "CoordinatorClient",
     "PublicKeyLike",
     "SeatDraw",
@@ -59,6 +60,13 @@ DEFAULT_LEADER_BLOCKS = 5
 """Blocks the leader has to propose before the next-ranked member may."""
 DEFAULT_MIN_STAKE_WEI = 10**15
 DEFAULT_MAX_SAMPLE_COUNT = 100_000
+VOTE_GAS_FLOOR = 200_000
+"""Least gas limit a vote is signed with. A vote estimated while the threshold is out of reach
+takes the short path (about 60k gas), but another member's vote landing first in the same block
+makes it the vote that commits (or fails) the round, which also copies the CID into storage and
+emits the result (about 80k for a 36-byte CID, more for longer ones). Signed at the estimate, it
+runs out of gas and the round can miss its threshold. 200k covers the commit path for the
+longest CID the contract accepts (`tests/contracts/test_vote_gas.py`); unused gas is not paid."""
 """The default cap on the samples one submission may claim: its most aggregation weight."""
 """Smallest stake a node may register with unless the deployer says otherwise (0.001 ether)."""
 
@@ -156,7 +164,8 @@ class CoordinatorClient:
 
     # ------------------------------------------------------------------ transactions
 
-    def _send(self, account: LocalAccount, fn_name: str, *args: Any, value_wei: int = 0) -> TxResult:
+    def _send(self, account: LocalAccount, fn_name: str, *args: Any, value_wei: int = 0, min_gas: int = 0
+              ) -> TxResult:
         data = self.contract.encode_abi(fn_name, args=list(args))
         return send_transaction(
             self.w3,
@@ -167,6 +176,7 @@ class CoordinatorClient:
             decoder=self._decoder,
             value_wei=value_wei,
             gas_margin=self._gas_margin,
+            min_gas=min_gas,
         )
 
     def register_node(
@@ -325,8 +335,8 @@ class CoordinatorClient:
         return self._send(account, "proposeAggregate", round_id, bytes(cid), nodes, members)
 
     def vote(self, account: LocalAccount, round_id: int, approve: bool) -> TxResult:
-        """Vote on the round's proposal (committee member, once)."""
-        return self._send(account, "vote", round_id, approve)
+        """Vote on the round's proposal (committee member, once), with at least ``VOTE_GAS_FLOOR`` gas."""
+        return self._send(account, "vote", round_id, approve, min_gas=VOTE_GAS_FLOOR)
 
     def finalize_round(self, account: LocalAccount, round_id: int) -> TxResult:
         """Fail a round whose proposal or vote deadline passed without a result (anyone)."""

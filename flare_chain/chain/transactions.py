@@ -14,13 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3 import Web3
 
 from flare_chain.chain.records import TxResult
 from flare_chain.chain.revert import ErrorDecoder, revert_data_from_exception
 from flare_chain.errors import ChainError
 
-__all__ = ["DEFAULT_GAS_MARGIN", "DEFAULT_RECEIPT_TIMEOUT_S", "call_view", "format_wei", "require_funds",
+__all__ = ["DEFAULT_GAS_MARGIN", "DEFAULT_RECEIPT_TIMEOUT_S", "call_view", "format_wei", "gas_limit",
+           "mined_revert_error", "require_funds",
            "send_transaction"]
 
 DEFAULT_GAS_MARGIN = 1.25
@@ -55,6 +57,40 @@ def _estimate_gas(w3: Web3, tx: dict[str, Any], label: str, decoder: ErrorDecode
         return int(w3.eth.estimate_gas(tx))  # type: ignore[arg-type]
     except Exception as exc:
         raise decoder.chain_error(label, revert_data_from_exception(exc), str(exc)) from exc
+
+
+def gas_limit(estimate: int, margin: float, floor: int = 0) -> int:
+    """The gas limit to sign: the estimate times ``margin``, and never below ``floor``.
+
+    An estimate is taken against the state the node sees; a call whose path depends on
+    what lands before it in the same block (the vote that reaches the threshold also
+    commits the round) needs a floor that covers its longest path. Unused gas is not paid.
+    """
+    return max(int(estimate * margin), floor)
+
+
+def mined_revert_error(w3: Web3, tx_hash: str, receipt: Any, label: str, decoder: ErrorDecoder) -> ChainError:
+    """Why a mined transaction failed, in the operator's terms.
+
+    Out of gas when it used its whole limit (nothing else consumes every unit); otherwise the
+    call is replayed on the state its block left, which holds whatever beat it there (another
+    member's vote that already committed the round), and the contract's error is decoded.
+    """
+    sent = w3.eth.get_transaction(HexBytes(tx_hash))
+    block, used, limit = int(receipt["blockNumber"]), int(receipt["gasUsed"]), int(sent["gas"])
+    where = f"{label} transaction {tx_hash} was mined in block {block} but failed"
+    if used >= limit:
+        return ChainError(f"{where}: it ran out of gas (all {limit} of its limit used): the call took a longer "
+                          "path than its estimate (a transaction before it in the block changed the state); "
+                          "send it again with a higher gas limit",
+                          error_name="OutOfGas", error_args=(limit,))
+    replay: dict[str, Any] = {"from": sent["from"], "to": sent["to"], "data": sent["input"], "value": sent["value"]}
+    try:
+        _simulate(w3, replay, label, decoder, block)
+    except ChainError as exc:
+        return ChainError(f"{where}: {exc}", error_name=exc.error_name, error_args=exc.error_args)
+    return ChainError(f"{where} (gas used {used} of {limit}); replayed after its block it succeeds, so the state "
+                      "changed under it: check the round's state")
 
 
 def format_wei(wei: int) -> str:
@@ -110,12 +146,14 @@ def send_transaction(
     decoder: ErrorDecoder,
     value_wei: int = 0,
     gas_margin: float = DEFAULT_GAS_MARGIN,
+    min_gas: int = 0,
     receipt_timeout_s: float = DEFAULT_RECEIPT_TIMEOUT_S,
 ) -> TxResult:
     """Simulate, sign with ``account``, send and wait; return the mined result.
 
     ``to=None`` deploys ``data`` as contract creation code. ``label`` names the
-    call in errors (e.g. ``"submitUpdate"``). Raises ChainError when the
+    call in errors (e.g. ``"submitUpdate"``). ``min_gas`` is a floor under the
+    gas limit (see :func:`gas_limit`). Raises ChainError when the
     simulation reverts (with the decoded custom error) or the mined receipt has
     status 0.
     """
@@ -129,7 +167,7 @@ def send_transaction(
     tx.update(
         nonce=w3.eth.get_transaction_count(account.address, "pending"),
         chainId=w3.eth.chain_id,
-        gas=int(estimate * gas_margin),
+        gas=gas_limit(estimate, gas_margin, min_gas),
         **fees,
     )
     require_funds(w3, account.address, value_wei=value_wei, label=label, gas=tx["gas"], fees=fees)
@@ -143,20 +181,7 @@ def send_transaction(
         raise ChainError(f"{label}: the node refused the transaction from {account.address}: {exc}") from exc
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=receipt_timeout_s)
     if receipt["status"] != 1:
-        # Replay against the parent block's state to recover the reason, best effort.
-        replay: dict[str, Any] = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
-        try:
-            _simulate(w3, replay, label, decoder, receipt["blockNumber"] - 1)
-        except ChainError as exc:
-            raise ChainError(
-                f"{label} was mined in block {receipt['blockNumber']} but failed (tx {tx_hash.to_0x_hex()}); {exc}",
-                error_name=exc.error_name,
-                error_args=exc.error_args,
-            ) from exc
-        raise ChainError(
-            f"{label} was mined in block {receipt['blockNumber']} but failed (tx {tx_hash.to_0x_hex()}, "
-            f"gas used {receipt['gasUsed']} of {tx['gas']}); raise the gas margin or check the round state"
-        )
+        raise mined_revert_error(w3, tx_hash.to_0x_hex(), receipt, label, decoder)
     return TxResult(
         tx_hash=tx_hash.to_0x_hex(),
         gas_used=int(receipt["gasUsed"]),

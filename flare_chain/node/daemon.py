@@ -43,6 +43,7 @@ from eth_account.signers.local import LocalAccount
 
 from flare_chain.chain import CoordinatorClient, RoundStatus, sort_addresses
 from flare_chain.chain.contract_errors import coordinator_errors
+from flare_chain.chain.coordinator import VOTE_GAS_FLOOR
 from flare_chain.chain.deployment import chain_history
 from flare_chain.chain.revert import ErrorDecoder
 from flare_chain.committee import vrf
@@ -461,6 +462,14 @@ class Daemon:
                 return
             if exc.error_name == "InsufficientFunds":  # not the call's fault: retried until funded or too late
                 raise
+            if self.state.is_final(round_id, step):  # its one transaction was mined and reverted
+                if exc.error_name in _SKIP_ERRORS | _WAIT_ERRORS:  # e.g. a vote landing after the committing one
+                    reason = f"its transaction landed after the round moved on ({exc.error_name})"
+                    self.state.record_skipped(round_id, step, reason)  # not this node's failure
+                    log.info("round %d %s: %s skipped (%s)", round_id, self.name, step, reason)
+                else:
+                    log.error("round %d %s: %s failed for good: %s", round_id, self.name, step, exc)
+                return
             if exc.error_name is not None:  # a revert this node did not expect: count it, give up after a few
                 rec = self.state.record_error(round_id, step, str(exc), give_up_after=self.settings.max_step_attempts)
                 if rec.status == StepStatus.FAILED:
@@ -703,7 +712,7 @@ class Daemon:
                 out = self.sender.send(
                     round_id, "vote", to=self.coordinator.address,
                     data=self.coordinator.contract.encode_abi("vote", args=[round_id, approve]),
-                    already_done=lambda: self.coordinator.has_voted(round_id, self.address))
+                    already_done=lambda: self.coordinator.has_voted(round_id, self.address), min_gas=VOTE_GAS_FLOOR)
             self.faults("vote:done")
             rec = self.state.get(round_id, "vote")
             detail = rec.detail if rec else {}

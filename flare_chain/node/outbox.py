@@ -25,7 +25,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from flare_chain.chain.revert import ErrorDecoder, revert_data_from_exception
-from flare_chain.chain.transactions import DEFAULT_GAS_MARGIN, require_funds
+from flare_chain.chain.transactions import DEFAULT_GAS_MARGIN, gas_limit, mined_revert_error, require_funds
 from flare_chain.chain.transactions import _estimate_gas as estimate_gas  # shared simulation rules
 from flare_chain.chain.transactions import _fee_fields as fee_fields
 from flare_chain.chain.transactions import _simulate as simulate
@@ -63,12 +63,14 @@ class DurableSender:
         self._receipt_timeout_s = receipt_timeout_s
 
     def send(self, round_id: int, step: str, *, to: str, data: str | bytes, already_done: Callable[[], bool],
-             value_wei: int = 0, detail: dict[str, Any] | None = None) -> SendOutcome:
+             value_wei: int = 0, detail: dict[str, Any] | None = None, min_gas: int = 0) -> SendOutcome:
         """Make sure step ``step`` of ``round_id`` is on-chain exactly once; return how it got there.
 
         ``already_done`` asks the chain whether the effect exists (e.g.
         ``submissionHash != 0``); it is consulted before signing and before any
-        re-broadcast. Reverts raise ChainError with the contract's error.
+        re-broadcast. ``min_gas`` is a floor under the signed gas limit
+        (:func:`~flare_chain.chain.transactions.gas_limit`). Reverts raise
+        ChainError with the contract's error.
         """
         rec = self.state.get(round_id, step)
         if rec is not None and rec.status == StepStatus.DONE:
@@ -86,7 +88,7 @@ class DurableSender:
         estimate = estimate_gas(self.w3, tx, step, self.decoder)
         fees = fee_fields(self.w3)
         tx.update(nonce=self.w3.eth.get_transaction_count(self.account.address, "pending"),
-                  chainId=self.w3.eth.chain_id, gas=int(estimate * self._gas_margin), **fees)
+                  chainId=self.w3.eth.chain_id, gas=gas_limit(estimate, self._gas_margin, min_gas), **fees)
         require_funds(self.w3, self.account.address, value_wei=value_wei, label=step, gas=tx["gas"], fees=fees)
         signed = self.account.sign_transaction(tx)
         tx_hash = HexBytes(signed.hash).to_0x_hex()
@@ -157,10 +159,9 @@ class DurableSender:
     def _confirm(self, round_id: int, step: str, tx_hash: str, *, resent: bool) -> SendOutcome:
         receipt = self.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=self._receipt_timeout_s)
         if receipt["status"] != 1:
-            self.state.record_failed(round_id, step, f"transaction {tx_hash} mined in block "
-                                     f"{receipt['blockNumber']} but reverted")
-            raise ChainError(f"{step} transaction {tx_hash} was mined in block {receipt['blockNumber']} but failed; "
-                             "check the round's state (deadline passed?)")
+            error = mined_revert_error(self.w3, tx_hash, receipt, step, self.decoder)
+            self.state.record_failed(round_id, step, str(error))
+            raise error
         block, gas = int(receipt["blockNumber"]), int(receipt["gasUsed"])
         self.state.record_done(round_id, step, {"block": block, "gas_used": gas, "tx_hash": tx_hash})
         return SendOutcome(tx_hash, block, gas, resent=resent, already_on_chain=False)
