@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 import time
@@ -26,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                          description="Runs one node: trains, pins and submits each round, claims a committee "
                                      "seat when its VRF selects it, proposes or votes, pulls the committed "
                                      "adapter. State lives in <data_dir>/state.sqlite, so a restart resumes "
-                                     "without sending anything twice. SIGTERM stops it between steps. "
+                                     "without sending anything twice. SIGTERM or SIGINT stops it between steps and "
+                                     "exits 0, also one that comes while it is still starting. "
                                      "FLARE_FAULT=<step>:<when> injects a crash (tests only).")
     run.add_argument("--config", type=Path, required=True, help="the node's TOML file (see nodes/)")
     run.add_argument("--max-rounds", type=int, default=None, metavar="N",
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="emit log lines as JSON objects (same as the global --json-logs)")
     run.add_argument("--log-file", type=Path, default=None, metavar="PATH",
                      help="also append every log line to this file (stderr keeps them too)")
-    run.set_defaults(func=_run)
+    run.set_defaults(func=_run, keeps_stop_request=True)
     status = sub.add_parser("status", help="what the node did per round, read from its data_dir (no chain needed)",
                             description="Per round: each step's state, transaction hash and gas, the vote, the last "
                                         "error, the compression residual, the adapter pulled; and where the node "
@@ -118,16 +118,6 @@ def build_daemon(config: Any, *, show_progress: bool | None = None, stop: thread
                   faults=Faults.from_env(node=s.name), stop=stop, base_model_cid=base.cid)
 
 
-def _install_stop_handlers(stop: threading.Event, name: str) -> None:
-    """SIGTERM/SIGINT set ``stop`` from the first moment, so a node still waiting for its chain exits cleanly too."""
-    def handler(signum: int, _frame: object) -> None:
-        log.info("%s: %s received; stopping after the current step", name, signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 def _base_model(config: Any, cid: str | None, data_dir: Path, *, show_progress: bool) -> Any:  # -> ResolvedModel
     """The base model folder to load: the federation's CID (the local folder if it is that model, else fetched
     from the IPFS endpoint into the model cache), or without a CID the configured folder or the reference model."""
@@ -148,6 +138,7 @@ def _base_model(config: Any, cid: str | None, data_dir: Path, *, show_progress: 
 
 
 def _run(args: argparse.Namespace) -> int:
+    from flare_chain.cli.stop_request import StopRequest
     from flare_chain.logs import configure_logging
     from flare_chain.node.config import load_node_config
 
@@ -156,9 +147,14 @@ def _run(args: argparse.Namespace) -> int:
                           json_lines=bool(args.node_json_logs or getattr(args, "json_logs", False)),
                           log_file=args.log_file)
     config = load_node_config(args.config)
-    stop = threading.Event()
-    _install_stop_handlers(stop, config.node.name)
-    daemon = build_daemon(config, stop=stop)
+    name = config.node.name
+    request: StopRequest = args.stop_request  # armed by main() before the heavy imports
+    request.announce_with(lambda signal_name: log.info("%s: %s received; stopping after the current step", name,
+                                                       signal_name))
+    if request.requested:  # SIGTERM while Python was still importing: honour it before touching anything
+        log.info("%s: stopped before start (%s)", name, request.signal_name)
+        return 0
+    daemon = build_daemon(config, stop=request.event)
     if daemon is None:
         log.info("%s: stopped cleanly before it reached its chain", config.node.name)
         return 0

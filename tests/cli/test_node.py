@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -125,6 +126,72 @@ def test_sigterm_while_waiting_for_the_chain_exits_0_with_a_line_in_the_log_file
     assert "node-9: SIGTERM received" in text and "stopped cleanly before it reached its chain" in text
     assert "node-9: SIGTERM received" in err  # stderr keeps every line too
     assert not (tmp_path / "data" / "state.sqlite").exists()
+
+
+def _unreachable_chain_config(tmp_path: Path) -> Path:
+    create_keystore(tmp_path / "node.json", "password-123", kdf_iterations=2)
+    config = tmp_path / "node.toml"
+    config.write_text(f'[node]\nname = "node-9"\ndata_dir = "data"\nkeystore = "node.json"\n'
+                      f'password_env = "NODE_PW"\n[chain]\nrpc_url = "http://127.0.0.1:{free_port()}"\n'
+                      f'contract = "{NO_CODE}"\n[data]\ndomain = "email"\n', encoding="utf-8")
+    return config
+
+
+def _sigterm_after(config: Path, delay_s: float, env: dict[str, str]) -> tuple[int, str]:
+    """Start ``node run`` as a service manager would, SIGTERM it ``delay_s`` later; (exit status, stderr)."""
+    process = subprocess.Popen([sys.executable, "-m", "flare_chain.cli.main", "node", "run", "--config", str(config)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(delay_s)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, err
+
+
+def test_sigterm_at_any_point_of_start_up_exits_0_with_a_line(tmp_path: Path) -> None:
+    """From the first statement of our code on, SIGTERM is recorded and honoured, also mid-import of torch/web3.
+
+    The first delay is twice what the interpreter itself needs to reach our entry
+    module right now (measured, so a loaded machine does not make the test
+    signal inside the residual window that no Python code can cover).
+    """
+    config = _unreachable_chain_config(tmp_path)
+    env = {**os.environ, "NODE_PW": "password-123", "PYTHONPATH": str(REPO_ROOT)}
+    began = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import flare_chain.cli.stop_request"], env=env, check=True)
+    earliest = max(0.05, 2 * (time.monotonic() - began))
+
+    results = {earliest: _sigterm_after(config, earliest, env)}  # alone: it must not wait behind the others
+    later = (0.2, 0.5, 1.0, 2.0)
+    with concurrent.futures.ThreadPoolExecutor(len(later)) as pool:
+        results.update(zip(later, pool.map(lambda d: _sigterm_after(config, d, env), later), strict=True))
+
+    for delay, (code, err) in results.items():
+        assert code == 0, f"SIGTERM after {delay:.2f} s: exit {code}, stderr: {err[-2000:]}"
+        assert ("node-9: stopped before start (SIGTERM)" in err
+                or "stopped cleanly before it reached its chain" in err), f"after {delay:.2f} s: {err[-2000:]}"
+    assert "stopped before start (SIGTERM)" in results[earliest][1]  # it came while Python was still importing
+    assert not (tmp_path / "data" / "state.sqlite").exists()
+
+
+def test_a_command_that_does_not_keep_the_stop_request_gets_the_default_signal_action_back() -> None:
+    """Arming early changes nothing for other commands: a SIGTERM that came meanwhile still ends them as before."""
+    code = ("import os, signal, sys\n"
+            "import flare_chain.cli.parser as parser\n"
+            "from flare_chain.cli.main import main\n"
+            "real = parser.build_parser\n"
+            "def build():\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)  # arrives while armed, before the command runs\n"
+            "    return real()\n"
+            "parser.build_parser = build\n"
+            "main(['keys', 'address', '/nonexistent.json'])\n"
+            "sys.exit(0)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGTERM, done.stderr
 
 
 def test_a_node_whose_folder_is_not_the_deployments_base_model_fetches_it_by_cid(tmp_path, tiny_model_dir,
