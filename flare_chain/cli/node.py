@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flare_chain.node.status_chain import DEFAULT_CHAIN_TIMEOUT_S  # light: web3 only when the chain is asked
+
 __all__ = ["build_daemon", "connect_with_retry", "register"]
 
 log = logging.getLogger("flare_chain.node")
@@ -37,13 +39,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="also append every log line to this file (stderr keeps them too)")
     run.set_defaults(func=_run, keeps_stop_request=True)
     status = sub.add_parser("status", help="what the node did per round, read from its data_dir (no chain needed)",
-                            description="Per round: each step's state, transaction hash and gas, the vote, the last "
-                                        "error, the compression residual, the adapter pulled; and where the node "
-                                        "resumes. Reads <data_dir>/state.sqlite read-only, so it works beside a "
-                                        "running node and for a stopped one.")
+                            description="Per round: the round's outcome and whether this node's update is in "
+                                        "the accepted set, each step's state, transaction hash and gas, the vote, "
+                                        "the last error, the compression residual, the adapter pulled; and where "
+                                        "the node resumes. Reads <data_dir>/state.sqlite read-only, so it works "
+                                        "beside a running node and for a stopped one; outcomes and acceptance come "
+                                        "from the config's chain when it answers (short timeouts, read-only), "
+                                        "otherwise from the state folder, marked 'chain unreachable'.")
     status.add_argument("--config", type=Path, required=True, help="the node's TOML file (see nodes/)")
     status.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     status.add_argument("--rounds", type=int, default=None, metavar="N", help="show only the last N rounds")
+    status.add_argument("--chain-timeout", type=float, default=DEFAULT_CHAIN_TIMEOUT_S, metavar="SECONDS",
+                        help="timeout of each call to the chain; the whole query stops after four times this")
+    status.add_argument("--no-chain", action="store_true",
+                        help="do not ask the chain; show what the state folder knows")
     status.set_defaults(func=_status)
 
 
@@ -165,12 +174,39 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from flare_chain.errors import ConfigError
     from flare_chain.node.config import load_node_config
-    from flare_chain.node.status import read_status, render_status
+    from flare_chain.node.status import read_status, render_status, with_chain
+    from flare_chain.node.status_chain import ChainView, read_chain_view
 
+    if args.chain_timeout <= 0:
+        raise ConfigError(f"--chain-timeout must be above 0 s, got {args.chain_timeout}; use --no-chain to skip "
+                          "the chain")
     config = load_node_config(args.config)
     status = read_status(Path(config.node.data_dir))
     if args.rounds is not None:
         status.rounds[:] = status.rounds[-args.rounds:] if args.rounds > 0 else []
+    contract = status.contract or config.chain.contract or _deployment_address(config.chain.deployment)
+    if args.no_chain:
+        view = ChainView(False, "the state folder only (--no-chain)")
+    elif status.node is None or contract is None:
+        view = ChainView(False, "the state folder only (the node has not recorded its address and coordinator yet)")
+    else:
+        view = read_chain_view(config.chain.rpc_url, contract=contract, node=status.node, chain_id=status.chain_id,
+                               round_ids=[r.round_id for r in status.rounds], timeout_s=args.chain_timeout)
+    status = with_chain(status, view)
     print(status.to_json() if args.json else render_status(status, name=config.node.name))
     return 0
+
+
+def _deployment_address(path: Path | None) -> str | None:
+    """The coordinator named by the deployment file, read without the chain; None when it cannot be read."""
+    from flare_chain.chain.deployment import load_deployment
+    from flare_chain.errors import FlareError
+
+    if path is None:
+        return None
+    try:
+        return str(load_deployment(path).coordinator)
+    except FlareError:
+        return None
