@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.add_argument("--log-file", type=Path, default=None, metavar="PATH",
                      help="also append every log line to this file (stderr keeps them too)")
     run.set_defaults(func=_run, keeps_stop_request=True)
-    status = sub.add_parser("status", help="what the node did per round, read from its data_dir (no chain needed)",
+    status = sub.add_parser("status", help="what the node did per round (from its data_dir) and whether its updates were "
+                                                 "accepted (from the chain, when it answers)",
                             description="Per round: the round's outcome and whether this node's update is in "
                                         "the accepted set, each step's state, transaction hash and gas, the vote, "
                                         "the last error, the compression residual, the adapter pulled; and where "

@@ -269,6 +269,11 @@ def test_status_with_the_chain_unreachable_answers_at_once_from_the_state_folder
     assert "round 1: committed (state folder); own update: accepted (in the committed round's accepted set)" in text
     assert "round 2: unknown (state folder); own update: not submitted yet (chain unreachable)" in text
 
+    assert cli_main(["node", "status", "--config", str(config), "--chain-timeout", "0"]) == ConfigError.exit_code
+    assert "use --no-chain to skip the chain" in capsys.readouterr().err
+    assert cli_main(["node", "status", "--config", str(config), "--json", "--no-chain"]) == 0
+    assert json.loads(capsys.readouterr().out)["chain"] == "the state folder only (--no-chain)"
+
 
 def test_status_with_a_chain_that_accepts_connections_but_never_answers_gives_up_within_its_timeout(
         tmp_path: Path, capsys) -> None:
