@@ -147,7 +147,8 @@ def _catches_sigterm(pid: int) -> bool:
     return bool(mask >> (signal.SIGTERM - 1) & 1)
 
 
-def _sigterm_after(config: Path, delay_s: float, env: dict[str, str]) -> tuple[int, str, set[str]]:
+def _sigterm_after(config: Path, delay_s: float, env: dict[str, str], *,
+                   signum: signal.Signals = signal.SIGTERM) -> tuple[int, str, set[str]]:
     """Start ``node run`` as a service manager would, SIGTERM it ``delay_s`` after its handler is in place.
 
     Returns (exit status, stderr, the site-packages libraries (torch, pydantic, web3's) already loaded when
@@ -164,7 +165,7 @@ def _sigterm_after(config: Path, delay_s: float, env: dict[str, str]) -> tuple[i
         loaded = {line.split()[-1] for line in Path(f"/proc/{process.pid}/maps").read_text().splitlines()
                   if "site-packages" in line}
         time.sleep(delay_s)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         _out, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
@@ -189,6 +190,8 @@ def test_sigterm_at_any_point_of_start_up_exits_0_with_a_line(tmp_path: Path) ->
         assert ("node-9: stopped before start (SIGTERM)" in err
                 or "stopped cleanly before it reached its chain" in err), f"after {delay:.2f} s: {err[-2000:]}"
     assert "stopped before start (SIGTERM)" in results[0.0][1]  # it came while Python was still importing
+    code, err, _loaded = _sigterm_after(config, 0.0, env, signum=signal.SIGINT)  # Ctrl-C: the same, not a traceback
+    assert code == 0 and "node-9: stopped before start (SIGINT)" in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "data" / "state.sqlite").exists()
 
 
