@@ -509,11 +509,12 @@ class CoordinatorClient:
 
     # ------------------------------------------------------------------ events
 
-    def _logs(self, event_name: str, **filters: Any) -> list[Any]:
+    def _logs(self, event_name: str, *, blocks: tuple[int, int] | None = None, **filters: Any) -> list[Any]:
+        """``event_name``'s logs matching ``filters``, from the deployment block to the head or within ``blocks``."""
         event = getattr(self.contract.events, event_name)
-        head = int(self.w3.eth.block_number)
+        head = int(self.w3.eth.block_number) if blocks is None else min(blocks[1], int(self.w3.eth.block_number))
         logs: list[Any] = []
-        start = self.deployment_block
+        start = self.deployment_block if blocks is None else max(blocks[0], self.deployment_block)
         while start <= head:
             end = min(start + self._log_chunk_blocks - 1, head)
             logs.extend(event.get_logs(argument_filters=filters or None, from_block=start, to_block=end))
@@ -585,9 +586,13 @@ class CoordinatorClient:
             for log in self._logs("UpdateSubmitted", round=round_id)
         ]
 
-    def proposal(self, round_id: int) -> Proposal | None:
-        """The aggregate proposed in ``round_id``, or None if nobody proposed."""
-        logs = self._logs("AggregateProposed", round=round_id)
+    def proposal(self, round_id: int, *, blocks: tuple[int, int] | None = None) -> Proposal | None:
+        """The aggregate proposed in ``round_id``, or None if nobody proposed.
+
+        ``blocks`` (first, last; inclusive) narrows the scan, e.g. to the round's
+        proposal window from ``round_info``, for a caller that must answer quickly.
+        """
+        logs = self._logs("AggregateProposed", blocks=blocks, round=round_id)
         if not logs:
             return None
         a = logs[0]["args"]

@@ -429,13 +429,22 @@ def open_address(w3: Web3, address: str, *, source: str = "the configured addres
     return CoordinatorClient(w3, address, **client_kwargs)
 
 
-def connect_rpc(rpc_url: str, *, timeout_s: float = 30.0) -> Web3:
-    """A ``Web3`` on the HTTP JSON-RPC endpoint ``rpc_url``; ChainError naming it when it does not answer."""
+def connect_rpc(rpc_url: str, *, timeout_s: float = 30.0, retry: bool = True) -> Web3:
+    """A ``Web3`` on the HTTP JSON-RPC endpoint ``rpc_url``; ChainError naming it when it does not answer.
+
+    ``retry=False`` turns off web3's own retries (five, with backoff, per read
+    call), so each call takes at most ``timeout_s``: for a caller that must
+    answer quickly, such as ``node status``.
+    """
     from web3 import HTTPProvider
 
     if not rpc_url.startswith(("http://", "https://")):
         raise ConfigError(f"RPC URL {rpc_url!r} is not an http(s) URL; expected e.g. http://127.0.0.1:8545")
-    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
+    if retry:
+        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s})
+    else:
+        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None)
+    w3 = Web3(provider)
     try:
         w3.eth.chain_id  # noqa: B018 - the cheapest call that proves a chain answers
     except Exception as exc:

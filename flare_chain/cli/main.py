@@ -1,80 +1,58 @@
-"""``flare-chain``: the command line. Expected failures print one line, not a traceback."""
+"""``flare-chain``: the command line. Expected failures print one line, not a traceback.
+
+This module is the console entry point, so it imports nothing heavy at the top:
+``main`` arms the stop request (SIGTERM/SIGINT recorded, see
+``flare_chain.cli.stop_request``) before the parser and the commands' modules
+are imported.
+"""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from flare_chain.errors import FlareError
-from flare_chain.logs import configure_logging
+from flare_chain.cli.stop_request import StopRequest
 
-__all__ = ["HelpFormatter", "build_parser", "iter_parsers", "main"]
-
-log = logging.getLogger("flare_chain.cli")
+__all__ = ["main"]
 
 
-class HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter, adding "(default: X)" to every option whose help does not state its default.
+def __getattr__(name: str) -> object:
+    """The parser's names, imported on first use so the entry point stays light."""
+    if name in ("HelpFormatter", "build_parser", "iter_parsers"):
+        from flare_chain.cli import parser
 
-    Unlike ``ArgumentDefaultsHelpFormatter`` it leaves out defaults that say
-    nothing (None, False of a switch) and helps that already name one, so
-    each default is written once, by the code that applies it.
-    """
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        default = action.default
-        if (action.option_strings and default not in (None, False, argparse.SUPPRESS) and "default" not in text
-                and not isinstance(default, list)):
-            text += " (default: %(default)s)"
-        return text
-
-
-def iter_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    """``parser`` and every sub-command parser under it, depth first in definition order."""
-    found = [parser]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser once
-                found.extend(iter_parsers(child))
-    return found
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser; each sub-command module registers itself."""
-    from flare_chain.cli import audit as audit_cli
-    from flare_chain.cli import chain as chain_cli
-    from flare_chain.cli import demo as demo_cli
-    from flare_chain.cli import deploy as deploy_cli
-    from flare_chain.cli import ipfs as ipfs_cli
-    from flare_chain.cli import keys as keys_cli
-    from flare_chain.cli import model as model_cli
-    from flare_chain.cli import node as node_cli
-    from flare_chain.cli import rounds as rounds_cli
-    from flare_chain.cli import spec as spec_cli
-
-    parser = argparse.ArgumentParser(
-        prog="flare-chain",
-        description="Blockchain-coordinated federated learning of LoRA adapters.",
-    )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="least severe log lines to show")
-    parser.add_argument("--json-logs", action="store_true", help="emit log lines as JSON objects")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (audit_cli, chain_cli, demo_cli, deploy_cli, ipfs_cli, keys_cli, model_cli, node_cli,
-                   rounds_cli, spec_cli):
-        module.register(sub)
-    for each in iter_parsers(parser):  # sub-parsers do not inherit the formatter; every --help shows defaults
-        each.formatter_class = HelpFormatter
-    return parser
+        return getattr(parser, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit status (0 ok, FlareError.exit_code otherwise)."""
+    """Run the CLI; returns the process exit status (0 ok, FlareError.exit_code otherwise).
+
+    A command that stops cleanly on request sets ``keeps_stop_request`` in its
+    parser defaults and reads ``args.stop_request``; for every other command
+    the signal handlers are given back before it runs.
+    """
+    stop_request = StopRequest()
+    stop_request.arm()  # first: a SIGTERM during the imports below is recorded, not fatal
+    try:
+        return _dispatch(argv, stop_request)
+    finally:
+        stop_request.disarm(redeliver=False)
+
+
+def _dispatch(argv: Sequence[str] | None, stop_request: StopRequest) -> int:
+    import argparse
+    from collections.abc import Callable
+
+    from flare_chain.cli.parser import build_parser
+    from flare_chain.errors import FlareError
+    from flare_chain.logs import configure_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not getattr(args, "keeps_stop_request", False):
+        stop_request.disarm(redeliver=True)
+    args.stop_request = stop_request
     configure_logging(args.log_level, json_lines=args.json_logs)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if handler is None:

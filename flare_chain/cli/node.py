@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from flare_chain.node.status_chain import DEFAULT_CHAIN_TIMEOUT_S  # light: web3 only when the chain is asked
 
 __all__ = ["build_daemon", "connect_with_retry", "register"]
 
@@ -26,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                          description="Runs one node: trains, pins and submits each round, claims a committee "
                                      "seat when its VRF selects it, proposes or votes, pulls the committed "
                                      "adapter. State lives in <data_dir>/state.sqlite, so a restart resumes "
-                                     "without sending anything twice. SIGTERM stops it between steps. "
+                                     "without sending anything twice. SIGTERM or SIGINT stops it between steps and "
+                                     "exits 0, also one that comes while it is still starting. "
                                      "FLARE_FAULT=<step>:<when> injects a crash (tests only).")
     run.add_argument("--config", type=Path, required=True, help="the node's TOML file (see nodes/)")
     run.add_argument("--max-rounds", type=int, default=None, metavar="N",
@@ -35,15 +37,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="emit log lines as JSON objects (same as the global --json-logs)")
     run.add_argument("--log-file", type=Path, default=None, metavar="PATH",
                      help="also append every log line to this file (stderr keeps them too)")
-    run.set_defaults(func=_run)
-    status = sub.add_parser("status", help="what the node did per round, read from its data_dir (no chain needed)",
-                            description="Per round: each step's state, transaction hash and gas, the vote, the last "
-                                        "error, the compression residual, the adapter pulled; and where the node "
-                                        "resumes. Reads <data_dir>/state.sqlite read-only, so it works beside a "
-                                        "running node and for a stopped one.")
+    run.set_defaults(func=_run, keeps_stop_request=True)
+    status = sub.add_parser("status", help="what the node did per round (from its data_dir) and whether its updates were "
+                                                 "accepted (from the chain, when it answers)",
+                            description="Per round: the round's outcome and whether this node's update is in "
+                                        "the accepted set, each step's state, transaction hash and gas, the vote, "
+                                        "the last error, the compression residual, the adapter pulled; and where "
+                                        "the node resumes. Reads <data_dir>/state.sqlite read-only, so it works "
+                                        "beside a running node and for a stopped one; outcomes and acceptance come "
+                                        "from the config's chain when it answers (short timeouts, read-only), "
+                                        "otherwise from the state folder, marked 'chain unreachable'.")
     status.add_argument("--config", type=Path, required=True, help="the node's TOML file (see nodes/)")
     status.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     status.add_argument("--rounds", type=int, default=None, metavar="N", help="show only the last N rounds")
+    status.add_argument("--chain-timeout", type=float, default=DEFAULT_CHAIN_TIMEOUT_S, metavar="SECONDS",
+                        help="timeout of each call to the chain; the whole query stops after four times this")
+    status.add_argument("--no-chain", action="store_true",
+                        help="do not ask the chain; show what the state folder knows")
     status.set_defaults(func=_status)
 
 
@@ -118,16 +128,6 @@ def build_daemon(config: Any, *, show_progress: bool | None = None, stop: thread
                   faults=Faults.from_env(node=s.name), stop=stop, base_model_cid=base.cid)
 
 
-def _install_stop_handlers(stop: threading.Event, name: str) -> None:
-    """SIGTERM/SIGINT set ``stop`` from the first moment, so a node still waiting for its chain exits cleanly too."""
-    def handler(signum: int, _frame: object) -> None:
-        log.info("%s: %s received; stopping after the current step", name, signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 def _base_model(config: Any, cid: str | None, data_dir: Path, *, show_progress: bool) -> Any:  # -> ResolvedModel
     """The base model folder to load: the federation's CID (the local folder if it is that model, else fetched
     from the IPFS endpoint into the model cache), or without a CID the configured folder or the reference model."""
@@ -148,6 +148,7 @@ def _base_model(config: Any, cid: str | None, data_dir: Path, *, show_progress: 
 
 
 def _run(args: argparse.Namespace) -> int:
+    from flare_chain.cli.stop_request import StopRequest
     from flare_chain.logs import configure_logging
     from flare_chain.node.config import load_node_config
 
@@ -156,9 +157,14 @@ def _run(args: argparse.Namespace) -> int:
                           json_lines=bool(args.node_json_logs or getattr(args, "json_logs", False)),
                           log_file=args.log_file)
     config = load_node_config(args.config)
-    stop = threading.Event()
-    _install_stop_handlers(stop, config.node.name)
-    daemon = build_daemon(config, stop=stop)
+    name = config.node.name
+    request: StopRequest = args.stop_request  # armed by main() before the heavy imports
+    request.announce_with(lambda signal_name: log.info("%s: %s received; stopping after the current step", name,
+                                                       signal_name))
+    if request.requested:  # SIGTERM while Python was still importing: honour it before touching anything
+        log.info("%s: stopped before start (%s)", name, request.signal_name)
+        return 0
+    daemon = build_daemon(config, stop=request.event)
     if daemon is None:
         log.info("%s: stopped cleanly before it reached its chain", config.node.name)
         return 0
@@ -169,12 +175,39 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from flare_chain.errors import ConfigError
     from flare_chain.node.config import load_node_config
-    from flare_chain.node.status import read_status, render_status
+    from flare_chain.node.status import read_status, render_status, with_chain
+    from flare_chain.node.status_chain import ChainView, read_chain_view
 
+    if args.chain_timeout <= 0:
+        raise ConfigError(f"--chain-timeout must be above 0 s, got {args.chain_timeout}; use --no-chain to skip "
+                          "the chain")
     config = load_node_config(args.config)
     status = read_status(Path(config.node.data_dir))
     if args.rounds is not None:
         status.rounds[:] = status.rounds[-args.rounds:] if args.rounds > 0 else []
+    contract = status.contract or config.chain.contract or _deployment_address(config.chain.deployment)
+    if args.no_chain:
+        view = ChainView(False, "the state folder only (--no-chain)")
+    elif status.node is None or contract is None:
+        view = ChainView(False, "the state folder only (the node has not recorded its address and coordinator yet)")
+    else:
+        view = read_chain_view(config.chain.rpc_url, contract=contract, node=status.node, chain_id=status.chain_id,
+                               round_ids=[r.round_id for r in status.rounds], timeout_s=args.chain_timeout)
+    status = with_chain(status, view)
     print(status.to_json() if args.json else render_status(status, name=config.node.name))
     return 0
+
+
+def _deployment_address(path: Path | None) -> str | None:
+    """The coordinator named by the deployment file, read without the chain; None when it cannot be read."""
+    from flare_chain.chain.deployment import load_deployment
+    from flare_chain.errors import FlareError
+
+    if path is None:
+        return None
+    try:
+        return str(load_deployment(path).coordinator)
+    except FlareError:
+        return None

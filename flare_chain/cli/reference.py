@@ -22,7 +22,7 @@ WIDTH = 100
 
 
 def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    from flare_chain.cli.main import iter_parsers
+    from flare_chain.cli.parser import iter_parsers
 
     def has_children(p: argparse.ArgumentParser) -> bool:
         return any(isinstance(a, argparse._SubParsersAction) for a in p._actions)
@@ -32,7 +32,7 @@ def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 
 def cli_reference(parser: argparse.ArgumentParser | None = None) -> str:
     """Markdown: the global options, then one fenced ``--help`` per command that runs something."""
-    from flare_chain.cli.main import HelpFormatter, build_parser, iter_parsers
+    from flare_chain.cli.parser import HelpFormatter, build_parser, iter_parsers
 
     parser = parser or build_parser()
     fixed = functools.partial(HelpFormatter, width=WIDTH, max_help_position=32)

@@ -737,12 +737,15 @@ class Daemon:
             self._close_bar()
             return
         cid = cid_from_bytes(outcome.global_cid)
+        # kept with the pull so `node status` can say, without the chain, whether this node's update made it in
+        proposal = self.coordinator.proposal(round_id, blocks=(info.claim_deadline + 1, info.proposal_deadline))
+        update_accepted = None if proposal is None else self.address.lower() in {a.lower() for a in proposal.accepted}
         self.state.record_intent(round_id, "pull", {"cid": cid})
         began = time.perf_counter()
         out_dir = self._adapters_dir() / f"round-{round_id}"
         fetch_global_bundle(self.store, cid, out_dir=out_dir)
         (self._adapters_dir() / "latest").write_text(f"{round_id} {cid}\n", encoding="utf-8")
-        self.state.record_done(round_id, "pull", {"cid": cid, "dir": str(out_dir),
+        self.state.record_done(round_id, "pull", {"cid": cid, "dir": str(out_dir), "update_accepted": update_accepted,
                                                   "seconds": time.perf_counter() - began})
         log.info("round %d %s: committed adapter %s pulled into %s", round_id, self.name, cid, out_dir)
         self._tick_bar("pull")

@@ -4,21 +4,27 @@
 Nothing in this module talks to the chain or IPFS, so an operator can inspect a
 node whose RPC endpoint is down, and a stopped node as well as a running one
 (the state file is opened read-only; SQLite's WAL lets it be read while the
-daemon writes).
+daemon writes). What the chain adds (each round's outcome, whether the node's
+update made the accepted set) comes from ``flare_chain.node.status_chain`` and
+is merged in by ``with_chain``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flare_chain.node.residual import INDEX_FILE
 from flare_chain.node.state import NodeState, StepRecord, StepStatus
 
-__all__ = ["NodeStatus", "ResidualInfo", "RoundStatusView", "StepView", "read_status", "render_status", "resume_point"]
+if TYPE_CHECKING:
+    from flare_chain.node.status_chain import ChainView, RoundOnChain
+
+__all__ = ["NodeStatus", "ResidualInfo", "RoundStatusView", "StepView", "read_status", "render_status", "resume_point",
+           "with_chain"]
 
 ROUND_STEPS = ("train", "pin", "submit", "claim", "propose", "vote", "pull")
 """A round's steps in order (the daemon's ``STEPS``; kept here so reading status never imports the daemon)."""
@@ -49,6 +55,16 @@ class RoundStatusView:
     """PowerSGD: share of this round's update (with the carried residual) held back for the next round."""
     adapter: str | None
     """The committed adapter pulled for this round (``CID -> folder``), None when none was pulled."""
+    outcome: str = "unknown"
+    """``open``, ``proposed``, ``committed``, ``failed``, ``not opened`` (from the chain), or from the pull step
+    alone ``committed`` / ``failed``, else ``unknown``."""
+    update_accepted: bool | None = None
+    """Whether this node's update is in the round's accepted set (the proposal's, committed or not); None while
+    nobody proposed or when neither the chain nor the state folder tells."""
+    update: str = ""
+    """The node's update in words: accepted, left out, not submitted, or what is not known and why."""
+    source: str = "state folder"
+    """Where ``outcome`` and ``update_accepted`` come from: ``chain`` or ``state folder``."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,8 @@ class NodeStatus:
     rounds: list[RoundStatusView] = field(default_factory=list)
     residual: ResidualInfo | None = None
     resume: str = ""
+    chain: str = "not asked"
+    """What the chain query found: ``chain <url> at block N``, or ``chain unreachable: …``."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -167,14 +185,80 @@ def read_status(data_dir: Path, *, now: float | None = None) -> NodeStatus:
         pull = recs.get("pull")
         adapter = (f"{pull.detail['cid']} -> {pull.detail.get('dir', '?')}"
                    if pull is not None and pull.status == StepStatus.DONE and "cid" in pull.detail else None)
+        outcome, update_accepted = _outcome_from_state(recs)
         rounds.append(RoundStatusView(round_id=round_id, steps=steps,
                                       accepted=None if approve is None else bool(approve),
-                                      residual_rel_error=None if error is None else float(error), adapter=adapter))
+                                      residual_rel_error=None if error is None else float(error), adapter=adapter,
+                                      outcome=outcome, update_accepted=update_accepted,
+                                      update=_update_from_state(recs, outcome, update_accepted)))
     clock = time.time() if now is None else now
     return NodeStatus(state_file=str(state_path), node=meta["node"], chain_id=meta["chain_id"],
                       contract=meta["contract"], updated_s_ago=None if newest is None else max(0.0, clock - newest),
                       registration=registration, rounds=rounds, residual=_residual(Path(data_dir) / "compressor"),
                       resume=resume_point(records))
+
+
+def _outcome_from_state(recs: dict[str, StepRecord]) -> tuple[str, bool | None]:
+    """The round's outcome and the update's acceptance as far as the pull step recorded them."""
+    pull = recs.get("pull")
+    if pull is None or not pull.status.is_final:
+        return "unknown", None
+    accepted = pull.detail.get("update_accepted")
+    if pull.status == StepStatus.DONE:
+        return "committed", None if accepted is None else bool(accepted)
+    reason = str(pull.detail.get("reason", ""))
+    return ("failed" if reason.startswith("round failed") else "unknown"), None if accepted is None else bool(accepted)
+
+
+def _submitted(recs: dict[str, StepRecord]) -> bool | None:
+    submit = recs.get("submit")
+    if submit is None or not submit.status.is_final:
+        return None
+    return submit.status == StepStatus.DONE
+
+
+def _update_from_state(recs: dict[str, StepRecord], outcome: str, accepted: bool | None) -> str:
+    submitted = _submitted(recs)
+    if submitted is False:
+        return "not submitted"
+    if accepted is True:
+        return f"accepted (in the {outcome} round's accepted set)"
+    if accepted is False:
+        return "left out of the accepted set"
+    if submitted is None:
+        return "not submitted yet"
+    return "submitted; the state folder does not say whether it was accepted"
+
+
+def _update_from_chain(seen: RoundOnChain) -> str:
+    if seen.update_accepted is True:
+        return f"accepted: in the {seen.outcome} proposal's accepted set ({seen.accepted_count} updates)"
+    if seen.update_accepted is False and seen.submitted:
+        return (f"left out: submitted, but not in the {seen.outcome} proposal's accepted set "
+                f"({seen.accepted_count} updates)")
+    if seen.update_accepted is False:
+        return f"not submitted; the {seen.outcome} proposal accepted {seen.accepted_count} other updates"
+    if seen.outcome in ("open", "not opened"):
+        return "submitted; no proposal yet" if seen.submitted else "not submitted (yet)"
+    return f"{'submitted' if seen.submitted else 'not submitted'}; the round {seen.outcome} without a proposal"
+
+
+def with_chain(status: NodeStatus, view: ChainView) -> NodeStatus:
+    """``status`` with each round's outcome and acceptance taken from ``view`` where the chain answered.
+
+    Rounds the chain did not answer for keep what the state folder knows, and
+    their ``update`` text says the chain could not be asked.
+    """
+    rounds = []
+    for rnd in status.rounds:
+        seen = view.rounds.get(rnd.round_id)
+        if seen is not None:
+            rnd = replace(rnd, outcome=seen.outcome, update_accepted=seen.update_accepted,
+                          update=_update_from_chain(seen), source="chain")
+        elif not view.reachable and rnd.update_accepted is None:
+            rnd = replace(rnd, update=f"{rnd.update} (chain unreachable)")
+        rounds.append(rnd)
+    return replace(status, rounds=rounds, chain=view.note)
 
 
 def _ago(seconds: float | None) -> str:
@@ -193,7 +277,7 @@ def render_status(status: NodeStatus, *, name: str) -> str:
 
     lines = [f"node {name} {status.node or '(address not recorded yet)'}; state {status.state_file}",
              f"chain {status.chain_id or '?'}, coordinator {status.contract or '?'}; last update {_ago(status.updated_s_ago)}",
-             f"resumes at: {status.resume}"]
+             f"resumes at: {status.resume}", f"outcomes from: {status.chain}"]
     reg = status.registration
     if reg is not None:
         lines.append(f"registration: {reg.status}" + (f", tx {reg.tx_hash}" if reg.tx_hash else "")
@@ -207,8 +291,8 @@ def render_status(status: NodeStatus, *, name: str) -> str:
                  v.attempts or "-", v.summary or "-", (v.last_error or "-")[:120]] for v in rnd.steps]
         vote = {True: "voted to approve", False: "voted to reject", None: "no vote"}[rnd.accepted]
         residual = "-" if rnd.residual_rel_error is None else f"{rnd.residual_rel_error:.3f} of the update held back"
-        title = (f"\nround {rnd.round_id}: {vote}; residual {residual}; adapter pulled: "
-                 f"{rnd.adapter or 'none'}")
+        title = (f"\nround {rnd.round_id}: {rnd.outcome} ({rnd.source}); own update: {rnd.update}\n"
+                 f"  {vote}; residual {residual}; adapter pulled: {rnd.adapter or 'none'}")
         lines.append(render_table(headers, rows, title=title))
     if not status.rounds:
         lines.append("no rounds recorded yet")

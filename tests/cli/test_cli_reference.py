@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from flare_chain.cli.main import build_parser, iter_parsers
+from flare_chain.cli.parser import build_parser, iter_parsers
 from flare_chain.cli.reference import BEGIN_MARKER, END_MARKER, cli_reference, readme_path, replace_section
 
 

@@ -73,7 +73,11 @@ def test_the_readme_manual_federation_commits_a_round_and_passes_the_audit(tmp_p
     logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(work.rglob("*.log")))
     assert process.returncode == 0, f"{out[-6000:]}\n{logs}"
     assert "1 of 1 rounds committed" in out, out[-4000:]
-    assert re.search(r"round 1: (voted to approve|voted to reject|no vote); .*adapter pulled: \S+ -> ", out), out[-4000:]
+    # node status, beside running nodes: the outcome and node-1's own update read from the chain, then its steps
+    assert re.search(r"outcomes from: chain http://127\.0\.0\.1:\d+ at block \d+", out), out[-4000:]
+    assert re.search(r"round 1: committed \(chain\); own update: (accepted: in|left out: submitted, but not in) the "
+                     r"committed proposal's accepted set \(\d+ updates\)\n  (voted to approve|voted to reject|no vote); "
+                     r".*adapter pulled: \S+ -> ", out), out[-4000:]
     assert (work / "audit.json").is_file()
     node_log = (work / "logs" / "node-1.log").read_text()
     assert "resuming from" in node_log and "SIGTERM received" in node_log and "stopped cleanly" in node_log

@@ -49,10 +49,12 @@ def _close(net) -> None:
 def _assert_everyone_pulled(net, round_id: int) -> str:
     outcome = net.coordinator.round_outcome(round_id)
     assert outcome is not None and outcome.committed
+    accepted = set(net.coordinator.proposal(round_id).accepted)
     cids = set()
     for d in net.daemons:
         pulled = d.state.get(round_id, "pull")
         assert pulled is not None and pulled.status == StepStatus.DONE
+        assert pulled.detail["update_accepted"] == (d.address in accepted)  # what `node status` shows offline
         tensors, _config = load_peft_adapter(Path(pulled.detail["dir"]))
         assert tensors
         cids.add(pulled.detail["cid"])
