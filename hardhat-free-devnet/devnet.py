@@ -346,7 +346,77 @@ def start(args: argparse.Namespace) -> int:
                  "--committee-size", str(args.committee_size), *(["--mine"] if args.block_time <= 0 else []))
     env = {**os.environ, **_node_env(run, next(iter(nodes)), rpc_url, ipfs_url), PASSWORD_ENV: password}
     _say(f"driving {args.rounds} round(s); daemons keep running afterwards until stop")
-    return subprocess.run(drive, env=env, cwd=REPO, check=False).returncode
+    code = subprocess.run(drive, env=env, cwd=REPO, check=False).returncode
+    if not args.no_daemons:
+        print(_learning_table(run, list(nodes), args.rounds), flush=True)
+    return code
+
+
+def _held_out_losses(run: Path, names: list[str], rounds: int, timeout_s: float) -> dict[int, dict[str, float]]:
+    """``{round: {node: held-out loss}}`` from the nodes' state folders; round 0 is the base.
+
+    Each daemon measures every committed adapter on its own held-out data when it pulls it
+    (the pull step's ``held_out_loss``) and the base at its first training (``val_loss_before``).
+    The last round's pulls trail the driver by a tick, so this waits up to ``timeout_s`` for them.
+    """
+    from flare_chain.errors import FlareError
+    from flare_chain.node.state import NodeState, StepStatus
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        losses: dict[int, dict[str, float]] = {r: {} for r in range(rounds + 1)}
+        pending = 0
+        for name in names:
+            try:
+                state = NodeState(run / name / "state.sqlite", read_only=True)
+            except FlareError:
+                pending += 1
+                continue
+            try:
+                train = state.get(1, "train")
+                if train is not None and "val_loss_before" in train.detail:
+                    losses[0][name] = float(train.detail["val_loss_before"])
+                for r in range(1, rounds + 1):
+                    pull = state.get(r, "pull")
+                    if pull is None or not pull.status.is_final:
+                        pending += 1
+                    elif pull.status == StepStatus.DONE and "held_out_loss" in pull.detail:
+                        losses[r][name] = float(pull.detail["held_out_loss"])
+            finally:
+                state.close()
+        if pending == 0 or time.monotonic() > deadline:
+            return losses
+        time.sleep(1.0)
+
+
+def _learning_table(run: Path, names: list[str], rounds: int, timeout_s: float = 120.0) -> str:
+    """Each node's held-out loss of the base and of every committed global adapter, their mean and its change.
+
+    A failed round keeps the previous adapter, so its row repeats the previous losses (change 0).
+    """
+    losses = _held_out_losses(run, names, rounds, timeout_s)
+    lines = ["held-out loss of the global adapter on each node's own held-out data (measured by the node "
+             "when it pulled it)",
+             "  ".join(["round", *(f"{n:>8}" for n in names), "    mean", "  change"])]
+    previous: dict[str, float] = {}
+    previous_mean: float | None = None
+    falls = []
+    for r in range(rounds + 1):
+        row = {**previous, **losses[r]} if r else dict(losses[0])
+        values = [row.get(n) for n in names]
+        mean = sum(v for v in values if v is not None) / len(names) if all(v is not None for v in values) else None
+        change = "" if mean is None or previous_mean is None else f"{(mean - previous_mean) / previous_mean:+.1%}"
+        if r and mean is not None and previous_mean is not None:
+            falls.append(mean < previous_mean)
+        lines.append("  ".join([f"{'base' if r == 0 else r:>5}", *("       -" if v is None else f"{v:8.4f}"
+                                                                  for v in values),
+                                "       -" if mean is None else f"{mean:8.4f}", f"{change:>8}"]))
+        previous, previous_mean = row, mean if mean is not None else previous_mean
+    measured = len(falls)
+    verdict = (f"the mean fell in {sum(falls)} of {measured} round(s)" if measured
+               else "no round measured by every node (see the nodes' logs)")
+    lines.append(verdict)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

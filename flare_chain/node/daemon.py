@@ -743,11 +743,16 @@ class Daemon:
         self.state.record_intent(round_id, "pull", {"cid": cid})
         began = time.perf_counter()
         out_dir = self._adapters_dir() / f"round-{round_id}"
-        fetch_global_bundle(self.store, cid, out_dir=out_dir)
+        pulled = fetch_global_bundle(self.store, cid, out_dir=out_dir)
         (self._adapters_dir() / "latest").write_text(f"{round_id} {cid}\n", encoding="utf-8")
+        # What the federation's adapter does on this node's own held-out data: the figure an operator
+        # judges the federation by (and the devnet's learning table reads), also for rounds it did not vote in.
+        held_out_loss = self.participant.evaluate(pulled.tensors)
         self.state.record_done(round_id, "pull", {"cid": cid, "dir": str(out_dir), "update_accepted": update_accepted,
+                                                  "held_out_loss": held_out_loss,
                                                   "seconds": time.perf_counter() - began})
-        log.info("round %d %s: committed adapter %s pulled into %s", round_id, self.name, cid, out_dir)
+        log.info("round %d %s: committed adapter %s pulled into %s; held-out loss %.4f", round_id, self.name, cid,
+                 out_dir, held_out_loss)
         self._tick_bar("pull")
         self._close_bar()
 

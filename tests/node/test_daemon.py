@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import signal
 from pathlib import Path
@@ -55,6 +56,7 @@ def _assert_everyone_pulled(net, round_id: int) -> str:
         pulled = d.state.get(round_id, "pull")
         assert pulled is not None and pulled.status == StepStatus.DONE
         assert pulled.detail["update_accepted"] == (d.address in accepted)  # what `node status` shows offline
+        assert math.isfinite(pulled.detail["held_out_loss"]) and pulled.detail["held_out_loss"] > 0  # devnet table
         tensors, _config = load_peft_adapter(Path(pulled.detail["dir"]))
         assert tensors
         cids.add(pulled.detail["cid"])
