@@ -45,7 +45,9 @@ def _race(network, round_id: int):
     pytest.skip("no vote order with a non-committing vote before the committing one")
 
 
-def test_a_vote_estimated_before_another_lands_still_commits_the_round(network, tmp_path) -> None:
+def _raced_vote(network, tmp_path):
+    """A proposed round one approval short of the threshold, with a sender for member A whose vote, once
+    signed, is overtaken by member B's approval: (round, A, A's state, A's sender)."""
     c = network.coordinator
     round_id = _proposed(network, network.cid("raced aggregate"))
     already, b, a = _race(network, round_id)
@@ -54,6 +56,12 @@ def test_a_vote_estimated_before_another_lands_still_commits_the_round(network, 
     state = NodeState(tmp_path / "state.sqlite")
     sender = DurableSender(network.w3, a, state, ErrorDecoder(c.contract.abi),
                            faults=lambda point: c.vote(b, round_id, True) if point == "vote:signed" else None)
+    return round_id, a, state, sender
+
+
+def test_a_vote_estimated_before_another_lands_still_commits_the_round(network, tmp_path) -> None:
+    c = network.coordinator
+    round_id, a, state, sender = _raced_vote(network, tmp_path)
     out = sender.send(round_id, "vote", to=c.address, data=c.contract.encode_abi("vote", args=[round_id, True]),
                       already_done=lambda: c.has_voted(round_id, a.address), min_gas=VOTE_GAS_FLOOR)
     assert c.round_info(round_id).status == RoundStatus.COMMITTED
@@ -64,13 +72,7 @@ def test_a_vote_estimated_before_another_lands_still_commits_the_round(network, 
 def test_without_the_floor_the_raced_vote_runs_out_of_gas_and_says_so(network, tmp_path) -> None:
     """The failure the floor prevents, and the one line an operator gets for it."""
     c = network.coordinator
-    round_id = _proposed(network, network.cid("raced aggregate"))
-    already, b, a = _race(network, round_id)
-    for member in already:
-        c.vote(member, round_id, True)
-    state = NodeState(tmp_path / "state.sqlite")
-    sender = DurableSender(network.w3, a, state, ErrorDecoder(c.contract.abi),
-                           faults=lambda point: c.vote(b, round_id, True) if point == "vote:signed" else None)
+    round_id, a, state, sender = _raced_vote(network, tmp_path)
     with pytest.raises(Exception, match="ran out of gas") as caught:
         sender.send(round_id, "vote", to=c.address, data=c.contract.encode_abi("vote", args=[round_id, True]),
                     already_done=lambda: c.has_voted(round_id, a.address))
