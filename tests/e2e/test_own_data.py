@@ -40,7 +40,7 @@ def test_a_round_commits_and_audits_with_each_node_on_its_own_format(
     data = _write_node_data(tmp_path / "data")
     config = FederationConfig(nodes=4, rounds=1, work_dir=tmp_path / "work", model_dir=arch_model_dirs["qwen2"],
                               data_dir=data, train=tiny_train_params.model_copy(update={"seq_len": 64}),
-                              expected_committee_size=3, min_committee_size=2, show_progress=False)
+                              expected_committee_size=20, min_committee_size=2, show_progress=False)
     # Execute
     fed = setup_federation(config)
     r = run_round(fed)
@@ -68,7 +68,7 @@ def test_a_bad_line_in_one_nodes_data_stops_the_federation_before_anything_is_bu
         fh.write('{"instruction": "Add one.", "input": "5"}\n')
     config = FederationConfig(nodes=4, rounds=1, work_dir=tmp_path / "work", model_dir=arch_model_dirs["qwen2"],
                               data_dir=data, train=tiny_train_params, show_progress=False,
-                              expected_committee_size=3, min_committee_size=2)
+                              expected_committee_size=20, min_committee_size=2)
     with pytest.raises(TrainingError, match=r'node-2.jsonl line 41: field "output" is missing'):
         run_federation(config)
     assert not (tmp_path / "work").exists()  # no store was created, nothing pinned
