@@ -53,10 +53,10 @@ abstract contract CommitteeSource {
     /// @dev Id of the latest opened round (0 before the first).
     function _latestRound() internal view virtual returns (uint256);
 
-    /// @dev The seed stored for `round` (zero for a round never opened).
+    /// @dev The seed `round`'s seats are drawn on, where this block can read it; reverts otherwise.
     function _roundSeed(uint256 round) internal view virtual returns (bytes32);
 
-    /// @dev The seed of `round` if seats of `round` may be claimed in this block; reverts otherwise.
+    /// @dev The claim seed of `round` if seats of `round` may be claimed in this block; reverts otherwise.
     function _requireClaimWindow(uint256 round) internal view virtual returns (bytes32 seed);
 
     /// @dev Whether `round` can no longer change (Committed or Failed); round 0 counts as ended.

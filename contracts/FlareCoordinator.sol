@@ -20,17 +20,24 @@ import {VrfSortitionCommittee} from "./VrfSortitionCommittee.sol";
 ///      `approvalThresholdBps` of the committee's total weight; a round whose committee weighs less
 ///      than `minCommitteeSize` at the claim deadline fails (`CommitteeTooSmall`).
 ///
-///      Seed: `seed_r = keccak256(abi.encode(seed_{r-1}, block.prevrandao))` with the prevrandao of
-///      the block that opens round r, `seed_0 = keccak256(abi.encode(chainid, address(this)))`.
-///      prevrandao is readable only for the current block, so the block "fixed when the round opened"
-///      is the opening block itself. What that leaves to grinding: (1) the owner picks the block
-///      that opens a round and so can re-draw the seed by waiting one block at a time (it sees the
-///      next block's prevrandao once the parent is published); (2) a block proposer can withhold its
-///      block (one bit of bias per slot it holds). Neither lets anyone choose a VRF output: outputs
-///      depend on each node's secret key, keys are registered before the seed of any round they
-///      take part in exists (a node registered after a round opened is not eligible for it), and
-///      the VRF input binds chain id, contract, round and seed. A deployment that does not trust the
-///      owner's timing should open rounds at fixed block heights or mix in a beacon (e.g. drand).
+///      Seeds. A round has two: the round seed, fixed when it opens, and the claim seed, which the
+///      VRF and the probe windows use and which nobody knows until the submission deadline has passed.
+///      `seed_r = keccak256(abi.encode(seed_{r-1}, block.prevrandao))` with the prevrandao of the
+///      block that opens round r, `seed_0 = keccak256(abi.encode(chainid, address(this)))`; and
+///      `claimSeed_r = keccak256(abi.encode(seed_r, blockhash(submissionDeadline_r)))` (`claimSeed`).
+///      The owner picks the opening block, so it can re-draw `seed_r` by waiting a block at a time,
+///      but when it opens, the submission deadline block is at least one block in the future and its
+///      hash unknown to everyone, so no choice of opening block (or of phase lengths) moves the claim
+///      seed's distribution. The claim window is at most `_MAX_CLAIM_BLOCKS` = 256 blocks so that
+///      `blockhash(submissionDeadline)` is readable by every claim; nothing after the window needs it
+///      on-chain (auditors read the block's hash from any RPC). What is left to grinding: whoever
+///      builds the submission deadline block can re-roll the claim seed as often as it can rebuild that
+///      block (a different transaction order, timestamp or extra data gives another hash), or withhold
+///      the block, which costs it the slot; on a proof-of-stake chain that is the proposer (or its
+///      builder) of one slot per round, drawn by the chain in proportion to validator stake. No seed
+///      lets anyone choose a VRF output: outputs depend on each node's secret key, keys are registered
+///      before the seed of any round they take part in exists (a node registered after a round
+///      opened is not eligible for it), and the VRF input binds chain id, contract, round and seed.
 ///
 ///      Submission record layout (one storage slot per (round, node), so a submission costs one new
 ///      slot): the upper 24 bytes are the upper 24 bytes of
@@ -99,8 +106,11 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     /// @dev Bounds on what the owner may set, so no choice of parameters hands the committee to a
     ///      few seats or freezes the contract: every phase at most `_MAX_PHASE_BLOCKS` (two weeks
     ///      of 12-second blocks), the claim window at least `_MIN_CLAIM_BLOCKS` so that honest
-    ///      nodes' claims are mined before it shuts, and `k` at most `_MAX_EXPECTED_COMMITTEE_SIZE`.
+    ///      nodes' claims are mined before it shuts and at most `_MAX_CLAIM_BLOCKS`, the reach of
+    ///      `blockhash`, so every claim can read the submission deadline block's hash (the claim seed),
+    ///      and `k` at most `_MAX_EXPECTED_COMMITTEE_SIZE`.
     uint64 private constant _MIN_CLAIM_BLOCKS = 3;
+    uint64 private constant _MAX_CLAIM_BLOCKS = 256;
     uint64 private constant _MAX_PHASE_BLOCKS = 100_800;
     uint16 private constant _MAX_EXPECTED_COMMITTEE_SIZE = 1_000;
 
@@ -148,6 +158,10 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     /// @notice `node` claimed `sampleCount` samples, more than the deployment's cap `maxSampleCount`.
     error CoordinatorSampleCountAboveCap(uint256 round, address node, uint64 sampleCount, uint64 maxSampleCount);
     error CoordinatorOutsideClaimWindow(uint256 round, uint256 firstBlock, uint256 lastBlock);
+    /// @notice The claim seed of `round` is readable only in blocks `firstBlock..lastBlock` (while the
+    ///         submission deadline block's hash is within `blockhash`'s reach); read the block's hash
+    ///         from an RPC node and use `flare_chain.committee.sortition.claim_seed` outside them.
+    error CoordinatorClaimSeedUnavailable(uint256 round, uint256 firstBlock, uint256 lastBlock);
     error CoordinatorClaimsStillOpen(uint256 round, uint256 claimDeadline);
     /// @notice `round`'s committee weighs `weight`, less than `minCommitteeSize`: it cannot act.
     error CoordinatorCommitteeTooSmall(uint256 round, uint32 weight, uint16 minCommitteeSize);
@@ -253,12 +267,13 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     }
 
     /// @notice Open the next round (owner only). The previous round must be Committed or Failed.
-    /// @dev Fixes the round's seed from this block's prevrandao (see the contract's notes on
-    ///      grinding) and its sortition: every node registered so far is eligible, with the current
-    ///      total stake as `W`.
+    /// @dev Fixes the round's seed from this block's prevrandao and its sortition: every node
+    ///      registered so far is eligible, with the current total stake as `W`. The seats are drawn
+    ///      on the claim seed, which also mixes in the hash of the submission deadline block, unknown
+    ///      now (see the contract's notes on seeds and grinding).
     /// @param submissionBlocks blocks from now until the submission deadline (inclusive).
     ///        Every phase is at least 1 block and at most 100800 blocks (`phaseBounds`).
-    /// @param claimBlocks blocks after the submission deadline until the claim deadline (at least 3).
+    /// @param claimBlocks blocks after the submission deadline until the claim deadline (3 to 256).
     /// @param proposalBlocks blocks after the claim deadline until the proposal deadline.
     /// @param votingBlocks blocks after the proposal deadline until the vote deadline.
     /// @param expectedCommitteeSize `k`, the expected number of seats, in [`minCommitteeSize`, 1000].
@@ -276,10 +291,10 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         if (previous != 0 && previousStatus != RoundStatus.Committed && previousStatus != RoundStatus.Failed) {
             revert CoordinatorPreviousRoundNotFinalized(previous, previousStatus);
         }
-        _requirePhase(0, submissionBlocks, 1);
-        _requirePhase(1, claimBlocks, _MIN_CLAIM_BLOCKS);
-        _requirePhase(2, proposalBlocks, 1);
-        _requirePhase(3, votingBlocks, 1);
+        _requirePhase(0, submissionBlocks, 1, _MAX_PHASE_BLOCKS);
+        _requirePhase(1, claimBlocks, _MIN_CLAIM_BLOCKS, _MAX_CLAIM_BLOCKS);
+        _requirePhase(2, proposalBlocks, 1, _MAX_PHASE_BLOCKS);
+        _requirePhase(3, votingBlocks, 1, _MAX_PHASE_BLOCKS);
         if (expectedCommitteeSize < _minCommitteeSize || expectedCommitteeSize > _MAX_EXPECTED_COMMITTEE_SIZE) {
             revert CoordinatorInvalidExpectedCommitteeSize(
                 expectedCommitteeSize, _minCommitteeSize, _MAX_EXPECTED_COMMITTEE_SIZE
@@ -515,13 +530,28 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         return _maxSampleCount;
     }
 
-    /// @notice Bounds `openRound` enforces: the least claim window, the longest phase and the largest `k`.
+    /// @notice Bounds `openRound` enforces: the least claim window, the longest phase, the largest `k`
+    ///         and the longest claim window.
     function phaseBounds()
         external
         pure
-        returns (uint64 minClaimBlocks, uint64 maxPhaseBlocks, uint16 maxExpectedCommitteeSize)
+        returns (uint64 minClaimBlocks, uint64 maxPhaseBlocks, uint16 maxExpectedCommitteeSize, uint64 maxClaimBlocks)
     {
-        return (_MIN_CLAIM_BLOCKS, _MAX_PHASE_BLOCKS, _MAX_EXPECTED_COMMITTEE_SIZE);
+        return (_MIN_CLAIM_BLOCKS, _MAX_PHASE_BLOCKS, _MAX_EXPECTED_COMMITTEE_SIZE, _MAX_CLAIM_BLOCKS);
+    }
+
+    /// @notice The seed `round`'s seats are drawn on:
+    ///         `keccak256(abi.encode(seed, blockhash(submissionDeadline)))`, readable from the block after
+    ///         the submission deadline for 256 blocks (the whole claim window); reverts
+    ///         `CoordinatorClaimSeedUnavailable` outside them.
+    function claimSeed(uint256 round) public view returns (bytes32) {
+        Round storage r = _rounds[round];
+        if (r.status == RoundStatus.None) revert CoordinatorRoundNotOpen(round, RoundStatus.None);
+        uint256 submissionDeadline = r.submissionDeadline;
+        if (block.number <= submissionDeadline || block.number > submissionDeadline + _MAX_CLAIM_BLOCKS) {
+            revert CoordinatorClaimSeedUnavailable(round, submissionDeadline + 1, submissionDeadline + _MAX_CLAIM_BLOCKS);
+        }
+        return _claimSeed(r);
     }
 
     // ------------------------------------------------------------------ seam
@@ -531,7 +561,7 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     }
 
     function _roundSeed(uint256 round) internal view override returns (bytes32) {
-        return _rounds[round].seed;
+        return claimSeed(round);
     }
 
     function _requireClaimWindow(uint256 round) internal view override returns (bytes32 seed) {
@@ -544,7 +574,7 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         if (block.number <= submissionDeadline || block.number > claimDeadline) {
             revert CoordinatorOutsideClaimWindow(round, submissionDeadline + 1, claimDeadline);
         }
-        return r.seed;
+        return _claimSeed(r);
     }
 
     function _roundEnded(uint256 round) internal view override returns (bool) {
@@ -606,15 +636,21 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         );
     }
 
+    /// @dev The claim seed of `r`; only called within 256 blocks after its submission deadline, where
+    ///      `blockhash` still reaches it (the claim window never extends further).
+    function _claimSeed(Round storage r) private view returns (bytes32) {
+        return keccak256(abi.encode(r.seed, blockhash(r.submissionDeadline)));
+    }
+
     function _fail(uint256 round, Round storage r, FailureReason reason) private {
         r.status = RoundStatus.Failed;
         delete _proposedCid;
         emit RoundFailed(round, reason);
     }
 
-    function _requirePhase(uint8 phase, uint64 blocks, uint64 minBlocks) private pure {
-        if (blocks < minBlocks || blocks > _MAX_PHASE_BLOCKS) {
-            revert CoordinatorPhaseOutOfBounds(phase, blocks, minBlocks, _MAX_PHASE_BLOCKS);
+    function _requirePhase(uint8 phase, uint64 blocks, uint64 minBlocks, uint64 maxBlocks) private pure {
+        if (blocks < minBlocks || blocks > maxBlocks) {
+            revert CoordinatorPhaseOutOfBounds(phase, blocks, minBlocks, maxBlocks);
         }
     }
 

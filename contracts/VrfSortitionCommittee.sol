@@ -12,7 +12,9 @@ import {VRFVerifier} from "./VRFVerifier.sol";
 ///      eligible nodes stake `W` in total:
 ///
 ///      * `alpha = abi.encodePacked(uint256 chainid, address coordinator, uint256 round, bytes32 seed)`,
-///        116 bytes (`vrfInput`; `flare_chain.committee.sortition.vrf_alpha` builds the same);
+///        116 bytes (`vrfInput`; `flare_chain.committee.sortition.vrf_alpha` builds the same), where
+///        `seed` is the round's claim seed (`FlareCoordinator.claimSeed`), unknown until the
+///        submission deadline has passed;
 ///      * `beta` = the ECVRF output (SECP256K1_SHA256_TAI, see `VRFVerifier`) of `alpha` under the
 ///        node's registered key, which is its Ethereum key;
 ///      * its seat weight (number of sub-seats, its voting weight) is `seatWeight(beta, k, w, W)`, a draw
@@ -334,8 +336,10 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     }
 
     /// @notice The VRF input `alpha` of `round`:
-    ///         `abi.encodePacked(uint256 chainid, address this, uint256 round, bytes32 seed)`, 116 bytes.
-    /// @dev Uses the seed stored for `round` (zero for a round never opened).
+    ///         `abi.encodePacked(uint256 chainid, address this, uint256 round, bytes32 seed)`, 116 bytes,
+    ///         with the round's claim seed.
+    /// @dev Readable only while the claim seed is (from the block after the submission deadline, for
+    ///      256 blocks); reverts otherwise.
     function vrfInput(uint256 round) public view returns (bytes memory) {
         return _vrfInput(round, _roundSeed(round));
     }

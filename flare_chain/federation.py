@@ -38,6 +38,7 @@ from flare_chain.chain import (
     in_process_chain,
 )
 from flare_chain.chain.coordinator import DEFAULT_MIN_STAKE_WEI
+from flare_chain.committee import sortition
 from flare_chain.committee.aggregate import Rejection
 from flare_chain.compression import PowerSGDCompressor
 from flare_chain.errors import ChainError, ConfigError
@@ -112,7 +113,8 @@ class FederationConfig(BaseModel):
     min_committee_size: int = Field(2, ge=1, le=0xFFFF, description="fewer seats than this and the round fails")
     leader_blocks: int = Field(5, ge=1, description="blocks each proposer in rank order has before the next may")
     submission_blocks: int = Field(40, ge=1)
-    claim_blocks: int = Field(20, ge=1, description="claim window after the submission deadline")
+    claim_blocks: int = Field(20, ge=1, le=sortition.MAX_CLAIM_BLOCKS,
+                              description="claim window after the submission deadline (blockhash reaches 256 back)")
     proposal_blocks: int = Field(20, ge=1, description="proposal window after the claim deadline")
     voting_blocks: int = Field(20, ge=1)
     approval_threshold_bps: int = Field(6666, gt=0, le=10_000, description="6666: two thirds (2 of 3, 4 of 6)")

@@ -163,8 +163,8 @@ def _claims(fed: Federation, round_id: int, log: GasLog) -> dict[str, tuple[int,
     """Every node that draws weight claims its seat (proof verified on chain); member -> (weight, score)."""
     c = fed.client
     info = c.sortition_info(round_id)
-    alpha = c.vrf_input(round_id)
     _to_block(fed.w3, c.round_info(round_id).submission_deadline + 1)
+    alpha = sortition.vrf_alpha(int(fed.w3.eth.chain_id), c.address, round_id, c.claim_seed(round_id))
     seats: dict[str, tuple[int, int]] = {}
     for node in fed.nodes:
         proof = vrf.prove(bytes(node.key), alpha)

@@ -67,7 +67,12 @@ def seat_weights(history: History, r: RoundHistory) -> dict[str, int]:
 
 
 def check_seed(history: History, r: RoundHistory) -> Finding:
-    """seed_r against keccak256(abi.encode(seed_{r-1}, prevrandao)) of the opening block."""
+    """seed_r against keccak256(abi.encode(seed_{r-1}, prevrandao)) of the opening block; names the claim seed.
+
+    The claim seed (the round seed mixed with the submission deadline block's hash)
+    is not stored on-chain: the seat proofs (``check_seats``) and the probe windows
+    (``reproduce``) are checked against the value recomputed from the block hash.
+    """
     name, rid = "seed-chain", r.round_id
     if r.opened is None:
         return Finding(name, UNVERIFIABLE, rid, detail="no RoundOpened event in the audited blocks")
@@ -86,7 +91,10 @@ def check_seed(history: History, r: RoundHistory) -> Finding:
         return Finding(name, FAIL, rid, detail=(
             f"seed 0x{r.opened.seed.hex()} is not keccak256(seed_{rid - 1} 0x{previous.hex()}, prevrandao "
             f"0x{randao.hex()} of block {r.opened.block_number}) = 0x{expected.hex()}"))
-    return Finding(name, PASS, rid, detail=f"from prevrandao of block {r.opened.block_number}")
+    claim = history.claim_seed(r)
+    seats_drawn_on = (f"claim seed 0x{claim.hex()} with the hash of block {r.opened.submission_deadline}"
+                      if claim is not None else f"block {r.opened.submission_deadline} (claim seed) not yet mined")
+    return Finding(name, PASS, rid, detail=f"from prevrandao of block {r.opened.block_number}; {seats_drawn_on}")
 
 
 def check_global_chain(history: History, r: RoundHistory, previous_cid: bytes | None) -> Finding:
@@ -105,7 +113,12 @@ def check_seats(history: History, r: RoundHistory) -> list[Finding]:
     name, rid = "vrf-proof", r.round_id
     if r.opened is None:
         return [Finding(name, UNVERIFIABLE, rid, seat.node, "no RoundOpened event: seed unknown") for seat in r.seats]
-    alpha = sortition.vrf_alpha(history.chain_id, history.address, rid, r.opened.seed)
+    claim = history.claim_seed(r)
+    if claim is None:
+        return [Finding(name, UNVERIFIABLE, rid, seat.node,
+                        f"the hash of block {r.opened.submission_deadline} (the claim seed) was not read")
+                for seat in r.seats]
+    alpha = sortition.vrf_alpha(history.chain_id, history.address, rid, claim)
     findings: list[Finding] = []
     seen: set[str] = set()
     for seat in r.seats:

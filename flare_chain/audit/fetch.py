@@ -169,12 +169,22 @@ class ChainReader:
             )
         return int(self._receipts[tx_hash]["gasUsed"])
 
-    def prevrandao(self, block_number: int) -> bytes:
-        """The ``block.prevrandao`` of a block: its header's ``prevRandao`` (post-merge ``mixHash``)."""
+    def _block(self, block_number: int) -> Any:
         if block_number not in self._blocks:
             self._blocks[block_number] = self._retry(f"eth_getBlockByNumber {block_number}",
                                                      lambda: self.w3.eth.get_block(block_number))
-        block = self._blocks[block_number]
+        return self._blocks[block_number]
+
+    def block_hash(self, block_number: int) -> bytes:
+        """The hash of a block (what ``blockhash(block_number)`` gives a contract within 256 blocks)."""
+        block = self._block(block_number)
+        if block.get("hash") is None:
+            raise ChainError(f"block {block_number} from {self.w3.provider} has no hash; is it mined?")
+        return bytes(block["hash"])
+
+    def prevrandao(self, block_number: int) -> bytes:
+        """The ``block.prevrandao`` of a block: its header's ``prevRandao`` (post-merge ``mixHash``)."""
+        block = self._block(block_number)
         value = block.get("prevRandao") or block.get("mixHash")
         if value is None:
             raise ChainError(f"block {block_number} from {self.w3.provider} has neither prevRandao nor mixHash")

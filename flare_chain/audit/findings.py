@@ -17,9 +17,10 @@ CHECKS: dict[str, str] = {
     "federation-spec": "the federation spec the coordinator names is fetched intact and complete; rounds are "
                        "re-checked under it (its gates and aggregator)",
     "rounds": "the audited blocks hold at least one round to check (checking nothing is not a pass)",
-    "seed-chain": "seed_r = keccak256(abi.encode(seed_{r-1}, prevrandao of the opening block))",
+    "seed-chain": "seed_r = keccak256(abi.encode(seed_{r-1}, prevrandao of the opening block)); seats are drawn "
+                  "on keccak256(abi.encode(seed_r, hash of the submission deadline block))",
     "global-chain": "each round opens on the adapter the previous committed round left",
-    "vrf-proof": "each seat's proof (claimSeat calldata) verifies under the registered key, "
+    "vrf-proof": "each seat's proof (claimSeat calldata) verifies on the round's claim seed under the registered key, "
                  "gives the event's output, under the round's threshold",
     "votes": "votes only from seated members, one each, before the vote deadline",
     "quorum": "a committed round has the approvals the threshold requires",

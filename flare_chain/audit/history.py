@@ -27,7 +27,7 @@ from flare_chain.chain.records import (
     Submission,
     Vote,
 )
-from flare_chain.committee import secp256k1
+from flare_chain.committee import secp256k1, sortition
 from flare_chain.protocol import RoundSchedule
 
 __all__ = ["ContractParams", "History", "RoundHistory", "SeatProof", "build_history", "seed_zero"]
@@ -114,7 +114,16 @@ class History:
     registrations: dict[str, NodeRegistration]
     rounds: dict[int, RoundHistory]
     prevrandao: dict[int, bytes] = field(default_factory=dict)
+    block_hashes: dict[int, bytes] = field(default_factory=dict)
     audited: list[int] = field(default_factory=list)
+
+    def claim_seed(self, r: RoundHistory) -> bytes | None:
+        """The seed ``r``'s seats and probe were drawn on (``sortition.claim_seed``); None if its
+        submission deadline block was not read (not mined by the audited head)."""
+        if r.opened is None:
+            return None
+        block_hash = self.block_hashes.get(r.opened.submission_deadline)
+        return None if block_hash is None else sortition.claim_seed(r.opened.seed, block_hash)
 
     def round_ids(self) -> list[int]:
         """The rounds to check (``rounds`` of ``build_history``); the others are context only."""
@@ -232,4 +241,7 @@ def build_history(
         r.gas_used = sum(reader.gas_used(h) for h in r.tx_hashes)
         if r.opened is not None:
             history.prevrandao[r.opened.block_number] = reader.prevrandao(r.opened.block_number)
+            if r.opened.submission_deadline <= to_block:
+                deadline = r.opened.submission_deadline
+                history.block_hashes[deadline] = reader.block_hash(deadline)
     return history

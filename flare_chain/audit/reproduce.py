@@ -165,12 +165,14 @@ def reproduce_round(
     models: ModelLocator,
     spec: FederationSpec,
     max_sample_count: int,
+    claim_seed: bytes | None,
     *,
     device: str = "cpu",
 ) -> list[Finding]:
     """``accepted-set`` and ``aggregate-cid``: re-run ``spec``'s gates and aggregator for a committed round.
 
-    ``max_sample_count`` is the coordinator's cap, which clips each update's FedAvg weight.
+    ``max_sample_count`` is the coordinator's cap, which clips each update's FedAvg weight;
+    ``claim_seed`` the round's (``History.claim_seed``), which draws the probe windows.
     """
     rid = r.round_id
     proposal = r.proposal
@@ -208,11 +210,14 @@ def reproduce_round(
     if model_dir is None:  # without the model the MI filter cannot run, so neither check can be re-done
         return both(UNVERIFIABLE, f"base model {previous.manifest.base_model_sha256[:16]}… not found; "
                                   "pass --model-dir")
-    # The committee's gates, MI filter included (probe from the round's seed), when the base model is here.
+    if claim_seed is None:
+        return both(UNVERIFIABLE, "the submission deadline block's hash (the claim seed, which draws the probe) "
+                                  "was not read")
+    # The committee's gates, MI filter included (probe from the round's claim seed), when the base model is here.
     accepted = sorted(proposal.accepted, key=str.lower)
     try:
         verdict, chosen = review_accepted_set(source.store, rid, available, previous, accepted, model_dir=model_dir,
-                                              params=params, probe_seed=r.opened.seed if r.opened else None,
+                                              params=params, probe_seed=claim_seed,
                                               device=device, gates=spec.gates, privacy=spec.privacy,
                                               max_sample_count=max_sample_count)
     except (StoreError, UpdateError) as exc:  # only round-wide inputs raise: the probe corpus

@@ -278,7 +278,8 @@ def run_audit(
                 if reproduce and spec is not None:
                     rules = spec if gates is None else spec.model_copy(update={"gates": gates})
                     round_findings += reproduce_round(source, r, start, content, models, rules,
-                                                      history.params.max_sample_count, device=device)
+                                                      history.params.max_sample_count, history.claim_seed(r),
+                                                      device=device)
                 elif reproduce:
                     round_findings += [Finding(c, UNVERIFIABLE, rid, detail="the federation spec is unavailable")
                                        for c in ("accepted-set", "aggregate-cid")]

@@ -138,7 +138,8 @@ class SimulatedFederation:
         self.round_cids[round_id] = cids
         info = c.round_info(round_id)
         advance_blocks(w3, max(0, info.submission_deadline + 1 - int(w3.eth.block_number)))
-        alpha = sortition.vrf_alpha(chain_id, c.address, round_id, info.seed)
+        claim_seed = c.claim_seed(round_id)
+        alpha = sortition.vrf_alpha(chain_id, c.address, round_id, claim_seed)
         total = STAKE_WEI * len(self.nodes)
         scores: dict[str, int] = {}
         for node in self.nodes:
@@ -156,7 +157,7 @@ class SimulatedFederation:
             return round_id
         passing, _rejected = check_submissions(self.store, round_id, submissions, previous, gates=self.spec.gates,
                                                privacy=self.spec.privacy,
-                                               model_dir=self.model_dir, params=self.params, probe_seed=info.seed,
+                                               model_dir=self.model_dir, params=self.params, probe_seed=claim_seed,
                                                max_sample_count=c.max_sample_count())
         cid, accepted = (proposer or SimulatedFederation.honest_proposal)(self, round_id, previous, passing)
         c.propose_aggregate(by_address[order[0]], round_id, cid_to_bytes(cid), list(accepted),

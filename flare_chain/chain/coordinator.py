@@ -250,15 +250,32 @@ class CoordinatorClient:
             raise ConfigError(f"manifest_hash must be 32 bytes, got {len(manifest_hash)}")
         return self._send(account, "submitUpdate", round_id, bytes(cid), sample_count, bytes(manifest_hash))
 
+    def claim_seed(self, round_id: int) -> bytes:
+        """The seed ``round_id``'s seats and probe windows are drawn on (``sortition.claim_seed``).
+
+        The round's seed mixed with the hash of its submission deadline block, read
+        from the node (any block, unlike the contract's ``claimSeed``, which only
+        reaches 256 blocks back). Raises ChainError before that block is mined.
+        """
+        info = self.round_info(round_id)
+        if info.status == RoundStatus.NONE:
+            raise ChainError(f"round {round_id} was never opened on {self.address}; it has no claim seed")
+        deadline = int(info.submission_deadline)
+        head = int(self.w3.eth.block_number)
+        if head < deadline:
+            raise ChainError(f"round {round_id}'s claim seed needs the hash of its submission deadline block "
+                             f"{deadline}, and the chain is at block {head}; draw seats from block {deadline + 1}")
+        block_hash = bytes(self.w3.eth.get_block(deadline)["hash"])  # type: ignore[arg-type]
+        return sortition.claim_seed(info.seed, block_hash)
+
     def draw_seat(self, account: LocalAccount, round_id: int) -> SeatDraw:
         """Evaluate ``account``'s VRF on ``round_id``'s input and whether it wins a seat (sends nothing).
 
-        Reads the round's seed and sortition and the node's stake from the chain;
-        the proof is made locally with the account's key.
+        Reads the round's claim seed (so only after its submission deadline) and
+        sortition and the node's stake from the chain; the proof is made locally
+        with the account's key.
         """
-        alpha = sortition.vrf_alpha(
-            int(self.w3.eth.chain_id), self.address, round_id, self.round_info(round_id).seed
-        )
+        alpha = sortition.vrf_alpha(int(self.w3.eth.chain_id), self.address, round_id, self.claim_seed(round_id))
         proof = vrf.prove(bytes(account.key), alpha)
         output = vrf.proof_to_hash(proof)
         info, node = self.sortition_info(round_id), self.node_info(account.address)
@@ -280,9 +297,7 @@ class CoordinatorClient:
         another round, seed or key reaches the contract and fails its check.
         Raises ``InvalidProof`` for bytes that do not even decode as a proof.
         """
-        alpha = sortition.vrf_alpha(
-            int(self.w3.eth.chain_id), self.address, round_id, self.round_info(round_id).seed
-        )
+        alpha = sortition.vrf_alpha(int(self.w3.eth.chain_id), self.address, round_id, self.claim_seed(round_id))
         key = vrf.public_key(bytes(account.key))
         return self.claim_seat_with_params(
             account, round_id, vrf.compute_fast_verify_params(key, proof, alpha)
@@ -448,7 +463,11 @@ class CoordinatorClient:
         return int(self._view("seatWeightOf", round_id, to_checksum_address(address), bytes(output)))
 
     def vrf_input(self, round_id: int) -> bytes:
-        """The contract's VRF input ``alpha`` for ``round_id`` (see ``sortition.vrf_alpha``)."""
+        """The contract's VRF input ``alpha`` for ``round_id`` (see ``sortition.vrf_alpha``).
+
+        Readable only while the contract can read the claim seed (from the block
+        after the submission deadline, for 256 blocks); ``claim_seed`` works at any time.
+        """
         return bytes(self._view("vrfInput", round_id))
 
     def is_committee_member(self, round_id: int, address: str) -> bool:

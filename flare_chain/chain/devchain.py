@@ -21,18 +21,22 @@ DEV_CLIENT_PREFIXES = ("anvil/", "flare-chain-devrpc/", "EthereumTester/", "Hard
 """``web3_clientVersion`` prefixes of local development chains, whose unlocked accounts hold public test ether."""
 
 
-def in_process_chain() -> Web3:
+def in_process_chain(*, randao_secret: bytes | None = None) -> Web3:
     """A fresh in-process chain (eth-tester with the py-evm backend) and its ``Web3``.
 
     Its pre-funded accounts are unlocked (``w3.eth.accounts``); use
-    ``fund_accounts`` to give locally generated keys ether.
+    ``fund_accounts`` to give locally generated keys ether. Each block's
+    prevrandao is ``keccak256(secret ‖ number)`` with a secret drawn per chain
+    (``randao_secret`` fixes it, for a test that needs the same draws every run),
+    and blocks report it as their ``mixHash``, so round seeds cannot be computed
+    before deployment and the auditor can check them (``chain.tester_backend``).
     """
     from eth_tester import EthereumTester
     from web3 import EthereumTesterProvider
 
-    from flare_chain.chain.tester_backend import IndexedPyEVMBackend
+    from flare_chain.chain.tester_backend import RandaoPyEVMBackend
 
-    return Web3(EthereumTesterProvider(EthereumTester(IndexedPyEVMBackend())))
+    return Web3(EthereumTesterProvider(EthereumTester(RandaoPyEVMBackend(randao_secret=randao_secret))))
 
 
 def fund_accounts(

@@ -42,7 +42,7 @@ _HINTS: dict[str, str] = {
     "CoordinatorFederationSpecAfterFirstRound": "set the federation spec before opening the first round",
     "CoordinatorGlobalAdapterNotInitialized": "initialize the global adapter before opening a round",
     "CoordinatorPreviousRoundNotFinalized": "wait for the previous round to commit or call finalize_round after its deadline",
-    "CoordinatorPhaseOutOfBounds": ("each phase is 1..100800 blocks and the claim window at least 3 "
+    "CoordinatorPhaseOutOfBounds": ("each phase is 1..100800 blocks and the claim window 3..256 "
                                     "(phase 0 submission, 1 claim, 2 proposal, 3 voting); see phaseBounds()"),
     "CoordinatorInvalidExpectedCommitteeSize": "the expected committee size k must be between the minimum committee size and 1000",
     "CoordinatorOneSeatCommits": ("raise min_committee_size or the approval threshold so that "
@@ -57,6 +57,9 @@ _HINTS: dict[str, str] = {
     "CoordinatorDuplicateSubmission": "this node already submitted for this round; one submission per round",
     "CoordinatorZeroSampleCount": "sample_count must be at least 1",
     "CoordinatorOutsideClaimWindow": "claim seats after the submission deadline and until the claim deadline",
+    "CoordinatorClaimSeedUnavailable": ("the contract reads a round's claim seed only in the 256 blocks after its "
+                                        "submission deadline; use CoordinatorClient.claim_seed, which reads the "
+                                        "block hash from the node"),
     "CoordinatorNotEligible": ("a node sits on committees of rounds opened after it registered and before "
                                "it asked to unbond"),
     "CoordinatorStakeTooHigh": "one node may stake at most 2^80 wei; spread a larger stake over several nodes",

@@ -7,13 +7,18 @@ py-evm keeps a hash → (block, index) lookup for canonical transactions;
 ``IndexedPyEVMBackend`` uses it, with the same answers.
 
 
-eth-tester runs a block's transactions against a pending header and, when it
-seals the block, draws a fresh random ``mixHash`` for it, so the ``mixHash``
-it reports is not the ``block.prevrandao`` the contract used, and no seed can
-be recomputed from it. Real clients (geth, anvil, reth) report the value the
-EVM saw. This backend seals each block with its pending header's ``mixHash``
-and gives the next pending header a fresh value derived from the sealed block,
-so histories built on it can be audited like any other chain.
+eth-tester runs a block's transactions against a pending header whose
+``mixHash`` is 0, so every transaction sees ``block.prevrandao == 0`` and every
+round seed on such a chain can be computed before the contract is deployed.
+When it seals the block it then draws a fresh random ``mixHash`` for it, so
+the value it reports is not the one the contract used either, and no seed can
+be recomputed from it. Real clients (geth, anvil, reth) give each block a
+prevrandao nobody knew before its parent was sealed and report the value the
+EVM saw. ``RandaoPyEVMBackend`` does the same: each chain draws a secret at
+start-up, block ``n``'s prevrandao is ``keccak256(secret ‖ n)`` (unknown to
+anyone outside the process, different on every chain), the pending header
+carries it while the block's transactions run, and the sealed block reports
+it, so histories built on it can be audited like any other chain.
 
 It also answers ``eth_estimateGas`` with a fixed generous limit instead of
 py-evm's binary search (some twenty executions per transaction, which
@@ -25,12 +30,14 @@ depend on the limit a transaction was sent with.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from eth_utils import keccak
 from web3 import Web3
 
-__all__ = ["FIXED_GAS_ESTIMATE", "IndexedPyEVMBackend", "audit_ready_chain", "faithful_backend_class"]
+__all__ = ["FIXED_GAS_ESTIMATE", "IndexedPyEVMBackend", "RandaoPyEVMBackend", "audit_ready_chain",
+           "faithful_backend_class", "randao_for_block"]
 
 
 FIXED_GAS_ESTIMATE = 8_000_000
@@ -84,30 +91,74 @@ def _indexed_backend_class() -> type:
 IndexedPyEVMBackend: type = _indexed_backend_class()
 
 
-def faithful_backend_class() -> type[Any]:
-    """A ``PyEVMBackend`` subclass whose sealed blocks carry the prevrandao their transactions saw.
+RANDAO_SECRET_BYTES = 32
+"""Length of a chain's prevrandao secret."""
 
-    Drop-in where a ``PyEVMBackend`` is built (``cls()``, ``cls.from_mnemonic(...)``), e.g. by a dev
-    RPC server whose histories should be auditable.
-    """
+
+def randao_for_block(secret: bytes, block_number: int) -> bytes:
+    """The prevrandao of block ``block_number`` on the chain drawn with ``secret``: keccak256(secret ‖ number)."""
+    return keccak(secret + block_number.to_bytes(32, "big"))
+
+
+def _randao_backend_class() -> type:
     from eth.vm.forks import PragueVM
     from eth.vm.forks.cancun import get_total_blob_gas
 
-    class PrevrandaoFaithfulBackend(IndexedPyEVMBackend):  # type: ignore[misc,valid-type]
+    class RandaoPyEVMBackend(IndexedPyEVMBackend):  # type: ignore[misc,valid-type]
+        """``IndexedPyEVMBackend`` whose blocks have an unpredictable prevrandao, reported as their ``mixHash``.
+
+        ``randao_secret`` fixes the chain's secret (reproducible draws for a test that
+        needs them); by default each chain draws its own from ``os.urandom``.
+        """
+
+        def __init__(self, *args: Any, randao_secret: bytes | None = None, **kwargs: Any) -> None:
+            if randao_secret is not None and len(randao_secret) != RANDAO_SECRET_BYTES:
+                from flare_chain.errors import ConfigError
+
+                raise ConfigError(f"randao_secret must be {RANDAO_SECRET_BYTES} bytes, got {len(randao_secret)}")
+            self._randao_secret = randao_secret if randao_secret is not None else os.urandom(RANDAO_SECRET_BYTES)
+            super().__init__(*args, **kwargs)
+
+        def _arm_pending_header(self) -> None:
+            # The pending header is rebuilt from its parent (mix_hash 0) after every seal, revert and reset.
+            header = self.chain.header
+            self.chain.header = header.copy(mix_hash=randao_for_block(self._randao_secret, header.block_number))
+
+        def reset_to_genesis(self, *args: Any, **kwargs: Any) -> None:
+            super().reset_to_genesis(*args, **kwargs)
+            self._arm_pending_header()
+
+        def revert_to_snapshot(self, snapshot: Any) -> None:
+            super().revert_to_snapshot(snapshot)
+            self._arm_pending_header()
+
         def mine_blocks(self, num_blocks: int = 1, coinbase: Any = b"\x00" * 20) -> tuple[bytes, ...]:
             hashes = []
             for _ in range(num_blocks):
+                # seal with the value the block's transactions saw, not a fresh random one
                 kwargs: dict[str, Any] = {"coinbase": coinbase, "mix_hash": self.chain.header.mix_hash}
                 if isinstance(self.chain.get_vm(), PragueVM):
                     kwargs["blob_gas_used"] = sum(
                         get_total_blob_gas(tx) for tx in self.chain.get_block().transactions
                     )
                 block = self.chain.mine_block(**kwargs)
-                self.chain.header = self.chain.header.copy(mix_hash=keccak(b"prevrandao" + block.hash))
+                self._arm_pending_header()
                 hashes.append(block.hash)
             return tuple(hashes)
 
-    return PrevrandaoFaithfulBackend
+    return RandaoPyEVMBackend
+
+
+RandaoPyEVMBackend: type = _randao_backend_class()
+
+
+def faithful_backend_class() -> type[Any]:
+    """The backend class whose blocks have an unpredictable prevrandao and report it (``RandaoPyEVMBackend``).
+
+    Drop-in where a ``PyEVMBackend`` is built (``cls()``, ``cls.from_mnemonic(...)``), e.g. by a dev
+    RPC server whose histories should be auditable.
+    """
+    return RandaoPyEVMBackend
 
 
 def _fast_estimates(backend: Any) -> Any:
@@ -118,9 +169,10 @@ def _fast_estimates(backend: Any) -> Any:
     return backend
 
 
-def audit_ready_chain() -> Web3:
-    """A fresh eth-tester chain like ``in_process_chain()`` whose reported ``mixHash`` is the prevrandao used."""
+def audit_ready_chain(*, randao_secret: bytes | None = None) -> Web3:
+    """A fresh ``in_process_chain()`` that also answers ``eth_estimateGas`` without executing (long histories)."""
     from eth_tester import EthereumTester
     from web3 import EthereumTesterProvider
 
-    return Web3(EthereumTesterProvider(EthereumTester(_fast_estimates(faithful_backend_class()()))))
+    backend = _fast_estimates(RandaoPyEVMBackend(randao_secret=randao_secret))
+    return Web3(EthereumTesterProvider(EthereumTester(backend)))

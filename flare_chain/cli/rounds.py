@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--submission-blocks", type=int, default=40, metavar="B",
                    help="blocks the nodes have to train, pin and submit")
     p.add_argument("--claim-blocks", type=int, default=10, metavar="B",
-                   help="blocks for committee seat claims (at least 3)")
+                   help="blocks for committee seat claims (3 to 256)")
     p.add_argument("--proposal-blocks", type=int, default=20, metavar="B",
                    help="blocks for the leader (then the next ranks) to propose the aggregate")
     p.add_argument("--voting-blocks", type=int, default=20, metavar="B", help="blocks for the committee's votes")

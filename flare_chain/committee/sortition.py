@@ -17,7 +17,13 @@ Proposers are ranked by ``leader_score``: the least of one hash per unit of
 weight, so each unit of seated weight is equally likely to lead.
 
 The VRF input binds chain, contract, round and seed (``vrf_alpha``), so a proof
-is valid for one round of one deployment only.
+is valid for one round of one deployment only. The seed is the round's *claim
+seed* (``claim_seed``): the seed fixed when the round opened, mixed with the hash
+of its submission deadline block. The owner chooses the opening block and so
+could re-draw the round seed a block at a time; the deadline block's hash is
+unknown when the round opens, so that choice no longer moves the draw. The
+contract reads the hash with ``blockhash``, which reaches back 256 blocks, so
+the claim window is at most ``MAX_CLAIM_BLOCKS`` long.
 
 The second half of the module is the committee's security in numbers: the
 weight held by a coalition with a share ``f`` of the stake is Poisson(``k·f``)
@@ -43,9 +49,11 @@ __all__ = [
     "ALPHA_LEN",
     "BPS",
     "DEFAULT_EXPECTED_COMMITTEE_SIZE",
+    "MAX_CLAIM_BLOCKS",
     "OUTPUT_SPACE",
     "WEIGHT_BITS",
     "CommitteeRisk",
+    "claim_seed",
     "committee_risk",
     "is_selected",
     "leader_order",
@@ -65,13 +73,33 @@ BPS = 10_000
 DEFAULT_EXPECTED_COMMITTEE_SIZE = 20
 """The expected committee size ``k`` the client opens rounds with unless told otherwise."""
 _MAX_STAKE = 2**96  # the contract keeps stakes and their total in 96 bits
+MAX_CLAIM_BLOCKS = 256
+"""Longest claim window ``openRound`` accepts: ``blockhash`` reaches 256 blocks back (``phaseBounds()``)."""
+
+
+def claim_seed(round_seed: bytes, deadline_block_hash: bytes) -> bytes:
+    """The seed a round's seats are drawn on: ``keccak256(abi.encode(round_seed, deadline_block_hash))``.
+
+    ``round_seed`` is the seed of the ``RoundOpened`` event (fixed by the owner's
+    choice of opening block); ``deadline_block_hash`` the hash of the round's
+    submission deadline block, which nobody knows when the round opens.
+    Byte-identical to the contract's ``claimSeed(round)``.
+    """
+    round_seed, deadline_block_hash = bytes(round_seed), bytes(deadline_block_hash)
+    if len(round_seed) != 32 or len(deadline_block_hash) != 32:
+        raise ConfigError(f"round seed and block hash must be 32 bytes each, got {len(round_seed)} and "
+                          f"{len(deadline_block_hash)}")
+    if deadline_block_hash == bytes(32):
+        raise ConfigError("the submission deadline block hash is zero: the block is not mined yet, or it is "
+                          "further back than blockhash reaches; read the block's hash from an RPC node")
+    return keccak(round_seed + deadline_block_hash)
 
 
 def vrf_alpha(chain_id: int, contract: str, round_id: int, seed: bytes) -> bytes:
     """The VRF input of a round: ``abi.encodePacked(uint256 chainid, address contract, uint256 round, bytes32 seed)``.
 
     116 bytes: chain id (32, big-endian), contract address (20), round (32),
-    seed (32). Byte-identical to the contract's ``vrfInput(round)``.
+    seed (32): the round's ``claim_seed``. Byte-identical to the contract's ``vrfInput(round)``.
     """
     if not is_address(contract):
         raise ConfigError(f"contract {contract!r} is not an Ethereum address")

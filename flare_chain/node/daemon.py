@@ -634,6 +634,11 @@ class Daemon:
     def _claim(self, round_id: int) -> None:
         def claim() -> None:
             if self._stored_tx(round_id, "claim") is None:
+                deadline = self.coordinator.round_info(round_id).submission_deadline
+                if int(self.coordinator.w3.eth.block_number) < deadline:
+                    # the claim seed mixes in the deadline block's hash: no draw exists before that block
+                    log.debug("round %d %s: claim seed not known before block %d", round_id, self.name, deadline)
+                    return
                 draw = self.coordinator.draw_seat(self.account, round_id)
                 if not draw.selected:
                     self._skip(round_id, "claim", f"not selected (VRF output {draw.output.hex()[:12]}… "

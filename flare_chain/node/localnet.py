@@ -26,6 +26,7 @@ from flare_chain.chain import (
     fund_accounts,
     in_process_chain,
 )
+from flare_chain.committee import sortition
 from flare_chain.ipfs import ContentStore, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.domains import available_domains, domain_texts
@@ -144,7 +145,7 @@ def open_round(net: Net, *, expected_committee_size: int | None = None, **blocks
     n = len(net.accounts)
     k = expected_committee_size or min(5 * n, 1000)  # Poisson(5) weight each: seated but for e^-5
     scaled = {"submission_blocks": max(ROUND_BLOCKS["submission_blocks"], 2 * n + 4),
-              "claim_blocks": max(ROUND_BLOCKS["claim_blocks"], min(n, 2 * k) + 4),
+              "claim_blocks": min(max(ROUND_BLOCKS["claim_blocks"], min(n, 2 * k) + 4), sortition.MAX_CLAIM_BLOCKS),
               "voting_blocks": max(ROUND_BLOCKS["voting_blocks"], min(n, 2 * k) + 4)}
     round_id, _ = net.coordinator.open_round(net.owner, **{**ROUND_BLOCKS, **scaled, **blocks},
                                              expected_committee_size=k)

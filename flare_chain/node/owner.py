@@ -30,6 +30,7 @@ from flare_chain.chain.contract_errors import coordinator_errors
 from flare_chain.chain.coordinator import CoordinatorClient
 from flare_chain.chain.devchain import advance_blocks
 from flare_chain.chain.records import RoundStatus
+from flare_chain.committee import sortition
 from flare_chain.errors import ChainError, FlareError
 from flare_chain.ipfs import KuboClient, cid_from_bytes, cid_to_bytes
 from flare_chain.protocol import Phase, RoundSchedule
@@ -58,7 +59,7 @@ class DriverSettings(BaseModel):
 
     rounds: int = Field(3, ge=1, le=10_000)
     submission_blocks: int = Field(40, ge=1)
-    claim_blocks: int = Field(10, ge=1)
+    claim_blocks: int = Field(10, ge=1, le=sortition.MAX_CLAIM_BLOCKS)
     proposal_blocks: int = Field(20, ge=1)
     voting_blocks: int = Field(20, ge=1)
     expected_committee_size: int = Field(20, ge=1, le=0xFFFF)

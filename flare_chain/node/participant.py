@@ -289,10 +289,11 @@ class Participant:
     ) -> tuple[list[CheckedUpdate], list[Rejection]]:
         """Run the committee's gates, MI filter included, exactly as every member and the auditor do.
 
-        The MI filter's probe windows come from the round's on-chain seed, fixed
-        when the round opened, so every member draws the same probe.
+        The MI filter's probe windows come from the round's claim seed, fixed by
+        the submission deadline block (so unknown to anyone who submitted), and
+        every member draws the same probe.
         """
-        seed = self.coordinator.round_info(round_id).seed
+        seed = self.coordinator.claim_seed(round_id)
         return check_submissions(self.store, round_id, submissions, previous, gates=self.spec.gates,
                                  privacy=self.spec.privacy, model_dir=self.model_dir, params=self.params,
                                  probe_seed=seed, device=self.device,
@@ -334,7 +335,7 @@ class Participant:
         proposal = self.coordinator.proposal(round_id)
         if proposal is None:
             return False, "no proposal on-chain", loss_before, None
-        seed = self.coordinator.round_info(round_id).seed
+        seed = self.coordinator.claim_seed(round_id)
         verdict, chosen = review_accepted_set(
             self.store, round_id, self.coordinator.submissions(round_id), previous, proposal.accepted,
             gates=self.spec.gates, privacy=self.spec.privacy, model_dir=self.model_dir, params=self.params,

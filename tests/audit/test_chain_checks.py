@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from flare_chain.audit import FAIL, PASS
+from flare_chain.audit import FAIL, PASS, UNVERIFIABLE
 from flare_chain.audit.checks import check_proposer, check_seats, check_seed, check_votes, required_approvals
 
 
@@ -40,3 +40,19 @@ def test_required_approvals_follows_the_contract_rule() -> None:
     assert required_approvals(6666, 6) == 4
     assert required_approvals(6667, 4) == 3
     assert required_approvals(10_000, 5) == 5
+
+
+def test_seats_are_checked_on_the_claim_seed_from_the_deadline_block_hash(fresh) -> None:
+    history = fresh.history()
+    r = history.rounds[1]
+    deadline = r.opened.submission_deadline
+    assert "claim seed" in check_seed(history, r).detail
+    assert {f.status for f in check_seats(history, r)} == {PASS}
+
+    # another hash for the submission deadline block: every seat's proof is on another input
+    history.block_hashes[deadline] = b"\x22" * 32
+    assert {f.status for f in check_seats(history, r)} == {FAIL}
+
+    # the block not read: nothing to check the proofs on, which is no pass
+    del history.block_hashes[deadline]
+    assert {f.status for f in check_seats(history, r)} == {UNVERIFIABLE}

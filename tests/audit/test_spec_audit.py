@@ -55,8 +55,9 @@ def test_a_median_round_fails_when_rebuilt_with_fedavg(median_fed) -> None:
     _, content = content_checks(source, r)
     models = ModelLocator(median_fed.model_dir, [])
     cap = history.params.max_sample_count
-    as_median = reproduce_round(source, r, history.initial_cid, content, models, SPEC, cap)
-    as_fedavg = reproduce_round(source, r, history.initial_cid, content, models, FederationSpec(), cap)
+    seed = history.claim_seed(r)
+    as_median = reproduce_round(source, r, history.initial_cid, content, models, SPEC, cap, seed)
+    as_fedavg = reproduce_round(source, r, history.initial_cid, content, models, FederationSpec(), cap, seed)
     assert {f.check: f.status for f in as_median}["aggregate-cid"] == PASS
     assert {f.check: f.status for f in as_fedavg}["aggregate-cid"] == "fail"
 

@@ -17,7 +17,7 @@ from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flare_chain.chain import deploy_coordinator, fund_accounts, in_process_chain
+from flare_chain.chain import advance_blocks, deploy_coordinator, fund_accounts, in_process_chain
 from flare_chain.committee import sortition, vrf
 from flare_chain.errors import ConfigError
 
@@ -52,6 +52,7 @@ def test_seat_weight_equals_the_contracts_seatWeightOf(chain, stakes, k):
     for node, stake in zip(nodes, stakes, strict=False):
         coordinator.register_node(node, stake)
     round_id, _ = coordinator.open_round(owner, 2, 3, 2, 2, expected_committee_size=k)
+    advance_blocks(w3, coordinator.round_info(round_id).submission_deadline - w3.eth.block_number)  # draws need it
 
     # Execute / Assert: the nodes' real outputs and a few edge outputs
     total = sum(stakes)
@@ -69,16 +70,15 @@ def test_vrf_alpha_equals_the_contracts_vrfInput(chain):
     coordinator.register_node(nodes[0], 10**18)
     coordinator.register_node(nodes[1], 10**18)
     round_id, _ = coordinator.open_round(owner, 2, 3, 2, 2, expected_committee_size=3)
-    seed = coordinator.round_info(round_id).seed
+    info = coordinator.round_info(round_id)
+    advance_blocks(w3, info.submission_deadline + 1 - w3.eth.block_number)
+    deadline_hash = bytes(w3.eth.get_block(info.submission_deadline)["hash"])
 
-    alpha = sortition.vrf_alpha(w3.eth.chain_id, coordinator.address, round_id, seed)
+    alpha = sortition.vrf_alpha(w3.eth.chain_id, coordinator.address, round_id,
+                                sortition.claim_seed(info.seed, deadline_hash))
 
     assert alpha == coordinator.vrf_input(round_id)
     assert len(alpha) == sortition.ALPHA_LEN == 116
-    # A round never opened has a zero seed in both.
-    assert coordinator.vrf_input(99) == sortition.vrf_alpha(
-        w3.eth.chain_id, coordinator.address, 99, bytes(32)
-    )
 
 
 # -- the rule itself ----------------------------------------------------------------------------

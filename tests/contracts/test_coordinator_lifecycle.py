@@ -10,25 +10,22 @@ from flare_chain.committee import sortition
 
 
 def _round_where_a_validator_weighs_one(network, **phases):
-    """Open a round whose ``k`` gives some validator seat weight exactly 1; (round, that validator).
+    """A round, in its claim window, in which some validator draws seat weight exactly 1; (round, that validator).
 
-    The seed of the next round does not depend on ``k``, so the round is opened once to learn
-    it, the weights are computed for each ``k`` in Python, and the round is opened again from
-    a snapshot with the first ``k`` that works.
+    Draws are unknown until the submission deadline block exists (the claim seed), so rounds are
+    opened with k = 4 (each validator's weight Poisson(≈1): weight 1 for one of the four with
+    p ≈ 0.84) and left to fail until one has such a validator (no such round in 20 with p ≈ 10^-16).
     """
-    c, tester = network.coordinator, network.w3.provider.ethereum_tester
-    snapshot = tester.take_snapshot()
-    round_id = network.open_round(**phases)
-    total = c.sortition_info(round_id).total_stake
-    outputs = {v.address: c.draw_seat(v, round_id).output for v in network.validators}
-    tester.revert_to_snapshot(snapshot)
-    for k in range(network.min_committee, 200):
+    c = network.coordinator
+    for _ in range(20):
+        round_id = network.open_round(k=4, **phases)
+        network.to_claims(round_id)
         for v in network.validators:
-            if sortition.seat_weight(outputs[v.address], k, network.member_stake, total) == 1:
-                assert network.open_round(k=k, **phases) == round_id
-                assert c.draw_seat(v, round_id).weight == 1
+            if c.draw_seat(v, round_id).weight == 1:
                 return round_id, v
-    raise AssertionError("no k below 200 gives a validator weight 1")
+        network.to_proposals(round_id)  # nobody claimed: the round fails for want of weight
+        c.finalize_round(network.outsider, round_id)
+    raise AssertionError("no validator drew weight 1 in 20 rounds of k = 4")
 
 
 def _submit_all(network, round_id, nodes):
@@ -149,7 +146,9 @@ def test_vrf_input_and_seat_weights_match_the_python_sortition(network):
     c = network.coordinator
     round_id = network.open_round(k=3)
     info = c.sortition_info(round_id)
-    alpha = sortition.vrf_alpha(network.w3.eth.chain_id, c.address, round_id, c.round_info(round_id).seed)
+    network.to_claims(round_id)
+    advance_blocks(network.w3, 1)  # the view runs at the latest block, which must be past the deadline
+    alpha = sortition.vrf_alpha(network.w3.eth.chain_id, c.address, round_id, c.claim_seed(round_id))
 
     assert c.vrf_input(round_id) == alpha and len(alpha) == sortition.ALPHA_LEN
     for node in [*network.validators, network.participant]:
@@ -194,8 +193,7 @@ def test_round_without_proposal_fails_with_NoProposal_and_keeps_previous_adapter
 def test_round_with_fewer_seats_than_the_minimum_fails_safely_and_keeps_previous_adapter(network, reverts):
     c = network.coordinator
     round_id, lonely = _round_where_a_validator_weighs_one(network, submission=3, claim=3, proposal=5, voting=5)
-    _submit_all(network, round_id, [lonely])
-    network.seat(round_id, [lonely])  # one seat of weight 1, minimum two
+    network.seat(round_id, [lonely])  # one seat of weight 1, minimum two (the contract never looks up submissions)
     network.to_proposals(round_id)
     with reverts("CoordinatorCommitteeTooSmall", round_id, 1, network.min_committee):
         c.propose_aggregate(lonely, round_id, network.cid("lonely"), [lonely.address])
@@ -293,7 +291,9 @@ def test_next_round_chains_seed_and_starts_from_the_committed_adapter(network):
     seed_1, opened_2 = c.round_info(first).seed, c.round_opened(second)
     assert opened_2.seed == keccak(encode(["bytes32", "bytes32"], [seed_1, prevrandao]))
     assert opened_2.global_cid == network.cid("aggregate")
-    assert c.vrf_input(second) != c.vrf_input(first)
+    network.to_claims(second)
+    advance_blocks(network.w3, 1)  # the view runs at the latest block, which must be past the deadline
+    assert c.vrf_input(second) != sortition.vrf_alpha(network.w3.eth.chain_id, c.address, second, c.claim_seed(first))
 
 
 def test_first_seed_chains_from_chain_id_and_contract_address(network):
@@ -325,8 +325,10 @@ def test_node_registered_while_a_round_is_open_is_eligible_from_the_next_round(n
     assert c.is_committee_member(second, late.address)
 
 
-def test_submission_costs_at_most_60k_gas_and_a_seat_claim_at_most_100k(network):
-    round_id = network.open_round()
+def test_submission_costs_at_most_60k_gas_and_a_seat_claim_at_most_120k(network):
+    # k = 8: ordinary weights (Poisson(2) each). Seeds change every run, and with them the number of
+    # hash-to-curve tries (1.4k gas each, geometric), so the bound is the README's target, not one run's figure.
+    round_id = network.open_round(k=8)
     submit_gas = [
         network.coordinator.submit_update(
             node, round_id, network.cid(f"u{i}"), 1000, keccak(text=f"m{i}")
@@ -334,9 +336,7 @@ def test_submission_costs_at_most_60k_gas_and_a_seat_claim_at_most_100k(network)
         for i, node in enumerate(network.validators)
     ]
     network.to_claims(round_id)
-    claim_gas = [
-        network.coordinator.claim_seat(v, round_id, network.coordinator.draw_seat(v, round_id).proof).gas_used
-        for v in network.validators
-    ]
+    draws = [(v, network.coordinator.draw_seat(v, round_id)) for v in network.validators]
+    claim_gas = [network.coordinator.claim_seat(v, round_id, draw.proof).gas_used for v, draw in draws if draw.selected]
     assert max(submit_gas) <= 60_000, submit_gas
-    assert max(claim_gas) <= 100_000, claim_gas
+    assert claim_gas and max(claim_gas) <= 120_000, claim_gas

@@ -176,23 +176,33 @@ def test_expected_size_above_the_bound_reverts_with_CoordinatorInvalidExpectedCo
         network.open_round(k=1001)
 
 
-@pytest.mark.parametrize(("durations", "phase", "blocks", "least"), [
-    ((0, 5, 5, 5), 0, 0, 1), ((5, 0, 5, 5), 1, 0, 3), ((5, 5, 0, 5), 2, 0, 1), ((5, 5, 5, 0), 3, 0, 1),
+@pytest.mark.parametrize(("durations", "phase", "blocks", "least", "most"), [
+    ((0, 5, 5, 5), 0, 0, 1, 100_800), ((5, 0, 5, 5), 1, 0, 3, 256), ((5, 5, 0, 5), 2, 0, 1, 100_800),
+    ((5, 5, 5, 0), 3, 0, 1, 100_800),
     # A claim window of one or two blocks would let a node that computed its proof in advance sit alone.
-    ((5, 2, 5, 5), 1, 2, 3),
+    ((5, 2, 5, 5), 1, 2, 3, 256),
+    # Claims past 256 blocks after the submission deadline could not read its block hash (the claim seed).
+    ((5, 257, 5, 5), 1, 257, 3, 256),
     # Phases of 2^61 blocks would freeze finalizeRound and every later round (and the stakes) for good.
-    ((2**61, 5, 5, 5), 0, 2**61, 1), ((5, 5, 5, 100_801), 3, 100_801, 1), ((5, 5, 2**63, 5), 2, 2**63, 1),
+    ((2**61, 5, 5, 5), 0, 2**61, 1, 100_800), ((5, 5, 5, 100_801), 3, 100_801, 1, 100_800),
+    ((5, 5, 2**63, 5), 2, 2**63, 1, 100_800),
 ])
 def test_phase_length_out_of_bounds_reverts_with_CoordinatorPhaseOutOfBounds(
-    network, reverts, durations, phase, blocks, least
+    network, reverts, durations, phase, blocks, least, most
 ):
-    with reverts("CoordinatorPhaseOutOfBounds", phase, blocks, least, 100_800):
+    with reverts("CoordinatorPhaseOutOfBounds", phase, blocks, least, most):
         network.coordinator.open_round(network.owner, *durations)
 
 
 def test_phases_at_their_bounds_open_a_round(network):
     network.coordinator.open_round(network.owner, 1, 3, 1, 100_800)
     assert network.coordinator.round_info(1).vote_deadline == network.head() + 1 + 3 + 1 + 100_800
+
+
+def test_the_longest_claim_window_opens_a_round(network):
+    network.coordinator.open_round(network.owner, 1, 256, 1, 1)
+    info = network.coordinator.round_info(1)
+    assert info.claim_deadline - info.submission_deadline == 256
 
 
 def test_open_while_previous_round_open_reverts_with_CoordinatorPreviousRoundNotFinalized(
@@ -470,7 +480,7 @@ def test_finalize_of_final_or_unknown_round_reverts_with_CoordinatorNothingToFin
 
 
 def test_phase_bounds_view_states_the_bounds_open_round_enforces(network):
-    assert network.coordinator.contract.functions.phaseBounds().call() == [3, 100_800, 1000]
+    assert network.coordinator.contract.functions.phaseBounds().call() == [3, 100_800, 1000, 256]
 
 
 @pytest.mark.parametrize("samples", [DEFAULT_MAX_SAMPLE_COUNT + 1, 2**64 - 1])

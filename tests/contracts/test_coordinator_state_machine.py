@@ -186,6 +186,12 @@ class CoordinatorModel(RuleBasedStateMachine):
     @rule(actor=ACTORS)
     def claim(self, actor: int) -> None:
         node, r = self.actors[actor], self._round()
+        if self.network.head() < r.submission_deadline:
+            # the claim seed mixes in the submission deadline block's hash: nobody can draw before that block
+            with pytest.raises(ChainError, match="claim seed needs the hash"):
+                self.c.draw_seat(node, self.current)
+            event("draw refused before the seed exists")
+            return
         draw = self.c.draw_seat(node, self.current) if node.address in self.registered else None
         eligible = self._eligible(node.address, self.current)
         weight = (sortition.seat_weight(draw.output, self.network.expected_size, self.stakes[node.address],
@@ -207,7 +213,9 @@ class CoordinatorModel(RuleBasedStateMachine):
             assert draw.weight == weight
         proof = draw.proof if draw is not None else bytes(81)
         if node.address not in self.registered:
-            proof = vrf.prove(bytes(node.key), self.c.vrf_input(self.current))
+            alpha = sortition.vrf_alpha(self.network.w3.eth.chain_id, self.c.address, self.current,
+                                        self.c.claim_seed(self.current))
+            proof = vrf.prove(bytes(node.key), alpha)
         if self._expect(error, lambda: self.c.claim_seat(node, self.current, proof)):
             r.weights[node.address] = weight
             r.scores[node.address] = sortition.leader_score(draw.output, weight)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flare_chain.chain import RoundStatus
+from flare_chain.committee import sortition, vrf
 from flare_chain.protocol import RoundSchedule
 
 MANIFEST = b"\x00" * 32
@@ -79,13 +80,16 @@ def test_claim_window_matches_the_contract(network, reverts):
     member = network.validators[0]
     network.next_tx_in_block(schedule.submission_deadline)
     assert not schedule.accepts_claim(network.head() + 1)
-    draw = c.draw_seat(member, round_id)
+    # no proof can be drawn yet (the claim seed needs the deadline block), so try one on the round seed
+    alpha = sortition.vrf_alpha(network.w3.eth.chain_id, c.address, round_id, c.round_info(round_id).seed)
+    early = vrf.compute_fast_verify_params(vrf.public_key(bytes(member.key)), vrf.prove(bytes(member.key), alpha),
+                                           alpha)
     with reverts("CoordinatorOutsideClaimWindow", round_id, schedule.submission_deadline + 1,
                  schedule.claim_deadline):
-        c.claim_seat(member, round_id, draw.proof)
+        c.claim_seat_with_params(member, round_id, early)
     network.next_tx_in_block(schedule.submission_deadline + 1)
     assert schedule.accepts_claim(network.head() + 1)
-    c.claim_seat(member, round_id, draw.proof)
+    c.claim_seat(member, round_id, c.draw_seat(member, round_id).proof)
     late = network.validators[1]
     network.next_tx_in_block(schedule.claim_deadline + 1)
     assert not schedule.accepts_claim(network.head() + 1)

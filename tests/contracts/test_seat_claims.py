@@ -20,6 +20,7 @@ from flare_chain.chain import RoundStatus
 from flare_chain.committee import secp256k1 as ec
 from flare_chain.committee import sortition, vrf
 from flare_chain.committee.vrf import FastVerifyParams, InvalidProof, compute_fast_verify_params
+from flare_chain.errors import ChainError
 
 MANIFEST = keccak(text="manifest")
 
@@ -37,7 +38,7 @@ class Operand(IntEnum):
 def _alpha(network, round_id: int, seed: bytes | None = None) -> bytes:
     c = network.coordinator
     return sortition.vrf_alpha(
-        network.w3.eth.chain_id, c.address, round_id, c.round_info(round_id).seed if seed is None else seed
+        network.w3.eth.chain_id, c.address, round_id, c.claim_seed(round_id) if seed is None else seed
     )
 
 
@@ -259,7 +260,7 @@ def _for_other_input(network, node, round_id: int, alpha: bytes, reverts, claim)
 
 def test_proof_for_another_round_reverts(network, reverts, claim_round):
     node = network.validators[0]
-    _for_other_input(network, node, claim_round, _alpha(network, claim_round + 1), reverts, node)
+    _for_other_input(network, node, claim_round, _alpha(network, claim_round + 1, network.coordinator.claim_seed(claim_round)), reverts, node)
 
 
 def test_proof_for_another_seed_reverts(network, reverts, claim_round):
@@ -271,7 +272,7 @@ def test_proof_for_another_seed_reverts(network, reverts, claim_round):
 
 def test_proof_for_another_contract_or_chain_reverts(network, reverts, claim_round):
     node, c = network.validators[0], network.coordinator
-    seed = c.round_info(claim_round).seed
+    seed = c.claim_seed(claim_round)
     other_chain = sortition.vrf_alpha(network.w3.eth.chain_id + 1, c.address, claim_round, seed)
     _for_other_input(network, node, claim_round, other_chain, reverts, node)
 
@@ -326,10 +327,16 @@ def test_claim_before_the_window_reverts_with_CoordinatorOutsideClaimWindow(netw
     round_id = network.open_round(submission=4, claim=3)
     info = c.round_info(round_id)
     network.next_tx_in_block(info.submission_deadline)
+    # nobody can draw yet (the claim seed needs the deadline block's hash), so the claim is made on the
+    # round seed; the window is checked before the proof
+    with pytest.raises(ChainError, match="claim seed needs the hash"):
+        c.draw_seat(node, round_id)
+    alpha = _alpha(network, round_id, info.seed)
+    params = compute_fast_verify_params(vrf.public_key(bytes(node.key)), vrf.prove(bytes(node.key), alpha), alpha)
     with reverts(
         "CoordinatorOutsideClaimWindow", round_id, info.submission_deadline + 1, info.claim_deadline
     ):
-        c.claim_seat(node, round_id, c.draw_seat(node, round_id).proof)
+        c.claim_seat_with_params(node, round_id, params)
 
 
 def test_claim_after_the_window_reverts_with_CoordinatorOutsideClaimWindow(network, reverts, claim_round):
@@ -346,8 +353,13 @@ def test_claim_after_the_window_reverts_with_CoordinatorOutsideClaimWindow(netwo
 
 def test_claim_for_a_round_never_opened_reverts_with_CoordinatorRoundNotOpen(network, reverts, claim_round):
     node = network.validators[0]
-    proof = vrf.prove(bytes(node.key), _alpha(network, claim_round + 1))
+    alpha = _alpha(network, claim_round + 1, network.coordinator.claim_seed(claim_round))
+    proof = vrf.prove(bytes(node.key), alpha)
     with reverts("CoordinatorRoundNotOpen", claim_round + 1, RoundStatus.NONE):
+        network.coordinator.claim_seat_with_params(
+            node, claim_round + 1, compute_fast_verify_params(vrf.public_key(bytes(node.key)), proof, alpha))
+    # the client, which needs the round's claim seed, refuses before sending anything
+    with pytest.raises(ChainError, match="never opened"):
         network.coordinator.claim_seat(node, claim_round + 1, proof)
 
 

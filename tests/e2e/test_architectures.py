@@ -25,12 +25,12 @@ TARGETS = {"gpt2": ["attn.c_proj", "c_attn"], "gpt_neox": ["dense", "query_key_v
 def test_a_round_commits_on_the_architecture_with_its_detected_targets(
     family: str, tmp_path: Path, arch_model_dirs: dict[str, Path], tiny_train_params
 ) -> None:
-    # Prepare: 4 nodes, k=3, on a random-weight checkpoint with its own BPE tokenizer. The MI filter is off:
+    # Prepare: 4 nodes, k=20, on a random-weight checkpoint with its own BPE tokenizer. The MI filter is off:
     # a random-weight model's argmax predictions carry no task signal, so its NMI scores are noise (it left
     # one honest node out at z -3.6 against a threshold of -3.5); this test is about the architecture.
     spec = FederationSpec(lora=tiny_train_params, gates=GateSettings(mutual_information=False))
     config = FederationConfig(nodes=4, rounds=1, work_dir=tmp_path, model_dir=arch_model_dirs[family],
-                              train=tiny_train_params, expected_committee_size=3, min_committee_size=2,
+                              train=tiny_train_params, expected_committee_size=20, min_committee_size=2,
                               show_progress=False, spec=spec)
     # Execute
     report = run_federation(config)

@@ -1,7 +1,7 @@
 """The VRF committee in a real round: silent leaders, too-small committees, seats nobody won.
 
-eth-tester's prevrandao is 0 and the demo keys are fixed, so every draw here is
-deterministic; stake skew makes each scenario hold with overwhelming
+The in-process chain draws a fresh prevrandao secret every run, so the seats
+differ each time; stake skew makes each scenario hold with overwhelming
 probability for any seed, not only for the one the chain happens to produce.
 """
 

@@ -27,7 +27,7 @@ def test_clean_federation_on_the_skills_task_lowers_held_out_loss_by_a_fifth_and
     train = LoraTrainParams(rank=4, alpha=8, learning_rate=1e-2, epochs=2, batch_size=8, seq_len=SKILLS_SEQ_LEN,
                             max_train_windows=64, max_val_windows=16, num_threads=2)
     config = FederationConfig(nodes=4, rounds=3, work_dir=tmp_path, model_dir=model_dir, train=train,
-                              expected_committee_size=3, min_committee_size=2, task_records_per_node=120,
+                              expected_committee_size=20, min_committee_size=2, task_records_per_node=120,
                               compression={"rank": 0}, show_progress=False)
     # Execute
     report = run_federation(config)

@@ -40,7 +40,7 @@ def test_a_round_commits_and_audits_with_each_node_on_its_own_format(
     data = _write_node_data(tmp_path / "data")
     config = FederationConfig(nodes=4, rounds=1, work_dir=tmp_path / "work", model_dir=arch_model_dirs["qwen2"],
                               data_dir=data, train=tiny_train_params.model_copy(update={"seq_len": 64}),
-                              expected_committee_size=3, min_committee_size=2, show_progress=False)
+                              expected_committee_size=20, min_committee_size=2, show_progress=False)
     # Execute
     fed = setup_federation(config)
     r = run_round(fed)
@@ -53,11 +53,11 @@ def test_a_round_commits_and_audits_with_each_node_on_its_own_format(
                          block=fed.coordinator.deployment_block)
     audit = run_audit(fed.coordinator.w3, target, ContentSource(fed.store), model_dir=fed.model_dir,
                       model_search=[], show_progress=False)
-    # every check but seed-chain: the in-process chain's prevrandao is not what the auditor derives seeds from
-    # (the same on the stdlib-domain federation; the simulated histories in tests/audit pass it)
-    failing = [f.line() for f in audit.failures if f.check != "seed-chain"]
+    # every check, seed-chain included: in-process blocks report the prevrandao their transactions saw
+    failing = [f.line() for f in audit.failures]
     assert not failing, failing
-    assert {f.check for f in audit.findings if f.status == PASS} >= {"accepted-set", "aggregate-cid", "cid-bytes"}
+    assert {f.check for f in audit.findings if f.status == PASS} >= {"accepted-set", "aggregate-cid", "cid-bytes",
+                                                                       "seed-chain"}
 
 
 def test_a_bad_line_in_one_nodes_data_stops_the_federation_before_anything_is_built(
@@ -68,7 +68,7 @@ def test_a_bad_line_in_one_nodes_data_stops_the_federation_before_anything_is_bu
         fh.write('{"instruction": "Add one.", "input": "5"}\n')
     config = FederationConfig(nodes=4, rounds=1, work_dir=tmp_path / "work", model_dir=arch_model_dirs["qwen2"],
                               data_dir=data, train=tiny_train_params, show_progress=False,
-                              expected_committee_size=3, min_committee_size=2)
+                              expected_committee_size=20, min_committee_size=2)
     with pytest.raises(TrainingError, match=r'node-2.jsonl line 41: field "output" is missing'):
         run_federation(config)
     assert not (tmp_path / "work").exists()  # no store was created, nothing pinned

@@ -27,7 +27,7 @@ def test_each_spec_aggregator_commits_its_own_aggregate(tmp_path: Path, tiny_mod
     spec = FederationSpec(name=f"{aggregator} federation", lora=tiny_train_params, gates=gates,
                           aggregator=AggregatorSpec(name=aggregator, krum_byzantine=1, trim_fraction=0.2))
     config = FederationConfig(nodes=5, rounds=1, work_dir=tmp_path, model_dir=tiny_model_dir, spec=spec,
-                              expected_committee_size=5, min_committee_size=2, show_progress=False)
+                              expected_committee_size=20, min_committee_size=2, show_progress=False)
     fed = setup_federation(config)
     spec_cid = cid_from_bytes(fed.coordinator.federation_spec_cid())
     pinned = fetch_spec(fed.store, spec_cid)  # the chain names the spec the members follow
@@ -55,7 +55,7 @@ def test_a_local_dp_federation_commits_noised_updates(tmp_path: Path, tiny_model
     spec = FederationSpec(name="dp federation", lora=tiny_train_params, privacy=dp,
                           committee=CommitteeSpec(vote_tolerance=1.0))
     config = FederationConfig(nodes=3, rounds=1, work_dir=tmp_path, model_dir=tiny_model_dir, spec=spec,
-                              expected_committee_size=3, min_committee_size=2, show_progress=False)
+                              expected_committee_size=20, min_committee_size=2, show_progress=False)
     fed = setup_federation(config)
     assert all(p.compressor is None for p in fed.participants)  # noise is full-rank: updates go dense
     report = run_round(fed)

@@ -39,7 +39,7 @@ def two_rounds(tmp_path_factory, tiny_model_dir, tiny_train_params):
     submissions (the committee part is what round 1 already shows). Built once for this module."""
     params = tiny_train_params.model_copy(update={"max_train_windows": 16, "max_val_windows": 8})
     config = FederationConfig(nodes=2, rounds=2, work_dir=tmp_path_factory.mktemp("fed"), model_dir=tiny_model_dir,
-                              train=params, expected_committee_size=2, min_committee_size=2, show_progress=False,
+                              train=params, expected_committee_size=20, min_committee_size=2, show_progress=False,
                               compression=CompressionSettings(rank=1, min_compression_rate=1.0))
     fed = setup_federation(config)
     for p in fed.participants:
