@@ -227,6 +227,19 @@ def test_a_commit_at_exactly_the_minimum_committee_passes(history, r) -> None:
     assert check_quorum(history, r).status == PASS
 
 
+def test_a_commit_with_approval_weight_exactly_the_threshold_passes(history, r) -> None:
+    # The contract commits at a·10000 >= bps·K: an auditor that demanded one more unit of weight would
+    # raise a false alarm on every round that commits with no weight to spare. Choose the threshold
+    # the round's approvals meet exactly (K < 10000, so the floor leaves needed == approvals).
+    approvals, total, _ = _tally(history, r)
+    history.params = dataclasses.replace(history.params, approval_threshold_bps=approvals * 10_000 // total)
+    needed = required_approvals(history.params.approval_threshold_bps, total)
+    assert needed == approvals
+    finding = check_quorum(history, r)
+    assert finding.status == PASS
+    assert finding.detail == f"weight {approvals} of {total} approved (needed {needed})"
+
+
 def test_a_seat_claimed_after_the_commit_is_not_counted(history, r) -> None:
     # A heavy fifth seat after the commit: had it counted, the approvals would fall short
     late = dataclasses.replace(r.seats[0], node="0x" + "ee" * 20, block_number=r.outcome.block_number + 1)
