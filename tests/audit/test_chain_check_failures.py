@@ -27,6 +27,7 @@ from flare_chain.audit.checks import (
 )
 from flare_chain.audit.history import History, RoundHistory
 from flare_chain.committee import sortition
+from flare_chain.ipfs.multiformats import cid_from_bytes
 
 
 @pytest.fixture
@@ -322,8 +323,13 @@ def test_a_proposal_without_a_seat_and_a_second_proposal_fail(history, r) -> Non
 
 def test_a_round_opened_on_another_adapter_than_the_last_committed_fails(history, r) -> None:
     assert check_global_chain(history, r, r.opened.global_cid).status == PASS
-    finding = check_global_chain(history, r, b"\x01\x55\x12\x20" + b"\x00" * 32)
-    assert finding.status == FAIL and "but the last committed adapter is" in finding.detail
+    other = b"\x01\x55\x12\x20" + b"\x00" * 32
+    finding = check_global_chain(history, r, other)
+    # the finding names both adapters as CIDs an operator can fetch, not as "<none>" or raw bytes
+    assert finding.status == FAIL
+    assert finding.detail == (f"opened on {cid_from_bytes(r.opened.global_cid)} but the last committed adapter "
+                              f"is {cid_from_bytes(other)}")
+    assert cid_from_bytes(other).startswith("bafkrei")
 
 
 def test_a_round_whose_total_stake_is_below_a_seats_stake_fails_the_seats_without_stopping_the_audit(

@@ -181,3 +181,26 @@ def test_state_with_an_invalid_saved_config_is_refused_as_corrupt() -> None:
     data = st_save({"q/w": torch.zeros(3, 1)}, metadata={STATE_METADATA_KEY: json.dumps(meta)})
     with pytest.raises(UpdateError, match=r"unreadable config .*delete it"):
         PowerSGDCompressor.from_state_bytes(data)
+
+
+@pytest.mark.parametrize("extra", ["momentum/w", "error/", "q/"])
+def test_state_holding_a_tensor_of_no_known_role_or_key_is_refused(extra: str) -> None:
+    # A state file edited by hand or written by another tool: a tensor that is neither a warm-start Q
+    # nor an error buffer of a named tensor must stop the restore, not be filed as error feedback
+    # under a wrong or empty name and added to the next update.
+    import json
+    import struct
+
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    c = PowerSGDCompressor(PowerSGDConfig(rank=1))
+    c.step({"w": torch.randn(64, 64, generator=torch.Generator().manual_seed(3))})
+    data = c.state_bytes()
+    (header_len,) = struct.unpack("<Q", data[:8])
+    metadata = json.loads(data[8 : 8 + header_len])["__metadata__"]
+    tensors = st_load(data)
+    tensors[extra] = torch.zeros(64, 1)
+    with pytest.raises(UpdateError, match=f"unexpected tensor '{extra}'"):
+        PowerSGDCompressor.from_state_bytes(st_save(tensors, metadata=metadata))
+    assert PowerSGDCompressor.from_state_bytes(data).encode({"w": torch.ones(64, 64)})  # the original still loads
