@@ -66,10 +66,17 @@ def test_epsilon_matches_the_rdp_accountant_and_grows_with_rounds() -> None:
 
 
 def test_bad_privacy_settings_are_refused() -> None:
-    with pytest.raises(ConfigError):
+    # the message states the bound the operator must meet: a clip norm of 0 is not allowed, noise 0 is
+    with pytest.raises(ConfigError, match=r"clip_norm must be a finite number > 0, got 0.0"):
         DPFedAvg(clip_norm=0.0, noise_multiplier=1.0)
-    with pytest.raises(ConfigError):
-        PrivacyAccountant(1.0, target_delta=1.5)
+    with pytest.raises(ConfigError, match=r"noise_multiplier must be a finite number >= 0, got -1.0"):
+        DPFedAvg(clip_norm=1.0, noise_multiplier=-1.0)
+    for delta in (0.0, 1.0, 1.5):  # δ is a probability strictly between 0 and 1
+        with pytest.raises(ConfigError, match="target_delta must be in"):
+            PrivacyAccountant(1.0, target_delta=delta)
+    with pytest.raises(ConfigError, match="sampling_probability must be in"):
+        PrivacyAccountant(1.0, sampling_probability=0.0)
+    assert PrivacyAccountant(1.0, sampling_probability=1.0).epsilon_after(1) > 0
 
 
 def test_dp_fedavg_without_noise_is_the_equal_weight_mean_of_the_clipped_updates() -> None:
