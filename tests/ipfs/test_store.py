@@ -254,3 +254,29 @@ def test_verify_reports_corrupt_blocks_and_repair_moves_them_aside(store: Conten
     store.add_bytes(data, cid_version=1)
     assert store.cat(cid) == data
     assert store.verify().corrupt == ()
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["scratch", "durable"])
+def test_a_short_write_is_finished_not_stored_torn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   durable: bool) -> None:
+    # writev may write less than asked (a full disk freeing up, a signal): every block write, the
+    # durable store's atomic_write and the batch writer alike, must finish the rest, or a torn block
+    # would sit under a CID whose hash it fails.
+    from flare_chain.ipfs import blockfiles
+
+    real_writev = os.writev
+    short = []
+
+    def writev_three_bytes(fd: int, pieces: list[bytes]) -> int:
+        short.append(fd)
+        return real_writev(fd, [bytes(b"".join(pieces)[:3])])
+
+    monkeypatch.setattr(blockfiles.os, "writev", writev_three_bytes)
+    store = ContentStore(tmp_path / "repo", durable=durable)
+    data = os.urandom(3000)
+    cid = store.add_bytes(data)
+    blockfiles.atomic_write(tmp_path / "plain", [b"hello ", b"world"], durable=durable)
+    monkeypatch.undo()
+    assert short  # the short write did happen
+    assert store.cat(cid) == data
+    assert (tmp_path / "plain").read_bytes() == b"hello world"
