@@ -99,6 +99,8 @@ TESTS: dict[str, tuple[str, ...]] = {
     # The UnixFS type numbers are read by dag.py (a HAMT root named as a directory), tested in test_dag
     "flare_chain/ipfs/dagpb.py": ("tests/ipfs/test_dagpb.py", "tests/ipfs/test_dag.py"),
     "flare_chain/ipfs/blockfiles.py": ("tests/ipfs/test_store.py",),
+    # dag.py walks what the store holds: ls, cat and pin go through it (test_store), test_dag has the edge cases
+    "flare_chain/ipfs/dag.py": ("tests/ipfs/test_dag.py", "tests/ipfs/test_store.py"),
     "flare_chain/ipfs/fetch.py": ("tests/ipfs/test_store.py", "tests/ipfs/test_kubo_client.py"),
     "flare_chain/ipfs/importer.py": ("tests/ipfs/test_store.py", "tests/ipfs/test_kubo_vectors.py"),
     "flare_chain/ipfs/unixfs.py": ("tests/ipfs/test_dag.py", "tests/ipfs/test_kubo_vectors.py"),

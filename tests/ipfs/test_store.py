@@ -280,3 +280,14 @@ def test_a_short_write_is_finished_not_stored_torn(tmp_path: Path, monkeypatch: 
     assert short  # the short write did happen
     assert store.cat(cid) == data
     assert (tmp_path / "plain").read_bytes() == b"hello world"
+
+
+def test_a_block_write_that_fails_is_an_error_naming_the_path(tmp_path: Path) -> None:
+    # A folder that vanished (or a full disk) must stop the add with the path and the reason, never
+    # report success for a block that is not there.
+    from flare_chain.ipfs import blockfiles
+
+    target = tmp_path / "gone" / "block.data"
+    with pytest.raises(StoreError, match=r"cannot write .*block\.data"):
+        blockfiles.atomic_write(target, [b"payload"])
+    assert not (tmp_path / "gone").exists()
