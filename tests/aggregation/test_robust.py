@@ -37,3 +37,8 @@ def test_robust_z_below_the_centre_is_negative_and_the_floor_bounds_it() -> None
 def test_robust_z_refuses_a_non_finite_value() -> None:
     with pytest.raises(ValueError, match="finite"):
         robust_z([1.0, math.nan, 2.0])
+
+
+def test_median_of_nothing_is_an_error_not_a_number() -> None:
+    with pytest.raises(ValueError, match="median of no values"):
+        median([])
