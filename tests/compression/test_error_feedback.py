@@ -221,3 +221,25 @@ def test_a_state_whose_tensor_data_is_cut_short_is_refused_naming_the_fix() -> N
     data = c.state_bytes()
     with pytest.raises(UpdateError, match="not a valid safetensors file"):
         PowerSGDCompressor.from_state_bytes(data[:-16])  # header intact, the last tensor's bytes cut
+
+
+@pytest.mark.parametrize("bad", [torch.full((64, 64), float("nan")), torch.zeros(64, 64, dtype=torch.float64)],
+                         ids=["nan-float32", "finite-float64"])
+def test_state_with_a_non_finite_or_non_float32_buffer_is_refused(bad: torch.Tensor) -> None:
+    # A NaN carried in the error buffer would poison every later update; a float64 one is not a file
+    # this code wrote. Either stops the restore.
+    import json
+    import struct
+
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    c = PowerSGDCompressor(PowerSGDConfig(rank=1))
+    c.step({"w": torch.randn(64, 64, generator=torch.Generator().manual_seed(3))})
+    data = c.state_bytes()
+    (header_len,) = struct.unpack("<Q", data[:8])
+    metadata = json.loads(data[8 : 8 + header_len])["__metadata__"]
+    tensors = st_load(data)
+    tensors["error/w"] = bad
+    with pytest.raises(UpdateError, match="'error/w' is not finite float32"):
+        PowerSGDCompressor.from_state_bytes(st_save(tensors, metadata=metadata))
