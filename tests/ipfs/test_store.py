@@ -291,3 +291,29 @@ def test_a_block_write_that_fails_is_an_error_naming_the_path(tmp_path: Path) ->
     with pytest.raises(StoreError, match=r"cannot write .*block\.data"):
         blockfiles.atomic_write(target, [b"payload"])
     assert not (tmp_path / "gone").exists()
+
+
+def test_a_file_read_from_a_pipe_in_short_pieces_gets_the_same_cid_as_from_disk(tmp_path: Path) -> None:
+    # A pipe (`add /dev/stdin`, process substitution) returns whatever has arrived, not a full chunk;
+    # the chunker must keep reading until the chunk is full, as Kubo's does, or the CID would depend
+    # on how the writer happened to flush.
+    import threading
+
+    from flare_chain.ipfs.importer import cid_of_file
+
+    data = os.urandom(600_000)  # three 256 KiB chunks, the last one short
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def write_in_pieces() -> None:
+        with open(fifo, "wb", buffering=0) as w:
+            for i in range(0, len(data), 1000):
+                w.write(data[i : i + 1000])
+
+    writer = threading.Thread(target=write_in_pieces)
+    writer.start()
+    try:
+        piped = cid_of_file(fifo)
+    finally:
+        writer.join(timeout=30)
+    assert piped == cid_of_bytes(data)
