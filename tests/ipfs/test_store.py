@@ -317,3 +317,19 @@ def test_a_file_read_from_a_pipe_in_short_pieces_gets_the_same_cid_as_from_disk(
     finally:
         writer.join(timeout=30)
     assert piped == cid_of_bytes(data)
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As a non-root operator meets it on a folder without read permission (simulated: the tests run as root)
+    from flare_chain.ipfs import importer
+
+    folder = tmp_path / "private"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"a")
+
+    def refuse(path: object) -> list[str]:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(importer.os, "listdir", refuse)
+    with pytest.raises(StoreError, match=r"cannot list .*private: Permission denied"):
+        importer.import_directory(folder)
