@@ -80,7 +80,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/aggregation/test_fedavg.py",
         "tests/aggregation/test_gate_pipeline.py",
     ),
-    "flare_chain/aggregation/anomaly.py": ("tests/aggregation/test_gate_pipeline.py",),
+    "flare_chain/aggregation/anomaly.py": ("tests/aggregation/test_gate_pipeline.py", "tests/aggregation/test_defences.py"),
     "flare_chain/aggregation/candidate_model.py": ("tests/aggregation/test_probe_loss.py",),
     "flare_chain/aggregation/gates.py": (
         "tests/aggregation/test_gates.py",
