@@ -189,3 +189,14 @@ def test_the_duplicate_gate_flags_exactly_the_pairs_within_tolerance_by_their_fl
     # Assert: the pairs at 0.05 and 0.099 (relative to the larger norm: a hair less), not 0.101 or 0.5
     assert sorted(verdicts) == [node(0), node(1), node(2), node(3)]
     assert "relative distance" in verdicts[node(0)]
+
+
+def test_a_round_of_exactly_two_near_duplicates_flags_both() -> None:
+    # Two sybils alone in a round (the smallest round the check applies to) must not slip past it
+    world = World(seed=6)
+    b = world.honest()
+    twin = {k: v * 1.01 for k, v in b.items()}  # relative distance 0.01/1.01, well inside 0.1
+    updates = [ClientUpdate(node=node(0), delta=b, sample_count=1), ClientUpdate(node=node(1), delta=twin, sample_count=1)]
+    verdicts = DuplicateGate(0.1).screen(updates, GateContext(global_tensors=world.g))
+    assert sorted(verdicts) == [node(0), node(1)]
+    assert "relative distance" in verdicts[node(1)]

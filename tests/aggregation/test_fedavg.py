@@ -79,3 +79,19 @@ def test_result_lies_within_the_range_of_inputs(values: list[float], counts: lis
     updates = [_update(f"0x{i:02x}", v, counts[i]) for i, v in enumerate(values)]
     out = FedAvg().aggregate(updates)["b"].item()
     assert min(values) - 1e-4 <= out <= max(values) + 1e-4
+
+
+@pytest.mark.parametrize("delta", [{"w": torch.ones(2, 3)}, {"w": torch.ones(2, 3), "v": torch.ones(4), "x": torch.ones(1)}],
+                         ids=["missing", "extra"])
+def test_an_update_with_other_tensors_is_refused_naming_the_node_and_the_difference(delta) -> None:
+    ok = ClientUpdate(node="0xaaa", sample_count=1, delta={"w": torch.ones(2, 3), "v": torch.ones(4)})
+    other = ClientUpdate(node="0xbad", sample_count=1, delta=delta)
+    with pytest.raises(UpdateError, match=r"0xbad has different tensors than 0xaaa .*same LoRA targets"):
+        FedAvg().aggregate([ok, other])
+
+
+def test_an_aggregate_of_another_shape_than_the_global_adapter_is_refused_and_names_the_tensor() -> None:
+    base = {"w": torch.zeros(2, 3), "v": torch.zeros(4)}
+    with pytest.raises(UpdateError, match=r"aggregate tensor w has shape \(3, 2\), global has \(2, 3\)"):
+        apply_delta(base, {"w": torch.ones(3, 2), "v": torch.ones(4)})
+    assert apply_delta(base, {"w": torch.ones(2, 3), "v": torch.ones(4)})["w"].sum() == 6  # matching: applied

@@ -243,3 +243,12 @@ def test_tensor_policy_gate_built_alone_has_the_bounds_the_settings_document() -
     gate = TensorPolicyGate()
     assert (gate.max_update_bytes, gate.max_abs_value) == (settings_default.max_update_bytes,
                                                            settings_default.max_abs_value)
+
+
+@pytest.mark.parametrize("gate", [NormAnomalyGate, DirectionAnomalyGate])
+def test_anomaly_gates_take_three_candidates_as_the_least_and_refuse_fewer(gate) -> None:
+    # A median and MAD over fewer than three values cannot single out one: 3 is the smallest setting an
+    # operator may choose, 2 is refused naming the bound.
+    assert gate(min_candidates=3).min_candidates == 3
+    with pytest.raises(ConfigError, match="min_candidates must be >= 3"):
+        gate(min_candidates=2)

@@ -117,3 +117,15 @@ def test_distances_are_symmetric_with_zero_diagonal_and_span_all_tensors() -> No
     assert torch.equal(torch.diagonal(d), torch.zeros(3, dtype=torch.float64))
     # "w" and the first entry of "b" both carry the value: distance counts it twice
     assert d[0, 2].item() == pytest.approx(2 * 9.0)
+
+
+def test_distances_stay_exact_when_every_update_shares_a_large_common_part() -> None:
+    # Honest clients that all moved the same way share a component far larger than their differences.
+    # The Gram form |x|² + |y|² - 2x·y cancels that component catastrophically unless it is removed
+    # first; the distances (hence Krum's choice) must be those of the differences alone.
+    gen = torch.Generator().manual_seed(11)
+    common = torch.full((2000,), 1.0e4, dtype=torch.float64)
+    spread = [torch.randn(2000, generator=gen, dtype=torch.float64) * 1e-3 for _ in range(4)]
+    updates = [ClientUpdate(node=f"0x0{i}", sample_count=1, delta={"w": common + s}) for i, s in enumerate(spread)]
+    exact = torch.tensor([[float(((a - b) ** 2).sum()) for b in spread] for a in spread], dtype=torch.float64)
+    assert torch.allclose(pairwise_sq_distances(updates), exact, rtol=1e-6, atol=0)

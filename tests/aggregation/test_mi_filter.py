@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -84,6 +86,19 @@ def test_seed_probe_is_reproducible_printable_and_seed_dependent() -> None:
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.shape == (8, 64) and a.dtype == torch.int64
     assert bool(((a >= 32) & (a < 127) | (a == 10)).all())
+
+
+def test_seed_probe_follows_its_documented_derivation() -> None:
+    # Every committee member (and the auditor) must derive the same probe from the round seed, whatever
+    # version it runs: bytes from SHA-256("flare-chain probe" ‖ seed ‖ counter as 8 big-endian bytes),
+    # each mapped onto the 96 printable characters (95 visible, then newline). Spelled out here
+    # independently of the module.
+    seed = bytes(range(32))
+    alphabet = [*range(32, 127), 10]
+    stream = b"".join(hashlib.sha256(b"flare-chain probe" + seed + i.to_bytes(8, "big")).digest() for i in range(4))
+    expected = torch.tensor([alphabet[b % 96] for b in stream[: 2 * 64]], dtype=torch.int64).reshape(2, 64)
+    assert torch.equal(seed_probe_windows(seed, count=2, seq_len=64), expected)
+    assert torch.equal(seed_probe_windows(int.from_bytes(seed, "big"), count=2, seq_len=64), expected)
 
 
 def test_real_model_filter_drops_a_boosted_update(tiny_model_dir, tiny_train_params) -> None:

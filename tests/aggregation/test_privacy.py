@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
@@ -65,7 +66,37 @@ def test_epsilon_matches_the_rdp_accountant_and_grows_with_rounds() -> None:
 
 
 def test_bad_privacy_settings_are_refused() -> None:
-    with pytest.raises(ConfigError):
+    # the message states the bound the operator must meet: a clip norm of 0 is not allowed, noise 0 is
+    with pytest.raises(ConfigError, match=r"clip_norm must be a finite number > 0, got 0.0"):
         DPFedAvg(clip_norm=0.0, noise_multiplier=1.0)
-    with pytest.raises(ConfigError):
-        PrivacyAccountant(1.0, target_delta=1.5)
+    with pytest.raises(ConfigError, match=r"noise_multiplier must be a finite number >= 0, got -1.0"):
+        DPFedAvg(clip_norm=1.0, noise_multiplier=-1.0)
+    for delta in (0.0, 1.0, 1.5):  # δ is a probability strictly between 0 and 1
+        with pytest.raises(ConfigError, match="target_delta must be in"):
+            PrivacyAccountant(1.0, target_delta=delta)
+    with pytest.raises(ConfigError, match="sampling_probability must be in"):
+        PrivacyAccountant(1.0, sampling_probability=0.0)
+    assert PrivacyAccountant(1.0, sampling_probability=1.0).epsilon_after(1) > 0
+
+
+def test_dp_fedavg_without_noise_is_the_equal_weight_mean_of_the_clipped_updates() -> None:
+    # One update over the clip bound, two under it, of different sizes: the aggregate is their
+    # clipped mean, whatever their order (noise_multiplier 0 leaves the mean itself visible).
+    deltas = [torch.full((4,), 3.0), torch.tensor([0.1, -0.2, 0.3, 0.0]), torch.tensor([-0.25, 0.0, 0.0, 0.5])]
+    updates = [ClientUpdate(node=f"n{i}", sample_count=10 * (i + 1), delta={"w": d}) for i, d in enumerate(deltas)]
+    clipped = [d.to(torch.float64) * min(1.0, 1.0 / float(d.to(torch.float64).norm())) for d in deltas]
+    expected = sum(clipped) / 3
+    for order in (updates, updates[::-1]):
+        out = DPFedAvg(clip_norm=1.0, noise_multiplier=0.0, seed=1).aggregate(order)["w"]
+        assert torch.allclose(out.to(torch.float64), expected, rtol=0, atol=1e-7)  # float32 out
+
+
+def test_noise_may_be_seeded_with_a_full_256_bit_round_seed() -> None:
+    # The round's on-chain seed is 256 bits; the generator takes 63, so the seed is reduced, not refused,
+    # and the draw is the same on every committee member.
+    seed = int.from_bytes(hashlib.sha256(b"round 7 seed").digest(), "big")
+    agg = DPFedAvg(clip_norm=1.0, noise_multiplier=1.0, seed=seed)
+    updates = [ClientUpdate(node="n0", sample_count=1, delta={"w": torch.zeros(1000)})]
+    first, again = agg.aggregate(updates)["w"], agg.aggregate(updates)["w"]
+    assert torch.equal(first, again)
+    assert float(first.to(torch.float64).std()) == pytest.approx(1.0, rel=0.1)

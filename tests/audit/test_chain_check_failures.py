@@ -27,6 +27,7 @@ from flare_chain.audit.checks import (
 )
 from flare_chain.audit.history import History, RoundHistory
 from flare_chain.committee import sortition
+from flare_chain.ipfs.multiformats import cid_from_bytes
 
 
 @pytest.fixture
@@ -227,6 +228,19 @@ def test_a_commit_at_exactly_the_minimum_committee_passes(history, r) -> None:
     assert check_quorum(history, r).status == PASS
 
 
+def test_a_commit_with_approval_weight_exactly_the_threshold_passes(history, r) -> None:
+    # The contract commits at a·10000 >= bps·K: an auditor that demanded one more unit of weight would
+    # raise a false alarm on every round that commits with no weight to spare. Choose the threshold
+    # the round's approvals meet exactly (K < 10000, so the floor leaves needed == approvals).
+    approvals, total, _ = _tally(history, r)
+    history.params = dataclasses.replace(history.params, approval_threshold_bps=approvals * 10_000 // total)
+    needed = required_approvals(history.params.approval_threshold_bps, total)
+    assert needed == approvals
+    finding = check_quorum(history, r)
+    assert finding.status == PASS
+    assert finding.detail == f"weight {approvals} of {total} approved (needed {needed})"
+
+
 def test_a_seat_claimed_after_the_commit_is_not_counted(history, r) -> None:
     # A heavy fifth seat after the commit: had it counted, the approvals would fall short
     late = dataclasses.replace(r.seats[0], node="0x" + "ee" * 20, block_number=r.outcome.block_number + 1)
@@ -309,8 +323,13 @@ def test_a_proposal_without_a_seat_and_a_second_proposal_fail(history, r) -> Non
 
 def test_a_round_opened_on_another_adapter_than_the_last_committed_fails(history, r) -> None:
     assert check_global_chain(history, r, r.opened.global_cid).status == PASS
-    finding = check_global_chain(history, r, b"\x01\x55\x12\x20" + b"\x00" * 32)
-    assert finding.status == FAIL and "but the last committed adapter is" in finding.detail
+    other = b"\x01\x55\x12\x20" + b"\x00" * 32
+    finding = check_global_chain(history, r, other)
+    # the finding names both adapters as CIDs an operator can fetch, not as "<none>" or raw bytes
+    assert finding.status == FAIL
+    assert finding.detail == (f"opened on {cid_from_bytes(r.opened.global_cid)} but the last committed adapter "
+                              f"is {cid_from_bytes(other)}")
+    assert cid_from_bytes(other).startswith("bafkrei")
 
 
 def test_a_round_whose_total_stake_is_below_a_seats_stake_fails_the_seats_without_stopping_the_audit(

@@ -208,3 +208,24 @@ def test_committee_risk_rejects_bad_parameters():
         sortition.committee_risk(10, 1.5)
     with pytest.raises(ConfigError, match="k must be positive"):
         sortition.committee_risk(0, 0.2)
+
+
+@pytest.mark.parametrize(("k", "share"), [(4, 0.3), (20, 0.1)])
+def test_committee_risk_at_the_contracts_threshold_bounds(k, share):
+    # The contract accepts every threshold in [1, 10000] bps; bench_committee.py passes the operator's
+    # value through, so both ends must be analysed, not refused. Attacker and honest seat weights are
+    # independent Poisson(k*share) and Poisson(k*(1-share)), which gives closed forms at the ends.
+    p_no_attacker = math.exp(-k * share)
+    p_no_honest = math.exp(-k * (1 - share))
+    one_bps = sortition.committee_risk(k, share, threshold_bps=1)
+    # at 1 bps a single seat of weight commits: any attacker seat captures, only a committee with no
+    # honest seat blocks
+    assert one_bps.capture == pytest.approx(1 - p_no_attacker, rel=1e-9)
+    assert one_bps.blocking == pytest.approx(p_no_honest - math.exp(-k), rel=1e-9)
+    unanimous = sortition.committee_risk(k, share, threshold_bps=10_000)
+    # at 10000 bps the attacker captures only an all-attacker committee, and any attacker seat blocks
+    assert unanimous.capture == pytest.approx(p_no_honest * (1 - p_no_attacker), rel=1e-9)
+    assert unanimous.blocking == pytest.approx(1 - p_no_attacker, rel=1e-9)
+    for outside in (0, 10_001):
+        with pytest.raises(ConfigError, match="threshold_bps"):
+            sortition.committee_risk(k, share, threshold_bps=outside)

@@ -397,3 +397,15 @@ def test_hash_to_curve_roots_prove_every_failed_try_and_give_H(sk: bytes, alpha:
         assert x >= p or root * root % p == (-(x**3 + 7)) % p
     hx, hy = hash_to_curve(pk, alpha)
     assert xs[-1] == hx and roots[-1] in (hy, p - hy)
+
+
+@pytest.mark.parametrize(("field", "span"), [("s", slice(49, 81)), ("c", slice(33, 49))])
+def test_fast_verify_params_of_a_proof_with_a_zero_scalar_is_refused(field: str, span: slice) -> None:
+    # A forged proof with s = 0 or c = 0 decodes (both are in range) but puts a witness point at
+    # infinity, which the contract's fastVerify cannot take: one InvalidProof naming it, not a witness
+    # with a missing point that fails later (or on chain) with an opaque error.
+    forged = bytearray(PROOF)
+    forged[span] = bytes(span.stop - span.start)
+    assert decode_proof(bytes(forged))[1 if field == "c" else 2] == 0
+    with pytest.raises(InvalidProof, match="point at infinity"):
+        compute_fast_verify_params(PK, bytes(forged), ALPHA)

@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flare_chain.errors import ConfigError
 from flare_chain.ipfs import ContentStore, KuboClient, cid_of_bytes, cid_of_directory, serve_in_thread
-from flare_chain.ipfs.multipart import MultipartBody, UploadEntry, iter_parts
+from flare_chain.ipfs.multipart import MultipartBody, UploadEntry, iter_parts, upload_entries
 from flare_chain.ipfs.rpc_server import ServerHandle, _LineWriter
 
 CHUNK = 262_144
@@ -438,3 +439,30 @@ def test_answer_lines_never_block_the_handler_reading_the_upload() -> None:
     assert queued_in < 10
     assert written[:2] == [b"1\r\n0\r\n", b"1\r\n1\r\n"] and len(written) == 1001
     assert written[-1] == b"0\r\nX-Stream-Error: boom\r\n\r\n"
+
+
+def test_a_part_whose_headers_never_end_is_refused_at_the_bound(tmp_path: Path) -> None:
+    # A client that sends header lines without the blank line that ends them must not make the server
+    # buffer without end: past 16 KiB the body is refused, after reading little more than that.
+    boundary = "b0undary"
+    head = f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n".encode()
+    endless = head + b"X-Filler: " + b"a" * (10 * 1024 * 1024)
+    taken = 0
+
+    def read(n: int) -> bytes:
+        nonlocal taken
+        piece = endless[taken:taken + n]
+        taken += len(piece)
+        return piece
+
+    with pytest.raises(ConfigError, match="multipart part headers longer than 16384 bytes"):
+        list(iter_parts(read, f"multipart/form-data; boundary={boundary}"))
+    assert taken < 1024 * 1024
+
+    # and the sender side: a folder upload skips dotfiles unless asked, as `ipfs add -r` does
+    folder = tmp_path / "up"
+    folder.mkdir()
+    (folder / ".hidden").write_bytes(b"h")
+    (folder / "seen.txt").write_bytes(b"s")
+    assert sorted(e.path for e in upload_entries(folder)) == ["up", "up/seen.txt"]
+    assert sorted(e.path for e in upload_entries(folder, include_hidden=True)) == ["up", "up/.hidden", "up/seen.txt"]

@@ -254,3 +254,82 @@ def test_verify_reports_corrupt_blocks_and_repair_moves_them_aside(store: Conten
     store.add_bytes(data, cid_version=1)
     assert store.cat(cid) == data
     assert store.verify().corrupt == ()
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["scratch", "durable"])
+def test_a_short_write_is_finished_not_stored_torn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   durable: bool) -> None:
+    # writev may write less than asked (a full disk freeing up, a signal): every block write, the
+    # durable store's atomic_write and the batch writer alike, must finish the rest, or a torn block
+    # would sit under a CID whose hash it fails.
+    from flare_chain.ipfs import blockfiles
+
+    real_writev = os.writev
+    short = []
+
+    def writev_three_bytes(fd: int, pieces: list[bytes]) -> int:
+        short.append(fd)
+        return real_writev(fd, [bytes(b"".join(pieces)[:3])])
+
+    monkeypatch.setattr(blockfiles.os, "writev", writev_three_bytes)
+    store = ContentStore(tmp_path / "repo", durable=durable)
+    data = os.urandom(3000)
+    cid = store.add_bytes(data)
+    blockfiles.atomic_write(tmp_path / "plain", [b"hello ", b"world"], durable=durable)
+    monkeypatch.undo()
+    assert short  # the short write did happen
+    assert store.cat(cid) == data
+    assert (tmp_path / "plain").read_bytes() == b"hello world"
+
+
+def test_a_block_write_that_fails_is_an_error_naming_the_path(tmp_path: Path) -> None:
+    # A folder that vanished (or a full disk) must stop the add with the path and the reason, never
+    # report success for a block that is not there.
+    from flare_chain.ipfs import blockfiles
+
+    target = tmp_path / "gone" / "block.data"
+    with pytest.raises(StoreError, match=r"cannot write .*block\.data"):
+        blockfiles.atomic_write(target, [b"payload"])
+    assert not (tmp_path / "gone").exists()
+
+
+def test_a_file_read_from_a_pipe_in_short_pieces_gets_the_same_cid_as_from_disk(tmp_path: Path) -> None:
+    # A pipe (`add /dev/stdin`, process substitution) returns whatever has arrived, not a full chunk;
+    # the chunker must keep reading until the chunk is full, as Kubo's does, or the CID would depend
+    # on how the writer happened to flush.
+    import threading
+
+    from flare_chain.ipfs.importer import cid_of_file
+
+    data = os.urandom(600_000)  # three 256 KiB chunks, the last one short
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def write_in_pieces() -> None:
+        with open(fifo, "wb", buffering=0) as w:
+            for i in range(0, len(data), 1000):
+                w.write(data[i : i + 1000])
+
+    writer = threading.Thread(target=write_in_pieces)
+    writer.start()
+    try:
+        piped = cid_of_file(fifo)
+    finally:
+        writer.join(timeout=30)
+    assert piped == cid_of_bytes(data)
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As a non-root operator meets it on a folder without read permission (simulated: the tests run as root)
+    from flare_chain.ipfs import importer
+
+    folder = tmp_path / "private"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"a")
+
+    def refuse(path: object) -> list[str]:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(importer.os, "listdir", refuse)
+    with pytest.raises(StoreError, match=r"cannot list .*private: Permission denied"):
+        importer.import_directory(folder)

@@ -555,6 +555,28 @@ def _proposed_round(net) -> int:
     return round_id
 
 
+def test_a_proposal_made_while_the_daemon_was_away_is_credited_to_its_proposer_only(idle_net, monkeypatch) -> None:
+    # Prepare: the leader proposed by hand (as a daemon that crashed right after sending would have);
+    # then both daemons come back with voting open and their propose steps still undecided
+    net = idle_net
+    register_all(net)
+    round_id = _proposed_round(net)
+    leader = net.coordinator.leader(round_id)
+    for d in net.daemons:
+        monkeypatch.setattr(d.participant, "review", lambda *a, **k: (True, "reviewed", None, None))
+    # Execute
+    for d in net.daemons:
+        d.tick()
+    # Assert: only the leader's record says it proposed; the other names who did
+    for d in net.daemons:
+        rec = d.state.get(round_id, "propose")
+        if d.address == leader:
+            assert rec.status == StepStatus.DONE and rec.detail.get("found_on_chain") is True
+        else:
+            assert rec.status == StepStatus.SKIPPED and rec.detail["reason"] == f"proposed by {leader}"
+        assert sent_by(net, d.address).count("proposeAggregate") == (1 if d.address == leader else 0)
+
+
 def test_a_vote_already_on_chain_is_recorded_without_reviewing_or_voting_again(idle_net, monkeypatch) -> None:
     # Prepare: node 1 voted by hand; its daemon then comes back
     net = idle_net
