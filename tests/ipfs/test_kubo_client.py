@@ -21,6 +21,7 @@ from flare_chain.ipfs import (
     serve_in_thread,
 )
 from flare_chain.ipfs.dagpb import decode_pb_node
+from flare_chain.ipfs.kubo_client import parse_chunker
 from flare_chain.ipfs.multiformats import cid_from_bytes
 from flare_chain.ipfs.rpc_server import ServerHandle
 
@@ -153,6 +154,9 @@ def test_block_put_and_get_are_verified(client: KuboClient) -> None:
     cid = client.block_put(b"a raw block")
     assert parse_cid(cid).codec_name == "raw"
     assert client.block_get(cid) == b"a raw block"
+    assert cid not in client.pin_ls()  # as `ipfs block put`: unpinned unless asked, so `gc` may drop it
+    pinned = client.block_put(b"a pinned raw block", pin=True)
+    assert pinned in client.pin_ls()
 
 
 def test_pull_copies_a_dag_into_a_local_store_and_pins_it(client: KuboClient, tmp_path: Path) -> None:
@@ -345,9 +349,36 @@ def test_kubo_command_errors_are_not_retried() -> None:
                                          "Type": "error"})
 
     with KuboClient(FAKE_URL, transport=httpx.MockTransport(refuses), retries=3, sleep=lambda _s: None) as c, \
-            pytest.raises(StoreError, match="not found locally"):
+            pytest.raises(StoreError, match="not found locally") as caught:
         c.block_get(cid_of_bytes(b"x"))
     assert len(calls) == 1
+    # the operator reads Kubo's own message, not the JSON envelope it came in
+    assert str(caught.value).endswith(": block was not found locally (offline)")
+    assert '"Message"' not in str(caught.value)
+
+
+def test_pull_without_a_store_or_cache_is_refused_before_anything_is_fetched() -> None:
+    calls = []
+
+    def answers(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(500)
+
+    with KuboClient(FAKE_URL, transport=httpx.MockTransport(answers), retries=0) as c, \
+            pytest.raises(ConfigError, match="pull needs a store"):
+        c.pull(cid_of_bytes(b"x"))
+    assert calls == []
+
+
+@pytest.mark.parametrize(("chunker", "size"), [("size-1", 1), ("size-262144", 262_144), ("size-1048576", 1 << 20)])
+def test_every_size_chunker_kubo_accepts_is_reproduced(chunker: str, size: int) -> None:
+    assert parse_chunker(chunker) == size
+
+
+@pytest.mark.parametrize("chunker", ["size-0", "size-1048577", "rabin-262144", "size-"])
+def test_chunkers_outside_kubos_range_or_kind_are_refused(chunker: str) -> None:
+    with pytest.raises(ConfigError, match="chunker"):
+        parse_chunker(chunker)
 
 
 def test_gateway_url_instead_of_rpc_gets_a_hint() -> None:
