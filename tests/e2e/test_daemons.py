@@ -182,7 +182,10 @@ def test_four_daemon_processes_commit_three_rounds_through_crashes_and_outages(t
         common = {**os.environ, "FLARE_DEVNET_PASSWORD": PASSWORD,
                   "FLARE__MODEL__MODEL_DIR": json.dumps(str(tiny_model_dir)),
                   "FLARE__TRAINING__MAX_TRAIN_WINDOWS": "16", "FLARE__TRAINING__MAX_VAL_WINDOWS": "8",
-                  "FLARE__CHAIN__POLL_INTERVAL_S": "0.3", "FLARE__IPFS__RETRIES": "4"}
+                  "FLARE__CHAIN__POLL_INTERVAL_S": "0.3", "FLARE__IPFS__RETRIES": "4",
+                  # crashes and outages are under test, not learning: on the tiny random model a member's 0.5%
+                  # held-out check reads noise (node-1: +0.67% in round 3, its seat weight enough to reject)
+                  "FLARE__COMMITTEE__VOTE_TOLERANCE": "0.1"}
         faults = {"node-1": "train:during", "node-2": "submit:sent", "node-3": "vote:sent", "node-4": "claim:sent"}
         for name in sorted(state["nodes"]):
             env = {**common,
