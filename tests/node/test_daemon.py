@@ -541,7 +541,9 @@ def _proposed_round(net) -> int:
     from flare_chain.ipfs import cid_to_bytes
 
     c = net.coordinator
-    round_id = open_round(net)
+    # k = 400 over two equal stakes: each seat weight is Poisson(200), so neither member's approval alone reaches
+    # 2/3 of the committee's weight (the proposed CID is not a real bundle: a commit would make daemons pull it)
+    round_id = open_round(net, expected_committee_size=400)
     cid, _digest = _update_by_hand(net, 0, round_id)
     info = c.round_info(round_id)
     advance_blocks(net.w3, info.submission_deadline + 1 - int(net.w3.eth.block_number))
