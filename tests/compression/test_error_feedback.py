@@ -183,11 +183,8 @@ def test_state_with_an_invalid_saved_config_is_refused_as_corrupt() -> None:
         PowerSGDCompressor.from_state_bytes(data)
 
 
-@pytest.mark.parametrize("extra", ["momentum/w", "error/", "q/"])
-def test_state_holding_a_tensor_of_no_known_role_or_key_is_refused(extra: str) -> None:
-    # A state file edited by hand or written by another tool: a tensor that is neither a warm-start Q
-    # nor an error buffer of a named tensor must stop the restore, not be filed as error feedback
-    # under a wrong or empty name and added to the next update.
+def _saved_state_with(key: str, tensor: torch.Tensor) -> tuple[bytes, bytes]:
+    """A one-step compressor's saved state, and the same file re-saved with ``key`` set to ``tensor``."""
     import json
     import struct
 
@@ -200,9 +197,18 @@ def test_state_holding_a_tensor_of_no_known_role_or_key_is_refused(extra: str) -
     (header_len,) = struct.unpack("<Q", data[:8])
     metadata = json.loads(data[8 : 8 + header_len])["__metadata__"]
     tensors = st_load(data)
-    tensors[extra] = torch.zeros(64, 1)
+    tensors[key] = tensor
+    return data, st_save(tensors, metadata=metadata)
+
+
+@pytest.mark.parametrize("extra", ["momentum/w", "error/", "q/"])
+def test_state_holding_a_tensor_of_no_known_role_or_key_is_refused(extra: str) -> None:
+    # A state file edited by hand or written by another tool: a tensor that is neither a warm-start Q
+    # nor an error buffer of a named tensor must stop the restore, not be filed as error feedback
+    # under a wrong or empty name and added to the next update.
+    data, doctored = _saved_state_with(extra, torch.zeros(64, 1))
     with pytest.raises(UpdateError, match=f"unexpected tensor '{extra}'"):
-        PowerSGDCompressor.from_state_bytes(st_save(tensors, metadata=metadata))
+        PowerSGDCompressor.from_state_bytes(doctored)
     assert PowerSGDCompressor.from_state_bytes(data).encode({"w": torch.ones(64, 64)})  # the original still loads
 
 
@@ -228,18 +234,6 @@ def test_a_state_whose_tensor_data_is_cut_short_is_refused_naming_the_fix() -> N
 def test_state_with_a_non_finite_or_non_float32_buffer_is_refused(bad: torch.Tensor) -> None:
     # A NaN carried in the error buffer would poison every later update; a float64 one is not a file
     # this code wrote. Either stops the restore.
-    import json
-    import struct
-
-    from safetensors.torch import load as st_load
-    from safetensors.torch import save as st_save
-
-    c = PowerSGDCompressor(PowerSGDConfig(rank=1))
-    c.step({"w": torch.randn(64, 64, generator=torch.Generator().manual_seed(3))})
-    data = c.state_bytes()
-    (header_len,) = struct.unpack("<Q", data[:8])
-    metadata = json.loads(data[8 : 8 + header_len])["__metadata__"]
-    tensors = st_load(data)
-    tensors["error/w"] = bad
+    _data, doctored = _saved_state_with("error/w", bad)
     with pytest.raises(UpdateError, match="'error/w' is not finite float32"):
-        PowerSGDCompressor.from_state_bytes(st_save(tensors, metadata=metadata))
+        PowerSGDCompressor.from_state_bytes(doctored)
