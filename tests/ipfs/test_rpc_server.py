@@ -239,6 +239,67 @@ def test_pin_ls_types_and_not_pinned(http: httpx.Client, store: ContentStore) ->
     assert streamed == [{"Cid": cid, "Type": "recursive"}]
 
 
+def test_id_answers_for_its_own_peer_and_refuses_another(http: httpx.Client) -> None:
+    own = http.post("/id").json()["ID"]
+    assert http.post("/id", params={"arg": own}).json()["ID"] == own
+    other = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+    resp = http.post("/id", params={"arg": other})
+    assert resp.status_code == 500 and f"peer {other} is unknown" in str(_kubo_error(resp)["Message"])
+
+
+def test_pin_add_and_rm_take_every_arg_and_refuse_none(http: httpx.Client, store: ContentStore) -> None:
+    # `ipfs pin rm A B` (and `pin add A B`) must act on both, not on the first alone
+    first, second = store.add_bytes(b"first", pin=False), store.add_bytes(b"second", pin=False)
+    added = http.post("/pin/add", params=[("arg", first), ("arg", second)])
+    assert added.json() == {"Pins": [first, second]} and store.pins() == sorted([first, second])
+    removed = http.post("/pin/rm", params=[("arg", first), ("arg", second)])
+    assert removed.json() == {"Pins": [first, second]} and store.pins() == []
+    for command in ("/pin/add", "/pin/rm"):
+        resp = http.post(command)
+        assert resp.status_code == 400 and "required" in str(_kubo_error(resp)["Message"])
+
+
+def test_a_client_error_on_a_chunked_request_keeps_the_connection_and_logs_no_cut_off(
+        store: ContentStore, caplog: pytest.LogCaptureFixture) -> None:
+    # A chunked request read to its end and refused for its arguments is an ordinary 400: the
+    # kept-alive connection serves the next request, and nothing is logged as a cut-off upload.
+    cid = store.add_bytes(b"pinned", pin=False)
+    caplog.set_level(logging.INFO, logger="flare_chain.ipfs.rpc_server")
+    with serve_in_thread(store) as handle:
+        conn = HTTPConnection("127.0.0.1", handle.port, timeout=30)
+        try:
+            refused, answer = _post_raw(conn, f"/api/v0/pin/add?arg={cid}&recursive=false", iter([b"x"]), {})
+            version, _ = _post_raw(conn, "/api/v0/version", b"", {})
+        finally:
+            conn.close()
+    assert refused.status == 400 and "pin recursively" in json.loads(answer)["Message"]
+    assert refused.getheader("Connection") is None and version.status == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_wrapped_upload_keeps_its_dotfiles(http: httpx.Client, tmp_path: Path) -> None:
+    # The client chose to send `.config`; the server stores what it was sent, as Kubo does
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / ".config").write_bytes(b"hidden")
+    (d / "w.bin").write_bytes(b"weights")
+    body = MultipartBody([UploadEntry(".config", "file", data=b"hidden", size=6),
+                          UploadEntry("w.bin", "file", data=b"weights", size=7)])
+    lines = _lines(http.post("/add", params={"wrap-with-directory": "true"}, content=b"".join(body),
+                             headers={"Content-Type": body.content_type}))
+    assert [line["Name"] for line in lines] == [".config", "w.bin", ""]
+    assert lines[-1]["Hash"] == cid_of_directory(d, include_hidden=True) != cid_of_directory(d)
+
+
+def test_ls_gives_an_empty_file_size_zero(http: httpx.Client, store: ContentStore, tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "empty").write_bytes(b"")
+    (d / "one").write_bytes(b"1")
+    links = http.post("/ls", params={"arg": store.add_directory(d)}).json()["Objects"][0]["Links"]
+    assert [(link["Name"], link["Size"], link["Type"]) for link in links] == [("empty", 0, 2), ("one", 1, 2)]
+
+
 def test_multipart_round_trip_with_awkward_names() -> None:
     names = ["a b+c.txt", "dir/ü%2F.bin", 'q"uote']
     entries = [UploadEntry.from_bytes(n, n.encode() * 1000) for n in names]

@@ -233,3 +233,28 @@ def test_an_unreachable_endpoint_is_not_taken_for_a_transaction_never_mined(chai
         sender.settle(0, "register", "round over")
 
     assert state.get(0, "register").status == StepStatus.SIGNED
+
+
+@pytest.mark.parametrize("message", ["transaction not found", "unknown transaction"])
+def test_an_endpoint_answering_an_unknown_hash_with_an_error_still_settles_the_step(chain, message: str) -> None:
+    # Some endpoints answer a receipt query for a hash they never saw with a JSON-RPC error
+    # instead of null; that is "never mined", not a failure to settle the round.
+    from web3 import EthereumTesterProvider, Web3
+
+    class ErrorForUnknownReceipts(EthereumTesterProvider):
+        def make_request(self, method, params):
+            if method == "eth_getTransactionReceipt":
+                return {"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": message}}
+            return super().make_request(method, params)
+
+    w3, coordinator, node, state = chain
+    with pytest.raises(InjectedCrash):
+        _send_register(w3, coordinator, node, state, faults=raise_crash)
+    stored = state.get(0, "register")
+    endpoint = Web3(ErrorForUnknownReceipts(w3.provider.ethereum_tester))
+    sender = DurableSender(endpoint, node, state, ErrorDecoder(coordinator.contract.abi))
+
+    settled = sender.settle(0, "register", "round over")
+
+    assert settled.status == StepStatus.SKIPPED
+    assert settled.detail["reason"] == f"round over; its stored transaction {stored.tx_hash} was never mined"
