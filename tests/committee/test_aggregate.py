@@ -80,3 +80,87 @@ def test_a_probe_corpus_nobody_can_fetch_stops_the_review_with_what_to_do(traine
     with pytest.raises(StoreError, match=f"ipfs pin add {elsewhere}"):
         check_submissions(store, 1, subs, previous, gates=PROBE_ONLY, model_dir=tiny_model_dir,
                           params=tiny_train_params, probe_seed=b"\x07" * 32)
+
+
+# ------------------------------------------------ which model-based gates run (synthetic updates, no training)
+
+ALL_NODES_JUDGED = 6
+
+
+@pytest.fixture(scope="module")
+def synthetic_round(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_train_params):
+    """Six small updates around one direction, pinned with the public probe corpus (no training: seconds)."""
+    store = ContentStore(tmp_path_factory.mktemp("ipfs-synthetic"), durable=False)
+    start = initial_adapter(tiny_model_dir, tiny_train_params, seed=0)
+    gen = torch.Generator().manual_seed(5)
+    common = {k: torch.randn(v.shape, generator=gen) for k, v in start.items()}
+    subs = []
+    for i in range(ALL_NODES_JUDGED):
+        node = f"0x{i + 1:040x}"
+        delta = {k: (common[k] + 0.3 * torch.randn(v.shape, generator=gen)) * 1e-3 for k, v in start.items()}
+        manifest = initial_global_manifest(tiny_model_dir, tiny_train_params, start).model_copy(update={
+            "kind": "delta", "round": 1, "node": node, "sample_count": 10})
+        cid, digest = pin_update_bundle(store, delta, manifest)
+        subs.append(Submission(round_id=1, node=node, cid=cid_to_bytes(cid), sample_count=10,
+                               manifest_hash=digest, block_number=1, tx_hash="0x"))
+    probe_cid = pin_probe_corpus(store, reference_probe_texts(bytes_per_domain=1024))
+    return store, start, subs, probe_cid
+
+
+def _judged_by(store, previous, subs, settings: GateSettings, model_dir: Path, params) -> dict[str, set[str]]:
+    """gate name -> the nodes it judged with a statistic, in one committee gate run."""
+    judged: dict[str, set[str]] = {}
+
+    def record(assessed):
+        for d in assessed:
+            if d.comparisons:
+                judged.setdefault(d.gate, set()).add(d.node)
+        return {d.node: str(d.reason) for d in assessed if d.rejected}
+
+    check_submissions(store, 1, subs, previous, gates=settings, model_dir=model_dir, params=params,
+                      probe_seed=b"\x05" * 32, settle=record)
+    return judged
+
+
+MODEL_GATES_ONLY = dict(direction=False, norm=False, duplicates=False, probe_loss_windows=4, probe_loss_seq_len=16,
+                        probe_windows=2, probe_seq_len=16)
+
+
+def test_the_probe_loss_gate_judges_every_update_when_the_chain_names_a_corpus(synthetic_round, tiny_model_dir: Path,
+                                                                               tiny_train_params) -> None:
+    store, start, subs, probe_cid = synthetic_round
+    previous = _previous(store, start, tiny_model_dir, tiny_train_params, probe_cid)
+    settings = GateSettings(mutual_information=False, **MODEL_GATES_ONLY)
+
+    judged = _judged_by(store, previous, subs, settings, tiny_model_dir, tiny_train_params)
+
+    assert judged.get("probe_loss") == {s.node for s in subs}
+    assert "mutual_information" not in judged
+
+
+def test_the_mi_filter_judges_every_update_on_the_public_probe_text(synthetic_round, tiny_model_dir: Path,
+                                                                    tiny_train_params) -> None:
+    store, start, subs, probe_cid = synthetic_round
+    previous = _previous(store, start, tiny_model_dir, tiny_train_params, probe_cid)
+    settings = GateSettings(probe_loss=False, **MODEL_GATES_ONLY)
+
+    judged = _judged_by(store, previous, subs, settings, tiny_model_dir, tiny_train_params)
+
+    assert judged.get("mutual_information") == {s.node for s in subs}
+    assert "probe_loss" not in judged
+
+
+@pytest.mark.parametrize("gate", ["probe_loss", "mutual_information"])
+def test_too_few_updates_for_a_model_gate_never_fetch_its_corpus(synthetic_round, tiny_model_dir: Path,
+                                                                 tiny_train_params, tmp_path: Path, gate: str) -> None:
+    # Below min_candidates the model gates pass everyone: a probe corpus nobody can fetch must not stop the review
+    store, start, subs, _ = synthetic_round
+    elsewhere = pin_probe_corpus(ContentStore(tmp_path / "elsewhere"), ["a corpus pinned on another node only"])
+    previous = _previous(store, start, tiny_model_dir, tiny_train_params, elsewhere)
+    only = {"probe_loss": dict(mutual_information=False), "mutual_information": dict(probe_loss=False)}[gate]
+    settings = GateSettings(min_candidates=5, **only, **MODEL_GATES_ONLY)
+
+    accepted, rejected = check_submissions(store, 1, subs[:3], previous, gates=settings, model_dir=tiny_model_dir,
+                                           params=tiny_train_params, probe_seed=b"\x05" * 32)
+
+    assert rejected == [] and [u.submission.node for u in accepted] == [s.node for s in subs[:3]]
