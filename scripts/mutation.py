@@ -81,12 +81,23 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/aggregation/test_gate_pipeline.py",
     ),
     "flare_chain/aggregation/anomaly.py": ("tests/aggregation/test_gate_pipeline.py", "tests/aggregation/test_defences.py"),
-    "flare_chain/aggregation/candidate_model.py": ("tests/aggregation/test_probe_loss.py",),
+    # test_probe_loss gives the gate stand-in losses and never runs CandidateModel; test_candidate_model does
+    "flare_chain/aggregation/candidate_model.py": ("tests/aggregation/test_candidate_model.py",),
     "flare_chain/aggregation/gates.py": (
         "tests/aggregation/test_gates.py",
         "tests/aggregation/test_gate_pipeline.py",
     ),
     "flare_chain/aggregation/pipeline.py": ("tests/aggregation/test_gate_pipeline.py",),
+    # test_aggregate's first three tests train six nodes in a fixture (minutes); its synthetic-round tests, the
+    # member's review (test_verdict), the sample-count cap and the privacy gate cover the module in seconds
+    "flare_chain/committee/aggregate.py": (
+        "tests/committee/test_verdict.py",
+        "tests/committee/test_aggregation_weight.py",
+        "tests/committee/test_local_dp.py",
+        "tests/committee/test_aggregate.py::test_the_probe_loss_gate_judges_every_update_when_the_chain_names_a_corpus",
+        "tests/committee/test_aggregate.py::test_the_mi_filter_judges_every_update_on_the_public_probe_text",
+        "tests/committee/test_aggregate.py::test_too_few_updates_for_a_model_gate_never_fetch_its_corpus",
+    ),
     # The blocked sort's bit-identity with a full sort (signed zeros included) is tested in test_order_stats
     "flare_chain/aggregation/median.py": ("tests/aggregation/test_median.py", "tests/aggregation/test_order_stats.py"),
     "flare_chain/aggregation/trimmed_mean.py": (
