@@ -87,7 +87,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/aggregation/test_gates.py",
         "tests/aggregation/test_gate_pipeline.py",
     ),
-    "flare_chain/aggregation/pipeline.py": ("tests/aggregation/test_gate_pipeline.py",),
+    "flare_chain/aggregation/pipeline.py": ("tests/aggregation/test_pipeline.py", "tests/aggregation/test_gate_pipeline.py"),
     # test_aggregate's first three tests train six nodes in a fixture (minutes); its synthetic-round tests, the
     # member's review (test_verdict), the sample-count cap and the privacy gate cover the module in seconds
     "flare_chain/committee/aggregate.py": (
