@@ -96,6 +96,8 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/committee/test_local_dp.py",
         "tests/committee/test_aggregate.py::test_the_probe_loss_gate_judges_every_update_when_the_chain_names_a_corpus",
         "tests/committee/test_aggregate.py::test_the_mi_filter_judges_every_update_on_the_public_probe_text",
+        "tests/committee/test_aggregate.py::"
+        "test_without_a_probe_corpus_the_mi_filter_judges_on_seed_windows_and_probe_loss_stays_off",
         "tests/committee/test_aggregate.py::test_too_few_updates_for_a_model_gate_never_fetch_its_corpus",
     ),
     # The blocked sort's bit-identity with a full sort (signed zeros included) is tested in test_order_stats

@@ -150,6 +150,18 @@ def test_the_mi_filter_judges_every_update_on_the_public_probe_text(synthetic_ro
     assert "probe_loss" not in judged
 
 
+def test_without_a_probe_corpus_the_mi_filter_judges_on_seed_windows_and_probe_loss_stays_off(
+        synthetic_round, tiny_model_dir: Path, tiny_train_params) -> None:
+    # Both model gates enabled, as by default, in a federation whose manifest names no probe corpus
+    store, start, subs, _ = synthetic_round
+    previous = _previous(store, start, tiny_model_dir, tiny_train_params, None)
+
+    judged = _judged_by(store, previous, subs, GateSettings(**MODEL_GATES_ONLY), tiny_model_dir, tiny_train_params)
+
+    assert judged.get("mutual_information") == {s.node for s in subs}
+    assert "probe_loss" not in judged and "probe_spread" not in judged
+
+
 @pytest.mark.parametrize("gate", ["probe_loss", "mutual_information"])
 def test_too_few_updates_for_a_model_gate_never_fetch_its_corpus(synthetic_round, tiny_model_dir: Path,
                                                                  tiny_train_params, tmp_path: Path, gate: str) -> None:
