@@ -15,7 +15,7 @@ from flare_chain.aggregation.gates import Comparison, GateContext, GateDecision
 from flare_chain.aggregation.tolerance import Band, ToleranceBands, in_band
 from flare_chain.chain import Submission
 from flare_chain.committee.aggregate import build_aggregate, check_submissions, review_accepted_set
-from flare_chain.committee.verdict import may_pass, may_reject
+from flare_chain.committee.verdict import SetVerdict, may_pass, may_reject
 from flare_chain.errors import ConfigError
 from flare_chain.ipfs import ContentStore, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
@@ -75,6 +75,18 @@ def test_band_width_is_absolute_plus_relative_and_unknown_statistics_are_named()
     assert Band(absolute=0.1, relative=0.01).width(-3.0) == pytest.approx(0.13)
     with pytest.raises(ConfigError, match="no tolerance band for gate statistic 'loss_ratio'"):
         in_band(Comparison("loss_ratio", 1.0, 1.0, rejects=False), BANDS)
+
+
+def test_the_verdict_summary_names_tolerated_calls_and_counts_further_disputes() -> None:
+    # The one line a member logs and records with its vote: band calls are named, never hidden
+    tolerated = ["0xaa kept at norm (norm_z 3.5 vs threshold 3.5)"]
+    assert SetVerdict().summary() == "accepted set matches the gates"
+    assert SetVerdict(tolerated=tolerated).summary() == f"accepted set defensible; within tolerance: {tolerated[0]}"
+    one = [("0xbb", "excludes 0xbb, whose update passes the gates")]
+    assert SetVerdict(disputes=one).summary() == f"accepted set not defensible: {one[0][1]}"
+    two = [*one, ("0xcc", "includes 0xcc, which submitted nothing this round")]
+    assert SetVerdict(disputes=two, tolerated=tolerated).summary() == (
+        f"accepted set not defensible: {one[0][1]} (+1 more)")
 
 
 def test_gates_record_the_statistic_and_threshold_of_each_decision() -> None:
