@@ -171,11 +171,21 @@ def test_warm_start_of_wrong_shape_is_refused() -> None:
         ({"min_compression_rate": 0.5}, "min_compression_rate"),
         ({"dtype": "int8"}, "dtype"),
         ({"seed": -1}, "seed"),
+        ({"seed": True}, "seed"),  # a TOML `seed = true` is a mistake, not seed 1
+        ({"seed": 1.5}, "seed"),
+        ({"rank": True}, "rank"),
+        ({"min_compression_rate": math.inf}, "min_compression_rate"),
     ],
 )
 def test_config_validation_names_the_parameter(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         PowerSGDConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_config_accepts_each_bound_at_its_edge() -> None:
+    # rank 1, rate 1 (compress whenever the factors are smaller at all) and seed 0 are what the messages allow
+    config = PowerSGDConfig(rank=1, min_compression_rate=1.0, seed=0)
+    assert (config.rank, config.min_compression_rate, config.seed) == (1, 1.0, 0)
 
 
 @pytest.mark.parametrize(
