@@ -153,3 +153,14 @@ def test_the_filter_gate_judges_exactly_min_candidates() -> None:
     ctx = GateContext(global_tensors=global_adapter())
     assert list(gate(4).screen(updates, ctx)) == [updates[1].node]
     assert gate(5).screen(updates, ctx) == {}
+
+
+def test_the_helper_and_the_gate_judge_a_round_of_four_alike_with_their_defaults() -> None:
+    # An auditor's script calling the pure helper must judge as the committee's gate does, defaults included
+    preds = _predictions(4, {1: 0.9})
+    served = iter(preds.values())
+    gate = MutualInformationFilter(lambda _model: next(served))
+    updates = honest_round(4)
+
+    assert list(nmi_outliers(preds)) == ["node-01"]
+    assert list(gate.screen(updates, GateContext(global_tensors=global_adapter()))) == [updates[1].node]

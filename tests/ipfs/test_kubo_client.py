@@ -22,7 +22,7 @@ from flare_chain.ipfs import (
 )
 from flare_chain.ipfs.dagpb import decode_pb_node
 from flare_chain.ipfs.kubo_client import parse_chunker
-from flare_chain.ipfs.multiformats import cid_from_bytes
+from flare_chain.ipfs.multiformats import CODEC_RAW, Cid, cid_from_bytes, sha256_multihash
 from flare_chain.ipfs.rpc_server import ServerHandle
 
 FAKE_URL = "http://ipfs.test:5001"
@@ -241,6 +241,20 @@ def test_oversized_block_answer_is_refused(tmp_path: Path) -> None:
     flood = store_backed(source, tamper=lambda _c, _d: b"\0" * 5000)
     with KuboClient(FAKE_URL, transport=httpx.MockTransport(flood), retries=0, max_block_bytes=4096) as c, \
             pytest.raises(IntegrityError, match="more than 4096 bytes"):
+        c.block_get(cid)
+
+
+def test_by_default_a_block_of_bitswaps_2_mib_is_taken_and_one_byte_more_refused(tmp_path: Path) -> None:
+    # No peer can legitimately hold a block over 2 MiB (bitswap's limit): the default bound is exactly there
+    source = ContentStore(tmp_path / "source", durable=False)
+    largest = os.urandom(2 * 1024 * 1024)
+    cid = Cid.v1(CODEC_RAW, sha256_multihash(largest))  # one raw block, not a chunked file
+    source.put_block(cid, largest)
+    with KuboClient(FAKE_URL, transport=httpx.MockTransport(store_backed(source)), retries=0) as c:
+        assert c.block_get(cid) == largest
+    flood = store_backed(source, tamper=lambda _c, data: data + b"\0")
+    with KuboClient(FAKE_URL, transport=httpx.MockTransport(flood), retries=0) as c, \
+            pytest.raises(IntegrityError, match=f"more than {2 * 1024 * 1024} bytes"):
         c.block_get(cid)
 
 

@@ -502,6 +502,21 @@ def test_answer_lines_never_block_the_handler_reading_the_upload() -> None:
     assert written[-1] == b"0\r\nX-Stream-Error: boom\r\n\r\n"
 
 
+def test_part_headers_of_exactly_the_bound_are_taken() -> None:
+    # The refusal reads "longer than 16384 bytes": a header block of exactly 16384 bytes is still a part
+    boundary = "b0"
+    head = b'Content-Disposition: form-data; name="file"; filename="x"\r\nX-Filler: '
+    header_block = head + b"a" * (16 * 1024 - len(head))
+    pieces = [b"--b0\r\n", header_block, b"\r\n\r\nhi\r\n--b0--\r\n"]  # the reader sees each piece alone
+
+    def read(n: int) -> bytes:
+        return pieces.pop(0) if pieces else b""
+
+    parts = [(part.path, b"".join(part.body)) for part in iter_parts(read, f"multipart/form-data; boundary={boundary}")]
+
+    assert len(header_block) == 16 * 1024 and parts == [("x", b"hi")]
+
+
 def test_a_part_whose_headers_never_end_is_refused_at_the_bound(tmp_path: Path) -> None:
     # A client that sends header lines without the blank line that ends them must not make the server
     # buffer without end: past 16 KiB the body is refused, after reading little more than that.
