@@ -671,6 +671,8 @@ def test_after_a_rejection_the_next_rank_proposes_and_members_vote_again_as_new_
             d.tick()
         if c.round_info(round_id).status.is_final:
             break
+    for d in net.daemons:  # each sees the round over and settles what it had left
+        d.tick()
     # Assert
     info = c.round_info(round_id)
     assert (info.status, info.rejected_proposals) == (RoundStatus.FAILED, 1)
@@ -680,7 +682,9 @@ def test_after_a_rejection_the_next_rank_proposes_and_members_vote_again_as_new_
         first, second = d.state.get(round_id, "propose"), d.state.get(round_id, "propose.2")
         if d.address == leader:
             assert first.status == StepStatus.DONE
-            assert second.status == StepStatus.SKIPPED and "rank 0 has no proposer turn" in second.detail["reason"]
+            # its tick found the round open for rank 1 only, or rank 1's proposal already made
+            assert second.status == StepStatus.SKIPPED
+            assert any(reason in second.detail["reason"] for reason in ("rank 0 has no proposer turn", "proposed by"))
             assert sent_by(net, d.address).count("proposeAggregate") == 0  # the leader's went out by hand
         else:
             assert first.status == StepStatus.SKIPPED and second.status == StepStatus.DONE
