@@ -39,14 +39,9 @@ abstract contract CommitteeSource {
     ///      what the minimum committee is measured in.
     function _committeeWeight(uint256 round) internal view virtual returns (uint32);
 
-    /// @dev The rank of `proposer` among the members of `round` (0 = the leader), given `committee`,
-    ///      the whole committee in ascending address order; reverts if the list is not exactly the
-    ///      committee.
-    function _proposerRank(uint256 round, address proposer, address[] calldata committee)
-        internal
-        view
-        virtual
-        returns (uint256 rank);
+    /// @dev The rank of seated `proposer` among the members of `round` (0 = the leader): how many
+    ///      members have a lower leader score, counted up to a bound past which nobody proposes.
+    function _proposerRank(uint256 round, address proposer) internal view virtual returns (uint256 rank);
 
     // ------------------------------------------------------------ answered by the round logic
 

@@ -16,6 +16,12 @@ import {VrfSortitionCommittee} from "./VrfSortitionCommittee.sol";
 ///      until `claimDeadline`) → proposal (until `proposalDeadline`) → voting (until `voteDeadline`).
 ///      The member with the lowest leader score (rank 0) may propose from the first block after the
 ///      claim deadline; rank `i` from `leaderBlocks·i` blocks later, so a silent leader is replaced.
+///      Fallback: a proposal the committee rejects does not end the round while a higher rank is
+///      left (`PROPOSER_RANKS` in all): the round reopens for proposals from the block after the
+///      rejecting vote, with fresh proposal and voting windows as long as the first ones, turns
+///      starting at the rejected proposer's rank + 1 and every vote counted afresh
+///      (`ProposalRejected`). So a round makes at most `PROPOSER_RANKS` proposals, and lasts at most
+///      `PROPOSER_RANKS` times its proposal and voting windows past the claim deadline.
 ///      Votes count by seat weight (`VrfSortitionCommittee`): approvals needed are
 ///      `approvalThresholdBps` of the committee's total weight; a round whose committee weighs less
 ///      than `minCommitteeSize` at the claim deadline fails (`CommitteeTooSmall`).
@@ -82,10 +88,18 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         uint32 approvals;
         uint32 rejections;
         bytes32 proposalHash;
+        uint64 turnsStart;
+        uint8 firstRank;
+        uint8 rejectedProposals;
     }
 
     /// @dev Packed so the first slot (status, the first three deadlines, submission count) is the
-    ///      only round slot a submission touches, and a seat claim reads it and the seed.
+    ///      only round slot a submission touches, and a seat claim reads it and the seed. The proposal
+    ///      attempt's fields share the vote counters' slot: `turnsStart` is the first block of the
+    ///      current attempt's proposer turns (the block after the claim deadline, or after the vote
+    ///      that rejected the last proposal), `firstRank` the lowest rank that may propose in it,
+    ///      `proposerRank` the current proposal's rank and `rejectedProposals` the attempt's number.
+    ///      `proposalDeadline` and `voteDeadline` are the current attempt's.
     struct Round {
         RoundStatus status;
         uint64 submissionDeadline;
@@ -95,6 +109,10 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         uint64 voteDeadline;
         uint32 approvals;
         uint32 rejections;
+        uint64 turnsStart;
+        uint8 firstRank;
+        uint8 proposerRank;
+        uint8 rejectedProposals;
         bytes32 seed;
         bytes32 proposalHash;
     }
@@ -125,7 +143,7 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     bytes private _proposedCid;
     mapping(uint256 round => Round) private _rounds;
     mapping(uint256 round => mapping(address node => bytes32)) private _submissions;
-    mapping(uint256 round => mapping(address voter => VoteChoice)) private _votes;
+    mapping(uint256 round => mapping(uint256 attempt => mapping(address voter => VoteChoice))) private _votes;
 
     error CoordinatorInvalidThreshold(uint16 approvalThresholdBps);
     error CoordinatorInvalidMinCommitteeSize(uint16 minCommitteeSize);
@@ -166,12 +184,19 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     /// @notice `round`'s committee weighs `weight`, less than `minCommitteeSize`: it cannot act.
     error CoordinatorCommitteeTooSmall(uint256 round, uint32 weight, uint16 minCommitteeSize);
     error CoordinatorNotLeader(uint256 round, address proposer, uint256 rank, uint256 turnStartsAtBlock);
+    /// @notice `proposer`'s rank `rank` has no turn left in `round`: only ranks `firstRank` to
+    ///         `PROPOSER_RANKS − 1` may propose (lower ones had their turn before a rejection; higher
+    ///         ones never propose).
+    error CoordinatorRankHasNoTurn(uint256 round, address proposer, uint256 rank, uint256 firstRank, uint256 lastRank);
     error CoordinatorProposalClosed(uint256 round, uint256 proposalDeadline);
     error CoordinatorEmptyAcceptedSet(uint256 round);
     error CoordinatorAcceptedNotStrictlyIncreasing(uint256 round, uint256 index, address previous, address current);
     error CoordinatorNoProposal(uint256 round, RoundStatus status);
     error CoordinatorVoteClosed(uint256 round, uint256 voteDeadline);
     error CoordinatorDuplicateVote(uint256 round, address voter);
+    /// @notice The vote is for proposal `attempt` of `round`, but the round is on proposal `current`
+    ///         (an earlier one was rejected, or this one is not made yet).
+    error CoordinatorVoteOnOtherProposal(uint256 round, uint256 attempt, uint256 current);
     error CoordinatorNothingToFinalize(uint256 round, RoundStatus status, uint256 finalizableAfterBlock);
 
     /// @notice The owner set the initial global adapter.
@@ -203,7 +228,18 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     event AggregateProposed(
         uint256 indexed round, address indexed proposer, bytes globalCid, address[] accepted, uint256 rank
     );
-    /// @notice Committee member `voter` cast its seat weight `weight` on the proposal of `round`.
+    /// @notice The committee rejected the proposal of `round` made by rank `rejectedRank`; the round
+    ///         is open for proposals again: ranks from `nextRank` take turns from block `turnsStart`
+    ///         until `proposalDeadline`, and the new proposal is voted on until `voteDeadline`.
+    event ProposalRejected(
+        uint256 indexed round,
+        uint256 rejectedRank,
+        uint256 nextRank,
+        uint64 turnsStart,
+        uint64 proposalDeadline,
+        uint64 voteDeadline
+    );
+    /// @notice Committee member `voter` cast its seat weight `weight` on the current proposal of `round`.
     event VoteCast(uint256 indexed round, address indexed voter, bool approve, uint32 weight);
     /// @notice The proposal of `round` reached the approval threshold with `approvalWeight` of the
     ///         committee's `committeeWeight`; `globalCid` is the new global adapter.
@@ -315,6 +351,7 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         r.claimDeadline = claimDeadline;
         r.proposalDeadline = proposalDeadline;
         r.voteDeadline = proposalDeadline + votingBlocks;
+        r.turnsStart = claimDeadline + 1;
         r.seed = keccak256(abi.encode(_rounds[previous].seed, block.prevrandao));
         _emitRoundOpened(round, r);
     }
@@ -349,47 +386,50 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         emit UpdateSubmitted(round, msg.sender, cid, sampleCount, manifestHash);
     }
 
-    /// @notice Propose the round's aggregate (a committee member whose turn it is, once per round,
-    ///         after the claim deadline and until the proposal deadline).
+    /// @notice Propose the round's aggregate (a committee member whose turn it is, after the claim
+    ///         deadline and until the proposal deadline; one proposal per attempt, see fallback).
     /// @dev The member of rank `i` (`i` members have a lower leader score) may propose from block
-    ///      `claimDeadline + 1 + i·leaderBlocks`. The rank is counted over `committee`, which must be
-    ///      the whole committee in ascending address order (`SeatClaimed` events list it).
+    ///      `turnsStart + (i − firstRank)·leaderBlocks`, for `firstRank ≤ i < PROPOSER_RANKS`; in the
+    ///      first attempt `turnsStart = claimDeadline + 1` and `firstRank = 0`. The rank is read from
+    ///      the round's stored proposer scores, so the cost does not depend on the committee's size.
     /// @param round the open round.
     /// @param globalCid binary CID of the aggregated adapter.
     /// @param accepted the submitters whose updates were aggregated, strictly increasing, non-empty. The
     ///        contract does not look each one up (that cost grew with n): a member votes against a list
     ///        naming a node without a submission, and the audit flags it (`accepted-set`).
-    /// @param committee every seated member of `round`, strictly increasing.
-    function proposeAggregate(
-        uint256 round,
-        bytes calldata globalCid,
-        address[] calldata accepted,
-        address[] calldata committee
-    ) external {
+    function proposeAggregate(uint256 round, bytes calldata globalCid, address[] calldata accepted) external {
         Round storage r = _rounds[round];
-        uint256 rank = _requireProposerTurn(round, r, committee);
+        uint256 rank = _requireProposerTurn(round, r);
         _requireCidLength(globalCid.length);
         _requireAcceptedList(round, accepted);
 
         r.status = RoundStatus.Proposed;
+        r.proposerRank = uint8(rank);
         r.proposalHash = keccak256(abi.encode(globalCid, accepted));
         _proposedCid = globalCid;
         emit AggregateProposed(round, msg.sender, globalCid, accepted, rank);
     }
 
-    /// @notice Vote on the round's proposal with the caller's seat weight (committee members, once,
-    ///         until the vote deadline). The vote that reaches the approval threshold commits the
-    ///         round; the one that makes it unreachable fails it.
+    /// @notice Vote on the round's current proposal with the caller's seat weight (committee members,
+    ///         once per proposal, until the vote deadline). The vote that reaches the approval
+    ///         threshold commits the round; the one that makes it unreachable rejects the proposal:
+    ///         the round falls back to the next rank (`ProposalRejected`) or, with no rank left,
+    ///         fails (`Rejected`).
     /// @param round the round whose proposal is judged.
+    /// @param attempt the proposal judged: how many of the round's proposals had been rejected before it
+    ///        (`roundInfo(round).rejectedProposals`), so a vote delayed past a rejection never counts
+    ///        on the next rank's proposal.
     /// @param approve true to approve, false to reject.
-    function vote(uint256 round, bool approve) external {
+    function vote(uint256 round, uint256 attempt, bool approve) external {
         if (!_isCommitteeMember(round, msg.sender)) revert CoordinatorNotCommitteeMember(round, msg.sender);
         Round storage r = _rounds[round];
+        if (attempt != r.rejectedProposals) revert CoordinatorVoteOnOtherProposal(round, attempt, r.rejectedProposals);
         if (r.status != RoundStatus.Proposed) revert CoordinatorNoProposal(round, r.status);
         if (block.number > r.voteDeadline) revert CoordinatorVoteClosed(round, r.voteDeadline);
-        if (_votes[round][msg.sender] != VoteChoice.None) revert CoordinatorDuplicateVote(round, msg.sender);
+        mapping(address => VoteChoice) storage votes = _votes[round][attempt];
+        if (votes[msg.sender] != VoteChoice.None) revert CoordinatorDuplicateVote(round, msg.sender);
 
-        _votes[round][msg.sender] = approve ? VoteChoice.Approve : VoteChoice.Reject;
+        votes[msg.sender] = approve ? VoteChoice.Approve : VoteChoice.Reject;
         uint32 weight = _seatWeight(round, msg.sender);
         uint32 approvals = r.approvals;
         uint32 rejections = r.rejections;
@@ -412,7 +452,7 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
             delete _proposedCid;
             emit RoundCommitted(round, cid, approvals, committeeWeight);
         } else if (rejections >= committeeWeight || uint256(committeeWeight - rejections) * _BPS < needed) {
-            _fail(round, r, FailureReason.Rejected);
+            _reject(round, r);
         }
     }
 
@@ -474,7 +514,10 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
             submissionCount: r.submissionCount,
             approvals: r.approvals,
             rejections: r.rejections,
-            proposalHash: r.proposalHash
+            proposalHash: r.proposalHash,
+            turnsStart: r.turnsStart,
+            firstRank: r.firstRank,
+            rejectedProposals: r.rejectedProposals
         });
     }
 
@@ -505,9 +548,9 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         return _isCommitteeMember(round, account);
     }
 
-    /// @notice What `voter` voted in `round`.
+    /// @notice What `voter` voted on the current (or last) proposal of `round`.
     function voteOf(uint256 round, address voter) external view returns (VoteChoice) {
-        return _votes[round][voter];
+        return _votes[round][_rounds[round].rejectedProposals][voter];
     }
 
     /// @notice Approval share (basis points of the committee's weight) needed to commit a proposal.
@@ -585,11 +628,7 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     // ------------------------------------------------------------------ internals
 
     /// @dev Revert unless the sender is a member of `round` whose turn to propose has come; its rank.
-    function _requireProposerTurn(uint256 round, Round storage r, address[] calldata committee)
-        private
-        view
-        returns (uint256 rank)
-    {
+    function _requireProposerTurn(uint256 round, Round storage r) private view returns (uint256 rank) {
         if (!_isCommitteeMember(round, msg.sender)) revert CoordinatorNotCommitteeMember(round, msg.sender);
         if (r.status != RoundStatus.Open) revert CoordinatorRoundNotOpen(round, r.status);
         uint256 claimDeadline = r.claimDeadline;
@@ -597,9 +636,14 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         if (block.number > r.proposalDeadline) revert CoordinatorProposalClosed(round, r.proposalDeadline);
         uint32 weight = _committeeWeight(round);
         if (weight < _minCommitteeSize) revert CoordinatorCommitteeTooSmall(round, weight, _minCommitteeSize);
-        rank = _proposerRank(round, msg.sender, committee);
-        if (rank > (block.number - claimDeadline - 1) / _leaderBlocks) {
-            revert CoordinatorNotLeader(round, msg.sender, rank, claimDeadline + 1 + rank * _leaderBlocks);
+        rank = _proposerRank(round, msg.sender);
+        uint256 firstRank = r.firstRank;
+        if (rank < firstRank || rank >= PROPOSER_RANKS) {
+            revert CoordinatorRankHasNoTurn(round, msg.sender, rank, firstRank, PROPOSER_RANKS - 1);
+        }
+        uint256 turnsStart = r.turnsStart; // ≤ block.number: the claim deadline or a rejecting vote is behind
+        if (rank - firstRank > (block.number - turnsStart) / _leaderBlocks) {
+            revert CoordinatorNotLeader(round, msg.sender, rank, turnsStart + (rank - firstRank) * _leaderBlocks);
         }
     }
 
@@ -640,6 +684,33 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     ///      `blockhash` still reaches it (the claim window never extends further).
     function _claimSeed(Round storage r) private view returns (bytes32) {
         return keccak256(abi.encode(r.seed, blockhash(r.submissionDeadline)));
+    }
+
+    /// @dev The proposal of `round` can no longer reach the threshold: hand the round to the next rank
+    ///      with fresh windows as long as the first ones, or fail it when no rank is left (the last
+    ///      rank has proposed, or the committee has no more members).
+    function _reject(uint256 round, Round storage r) private {
+        uint256 nextRank = uint256(r.proposerRank) + 1;
+        if (nextRank >= PROPOSER_RANKS || nextRank >= _committeeSize(round)) {
+            _fail(round, r, FailureReason.Rejected);
+            return;
+        }
+        uint64 proposalBlocks = r.proposalDeadline + 1 - r.turnsStart;
+        uint64 votingBlocks = r.voteDeadline - r.proposalDeadline;
+        uint64 turnsStart = uint64(block.number) + 1;
+        uint64 proposalDeadline = turnsStart + proposalBlocks - 1;
+        uint64 voteDeadline = proposalDeadline + votingBlocks;
+        r.status = RoundStatus.Open;
+        r.proposalDeadline = proposalDeadline;
+        r.voteDeadline = voteDeadline;
+        r.approvals = 0;
+        r.rejections = 0;
+        r.turnsStart = turnsStart;
+        r.firstRank = uint8(nextRank);
+        r.rejectedProposals += 1;
+        r.proposalHash = 0;
+        delete _proposedCid;
+        emit ProposalRejected(round, nextRank - 1, nextRank, turnsStart, proposalDeadline, voteDeadline);
     }
 
     function _fail(uint256 round, Round storage r, FailureReason reason) private {

@@ -50,13 +50,15 @@ import {VRFVerifier} from "./VRFVerifier.sol";
 ///
 ///      Seats are claimed in the window between the submission deadline and the claim deadline
 ///      (the round logic enforces it through `_requireClaimWindow`). Members propose in the order of
-///      their leader score, lowest first (`leaderScore`): the least of one hash per unit of weight,
-///      `min_{j < weight} keccak256(abi.encode(LEADER_DOMAIN, beta, j)) >> 32`. Each unit of seated
-///      weight is then an independent uniform draw, so every unit is equally likely to lead and a
-///      member leads with probability weight/K whatever its stake or how it was split.
-///      `_proposerRank` counts the members with a lower score, given the committee as a sorted list
-///      (checked complete against the seat count, so no per-seat list is kept in storage: a claim
-///      writes one new slot, its leader score and weight packed together).
+///      their leader score, lowest first (`leaderScore`): the least of one 64-bit hash per unit of
+///      weight, `min_{j < weight} keccak256(abi.encode(LEADER_DOMAIN, beta, j)) >> 192`. Each unit
+///      of seated weight is then an independent uniform draw, so every unit is equally likely to
+///      lead and a member leads with probability weight/K whatever its stake or how it was split.
+///      Only the `PROPOSER_RANKS` lowest scores can ever propose (the leader and its fallbacks), so
+///      each claim keeps them in one sorted slot per round (`proposerScores`) and a proposer's
+///      rank is read from that slot: no committee list, no per-member loop, so a proposal costs the
+///      same whatever the committee's size. Two members sharing a 64-bit score (odds about
+///      seats^2 / 2^65) share a rank, and the first of them to propose is the proposer.
 abstract contract VrfSortitionCommittee is CommitteeSource {
     /// @dev A registered node; `firstEligibleRound != 0` means registered. `exitRound != 0` means it
     ///      asked to unbond: it is eligible for rounds `firstEligibleRound ≤ r < exitRound`, and
@@ -93,8 +95,14 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     uint256 private constant _LAMBDA_CHUNK = 16 * _ONE;
     /// @dev floor(e^-1 · 2^64).
     uint256 private constant _EXP_MINUS_ONE = 0x5e2d58d8b3bcdf1a;
-    /// @dev A seat packs the leader score (224 bits) over the weight (32 bits); nonzero iff seated.
+    /// @dev A seat packs the leader score (64 bits) over the weight (32 bits); nonzero iff seated.
     uint256 private constant _WEIGHT_MASK = type(uint32).max;
+    /// @notice How many members of a round's committee may ever propose: the leader (rank 0) and
+    ///         the next-ranked members it falls back to after a silent turn or a rejected proposal.
+    uint256 public constant PROPOSER_RANKS = 4;
+    /// @dev An empty entry of the proposer-score slot, above every score but one: a real score of
+    ///      2^64 − 1 (odds 2^-64 per unit of weight) reads as empty and still ranks (`_proposerRank`).
+    uint256 private constant _EMPTY_SCORE = type(uint64).max;
 
     uint96 private immutable _minStake;
 
@@ -105,6 +113,10 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     mapping(uint256 round => Sortition) private _sortitions;
     /// @dev round => member => `leaderScore << 32 | weight`; zero means "no seat".
     mapping(uint256 round => mapping(address member => uint256)) private _seats;
+    /// @dev round => the `PROPOSER_RANKS` lowest leader scores seated so far, ascending, 64 bits each
+    ///      (entry `i` in bits `64·i ..`); `_EMPTY_SCORE` marks an empty entry. Filled with empties
+    ///      when the round opens, so a claim only ever rewrites a nonzero slot.
+    mapping(uint256 round => uint256) private _proposerScores;
 
     /// @notice The minimum stake set at deployment is zero or does not fit 96 bits.
     error CoordinatorInvalidMinStake(uint256 minStake);
@@ -137,10 +149,6 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     error CoordinatorAlreadySeated(uint256 round, address node);
     /// @notice The verified VRF `output` draws seat weight 0 for the sender's stake: no seat this round.
     error CoordinatorNotSelected(uint256 round, bytes32 output);
-    /// @notice The committee list passed has `length` entries but `round` has `seats` seats.
-    error CoordinatorCommitteeListIncomplete(uint256 round, uint256 length, uint256 seats);
-    /// @notice The committee list is not in strictly increasing address order at `index`.
-    error CoordinatorCommitteeListNotStrictlyIncreasing(uint256 round, uint256 index, address previous, address current);
     /// @notice `account` does not sit on the committee of `round`.
     error CoordinatorNotCommitteeMember(uint256 round, address account);
 
@@ -268,6 +276,7 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         uint256 score = leaderScore(output, weight);
 
         seats[msg.sender] = (score << 32) | weight;
+        _recordProposerScore(round, score);
         unchecked {
             // at most one seat per eligible node (fewer than 2^32); the weights sum to about
             // k ≤ 65535, and passing 2^32 would take a Poisson tail below 2^-1000
@@ -335,6 +344,16 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         return (seat & _WEIGHT_MASK, seat >> 32);
     }
 
+    /// @notice The `PROPOSER_RANKS` lowest leader scores seated on `round` so far, ascending; an
+    ///         entry of 2^64 − 1 is empty. A member's proposer rank is the number of entries below its
+    ///         own score; a member whose score is not among them never proposes.
+    function proposerScores(uint256 round) external view returns (uint256[PROPOSER_RANKS] memory scores) {
+        uint256 packed = _proposerScores[round];
+        for (uint256 i; i < PROPOSER_RANKS; ++i) {
+            scores[i] = (packed >> (64 * i)) & _EMPTY_SCORE;
+        }
+    }
+
     /// @notice The VRF input `alpha` of `round`:
     ///         `abi.encodePacked(uint256 chainid, address this, uint256 round, bytes32 seed)`, 116 bytes,
     ///         with the round's claim seed.
@@ -373,15 +392,15 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
     }
 
     /// @notice The score that orders a round's proposers (lowest leads): the least of `weight`
-    ///         draws `keccak256(abi.encode(LEADER_DOMAIN, output, j)) >> 32`, `j < weight`.
-    /// @dev One hash per unit of weight: each unit is a uniform 224-bit draw, so each is equally
+    ///         draws `keccak256(abi.encode(LEADER_DOMAIN, output, j)) >> 192`, `j < weight`.
+    /// @dev One hash per unit of weight: each unit is a uniform 64-bit draw, so each is equally
     ///      likely to be the committee's lowest.
     /// @param output a seat's VRF output.
     /// @param weight the seat's weight (≥ 1).
     function leaderScore(bytes32 output, uint256 weight) public pure returns (uint256 score) {
         score = type(uint256).max;
         for (uint256 j; j < weight; ++j) {
-            uint256 draw = uint256(keccak256(abi.encode(_LEADER_DOMAIN, output, j))) >> 32;
+            uint256 draw = uint256(keccak256(abi.encode(_LEADER_DOMAIN, output, j))) >> 192;
             if (draw < score) score = draw;
         }
     }
@@ -407,6 +426,7 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
             seats: 0,
             weight: 0
         });
+        _proposerScores[round] = type(uint256).max;
     }
 
     function _isCommitteeMember(uint256 round, address account) internal view override returns (bool) {
@@ -425,31 +445,31 @@ abstract contract VrfSortitionCommittee is CommitteeSource {
         return _sortitions[round].weight;
     }
 
-    function _proposerRank(uint256 round, address proposer, address[] calldata committee)
-        internal
-        view
-        override
-        returns (uint256 rank)
-    {
-        uint32 seatCount = _sortitions[round].seats;
-        if (committee.length != seatCount) revert CoordinatorCommitteeListIncomplete(round, committee.length, seatCount);
-        mapping(address => uint256) storage seats = _seats[round];
-        uint256 own = seats[proposer] >> 32;
-        address previous;
-        // Strictly increasing and all seated with as many entries as seats: exactly the committee.
-        for (uint256 i; i < committee.length; ++i) {
-            address member = committee[i];
-            if (i != 0 && member <= previous) {
-                revert CoordinatorCommitteeListNotStrictlyIncreasing(round, i, previous, member);
-            }
-            uint256 seat = seats[member];
-            if (seat == 0) revert CoordinatorNotCommitteeMember(round, member);
-            if (seat >> 32 < own) ++rank;
-            previous = member;
+    function _proposerRank(uint256 round, address proposer) internal view override returns (uint256 rank) {
+        uint256 own = _seats[round][proposer] >> 32;
+        uint256 packed = _proposerScores[round];
+        for (; rank < PROPOSER_RANKS; ++rank) {
+            if ((packed >> (64 * rank)) & _EMPTY_SCORE >= own) break;
         }
     }
 
     // ------------------------------------------------------------------ internals
+
+    /// @dev Insert `score` into the round's sorted proposer-score slot if it is among the
+    ///      `PROPOSER_RANKS` lowest so far (the highest entry drops out): one read and at most one
+    ///      write of a slot that is already nonzero.
+    function _recordProposerScore(uint256 round, uint256 score) private {
+        uint256 packed = _proposerScores[round];
+        if (score >= (packed >> (64 * (PROPOSER_RANKS - 1))) & _EMPTY_SCORE) return;
+        uint256 at;
+        while ((packed >> (64 * at)) & _EMPTY_SCORE <= score) ++at; // stops by entry 3, above `score`
+        unchecked {
+            // at ≤ 3: the masks are 2^(64·at) − 1 and 2^(64·(at+1)) − 1, the latter 2^256 − 1 at at = 3
+            uint256 below = packed & ((uint256(1) << (64 * at)) - 1);
+            uint256 above = (packed << 64) & ~((uint256(1) << (64 * (at + 1))) - 1);
+            _proposerScores[round] = below | (score << (64 * at)) | above;
+        }
+    }
 
     function _vrfInput(uint256 round, bytes32 seed) private view returns (bytes memory) {
         return abi.encodePacked(block.chainid, address(this), round, seed);

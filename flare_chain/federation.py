@@ -402,9 +402,10 @@ def run_round(fed: Federation) -> RoundReport:
     selected ones claim with their proofs (verified on-chain). After the claim
     deadline the members take their proposing turns lowest leader score first: the
     leader, then, if it stays silent for ``leader_blocks``, the next-ranked, and
-    so on. Seated members review and vote; a round that cannot commit (too few
-    seats, no proposal, rejection, timeout) fails and the previous global
-    adapter stays.
+    so on. Seated members review and vote; a rejected proposal passes the round
+    to the next ranks (at most ``PROPOSER_RANKS`` proposals). A round that
+    cannot commit (too few seats, no proposal, every proposal rejected, timeout)
+    fails and the previous global adapter stays.
     """
     config, coordinator, owner, participants = fed.config, fed.coordinator, fed.owner, fed.participants
     w3 = coordinator.w3
@@ -439,11 +440,20 @@ def run_round(fed: Federation) -> RoundReport:
     by_address = {p.address: p for p in participants}
     aggregate = None
     rejected: list[Rejection] = []
-    if coordinator.round_info(round_id).committee_weight >= schedule.min_committee_size:
-        for rank, address in enumerate(order):
-            turn = schedule.proposer_turn(rank)
-            if not schedule.may_propose(rank, turn):
+    votes: dict[str, bool] = {}
+    # One pass per proposal attempt: a rejected proposal reopens the round for the next ranks
+    # (the contract's fallback), with the attempt's own turns and deadlines in round_info.
+    while coordinator.round_info(round_id).committee_weight >= schedule.min_committee_size:
+        info = coordinator.round_info(round_id)
+        if info.status != RoundStatus.OPEN:
+            break
+        schedule = RoundSchedule.for_round(info, coordinator)
+        proposed_now = False
+        for rank in range(schedule.first_rank, schedule.first_rank + schedule.turns_in_window()):
+            if rank >= len(order):
                 break
+            address = order[rank]
+            turn = schedule.proposer_turn(rank)
             _mine_until_next_block_is(w3, turn)
             try:
                 proposed = by_address[address].propose_if_turn(round_id, previous)
@@ -453,18 +463,22 @@ def run_round(fed: Federation) -> RoundReport:
             if proposed is not None:
                 aggregate, rejected, tx = proposed
                 gas += tx.gas_used
+                proposed_now = True
                 break
             log.info("round %d %s (rank %d) did not propose in its turn", round_id, by_address[address].name, rank)
-
-    votes: dict[str, bool] = {}
-    for address in order:
-        if coordinator.round_info(round_id).status.is_final:
+        if not proposed_now:
             break
-        review = by_address[address].vote_if_member(round_id, previous,
-                                                     tolerance=fed.spec.committee.vote_tolerance)
-        if review is not None:
-            votes[address] = review.approve
-            gas += review.tx.gas_used if review.tx else 0
+        votes = {}
+        for address in order:
+            if coordinator.round_info(round_id).status != RoundStatus.PROPOSED:
+                break
+            review = by_address[address].vote_if_member(round_id, previous,
+                                                         tolerance=fed.spec.committee.vote_tolerance)
+            if review is not None:
+                votes[address] = review.approve
+                gas += review.tx.gas_used if review.tx else 0
+        if coordinator.round_info(round_id).status == RoundStatus.OPEN:
+            log.info("round %d: the committee rejected the proposal; the next rank may propose", round_id)
 
     final = coordinator.round_info(round_id)
     if not final.status.is_final:

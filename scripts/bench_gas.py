@@ -183,8 +183,7 @@ def _propose(fed: Federation, round_id: int, seats: dict[str, tuple[int, int]], 
     _to_block(fed.w3, fed.client.round_info(round_id).claim_deadline + 1)
     order = sortition.leader_order({a: score for a, (_, score) in seats.items()})
     leader = next(x for x in fed.nodes if x.address == order[0])
-    committee = sort_addresses(seats)
-    return fed.send(leader, "proposeAggregate", round_id, cid, sort_addresses(accepted), committee)
+    return fed.send(leader, "proposeAggregate", round_id, cid, sort_addresses(accepted))
 
 
 def run_round(fed: Federation, k: int, log: GasLog) -> tuple[int, int, int]:
@@ -208,7 +207,7 @@ def run_round(fed: Federation, k: int, log: GasLog) -> tuple[int, int, int]:
         by_address = {node.address: node for node in fed.nodes}
         committee_weight, approvals = sum(w for w, _ in seats.values()), 0
         for member, (weight, _) in seats.items():
-            gas = fed.send(by_address[member], "vote", round_id, True)
+            gas = fed.send(by_address[member], "vote", round_id, 0, True)
             approvals += weight
             if approvals * 10_000 >= THRESHOLD_BPS * committee_weight:
                 round_log.add("vote (the one that commits)", gas)
@@ -237,6 +236,32 @@ def failing_rounds(fed: Federation, log: GasLog) -> None:
     log.add("finalizeRound (VoteTimeout)", fed.send(fed.owner, "finalizeRound", round_id))
 
 
+def fallback_round(fed: Federation, log: GasLog) -> None:
+    """A proposal voted down, then the next rank's proposal approved: the rejecting vote and the fallback's calls."""
+    c, n = fed.client, len(fed.nodes)
+    round_id = _open(fed, (2, n + 1, 4, n + 2), DETAIL_K, GasLog())
+    fed.send(fed.nodes[0], "submitUpdate", round_id, _cid(f"fallback {round_id}"), 1, keccak(b"m"))
+    seats = _claims(fed, round_id, GasLog())
+    if len(seats) < 2:  # one member cannot fall back to anyone (probability about e^-k·k)
+        return
+    _propose(fed, round_id, seats, [fed.nodes[0].address], _cid(f"junk {round_id}"))
+    by_address = {node.address: node for node in fed.nodes}
+    for member in seats:
+        gas = fed.send(by_address[member], "vote", round_id, 0, False)
+        if c.round_info(round_id).status is not RoundStatus.PROPOSED:
+            log.add("vote (the one that rejects: fallback)", gas)
+            break
+    order = sortition.leader_order({a: score for a, (_, score) in seats.items()})
+    second = by_address[order[1]]
+    log.add("proposeAggregate (fallback, 1 accepted)",
+            fed.send(second, "proposeAggregate", round_id, _cid(f"good {round_id}"), [fed.nodes[0].address]))
+    for member in seats:
+        fed.send(by_address[member], "vote", round_id, 1, True)
+        if c.round_info(round_id).status is RoundStatus.COMMITTED:
+            return
+    raise ChainError(f"bench: the fallback proposal of round {round_id} did not commit")
+
+
 def _row(name: str, values: Sequence[int], baseline: int, target: int | None = None) -> str:
     mean = statistics.mean(values)
     verdict = ""
@@ -258,6 +283,8 @@ _ORDER = [
     f"proposeAggregate ({DETAIL_NODES} accepted)",
     "vote",
     "vote (the one that commits)",
+    "vote (the one that rejects: fallback)",
+    "proposeAggregate (fallback, 1 accepted)",
     "finalizeRound (CommitteeTooSmall)",
     "finalizeRound (VoteTimeout)",
 ]
@@ -283,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline = baseline_transfer_gas(fed.w3, fed.owner)
     run_round(fed, DETAIL_K, detail)
     failing_rounds(fed, detail)
+    fallback_round(fed, detail)
 
     # Part 2: whole rounds by nodes × k.
     table: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)

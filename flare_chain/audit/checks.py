@@ -19,6 +19,7 @@ from flare_chain.ipfs import cid_from_bytes
 
 __all__ = [
     "chain_checks",
+    "check_fallback",
     "check_global_chain",
     "check_proposer",
     "check_quorum",
@@ -187,23 +188,28 @@ def check_seats(history: History, r: RoundHistory) -> list[Finding]:
     return findings
 
 
-def check_votes(r: RoundHistory) -> list[Finding]:
-    """Votes only from seated members, at most one each, no later than the vote deadline."""
+def check_votes(history: History, r: RoundHistory) -> list[Finding]:
+    """Votes only from seated members, at most one each per proposal, no later than that proposal's vote deadline."""
     name, rid = "votes", r.round_id
     seated = {s.node for s in r.seats}
     findings: list[Finding] = []
-    seen: set[str] = set()
-    for v in r.votes:
-        if v.voter not in seated:
-            findings.append(Finding(name, FAIL, rid, v.voter, f"voted (tx {v.tx_hash}) without a seat"))
-        elif v.voter in seen:
-            findings.append(Finding(name, FAIL, rid, v.voter, f"voted twice (second in tx {v.tx_hash})"))
-        elif r.opened is not None and v.block_number > r.opened.vote_deadline:
-            findings.append(Finding(name, FAIL, rid, v.voter,
-                                    f"voted in block {v.block_number}, after the deadline {r.opened.vote_deadline}"))
-        seen.add(v.voter)
+    for attempt in range(len(r.rejections) + 1):
+        rejection = r.rejections[attempt - 1] if attempt else None
+        deadline = None if r.opened is None else history.attempt_schedule(r.opened, rejection).vote_deadline
+        seen: set[str] = set()
+        for v in r.attempt_votes(attempt):
+            if v.voter not in seated:
+                findings.append(Finding(name, FAIL, rid, v.voter, f"voted (tx {v.tx_hash}) without a seat"))
+            elif v.voter in seen:
+                findings.append(Finding(name, FAIL, rid, v.voter,
+                                        f"voted twice on proposal {attempt + 1} (second in tx {v.tx_hash})"))
+            elif deadline is not None and v.block_number > deadline:
+                findings.append(Finding(name, FAIL, rid, v.voter,
+                                        f"voted in block {v.block_number}, after the deadline {deadline}"))
+            seen.add(v.voter)
     if not findings:
-        findings.append(Finding(name, PASS, rid, detail=f"{len(r.votes)} vote(s) from {len(seated)} seat(s)"))
+        findings.append(Finding(name, PASS, rid, detail=(
+            f"{len(r.votes)} vote(s) on {max(1, len(r.proposals))} proposal(s) from {len(seated)} seat(s)")))
     return findings
 
 
@@ -220,7 +226,8 @@ def check_quorum(history: History, r: RoundHistory) -> Finding:
     seated = {s.node for s in r.seats if s.block_number <= r.outcome.block_number}
     committee_weight = sum(weights.get(node, 0) for node in seated)
     needed = required_approvals(history.params.approval_threshold_bps, committee_weight)
-    approvers = {v.voter for v in r.votes if v.approve and v.voter in seated and v.block_number <= r.outcome.block_number}
+    last = r.attempt_votes(len(r.rejections))  # a commit counts the votes on the last proposal only
+    approvers = {v.voter for v in last if v.approve and v.voter in seated and v.block_number <= r.outcome.block_number}
     approvals = sum(weights.get(node, 0) for node in approvers)
     if committee_weight < history.params.min_committee_size:
         return Finding(name, FAIL, rid, detail=(
@@ -237,36 +244,88 @@ def check_quorum(history: History, r: RoundHistory) -> Finding:
     return Finding(name, PASS, rid, detail=f"weight {approvals} of {committee_weight} approved (needed {needed})")
 
 
-def check_proposer(history: History, r: RoundHistory) -> Finding:
-    """The proposer was seated, its rank is the one the seats' outputs give, it proposed in its turn, and
-    every node its accepted list names submitted in the round (the contract stores only the list's hash)."""
+def check_proposer(history: History, r: RoundHistory) -> list[Finding]:
+    """Each proposer was seated, its rank is the one the seats' outputs give and has a turn in its attempt, it
+    proposed in that turn, and every node its accepted list names submitted in the round (the contract stores
+    only the list's hash). A round has one proposal per attempt: the first, and one after each rejection."""
     name, rid = "proposer", r.round_id
-    proposal = r.proposal
-    if proposal is None:
-        return Finding(name, PASS, rid, detail="no proposal")
-    if len(r.proposals) > 1:
-        return Finding(name, FAIL, rid, proposal.proposer, f"{len(r.proposals)} proposals in one round")
-    weights = seat_weights(history, r)
-    scores = {s.node: sortition.leader_score(s.output, max(1, weights.get(s.node, 0)))
-              for s in r.seats if s.block_number <= proposal.block_number}
-    if proposal.proposer not in scores:
-        return Finding(name, FAIL, rid, proposal.proposer, "proposed without a seat")
-    rank = sortition.rank_of(scores, proposal.proposer)
-    submitted = {s.node for s in r.submissions if s.block_number <= proposal.block_number}
-    strangers = [node for node in proposal.accepted if node not in submitted]
-    if strangers:
-        return Finding(name, FAIL, rid, proposal.proposer,
-                       f"accepted list names {', '.join(strangers)}, which submitted nothing in round {rid}")
-    if rank != proposal.rank:
-        return Finding(name, FAIL, rid, proposal.proposer, f"event says rank {proposal.rank}, outputs give {rank}")
+    if not r.proposals:
+        return [Finding(name, PASS, rid, detail="no proposal")]
+    if len(r.proposals) > len(r.rejections) + 1:
+        return [Finding(name, FAIL, rid, r.proposals[-1].proposer,
+                        f"{len(r.proposals)} proposals but {len(r.rejections)} rejection(s) in one round")]
     if r.opened is None:
-        return Finding(name, UNVERIFIABLE, rid, proposal.proposer, "no RoundOpened event: deadlines unknown")
-    schedule = history.schedule(r.opened)
-    if not schedule.may_propose(rank, proposal.block_number):
-        return Finding(name, FAIL, rid, proposal.proposer, (
-            f"rank {rank} proposed in block {proposal.block_number}; its turn is blocks "
-            f"{schedule.proposer_turn(rank)}..{schedule.proposal_deadline}"))
-    return Finding(name, PASS, rid, proposal.proposer, f"rank {rank} in its turn (block {proposal.block_number})")
+        return [Finding(name, UNVERIFIABLE, rid, r.proposals[0].proposer, "no RoundOpened event: deadlines unknown")]
+    weights = seat_weights(history, r)
+    findings: list[Finding] = []
+    for attempt, proposal in enumerate(r.proposals):
+        scores = {s.node: sortition.leader_score(s.output, max(1, weights.get(s.node, 0)))
+                  for s in r.seats if s.block_number <= proposal.block_number}
+        if proposal.proposer not in scores:
+            findings.append(Finding(name, FAIL, rid, proposal.proposer, "proposed without a seat"))
+            continue
+        rank = sortition.rank_of(scores, proposal.proposer)
+        submitted = {s.node for s in r.submissions if s.block_number <= proposal.block_number}
+        strangers = [node for node in proposal.accepted if node not in submitted]
+        schedule = history.attempt_schedule(r.opened, r.rejections[attempt - 1] if attempt else None)
+        if strangers:
+            findings.append(Finding(name, FAIL, rid, proposal.proposer,
+                                    f"accepted list names {', '.join(strangers)}, which submitted nothing in round {rid}"))
+        elif rank != proposal.rank:
+            findings.append(Finding(name, FAIL, rid, proposal.proposer,
+                                    f"event says rank {proposal.rank}, outputs give {rank}"))
+        elif not schedule.has_turn(rank):
+            findings.append(Finding(name, FAIL, rid, proposal.proposer, (
+                f"rank {rank} proposed proposal {attempt + 1}; only ranks {schedule.first_rank}.."
+                f"{sortition.PROPOSER_RANKS - 1} had a turn")))
+        elif not schedule.may_propose(rank, proposal.block_number):
+            findings.append(Finding(name, FAIL, rid, proposal.proposer, (
+                f"rank {rank} proposed in block {proposal.block_number}; its turn is blocks "
+                f"{schedule.proposer_turn(rank)}..{schedule.proposal_deadline}")))
+        else:
+            findings.append(Finding(name, PASS, rid, proposal.proposer,
+                                    f"rank {rank} in its turn (block {proposal.block_number}, proposal {attempt + 1})"))
+    return findings
+
+
+def check_fallback(history: History, r: RoundHistory) -> Finding:
+    """Each rejection followed a vote that put the threshold out of reach, handed the round to the rank after
+    the rejected proposer's, and opened windows as long as the first ones from the block after it."""
+    name, rid = "fallback", r.round_id
+    if not r.rejections:
+        return Finding(name, PASS, rid, detail="no proposal rejected")
+    if r.opened is None:
+        return Finding(name, UNVERIFIABLE, rid, detail="no RoundOpened event: deadlines unknown")
+    first = history.schedule(r.opened)
+    proposal_blocks = first.proposal_deadline - first.claim_deadline
+    voting_blocks = first.vote_deadline - first.proposal_deadline
+    weights = seat_weights(history, r)
+    committee_weight = sum(weights.get(s.node, 0) for s in r.seats)
+    needed = required_approvals(history.params.approval_threshold_bps, committee_weight)
+    for attempt, rejection in enumerate(r.rejections):
+        if attempt >= len(r.proposals):
+            return Finding(name, FAIL, rid, detail=f"rejection {attempt + 1} in block {rejection.block_number} "
+                           "with no proposal to reject")
+        proposal = r.proposals[attempt]
+        against = sum(weights.get(v.voter, 0) for v in r.attempt_votes(attempt) if not v.approve)
+        start = rejection.block_number + 1
+        expected = (proposal.rank, proposal.rank + 1, start, start + proposal_blocks - 1,
+                    start + proposal_blocks - 1 + voting_blocks)
+        stated = (rejection.rejected_rank, rejection.next_rank, rejection.turns_start, rejection.proposal_deadline,
+                  rejection.vote_deadline)
+        if committee_weight - against >= needed:
+            return Finding(name, FAIL, rid, proposal.proposer, (
+                f"proposal {attempt + 1} rejected with {against} of {committee_weight} against; approval "
+                f"{needed} was still reachable"))
+        if stated != expected:
+            return Finding(name, FAIL, rid, proposal.proposer, (
+                f"rejection {attempt + 1} states (rank, next rank, turns from, proposal until, votes until) "
+                f"{stated}; the rules give {expected}"))
+        if rejection.next_rank >= sortition.PROPOSER_RANKS:
+            return Finding(name, FAIL, rid, detail=f"fell back to rank {rejection.next_rank}, past the last "
+                           f"proposer rank {sortition.PROPOSER_RANKS - 1}")
+    return Finding(name, PASS, rid, detail=(
+        f"{len(r.rejections)} rejected proposal(s), each handed to the next rank with fresh windows"))
 
 
 def chain_checks(history: History, r: RoundHistory, previous_cid: bytes | None) -> list[Finding]:
@@ -275,7 +334,8 @@ def chain_checks(history: History, r: RoundHistory, previous_cid: bytes | None) 
         check_seed(history, r),
         check_global_chain(history, r, previous_cid),
         *check_seats(history, r),
-        *check_votes(r),
+        *check_votes(history, r),
         check_quorum(history, r),
-        check_proposer(history, r),
+        *check_proposer(history, r),
+        check_fallback(history, r),
     ]

@@ -22,9 +22,10 @@ CHECKS: dict[str, str] = {
     "global-chain": "each round opens on the adapter the previous committed round left",
     "vrf-proof": "each seat's proof (claimSeat calldata) verifies on the round's claim seed under the registered key, "
                  "gives the event's output, under the round's threshold",
-    "votes": "votes only from seated members, one each, before the vote deadline",
+    "votes": "votes only from seated members, one each per proposal, before that proposal's vote deadline",
     "quorum": "a committed round has the approvals the threshold requires",
-    "proposer": "the proposer sat on the committee and proposed in its rank's turn",
+    "proposer": "each proposer sat on the committee and proposed in its rank's turn",
+    "fallback": "a rejected proposal handed the round to the next rank, with windows as long as the first",
     "cid-bytes": "every submitted / committed object's blocks hash to their CIDs",
     "manifest-hash": "each update's manifest hashes to the value submitted on-chain",
     "accepted-set": "the proposal's accepted set is exactly the updates that pass the gates",

@@ -21,6 +21,7 @@ from flare_chain.chain.records import (
     FailureReason,
     NodeRegistration,
     Proposal,
+    ProposalRejection,
     RoundOpened,
     RoundOutcome,
     SeatClaim,
@@ -77,6 +78,7 @@ class RoundHistory:
     seats: list[SeatClaim] = field(default_factory=list)
     proofs: dict[str, SeatProof] = field(default_factory=dict)
     proposals: list[Proposal] = field(default_factory=list)
+    rejections: list[ProposalRejection] = field(default_factory=list)
     votes: list[Vote] = field(default_factory=list)
     outcome: RoundOutcome | None = None
     tx_hashes: list[str] = field(default_factory=list)
@@ -84,7 +86,16 @@ class RoundHistory:
 
     @property
     def proposal(self) -> Proposal | None:
-        return self.proposals[0] if self.proposals else None
+        """The round's last proposal: the one it committed, or the one still (or last) voted on."""
+        return self.proposals[-1] if self.proposals else None
+
+    def attempt_votes(self, attempt: int) -> list[Vote]:
+        """The votes on proposal ``attempt`` (0: the first): those mined after the rejection that
+        opened the attempt and up to the one that closed it (a vote on a rejected proposal
+        can only be mined before the next proposal, so blocks tell attempts apart)."""
+        after = self.rejections[attempt - 1].block_number if 0 < attempt <= len(self.rejections) else -1
+        until = self.rejections[attempt].block_number if attempt < len(self.rejections) else None
+        return [v for v in self.votes if v.block_number > after and (until is None or v.block_number <= until)]
 
     @property
     def committed(self) -> bool:
@@ -134,6 +145,15 @@ class History:
         return RoundSchedule.of(opened, leader_blocks=self.params.leader_blocks,
                                 min_committee_size=self.params.min_committee_size)
 
+    def attempt_schedule(self, opened: RoundOpened, rejection: ProposalRejection | None) -> RoundSchedule:
+        """The timing of the proposal attempt that ``rejection`` opened (None: the round's first), as its
+        event states it; ``check_fallback`` checks those figures against the first attempt's windows."""
+        first = self.schedule(opened)
+        if rejection is None:
+            return first
+        return replace(first, proposal_deadline=rejection.proposal_deadline, vote_deadline=rejection.vote_deadline,
+                       turns_start=rejection.turns_start, first_rank=rejection.next_rank)
+
 
 def _where(e: EventLog) -> dict[str, object]:
     return {"block_number": e.block_number, "tx_hash": e.tx_hash}
@@ -165,6 +185,12 @@ def _apply(rounds: dict[int, RoundHistory], e: EventLog) -> None:
         r.proposals.append(Proposal(
             round_id=r.round_id, proposer=a["proposer"], global_cid=bytes(a["globalCid"]),
             accepted=tuple(a["accepted"]), rank=a["rank"],
+            **_where(e),  # type: ignore[arg-type]
+        ))
+    elif e.name == "ProposalRejected":
+        r.rejections.append(ProposalRejection(
+            round_id=r.round_id, rejected_rank=a["rejectedRank"], next_rank=a["nextRank"],
+            turns_start=a["turnsStart"], proposal_deadline=a["proposalDeadline"], vote_deadline=a["voteDeadline"],
             **_where(e),  # type: ignore[arg-type]
         ))
     elif e.name == "VoteCast":

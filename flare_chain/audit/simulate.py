@@ -22,7 +22,14 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from flare_chain.audit.deployment import AuditTarget
-from flare_chain.chain import CoordinatorClient, Submission, advance_blocks, deploy_coordinator, fund_accounts
+from flare_chain.chain import (
+    CoordinatorClient,
+    RoundStatus,
+    Submission,
+    advance_blocks,
+    deploy_coordinator,
+    fund_accounts,
+)
 from flare_chain.chain.artifacts import ContractArtifact
 from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
 from flare_chain.chain.deployment import find_deployment_tx, read_binding
@@ -45,6 +52,7 @@ from flare_chain.node.bundles import (
     pin_update_bundle,
 )
 from flare_chain.node.participant import initial_global_manifest
+from flare_chain.protocol import RoundSchedule
 from flare_chain.protocol.spec import FederationSpec, pin_spec
 
 __all__ = ["Proposer", "SimulatedFederation", "simulate"]
@@ -96,7 +104,7 @@ class SimulatedFederation:
         *,
         bad_manifest_hash: Sequence[int] = (),
         proposer: Proposer | None = None,
-        approvals: int | None = None,
+        approvals: int | Sequence[int] | None = None,
         phase_blocks: int = 2,
     ) -> int:
         """One whole round; returns its id.
@@ -104,7 +112,8 @@ class SimulatedFederation:
         ``bad_manifest_hash``: indexes of nodes that submit a hash not of their
         manifest. ``proposer`` replaces the honest leader. ``approvals``: how
         many members (in proposing order) vote yes; the rest vote no (default:
-        all yes).
+        all yes); a sequence gives the count for each proposal in turn (a
+        rejected one falls back to the next rank), its last entry for the rest.
         """
         c, w3 = self.coordinator, self.coordinator.w3
         round_id, _ = c.open_round(self.owner, len(self.nodes) + phase_blocks, len(self.nodes) + phase_blocks,
@@ -160,15 +169,23 @@ class SimulatedFederation:
                                                model_dir=self.model_dir, params=self.params, probe_seed=claim_seed,
                                                max_sample_count=c.max_sample_count())
         cid, accepted = (proposer or SimulatedFederation.honest_proposal)(self, round_id, previous, passing)
-        c.propose_aggregate(by_address[order[0]], round_id, cid_to_bytes(cid), list(accepted),
-                            committee=list(scores))
-        yes = len(order) if approvals is None else approvals
-        for rank, member in enumerate(order):
-            if c.round_info(round_id).status.is_final:
+        counts = [len(order)] if approvals is None else [approvals] if isinstance(approvals, int) else list(approvals)
+        # The same proposal from each rank in turn: a rejection falls back to the next rank (the
+        # contract's rule) until one commits or no rank is left.
+        for proposer_rank in range(min(len(order), sortition.PROPOSER_RANKS)):
+            now = c.round_info(round_id)
+            if now.status != RoundStatus.OPEN or now.first_rank > proposer_rank:
                 break
-            c.vote(by_address[member], round_id, rank < yes)
-        if not c.round_info(round_id).status.is_final:
-            advance_blocks(w3, max(0, info.vote_deadline + 1 - int(w3.eth.block_number)))
+            yes = counts[min(proposer_rank, len(counts) - 1)]
+            c.propose_aggregate(by_address[order[proposer_rank]], round_id, cid_to_bytes(cid), list(accepted))
+            for rank, member in enumerate(order):
+                if c.round_info(round_id).status != RoundStatus.PROPOSED:
+                    break
+                c.vote(by_address[member], round_id, rank < yes)
+        final = c.round_info(round_id)
+        if not final.status.is_final:
+            closes = RoundSchedule.for_round(final, c).finalizable_from(final.status, final.committee_weight)
+            advance_blocks(w3, max(0, (closes or 0) - int(w3.eth.block_number)))
             c.finalize_round(self.owner, round_id)
         return round_id
 

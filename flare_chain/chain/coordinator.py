@@ -25,6 +25,7 @@ from flare_chain.chain.records import (
     NodeInfo,
     NodeRegistration,
     Proposal,
+    ProposalRejection,
     RoundInfo,
     RoundOpened,
     RoundOutcome,
@@ -331,27 +332,27 @@ class CoordinatorClient:
         cid: bytes,
         accepted: Sequence[str],
         *,
-        committee: Sequence[str] | None = None,
         sort: bool = True,
     ) -> TxResult:
         """Propose the aggregate's binary CID and the submitters it used (the member whose turn it is).
 
         With ``sort=True`` (the default) ``accepted`` is validated and put in the
         ascending order the contract requires; ``sort=False`` sends it untouched.
-        ``committee`` (the whole committee, which the contract ranks the
-        proposer in) defaults to the seats read from ``SeatClaimed`` events.
+        The contract reads the proposer's rank from its own stored proposer scores.
         """
         nodes = sort_addresses(accepted) if sort else [to_checksum_address(a) for a in accepted]
-        members = (
-            self.committee(round_id)
-            if committee is None
-            else (sort_addresses(committee) if sort else [to_checksum_address(a) for a in committee])
-        )
-        return self._send(account, "proposeAggregate", round_id, bytes(cid), nodes, members)
+        return self._send(account, "proposeAggregate", round_id, bytes(cid), nodes)
 
-    def vote(self, account: LocalAccount, round_id: int, approve: bool) -> TxResult:
-        """Vote on the round's proposal (committee member, once), with at least ``VOTE_GAS_FLOOR`` gas."""
-        return self._send(account, "vote", round_id, approve, min_gas=VOTE_GAS_FLOOR)
+    def vote(self, account: LocalAccount, round_id: int, approve: bool, *, attempt: int | None = None) -> TxResult:
+        """Vote on the round's proposal (committee member, once per proposal), with at least ``VOTE_GAS_FLOOR`` gas.
+
+        ``attempt`` names the proposal judged (``RoundInfo.rejected_proposals``
+        when it was reviewed; default: the current one), so the vote cannot count
+        on a later rank's proposal should it land after a rejection.
+        """
+        if attempt is None:
+            attempt = self.round_info(round_id).rejected_proposals
+        return self._send(account, "vote", round_id, attempt, approve, min_gas=VOTE_GAS_FLOOR)
 
     def finalize_round(self, account: LocalAccount, round_id: int) -> TxResult:
         """Fail a round whose proposal or vote deadline passed without a result (anyone)."""
@@ -392,6 +393,9 @@ class CoordinatorClient:
             approvals,
             rejections,
             proposal_hash,
+            turns_start,
+            first_rank,
+            rejected_proposals,
         ) = self._view("roundInfo", round_id)
         return RoundInfo(
             round_id=round_id,
@@ -407,6 +411,9 @@ class CoordinatorClient:
             approvals=approvals,
             rejections=rejections,
             proposal_hash=bytes(proposal_hash),
+            turns_start=int(turns_start),
+            first_rank=int(first_rank),
+            rejected_proposals=int(rejected_proposals),
         )
 
     def submission_hash(self, round_id: int, node: str) -> bytes:
@@ -488,10 +495,21 @@ class CoordinatorClient:
         return order[0] if order else None
 
     def proposer_order(self, round_id: int) -> list[str]:
-        """Members in the order they may propose: lowest leader score first (ranks 0, 1, ...)."""
+        """Members in the order they may propose: lowest leader score first (ranks 0, 1, ...).
+
+        Only the first ``sortition.PROPOSER_RANKS`` ever get a turn.
+        """
         return sortition.leader_order(self.leader_scores(round_id))
 
+    def proposer_scores(self, round_id: int) -> list[int]:
+        """The contract's stored ``PROPOSER_RANKS`` lowest leader scores of ``round_id``, ascending.
+
+        An entry of ``2**64 - 1`` is empty. The contract ranks a proposer by these alone.
+        """
+        return [int(score) for score in self._view("proposerScores", round_id)]
+
     def has_voted(self, round_id: int, address: str) -> bool:
+        """Whether ``address`` voted on ``round_id``'s current proposal (a rejected one's votes do not count)."""
         return int(self._view("voteOf", round_id, to_checksum_address(address))) != 0
 
     def _immutable(self, fn_name: str) -> int:
@@ -606,23 +624,44 @@ class CoordinatorClient:
         ]
 
     def proposal(self, round_id: int, *, blocks: tuple[int, int] | None = None) -> Proposal | None:
-        """The aggregate proposed in ``round_id``, or None if nobody proposed.
+        """The latest aggregate proposed in ``round_id`` (the one a commit or the current vote is on), or None.
 
-        ``blocks`` (first, last; inclusive) narrows the scan, e.g. to the round's
-        proposal window from ``round_info``, for a caller that must answer quickly.
+        A round whose proposal was rejected and fell back to the next rank has
+        more than one (``proposals``). ``blocks`` (first, last; inclusive) narrows
+        the scan, e.g. to the current attempt's window from ``round_info``
+        (``turns_start`` .. ``proposal_deadline``), for a caller that must answer quickly.
         """
-        logs = self._logs("AggregateProposed", blocks=blocks, round=round_id)
-        if not logs:
-            return None
-        a = logs[0]["args"]
-        return Proposal(
-            round_id=round_id,
-            proposer=a["proposer"],
-            global_cid=bytes(a["globalCid"]),
-            accepted=tuple(a["accepted"]),
-            rank=a["rank"],
-            **self._where(logs[0]),
-        )
+        found = self.proposals(round_id, blocks=blocks)
+        return found[-1] if found else None
+
+    def proposals(self, round_id: int, *, blocks: tuple[int, int] | None = None) -> list[Proposal]:
+        """Every aggregate proposed in ``round_id``, in chain order (one per attempt; see ``proposal_rejections``)."""
+        return [
+            Proposal(
+                round_id=round_id,
+                proposer=log["args"]["proposer"],
+                global_cid=bytes(log["args"]["globalCid"]),
+                accepted=tuple(log["args"]["accepted"]),
+                rank=log["args"]["rank"],
+                **self._where(log),
+            )
+            for log in self._logs("AggregateProposed", blocks=blocks, round=round_id)
+        ]
+
+    def proposal_rejections(self, round_id: int) -> list[ProposalRejection]:
+        """Every ``ProposalRejected`` of ``round_id``, in chain order: the fallbacks to the next rank."""
+        return [
+            ProposalRejection(
+                round_id=round_id,
+                rejected_rank=log["args"]["rejectedRank"],
+                next_rank=log["args"]["nextRank"],
+                turns_start=log["args"]["turnsStart"],
+                proposal_deadline=log["args"]["proposalDeadline"],
+                vote_deadline=log["args"]["voteDeadline"],
+                **self._where(log),
+            )
+            for log in self._logs("ProposalRejected", round=round_id)
+        ]
 
     def votes(self, round_id: int) -> list[Vote]:
         """Every vote cast in ``round_id``, in chain order."""

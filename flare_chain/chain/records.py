@@ -17,6 +17,7 @@ __all__ = [
     "NodeInfo",
     "NodeRegistration",
     "Proposal",
+    "ProposalRejection",
     "RoundInfo",
     "RoundOpened",
     "RoundOutcome",
@@ -68,7 +69,13 @@ class RoundInfo:
 
     ``committee_size`` is the number of members seated so far and ``committee_weight``
     their total seat weight (both final after the claim deadline); ``approvals``
-    and ``rejections`` are the seat weights voted each way.
+    and ``rejections`` are the seat weights voted each way on the current proposal.
+
+    A rejected proposal reopens the round for the next rank (the contract's
+    fallback): ``rejected_proposals`` counts them, ``turns_start`` is the first
+    block of the current attempt's proposer turns, ``first_rank`` the lowest rank
+    that may still propose, and the proposal and vote deadlines are the current
+    attempt's. Before any rejection: 0, the block after the claim deadline, 0.
     """
 
     round_id: int
@@ -84,6 +91,13 @@ class RoundInfo:
     approvals: int
     rejections: int
     proposal_hash: bytes
+    turns_start: int = 0
+    first_rank: int = 0
+    rejected_proposals: int = 0
+
+    def __post_init__(self) -> None:
+        if self.turns_start == 0 and self.status != RoundStatus.NONE:  # a record built without the attempt fields
+            object.__setattr__(self, "turns_start", self.claim_deadline + 1)
 
 
 @dataclass(frozen=True)
@@ -185,6 +199,25 @@ class Proposal:
     global_cid: bytes
     accepted: tuple[str, ...]
     rank: int
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class ProposalRejection:
+    """``ProposalRejected``: the committee voted a proposal down and the round fell back to the next rank.
+
+    Ranks from ``next_rank`` take turns from block ``turns_start``; the new
+    proposal is due by ``proposal_deadline`` and voted on until ``vote_deadline``.
+    Votes mined up to ``block_number`` were on the rejected proposal.
+    """
+
+    round_id: int
+    rejected_rank: int
+    next_rank: int
+    turns_start: int
+    proposal_deadline: int
+    vote_deadline: int
     block_number: int
     tx_hash: str
 

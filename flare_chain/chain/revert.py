@@ -73,8 +73,10 @@ _HINTS: dict[str, str] = {
     "CoordinatorClaimsStillOpen": "wait until the block after the claim deadline",
     "CoordinatorCommitteeTooSmall": "too few seats were claimed; finalize_round fails the round, open the next one",
     "CoordinatorNotLeader": "a lower-ranked member has the turn; propose from the block the error names",
-    "CoordinatorCommitteeListIncomplete": "pass every seated member (CoordinatorClient.committee)",
-    "CoordinatorCommitteeListNotStrictlyIncreasing": "sort the committee list ascending without duplicates",
+    "CoordinatorVoteOnOtherProposal": ("the proposal reviewed was rejected (or not made yet); review the round's "
+                                       "current proposal and vote on that"),
+    "CoordinatorRankHasNoTurn": ("only the lowest-scored members propose, and after a rejected proposal only "
+                                 "ranks above it; this member votes instead"),
     "CoordinatorNotCommitteeMember": "only members who claimed a seat for this round may propose or vote",
     "CoordinatorProposalClosed": "the proposal deadline has passed; finalize the round instead",
     "CoordinatorEmptyAcceptedSet": "accept at least one submitted update",

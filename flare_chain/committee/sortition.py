@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_EXPECTED_COMMITTEE_SIZE",
     "MAX_CLAIM_BLOCKS",
     "OUTPUT_SPACE",
+    "PROPOSER_RANKS",
     "WEIGHT_BITS",
     "CommitteeRisk",
     "claim_seed",
@@ -75,6 +76,8 @@ DEFAULT_EXPECTED_COMMITTEE_SIZE = 20
 _MAX_STAKE = 2**96  # the contract keeps stakes and their total in 96 bits
 MAX_CLAIM_BLOCKS = 256
 """Longest claim window ``openRound`` accepts: ``blockhash`` reaches 256 blocks back (``phaseBounds()``)."""
+PROPOSER_RANKS = 4
+"""Members of a committee that may ever propose: the leader and its fallbacks (the contract's ``PROPOSER_RANKS``)."""
 
 
 def claim_seed(round_seed: bytes, deadline_block_hash: bytes) -> bytes:
@@ -217,16 +220,17 @@ def selection_probability(k: int, stake: int, total_stake: int) -> float:
 
 
 def leader_score(output: bytes | int, weight: int) -> int:
-    """The least of ``weight`` draws ``keccak256(abi.encode(LEADER_DOMAIN, output, j)) >> 32``: the contract's ``leaderScore``.
+    """The least of ``weight`` draws ``keccak256(abi.encode(LEADER_DOMAIN, output, j)) >> 192``: the contract's ``leaderScore``.
 
     What orders a round's proposers (lowest leads). Each unit of weight is an
-    independent uniform 224-bit draw, so each unit is equally likely to be the
+    independent uniform 64-bit draw, so each unit is equally likely to be the
     committee's lowest: a member leads with probability weight / total weight.
+    64 bits let the contract keep the ``PROPOSER_RANKS`` lowest in one storage slot.
     """
     if weight < 1:
         raise ConfigError(f"a seat has weight at least 1, got {weight}")
     word = _word(_as_int(output))
-    return min(int.from_bytes(keccak(LEADER_DOMAIN + word + _word(j)), "big") >> 32 for j in range(weight))
+    return min(int.from_bytes(keccak(LEADER_DOMAIN + word + _word(j)), "big") >> 192 for j in range(weight))
 
 
 def leader_order(scores: Mapping[str, int]) -> list[str]:
@@ -235,7 +239,10 @@ def leader_order(scores: Mapping[str, int]) -> list[str]:
 
 
 def rank_of(scores: Mapping[str, int], member: str) -> int:
-    """How many members have a lower leader score than ``member`` (the contract's proposer rank)."""
+    """How many members have a lower leader score than ``member`` (the contract's proposer rank).
+
+    Only ranks below ``PROPOSER_RANKS`` ever propose; the contract counts no further.
+    """
     own = scores[member]
     return sum(1 for score in scores.values() if score < own)
 

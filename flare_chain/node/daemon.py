@@ -46,7 +46,7 @@ from flare_chain.chain.contract_errors import coordinator_errors
 from flare_chain.chain.coordinator import VOTE_GAS_FLOOR
 from flare_chain.chain.deployment import chain_history
 from flare_chain.chain.revert import ErrorDecoder
-from flare_chain.committee import vrf
+from flare_chain.committee import sortition, vrf
 from flare_chain.compression import PowerSGDConfig
 from flare_chain.errors import ChainError, ConfigError, FlareError
 from flare_chain.ipfs import cid_from_bytes, cid_to_bytes
@@ -79,6 +79,7 @@ __all__ = [
     "DaemonSettings",
     "Faults",
     "InjectedCrash",
+    "attempt_step",
     "raise_crash",
 ]
 
@@ -86,13 +87,24 @@ log = logging.getLogger("flare_chain.node")
 
 FAULT_ENV = "FLARE_FAULT"
 STEPS = ("train", "pin", "submit", "claim", "propose", "vote", "pull")
+
+
+def attempt_step(step: str, attempt: int) -> str:
+    """The state-file name of ``step`` ("propose" or "vote") for proposal ``attempt`` of a round.
+
+    The first proposal's steps keep their plain names; after a rejection the
+    round's next proposal has "propose.2" and "vote.2", and so on, so a vote
+    recorded on a rejected proposal never counts as this node's vote on the next.
+    """
+    return step if attempt == 0 else f"{step}.{attempt + 1}"
 """Steps of one round, in order; the state file has at most one row per round and step."""
 
 _ZERO32 = bytes(32)
 _SKIP_ERRORS = coordinator_errors(
     "CoordinatorLateSubmission", "CoordinatorOutsideClaimWindow", "CoordinatorProposalClosed",
     "CoordinatorVoteClosed", "CoordinatorRoundNotOpen", "CoordinatorNotCommitteeMember",
-    "CoordinatorCommitteeTooSmall", "CoordinatorNotRegistered",
+    "CoordinatorCommitteeTooSmall", "CoordinatorNotRegistered", "CoordinatorRankHasNoTurn",
+    "CoordinatorVoteOnOtherProposal",
 )
 """Reverts that mean the step's window is gone for good: skip it, do not retry."""
 _WAIT_ERRORS = coordinator_errors("CoordinatorNotLeader", "CoordinatorClaimsStillOpen", "CoordinatorNoProposal")
@@ -397,31 +409,40 @@ class Daemon:
                 return
         if self.coordinator.seat_weight(round_id, self.address) == 0:
             return
-        if not self.state.is_final(round_id, "propose"):
+        # A rejected proposal reopens the round for the next ranks: each proposal attempt has its own
+        # propose and vote steps, so what was done for a rejected one never stands in for the next.
+        attempt = info.rejected_proposals
+        propose_step, vote_step = attempt_step("propose", attempt), attempt_step("vote", attempt)
+        for earlier in range(attempt):  # steps of rejected proposals this node never finished
+            self._settle_attempt(round_id, earlier)
+        if not self.state.is_final(round_id, propose_step):
             if info.status != RoundStatus.OPEN:
-                proposal = self.coordinator.proposal(round_id)
+                proposal = self.coordinator.proposal(round_id, blocks=(info.turns_start, info.proposal_deadline))
                 if proposal is not None and proposal.proposer.lower() == self.address.lower():
-                    self.state.record_done(round_id, "propose", {"found_on_chain": True})
+                    self.state.record_done(round_id, propose_step, {"found_on_chain": True})
                 else:
-                    self._skip(round_id, "propose", "proposed by "
+                    self._skip(round_id, propose_step, "proposed by "
                                f"{proposal.proposer if proposal else 'nobody'}")
-            elif nxt > info.claim_deadline:
+            elif nxt >= info.turns_start:
                 order = self.coordinator.proposer_order(round_id)
                 rank = order.index(self.address) if self.address in order else len(order)
-                if nxt > info.proposal_deadline and self._stored_tx(round_id, "propose") is None:
-                    self._skip(round_id, "propose", f"proposal window closed at block {info.proposal_deadline}")
-                elif nxt >= schedule.proposer_turn(rank):  # past the deadline only to resume a stored send
-                    self._propose(round_id, rank)
+                if not schedule.has_turn(rank) and self._stored_tx(round_id, propose_step) is None:
+                    self._skip(round_id, propose_step, f"rank {rank} has no proposer turn in this attempt "
+                               f"(ranks {schedule.first_rank}..{sortition.PROPOSER_RANKS - 1} propose)")
+                elif nxt > info.proposal_deadline and self._stored_tx(round_id, propose_step) is None:
+                    self._skip(round_id, propose_step, f"proposal window closed at block {info.proposal_deadline}")
+                elif self._stored_tx(round_id, propose_step) is not None or nxt >= schedule.proposer_turn(rank):
+                    self._propose(round_id, rank, propose_step)  # past the deadline only to resume a stored send
                     return
-            if not self.state.is_final(round_id, "propose"):
+            if not self.state.is_final(round_id, propose_step):
                 return
         if self.stopping:
             return
-        if info.status == RoundStatus.PROPOSED and not self.state.is_final(round_id, "vote"):
-            if not schedule.accepts_vote(nxt) and self._stored_tx(round_id, "vote") is None:
-                self._skip(round_id, "vote", f"voting closed at block {info.vote_deadline}")
+        if info.status == RoundStatus.PROPOSED and not self.state.is_final(round_id, vote_step):
+            if not schedule.accepts_vote(nxt) and self._stored_tx(round_id, vote_step) is None:
+                self._skip(round_id, vote_step, f"voting closed at block {info.vote_deadline}")
             else:
-                self._vote(round_id)
+                self._vote(round_id, attempt, vote_step)
 
     # ------------------------------------------------------------ steps
 
@@ -445,6 +466,17 @@ class Daemon:
         log.info("round %d %s: %s %s (%s)", round_id, self.name, step, rec.status.value,
                  rec.detail.get("reason", "its transaction was mined"))
         self._tick_bar(step)
+
+    def _settle_attempt(self, round_id: int, attempt: int) -> None:
+        """Close the propose and vote steps of a rejected proposal ``attempt``: a proposal this node made (by a
+        send it never saw confirmed, or by hand) is credited to it from the chain; anything else is settled."""
+        step = attempt_step("propose", attempt)
+        if not self.state.is_final(round_id, step) and self._stored_tx(round_id, step) is None:
+            proposals = self.coordinator.proposals(round_id)
+            if len(proposals) > attempt and proposals[attempt].proposer.lower() == self.address.lower():
+                self.state.record_done(round_id, step, {"found_on_chain": True})
+        self._settle(round_id, step, "the round moved past this proposal before this node's step")
+        self._settle(round_id, attempt_step("vote", attempt), "the proposal was rejected before this node's vote")
 
     def _guarded(self, round_id: int, step: str, action: Callable[[], None]) -> None:
         """Run a transaction step; map the contract's "too late" to SKIPPED, "not yet" to a later retry."""
@@ -664,12 +696,12 @@ class Daemon:
 
         self._guarded(round_id, "claim", claim)
 
-    def _propose(self, round_id: int, rank: int) -> None:
+    def _propose(self, round_id: int, rank: int, step: str) -> None:
         def propose() -> None:
             data = "0x"
-            if self._stored_tx(round_id, "propose") is None:
+            if self._stored_tx(round_id, step) is None:
                 previous = self._previous(round_id)
-                self.state.record_intent(round_id, "propose", {"rank": rank})
+                self.state.record_intent(round_id, step, {"rank": rank})
                 began = time.perf_counter()
                 accepted, rejected = self.participant.gate_submissions(
                     round_id, self.coordinator.submissions(round_id), previous)
@@ -677,55 +709,58 @@ class Daemon:
                     log.warning("round %d %s: left out %s's update %s: %s", round_id, self.name, r.node, r.cid,
                                 r.reason)
                 if not accepted:
-                    self._skip(round_id, "propose", f"no submission passed the gates ({len(rejected)} rejected)")
+                    self._skip(round_id, step, f"no submission passed the gates ({len(rejected)} rejected)")
                     return
                 aggregate = self.participant.aggregate(round_id, previous, accepted)
-                self.state.record_intent(round_id, "propose", {
+                self.state.record_intent(round_id, step, {
                     "cid": aggregate.cid, "accepted": len(accepted), "rejected": len(rejected),
                     "aggregate_seconds": time.perf_counter() - began})
                 data = self.coordinator.contract.encode_abi("proposeAggregate", args=[
-                    round_id, cid_to_bytes(aggregate.cid), sort_addresses(aggregate.accepted),
-                    self.coordinator.committee(round_id)])
+                    round_id, cid_to_bytes(aggregate.cid), sort_addresses(aggregate.accepted)])
             self.faults("propose:before")
 
             def mine_on_chain() -> bool:
-                proposal = self.coordinator.proposal(round_id)
-                return proposal is not None and proposal.proposer.lower() == self.address.lower()
+                return any(p.proposer.lower() == self.address.lower() for p in self.coordinator.proposals(round_id))
 
-            out = self.sender.send(round_id, "propose", to=self.coordinator.address, data=data,
+            out = self.sender.send(round_id, step, to=self.coordinator.address, data=data,
                                    already_done=mine_on_chain)
             self.faults("propose:done")
             log.info("round %d %s: proposed as rank %d (%s)", round_id, self.name, rank, _how(out))
             self._tick_bar("propose")
 
-        self._guarded(round_id, "propose", propose)
+        self._guarded(round_id, step, propose)
 
-    def _vote(self, round_id: int) -> None:
+    def _vote(self, round_id: int, attempt: int, step: str) -> None:
+        def voted_on_chain() -> bool:
+            info = self.coordinator.round_info(round_id)
+            return info.rejected_proposals > attempt or self.coordinator.has_voted(round_id, self.address)
+
         def vote() -> None:
             approve = True
-            if self._stored_tx(round_id, "vote") is None:
+            if self._stored_tx(round_id, step) is None:
                 if self.coordinator.has_voted(round_id, self.address):
-                    self.state.record_done(round_id, "vote", {"found_on_chain": True})
+                    self.state.record_done(round_id, step, {"found_on_chain": True})
                     return
                 began = time.perf_counter()
                 approve, reason, _before, _after = self.participant.review(
                     round_id, self._previous(round_id), tolerance=self.settings.vote_tolerance)
-                self.state.record_intent(round_id, "vote", {
-                    "approve": approve, "reason": reason, "review_seconds": time.perf_counter() - began})
+                self.state.record_intent(round_id, step, {
+                    "approve": approve, "reason": reason, "attempt": attempt,
+                    "review_seconds": time.perf_counter() - began})
             self.faults("vote:before")
             with self.faults.during("vote"):
                 out = self.sender.send(
-                    round_id, "vote", to=self.coordinator.address,
-                    data=self.coordinator.contract.encode_abi("vote", args=[round_id, approve]),
-                    already_done=lambda: self.coordinator.has_voted(round_id, self.address), min_gas=VOTE_GAS_FLOOR)
+                    round_id, step, to=self.coordinator.address,
+                    data=self.coordinator.contract.encode_abi("vote", args=[round_id, attempt, approve]),
+                    already_done=voted_on_chain, min_gas=VOTE_GAS_FLOOR)
             self.faults("vote:done")
-            rec = self.state.get(round_id, "vote")
+            rec = self.state.get(round_id, step)
             detail = rec.detail if rec else {}
             log.info("round %d %s: voted %s (%s; %s)", round_id, self.name,
                      "yes" if detail.get("approve", approve) else "no", detail.get("reason", "resumed"), _how(out))
             self._tick_bar("vote")
 
-        self._guarded(round_id, "vote", vote)
+        self._guarded(round_id, step, vote)
 
     def _pull(self, round_id: int) -> None:
         if self.state.is_final(round_id, "pull"):
@@ -733,7 +768,10 @@ class Daemon:
         info = self.coordinator.round_info(round_id)
         if not info.status.is_final:
             return
-        for step in ("submit", "claim", "propose", "vote"):  # also when the next round opened before this tick
+        # also when the next round opened before this tick; every proposal attempt's steps
+        steps = ["submit", "claim"] + [attempt_step(step, attempt) for attempt in range(info.rejected_proposals + 1)
+                                       for step in ("propose", "vote")]
+        for step in steps:
             self._settle(round_id, step, f"round already {info.status.name.lower()} without this node's {step}")
         outcome = self.coordinator.round_outcome(round_id)
         if outcome is None or not outcome.committed or outcome.global_cid is None:

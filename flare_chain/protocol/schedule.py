@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Protocol
 
 from flare_chain.chain.records import RoundInfo, RoundStatus
+from flare_chain.committee.sortition import PROPOSER_RANKS
 
 __all__ = ["Deadlines", "Phase", "RoundSchedule", "ScheduleSource", "TimingParams"]
 
@@ -67,6 +68,13 @@ class RoundSchedule:
     ``leader_blocks`` is how long each proposer in rank order has before the
     next may step in; ``min_committee_size`` the committee weight below which
     the round can only fail. Both are the coordinator's immutable constructor values.
+
+    ``turns_start`` and ``first_rank`` are the current proposal attempt's: the
+    first block of its proposer turns and the lowest rank that may propose in it.
+    The first attempt starts the block after the claim deadline at rank 0; a
+    rejected proposal reopens the round with turns from the block after the
+    rejecting vote, starting at the rejected rank + 1, and the proposal and vote
+    deadlines move with it (``RoundInfo`` carries the current ones).
     """
 
     submission_deadline: int
@@ -75,10 +83,23 @@ class RoundSchedule:
     vote_deadline: int
     leader_blocks: int
     min_committee_size: int
+    turns_start: int = 0
+    first_rank: int = 0
+
+    def __post_init__(self) -> None:
+        if self.turns_start == 0:
+            object.__setattr__(self, "turns_start", self.claim_deadline + 1)
 
     @classmethod
     def of(cls, deadlines: Deadlines, *, leader_blocks: int, min_committee_size: int) -> RoundSchedule:
-        """The schedule of the round whose deadlines ``deadlines`` carries."""
+        """The schedule of the round whose deadlines ``deadlines`` carries.
+
+        A ``RoundInfo`` also carries the current proposal attempt (after a
+        rejection); anything else (a ``RoundOpened`` log) describes the first.
+        """
+        turns_start, first_rank = 0, 0
+        if isinstance(deadlines, RoundInfo):
+            turns_start, first_rank = deadlines.turns_start, deadlines.first_rank
         return cls(
             submission_deadline=int(deadlines.submission_deadline),
             claim_deadline=int(deadlines.claim_deadline),
@@ -86,6 +107,8 @@ class RoundSchedule:
             vote_deadline=int(deadlines.vote_deadline),
             leader_blocks=int(leader_blocks),
             min_committee_size=int(min_committee_size),
+            turns_start=int(turns_start),
+            first_rank=int(first_rank),
         )
 
     @classmethod
@@ -126,26 +149,34 @@ class RoundSchedule:
 
     # ------------------------------------------------------------ proposer turns
 
-    def proposer_turn(self, rank: int) -> int:
-        """First block in which the member of proposer rank ``rank`` (0 = leader) may propose.
+    def has_turn(self, rank: int) -> bool:
+        """Rank ``rank`` may still propose in this attempt: at least ``first_rank``, below ``PROPOSER_RANKS``."""
+        return self.first_rank <= rank < PROPOSER_RANKS
 
-        Rank 0 may propose from the block after the claim deadline; each later
-        rank ``leader_blocks`` blocks after the one before, so a silent leader
-        is replaced. A turn lasts until the proposal deadline.
+    def proposer_turn(self, rank: int) -> int:
+        """First block in which the member of proposer rank ``rank`` (0 = leader) may propose in this attempt.
+
+        The attempt's first rank may propose from ``turns_start`` (the block
+        after the claim deadline, or after the vote that rejected the last
+        proposal); each later rank ``leader_blocks`` blocks after the one
+        before, so a silent proposer is replaced. A turn lasts until the
+        proposal deadline. Ranks without a turn (``has_turn``) never propose.
         """
-        if rank < 0:
-            raise ValueError(f"proposer rank must be >= 0, got {rank}")
-        return self.claim_deadline + 1 + rank * self.leader_blocks
+        if not self.has_turn(rank):
+            raise ValueError(f"proposer rank {rank} has no turn: ranks {self.first_rank}..{PROPOSER_RANKS - 1} "
+                             "propose in this attempt")
+        return self.turns_start + (rank - self.first_rank) * self.leader_blocks
 
     def may_propose(self, rank: int, block: int) -> bool:
-        """Rank ``rank`` may propose in ``block``: its turn has come and the proposal window is open."""
-        return self.proposer_turn(rank) <= block <= self.proposal_deadline
+        """Rank ``rank`` may propose in ``block``: it has a turn, the turn has come and the window is open."""
+        return self.has_turn(rank) and self.proposer_turn(rank) <= block <= self.proposal_deadline
 
     def turns_in_window(self) -> int:
-        """How many ranks get a turn before the proposal deadline (at least 1 for a sane schedule)."""
-        if self.proposal_deadline <= self.claim_deadline:
+        """How many ranks get a turn before this attempt's proposal deadline (at most ``PROPOSER_RANKS``)."""
+        if self.proposal_deadline < self.turns_start:
             return 0
-        return (self.proposal_deadline - self.claim_deadline - 1) // self.leader_blocks + 1
+        fitting = (self.proposal_deadline - self.turns_start) // self.leader_blocks + 1
+        return min(fitting, PROPOSER_RANKS - self.first_rank)
 
     # ------------------------------------------------------------ stuck rounds
 
@@ -178,5 +209,6 @@ class RoundSchedule:
         """
         marks = {self.submission_deadline + 1, self.claim_deadline + 1, self.proposal_deadline + 1,
                  self.vote_deadline + 1}
-        marks.update(self.proposer_turn(rank) for rank in range(min(max_ranks, self.turns_in_window())))
+        ranks = range(self.first_rank, self.first_rank + min(max_ranks, self.turns_in_window()))
+        marks.update(self.proposer_turn(rank) for rank in ranks)
         return sorted(marks)

@@ -14,7 +14,7 @@ import dataclasses
 
 import pytest
 
-from flare_chain.audit import FAIL, PASS, UNVERIFIABLE
+from flare_chain.audit import FAIL, PASS, UNVERIFIABLE, Finding
 from flare_chain.audit.checks import (
     check_global_chain,
     check_proposer,
@@ -39,9 +39,15 @@ def history(fresh) -> History:
 def r(history: History) -> RoundHistory:
     round_1 = history.rounds[1]
     assert round_1.committed and len(round_1.seats) == 4
-    assert {f.status for f in [*check_seats(history, round_1), *check_votes(round_1),
-                               check_quorum(history, round_1), check_proposer(history, round_1)]} == {PASS}
+    assert {f.status for f in [*check_seats(history, round_1), *check_votes(history, round_1),
+                               check_quorum(history, round_1), *check_proposer(history, round_1)]} == {PASS}
     return round_1
+
+
+def _only(findings: list[Finding]) -> Finding:
+    """The one finding of a check that judges a round with one proposal."""
+    [finding] = findings
+    return finding
 
 
 def _seat_failures(history: History, r: RoundHistory) -> dict[str | None, str]:
@@ -144,20 +150,20 @@ def test_a_seat_whose_claim_was_sent_by_another_account_fails(history, r) -> Non
 
 
 @pytest.mark.parametrize(("after_deadline", "late"), [(0, False), (1, True)])
-def test_a_vote_after_the_vote_deadline_fails(r, after_deadline: int, late: bool) -> None:
+def test_a_vote_after_the_vote_deadline_fails(history, r, after_deadline: int, late: bool) -> None:
     block = r.opened.vote_deadline + after_deadline
     voter = r.votes[0].voter
     r.votes[0] = dataclasses.replace(r.votes[0], block_number=block)
-    failures = [(f.node, f.detail) for f in check_votes(r) if f.status == FAIL]
+    failures = [(f.node, f.detail) for f in check_votes(history, r) if f.status == FAIL]
     if late:
         assert failures == [(voter, f"voted in block {block}, after the deadline {r.opened.vote_deadline}")]
     else:
         assert failures == []
 
 
-def test_a_second_vote_from_one_member_fails(r) -> None:
+def test_a_second_vote_from_one_member_fails(history, r) -> None:
     r.votes.append(r.votes[0])
-    failures = [(f.node, f.detail) for f in check_votes(r) if f.status == FAIL]
+    failures = [(f.node, f.detail) for f in check_votes(history, r) if f.status == FAIL]
     assert len(failures) == 1 and failures[0][0] == r.votes[0].voter and "voted twice" in failures[0][1]
 
 
@@ -271,7 +277,7 @@ def test_a_commit_event_misreporting_its_weight_fails_the_quorum(history, r) -> 
 
 def test_a_proposal_whose_rank_is_not_the_one_the_outputs_give_fails(history, r) -> None:
     r.proposals[0] = dataclasses.replace(r.proposals[0], rank=r.proposals[0].rank + 1)
-    finding = check_proposer(history, r)
+    [finding] = check_proposer(history, r)
     assert finding.status == FAIL and finding.detail == f"event says rank {r.proposals[0].rank}, outputs give 0"
 
 
@@ -290,7 +296,7 @@ def test_a_proposal_by_a_later_rank_before_its_turn_fails(history, r) -> None:
     assert sortition.rank_of(scores(), r.proposal.proposer) == 3
     r.proposals[0] = dataclasses.replace(r.proposals[0], rank=3)
     # Execute
-    finding = check_proposer(history, r)
+    [finding] = check_proposer(history, r)
     # Assert: rank 3's turn starts 3·leader_blocks after the leader's, and the proposal came before it
     turn = history.schedule(r.opened).proposer_turn(3)
     assert r.proposal.block_number < turn
@@ -300,22 +306,22 @@ def test_a_proposal_by_a_later_rank_before_its_turn_fails(history, r) -> None:
 @pytest.mark.parametrize(("offset", "ok"), [(0, True), (1, False)])
 def test_a_proposal_after_the_proposal_deadline_fails(history, r, offset: int, ok: bool) -> None:
     r.proposals[0] = dataclasses.replace(r.proposals[0], block_number=r.opened.proposal_deadline + offset)
-    assert (check_proposer(history, r).status == PASS) is ok
+    assert (_only(check_proposer(history, r)).status == PASS) is ok
 
 
 def test_a_seat_claimed_in_the_proposal_block_makes_its_holder_a_proposer(history, r) -> None:
     mine = next(i for i, s in enumerate(r.seats) if s.node == r.proposal.proposer)
     r.seats[mine] = dataclasses.replace(r.seats[mine], block_number=r.proposal.block_number)
-    assert check_proposer(history, r).detail != "proposed without a seat"
+    assert _only(check_proposer(history, r)).detail != "proposed without a seat"
     r.seats[mine] = dataclasses.replace(r.seats[mine], block_number=r.proposal.block_number + 1)
-    assert check_proposer(history, r).detail == "proposed without a seat"
+    assert _only(check_proposer(history, r)).detail == "proposed without a seat"
 
 
 def test_a_proposal_without_a_seat_and_a_second_proposal_fail(history, r) -> None:
     r.proposals.append(r.proposals[0])
-    assert check_proposer(history, r).detail == "2 proposals in one round"
+    assert _only(check_proposer(history, r)).detail == "2 proposals but 0 rejection(s) in one round"
     r.proposals[:] = [dataclasses.replace(r.proposals[0], proposer="0x" + "ee" * 20)]
-    assert check_proposer(history, r).detail == "proposed without a seat"
+    assert _only(check_proposer(history, r)).detail == "proposed without a seat"
 
 
 # ---------------------------------------------------------------- adapter chain
@@ -366,6 +372,6 @@ def test_an_accepted_list_naming_a_node_without_a_submission_fails(history, r) -
     # The contract stores only the list's hash, so the audit is where a stranger in it is caught.
     stranger = "0x" + "ee" * 20
     r.proposals[0] = dataclasses.replace(r.proposals[0], accepted=(*r.proposals[0].accepted, stranger))
-    finding = check_proposer(history, r)
+    [finding] = check_proposer(history, r)
     assert finding.status == FAIL
     assert finding.detail == f"accepted list names {stranger}, which submitted nothing in round 1"

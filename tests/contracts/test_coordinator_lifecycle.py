@@ -225,27 +225,38 @@ def test_proposal_without_enough_votes_fails_with_VoteTimeout(network):
     assert c.global_adapter_cid() == network.initial_cid
 
 
-def test_rejections_that_make_threshold_unreachable_fail_with_Rejected(network):
+def test_a_round_fails_with_Rejected_once_every_proposer_rank_was_voted_down(network):
+    # Four seats: ranks 0..3 each propose once (the contract's fallback) and each proposal is voted
+    # down by the rejections that put the threshold out of reach; the fourth rejection ends the round.
     c, v = network.coordinator, network.validators
     round_id = network.open_round(submission=2, claim=4, proposal=3, voting=5)
     _submit_all(network, round_id, v[:1])
     network.seat(round_id)
     network.to_proposals(round_id)
-    c.propose_aggregate(network.leader(round_id), round_id, network.cid("bad aggregate"), [v[0].address])
     weights = network.weights(round_id)
     total = sum(weights.values())
+    order = c.proposer_order(round_id)
+    assert len(order) == len(v) == sortition.PROPOSER_RANKS
 
-    rejections = 0
-    for voter in v:
-        c.vote(voter, round_id, False)
-        rejections += weights[voter.address]
-        if total - rejections < network.needed(total):
-            break
-        assert c.round_info(round_id).status is RoundStatus.PROPOSED  # the rest could still approve
+    for rank, proposer in enumerate(order):
+        c.propose_aggregate(network.by_address(proposer), round_id, network.cid(f"bad aggregate {rank}"),
+                            [v[0].address])
+        rejections = 0
+        for voter in v:
+            c.vote(voter, round_id, False)
+            rejections += weights[voter.address]
+            if total - rejections < network.needed(total):
+                break
+            assert c.round_info(round_id).status is RoundStatus.PROPOSED  # the rest could still approve
+        info = c.round_info(round_id)
+        if rank < len(order) - 1:
+            assert (info.status, info.rejected_proposals, info.first_rank) == (RoundStatus.OPEN, rank + 1, rank + 1)
+            assert (info.approvals, info.rejections) == (0, 0)  # the next proposal is voted on afresh
 
     info = c.round_info(round_id)
     assert (info.status, info.approvals, info.rejections) == (RoundStatus.FAILED, 0, rejections)
     assert c.round_outcome(round_id).failure_reason is FailureReason.REJECTED
+    assert [r.rejected_rank for r in c.proposal_rejections(round_id)] == [0, 1, 2]
     assert c.global_adapter_cid() == network.initial_cid
 
 

@@ -1,7 +1,8 @@
 """The round state machine on-chain matches a plain Python model under random action sequences.
 
-Hypothesis drives submissions, seat claims, proposals (by leaders and by members whose
-turn has not come), votes, finalization, new rounds and the passing of blocks, by random
+Hypothesis drives submissions, seat claims, proposals (by leaders, by members whose
+turn has not come, and by fallback ranks after a rejected proposal), votes (a rejection
+reopens the round for the next rank), finalization, new rounds and the passing of blocks, by random
 actors (4 staked validators, each drawing a Poisson(k/4) seat weight, so nearly always
 seated and with differing weights; a participant whose tiny stake practically never draws a
 seat; an unregistered outsider). The model draws each seat's weight and leader score with
@@ -55,7 +56,32 @@ class ModelRound:
     weights: dict[str, int] = field(default_factory=dict)  # seated member -> seat weight
     scores: dict[str, int] = field(default_factory=dict)  # seated member -> leader score
     proposal_cid: bytes | None = None
-    votes: dict[str, bool] = field(default_factory=dict)
+    votes: dict[str, bool] = field(default_factory=dict)  # on the current proposal only
+    turns_start: int = 0  # first block of the current attempt's proposer turns (0: the claim deadline + 1)
+    first_rank: int = 0
+    proposer_rank: int = 0
+    rejected_proposals: int = 0
+
+    def __post_init__(self) -> None:
+        self.turns_start = self.turns_start or self.claim_deadline + 1
+
+    def contract_rank(self, member: str) -> int:
+        """The rank the contract gives: counted over its stored PROPOSER_RANKS lowest scores only."""
+        return min(sortition.rank_of(self.scores, member), sortition.PROPOSER_RANKS)
+
+    def reject(self, block: int) -> None:
+        """The contract's fallback: the next rank with fresh windows, or Failed when no rank is left."""
+        next_rank = self.proposer_rank + 1
+        if next_rank >= sortition.PROPOSER_RANKS or next_rank >= len(self.weights):
+            self.status = RoundStatus.FAILED
+            return
+        proposal_blocks = self.proposal_deadline + 1 - self.turns_start
+        voting_blocks = self.vote_deadline - self.proposal_deadline
+        self.turns_start = block + 1
+        self.proposal_deadline = self.turns_start + proposal_blocks - 1
+        self.vote_deadline = self.proposal_deadline + voting_blocks
+        self.first_rank, self.rejected_proposals = next_rank, self.rejected_proposals + 1
+        self.status, self.votes, self.proposal_cid = RoundStatus.OPEN, {}, None
 
     @property
     def committee_weight(self) -> int:
@@ -246,21 +272,23 @@ class CoordinatorModel(RuleBasedStateMachine):
             error = "CoordinatorProposalClosed"
         elif r.committee_weight < self.min_committee:
             error = "CoordinatorCommitteeTooSmall"
-        elif (
-            sortition.rank_of(r.scores, proposer.address)
-            > (block - r.claim_deadline - 1) // self.leader_blocks
-        ):
+        elif not r.first_rank <= r.contract_rank(proposer.address) < sortition.PROPOSER_RANKS:
+            error = "CoordinatorRankHasNoTurn"  # had its turn before a rejection, or past the last rank
+        elif r.contract_rank(proposer.address) - r.first_rank > (block - r.turns_start) // self.leader_blocks:
             error = "CoordinatorNotLeader"
         else:  # a list naming non-submitters is stored (as a hash) and judged by members and the audit
             error = None
         cid = self._fresh_cid()
         if self._expect(error, lambda: self.c.propose_aggregate(proposer, self.current, cid, accepted)):
             r.status, r.proposal_cid = RoundStatus.PROPOSED, cid
+            r.proposer_rank = r.contract_rank(proposer.address)
             proposal = self.c.proposal(self.current)
             assert tuple(proposal.accepted) == tuple(accepted)
             assert self.c.round_info(self.current).proposal_hash == self.c.proposal_record(cid, accepted)
-            assert proposal.rank == sortition.rank_of(r.scores, proposer.address)
+            assert proposal.rank == r.proposer_rank
             event(f"proposed by rank {proposal.rank}")
+            if r.rejected_proposals:
+                event(f"fallback proposal {r.rejected_proposals + 1}")
 
     @rule(actor=ACTORS, approve=APPROVE)
     def vote(self, actor: int, approve: bool) -> None:
@@ -283,8 +311,8 @@ class CoordinatorModel(RuleBasedStateMachine):
                 r.status, self.global_cid = RoundStatus.COMMITTED, r.proposal_cid
                 event("round committed")
             elif (size - r.rejections) * BPS < needed:
-                r.status = RoundStatus.FAILED
-                event("round rejected")
+                r.reject(block)
+                event("round rejected" if r.status is RoundStatus.FAILED else "proposal rejected, fallback")
 
     @precondition(lambda self: self._round() is not None and self._round().status is RoundStatus.PROPOSED)
     @rule(ballots=st.lists(st.tuples(ACTORS, APPROVE), min_size=2, max_size=5, unique_by=lambda b: b[0]))
@@ -364,11 +392,17 @@ class CoordinatorModel(RuleBasedStateMachine):
             info.claim_deadline,
             info.proposal_deadline,
             info.vote_deadline,
+            info.turns_start,
+            info.first_rank,
+            info.rejected_proposals,
         ) == (
             r.submission_deadline,
             r.claim_deadline,
             r.proposal_deadline,
             r.vote_deadline,
+            r.turns_start,
+            r.first_rank,
+            r.rejected_proposals,
         )
         assert (info.submission_count, info.approvals, info.rejections) == (
             len(r.submitted),

@@ -5,7 +5,8 @@ and a half one (5000 bps, min committee 3) are deployed as well, each with the s
 validators seated. Votes count by seat weight, so every test reads the members' weights
 (recomputed from their VRF outputs, not from the contract's own accounting) and pins the
 exact vote at which the round commits or fails: a quorum rule of ``>`` instead of ``>=``,
-or one that counts members instead of weight, moves that vote.
+or one that counts members instead of weight, moves that vote. A vote that puts the
+threshold out of reach rejects the proposal, which hands the round to the next rank.
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ def _commits_exactly_when_the_threshold_is_reached(net, approve_first: int = 0) 
             assert (outcome.approval_weight, outcome.committee_weight) == (approvals, total)
             assert c.global_adapter_cid() == net.cid("aggregate")
             return
-        if total - rejections < needed:
-            assert status is RoundStatus.FAILED
-            assert c.round_outcome(round_id).failure_reason is FailureReason.REJECTED
+        if total - rejections < needed:  # the proposal is rejected: the round falls back to rank 1
+            info = c.round_info(round_id)
+            assert (status, info.rejected_proposals, info.first_rank) == (RoundStatus.OPEN, 1, 1)
+            assert [r.rejected_rank for r in c.proposal_rejections(round_id)] == [0]
+            assert c.global_adapter_cid() == net.initial_cid
             return
         assert status is RoundStatus.PROPOSED, (i, approvals, rejections, needed, total)
     raise AssertionError("four votes neither committed nor failed the round")
@@ -68,6 +71,13 @@ def test_unanimous_threshold_fails_on_the_first_rejection(unanimous_network):
     round_id, _ = _proposed(net)
     c.vote(v[0], round_id, True)
     c.vote(v[1], round_id, False)
+    info = c.round_info(round_id)
+    assert (info.status, info.rejected_proposals, info.approvals, info.rejections) == (RoundStatus.OPEN, 1, 0, 0)
+    # every later rank's proposal meets the same first "no": the fourth rejection fails the round
+    for rank in (1, 2, 3):
+        c.propose_aggregate(net.by_address(c.proposer_order(round_id)[rank]), round_id, net.cid(f"again {rank}"),
+                            [v[0].address])
+        c.vote(v[1], round_id, False)
     assert c.round_info(round_id).status is RoundStatus.FAILED
     assert c.round_outcome(round_id).failure_reason is FailureReason.REJECTED
 

@@ -419,49 +419,13 @@ def test_leader_keeps_its_turn_after_the_fallback_opens(network, seated):
     assert c.proposal(seated).rank == 0
 
 
-def test_committee_list_missing_a_member_reverts_with_CoordinatorCommitteeListIncomplete(
-    network, reverts, seated
-):
+def test_a_proposal_carries_no_committee_list_and_its_rank_comes_from_the_stored_scores(network, seated):
+    # The contract ranks the proposer by the round's stored lowest scores: the rank in the event is the
+    # proposer's position among every seat's score, however large the committee.
     c = network.coordinator
-    members = c.committee(seated)
-    with reverts("CoordinatorCommitteeListIncomplete", seated, 3, 4):
-        c.propose_aggregate(
-            network.leader(seated),
-            seated,
-            network.cid("a"),
-            [network.validators[0].address],
-            committee=members[1:],
-        )
-
-
-def test_committee_list_out_of_order_reverts_with_CoordinatorCommitteeListNotStrictlyIncreasing(
-    network, reverts, seated
-):
-    c = network.coordinator
-    members = c.committee(seated)
-    shuffled = [members[1], members[0], *members[2:]]
-    with reverts("CoordinatorCommitteeListNotStrictlyIncreasing", seated, 1, members[1], members[0]):
-        c.propose_aggregate(
-            network.leader(seated),
-            seated,
-            network.cid("a"),
-            [network.validators[0].address],
-            committee=shuffled,
-            sort=False,
-        )
-
-
-def test_committee_list_naming_a_non_member_reverts_with_CoordinatorNotCommitteeMember(
-    network, reverts, seated
-):
-    c, stranger = network.coordinator, network.participant.address
-    members = c.committee(seated)
-    listed = sorted([*members[:3], stranger], key=lambda a: int(a, 16))
-    with reverts("CoordinatorNotCommitteeMember", seated, stranger):
-        c.propose_aggregate(
-            network.leader(seated),
-            seated,
-            network.cid("a"),
-            [network.validators[0].address],
-            committee=listed,
-        )
+    scores = sorted(s.leader_score for s in c.seats(seated))
+    assert c.proposer_scores(seated) == scores[:4] + [2**64 - 1] * (4 - len(scores[:4]))
+    second = network.by_address(c.proposer_order(seated)[1])
+    network.next_tx_in_block(c.round_info(seated).turns_start + network.leader_blocks)
+    c.propose_aggregate(second, seated, network.cid("a"), [network.validators[0].address])
+    assert c.proposal(seated).rank == 1

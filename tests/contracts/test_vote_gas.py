@@ -62,7 +62,7 @@ def _raced_vote(network, tmp_path):
 def test_a_vote_estimated_before_another_lands_still_commits_the_round(network, tmp_path) -> None:
     c = network.coordinator
     round_id, a, state, sender = _raced_vote(network, tmp_path)
-    out = sender.send(round_id, "vote", to=c.address, data=c.contract.encode_abi("vote", args=[round_id, True]),
+    out = sender.send(round_id, "vote", to=c.address, data=c.contract.encode_abi("vote", args=[round_id, 0, True]),
                       already_done=lambda: c.has_voted(round_id, a.address), min_gas=VOTE_GAS_FLOOR)
     assert c.round_info(round_id).status == RoundStatus.COMMITTED
     assert state.get(round_id, "vote").status == StepStatus.DONE
@@ -74,7 +74,7 @@ def test_without_the_floor_the_raced_vote_runs_out_of_gas_and_says_so(network, t
     c = network.coordinator
     round_id, a, state, sender = _raced_vote(network, tmp_path)
     with pytest.raises(Exception, match="ran out of gas") as caught:
-        sender.send(round_id, "vote", to=c.address, data=c.contract.encode_abi("vote", args=[round_id, True]),
+        sender.send(round_id, "vote", to=c.address, data=c.contract.encode_abi("vote", args=[round_id, 0, True]),
                     already_done=lambda: c.has_voted(round_id, a.address))
     assert getattr(caught.value, "error_name", None) == "OutOfGas"
     assert state.get(round_id, "vote").status == StepStatus.FAILED
@@ -93,7 +93,7 @@ def test_the_floor_covers_the_commit_of_the_longest_cid_the_contract_accepts(net
     for member in voters:
         if total + weights[member.address] >= needed:
             result = send_transaction(network.w3, member, to=c.address, label="vote",
-                                      data=c.contract.encode_abi("vote", args=[round_id, True]),
+                                      data=c.contract.encode_abi("vote", args=[round_id, 0, True]),
                                       decoder=ErrorDecoder(c.contract.abi), gas_margin=0.0, min_gas=VOTE_GAS_FLOOR)
             assert network.w3.eth.get_transaction(result.tx_hash)["gas"] == VOTE_GAS_FLOOR
             break

@@ -644,3 +644,52 @@ def test_a_node_out_of_ether_keeps_its_submission_open_naming_the_address_until_
     fund_accounts(net.w3, [account], 10**18)
     daemon.tick()
     assert daemon.state.get(round_id, "submit").status == StepStatus.DONE
+
+
+def test_after_a_rejection_the_next_rank_proposes_and_members_vote_again_as_new_steps(idle_net, monkeypatch) -> None:
+    # Prepare: the leader's hand-made proposal is up; every member's review says no. The gates are not
+    # what this test is about: the rank-1 daemon's gating and aggregation return one stand-in aggregate.
+    from types import SimpleNamespace
+
+    from flare_chain.chain import FailureReason
+
+    net = idle_net
+    register_all(net)
+    round_id = _proposed_round(net)
+    c = net.coordinator
+    leader = c.leader(round_id)
+    fallback_cid = net.store.add_bytes(b"the rank-1 member's aggregate", cid_version=1)
+    for d in net.daemons:
+        monkeypatch.setattr(d.participant, "review", lambda *a, **k: (False, "junk", None, None))
+        monkeypatch.setattr(d.participant, "gate_submissions", lambda *a, **k: ([object()], []))
+        monkeypatch.setattr(d.participant, "aggregate",
+                            lambda *a, **k: SimpleNamespace(cid=fallback_cid, accepted=[net.accounts[0].address]))
+    # Execute: ticks until the round is over (the first "no" rejects the leader's proposal, the rank-1
+    # member proposes in its new turn, and its proposal is voted down too: with two seats no rank is left)
+    for _ in range(8):
+        for d in net.daemons:
+            d.tick()
+        if c.round_info(round_id).status.is_final:
+            break
+    for d in net.daemons:  # each sees the round over and settles what it had left
+        d.tick()
+    # Assert
+    info = c.round_info(round_id)
+    assert (info.status, info.rejected_proposals) == (RoundStatus.FAILED, 1)
+    assert c.round_outcome(round_id).failure_reason is FailureReason.REJECTED
+    assert [p.rank for p in c.proposals(round_id)] == [0, 1]
+    for d in net.daemons:
+        first, second = d.state.get(round_id, "propose"), d.state.get(round_id, "propose.2")
+        if d.address == leader:
+            assert first.status == StepStatus.DONE
+            # its tick found the round open for rank 1 only, or rank 1's proposal already made
+            assert second.status == StepStatus.SKIPPED
+            assert any(reason in second.detail["reason"] for reason in ("rank 0 has no proposer turn", "proposed by"))
+            assert sent_by(net, d.address).count("proposeAggregate") == 1  # the hand-made one, no second
+        else:
+            assert first.status == StepStatus.SKIPPED and second.status == StepStatus.DONE
+            assert sent_by(net, d.address).count("proposeAggregate") == 1
+        votes = [d.state.get(round_id, step) for step in ("vote", "vote.2")]
+        assert all(v is not None and v.status.is_final for v in votes)
+    assert c.proposal(round_id).global_cid != c.proposals(round_id)[0].global_cid
+    assert sum(sent_by(net, d.address).count("vote") for d in net.daemons) >= 2
