@@ -388,9 +388,37 @@ def run_chain_cell(share: float, attackers: int, honest: int, *, k: int, rounds:
     return cell, fed.min_committee
 
 
-def _relative_gap(measured: float, share: float, trials: int) -> tuple[float, float]:
-    """``measured / share − 1`` and the half-width of its 99% interval when each of ``trials`` is a ``share`` draw."""
-    return measured / share - 1, _interval(share, max(trials, 1)) / share
+def _binomial_range(p: float, n: int, level: float = 0.99) -> tuple[int, int]:
+    """The central ``level`` range of Binomial(``n``, ``p``) counts: less than ``(1 − level)/2`` lies on either side.
+
+    Exact, where a normal interval fails for rare events: lone commits at p ≈ 10^-3 over 20
+    rounds happen once with probability 2.4%, which a normal 99% interval (±0.02) calls impossible.
+    """
+    if n <= 0 or p <= 0:
+        return 0, 0
+    if p >= 1:
+        return n, n
+    tail = (1 - level) / 2
+    log_p, log_q = math.log(p), math.log1p(-p)
+    pmf = [math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
+           for i in range(n + 1)]
+    lo, below = 0, 0.0
+    while below + pmf[lo] <= tail:
+        below += pmf[lo]
+        lo += 1
+    hi, above = n, 0.0
+    while above + pmf[hi] <= tail:
+        above += pmf[hi]
+        hi -= 1
+    return lo, hi
+
+
+def _relative_gap(hits: int, trials: int, share: float) -> tuple[float, float]:
+    """``hits / trials / share − 1``, and the relative half-width (wider side) of the exact 99% range of
+    ``hits / trials`` when each of ``trials`` lands on the attacker with probability ``share``."""
+    lo, hi = _binomial_range(share, trials)
+    trials = max(trials, 1)
+    return hits / trials / share - 1, max(share - lo / trials, hi / trials - share) / share
 
 
 def _verdict(gap: float, half_width: float, bound: float = 0.10) -> str:
@@ -408,11 +436,12 @@ def chain_section(args: argparse.Namespace) -> int:
     layouts = [int(x) for x in args.chain_honest.split(",") if x]
     print(f"\nOn chain: FlareCoordinator on the in-process chain, k = {args.k}, {args.chain_rounds} rounds per "
           f"cell, threshold {args.threshold_bps} bps; every Python-seated node claims with a real ECVRF proof.")
-    print("Shares read from SeatClaimed/seatOf; gap = measured/stake − 1 with ± its 99% interval; model = "
-          "sortition.committee_risk, ± its 99% interval over the cell's rounds.")
+    print("Read from SeatClaimed/seatOf. gap: measured/stake share − 1, ± the exact 99% range of that gap if the "
+          "share were exact (weight: per unit of seated weight; leads: per round). model: "
+          "sortition.committee_risk; alone: rounds it could commit alone, with the model's exact 99% range.")
     print(f"{'honest':>6} {'stake':>5} {'split':>5} {'claims':>6} {'weight':>6} {'gap':>6} {'±':>5} {'':>4} "
-          f"{'leads':>5} {'gap':>6} {'±':>5} {'':>4} {'majority':>8} {'model':>6} {'alone':>6} {'model':>8} "
-          f"{'±':>6} {'':>3}")
+          f"{'leads':>5} {'gap':>6} {'±':>5} {'':>4} {'majority':>8} {'model':>6} {'alone':>7} {'model':>8} "
+          f"{'range':>5} {'':>3}")
     mismatches: list[str] = []
     verdicts: dict[str, list[str]] = {"weight": [], "leads": [], "alone": []}
     claim_gas: list[int] = []
@@ -428,18 +457,18 @@ def chain_section(args: argparse.Namespace) -> int:
                                             min_committee=min_committee)
             weight_share = cell.attacker_weight / max(cell.weight, 1)
             lead_share = cell.leads / max(cell.committees, 1)
-            w_gap, w_hw = _relative_gap(weight_share, share, cell.weight)
-            l_gap, l_hw = _relative_gap(lead_share, share, cell.committees)
-            alone = cell.alone / max(cell.rounds, 1)
-            alone_hw = _interval(risk.capture, max(cell.rounds, 1))
+            w_gap, w_hw = _relative_gap(cell.attacker_weight, cell.weight, share)
+            l_gap, l_hw = _relative_gap(cell.leads, cell.committees, share)
+            alone_lo, alone_hi = _binomial_range(risk.capture, cell.rounds)
             row_verdicts = (_verdict(w_gap, w_hw), _verdict(l_gap, l_hw),
-                            "ok" if abs(alone - risk.capture) <= alone_hw else "OFF")
+                            "ok" if alone_lo <= cell.alone <= alone_hi else "OFF")
             for name, verdict in zip(verdicts, row_verdicts, strict=True):
                 verdicts[name].append(verdict)
             print(f"{honest:>6} {share:>5.0%} {split:>5} {cell.claims:>6} {weight_share:>6.3f} {w_gap:>+6.1%} "
                   f"{w_hw:>5.0%} {row_verdicts[0]:>4} {lead_share:>5.2f} {l_gap:>+6.0%} {l_hw:>5.0%} "
                   f"{row_verdicts[1]:>4} {cell.majority / max(cell.rounds, 1):>8.3f} {risk.majority:>6.3f} "
-                  f"{alone:>6.3f} {risk.capture:>8.2e} {alone_hw:>6.3f} {row_verdicts[2]:>3}")
+                  f"{f'{cell.alone}/{cell.rounds}':>7} {risk.capture:>8.2e} {f'{alone_lo}-{alone_hi}':>5} "
+                  f"{row_verdicts[2]:>3}")
             mismatches += [f"[honest {honest}, {share:.0%} over {split}] {m}" for m in cell.mismatches]
             claim_gas += cell.claim_gas
             zero_weight += cell.zero_weight
