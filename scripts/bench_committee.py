@@ -229,6 +229,11 @@ class ChainFederation:
     min_committee: int
 
 
+def least_min_committee(threshold_bps: int) -> int:
+    """The least minimum committee weight the contract accepts at ``threshold_bps``: one seat must not commit alone."""
+    return sortition.BPS // threshold_bps + 1
+
+
 def chain_federation(bad_stakes: Sequence[int], good_stakes: Sequence[int], *, threshold_bps: int,
                      tag: str) -> ChainFederation:
     """A fresh in-process chain with FlareCoordinator deployed and every node registered with its stake.
@@ -245,7 +250,7 @@ def chain_federation(bad_stakes: Sequence[int], good_stakes: Sequence[int], *, t
     fund_accounts(w3, [owner], _GAS_FUNDS_WEI)
     for node in nodes:
         fund_accounts(w3, [node.account], node.stake + _GAS_FUNDS_WEI)
-    min_committee = sortition.BPS // threshold_bps + 1
+    min_committee = least_min_committee(threshold_bps)
     client = deploy_coordinator(w3, owner, approval_threshold_bps=threshold_bps, min_committee_size=min_committee)
     send = RawSender(w3, client)
     for node in nodes:
@@ -388,6 +393,17 @@ def run_chain_cell(share: float, attackers: int, honest: int, *, k: int, rounds:
     return cell, fed.min_committee
 
 
+def _add_counts(pool: ChainCell, cell: ChainCell) -> None:
+    """Add ``cell``'s round counts to ``pool`` (the counts only; claims, gas and mismatches are summed apart)."""
+    pool.rounds += cell.rounds
+    pool.committees += cell.committees
+    pool.attacker_weight += cell.attacker_weight
+    pool.weight += cell.weight
+    pool.leads += cell.leads
+    pool.majority += cell.majority
+    pool.alone += cell.alone
+
+
 def _binomial_range(p: float, n: int, level: float = 0.99) -> tuple[int, int]:
     """The central ``level`` range of Binomial(``n``, ``p``) counts: less than ``(1 − level)/2`` lies on either side.
 
@@ -446,6 +462,7 @@ def chain_section(args: argparse.Namespace) -> int:
     verdicts: dict[str, list[str]] = {"weight": [], "leads": [], "alone": []}
     claim_gas: list[int] = []
     zero_weight = zero_sent = not_selected = claims = 0
+    pooled = {share: ChainCell() for share in shares}  # every split and layout of a share, summed
     cells = [(h, s, a) for h in layouts for s in shares for a in splits]
     with progress("on-chain cells", len(cells), unit="cell") as bar:
         for honest, share, split in cells:
@@ -475,8 +492,24 @@ def chain_section(args: argparse.Namespace) -> int:
             not_selected += cell.not_selected
             zero_sent += cell.zero_sent
             claims += cell.claims
+            _add_counts(pooled[share], cell)
             bar.update(1, honest=honest, share=share, split=split)
     n = len(cells)
+    print(f"\npooled over the {len(splits) * len(layouts)} splits and layouts of each stake share (splitting "
+          "should change nothing, so the pool tests the share with more draws):")
+    print(f"{'stake':>5} {'units':>6} {'weight':>6} {'gap':>6} {'±':>5} {'':>4} {'rounds':>6} {'leads':>5} "
+          f"{'gap':>6} {'±':>5} {'':>4} {'alone':>7} {'range':>5} {'':>3}")
+    for share, pool in pooled.items():
+        w_gap, w_hw = _relative_gap(pool.attacker_weight, pool.weight, share)
+        l_gap, l_hw = _relative_gap(pool.leads, pool.committees, share)
+        capture = sortition.committee_risk(args.k, share, threshold_bps=args.threshold_bps,
+                                           min_committee=least_min_committee(args.threshold_bps)).capture
+        alone_lo, alone_hi = _binomial_range(capture, pool.rounds)
+        print(f"{share:>5.0%} {pool.weight:>6} {pool.attacker_weight / max(pool.weight, 1):>6.3f} {w_gap:>+6.1%} "
+              f"{w_hw:>5.0%} {_verdict(w_gap, w_hw):>4} {pool.committees:>6} "
+              f"{pool.leads / max(pool.committees, 1):>5.3f} {l_gap:>+6.0%} {l_hw:>5.0%} {_verdict(l_gap, l_hw):>4} "
+              f"{f'{pool.alone}/{pool.rounds}':>7} {f'{alone_lo}-{alone_hi}':>5} "
+              f"{'ok' if alone_lo <= pool.alone <= alone_hi else 'OFF':>3}")
     print(f"\nverdicts (ok: within 10% and its 99% interval too; ok?: within 10%, run too small to decide; "
           f"off?: outside 10%, within noise; OFF: outside beyond noise) over {n} cells:")
     for name, values in verdicts.items():
