@@ -27,7 +27,10 @@ claiming its seat with a real ECVRF proof (verified on chain). The shares are re
 chain (``SeatClaimed`` events and ``seatOf``), and every seated weight, leader score and output is
 compared with ``sortition.seat_weight`` / ``sortition.leader_score``; the first zero-weight node of
 each cell also claims, through ``CoordinatorClient.claim_seat``, and must be refused with
-``CoordinatorNotSelected``. Any disagreement is printed and the script exits 1. Claims are sent as
+``CoordinatorNotSelected``. Any disagreement is printed and the script exits 1. Each cell gets a
+verdict against the done criterion of issue 12 (weight and leader share within 10% of the stake
+share, lone commits within the model's exact 99% range), marked undecided where the run is too
+small to tell, and each stake share is pooled over its splits and layouts. Claims are sent as
 raw transactions with a fixed gas limit (``bench_gas.RawSender``): the client's own path simulates
 and estimates each call first, about 10x slower on eth-tester, and changes nothing on chain.
 
