@@ -64,6 +64,8 @@ MI_MIN_SCALE = 0.1
 """Floor of the agreement scores' robust spread. Honest candidates often agree almost perfectly (spread
 near 0), and without a floor a drop of a few hundredths in NMI would count as a gross outlier; with it a
 candidate is dropped only when its agreement falls ``threshold`` × 0.1 below the round's median."""
+MI_MIN_CANDIDATES = 4
+"""Fewest candidates the filter judges: with fewer, a median agreement says too little and all pass."""
 
 
 def seed_probe_windows(seed: bytes | int, *, count: int = 8, seq_len: int = 64) -> torch.Tensor:
@@ -118,7 +120,7 @@ def agreement_scores(matrix: np.ndarray) -> list[float]:
 
 def nmi_outliers(
     predictions: Mapping[str, np.ndarray], *, threshold: float = 3.5, min_scale: float = MI_MIN_SCALE,
-    min_candidates: int = 4,
+    min_candidates: int = MI_MIN_CANDIDATES,
 ) -> dict[str, str]:
     """``{node: reason}`` for the candidates whose agreement is a low outlier; pure and deterministic.
 
@@ -131,7 +133,7 @@ def nmi_outliers(
 
 def nmi_decisions(
     predictions: Mapping[str, np.ndarray], *, threshold: float = 3.5, min_scale: float = MI_MIN_SCALE,
-    min_candidates: int = 4,
+    min_candidates: int = MI_MIN_CANDIDATES,
 ) -> list[GateDecision]:
     """The MI rule, one decision per node (case-insensitive order): rejected when the agreement's robust z
     is below ``−threshold`` (statistic ``mi_z``); exact passes below ``min_candidates``."""
@@ -159,7 +161,7 @@ class MutualInformationFilter(Gate):
     name = "mutual_information"
 
     def __init__(self, predictor: Predictor, *, threshold: float = 3.5, min_scale: float = MI_MIN_SCALE,
-                 min_candidates: int = 4) -> None:
+                 min_candidates: int = MI_MIN_CANDIDATES) -> None:
         if not threshold > 0 or not math.isfinite(threshold):
             raise ConfigError(f"MI filter threshold must be a finite number > 0, got {threshold!r}")
         self.predictor = predictor

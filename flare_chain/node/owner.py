@@ -62,7 +62,7 @@ class DriverSettings(BaseModel):
     claim_blocks: int = Field(10, ge=1, le=sortition.MAX_CLAIM_BLOCKS)
     proposal_blocks: int = Field(20, ge=1)
     voting_blocks: int = Field(20, ge=1)
-    expected_committee_size: int = Field(20, ge=1, le=0xFFFF)
+    expected_committee_size: int = Field(sortition.DEFAULT_EXPECTED_COMMITTEE_SIZE, ge=1, le=0xFFFF)
     poll_interval_s: float = Field(1.0, gt=0, le=600)
     mine_every_poll: bool = Field(False, description="ask the chain for one block per poll (eth-tester dev chain)")
     round_timeout_s: float = Field(3600.0, gt=0, description="wall-clock cap per round before giving up")
