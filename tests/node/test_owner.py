@@ -65,9 +65,10 @@ class HonestNodes:
                 in_window = c.w3.eth.block_number + 1 <= info.claim_deadline
                 if in_window and draw.selected and not c.is_committee_member(rid, node.address):
                     c.claim_seat(node, rid, draw.proof)
-        elif nxt <= info.proposal_deadline and c.proposer_order(rid) and c.proposal(rid) is None:
-            leader = self._account(c.proposer_order(rid)[0])
-            c.propose_aggregate(leader, rid, self.aggregate, [s.node for s in c.submissions(rid)])
+        elif info.turns_start <= nxt <= info.proposal_deadline and len(c.proposer_order(rid)) > info.first_rank:
+            # the first rank with a turn in this attempt: the leader, or after a rejection the next rank
+            proposer = self._account(c.proposer_order(rid)[info.first_rank])
+            c.propose_aggregate(proposer, rid, self.aggregate, [s.node for s in c.submissions(rid)])
 
     def _account(self, address: str):
         return next(n for n in self.nodes if n.address == address)
@@ -96,7 +97,9 @@ def test_honest_round_is_committed_and_summarised(federation) -> None:
 def test_rejected_round_reports_the_reason(federation) -> None:
     coordinator, owner, nodes = federation
     (summary,) = drive_rounds(coordinator, owner, FAST, sleep=HonestNodes(coordinator, nodes, approve=False))
+    # every rank's proposal is voted down in turn (the fallback), until no rank is left
     assert summary.status == RoundStatus.FAILED and summary.failure_reason in ("rejected", "vote timeout")
+    assert len(coordinator.proposals(summary.round_id)) == min(3, summary.seats)
     assert summary.committed_cid is None
 
 
