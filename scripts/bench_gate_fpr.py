@@ -1,0 +1,107 @@
+"""Honest false positives: how often each gate rejects an honest node whose data differ from the others'.
+
+Every node is honest and holds its own share of the skills task (two skills of
+eight: label-skewed). Each round every node trains from the global adapter,
+then every gate judges the whole round *on its own* (not behind the earlier
+gates, so each gate's own false-positive rate shows), and the next global
+adapter is FedAvg over all updates (the honest trajectory). The direction gate
+is run twice: with the rule before issue 15 (robust z alone,
+``direction_max_cosine = None``) and with the federation spec's default.
+
+Two settings:
+
+* ``demo`` — the demo's federation: 6 nodes, rank 8, about two epochs over
+  each node's 216 training examples per round (27 steps of 16), 3 rounds;
+* ``bench`` — the learning benchmark's: 10 nodes, rank 8, 8 steps of 16, 3 rounds.
+
+    PYTHONPATH=. .venv/bin/python scripts/bench_gate_fpr.py --settings demo,bench
+
+Updates go uncompressed (the demo sends PowerSGD rank 2; the gates then see
+the decoded low-rank update). No chain, no IPFS: the gates are pure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import bench_learning
+import torch
+
+from flare_chain.aggregation import ClientUpdate, FedAvg, apply_delta, build_gates
+from flare_chain.aggregation.anomaly import DirectionAnomalyGate
+from flare_chain.aggregation.gates import Gate, GateContext
+from flare_chain.aggregation.pipeline import GateSettings
+from flare_chain.lora.probe_corpus import probe_windows
+from flare_chain.lora.reference import ensure_reference_model
+
+SETTINGS = {
+    "demo": bench_learning.Setup(nodes=6, rounds=3, steps=27, batch_size=16, max_windows=256, val_windows=16),
+    "bench": bench_learning.Setup(nodes=10, rounds=3),
+}
+
+
+def judges(lab: bench_learning.Lab, global_adapter: dict[str, torch.Tensor], settings: GateSettings) -> list[Gate]:
+    """Every statistical gate of ``settings`` (policy excluded), plus the direction gate under the old rule."""
+    windows = probe_windows(lab.probe_texts, bytes.fromhex(bench_learning._digest(global_adapter)),
+                            count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len,
+                            tokenizer=lab.tokenizer)
+    mi_windows = windows[: settings.probe_windows].to(lab.device)
+    gates = build_gates(settings, predictor=lambda a: lab.predict(a, mi_windows),
+                        window_losses=lambda a: lab.window_losses(a, windows))
+    old = DirectionAnomalyGate(settings.direction_threshold, min_candidates=settings.min_candidates, max_cosine=None)
+    old.name = "direction (z alone, before)"
+    return [old, *(g for g in gates if g.name != "policy")]
+
+
+def run(name: str, setup: bench_learning.Setup, model_dir: Path) -> list[tuple[str, str, int, int]]:
+    """(setting, gate, honest rejections, node-rounds) for each gate, and the direction cosines logged."""
+    lab = bench_learning.Lab(setup, model_dir)
+    settings = GateSettings()
+    current = dict(lab.start)
+    counts: dict[str, int] = {}
+    judged: dict[str, int] = {}
+    for r in range(1, setup.rounds + 1):
+        updates = [ClientUpdate(node=n, delta=lab.train(n, current, r), sample_count=lab.sample_count())
+                   for n in lab.node_names]
+        context = GateContext(global_tensors=current)
+        for gate in judges(lab, current, settings):
+            decisions = gate.assess(updates, context)
+            rejected = [d.node for d in decisions if d.rejected]
+            counts[gate.name] = counts.get(gate.name, 0) + len(rejected)
+            judged[gate.name] = judged.get(gate.name, 0) + len(updates)
+            if rejected:
+                print(f"  {name} round {r}: {gate.name} rejects {', '.join(rejected)}", flush=True)
+        cos = DirectionAnomalyGate().cosines(updates)
+        print(f"  {name} round {r}: cosines with the median "
+              f"{', '.join(f'{n} {c:+.3f}' for n, c in zip(lab.node_names, cos, strict=True))} "
+              f"(median {statistics.median(cos):+.3f})", flush=True)
+        current = apply_delta(current, FedAvg().aggregate(updates))
+        print(f"  {name} round {r}: held-out loss {lab.loss(current):.4f}", flush=True)
+    return [(name, g, counts[g], judged[g]) for g in counts]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", default="demo,bench", help=f"comma-separated: {', '.join(SETTINGS)}")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    model_dir = ensure_reference_model()
+    rows: list[tuple[str, str, int, int]] = []
+    for name in args.settings.split(","):
+        setup = replace(SETTINGS[name], threads=args.threads, **({"rounds": args.rounds} if args.rounds else {}))
+        rows += run(name, setup, model_dir)
+    print(f"\n{'setting':8}  {'gate':28}  {'honest rejected':>15}  {'FPR':>6}")
+    for name, gate, bad, total in rows:
+        print(f"{name:8}  {gate:28}  {f'{bad} / {total}':>15}  {bad / total:6.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
