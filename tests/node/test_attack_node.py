@@ -63,7 +63,7 @@ def test_an_attack_a_daemon_cannot_run_is_refused_naming_the_ones_it_can(tmp_pat
 
 
 def test_an_unknown_key_in_the_attack_table_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="attack.strength: unknown key"):
+    with pytest.raises(ConfigError, match=r"attack\.strength: unknown key"):
         load_node_config(_config(tmp_path, '[attack]\nkind = "sign_flip"\nstrength = 2\n'), env={})
 
 
