@@ -16,12 +16,23 @@ import pytest
 import torch
 
 from flare_chain import attacks
-from flare_chain.aggregation import ClientUpdate, DirectionAnomalyGate, GateSettings, build_gates, run_gates
+from flare_chain.aggregation import (
+    ClientUpdate,
+    DirectionAnomalyGate,
+    FedAvg,
+    GateSettings,
+    apply_delta,
+    build_gates,
+    run_gates,
+)
 from flare_chain.aggregation.gates import GateContext
 from flare_chain.aggregation.tolerance import ToleranceBands, in_band
+from flare_chain.attacks import RoundView, behaviour
 from flare_chain.errors import ConfigError
 
 from ._rounds import SHAPES, global_adapter, node
+from .test_defences import World
+from .test_defences import _unflat as _world_unflat
 
 CTX = GateContext(global_tensors=global_adapter())
 SIZE = sum(math.prod(s) for s in SHAPES.values())
@@ -111,3 +122,40 @@ def test_the_cosine_comparison_has_a_tolerance_band_for_members_on_other_machine
         for c in d.comparisons:
             assert bands.band(c.statistic).width(c.threshold) <= 1e-6
             assert not in_band(c, bands)
+
+
+class SkewedWorld(World):
+    """The defence tests' quadratic task, with honest updates that agree (round 1 of a real federation: cosines
+    with the median around +0.6) and one honest node whose skills nobody shares: less of the task, more of its own."""
+
+    def honest(self, toward: float = 1.0, *, skewed: bool = False) -> dict[str, torch.Tensor]:
+        own = torch.randn(self.size, generator=self.gen, dtype=torch.float64)
+        own -= (own @ self.task) * self.task
+        strength = 0.6 if skewed else 0.75 + 0.5 * float(torch.rand(1, generator=self.gen))
+        spread = 0.025 if skewed else 0.02
+        return _world_unflat(0.02 * strength * toward * self.task + spread * own / own.norm())
+
+
+@pytest.mark.parametrize("attack", ["sign_flip", "sign_flip_nm", "minmax_std", "alie_nm"])
+@pytest.mark.parametrize("attackers", [2, 3, 4])
+def test_the_cosine_bound_costs_no_catch_and_spares_the_skewed_honest_node(attack: str, attackers: int) -> None:
+    # Prepare: ten nodes, the last honest one skewed; attackers craft from the honest updates, 30 % own noise
+    world = SkewedWorld(seed=7)
+    b = behaviour(attack)
+    honest = [world.honest(skewed=i == 9 - attackers) for i in range(10 - attackers)]
+    crafted = [b.craft(RoundView(own=world.honest(), global_tensors=world.g, nodes=10, attackers=attackers, seed=i,
+                                 honest=honest if b.omniscient else (), relative_noise=0.3))
+               for i in range(attackers)]
+    updates = [ClientUpdate(node=node(i), delta=d, sample_count=10) for i, d in enumerate(crafted + honest)]
+    bad = {node(i) for i in range(attackers)}
+    # Execute: the default gates, and the same with the z-alone direction rule
+    now = run_gates(updates, world.g, build_gates(GateSettings(), window_losses=world.window_losses))
+    before = run_gates(updates, world.g, build_gates(GateSettings(direction_max_cosine=None),
+                                                     window_losses=world.window_losses))
+    # Assert: the same attackers leave; no honest node leaves at the direction gate; the gain holds
+    assert set(now.rejected_nodes) & bad == set(before.rejected_nodes) & bad
+    assert not {r.node for r in now.rejections if r.gate == "direction"} - bad
+    base = world.loss(world.g)
+    honest_only = world.loss(apply_delta(world.g, FedAvg().aggregate(updates[attackers:])))
+    defended = world.loss(apply_delta(world.g, FedAvg().aggregate(now.accepted)))
+    assert (base - defended) / (base - honest_only) >= 0.9

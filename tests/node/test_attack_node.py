@@ -49,6 +49,9 @@ def test_a_node_config_names_a_registered_attack_a_daemon_can_run(tmp_path: Path
     config = load_node_config(_config(tmp_path, '[attack]\nkind = "sign_flip"\n'), env={})
     assert config.attack is not None and config.attack.kind == "sign_flip"
     assert load_node_config(_config(tmp_path, ""), env={}).attack is None
+    # the devnet's way: one environment variable turns a template's node into an attacker
+    from_env = load_node_config(_config(tmp_path, ""), env={"FLARE__ATTACK__KIND": "scale10"})
+    assert from_env.attack is not None and from_env.attack.kind == "scale10"
 
 
 @pytest.mark.parametrize(("kind", "fragment"), [
