@@ -5,8 +5,10 @@ eight: label-skewed). Each round every node trains from the global adapter,
 then every gate judges the whole round *on its own* (not behind the earlier
 gates, so each gate's own false-positive rate shows), and the next global
 adapter is FedAvg over all updates (the honest trajectory). The direction gate
-is run twice: with the rule before issue 15 (robust z alone,
-``direction_max_cosine = None``) and with the federation spec's default.
+and the probe-loss gate are each run twice: with the rule before issue 15
+(direction: robust z alone, ``direction_max_cosine = None``; probe loss: harm
+against zero alone, ``probe_loss_outlier_z = None``) and with the federation
+spec's defaults.
 
 Two settings:
 
@@ -36,6 +38,7 @@ from flare_chain.aggregation import ClientUpdate, FedAvg, apply_delta, build_gat
 from flare_chain.aggregation.anomaly import DirectionAnomalyGate
 from flare_chain.aggregation.gates import Gate, GateContext
 from flare_chain.aggregation.pipeline import GateSettings
+from flare_chain.aggregation.probe_loss import ProbeLossGate, spread_excess
 from flare_chain.lora.probe_corpus import probe_windows
 from flare_chain.lora.reference import ensure_reference_model
 
@@ -55,7 +58,14 @@ def judges(lab: bench_learning.Lab, global_adapter: dict[str, torch.Tensor], set
                         window_losses=lambda a: lab.window_losses(a, windows))
     old = DirectionAnomalyGate(settings.direction_threshold, min_candidates=settings.min_candidates, max_cosine=None)
     old.name = "direction (z alone, before)"
-    return [old, *(g for g in gates if g.name != "policy")]
+    now = [g for g in gates if g.name != "policy"]
+    probe = next((g for g in now if isinstance(g, ProbeLossGate)), None)
+    if probe is None:
+        return [old, *now]
+    harm = ProbeLossGate(probe.window_losses, z=settings.probe_loss_z, min_candidates=settings.min_candidates)
+    harm.name = "probe_loss (harm alone, before)"
+    harm._effects = probe._effects  # the same model runs: one cache for both rules
+    return [old, harm, *now]
 
 
 def run(name: str, setup: bench_learning.Setup, model_dir: Path) -> list[tuple[str, str, int, int]]:
@@ -69,13 +79,21 @@ def run(name: str, setup: bench_learning.Setup, model_dir: Path) -> list[tuple[s
         updates = [ClientUpdate(node=n, delta=lab.train(n, current, r), sample_count=lab.sample_count())
                    for n in lab.node_names]
         context = GateContext(global_tensors=current)
-        for gate in judges(lab, current, settings):
+        judged_gates = judges(lab, current, settings)
+        for gate in judged_gates:
             decisions = gate.assess(updates, context)
             rejected = [d.node for d in decisions if d.rejected]
             counts[gate.name] = counts.get(gate.name, 0) + len(rejected)
             judged[gate.name] = judged.get(gate.name, 0) + len(updates)
             if rejected:
                 print(f"  {name} round {r}: {gate.name} rejects {', '.join(rejected)}", flush=True)
+        probe = next((g for g in judged_gates if g.name == ProbeLossGate.name), None)
+        if isinstance(probe, ProbeLossGate):
+            effects = probe.effects(updates, context)
+            excess = spread_excess(effects)
+            print(f"  {name} round {r}: probe changes (nats/token, z, spreads above the median) "
+                  + ", ".join(f"{n} {e.change:+.4f} z {e.z:+.1f} x {excess[n]:+.1f}" for n, e in effects.items()),
+                  flush=True)
         cos = DirectionAnomalyGate().cosines(updates)
         print(f"  {name} round {r}: cosines with the median "
               f"{', '.join(f'{n} {c:+.3f}' for n, c in zip(lab.node_names, cos, strict=True))} "
