@@ -98,13 +98,14 @@ class DirectionAnomalyGate(Gate):
     federations an honest node whose skills no other node shares sits far
     below a tight cluster (the demo's node-4: cosine +0.35 against a median
     of +0.59 and a spread floored at 0.05, robust z −4.7) while still
-    pulling the same way as the round. The attacks this gate is for (sign
-    flips, min-max and ALIE along −std, each at an honest norm) turn an
-    update around, so their cosine with the round is negative; an honest
-    update trained on the same task is not. ``max_cosine`` (0 by default;
-    None: the z alone, the rule before issue 15) is where "against" begins.
-    Attacks that keep a positive cosine are left to the probe-loss gate,
-    which measures harm instead of geometry.
+    pulling the same way as the round (every honest cosine measured on the
+    skills task was positive, the lowest +0.32). A sign flip, at any norm,
+    turns its cosine negative. ``max_cosine`` (0 by default; None: the z
+    alone, the rule before issue 15) is where "against" begins. Min-max and
+    ALIE along −std sit *above* the honest cosines (the honest mean
+    dominates them), so neither rule of this gate ever caught them; the
+    duplicate and probe gates do. Attacks that keep a positive cosine are
+    left to the probe gates, which measure harm instead of geometry.
     """
 
     name = "direction"
