@@ -16,7 +16,7 @@ Two settings:
   each node's 216 training examples per round (27 steps of 16), 3 rounds;
 * ``bench`` — the learning benchmark's: 10 nodes, rank 8, 8 steps of 16, 3 rounds.
 
-    PYTHONPATH=. .venv/bin/python scripts/bench_gate_fpr.py --settings demo,bench
+    .venv/bin/python scripts/bench_gate_fpr.py --settings demo,bench
 
 Updates go uncompressed (the demo sends PowerSGD rank 2; the gates then see
 the decoded low-rank update). No chain, no IPFS: the gates are pure.
