@@ -34,6 +34,7 @@ from pathlib import Path
 import bench_learning
 import torch
 
+from flare_chain import attacks
 from flare_chain.aggregation import ClientUpdate, FedAvg, apply_delta, build_gates
 from flare_chain.aggregation.anomaly import DirectionAnomalyGate
 from flare_chain.aggregation.gates import Gate, GateContext
@@ -68,23 +69,42 @@ def judges(lab: bench_learning.Lab, global_adapter: dict[str, torch.Tensor], set
     return [old, harm, *now]
 
 
-def run(name: str, setup: bench_learning.Setup, model_dir: Path) -> list[tuple[str, str, int, int]]:
-    """(setting, gate, honest rejections, node-rounds) for each gate, and the direction cosines logged."""
+Row = tuple[str, str, int, int, int, int]
+"""(setting, gate, honest rejected, honest node-rounds, attackers rejected, attacker node-rounds)."""
+
+
+def run(name: str, setup: bench_learning.Setup, model_dir: Path, *, attack: str | None = None,
+        attackers: int = 0) -> list[Row]:
+    """Each gate's rejections of honest and attacking node-rounds; the direction cosines and probe changes logged.
+
+    With ``attack``, the first ``attackers`` nodes send that behaviour's update (crafted from the round's honest
+    updates when it is omniscient); the global adapter follows FedAvg over the honest updates.
+    """
     lab = bench_learning.Lab(setup, model_dir)
     settings = GateSettings()
     current = dict(lab.start)
-    counts: dict[str, int] = {}
-    judged: dict[str, int] = {}
+    bad = set(lab.node_names[:attackers]) if attack else set()
+    counts: dict[str, list[int]] = {}
     for r in range(1, setup.rounds + 1):
-        updates = [ClientUpdate(node=n, delta=lab.train(n, current, r), sample_count=lab.sample_count())
-                   for n in lab.node_names]
+        deltas = {n: lab.train(n, current, r) for n in lab.node_names}
+        if attack:
+            b = attacks.behaviour(attack)
+            honest = [deltas[n] for n in lab.node_names if n not in bad]
+            for i, n in enumerate(sorted(bad)):
+                deltas[n] = b.craft(attacks.RoundView(
+                    own=deltas[n], global_tensors=current, nodes=len(deltas), attackers=len(bad), seed=1000 * r + i,
+                    honest=honest if b.omniscient else ()))
+        updates = [ClientUpdate(node=n, delta=deltas[n], sample_count=lab.sample_count()) for n in lab.node_names]
         context = GateContext(global_tensors=current)
         judged_gates = judges(lab, current, settings)
         for gate in judged_gates:
             decisions = gate.assess(updates, context)
             rejected = [d.node for d in decisions if d.rejected]
-            counts[gate.name] = counts.get(gate.name, 0) + len(rejected)
-            judged[gate.name] = judged.get(gate.name, 0) + len(updates)
+            tally = counts.setdefault(gate.name, [0, 0, 0, 0])
+            tally[0] += len(set(rejected) - bad)
+            tally[1] += len(updates) - len(bad)
+            tally[2] += len(set(rejected) & bad)
+            tally[3] += len(bad)
             if rejected:
                 print(f"  {name} round {r}: {gate.name} rejects {', '.join(rejected)}", flush=True)
         probe = next((g for g in judged_gates if g.name == ProbeLossGate.name), None)
@@ -98,9 +118,9 @@ def run(name: str, setup: bench_learning.Setup, model_dir: Path) -> list[tuple[s
         print(f"  {name} round {r}: cosines with the median "
               f"{', '.join(f'{n} {c:+.3f}' for n, c in zip(lab.node_names, cos, strict=True))} "
               f"(median {statistics.median(cos):+.3f})", flush=True)
-        current = apply_delta(current, FedAvg().aggregate(updates))
+        current = apply_delta(current, FedAvg().aggregate([u for u in updates if u.node not in bad]))
         print(f"  {name} round {r}: held-out loss {lab.loss(current):.4f}", flush=True)
-    return [(name, g, counts[g], judged[g]) for g in counts]
+    return [(name, g, *counts[g]) for g in counts]  # type: ignore[misc]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,16 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="demo,bench", help=f"comma-separated: {', '.join(SETTINGS)}")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--attack", default=None, help="a behaviour of flare_chain.attacks.BEHAVIOURS (default: none)")
+    parser.add_argument("--attackers", type=int, default=0, help="how many nodes run --attack (the first ones)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     model_dir = ensure_reference_model()
-    rows: list[tuple[str, str, int, int]] = []
+    rows: list[Row] = []
     for name in args.settings.split(","):
         setup = replace(SETTINGS[name], threads=args.threads, **({"rounds": args.rounds} if args.rounds else {}))
-        rows += run(name, setup, model_dir)
-    print(f"\n{'setting':8}  {'gate':28}  {'honest rejected':>15}  {'FPR':>6}")
-    for name, gate, bad, total in rows:
-        print(f"{name:8}  {gate:28}  {f'{bad} / {total}':>15}  {bad / total:6.1%}")
+        rows += run(name, setup, model_dir, attack=args.attack, attackers=args.attackers)
+    print(f"\n{'setting':8}  {'gate':32}  {'honest rejected':>15}  {'FPR':>6}  {'attackers rejected':>18}")
+    for name, gate, fp, honest, tp, bad in rows:
+        caught = f"{tp} / {bad}" if bad else "-"
+        print(f"{name:8}  {gate:32}  {f'{fp} / {honest}':>15}  {fp / honest:6.1%}  {caught:>18}")
     return 0
 
 
