@@ -17,6 +17,10 @@ Two settings:
 * ``bench`` — the learning benchmark's: 10 nodes, rank 8, 8 steps of 16, 3 rounds.
 
     .venv/bin/python scripts/bench_gate_fpr.py --settings demo,bench
+    .venv/bin/python scripts/bench_gate_fpr.py --settings demo --rounds 2 --attack sign_flip_nm --attackers 2
+
+With ``--attack`` the first ``--attackers`` nodes send that behaviour's
+update instead, and the table also counts each gate's catches among them.
 
 Updates go uncompressed (the demo sends PowerSGD rank 2; the gates then see
 the decoded low-rank update). No chain, no IPFS: the gates are pure.
