@@ -5,8 +5,10 @@
   Catches scaling, large-noise and all-zero (free-riding) updates.
 * :class:`DirectionAnomalyGate` — robust z-score of each update's cosine
   similarity with the coordinate-wise median of all candidates (which a
-  minority cannot drag away). Catches sign flips and updates pointing
-  elsewhere at an honest size; only the low side is an anomaly.
+  minority cannot drag away), and the cosine's sign. Catches sign flips and
+  updates pointing against the round at an honest size; only the low side is
+  an anomaly, and an update that still has a positive component along the
+  round's median (an honest node whose data differ) is not one.
 * :class:`DuplicateGate` — honest nodes train on different data and never
   send identical updates, nor updates within a few per cent of each other;
   several such updates are a colluding group that sends one crafted vector
@@ -88,18 +90,35 @@ class NormAnomalyGate(Gate):
 
 
 class DirectionAnomalyGate(Gate):
-    """Reject updates whose cosine with the coordinate-wise median has robust z below ``−threshold``.
+    """Reject updates that point *against* the round: cosine with the coordinate-wise median both a low
+    outlier (robust z below ``−threshold``) and below ``max_cosine``.
 
-    ``min_scale`` floors the spread of the cosines.
+    ``min_scale`` floors the spread of the cosines. Why two conditions: the z
+    alone measured how far a cosine sits from the others', and on label-skewed
+    federations an honest node whose skills no other node shares sits far
+    below a tight cluster (the demo's node-4: cosine +0.35 against a median
+    of +0.59 and a spread floored at 0.05, robust z −4.7) while still
+    pulling the same way as the round (every honest cosine measured on the
+    skills task was positive, the lowest +0.32). A sign flip, at any norm,
+    turns its cosine negative. ``max_cosine`` (0 by default; None: the z
+    alone, the rule before issue 15) is where "against" begins. Min-max and
+    ALIE along −std sit *above* the honest cosines (the honest mean
+    dominates them), so neither rule of this gate ever caught them; the
+    duplicate and probe gates do. Attacks that keep a positive cosine are
+    left to the probe gates, which measure harm instead of geometry.
     """
 
     name = "direction"
 
-    def __init__(self, threshold: float = 3.5, *, min_scale: float = 0.05, min_candidates: int = 5) -> None:
+    def __init__(self, threshold: float = 3.5, *, min_scale: float = 0.05, min_candidates: int = 5,
+                 max_cosine: float | None = 0.0) -> None:
         _check(threshold, min_candidates)
+        if max_cosine is not None and not -1.0 <= max_cosine <= 1.0:
+            raise ConfigError(f"direction max_cosine must be within [-1, 1] or None, got {max_cosine!r}")
         self.threshold = float(threshold)
         self.min_scale = float(min_scale)
         self.min_candidates = int(min_candidates)
+        self.max_cosine = None if max_cosine is None else float(max_cosine)
 
     def cosines(self, candidates: Sequence[ClientUpdate]) -> list[float]:
         """Cosine of each candidate with the coordinate-wise median of all of them (float64)."""
@@ -125,18 +144,23 @@ class DirectionAnomalyGate(Gate):
         return reasons_of(self.assess(candidates, context))
 
     def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
-        """Rejected when the cosine's robust z is below ``−threshold`` (statistic ``direction_z``)."""
+        """Rejected when the cosine's robust z is below ``−threshold`` (statistic ``direction_z``) and, with
+        ``max_cosine`` set, the cosine itself is below it (statistic ``direction_cosine``)."""
         if len(candidates) < self.min_candidates:
             return [GateDecision(self.name, u.node, None) for u in candidates]
         cos = self.cosines(candidates)
         centre = sorted(cos)[len(cos) // 2]
         out: list[GateDecision] = []
         for update, c, z in zip(candidates, cos, robust_z(cos, min_scale=self.min_scale), strict=True):
-            test = Comparison("direction_z", z, -self.threshold, rejects=z < -self.threshold)
-            reason = (f"update points away from the round's median update (cosine {c:+.3f}, "
+            tests = [Comparison("direction_z", z, -self.threshold, rejects=z < -self.threshold)]
+            if self.max_cosine is not None:
+                tests.append(Comparison("direction_cosine", c, self.max_cosine, rejects=c < self.max_cosine))
+            rejected = all(t.rejects for t in tests)
+            against = "" if self.max_cosine is None else f", below {self.max_cosine:+g}"
+            reason = (f"update points away from the round's median update (cosine {c:+.3f}{against}, "
                       f"median cosine {centre:+.3f}, robust z {z:+.1f}, threshold −{self.threshold:g})"
-                      ) if test.rejects else None
-            out.append(GateDecision(self.name, update.node, reason, (test,)))
+                      ) if rejected else None
+            out.append(GateDecision(self.name, update.node, reason, tuple(tests)))
         return out
 
 

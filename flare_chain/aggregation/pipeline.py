@@ -75,8 +75,16 @@ class GateSettings(BaseModel):
     norm_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on log update norms")
     direction: bool = True
     direction_threshold: float = Field(default=3.5, gt=0, description="robust z-score bound on cosine to the median")
+    direction_max_cosine: float | None = Field(
+        default=0.0, ge=-1, le=1, description=(
+            "the direction gate rejects only updates whose cosine with the median is also below this (they point "
+            "against the round; honest label-skewed nodes point elsewhere but not against); None: the z alone"))
     probe_loss: bool = Field(default=True, description="run the probe-loss gate when a probe corpus is available")
     probe_loss_z: float = Field(default=3.0, gt=0, description="standard errors above 0 that make an update harmful")
+    probe_loss_outlier_z: float | None = Field(
+        default=3.0, gt=0, description=(
+            "a harmful update must also lie this many spreads above the round's median probe change (honest "
+            "label-skewed nodes raise the probe loss within the honest spread); None: harm alone"))
     probe_loss_spread_z: float | None = Field(
         default=3.5, gt=0, description="spreads above the round's median probe change that make an outlier; None: off")
     probe_loss_windows: int = Field(default=128, ge=2, description="corpus windows the probe-loss gate runs on")
@@ -104,9 +112,11 @@ def build_gates(
     if s.norm:
         gates.append(NormAnomalyGate(s.norm_threshold, min_candidates=s.min_candidates))
     if s.direction:
-        gates.append(DirectionAnomalyGate(s.direction_threshold, min_candidates=s.min_candidates))
+        gates.append(DirectionAnomalyGate(s.direction_threshold, min_candidates=s.min_candidates,
+                                          max_cosine=s.direction_max_cosine))
     if s.probe_loss and window_losses is not None:
-        probe = ProbeLossGate(window_losses, z=s.probe_loss_z, min_candidates=s.min_candidates)
+        probe = ProbeLossGate(window_losses, z=s.probe_loss_z, min_candidates=s.min_candidates,
+                              outlier_z=s.probe_loss_outlier_z)
         gates.append(probe)
         if s.probe_loss_spread_z is not None:
             gates.append(ProbeSpreadGate(probe, spread_z=s.probe_loss_spread_z, min_candidates=s.min_candidates))

@@ -19,7 +19,11 @@ the first-order change of window w's loss along Δ. The second-order term
 same at ``+Δ`` and ``−Δ`` and cancels. An update is *harmful* when the mean
 of dᵥ is positive and at least ``z`` standard errors above 0 (a one-sided
 test across windows), so an honest update that merely does not help the
-probe is kept.
+probe is kept; with ``outlier_z`` set (the federation spec's
+``probe_loss_outlier_z``, 3 by default) it must also lie that many spreads
+above the round's median change, because on label-skewed federations honest
+nodes that learn their own skills raise the probe loss on the others' (see
+:func:`probe_decisions`).
 
 Adaptive attacks (ALIE, min-max, a norm-matched poisoner) are built to sit
 just inside the honest spread, so their change is often a little below 0:
@@ -109,15 +113,16 @@ def probe_effect(plus: np.ndarray, minus: np.ndarray) -> ProbeEffect:
 
 
 def harmful_updates(effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5,
-                    spread_z: float | None = None) -> dict[str, str]:
+                    spread_z: float | None = None, outlier_z: float | None = None) -> dict[str, str]:
     """``{node: reason}`` for updates whose probe effect is significantly harmful; pure and deterministic.
 
-    ``spread_z`` (None: off) adds the comparison with the round's spread (see the module docstring).
+    ``spread_z`` (None: off) adds the comparison with the round's spread (see the module docstring);
+    ``outlier_z`` (None: off) is the probe-loss rule's own outlier condition (see :func:`probe_decisions`).
 
     Returns ``{}`` below ``min_candidates`` updates, and when the median
     update does not lower the probe loss (see the module docstring).
     """
-    out = reasons_of(probe_decisions(effects, z=z, min_candidates=min_candidates))
+    out = reasons_of(probe_decisions(effects, z=z, min_candidates=min_candidates, outlier_z=outlier_z))
     if spread_z is not None:
         for node, reason in reasons_of(spread_decisions(effects, spread_z=spread_z,
                                                         min_candidates=min_candidates)).items():
@@ -131,14 +136,23 @@ def spread_outliers(effects: Mapping[str, ProbeEffect], spread_z: float) -> dict
 
 
 def probe_decisions(
-    effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5
+    effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5, outlier_z: float | None = None
 ) -> list[GateDecision]:
     """The probe-loss rule, one decision per node (case-insensitive node order), with what it rests on.
 
     An update is rejected when all three hold: the round's median change is
     below 0 (``probe_median_change`` < 0: the probe measures the task), its own
     change is above 0 (``probe_change``) and its z is at least ``z``
-    (``probe_z``). Below ``min_candidates`` updates every decision is an exact pass.
+    (``probe_z``). With ``outlier_z`` set, a fourth: its change also lies
+    more than ``outlier_z`` spreads above the round's median change
+    (``probe_spread_excess``, :func:`spread_excess`). Why: on label-skewed
+    federations the probe corpus covers every node's skills, and an honest
+    node that learns its own two skills may raise the loss on the other six
+    more than it lowers it on its own (measured: 3 of 6 demo nodes in round 3,
+    4 of 10 benchmark nodes in round 2, each significantly above 0), while the
+    round as a whole still lowers it. Such a change sits inside the round's
+    honest spread; a sign flip of a helping update, or a poisoned one, sits far
+    above it. Below ``min_candidates`` updates every decision is an exact pass.
     """
     nodes = sorted(effects, key=str.lower)
     if len(nodes) < min_candidates:
@@ -150,17 +164,21 @@ def probe_decisions(
         log.info("probe-loss gate: the round's median update does not lower the probe loss (%+.4f nats/token); "
                     "the probe corpus does not measure what this round's nodes learn, so none is rejected on it",
                     typical)
+    excess = spread_excess(effects) if outlier_z is not None else {}
     out: list[GateDecision] = []
     for n in nodes:
         e = effects[n]
-        tests = (active, Comparison("probe_change", e.change, 0.0, rejects=e.change > 0),
-                 Comparison("probe_z", e.z, z, rejects=e.z >= z))
+        tests: tuple[Comparison, ...] = (active, Comparison("probe_change", e.change, 0.0, rejects=e.change > 0),
+                                         Comparison("probe_z", e.z, z, rejects=e.z >= z))
+        if outlier_z is not None:
+            tests += (Comparison("probe_spread_excess", excess[n], outlier_z, rejects=excess[n] > outlier_z),)
         reason = None
         if all(t.rejects for t in tests):
+            beyond = "" if outlier_z is None else f", {excess[n]:.1f} spreads above the round's (threshold {outlier_z:g})"
             reason = (f"applied alone, it raises the loss on the federation's public probe text "
                       f"(first-order change {e.change:+.4f} nats/token over {e.windows} windows, "
                       f"{e.z:.1f} standard errors above 0, threshold {z:g}; the round's median update changes it by "
-                      f"{typical:+.4f}): it works against the task, as a sign-flipped or poisoned update does")
+                      f"{typical:+.4f}{beyond}): it works against the task, as a sign-flipped or poisoned update does")
         out.append(GateDecision(ProbeLossGate.name, n, reason, tests))
     return out
 
@@ -170,11 +188,15 @@ class ProbeLossGate(Gate):
 
     name = "probe_loss"
 
-    def __init__(self, window_losses: WindowLosses, *, z: float = 3.0, min_candidates: int = 5) -> None:
+    def __init__(self, window_losses: WindowLosses, *, z: float = 3.0, min_candidates: int = 5,
+                 outlier_z: float | None = None) -> None:
         if not z > 0 or not math.isfinite(z):
             raise ConfigError(f"probe-loss gate threshold must be a finite number > 0, got {z!r}")
+        if outlier_z is not None and (not outlier_z > 0 or not math.isfinite(outlier_z)):
+            raise ConfigError(f"probe-loss outlier threshold must be a finite number > 0 or None, got {outlier_z!r}")
         self.window_losses = window_losses
         self.z = float(z)
+        self.outlier_z = None if outlier_z is None else float(outlier_z)
         self.min_candidates = int(min_candidates)
         self._effects: dict[str, ProbeEffect] = {}
 
@@ -198,7 +220,8 @@ class ProbeLossGate(Gate):
     def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
         """:func:`probe_decisions` on every candidate's effect, in candidate order."""
         return _in_candidate_order(self.name, candidates, self.min_candidates, lambda: probe_decisions(
-            self.effects(candidates, context), z=self.z, min_candidates=self.min_candidates))
+            self.effects(candidates, context), z=self.z, min_candidates=self.min_candidates,
+            outlier_z=self.outlier_z))
 
 
 def spread_decisions(effects: Mapping[str, ProbeEffect], *, spread_z: float, min_candidates: int = 5

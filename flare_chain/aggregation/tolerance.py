@@ -16,9 +16,10 @@ differ between machines, with a wide margin, and kept far below what the
 gates measure, because the band is the leader's discretion: a leader may
 include or exclude an update whose statistic lies in it.
 
-* ``norm_z``, ``direction_z`` — robust z of float64 norms and cosines of
-  the same float32 tensors. Reordered float64 sums move them by ~1e-13
-  relative, the z by less than 1e-11; the band is 1e-6.
+* ``norm_z``, ``direction_z``, ``direction_cosine`` — robust z of float64
+  norms and cosines of the same float32 tensors, and the cosine itself.
+  Reordered float64 sums move them by ~1e-13 relative, the z by less than
+  1e-11; the band is 1e-6.
 * ``probe_median_change``, ``probe_change`` — first-order probe-loss change
   in nats/token, a difference of two float32 model runs. Kernels of different
   CPUs move window losses by ~1e-6 nats; the band is 1e-4 (the gate acts on
@@ -66,6 +67,7 @@ class ToleranceBands(BaseModel):
 
     norm_z: Band = Band(absolute=1e-6)
     direction_z: Band = Band(absolute=1e-6)
+    direction_cosine: Band = Band(absolute=1e-6)
     probe_median_change: Band = Band(absolute=1e-4)
     probe_change: Band = Band(absolute=1e-4)
     probe_z: Band = Band(absolute=0.1)

@@ -32,7 +32,8 @@ from flare_chain.attacks import deltas, omniscient
 from flare_chain.attacks.deltas import Delta
 from flare_chain.errors import ConfigError
 
-__all__ = ["BEHAVIOURS", "AttackSettings", "Behaviour", "RoundView", "TrainingData", "behaviour"]
+__all__ = ["BEHAVIOURS", "AttackSettings", "Behaviour", "RoundView", "TrainingData", "behaviour", "craft_alone",
+           "daemon_behaviour"]
 
 TrainingData = Literal["own", "label_poison", "backdoor", "probe_gaming"]
 
@@ -154,6 +155,33 @@ def behaviour(kind: str) -> Behaviour:
         return BEHAVIOURS[kind]
     except KeyError:
         raise ConfigError(f"unknown attack {kind!r}; choose one of {', '.join(sorted(BEHAVIOURS))}") from None
+
+
+def daemon_behaviour(kind: str) -> Behaviour:
+    """The behaviour named ``kind`` if a lone node can run it (the node config's ``[attack] kind``).
+
+    A daemon has its own trained update and the global adapter, nothing more:
+    behaviours that read the round's honest updates, or train on poisoned
+    data, are refused with a ConfigError that names the ones it can run.
+    """
+    b = behaviour(kind)
+    if b.omniscient or b.trains_on != "own":
+        alone = ", ".join(sorted(n for n, x in BEHAVIOURS.items() if not x.omniscient and x.trains_on == "own"))
+        need = "the round's honest updates" if b.omniscient else f"{b.trains_on} training data"
+        raise ConfigError(f"attack {kind!r} needs {need}, which a node daemon does not craft; a daemon runs "
+                          f"{alone} (the others run in scripts/bench_learning.py --sections ablation)")
+    return b
+
+
+def craft_alone(kind: str, own: Mapping[str, torch.Tensor], global_tensors: Mapping[str, torch.Tensor], *,
+                seed: int) -> dict[str, torch.Tensor]:
+    """What a lone attacking node running ``kind`` sends instead of ``own``, the delta it trained.
+
+    ``seed`` (per node and round) drives any randomness, so a restarted node
+    crafts the same bytes.
+    """
+    b = daemon_behaviour(kind)
+    return b.craft(RoundView(own=own, global_tensors=global_tensors, nodes=1, attackers=1, seed=seed))
 
 
 class AttackSettings(BaseModel):

@@ -121,6 +121,7 @@ def build_daemon(config: Any, *, show_progress: bool | None = None, stop: thread
         participate=config.committee.participate, vote_tolerance=vote_tolerance,
         stake_wei=config.committee.stake_wei, backoff_s=max(config.ipfs.backoff_s, 0.5), show_progress=tty,
         compression=config.compression.powersgd_config(), device=config.model.device,
+        attack=config.attack.kind if config.attack is not None else None,
     )
     return Daemon(name=s.name, account=account, coordinator=coordinator, store=store,
                   state=NodeState(data_dir / "state.sqlite"), texts=texts, model_dir=base.path,

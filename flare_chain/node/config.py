@@ -38,6 +38,9 @@ where its password comes from (an environment variable or a file).
     rank = 2
     dtype = "float16"                   # or "bfloat16" (also "fp16", "bf16")
     min_compression_rate = 2.0
+
+    [attack]                            # devnet and tests only: this node misbehaves (see AttackConfig)
+    kind = "sign_flip"
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ if TYPE_CHECKING:  # torch is heavy: the compression config type is imported onl
 __all__ = [
     "DEFAULT_VOTE_TOLERANCE",
     "ENV_PREFIX",
+    "AttackConfig",
     "ChainSettings",
     "CommitteeSettings",
     "CompressionSettings",
@@ -276,6 +280,36 @@ class CompressionSettings(BaseModel):
         return PowerSGDConfig(rank=self.rank, dtype=self.dtype, min_compression_rate=self.min_compression_rate)
 
 
+class AttackConfig(BaseModel):
+    """``[attack]``: run this node as an attacker, to watch the committee's gates catch it on a devnet.
+
+    ``kind`` names a behaviour of :data:`flare_chain.attacks.BEHAVIOURS` that
+    needs nothing but the node's own trained update and the global adapter
+    (sign flip, scaling, noise, NaN/Inf, a wrong shape, adapter negation):
+    the daemon trains as usual, then submits the crafted update instead of its
+    own. Behaviours that read the round's honest updates (ALIE, IPM,
+    min-max, …) or train on poisoned data run in the learning benchmark
+    (``scripts/bench_learning.py --sections ablation``), not in a daemon; the
+    validator names them and says so. Never set this on a real node: its
+    updates are rejected and its stake buys nothing.
+    """
+
+    model_config = _Strict
+
+    kind: str = Field(min_length=1, description="an attack a daemon can run alone, e.g. sign_flip, scale10, nan")
+
+    @field_validator("kind")
+    @classmethod
+    def _a_daemon_can_run_it(cls, value: str) -> str:
+        from flare_chain.attacks.behaviour import daemon_behaviour  # torch: only when [attack] is set
+
+        try:
+            daemon_behaviour(value)
+        except ConfigError as exc:  # re-raised as a validation error so the key path is reported
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class NodeConfig(BaseModel):
     """Everything one node daemon needs; relative paths resolve against the config file's folder."""
 
@@ -289,6 +323,7 @@ class NodeConfig(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     committee: CommitteeSettings = Field(default_factory=CommitteeSettings)
     compression: CompressionSettings = Field(default_factory=CompressionSettings)
+    attack: AttackConfig | None = Field(None, description="devnet/tests only: submit an attacked update")
 
     @field_validator("training")
     @classmethod

@@ -29,6 +29,7 @@ recorded) and ``:done``. Tests in one process pass ``Faults(..., action=raise_cr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -193,6 +194,8 @@ class DaemonSettings:
     """PowerSGD settings for the update; None sends it uncompressed. State lives in ``<data_dir>/compressor``."""
     device: str = "cpu"
     """Where training and the committee's model runs go: ``"auto" | "cpu" | "cuda"`` (``[model] device``)."""
+    attack: str | None = None
+    """``[attack] kind`` (devnet and tests only): submit that behaviour's crafted update instead of the trained one."""
 
 
 @dataclass
@@ -581,6 +584,13 @@ class Daemon:
                                 show_progress=self.settings.show_progress, device=self.settings.device)
         self.faults("train:after")
         delta, dp_metrics = self.participant.release(result.delta)
+        if self.settings.attack is not None:  # [attack] in the node config: a devnet attacker, never a real node
+            from flare_chain.attacks.behaviour import craft_alone
+
+            seed = int.from_bytes(hashlib.sha256(f"{self.address}:{round_id}".encode()).digest()[:7], "big")
+            delta = craft_alone(self.settings.attack, delta, previous.tensors, seed=seed)
+            log.warning("round %d %s: attacking: submitting a %s update instead of the trained one", round_id,
+                        self.name, self.settings.attack)
         manifest = Manifest(
             kind="delta", base_model_id=previous.manifest.base_model_id,
             **self.participant.base_manifest_fields(), rank=self.params.rank, alpha=self.params.alpha,

@@ -58,7 +58,11 @@ def test_sign_flipped_updates_are_left_out_by_the_probe_loss_gate(trained_round,
     previous = _previous(store, start, tiny_model_dir, tiny_train_params, probe_cid)
     accepted, rejected = check_submissions(store, 1, subs, previous, gates=PROBE_ONLY, model_dir=tiny_model_dir,
                                            params=tiny_train_params, probe_seed=b"\x07" * 32)
-    assert {(r.gate, r.node) for r in rejected} == {("probe_loss", subs[i].node) for i in FLIPPED}
+    # Both negated updates leave at the probe gates: the first by harm (it raises the probe loss, far beyond the
+    # round's spread), the other, once the first no longer widens that spread, at the spread rule.
+    assert {r.node for r in rejected} == {subs[i].node for i in FLIPPED}
+    gates = {r.gate for r in rejected}
+    assert "probe_loss" in gates and gates <= {"probe_loss", "probe_spread"}
     assert all("public probe text" in r.reason for r in rejected)
     assert [u.submission.node for u in accepted] == [s.node for i, s in enumerate(subs) if i not in FLIPPED]
 

@@ -106,13 +106,15 @@ def test_members_on_different_cpu_kernels_agree_with_the_leader(round_on_disk, t
     z: dict[str, float] = {}
 
     def record(assessed):
-        z.update({d.node: d.comparisons[-1].value for d in assessed if d.gate == "probe_loss" and d.rejected})
+        z.update({d.node: c.value for d in assessed if d.gate == "probe_loss" and d.rejected
+                  for c in d.comparisons if c.statistic == "probe_z"})
         return {d.node: d.reason for d in assessed if d.rejected}
 
     check_submissions(store, 1, subs, previous, gates=strict, settle=record, **common)
     edge = min((n for n in z if math.isfinite(z[n])), key=str.lower)
     other = next(n for n in flipped if n != edge)
-    knife = dict(direction=False, mutual_information=False, probe_loss_spread_z=None)  # the probe-loss z alone
+    knife = dict(direction=False, mutual_information=False, probe_loss_spread_z=None,  # the probe-loss z alone
+                 probe_loss_outlier_z=None)
     edge_settings = GateSettings(**knife, probe_loss_z=z[edge])
     leader_view = GateSettings(**knife, probe_loss_z=math.nextafter(z[edge], math.inf))
     edge_leader, _ = check_submissions(store, 1, subs, previous, gates=leader_view, **common)
