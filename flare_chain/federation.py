@@ -27,6 +27,7 @@ from eth_utils import keccak
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from web3 import Web3
 
+from flare_chain.attacks.behaviour import daemon_behaviour
 from flare_chain.basemodel import publish_and_load
 from flare_chain.chain import (
     CoordinatorClient,
@@ -130,6 +131,10 @@ class FederationConfig(BaseModel):
         "vote_tolerance. None: a spec made from these settings. Either way it is pinned and fixed on-chain"))
     device: Literal["auto", "cpu", "cuda"] = Field(
         "cpu", description="where every node trains and runs the committee's models; auto: CUDA when present")
+    attack: str | None = Field(None, description=(
+        "a behaviour from flare_chain.attacks that the last `attackers` nodes run instead of submitting what "
+        "they trained (one a lone node can craft, e.g. sign_flip); None: every node honest"))
+    attackers: int = Field(1, ge=0, description="how many nodes (the last ones) run `attack`")
     show_progress: bool = True
 
     def federation_spec(self, *, probe_corpus_cid: str | None, base_model_cid: str | None) -> FederationSpec:
@@ -156,10 +161,21 @@ class FederationConfig(BaseModel):
             if getattr(self, name) < self.nodes:
                 raise ValueError(f"{name}={getattr(self, name)} is fewer than nodes={self.nodes}: every "
                                  "transaction mines a block here, so the window must hold one per node")
+        if self.attack is not None:
+            try:
+                daemon_behaviour(self.attack)  # an unknown kind, or one a lone node cannot craft
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+            if self.attackers >= self.nodes:
+                raise ValueError(f"attackers={self.attackers} leaves no honest node among nodes={self.nodes}")
         if self.proposal_blocks < self.leader_blocks:
             raise ValueError(f"proposal_blocks={self.proposal_blocks} is shorter than leader_blocks="
                              f"{self.leader_blocks}; give the window room for a second proposer")
         return self
+
+    def attack_of(self, index: int) -> str | None:
+        """The behaviour node ``index`` runs (``attack`` for the last ``attackers`` nodes), None if honest."""
+        return self.attack if self.attack is not None and index >= self.nodes - self.attackers else None
 
     def stake_of(self, index: int) -> int:
         """Stake (wei) node ``index`` registers with."""
@@ -333,7 +349,7 @@ def setup_federation(config: FederationConfig) -> Federation:
             f"node-{i + 1}", account, node_data[i], model_dir=model_dir, params=params,
             coordinator=coordinator, store=store, show_progress=config.show_progress,
             compressor=PowerSGDCompressor(powersgd) if powersgd is not None else None, spec=spec,
-            base_model_cid=base.cid, device=config.device,
+            base_model_cid=base.cid, device=config.device, attack=config.attack_of(i),
         )
         node.register(config.stake_of(i))
         participants.append(node)

@@ -40,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "default: one made from the options above")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
                    help="where nodes train and run the committee's models (default cpu; auto: CUDA when present)")
+    p.add_argument("--attack", default=None, metavar="KIND",
+                   help="the last --attackers nodes submit this behaviour's crafted update instead of what they "
+                        "trained (e.g. sign_flip; see flare_chain.attacks), to watch the committee's gates leave "
+                        "them out (default: every node honest)")
+    p.add_argument("--attackers", type=int, default=1, metavar="N",
+                   help="how many nodes (the last ones) run --attack (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars, log lines only")
     p.set_defaults(func=run)
 
@@ -66,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
                                     expected_committee_size=args.committee, min_committee_size=args.min_committee,
                                     work_dir=args.work_dir, train=train, show_progress=not args.no_progress,
                                     compression={"rank": args.compression_rank}, spec=spec, device=args.device,
-                                    task=args.task, local_only=not args.no_local_only)
+                                    task=args.task, local_only=not args.no_local_only, attack=args.attack,
+                                    attackers=args.attackers)
 
     def show(report: RoundReport) -> None:
         print(render_round(report), flush=True)

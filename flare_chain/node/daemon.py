@@ -29,7 +29,6 @@ recorded) and ``:done``. Tests in one process pass ``Faults(..., action=raise_cr
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import signal
@@ -251,7 +250,8 @@ class Daemon:
         self._bar_round = 0
         self.participant = Participant(name, account, texts, model_dir=model_dir, params=params,
                                        coordinator=coordinator, store=store, show_progress=False, spec=spec,
-                                       base_model_cid=base_model_cid, device=self.settings.device)
+                                       base_model_cid=base_model_cid, device=self.settings.device,
+                                       attack=self.settings.attack)
         self.params = self.participant.params  # target modules resolved against the base
         self.residuals: CompressorStore | None = None
         if self.settings.compression is not None and self.participant.spec.privacy.enabled:
@@ -584,13 +584,7 @@ class Daemon:
                                 show_progress=self.settings.show_progress, device=self.settings.device)
         self.faults("train:after")
         delta, dp_metrics = self.participant.release(result.delta)
-        if self.settings.attack is not None:  # [attack] in the node config: a devnet attacker, never a real node
-            from flare_chain.attacks.behaviour import craft_alone
-
-            seed = int.from_bytes(hashlib.sha256(f"{self.address}:{round_id}".encode()).digest()[:7], "big")
-            delta = craft_alone(self.settings.attack, delta, previous.tensors, seed=seed)
-            log.warning("round %d %s: attacking: submitting a %s update instead of the trained one", round_id,
-                        self.name, self.settings.attack)
+        delta = self.participant.crafted(round_id, delta, previous.tensors)  # [attack]: a devnet attacker only
         manifest = Manifest(
             kind="delta", base_model_id=previous.manifest.base_model_id,
             **self.participant.base_manifest_fields(), rank=self.params.rank, alpha=self.params.alpha,

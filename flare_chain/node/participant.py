@@ -11,6 +11,7 @@ once a proposal is on-chain.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ import torch
 from eth_account.signers.local import LocalAccount
 
 from flare_chain.aggregation.privacy import privatize_update
+from flare_chain.attacks.behaviour import craft_alone, daemon_behaviour
 from flare_chain.basemodel import model_cid
 from flare_chain.chain import CoordinatorClient, RoundStatus, SeatDraw, Submission, TxResult
 from flare_chain.committee import sortition
@@ -99,8 +101,14 @@ class Participant:
         spec: FederationSpec | None = None,
         base_model_cid: str | None = None,
         device: str = "cpu",
+        attack: str | None = None,
     ) -> None:
         self.name = name
+        if attack is not None:
+            daemon_behaviour(attack)  # an unknown kind, or one a lone node cannot craft, stops the node here
+        self.attack = attack
+        """A test/devnet attacker's behaviour (``[attack] kind``, the demo's ``--attack``): the update it submits
+        is that behaviour's crafted one instead of the trained one. None for every real node."""
         self.spec = spec if spec is not None else FederationSpec()
         """The federation's rules this node gates, aggregates and votes by (defaults when the chain names none)."""
         resolve_device(device)  # "cuda" without a GPU stops the node here, before it trains or reviews anything
@@ -176,6 +184,19 @@ class Participant:
         """The manifest fields that say which base model an update was trained on."""
         return {"base_model_sha256": self.base_model_sha256, "base_model_cid": self.base_model_cid}
 
+    def crafted(self, round_id: int, delta: dict[str, torch.Tensor],
+                global_tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The update this node submits: ``delta`` itself, or for an attacker its behaviour's crafted update.
+
+        Seeded by address and round, so a restarted attacker crafts the same bytes.
+        """
+        if self.attack is None:
+            return delta
+        seed = int.from_bytes(hashlib.sha256(f"{self.address}:{round_id}".encode()).digest()[:7], "big")
+        log.warning("round %d %s: attacking: submitting a %s update instead of the trained one", round_id,
+                    self.name, self.attack)
+        return craft_alone(self.attack, delta, global_tensors, seed=seed)
+
     def train_and_submit(self, round_id: int, global_adapter: GlobalAdapter) -> SubmissionRecord:
         """Train from the global adapter, pin the delta and send the one submission of this round."""
         self.check_targets(global_adapter)
@@ -184,6 +205,7 @@ class Participant:
                             progress_desc=f"round {round_id} {self.name}", show_progress=self.show_progress,
                             device=self.device)
         delta, dp_metrics = self.release(result.delta)
+        delta = self.crafted(round_id, delta, global_adapter.tensors)
         manifest = Manifest(
             kind="delta",
             base_model_id=global_adapter.manifest.base_model_id,

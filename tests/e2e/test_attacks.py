@@ -151,3 +151,33 @@ def test_forged_aggregate_is_not_reproduced_and_round_fails(fed: Federation) -> 
     votes = [n.vote for n in report.committee if n.vote is not None]
     assert votes and not any(votes)
     assert fed.coordinator.global_adapter_cid() == before
+
+
+def test_demo_attackers_submit_their_crafted_update_and_the_committee_leaves_them_out(
+        tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> None:
+    # The demo's --attack: the last node submits an update whose tensors do not have the adapter's shapes
+    # instead of what it trained; every member's policy gate refuses it, and the round commits the two
+    # honest updates alone. (NaN and Inf attackers are refused by their own node's encoder: nothing is sent.)
+    import math
+
+    from flare_chain.federation import run_federation
+
+    config = FederationConfig(nodes=3, rounds=1, work_dir=tmp_path, model_dir=tiny_model_dir,
+                              train=tiny_train_params, expected_committee_size=30, show_progress=False,
+                              local_only=False, attack="wrong_shape", attackers=1)
+    assert [config.attack_of(i) for i in range(3)] == [None, None, "wrong_shape"]
+    report = run_federation(config)
+    (r,) = report.rounds
+    assert r.status == RoundStatus.COMMITTED and (r.submissions, r.accepted, r.rejected) == (3, 2, 1)
+    assert all(math.isfinite(n.loss_after) for n in r.nodes) and math.isfinite(report.final_loss)
+
+
+def test_a_demo_attack_a_lone_node_cannot_craft_or_without_honest_nodes_is_refused(tmp_path: Path) -> None:
+    from flare_chain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"a daemon runs .*sign_flip"):
+        FederationConfig.build(nodes=3, work_dir=tmp_path, attack="alie")
+    with pytest.raises(ConfigError, match=r"unknown attack 'bogus'"):
+        FederationConfig.build(nodes=3, work_dir=tmp_path, attack="bogus")
+    with pytest.raises(ConfigError, match="leaves no honest node"):
+        FederationConfig.build(nodes=3, work_dir=tmp_path, attack="nan", attackers=3)
