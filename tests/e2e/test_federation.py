@@ -17,10 +17,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def test_federation_commits_every_round_and_global_loss_falls(tmp_path: Path, tiny_model_dir: Path,
                                                                tiny_train_params) -> None:
     # Prepare: 4 nodes of equal stake, k=20: each draws a Poisson(5) seat weight (draws change every run, so the
-    # committee must reach weight 2 whatever the seed: it falls short with p = 21·e^-20)
+    # committee must reach weight 2 whatever the seed: it falls short with p = 21·e^-20). Members vote with a 10%
+    # tolerance: this test is about the round's mechanics, and on the tiny model a member's 2% held-out check reads
+    # noise (1 of 10 rounds voted down in a loop, every rank's identical proposal in turn).
     config = FederationConfig(nodes=4, rounds=2, work_dir=tmp_path, model_dir=tiny_model_dir,
                               train=tiny_train_params, expected_committee_size=20, min_committee_size=2,
-                              show_progress=False)
+                              show_progress=False, vote_tolerance=0.1)
     seen = []
     # Execute
     report = run_federation(config, on_round=seen.append)
