@@ -459,9 +459,9 @@ def run_round(fed: Federation) -> RoundReport:
     votes: dict[str, bool] = {}
     # One pass per proposal attempt: a rejected proposal reopens the round for the next ranks
     # (the contract's fallback), with the attempt's own turns and deadlines in round_info.
-    while coordinator.round_info(round_id).committee_weight >= schedule.min_committee_size:
+    while True:
         info = coordinator.round_info(round_id)
-        if info.status != RoundStatus.OPEN:
+        if info.status != RoundStatus.OPEN or info.committee_weight < schedule.min_committee_size:
             break
         schedule = RoundSchedule.for_round(info, coordinator)
         proposed_now = False
