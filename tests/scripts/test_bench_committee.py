@@ -78,3 +78,41 @@ def test_unknown_section_is_refused(bench: ModuleType, capsys: pytest.CaptureFix
         bench.main(["--sections", "sim,chian"])
     assert exc.value.code == 2
     assert "unknown section(s) chian" in capsys.readouterr().err
+
+
+def test_simulated_cell_measures_the_contract_rules_within_their_range(bench: ModuleType) -> None:
+    import random
+
+    cell = bench.simulate(0.1, 100, 4, k=20, rounds=600, threshold_bps=6666, rng=random.Random(5))
+    risk = sortition.committee_risk(20, 0.1, threshold_bps=6666, min_committee=bench.least_min_committee(6666))
+    judged = bench.judge_cell(cell, 0.1, risk.capture)
+    assert cell.rounds == 600 and cell.committees == 600  # k = 20 always reaches weight 2
+    assert "OFF" not in judged.verdicts, judged
+    assert 0.07 < judged.weight_share < 0.13 and cell.weight > 10_000
+
+
+def test_simulated_cell_flags_a_leader_rule_that_favours_one_stake_size(bench: ModuleType,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first design ranked by the raw VRF output: the bench must call that leader share OFF, not ok."""
+    import random
+
+    monkeypatch.setattr(sortition, "leader_score", lambda output, weight: output >> 192)
+    cell = bench.simulate(0.1, 100, 4, k=20, rounds=600, threshold_bps=6666, rng=random.Random(5))
+    judged = bench.judge_cell(cell, 0.1, 0.0)
+    assert judged.verdicts[1] == "OFF", judged
+    assert judged.verdicts[0] != "OFF"  # the weights are untouched
+
+
+def test_lead_precision_sizes_cells_by_their_share(bench: ModuleType) -> None:
+    import argparse
+    import math
+
+    def half_width(share: float, n: int) -> float:
+        return 2.576 * math.sqrt((1 - share) / (share * n))
+
+    args = argparse.Namespace(rounds=100, lead_precision=0.04)
+    for share in (0.1, 0.4):
+        n = bench.rounds_for(share, args)
+        assert half_width(share, n) <= 0.04 < half_width(share, n - 1)  # the least that reaches the precision
+    assert bench.rounds_for(0.1, args) > 5 * bench.rounds_for(0.4, args)
+    assert bench.rounds_for(0.4, argparse.Namespace(rounds=100, lead_precision=None)) == 100
