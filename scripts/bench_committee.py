@@ -34,11 +34,21 @@ small to tell, and each stake share is pooled over its splits and layouts. Claim
 raw transactions with a fixed gas limit (``bench_gas.RawSender``): the client's own path simulates
 and estimates each call first, about 10x slower on eth-tester, and changes nothing on chain.
 
+The fourth (``--sections owner-chain``) is the owner of the second table on the real contracts:
+before each round it tries each of the next ``--grind`` opening blocks on a snapshot of the chain
+(open, read the round seed, revert), opens in the one whose round seed would seat the attacker
+heaviest under the old rule, and the seats are then claimed on the claim seed as usual. It prints
+both shares per cell, and the seed the chain recorded must be the one the owner saw when it tried
+that block.
+
     python scripts/bench_committee.py              # sim + owner tables, about a minute on 2 cores
     python scripts/bench_committee.py --rounds 2000 --k 20
     python scripts/bench_committee.py --sections chain --chain-rounds 3    # a small on-chain grid, minutes
     python scripts/bench_committee.py --sections chain --chain-rounds 50 --chain-splits 1,10,30,100
                                                    # the README's on-chain table, 40 minutes on 2 cores
+    python scripts/bench_committee.py --lead-precision 0.04 # cells large enough to decide the leader share
+    python scripts/bench_committee.py --sections owner-chain --chain-rounds 20 --chain-splits 1,10 \
+        --chain-honest 100                         # the owner grinding the opening block, on chain
 """
 
 from __future__ import annotations
@@ -235,6 +245,8 @@ class ChainCell:
     leads: int = 0
     majority: int = 0
     alone: int = 0
+    ground_attacker_weight: int = 0  # owner grinding: the attacker's weight on the round seed it picked (old rule)
+    ground_weight: int = 0  # and everyone's weight on that seed
     claim_gas: list[int] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
 
@@ -279,10 +291,58 @@ def chain_federation(bad_stakes: Sequence[int], good_stakes: Sequence[int], *, t
     return ChainFederation(w3, client, send, owner, nodes, min_committee)
 
 
-def chain_round(fed: ChainFederation, *, k: int, threshold_bps: int, zero_claims: int, cell: ChainCell) -> None:
+def _weights_on(fed: ChainFederation, round_id: int, seed: bytes, k: int, total: int) -> tuple[int, int]:
+    """(attacker, everyone) seat weight if seats were drawn on ``seed`` itself: the rule before the claim seed."""
+    alpha = sortition.vrf_alpha(int(fed.w3.eth.chain_id), fed.client.address, round_id, seed)
+    bad = everyone = 0
+    for node in fed.nodes:
+        weight = sortition.seat_weight(vrf.proof_to_hash(vrf.prove(bytes(node.account.key), alpha)), k, node.stake,
+                                       total)
+        everyone += weight
+        bad += weight if node.attacker else 0
+    return bad, everyone
+
+
+def _open_round(fed: ChainFederation, claim_blocks: int, *, k: int, grind: int, cell: ChainCell) -> int:
+    """Open the next round; with ``grind`` the owner first picks the best of that many opening blocks.
+
+    The owner, allied with the attacker and building the chain's blocks, tries opening in each
+    of the next ``grind`` blocks (snapshot, mine, open, read the round seed, revert) and opens in
+    the one whose round seed would seat the attacker heaviest if seats were drawn on it: the best
+    it can do, since the claim seed also mixes in a block hash that does not exist yet.
+    """
+    c, w3 = fed.client, fed.w3
+    total = sum(node.stake for node in fed.nodes)
+    best: tuple[int, int, int, bytes] | None = None  # (attacker weight, everyone, blocks to wait, seed)
+    for wait in range(grind):
+        snapshot = w3.testing.snapshot()
+        w3.testing.mine(wait)
+        fed.send(fed.owner, "openRound", 1, claim_blocks, 1, 1, k)
+        round_id = c.current_round()
+        seed = c.round_info(round_id).seed
+        w3.testing.revert(snapshot)
+        bad, everyone = _weights_on(fed, round_id, seed, k, total)
+        if best is None or bad > best[0]:
+            best = (bad, everyone, wait, seed)
+    if best is not None:
+        w3.testing.mine(best[2])
+    fed.send(fed.owner, "openRound", 1, claim_blocks, 1, 1, k)
+    round_id = c.current_round()
+    if best is not None:
+        cell.ground_attacker_weight += best[0]
+        cell.ground_weight += best[1]
+        if c.round_info(round_id).seed != best[3]:
+            cell.mismatches.append(f"round {round_id}: opened in the block the owner picked, but the seed differs "
+                                   "from the one it tried there")
+    return round_id
+
+
+def chain_round(fed: ChainFederation, *, k: int, threshold_bps: int, zero_claims: int, cell: ChainCell,
+                grind: int = 0) -> None:
     """One round on chain: every node Python seats claims with its real proof; then compare and count.
 
-    The first ``zero_claims`` nodes Python gives weight 0 claim anyway and must be refused.
+    The first ``zero_claims`` nodes Python gives weight 0 claim anyway and must be refused. With
+    ``grind``, the owner picks the opening block first (:func:`_open_round`).
 
     The round opens with the shortest phases the contract allows around a claim window long enough
     for every claim (one transaction per block), and fails for want of a proposal: only the seats
@@ -292,8 +352,7 @@ def chain_round(fed: ChainFederation, *, k: int, threshold_bps: int, zero_claims
     # A claim is one block; a round seats at most one claim per node, and a total weight above
     # 4k + 16 has probability below 10^-20 for k >= 5.
     claim_blocks = min(sortition.MAX_CLAIM_BLOCKS, max(_MIN_CLAIM_BLOCKS, min(len(fed.nodes), 4 * k + 16)))
-    fed.send(fed.owner, "openRound", 1, claim_blocks, 1, 1, k)
-    round_id = c.current_round()
+    round_id = _open_round(fed, claim_blocks, k=k, grind=grind, cell=cell)
     _mine_until(w3, c.round_info(round_id).submission_deadline)  # the next block is the claim window's first
     total = sum(node.stake for node in fed.nodes)
     on_chain_total = c.sortition_info(round_id).total_stake
@@ -412,7 +471,7 @@ def _score_round(fed: ChainFederation, seated: dict[str, tuple[int, int, bytes]]
 
 
 def run_chain_cell(share: float, attackers: int, honest: int, *, k: int, rounds: int, threshold_bps: int,
-                   zero_claims: int, tag: str) -> tuple[ChainCell, int]:
+                   zero_claims: int, tag: str, grind: int = 0) -> tuple[ChainCell, int]:
     """``rounds`` rounds on a fresh chain for one cell; returns what they measured and the minimum committee."""
     bad_total = round(CHAIN_TOTAL_STAKE_WEI * share)
     fed = chain_federation(_stakes(bad_total, attackers), _stakes(CHAIN_TOTAL_STAKE_WEI - bad_total, honest),
@@ -420,7 +479,7 @@ def run_chain_cell(share: float, attackers: int, honest: int, *, k: int, rounds:
     cell = ChainCell()
     for _ in range(rounds):
         chain_round(fed, k=k, threshold_bps=threshold_bps, zero_claims=max(0, zero_claims - cell.zero_sent),
-                    cell=cell)
+                    cell=cell, grind=grind)
     return cell, fed.min_committee
 
 
@@ -581,11 +640,45 @@ def chain_section(args: argparse.Namespace) -> int:
     return len(mismatches)
 
 
+def owner_chain_section(args: argparse.Namespace) -> int:
+    """The owner grinding the opening block on the real contracts; returns the number of chain/Python mismatches."""
+    shares = [float(x) for x in args.chain_shares.split(",") if x]
+    splits = [int(x) for x in args.chain_splits.split(",") if x]
+    layouts = [int(x) for x in args.chain_honest.split(",") if x]
+    print(f"\nOn chain, the owner allied with the attacker opens each round in the best of {args.grind} blocks "
+          f"(tried with snapshots: open, read the seed, revert), k = {args.k}, {args.chain_rounds} rounds per cell. "
+          "round seed: the attacker's weight share had seats been drawn on the seed it picked (the old rule); "
+          "claim seed: its share of the seats claimed on chain, with gap and verdict as above.")
+    print(f"{'honest':>6} {'stake':>5} {'split':>5} {'round seed':>10} {'claim seed':>10} {'gap':>6} {'±':>5} {'':>4}")
+    mismatches: list[str] = []
+    verdicts: list[str] = []
+    cells = [(h, s, a) for h in layouts for s in shares for a in splits]
+    with progress("owner-grinding cells", len(cells), unit="cell") as bar:
+        for honest, share, split in cells:
+            cell, _ = run_chain_cell(share, split, honest, k=args.k, rounds=args.chain_rounds,
+                                     threshold_bps=args.threshold_bps, zero_claims=0,
+                                     tag=f"{args.seed} owner {honest} {share} {split}", grind=args.grind)
+            gap, half_width = _relative_gap(cell.attacker_weight, cell.weight, share)
+            verdicts.append(_verdict(gap, half_width))
+            print(f"{honest:>6} {share:>5.0%} {split:>5} {cell.ground_attacker_weight / max(cell.ground_weight, 1):>10.3f} "
+                  f"{cell.attacker_weight / max(cell.weight, 1):>10.3f} {gap:>+6.1%} {half_width:>5.0%} "
+                  f"{verdicts[-1]:>4}")
+            mismatches += [f"[owner, honest {honest}, {share:.0%} over {split}] {m}" for m in cell.mismatches]
+            bar.update(1, honest=honest, share=share, split=split)
+    counts = ", ".join(f"{v} {verdicts.count(v)}" for v in ("ok", "ok?", "off?", "OFF") if verdicts.count(v))
+    print(f"claim-seed weight share verdicts over {len(cells)} cells: {counts}")
+    print(f"chain vs Python (seated set, weights, scores, outputs, the picked seed): {len(mismatches)} mismatches")
+    for line in mismatches[:20]:
+        print(f"  MISMATCH {line}")
+    return len(mismatches)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="sim,owner",
                         help="comma-separated: sim (simulated grid), owner (opening-block grinding), chain "
-                             "(the real contracts; minutes); default sim,owner")
+                             "(the real contracts; minutes), owner-chain (the owner grinding the opening block on "
+                             "the real contracts; minutes); default sim,owner")
     parser.add_argument("--k", type=int, default=20, help="expected committee size (default 20)")
     parser.add_argument("--rounds", type=int, default=400, help="committees drawn per cell (default 400)")
     parser.add_argument("--lead-precision", type=float, default=None,
@@ -604,8 +697,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="zero-weight draws per on-chain cell that claim anyway, to show the refusal (default 1)")
     args = parser.parse_args(argv)
     sections = {x.strip() for x in args.sections.split(",") if x.strip()}
-    if unknown := sections - {"sim", "owner", "chain"}:
-        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from sim, owner, chain")
+    if unknown := sections - {"sim", "owner", "chain", "owner-chain"}:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from sim, owner, chain, owner-chain")
     if not 0 < args.threshold_bps <= sortition.BPS:
         parser.error(f"--threshold-bps must be in (0, {sortition.BPS}], got {args.threshold_bps}")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -614,9 +707,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         simulated_section(args, rng)
     if "owner" in sections and args.grind > 0:
         owner_section(args, rng)
-    if "chain" in sections and chain_section(args) > 0:
-        return 1
-    return 0
+    failed = "chain" in sections and chain_section(args) > 0
+    if "owner-chain" in sections and args.grind > 0 and owner_chain_section(args) > 0:
+        failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

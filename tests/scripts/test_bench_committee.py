@@ -116,3 +116,33 @@ def test_lead_precision_sizes_cells_by_their_share(bench: ModuleType) -> None:
         assert half_width(share, n) <= 0.04 < half_width(share, n - 1)  # the least that reaches the precision
     assert bench.rounds_for(0.1, args) > 5 * bench.rounds_for(0.4, args)
     assert bench.rounds_for(0.4, argparse.Namespace(rounds=100, lead_precision=None)) == 100
+
+
+def test_owner_grinding_on_chain_opens_in_the_block_it_picked(bench: ModuleType,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The owner tries 4 opening blocks by snapshot and opens in the best; the chain's seed must be the one it saw."""
+    assert bench.main(["--sections", "owner-chain", "--grind", "4", "--k", "8", "--chain-rounds", "2",
+                       "--chain-shares", "0.3", "--chain-splits", "2", "--chain-honest", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "0 mismatches" in out and "MISMATCH" not in out
+    row = next(line.split() for line in out.splitlines() if line.split()[:3] == ["6", "30%", "2"])
+    round_seed_share, claim_seed_share = float(row[3]), float(row[4])
+    assert 0 < round_seed_share <= 1 and 0 <= claim_seed_share <= 1
+
+
+def test_owner_grinding_picks_the_heaviest_seed_for_the_attacker(bench: ModuleType,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    fed = bench.chain_federation([300 * 10**18], [350 * 10**18, 350 * 10**18], threshold_bps=6666, tag="test grind")
+    tried: list[int] = []
+    weights_on = bench._weights_on
+
+    def spy(fed_: object, round_id: int, seed: bytes, k: int, total: int) -> tuple[int, int]:
+        got = weights_on(fed_, round_id, seed, k, total)
+        tried.append(got[0])
+        return got  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(bench, "_weights_on", spy)
+    cell = bench.ChainCell()
+    bench.chain_round(fed, k=8, threshold_bps=6666, zero_claims=0, cell=cell, grind=6)
+    assert len(tried) == 6 and cell.mismatches == []
+    assert cell.ground_attacker_weight == max(tried)
