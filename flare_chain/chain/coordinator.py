@@ -576,7 +576,16 @@ class CoordinatorClient:
         ]
 
     def seats(self, round_id: int) -> list[SeatClaim]:
-        """Every seat claimed in ``round_id``, in chain order."""
+        """Every seat claimed in ``round_id``, in chain order.
+
+        Claims land only in the round's claim window (the blocks after the
+        submission deadline up to the claim deadline), so only those blocks are
+        read: the daemon asks for the proposer order on every tick of a round,
+        and a scan from the deployment block would grow with the chain.
+        """
+        info = self.round_info(round_id)
+        if info.claim_deadline == 0:  # never opened
+            return []
         return [
             SeatClaim(
                 round_id=round_id,
@@ -586,7 +595,8 @@ class CoordinatorClient:
                 leader_score=log["args"]["leaderScore"],
                 **self._where(log),
             )
-            for log in self._logs("SeatClaimed", round=round_id)
+            for log in self._logs("SeatClaimed", blocks=(info.submission_deadline + 1, info.claim_deadline),
+                                  round=round_id)
         ]
 
     def round_opened(self, round_id: int) -> RoundOpened | None:

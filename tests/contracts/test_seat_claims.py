@@ -429,3 +429,22 @@ def test_a_proposal_carries_no_committee_list_and_its_rank_comes_from_the_stored
     network.next_tx_in_block(c.round_info(seated).turns_start + network.leader_blocks)
     c.propose_aggregate(second, seated, network.cid("a"), [network.validators[0].address])
     assert c.proposal(seated).rank == 1
+
+
+def test_seats_are_read_from_the_claim_window_only(network, seated, monkeypatch):
+    """The daemon reads the proposer order every tick: the scan covers the round's claim window, not the chain."""
+    c = network.coordinator
+    expected = c.seats(seated)
+    info = c.round_info(seated)
+    scanned: list[tuple[int, int] | None] = []
+    logs = c._logs
+
+    def spy(event_name, *, blocks=None, **filters):
+        scanned.append(blocks)
+        return logs(event_name, blocks=blocks, **filters)
+
+    monkeypatch.setattr(c, "_logs", spy)
+    assert c.seats(seated) == expected and len(expected) == len(network.validators)
+    assert scanned == [(info.submission_deadline + 1, info.claim_deadline)]
+    assert c.seats(seated + 1) == []  # a round never opened has no seats, and nothing is scanned
+    assert len(scanned) == 1
