@@ -8,8 +8,9 @@ import {VrfSortitionCommittee} from "./VrfSortitionCommittee.sol";
 /// @notice Single source of truth for a federated-learning run: who registered (with what stake and
 ///         key), what each node submitted in each round, who won a committee seat by VRF sortition,
 ///         which aggregate was proposed, how the committee voted and which global adapter won.
-/// @dev Storage keeps hashes and counters only; every byte an auditor needs (CIDs, accepted lists)
-///      is in events. Round ids start at 1; round 0 only holds seed_0.
+/// @dev Storage keeps hashes and counters only; every byte an auditor needs is in events (CIDs,
+///      hashes) or in the IPFS objects they name (a proposal's accepted list is in its aggregate's
+///      manifest, with only its hash and length here). Round ids start at 1; round 0 only holds seed_0.
 ///
 ///      A round has four phases, all deadlines absolute and inclusive block numbers:
 ///      submission (until `submissionDeadline`) → seat claims (`VrfSortitionCommittee.claimSeat`,
@@ -190,7 +191,6 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     error CoordinatorRankHasNoTurn(uint256 round, address proposer, uint256 rank, uint256 firstRank, uint256 lastRank);
     error CoordinatorProposalClosed(uint256 round, uint256 proposalDeadline);
     error CoordinatorEmptyAcceptedSet(uint256 round);
-    error CoordinatorAcceptedNotStrictlyIncreasing(uint256 round, uint256 index, address previous, address current);
     error CoordinatorNoProposal(uint256 round, RoundStatus status);
     error CoordinatorVoteClosed(uint256 round, uint256 voteDeadline);
     error CoordinatorDuplicateVote(uint256 round, address voter);
@@ -222,11 +222,18 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     event UpdateSubmitted(
         uint256 indexed round, address indexed node, bytes cid, uint64 sampleCount, bytes32 manifestHash
     );
-    /// @notice `proposer` (of committee rank `rank`) proposed `globalCid` aggregated from the updates of `accepted`.
-    /// @dev The list is published here and only its hash is stored (`proposalRecord`), so a proposal
-    ///      costs no storage per entry; members and auditors check it against the submissions.
+    /// @notice `proposer` (of committee rank `rank`) proposed `globalCid` aggregated from `acceptedCount`
+    ///         updates whose sorted submitters hash to `acceptedRoot` (`acceptedListHash`).
+    /// @dev The list is in the aggregate's manifest on IPFS, not in calldata or the log, so a proposal
+    ///      costs the same whatever the number of accepted updates; members and auditors fetch it by
+    ///      `globalCid` and check it against the root and the submissions.
     event AggregateProposed(
-        uint256 indexed round, address indexed proposer, bytes globalCid, address[] accepted, uint256 rank
+        uint256 indexed round,
+        address indexed proposer,
+        bytes globalCid,
+        bytes32 acceptedRoot,
+        uint32 acceptedCount,
+        uint256 rank
     );
     /// @notice The committee rejected the proposal of `round` made by rank `rejectedRank`; the round
     ///         is open for proposals again: ranks from `nextRank` take turns from block `turnsStart`
@@ -394,20 +401,26 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
     ///      the round's stored proposer scores, so the cost does not depend on the committee's size.
     /// @param round the open round.
     /// @param globalCid binary CID of the aggregated adapter.
-    /// @param accepted the submitters whose updates were aggregated, strictly increasing, non-empty. The
-    ///        contract does not look each one up (that cost grew with n): a member votes against a list
-    ///        naming a node without a submission, and the audit flags it (`accepted-set`).
-    function proposeAggregate(uint256 round, bytes calldata globalCid, address[] calldata accepted) external {
+    /// @param acceptedRoot `acceptedListHash(accepted)` of the submitters whose updates were aggregated
+    ///        (strictly increasing addresses). The list itself is in the aggregate's manifest on IPFS (its
+    ///        `accepted` field), which `globalCid` names: the proposal costs the same for 1 or 1,000
+    ///        accepted updates. Members check the manifest's list against this hash, against the
+    ///        submissions and against their own gates before they vote; the audit does too (`accepted-set`).
+    /// @param acceptedCount how many updates the list names, at least 1. The contract does not hold it to the
+    ///        round's submissions (members and the audit hold the published list to them, `accepted-list`).
+    function proposeAggregate(uint256 round, bytes calldata globalCid, bytes32 acceptedRoot, uint32 acceptedCount)
+        external
+    {
         Round storage r = _rounds[round];
         uint256 rank = _requireProposerTurn(round, r);
         _requireCidLength(globalCid.length);
-        _requireAcceptedList(round, accepted);
+        if (acceptedCount == 0) revert CoordinatorEmptyAcceptedSet(round);
 
         r.status = RoundStatus.Proposed;
         r.proposerRank = uint8(rank);
-        r.proposalHash = keccak256(abi.encode(globalCid, accepted));
+        r.proposalHash = keccak256(abi.encode(globalCid, acceptedRoot, acceptedCount));
         _proposedCid = globalCid;
-        emit AggregateProposed(round, msg.sender, globalCid, accepted, rank);
+        emit AggregateProposed(round, msg.sender, globalCid, acceptedRoot, acceptedCount, rank);
     }
 
     /// @notice Vote on the round's current proposal with the caller's seat weight (committee members,
@@ -538,9 +551,19 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         return bytes32((uint256(digest) & ~_SAMPLE_COUNT_MASK) | sampleCount);
     }
 
-    /// @notice The hash stored for a proposal: keccak256(abi.encode(globalCid, accepted)).
-    function proposalRecord(bytes calldata globalCid, address[] calldata accepted) external pure returns (bytes32) {
-        return keccak256(abi.encode(globalCid, accepted));
+    /// @notice The hash stored for a proposal: keccak256(abi.encode(globalCid, acceptedRoot, acceptedCount)).
+    function proposalRecord(bytes calldata globalCid, bytes32 acceptedRoot, uint32 acceptedCount)
+        external
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(globalCid, acceptedRoot, acceptedCount));
+    }
+
+    /// @notice The accepted root of a list of submitters: keccak256(abi.encode(accepted)), the list sorted
+    ///         ascending without duplicates (`flare_chain.protocol.accepted_root`); a view for clients.
+    function acceptedListHash(address[] calldata accepted) external pure returns (bytes32) {
+        return keccak256(abi.encode(accepted));
     }
 
     /// @notice Whether `account` sits on the committee of `round`.
@@ -644,17 +667,6 @@ contract FlareCoordinator is Ownable, VrfSortitionCommittee {
         uint256 turnsStart = r.turnsStart; // ≤ block.number: the claim deadline or a rejecting vote is behind
         if (rank - firstRank > (block.number - turnsStart) / _leaderBlocks) {
             revert CoordinatorNotLeader(round, msg.sender, rank, turnsStart + (rank - firstRank) * _leaderBlocks);
-        }
-    }
-
-    /// @dev Revert unless `accepted` is non-empty and strictly increasing (calldata only, no storage).
-    function _requireAcceptedList(uint256 round, address[] calldata accepted) private pure {
-        if (accepted.length == 0) revert CoordinatorEmptyAcceptedSet(round);
-        address previous;
-        for (uint256 i; i < accepted.length; ++i) {
-            address node = accepted[i];
-            if (i != 0 && node <= previous) revert CoordinatorAcceptedNotStrictlyIncreasing(round, i, previous, node);
-            previous = node;
         }
     }
 

@@ -53,12 +53,12 @@ from flare_chain.chain import (
     fund_accounts,
     in_process_chain,
     public_key_words,
-    sort_addresses,
 )
 from flare_chain.chain.transactions import send_transaction
 from flare_chain.committee import sortition, vrf
 from flare_chain.errors import ChainError
 from flare_chain.progress import progress
+from flare_chain.protocol import accepted_root
 
 __all__ = ["main"]
 
@@ -183,7 +183,7 @@ def _propose(fed: Federation, round_id: int, seats: dict[str, tuple[int, int]], 
     _to_block(fed.w3, fed.client.round_info(round_id).claim_deadline + 1)
     order = sortition.leader_order({a: score for a, (_, score) in seats.items()})
     leader = next(x for x in fed.nodes if x.address == order[0])
-    return fed.send(leader, "proposeAggregate", round_id, cid, sort_addresses(accepted))
+    return fed.send(leader, "proposeAggregate", round_id, cid, accepted_root(accepted), len(accepted))
 
 
 def run_round(fed: Federation, k: int, log: GasLog) -> tuple[int, int, int]:
@@ -254,7 +254,8 @@ def fallback_round(fed: Federation, log: GasLog) -> None:
     order = sortition.leader_order({a: score for a, (_, score) in seats.items()})
     second = by_address[order[1]]
     log.add("proposeAggregate (fallback, 1 accepted)",
-            fed.send(second, "proposeAggregate", round_id, _cid(f"good {round_id}"), [fed.nodes[0].address]))
+            fed.send(second, "proposeAggregate", round_id, _cid(f"good {round_id}"),
+                     accepted_root([fed.nodes[0].address]), 1))
     for member in seats:
         fed.send(by_address[member], "vote", round_id, 1, True)
         if c.round_info(round_id).status is RoundStatus.COMMITTED:

@@ -28,6 +28,8 @@ CHECKS: dict[str, str] = {
     "fallback": "a rejected proposal handed the round to the next rank, with windows as long as the first",
     "cid-bytes": "every submitted / committed object's blocks hash to their CIDs",
     "manifest-hash": "each update's manifest hashes to the value submitted on-chain",
+    "accepted-list": "each proposal's accepted list (in its aggregate's manifest) hashes to the root on chain and "
+                     "names only nodes that submitted",
     "accepted-set": "the proposal's accepted set is exactly the updates that pass the gates",
     "aggregate-cid": "aggregating the accepted updates reproduces the proposed adapter's CID",
 }

@@ -184,7 +184,7 @@ def _apply(rounds: dict[int, RoundHistory], e: EventLog) -> None:
     elif e.name == "AggregateProposed":
         r.proposals.append(Proposal(
             round_id=r.round_id, proposer=a["proposer"], global_cid=bytes(a["globalCid"]),
-            accepted=tuple(a["accepted"]), rank=a["rank"],
+            accepted_root=bytes(a["acceptedRoot"]), accepted_count=int(a["acceptedCount"]), rank=a["rank"],
             **_where(e),  # type: ignore[arg-type]
         ))
     elif e.name == "ProposalRejected":

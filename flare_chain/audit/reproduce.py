@@ -22,7 +22,7 @@ from flare_chain.audit.checks import cid_text
 from flare_chain.audit.content import ContentSource, ObjectState
 from flare_chain.audit.findings import FAIL, PASS, UNVERIFIABLE, Finding
 from flare_chain.audit.history import RoundHistory
-from flare_chain.errors import FlareError, StoreError, UpdateError
+from flare_chain.errors import FlareError, IntegrityError, StoreError, UpdateError
 
 if TYPE_CHECKING:  # torch-heavy; the audit imports it only to re-run gates
     from flare_chain.protocol.spec import FederationSpec
@@ -149,6 +149,52 @@ def content_checks(source: ContentSource, r: RoundHistory) -> tuple[list[Finding
     return findings, content
 
 
+def check_accepted_lists(source: ContentSource, r: RoundHistory) -> list[Finding]:
+    """``accepted-list``: each proposal's list, read from its aggregate's manifest, is the one the chain names.
+
+    The chain keeps a proposal's accepted root and count; the list is the
+    ``accepted`` field of the manifest in the bundle the proposal's CID names.
+    Each list must hash to the root, have the count's length and name only nodes
+    that submitted in the round before the proposal. Resolved lists replace the
+    round's proposals in ``r`` so the summary and ``reproduce_round`` use them.
+    """
+
+    from flare_chain.node.bundles import with_accepted_list
+
+    name, rid = "accepted-list", r.round_id
+    findings: list[Finding] = []
+    for i, proposal in enumerate(r.proposals):
+        state = source.check(proposal.global_cid)  # fetched (from Kubo, if that is the source) and verified
+        if not state.ok:
+            findings.append(Finding(name, UNVERIFIABLE if state.state == "missing" else FAIL, rid, proposal.proposer,
+                                    f"the proposed adapter, which publishes the list, is {state.state}: "
+                                    f"{state.detail}"))
+            continue
+        try:
+            resolved = with_accepted_list(source.store, proposal)
+        except IntegrityError as exc:
+            findings.append(Finding(name, FAIL, rid, proposal.proposer, str(exc)))
+            continue
+        except StoreError as exc:
+            findings.append(Finding(name, UNVERIFIABLE, rid, proposal.proposer,
+                                    f"the proposed adapter {cid_text(proposal.global_cid)} cannot be fetched: {exc}"))
+            continue
+        assert resolved.accepted is not None
+        r.proposals[i] = resolved
+        submitted = {s.node.lower() for s in r.submissions if s.block_number <= proposal.block_number}
+        strangers = [node for node in resolved.accepted if node.lower() not in submitted]
+        if strangers:
+            findings.append(Finding(name, FAIL, rid, proposal.proposer, (
+                f"accepted list names {', '.join(strangers)}, which submitted nothing in round {rid} before the "
+                "proposal")))
+        else:
+            findings.append(Finding(name, PASS, rid, proposal.proposer, (
+                f"{len(resolved.accepted)} accepted, every one submitted; the list hashes to the proposal's root")))
+    if not r.proposals:
+        findings.append(Finding(name, PASS, rid, detail="no proposal"))
+    return findings
+
+
 def _params_from_config(config: dict[str, Any]) -> Any:
     from flare_chain.lora.params import LoraTrainParams
 
@@ -213,8 +259,11 @@ def reproduce_round(
     if claim_seed is None:
         return both(UNVERIFIABLE, "the submission deadline block's hash (the claim seed, which draws the probe) "
                                   "was not read")
+    if proposal.accepted is None:
+        return both(UNVERIFIABLE, "the proposal's accepted list could not be read from its manifest "
+                                  "(see accepted-list)")
     # The committee's gates, MI filter included (probe from the round's claim seed), when the base model is here.
-    accepted = sorted(proposal.accepted, key=str.lower)
+    accepted = list(proposal.accepted)
     try:
         verdict, chosen = review_accepted_set(source.store, rid, available, previous, accepted, model_dir=model_dir,
                                               params=params, probe_seed=claim_seed,

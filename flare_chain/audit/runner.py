@@ -31,7 +31,13 @@ from flare_chain.audit.deployment import AuditTarget
 from flare_chain.audit.fetch import DEFAULT_CHUNK_BLOCKS, ChainReader
 from flare_chain.audit.findings import FAIL, PASS, UNVERIFIABLE, Finding
 from flare_chain.audit.history import History, RoundHistory, build_history
-from flare_chain.audit.reproduce import ModelLocator, RoundContent, content_checks, reproduce_round
+from flare_chain.audit.reproduce import (
+    ModelLocator,
+    RoundContent,
+    check_accepted_lists,
+    content_checks,
+    reproduce_round,
+)
 from flare_chain.audit.spec import load_spec
 from flare_chain.chain.artifacts import ContractArtifact, load_artifact
 from flare_chain.chain.deployment import code_hash, verify_binding
@@ -140,7 +146,7 @@ def _summary(history: History, r: RoundHistory, findings: list[Finding], content
         status=r.status,
         result=result,
         submitters=sorted((s.node for s in r.submissions), key=str.lower),
-        accepted=sorted(r.proposal.accepted, key=str.lower) if r.proposal and r.committed else [],
+        accepted=sorted(r.proposal.accepted or (), key=str.lower) if r.proposal and r.committed else [],
         committee=seats,
         approvals=sum(weights.get(v.voter, 0) for v in r.votes if v.approve),
         needed=required_approvals(history.params.approval_threshold_bps, sum(weights.values())),
@@ -273,6 +279,7 @@ def run_audit(
             start = previous if previous is not None else (r.opened.global_cid if r.opened else None)
             with clock.phase("ipfs"):
                 more, content = content_checks(source, r)
+                more += check_accepted_lists(source, r)  # resolves each proposal's list for what follows
             round_findings += more
             with clock.phase("reproduce"):
                 if reproduce and spec is not None:

@@ -336,12 +336,22 @@ class CoordinatorClient:
     ) -> TxResult:
         """Propose the aggregate's binary CID and the submitters it used (the member whose turn it is).
 
-        With ``sort=True`` (the default) ``accepted`` is validated and put in the
-        ascending order the contract requires; ``sort=False`` sends it untouched.
-        The contract reads the proposer's rank from its own stored proposer scores.
+        Only the list's root and length go on chain (``protocol.accepted``); the
+        list itself must be the ``accepted`` field of the manifest in the bundle
+        ``cid`` names, where members and auditors read it. With ``sort=True``
+        (the default) ``accepted`` is validated and put in canonical order before
+        it is hashed; ``sort=False`` hashes it as given (a list no member will
+        match). The contract reads the proposer's rank from its stored scores.
         """
+        from flare_chain.protocol.accepted import list_hash
+
         nodes = sort_addresses(accepted) if sort else [to_checksum_address(a) for a in accepted]
-        return self._send(account, "proposeAggregate", round_id, bytes(cid), nodes)
+        return self.propose_aggregate_root(account, round_id, cid, list_hash(nodes), len(nodes))
+
+    def propose_aggregate_root(self, account: LocalAccount, round_id: int, cid: bytes, accepted_root: bytes,
+                               accepted_count: int) -> TxResult:
+        """Propose with the accepted list's root and length as given (``propose_aggregate`` computes them)."""
+        return self._send(account, "proposeAggregate", round_id, bytes(cid), bytes(accepted_root), accepted_count)
 
     def vote(self, account: LocalAccount, round_id: int, approve: bool, *, attempt: int | None = None) -> TxResult:
         """Vote on the round's proposal (committee member, once per proposal), with at least ``VOTE_GAS_FLOOR`` gas.
@@ -425,8 +435,13 @@ class CoordinatorClient:
         return bytes(self._view("submissionRecord", bytes(cid), sample_count, bytes(manifest_hash)))
 
     def proposal_record(self, cid: bytes, accepted: Sequence[str]) -> bytes:
-        """The proposal hash the contract stores for this CID and accepted list."""
-        return bytes(self._view("proposalRecord", bytes(cid), [to_checksum_address(a) for a in accepted]))
+        """The proposal hash the contract stores for this CID and accepted list (hashed as given)."""
+        nodes = [to_checksum_address(a) for a in accepted]
+        return bytes(self._view("proposalRecord", bytes(cid), self.accepted_list_hash(nodes), len(nodes)))
+
+    def accepted_list_hash(self, accepted: Sequence[str]) -> bytes:
+        """The contract's ``acceptedListHash`` of ``accepted`` as given (``protocol.accepted_root`` sorts first)."""
+        return bytes(self._view("acceptedListHash", [to_checksum_address(a) for a in accepted]))
 
     def is_registered(self, address: str) -> bool:
         return bool(self._view("isRegistered", to_checksum_address(address)))
@@ -651,7 +666,8 @@ class CoordinatorClient:
                 round_id=round_id,
                 proposer=log["args"]["proposer"],
                 global_cid=bytes(log["args"]["globalCid"]),
-                accepted=tuple(log["args"]["accepted"]),
+                accepted_root=bytes(log["args"]["acceptedRoot"]),
+                accepted_count=int(log["args"]["acceptedCount"]),
                 rank=log["args"]["rank"],
                 **self._where(log),
             )

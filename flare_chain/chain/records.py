@@ -192,15 +192,22 @@ class Submission:
 
 @dataclass(frozen=True)
 class Proposal:
-    """``AggregateProposed``: the proposed global adapter, the updates it was built from, the proposer's rank."""
+    """``AggregateProposed``: the proposed global adapter, what it was built from, the proposer's rank.
+
+    The chain keeps only the accepted list's root and length; the list itself
+    is in the aggregate's manifest on IPFS. ``accepted`` is None until a reader
+    fetched and checked it (``node.bundles.with_accepted_list``).
+    """
 
     round_id: int
     proposer: str
     global_cid: bytes
-    accepted: tuple[str, ...]
+    accepted_root: bytes
+    accepted_count: int
     rank: int
     block_number: int
     tx_hash: str
+    accepted: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

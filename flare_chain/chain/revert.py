@@ -80,7 +80,6 @@ _HINTS: dict[str, str] = {
     "CoordinatorNotCommitteeMember": "only members who claimed a seat for this round may propose or vote",
     "CoordinatorProposalClosed": "the proposal deadline has passed; finalize the round instead",
     "CoordinatorEmptyAcceptedSet": "accept at least one submitted update",
-    "CoordinatorAcceptedNotStrictlyIncreasing": "sort accepted addresses ascending without duplicates",
     "CoordinatorNoProposal": "votes need a pending proposal for the round",
     "CoordinatorVoteClosed": "the vote deadline has passed; finalize the round instead",
     "CoordinatorDuplicateVote": "each committee member votes once per round",

@@ -52,6 +52,7 @@ from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import probe_windows
 from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.node.bundles import GlobalAdapter, fetch_probe_corpus, fetch_update_bundle, pin_global_bundle
+from flare_chain.protocol.accepted import canonical_accepted
 from flare_chain.protocol.spec import PrivacySpec
 
 __all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "aggregation_weight", "build_aggregate",
@@ -260,6 +261,7 @@ def build_aggregate(
          for u in updates]
     )
     adapter = apply_delta(previous.tensors, combined)
+    accepted = canonical_accepted(u.submission.node for u in updates)
     manifest = previous.manifest.model_copy(update={
         "kind": "adapter",
         "round": round_id,
@@ -267,7 +269,7 @@ def build_aggregate(
         "sample_count": sum(aggregation_weight(u.submission.sample_count, max_sample_count) for u in updates),
         "shapes": tensor_shapes(adapter),
         "metrics": {"accepted_updates": float(len(updates))},
+        "accepted": accepted,  # published here; the proposal puts only its root and count on chain
     })
     cid = pin_global_bundle(store, adapter, manifest, base_model_dir, params, only_hash=not pin)
-    return AggregateResult(cid=cid, adapter=adapter, manifest=manifest,
-                           accepted=sorted(u.submission.node for u in updates))
+    return AggregateResult(cid=cid, adapter=adapter, manifest=manifest, accepted=accepted)

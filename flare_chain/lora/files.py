@@ -81,6 +81,9 @@ class Manifest(BaseModel):
     base_model_cid: str | None = Field(
         default=None, description="CID of the base model folder (``flare-chain model add``); the model's identity "
         "when the federation names one")
+    accepted: list[str] | None = Field(
+        default=None, description="a committee aggregate's accepted submitters, ascending as uint160; the chain "
+        "keeps only their root and count (flare_chain.protocol.accepted)")
 
     @field_validator("format_version")
     @classmethod
@@ -135,12 +138,12 @@ class Manifest(BaseModel):
     def to_bytes(self) -> bytes:
         """Canonical JSON of the manifest (see :func:`canonical_json`).
 
-        ``probe_cid`` and ``base_model_cid`` are written only when set, so
-        manifests without them keep the bytes (and hashes) they had before the
-        fields existed.
+        ``probe_cid``, ``base_model_cid`` and ``accepted`` are written only when
+        set, so manifests without them keep the bytes (and hashes) they had
+        before the fields existed.
         """
         doc = self.model_dump(mode="json")
-        for optional in ("probe_cid", "base_model_cid"):
+        for optional in ("probe_cid", "base_model_cid", "accepted"):
             if doc.get(optional) is None:
                 doc.pop(optional, None)
         return canonical_json(doc)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from flare_chain.chain.records import Proposal
 from flare_chain.compression import PowerSGDCompressor, decompress
 from flare_chain.compression import decode as decode_compressed
 from flare_chain.errors import IntegrityError, StoreError, UpdateError
@@ -65,6 +66,7 @@ __all__ = [
     "pin_global_bundle",
     "pin_probe_corpus",
     "pin_update_bundle",
+    "with_accepted_list",
 ]
 
 DELTA_FILE = "delta.safetensors"
@@ -212,6 +214,35 @@ def fetch_global_bundle(store: ContentReader, cid: str, out_dir: Path | None = N
     if manifest.kind != "adapter":
         raise IntegrityError(f"object {cid} is a {manifest.kind!r} bundle, not a global adapter")
     return GlobalAdapter(cid=cid, tensors={k: tensors[k] for k in sorted(tensors)}, manifest=manifest)
+
+
+def with_accepted_list(store: ContentReader, proposal: Proposal) -> Proposal:
+    """``proposal`` with its accepted list, read from its aggregate's manifest and checked against the chain.
+
+    Only the manifest is fetched (every block verified against the CID). Raises
+    IntegrityError when the manifest has no list or a list whose order, length
+    or root differs from what the proposal put on chain (a bad proposal: vote
+    against it), StoreError when the bundle cannot be fetched.
+    """
+    from dataclasses import replace
+
+    from flare_chain.ipfs import cid_from_bytes
+    from flare_chain.protocol.accepted import check_accepted_list
+
+    cid = cid_from_bytes(proposal.global_cid)
+    try:
+        manifest = Manifest.from_bytes(store.cat(f"{cid}/{GLOBAL_MANIFEST_FILE}"))
+    except UpdateError as exc:
+        raise IntegrityError(f"round {proposal.round_id}'s proposed adapter {cid} has a malformed manifest: "
+                             f"{exc}") from None
+    if manifest.accepted is None:
+        raise IntegrityError(f"round {proposal.round_id}'s proposed adapter {cid} publishes no accepted list in "
+                             "its manifest; the proposal cannot be checked")
+    try:
+        nodes = check_accepted_list(manifest.accepted, proposal.accepted_root, proposal.accepted_count)
+    except IntegrityError as exc:
+        raise IntegrityError(f"round {proposal.round_id}'s proposed adapter {cid}: {exc}") from None
+    return replace(proposal, accepted=nodes)
 
 
 def pin_probe_corpus(store: PinningStore, texts: list[str]) -> str:

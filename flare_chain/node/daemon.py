@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
 
-from flare_chain.chain import CoordinatorClient, RoundStatus, sort_addresses
+from flare_chain.chain import CoordinatorClient, RoundStatus
 from flare_chain.chain.contract_errors import coordinator_errors
 from flare_chain.chain.coordinator import VOTE_GAS_FLOOR
 from flare_chain.chain.deployment import chain_history
@@ -65,7 +65,7 @@ from flare_chain.node.outbox import DurableSender
 from flare_chain.node.residual import CompressorStore
 from flare_chain.node.state import NodeState, StepStatus
 from flare_chain.progress import Progress, progress
-from flare_chain.protocol import Phase, RoundSchedule
+from flare_chain.protocol import Phase, RoundSchedule, accepted_root
 
 if TYPE_CHECKING:
     from flare_chain.ipfs.content import PinningStore
@@ -720,7 +720,8 @@ class Daemon:
                     "cid": aggregate.cid, "accepted": len(accepted), "rejected": len(rejected),
                     "aggregate_seconds": time.perf_counter() - began})
                 data = self.coordinator.contract.encode_abi("proposeAggregate", args=[
-                    round_id, cid_to_bytes(aggregate.cid), sort_addresses(aggregate.accepted)])
+                    round_id, cid_to_bytes(aggregate.cid), accepted_root(aggregate.accepted),
+                    len(aggregate.accepted)])
             self.faults("propose:before")
 
             def mine_on_chain() -> bool:
@@ -784,13 +785,14 @@ class Daemon:
             self._close_bar()
             return
         cid = cid_from_bytes(outcome.global_cid)
-        # kept with the pull so `node status` can say, without the chain, whether this node's update made it in
-        proposal = self.coordinator.proposal(round_id, blocks=(info.claim_deadline + 1, info.proposal_deadline))
-        update_accepted = None if proposal is None else self.address.lower() in {a.lower() for a in proposal.accepted}
         self.state.record_intent(round_id, "pull", {"cid": cid})
         began = time.perf_counter()
         out_dir = self._adapters_dir() / f"round-{round_id}"
         pulled = fetch_global_bundle(self.store, cid, out_dir=out_dir)
+        # kept with the pull so `node status` can say, without the chain, whether this node's update made it
+        # in: the committed manifest's list (the committee checked it against the proposal's root)
+        listed = pulled.manifest.accepted
+        update_accepted = None if listed is None else self.address.lower() in {a.lower() for a in listed}
         (self._adapters_dir() / "latest").write_text(f"{round_id} {cid}\n", encoding="utf-8")
         # What the federation's adapter does on this node's own held-out data: the figure an operator
         # judges the federation by (and the devnet's learning table reads), also for rounds it did not vote in.

@@ -35,7 +35,7 @@ from flare_chain.committee.aggregate import (
     review_accepted_set,
 )
 from flare_chain.compression import PowerSGDCompressor
-from flare_chain.errors import ChainError, ConfigError
+from flare_chain.errors import ChainError, ConfigError, IntegrityError
 from flare_chain.ipfs import cid_from_bytes, cid_to_bytes, parse_cid
 from flare_chain.ipfs.content import PinningStore
 from flare_chain.lora.base import base_model_id, model_fingerprint
@@ -48,7 +48,13 @@ from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.targets import resolve_params
 from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.lora.train import train_lora
-from flare_chain.node.bundles import MANIFEST_FILE, GlobalAdapter, fetch_global_bundle, pin_update_bundle
+from flare_chain.node.bundles import (
+    MANIFEST_FILE,
+    GlobalAdapter,
+    fetch_global_bundle,
+    pin_update_bundle,
+    with_accepted_list,
+)
 from flare_chain.protocol import RoundSchedule
 from flare_chain.protocol.spec import FederationSpec
 
@@ -357,6 +363,11 @@ class Participant:
         proposal = self.coordinator.proposal(round_id)
         if proposal is None:
             return False, "no proposal on-chain", loss_before, None
+        try:  # the list is in the proposed bundle's manifest; the chain has its root and count
+            proposal = with_accepted_list(self.store, proposal)
+        except IntegrityError as exc:
+            return False, f"accepted list does not match the proposal: {exc}", loss_before, None
+        assert proposal.accepted is not None
         seed = self.coordinator.claim_seed(round_id)
         verdict, chosen = review_accepted_set(
             self.store, round_id, self.coordinator.submissions(round_id), previous, proposal.accepted,

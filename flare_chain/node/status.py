@@ -238,6 +238,10 @@ def _update_from_chain(seen: RoundOnChain) -> str:
                 f"({seen.accepted_count} updates)")
     if seen.update_accepted is False:
         return f"not submitted; the {seen.outcome} proposal accepted {seen.accepted_count} other updates"
+    if seen.accepted_count is not None:
+        return (f"{'submitted' if seen.submitted else 'not submitted'}; the {seen.outcome} proposal accepted "
+                f"{seen.accepted_count} updates (its list is in the proposed adapter's manifest; this node reads "
+                "it when it pulls a committed adapter)")
     if seen.outcome in ("open", "not opened"):
         return "submitted; no proposal yet" if seen.submitted else "not submitted (yet)"
     return f"{'submitted' if seen.submitted else 'not submitted'}; the round {seen.outcome} without a proposal"
@@ -252,6 +256,9 @@ def with_chain(status: NodeStatus, view: ChainView) -> NodeStatus:
     rounds = []
     for rnd in status.rounds:
         seen = view.rounds.get(rnd.round_id)
+        if seen is not None and seen.update_accepted is None and seen.accepted_count is not None:
+            # the chain has the list's root and count; whether this node is on it, the pulled manifest said
+            seen = replace(seen, update_accepted=rnd.update_accepted)
         if seen is not None:
             rnd = replace(rnd, outcome=seen.outcome, update_accepted=seen.update_accepted,
                           update=_update_from_chain(seen), source="chain")

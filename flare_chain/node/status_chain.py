@@ -2,8 +2,10 @@
 node's own update is in the proposal's accepted set.
 
 The state folder records what the node sent, not what the committee made of
-it; the ``AggregateProposed`` event carries the accepted list, and
-``roundInfo`` the round's status. ``node status`` must answer at once beside a
+it; ``roundInfo`` has the round's status and the ``AggregateProposed`` event
+the accepted list's root and count. The list itself is in the aggregate's
+manifest on IPFS, which the node read when it pulled the committed adapter
+(the pull record's ``update_accepted``), so membership comes from there. ``node status`` must answer at once beside a
 running node and for a stopped one whose chain is gone, so everything here is
 read-only, each RPC call has a short timeout, the whole query a time budget,
 and any failure becomes a one-line ``note`` (the caller then shows what the
@@ -36,7 +38,8 @@ class RoundOnChain:
     submitted: bool
     """The coordinator holds a submission from this node for the round."""
     update_accepted: bool | None
-    """The node's address is in the proposal's accepted list; None while (or when) nothing was proposed."""
+    """The node's address is in the proposal's accepted list; None when the chain cannot say (it keeps only the
+    list's root: ``node.status.with_chain`` fills it from the pull record)."""
     accepted_count: int | None
     """How many updates the proposal accepted; None without a proposal."""
     proposal_tx: str | None
@@ -101,12 +104,10 @@ def _round(coordinator: CoordinatorClient, round_id: int, node: str, head: int) 
     if info.status != RoundStatus.OPEN and any(info.proposal_hash):
         # proposals land after the claim window and by the proposal deadline: scan only those blocks
         proposal = coordinator.proposal(round_id, blocks=(info.claim_deadline + 1, min(head, info.proposal_deadline)))
-    if proposal is None:
-        accepted: bool | None = None
-        count = None
-    else:
-        accepted = node.lower() in {a.lower() for a in proposal.accepted}
-        count = len(proposal.accepted)
+    count = None if proposal is None else proposal.accepted_count
+    # The chain keeps the accepted list's root only. A node that submitted nothing is on no valid list; for one
+    # that did, membership is the pulled manifest's (``node.status.with_chain`` takes it from the pull record).
+    accepted = None if proposal is None or submitted else False
     return RoundOnChain(round_id, info.status.name.lower(), submitted, accepted, count,
                         None if proposal is None else proposal.tx_hash)
 

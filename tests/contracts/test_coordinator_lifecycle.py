@@ -105,11 +105,12 @@ def test_full_round_commits_the_proposed_global_adapter(network):
     assert sorted(c.committee(round_id)) == sorted(x.address for x in v)
     proposal = c.proposal(round_id)
     assert proposal.proposer == leader.address and proposal.global_cid == new_cid and proposal.rank == 0
-    assert list(proposal.accepted) == sorted((n.address for n in submitters), key=lambda a: int(a, 16))
+    accepted = sorted((n.address for n in submitters), key=lambda a: int(a, 16))
+    assert (proposal.accepted_root, proposal.accepted_count) == (keccak(encode(["address[]"], [accepted])), 4)
     samples = {s.node: s.sample_count for s in c.submissions(round_id)}
-    assert sum(samples[a] for a in proposal.accepted) == 100 + 101 + 102 + 103
-    assert info.proposal_hash == keccak(encode(["bytes", "address[]"], [new_cid, list(proposal.accepted)]))
-    assert info.proposal_hash == c.proposal_record(new_cid, proposal.accepted)
+    assert sum(samples[a] for a in accepted) == 100 + 101 + 102 + 103
+    assert info.proposal_hash == keccak(encode(["bytes", "bytes32", "uint32"], [new_cid, proposal.accepted_root, 4]))
+    assert info.proposal_hash == c.proposal_record(new_cid, accepted)
     assert [vote.voter for vote in c.votes(round_id)] == [x.address for x in voters]
     outcome = c.round_outcome(round_id)
     assert outcome.committed and outcome.global_cid == new_cid

@@ -9,6 +9,8 @@ from flare_chain.chain import ErrorDecoder, RoundStatus, deploy_coordinator, loa
 from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
 from flare_chain.chain.transactions import send_transaction
 from flare_chain.errors import ConfigError
+from flare_chain.protocol import accepted_root
+from flare_chain.protocol.accepted import list_hash
 
 MANIFEST = keccak(text="manifest")
 
@@ -351,26 +353,6 @@ def test_proposal_with_empty_accepted_list_reverts_with_CoordinatorEmptyAccepted
         )
 
 
-def test_unsorted_accepted_list_reverts_with_CoordinatorAcceptedNotStrictlyIncreasing(
-    network, reverts, seated_round
-):
-    low, high = (a.address for a in _by_address(network.validators[:2]))
-    with reverts("CoordinatorAcceptedNotStrictlyIncreasing", seated_round, 1, high, low):
-        network.coordinator.propose_aggregate(
-            network.leader(seated_round), seated_round, network.cid("a"), [high, low], sort=False
-        )
-
-
-def test_duplicate_in_accepted_list_reverts_with_CoordinatorAcceptedNotStrictlyIncreasing(
-    network, reverts, seated_round
-):
-    node = network.validators[0].address
-    with reverts("CoordinatorAcceptedNotStrictlyIncreasing", seated_round, 1, node, node):
-        network.coordinator.propose_aggregate(
-            network.leader(seated_round), seated_round, network.cid("a"), [node, node], sort=False
-        )
-
-
 def test_client_refuses_duplicate_accepted_addresses_before_sending(network, seated_round):
     node = network.validators[0].address
     with pytest.raises(ConfigError, match="twice"):
@@ -379,15 +361,27 @@ def test_client_refuses_duplicate_accepted_addresses_before_sending(network, sea
         )
 
 
-def test_accepted_list_is_stored_as_its_hash_and_published_whole(network, seated_round):
-    # The contract no longer looks each accepted node up (that cost grew with n): a list naming a
-    # node without a submission is recorded, and members and the audit judge it from the event.
+def test_a_proposal_puts_only_the_accepted_root_and_count_on_chain(network, seated_round):
+    # The list itself is in the aggregate's manifest on IPFS: the contract keeps keccak(abi.encode(list)) and its
+    # length, whose hash (with the CID) is the stored proposal record. Members and the audit hold the list to them.
     c = network.coordinator
     accepted = sorted([network.validators[0].address, network.validators[3].address], key=lambda a: int(a, 16))
     c.propose_aggregate(network.leader(seated_round), seated_round, network.cid("a"), accepted)
     proposal = c.proposal(seated_round)
-    assert list(proposal.accepted) == accepted
+    assert proposal.accepted is None  # not on chain
+    assert (proposal.accepted_root, proposal.accepted_count) == (accepted_root(accepted), 2)
+    assert c.accepted_list_hash(accepted) == accepted_root(accepted) == list_hash(accepted)
     assert c.round_info(seated_round).proposal_hash == c.proposal_record(network.cid("a"), accepted)
+    assert c.proposal_record(network.cid("a"), accepted[::-1]) != c.proposal_record(network.cid("a"), accepted)
+
+
+def test_an_unsorted_list_is_hashed_as_given_and_matches_no_canonical_root(network, seated_round):
+    # A proposer that skips the client's sorting commits a root no member's canonical list hashes to.
+    c = network.coordinator
+    low, high = (a.address for a in _by_address(network.validators[:2]))
+    c.propose_aggregate(network.leader(seated_round), seated_round, network.cid("a"), [high, low], sort=False)
+    proposal = c.proposal(seated_round)
+    assert proposal.accepted_root == list_hash([high, low]) != accepted_root([high, low])
 
 
 def test_second_proposal_reverts_with_CoordinatorRoundNotOpen(network, reverts, proposed_round):
@@ -504,4 +498,5 @@ def test_sample_count_at_the_cap_is_the_most_weight_one_update_gets(network):
     accepted = sorted(v.address for v in network.validators[:2])
     c.propose_aggregate(network.leader(round_id), round_id, network.cid("agg"), accepted)
     samples = {s.node: s.sample_count for s in c.submissions(round_id)}
-    assert sum(samples[a] for a in c.proposal(round_id).accepted) == DEFAULT_MAX_SAMPLE_COUNT + 10
+    assert c.proposal(round_id).accepted_root == accepted_root(accepted)
+    assert sum(samples[a] for a in accepted) == DEFAULT_MAX_SAMPLE_COUNT + 10

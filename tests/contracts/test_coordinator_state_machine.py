@@ -33,6 +33,7 @@ from flare_chain.chain import RoundStatus, advance_blocks
 from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
 from flare_chain.committee import sortition, vrf
 from flare_chain.errors import ChainError
+from flare_chain.protocol import accepted_root
 
 BPS = 10_000
 # Actor indices: 0-3 validators, 4 participant, 5 outsider; validators drawn more often so rounds progress.
@@ -283,7 +284,7 @@ class CoordinatorModel(RuleBasedStateMachine):
             r.status, r.proposal_cid = RoundStatus.PROPOSED, cid
             r.proposer_rank = r.contract_rank(proposer.address)
             proposal = self.c.proposal(self.current)
-            assert tuple(proposal.accepted) == tuple(accepted)
+            assert (proposal.accepted_root, proposal.accepted_count) == (accepted_root(accepted), len(accepted))
             assert self.c.round_info(self.current).proposal_hash == self.c.proposal_record(cid, accepted)
             assert proposal.rank == r.proposer_rank
             event(f"proposed by rank {proposal.rank}")

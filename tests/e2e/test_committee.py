@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from flare_chain.chain import FailureReason, RoundStatus, SeatDraw, TxResult, advance_blocks
-from flare_chain.errors import ChainError
+from flare_chain.errors import ChainError, IntegrityError
 from flare_chain.federation import Federation, FederationConfig, run_round, setup_federation
-from flare_chain.node.bundles import GlobalAdapter
+from flare_chain.ipfs import cid_to_bytes
+from flare_chain.node.bundles import GlobalAdapter, with_accepted_list
 from flare_chain.node.participant import Participant
 
 pytestmark = [pytest.mark.e2e]
@@ -127,3 +128,37 @@ def test_unselected_node_cannot_claim_a_seat_and_non_members_cannot_vote(
     c.vote(whale_a.account, round_id, False)  # may reject the proposal (and reopen the round for rank 1)
     assert [v.voter for v in c.votes(round_id)] == [whale_a.address]
 
+
+
+class ListLiar(Participant):
+    """As leader, proposes the honest aggregate's CID with the root of a shorter list than its manifest holds."""
+
+    def propose(self, round_id: int, previous: GlobalAdapter):
+        if self.coordinator.leader(round_id) != self.address:
+            return super().propose(round_id, previous)
+        accepted, rejected = self.gate_submissions(round_id, self.coordinator.submissions(round_id), previous)
+        aggregate = self.aggregate(round_id, previous, accepted)
+        tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(aggregate.cid),
+                                                aggregate.accepted[:-1])  # the chain's root names one node fewer
+        return aggregate, rejected, tx
+
+
+@pytest.mark.slow
+def test_a_proposal_whose_root_is_not_its_published_list_is_voted_down_and_the_next_rank_commits(
+        tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> None:
+    # The chain keeps only the accepted list's root; the list is in the aggregate's manifest. A leader whose root
+    # and manifest disagree (here: an honest aggregate, a root leaving one node out) must not get a commit.
+    fed = _fed(tmp_path, tiny_model_dir, tiny_train_params, expected_committee_size=30)
+    for i, honest in enumerate(fed.participants):
+        fed.participants[i] = ListLiar(honest.name, honest.account, honest._texts, model_dir=honest.model_dir,
+                                       params=honest.params, coordinator=honest.coordinator,
+                                       store=honest.store, show_progress=False)
+    report = run_round(fed)
+    c = fed.coordinator
+    proposals = c.proposals(report.round_id)
+    assert report.status == RoundStatus.COMMITTED
+    assert [p.rank for p in proposals] == [0, 1] and len(c.proposal_rejections(report.round_id)) == 1
+    assert proposals[0].accepted_count == 2 and proposals[1].accepted_count == 3
+    assert with_accepted_list(fed.store, proposals[1]).accepted is not None
+    with pytest.raises(IntegrityError, match="names 3 node"):
+        with_accepted_list(fed.store, proposals[0])

@@ -16,7 +16,7 @@ import torch
 from flare_chain.chain import RoundStatus
 from flare_chain.errors import ConfigError
 from flare_chain.ipfs import cid_from_bytes
-from flare_chain.node.bundles import fetch_update_bundle
+from flare_chain.node.bundles import fetch_update_bundle, with_accepted_list
 from flare_chain.node.config import load_node_config
 from flare_chain.node.daemon import DaemonSettings
 from flare_chain.node.localnet import drive, make_daemon, make_net, open_round, register_all
@@ -100,7 +100,7 @@ def test_a_sign_flipping_daemon_submits_its_update_negated_and_the_honest_gates_
         assert all(torch.equal(sent[k], -trained[k]) for k in sent)
         # … and the committed round holds every honest update but not the attacker's
         assert net.coordinator.round_info(round_id).status == RoundStatus.COMMITTED
-        accepted = {a.lower() for a in net.coordinator.proposal(round_id).accepted}
+        accepted = {a.lower() for a in with_accepted_list(net.store, net.coordinator.proposal(round_id)).accepted or ()}
         assert attacker.lower() not in accepted
         assert accepted == {d.address.lower() for d in net.daemons[1:]}
     finally:

@@ -21,6 +21,7 @@ import torch
 from flare_chain.chain import RoundStatus, fund_accounts
 from flare_chain.ipfs import ContentStore, KuboClient, serve_in_thread
 from flare_chain.lora.peft_files import load_peft_adapter
+from flare_chain.node.bundles import with_accepted_list
 from flare_chain.node.daemon import Faults
 from flare_chain.node.endpoint import EndpointStore
 from flare_chain.node.localnet import (
@@ -50,7 +51,7 @@ def _close(net) -> None:
 def _assert_everyone_pulled(net, round_id: int) -> str:
     outcome = net.coordinator.round_outcome(round_id)
     assert outcome is not None and outcome.committed
-    accepted = set(net.coordinator.proposal(round_id).accepted)
+    accepted = set(with_accepted_list(net.store, net.coordinator.proposal(round_id)).accepted or ())
     cids = set()
     for d in net.daemons:
         pulled = d.state.get(round_id, "pull")
@@ -184,8 +185,8 @@ def test_ipfs_endpoint_down_30s_then_altering_an_update_is_survived(tmp_path, ti
             drive(net, round_id, before_pass=tamper_once_submitted)
         assert transports[0].refused > 0 and clock[0] >= 30.0
         assert sum(t.altered for t in transports.values()) > 0
-        proposal = net.coordinator.proposal(round_id)
-        assert victim not in proposal.accepted and len(proposal.accepted) == 3
+        proposal = with_accepted_list(net.store, net.coordinator.proposal(round_id))
+        assert proposal.accepted is not None and victim not in proposal.accepted and len(proposal.accepted) == 3
         assert any("hashed to" in r.getMessage() or "IntegrityError" in r.getMessage() or
                    "leaving out" in r.getMessage() for r in caplog.records)
         assert_nothing_sent_twice(net, 1)

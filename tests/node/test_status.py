@@ -166,7 +166,9 @@ def federation() -> Iterator[Federation]:
         for round_id, submitters, accepted, commit in ((1, members, members, True),
                                                         (2, members, others, True),
                                                         (3, others, others, False)):
-            assert coordinator.open_round(owner, 8, 10, 8, 6, expected_committee_size=20)[0] == round_id
+            # k = 60 over three equal stakes: Poisson(20) seat weight each, unseated with p = e^-20 (k = 20 left
+            # one of the nine draws at weight 0 about once in a hundred runs, failing the fixture)
+            assert coordinator.open_round(owner, 8, 10, 8, 6, expected_committee_size=60)[0] == round_id
             for i, node in enumerate(submitters):
                 coordinator.submit_update(node, round_id, _cid(f"update {round_id} {i}"), 10 + i,
                                           keccak(text=f"manifest {i}"))
@@ -192,7 +194,9 @@ def _node_history(state: NodeState, fed: Federation) -> None:
         state.record_done(round_id, "train", {"sample_count": 10, "val_loss_before": 1.7, "val_loss_after": 1.6})
         state.record_done(round_id, "pin", {"cid": f"bafyupdate{round_id}", "sample_count": 10})
         state.record_done(round_id, "submit", {"gas_used": 57_568, "tx_hash": TX})
-        state.record_done(round_id, "pull", {"cid": f"bafyglobal{round_id}", "dir": f"data/adapters/round-{round_id}"})
+        # the daemon notes at the pull whether the committed manifest's accepted list names it
+        state.record_done(round_id, "pull", {"cid": f"bafyglobal{round_id}", "dir": f"data/adapters/round-{round_id}",
+                                             "update_accepted": round_id == 1})
     state.record_skipped(3, "submit", "submission window closed at block 40")
 
 
