@@ -259,9 +259,14 @@ def reproduce_round(
     if claim_seed is None:
         return both(UNVERIFIABLE, "the submission deadline block's hash (the claim seed, which draws the probe) "
                                   "was not read")
-    if proposal.accepted is None:
-        return both(UNVERIFIABLE, "the proposal's accepted list could not be read from its manifest "
-                                  "(see accepted-list)")
+    if proposal.accepted is None:  # not resolved by check_accepted_lists (or a caller that skipped it)
+        from flare_chain.node.bundles import with_accepted_list
+
+        try:
+            proposal = with_accepted_list(source.store, proposal)
+        except FlareError as exc:
+            return both(UNVERIFIABLE, f"the proposal's accepted list cannot be read from its manifest: {exc}")
+    assert proposal.accepted is not None
     # The committee's gates, MI filter included (probe from the round's claim seed), when the base model is here.
     accepted = list(proposal.accepted)
     try:
