@@ -166,7 +166,9 @@ def federation() -> Iterator[Federation]:
         for round_id, submitters, accepted, commit in ((1, members, members, True),
                                                         (2, members, others, True),
                                                         (3, others, others, False)):
-            assert coordinator.open_round(owner, 8, 10, 8, 6, expected_committee_size=20)[0] == round_id
+            # k = 60 over three equal stakes: Poisson(20) seat weight each, unseated with p = e^-20 (k = 20 left
+            # one of the nine draws at weight 0 about once in a hundred runs, failing the fixture)
+            assert coordinator.open_round(owner, 8, 10, 8, 6, expected_committee_size=60)[0] == round_id
             for i, node in enumerate(submitters):
                 coordinator.submit_update(node, round_id, _cid(f"update {round_id} {i}"), 10 + i,
                                           keccak(text=f"manifest {i}"))
