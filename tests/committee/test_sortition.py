@@ -251,3 +251,18 @@ def test_the_largest_uniform_draw_stops_where_the_pmf_underflows_and_outweighs_n
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_rounds_command_and_the_owner_settings_open_rounds_with_the_one_default_k() -> None:
+    # The committee-risk table and the --committee-size help rest on k = DEFAULT_EXPECTED_COMMITTEE_SIZE; an owner
+    # driving rounds from Python (DriverSettings, CoordinatorClient.open_round) must get the k the CLI gives
+    import inspect
+
+    from flare_chain.chain.coordinator import CoordinatorClient
+    from flare_chain.cli.parser import build_parser
+    from flare_chain.node.owner import DriverSettings
+
+    args = build_parser().parse_args(["rounds", "drive", "--deployment", "d.json", "--keystore", "k.json",
+                                      "--password-env", "PW"])
+    client_default = inspect.signature(CoordinatorClient.open_round).parameters["expected_committee_size"].default
+    assert args.committee_size == DriverSettings().expected_committee_size == client_default
