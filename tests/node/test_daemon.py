@@ -693,3 +693,18 @@ def test_after_a_rejection_the_next_rank_proposes_and_members_vote_again_as_new_
         assert all(v is not None and v.status.is_final for v in votes)
     assert c.proposal(round_id).global_cid != c.proposals(round_id)[0].global_cid
     assert sum(sent_by(net, d.address).count("vote") for d in net.daemons) >= 2
+
+
+def test_a_nodes_own_update_stays_pinned_so_a_gc_before_the_committee_fetched_it_keeps_it(idle_net) -> None:
+    # Until the committee has fetched it the update lives only in the node's store: left unpinned, a `gc` run
+    # in the submission window (an operator's, or a cron job's) would delete the update the chain names.
+    net = idle_net
+    register_all(net)
+    round_id = open_round(net)
+    d = net.daemons[0]
+    d.tick()  # trains, pins and submits its update
+    assert sent_by(net, d.address).count("submitUpdate") == 1
+    cid = d.state.get(round_id, "pin").detail["cid"]
+    assert cid in d.store.pins()
+    d.store.gc()
+    assert len(_dag_blocks(d.store, cid)) > 1  # the bundle (manifest and delta) is still whole
