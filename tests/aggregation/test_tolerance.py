@@ -28,7 +28,7 @@ def test_a_value_is_in_band_up_to_the_width_on_either_side_and_out_past_it() -> 
     assert not in_band(_at(3.0 + 0.71, 3.0), bands) and not in_band(_at(3.0 - 0.71, 3.0), bands)
 
 
-@pytest.mark.parametrize(("value", "threshold"), [(math.nan, 3.0), (math.inf, 3.0), (3.0, math.nan),
+@pytest.mark.parametrize(("value", "threshold"), [(math.nan, 3.0), (math.inf, 3.0), (3.0, math.nan), (3.0, math.inf),
                                                   (-math.inf, -math.inf)])
 def test_a_non_finite_value_or_threshold_is_never_in_band(value: float, threshold: float) -> None:
     # a NaN statistic must not be waved through as "close enough" on any member
