@@ -26,6 +26,8 @@ def test_a_value_is_in_band_up_to_the_width_on_either_side_and_out_past_it() -> 
     bands = ToleranceBands(probe_z=Band(absolute=0.1, relative=0.2))  # width 0.7 at threshold 3
     assert in_band(_at(3.0 + 0.69, 3.0), bands) and in_band(_at(3.0 - 0.69, 3.0), bands)
     assert not in_band(_at(3.0 + 0.71, 3.0), bands) and not in_band(_at(3.0 - 0.71, 3.0), bands)
+    exact = ToleranceBands(norm_z=Band(absolute=0.5))  # the edge itself counts as in band (binary-exact values)
+    assert in_band(_at(2.5, 2.0, "norm_z"), exact) and in_band(_at(1.5, 2.0, "norm_z"), exact)
 
 
 @pytest.mark.parametrize(("value", "threshold"), [(math.nan, 3.0), (math.inf, 3.0), (3.0, math.nan), (3.0, math.inf),
@@ -44,6 +46,7 @@ def test_each_statistic_uses_its_own_band_and_an_unknown_one_is_refused() -> Non
 
 
 def test_bands_are_bounded_and_finite() -> None:
-    for bad in ({"absolute": -0.1}, {"absolute": 10.5}, {"relative": 0.51}, {"absolute": math.inf}):
+    for bad in ({"absolute": -0.1}, {"absolute": 10.5}, {"relative": 0.51}, {"absolute": math.inf},
+                {"absolute": math.nan}, {"relative": math.nan}):
         with pytest.raises(ValidationError):
             Band(**bad)
