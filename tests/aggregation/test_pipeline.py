@@ -64,3 +64,10 @@ def test_each_setting_accepts_its_bound_and_refuses_just_past_it(name: str, edge
     assert getattr(GateSettings(**{name: edge}), name) == edge
     with pytest.raises(ValidationError, match=name):
         GateSettings(**{name: past})
+
+
+def test_gate_settings_cannot_be_changed_in_place() -> None:
+    # the federation spec pins them by CID and every member runs the gates with them: no code may alter a copy
+    settings = GateSettings()
+    with pytest.raises(ValidationError):
+        settings.norm_threshold = 0.1  # type: ignore[misc]

@@ -50,3 +50,12 @@ def test_bands_are_bounded_and_finite() -> None:
                 {"absolute": math.nan}, {"relative": math.nan}):
         with pytest.raises(ValidationError):
             Band(**bad)
+
+
+def test_bands_cannot_be_changed_in_place() -> None:
+    # they travel inside the gate settings the federation spec pins by CID: a member must not drift from them
+    bands = ToleranceBands()
+    with pytest.raises(ValidationError):
+        bands.norm_z = Band(absolute=5.0)  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        bands.norm_z.absolute = 5.0  # type: ignore[misc]

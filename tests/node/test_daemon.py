@@ -364,6 +364,8 @@ def test_restart_after_submission_uses_the_residual_once_and_an_unsent_one_again
     with pytest.raises(BaseException, match="submit:done"):
         daemon.tick()
     assert net.coordinator.submission_hash(round_id, net.accounts[0].address) != bytes(32)
+    trained = daemon.state.get(round_id, "train").detail  # what `node status` shows of the compression
+    assert 0 <= trained["compress_seconds"] <= trained["seconds"] + 60 and trained["powersgd_rank"] >= 1
     (pending,) = daemon.residuals.pending()
     assert (pending.round_id, pending.base_round, daemon.residuals.committed_round) == (1, 0, 0)
     residual_1 = PowerSGDCompressor.from_state_bytes(pending.state_file.read_bytes()).error
