@@ -314,17 +314,19 @@ def _open_round(fed: ChainFederation, claim_blocks: int, *, k: int, grind: int, 
     c, w3 = fed.client, fed.w3
     total = sum(node.stake for node in fed.nodes)
     best: tuple[int, int, int, bytes] | None = None  # (attacker weight, everyone, blocks to wait, seed)
-    for wait in range(grind):
-        snapshot = w3.testing.snapshot()
-        w3.testing.mine(wait)
+    start = w3.testing.snapshot() if grind else None
+    for wait in range(grind):  # one block further each time: try opening here, undo, mine one empty block
+        attempt = w3.testing.snapshot()
         fed.send(fed.owner, "openRound", 1, claim_blocks, 1, 1, k)
         round_id = c.current_round()
         seed = c.round_info(round_id).seed
-        w3.testing.revert(snapshot)
+        w3.testing.revert(attempt)
         bad, everyone = _weights_on(fed, round_id, seed, k, total)
         if best is None or bad > best[0]:
             best = (bad, everyone, wait, seed)
+        w3.testing.mine(1)
     if best is not None:
+        w3.testing.revert(start)
         w3.testing.mine(best[2])
     fed.send(fed.owner, "openRound", 1, claim_blocks, 1, 1, k)
     round_id = c.current_round()

@@ -17,6 +17,7 @@ from flare_chain.aggregation import (
     seed_probe_windows,
 )
 from flare_chain.aggregation.mi_filter import agreement_scores, model_predictor, nmi_matrix
+from flare_chain.errors import ConfigError
 
 from ._rounds import global_adapter, honest_round
 
@@ -164,3 +165,11 @@ def test_the_helper_and_the_gate_judge_a_round_of_four_alike_with_their_defaults
 
     assert list(nmi_outliers(preds)) == ["node-01"]
     assert list(gate.screen(updates, GateContext(global_tensors=global_adapter()))) == [updates[1].node]
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_threshold_that_is_not_a_finite_positive_number_is_refused(bad: float) -> None:
+    # A threshold of 0 would reject every update whose agreement is merely below the round's median: half the round
+    with pytest.raises(ConfigError, match="MI filter threshold must be a finite number > 0"):
+        MutualInformationFilter(lambda _model: np.zeros(4, dtype=np.int64), threshold=bad)
+    assert MutualInformationFilter(lambda _model: np.zeros(4, dtype=np.int64), threshold=1e-9).threshold == 1e-9

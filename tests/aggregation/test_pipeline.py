@@ -48,6 +48,14 @@ BOUNDS = [
     ("probe_seq_len", 2, 1),
     ("duplicate_tolerance", 0.0, -0.01),
     ("max_update_bytes", 1, 0),
+    # a cosine lies in [-1, 1]: a bound past 1 would reject updates that point along the round
+    ("direction_max_cosine", 1.0, 1.01),
+    ("direction_max_cosine", -1.0, -1.01),
+    ("norm_threshold", 0.01, 0.0),
+    ("direction_threshold", 0.01, 0.0),
+    ("probe_loss_outlier_z", 0.01, 0.0),
+    ("probe_loss_spread_z", 0.01, 0.0),
+    ("mi_threshold", 0.01, 0.0),
 ]
 
 
@@ -56,3 +64,10 @@ def test_each_setting_accepts_its_bound_and_refuses_just_past_it(name: str, edge
     assert getattr(GateSettings(**{name: edge}), name) == edge
     with pytest.raises(ValidationError, match=name):
         GateSettings(**{name: past})
+
+
+def test_gate_settings_cannot_be_changed_in_place() -> None:
+    # the federation spec pins them by CID and every member runs the gates with them: no code may alter a copy
+    settings = GateSettings()
+    with pytest.raises(ValidationError):
+        settings.norm_threshold = 0.1  # type: ignore[misc]

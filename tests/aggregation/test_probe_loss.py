@@ -34,6 +34,13 @@ def test_probe_effect_is_half_the_mean_window_difference_with_its_standard_error
     assert effect.windows == 4 and effect.z == pytest.approx(d.mean() / (d.std(ddof=1) / 2))
 
 
+def test_one_window_gives_a_change_but_no_significance() -> None:
+    # One window has no spread to judge its change by: the standard error is unknown (infinite) and z is 0, so
+    # however the update moved that window's loss it is never significantly harmful
+    effect = probe_effect(np.array([2.5]), np.array([2.0]))
+    assert (effect.change, effect.stderr, effect.z, effect.windows) == (0.25, math.inf, 0.0, 1)
+
+
 def test_a_non_finite_probe_loss_counts_as_maximally_harmful() -> None:
     effect = probe_effect(np.array([1.0, math.nan]), np.array([1.0, 1.0]))
     assert effect.change == math.inf and effect.z == math.inf

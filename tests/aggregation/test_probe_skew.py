@@ -10,9 +10,17 @@ update, or a poisoned one, lies far above it.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from flare_chain.aggregation.probe_loss import ProbeEffect, harmful_updates, probe_decisions, spread_excess
+from flare_chain.aggregation.probe_loss import (
+    ProbeEffect,
+    harmful_updates,
+    probe_decisions,
+    spread_decisions,
+    spread_excess,
+)
 
 from ._rounds import node
 
@@ -58,3 +66,21 @@ def test_where_honest_updates_agree_a_flipped_helping_update_is_rejected() -> No
 def test_without_the_outlier_condition_the_decisions_rest_on_three_comparisons_as_before() -> None:
     decisions = probe_decisions(_effects(HONEST), z=3.0)
     assert all(len(d.comparisons) == 3 for d in decisions)
+
+
+def test_the_spread_rule_judges_a_round_of_exactly_min_candidates_and_none_smaller() -> None:
+    # Four agreeing honest updates and one far above them: five (the default least) is judged, four are not
+    effects = _effects([-0.05, -0.052, -0.048, -0.051, +0.05])
+    judged = spread_decisions(effects, spread_z=3.5)
+    assert {d.node for d in judged if d.rejected} == {node(4)}
+    fewer = {n: e for n, e in effects.items() if n != node(0)}
+    unjudged = spread_decisions(fewer, spread_z=3.5)
+    assert [(d.rejected, d.comparisons) for d in unjudged] == [(False, ())] * 4
+
+
+def test_the_spread_is_measured_once_three_changes_are_finite() -> None:
+    # Two updates whose probe loss is not finite leave three to measure the spread by: still measured (the
+    # probe-loss gate rejects the other two); with two finite changes there is no spread to speak of
+    excess = spread_excess(_effects([-0.05, -0.049, +0.05, math.nan, math.inf]))
+    assert excess[node(2)] > 3.5 and excess[node(3)] == excess[node(4)] == 0.0
+    assert set(spread_excess(_effects([-0.05, +0.05, math.nan, math.nan, math.inf])).values()) == {0.0}

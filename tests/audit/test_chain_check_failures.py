@@ -100,6 +100,8 @@ def test_a_seat_claimed_outside_the_claim_window_fails(history, r, deadline: str
         assert failures == {}
     else:
         assert list(failures) == [node] and f"claimed in block {block}, outside the claim window" in failures[node]
+        # and only failed: a late seat passed as well would read as a valid seat in the report
+        assert [f.status for f in check_seats(history, r) if f.node == node] == [FAIL]
 
 
 def test_a_seat_of_a_node_registered_for_later_rounds_fails(history, r) -> None:
@@ -144,6 +146,8 @@ def test_a_seat_whose_claim_was_sent_by_another_account_fails(history, r) -> Non
     r.proofs[node] = dataclasses.replace(r.proofs[node], sender=other)
     failures = _seat_failures(history, r)
     assert list(failures) == [node] and f"was sent by {other}" in failures[node]
+    # the proof it carries is the node's own and verifies: the seat must not be passed as well as failed
+    assert [f.status for f in check_seats(history, r) if f.node == node] == [FAIL]
 
 
 # ---------------------------------------------------------------- votes
@@ -366,3 +370,14 @@ def test_a_seed_chained_from_the_previous_round_is_checked_against_that_seed(his
     round_2 = dataclasses.replace(r, round_id=2)
     finding = check_seed(history, round_2)
     assert finding.status == FAIL and f"keccak256(seed_1 0x{r.opened.seed.hex()}" in finding.detail
+
+
+def test_a_round_whose_previous_adapter_is_outside_the_audited_range_is_unverifiable_not_failed(history, r) -> None:
+    # A range starting after the last commit knows no previous adapter; a round without its RoundOpened read has
+    # no adapter to compare. Neither is a broken chain: each is unverifiable, and neither stops the audit.
+    finding = check_global_chain(history, r, None)
+    assert (finding.status, finding.detail) == (UNVERIFIABLE,
+                                                "the previous global adapter is outside the audited range")
+    previous = r.opened.global_cid
+    r.opened = None
+    assert check_global_chain(history, r, previous).status == UNVERIFIABLE

@@ -6,6 +6,7 @@ import dataclasses
 
 from flare_chain.audit import FAIL, PASS
 from flare_chain.audit.checks import check_fallback, check_proposer, check_quorum, check_votes
+from flare_chain.committee import sortition
 
 
 def _round_with_a_fallback(fresh) -> int:
@@ -73,3 +74,17 @@ def test_a_second_proposal_by_the_rejected_rank_fails(fresh) -> None:
     findings = check_proposer(history, r)
     assert findings[0].status == PASS
     assert findings[1].status == FAIL and "only ranks 1..3 had a turn" in findings[1].detail
+
+
+def test_a_fallback_past_the_last_proposer_rank_fails(fresh) -> None:
+    # A contract that let the last rank's rejection hand the round to a rank no seat can hold: the rejection's
+    # own fields follow the rules (next = rejected + 1, fresh windows), so only the rank bound catches it.
+    round_id = _round_with_a_fallback(fresh)
+    history = fresh.history()
+    r = history.rounds[round_id]
+    last = sortition.PROPOSER_RANKS - 1
+    r.proposals[0] = dataclasses.replace(r.proposals[0], rank=last)
+    r.rejections[0] = dataclasses.replace(r.rejections[0], rejected_rank=last, next_rank=last + 1)
+    finding = check_fallback(history, r)
+    assert finding.status == FAIL
+    assert finding.detail == f"fell back to rank {last + 1}, past the last proposer rank {last}"

@@ -229,3 +229,40 @@ def test_committee_risk_at_the_contracts_threshold_bounds(k, share):
     for outside in (0, 10_001):
         with pytest.raises(ConfigError, match="threshold_bps"):
             sortition.committee_risk(k, share, threshold_bps=outside)
+
+
+def test_the_largest_uniform_draw_stops_where_the_pmf_underflows_and_outweighs_no_lower_draw() -> None:
+    # Rounded down, the cdf never reaches 2^64 - 1: for the top draws the inverse CDF ends where the pmf term
+    # underflows to 0, as the contract's loop does. A loop that ran on would hang the node drawing that output.
+    import signal
+
+    def stuck(signum, frame):
+        raise AssertionError("the inverse CDF of the largest draw did not finish within 5 s")
+
+    one = sortition.FIXED_ONE
+    previous = signal.signal(signal.SIGALRM, stuck)
+    try:
+        for lam in (one // 10, one, 5 * one, 16 * one):
+            signal.setitimer(signal.ITIMER_REAL, 5)
+            top = sortition._poisson_inverse(2**64 - 1, lam)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            mean = lam / one
+            assert sortition._poisson_inverse(2**64 - 2**40, lam) <= top < mean + 12 * math.sqrt(mean) + 30
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_rounds_command_and_the_owner_settings_open_rounds_with_the_one_default_k() -> None:
+    # The committee-risk table and the --committee-size help rest on k = DEFAULT_EXPECTED_COMMITTEE_SIZE; an owner
+    # driving rounds from Python (DriverSettings, CoordinatorClient.open_round) must get the k the CLI gives
+    import inspect
+
+    from flare_chain.chain.coordinator import CoordinatorClient
+    from flare_chain.cli.parser import build_parser
+    from flare_chain.node.owner import DriverSettings
+
+    args = build_parser().parse_args(["rounds", "drive", "--deployment", "d.json", "--keystore", "k.json",
+                                      "--password-env", "PW"])
+    client_default = inspect.signature(CoordinatorClient.open_round).parameters["expected_committee_size"].default
+    assert args.committee_size == DriverSettings().expected_committee_size == client_default

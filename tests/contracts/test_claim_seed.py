@@ -61,6 +61,22 @@ def test_the_claim_seed_is_unknown_while_submissions_are_open(network, reverts):
         c.vrf_input(round_id)
 
 
+def test_the_claim_seed_is_unknown_in_the_deadline_block_and_known_one_block_later(network, reverts):
+    """In the deadline block itself its hash does not exist yet (``blockhash`` of the current block is 0): a
+    contract answering there would hand out a seed no seat is ever drawn on."""
+    c = network.coordinator
+    round_id = network.open_round(submission=4, claim=4)
+    network.to_claims(round_id)  # the next transaction lands one past the deadline: a view runs in the deadline block
+    info = c.round_info(round_id)
+    assert network.head() == info.submission_deadline
+    with reverts("CoordinatorClaimSeedUnavailable", round_id, info.submission_deadline + 1,
+                 info.submission_deadline + 256):
+        c.vrf_input(round_id)
+    advance_blocks(network.w3, 1)
+    expected = keccak(info.seed + _block_hash(network, info.submission_deadline))
+    assert bytes(c.contract.functions.claimSeed(round_id).call()) == expected
+
+
 def test_after_blockhash_reach_the_contract_refuses_but_the_client_still_reads_the_seed(network, reverts):
     c = network.coordinator
     round_id = network.open_round(submission=2, claim=3, proposal=1, voting=1)

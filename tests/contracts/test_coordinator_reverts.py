@@ -82,7 +82,9 @@ def test_constructor_rejects_bad_parameters_with_custom_errors(network, reverts,
         _deploy_raw(network, *args)
 
 
-@pytest.mark.parametrize("args", [(5001, 2, 1, 1, 1), (3334, 3, 100_800, 2**96 - 1, 2**64 - 1), (10_000, 2, 1, 1, 1)])
+# The largest minimum committee (1000 seats, the expected-size cap) is a bound too: a `>=` there refused it
+@pytest.mark.parametrize("args", [(5001, 2, 1, 1, 1), (3334, 3, 100_800, 2**96 - 1, 2**64 - 1), (10_000, 2, 1, 1, 1),
+                                  (6000, 1000, 1, 1, 1)])
 def test_constructor_accepts_parameters_at_their_bounds(network, args):
     assert _deploy_raw(network, *args).receipt["contractAddress"] is not None
 

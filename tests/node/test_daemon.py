@@ -365,6 +365,8 @@ def test_restart_after_submission_uses_the_residual_once_and_an_unsent_one_again
     with pytest.raises(BaseException, match="submit:done"):
         daemon.tick()
     assert net.coordinator.submission_hash(round_id, net.accounts[0].address) != bytes(32)
+    trained = daemon.state.get(round_id, "train").detail  # what `node status` shows of the compression
+    assert 0 <= trained["compress_seconds"] <= trained["seconds"] + 60 and trained["powersgd_rank"] >= 1
     (pending,) = daemon.residuals.pending()
     assert (pending.round_id, pending.base_round, daemon.residuals.committed_round) == (1, 0, 0)
     residual_1 = PowerSGDCompressor.from_state_bytes(pending.state_file.read_bytes()).error
@@ -694,3 +696,18 @@ def test_after_a_rejection_the_next_rank_proposes_and_members_vote_again_as_new_
         assert all(v is not None and v.status.is_final for v in votes)
     assert c.proposal(round_id).global_cid != c.proposals(round_id)[0].global_cid
     assert sum(sent_by(net, d.address).count("vote") for d in net.daemons) >= 2
+
+
+def test_a_nodes_own_update_stays_pinned_so_a_gc_before_the_committee_fetched_it_keeps_it(idle_net) -> None:
+    # Until the committee has fetched it the update lives only in the node's store: left unpinned, a `gc` run
+    # in the submission window (an operator's, or a cron job's) would delete the update the chain names.
+    net = idle_net
+    register_all(net)
+    round_id = open_round(net)
+    d = net.daemons[0]
+    d.tick()  # trains, pins and submits its update
+    assert sent_by(net, d.address).count("submitUpdate") == 1
+    cid = d.state.get(round_id, "pin").detail["cid"]
+    assert cid in d.store.pins()
+    d.store.gc()
+    assert len(_dag_blocks(d.store, cid)) > 1  # the bundle (manifest and delta) is still whole
