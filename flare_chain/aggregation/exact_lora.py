@@ -48,6 +48,31 @@ round once to float32, so the same inputs give the same bytes.
 
 Tensors that are not LoRA factors (e.g. ``modules_to_save``) get the global
 value plus the sample-weighted mean of their deltas.
+
+**Bounded residual.** Left alone, the carried residual's rank grows by n·r a
+round until it reaches min(out, in): on a 4096-wide model that is 4096·8192
+floats per module, pinned with every adapter. ``max_residual_rank`` keeps
+only the residual's top m singular triplets and drops the rest. What is
+dropped is the part of the exact mean that neither the rank-r adapter nor
+the m strongest residual directions hold; it is the smallest part of the
+clients' mean (its singular values are below every kept one), it is never
+replaced by anything the clients did not send, and with m = 0 the method is
+plain truncated SVD of the exact mean (no error feedback at all), which is
+still exact in B·A up to the rank-r truncation. So the bound trades how much
+of the truncation error is carried forward, not correctness.
+
+**Comparing results across machines.** Another CPU's LAPACK may flip the
+signs of singular vectors, rotate them inside a (near-)degenerate singular
+value, or round differently, so the bytes of two honest results can differ
+while both are equally good rank-r approximations of the same mean. What a
+second party checks (:func:`approximation_gap`) is therefore what the
+result is for: with the exact target ``T`` (mean plus carried residual),
+the adapter ``X = B'A'`` and the carried part ``X + residual``,
+``‖T − X‖²`` and ``‖T − X − residual‖²`` of the proposal may exceed one's
+own by at most a small share of ``‖X + residual‖²``. Both are best
+low-rank approximations (Eckart–Young), so any honest rebuild lands on the
+same errors, whatever its sign or rotation choice, and a proposal that moves
+the adapter by ``Δ`` raises the first by about ``‖Δ‖²``.
 """
 
 from __future__ import annotations
@@ -69,6 +94,8 @@ __all__ = [
     "SKETCH_SEED",
     "ExactLoraAggregator",
     "ExactResult",
+    "approximation_gap",
+    "check_residual",
     "factorwise_fedavg_error",
     "lora_modules",
     "lora_products",
@@ -298,6 +325,17 @@ class ExactLoraAggregator:
 
     name = "exact_lora"
 
+    def __init__(self, max_residual_rank: int | None = None, tolerance: float = 1e-6) -> None:
+        """``max_residual_rank``: keep at most this many residual triplets per module (None: all; see the
+        module docstring for what is dropped). ``tolerance``: the :func:`approximation_gap` a second party
+        accepts between a proposal and its own rebuild."""
+        if max_residual_rank is not None and max_residual_rank < 0:
+            raise ValueError(f"max_residual_rank must be >= 0, got {max_residual_rank}")
+        if not tolerance > 0:
+            raise ValueError(f"tolerance must be > 0, got {tolerance}")
+        self.max_residual_rank = max_residual_rank
+        self.tolerance = tolerance
+
     def aggregate_adapters(
         self,
         global_adapter: Mapping[str, torch.Tensor],
@@ -310,13 +348,14 @@ class ExactLoraAggregator:
         carried residual give byte-identical tensors on the same machine.
         Raises UpdateError naming the tensor for mismatched keys or shapes,
         NaN/Inf, a LoRA factor without its partner, rank above ``min(out, in)``,
-        or a malformed carried residual.
+        or a malformed carried residual (or one above ``max_residual_rank``).
         """
         ordered = _validate(global_adapter, updates)
         weights = _weights(ordered)
         prefixes, others = lora_modules(global_adapter)
         carried = dict(carried_residual or {})
-        self._check_carried(global_adapter, prefixes, carried)
+        check_residual(global_adapter, carried, max_rank=self.max_residual_rank)
+        limit = self.max_residual_rank
 
         adapter: dict[str, torch.Tensor] = {}
         residual: dict[str, torch.Tensor] = {}
@@ -341,6 +380,8 @@ class ExactLoraAggregator:
                 tail = s[rank:]
                 tol = float(s[0]) * max(fan_in, fan_out) * torch.finfo(torch.float64).eps if s.numel() else 0.0
                 keep = rank + int((tail > tol).sum())
+                if limit is not None:
+                    keep = min(keep, rank + limit)  # the singular values are sorted: the tail is the smallest
                 residual[key_b] = (u[:, rank:keep] * s[rank:keep]).to(torch.float32).contiguous()
                 residual[key_a] = v[:, rank:keep].T.to(torch.float32).contiguous()
                 norms.append((prefix, float((s**2).sum()), float((tail**2).sum())))
@@ -356,6 +397,8 @@ class ExactLoraAggregator:
                 # T − B'A' = [L, −B'] [R; A']: the whole target, less what the adapter delivers.
                 left[:, stacked:].copy_(adapter[key_b]).neg_()
                 right[stacked:].copy_(adapter[key_a])
+                if limit is not None and stacked + rank > limit:
+                    left, right = _top_triplets(left, right, limit)
                 residual[key_b], residual[key_a] = left, right
                 norms.append((prefix, float((s[:rank] ** 2).sum()), None))
         for key in others:
@@ -369,41 +412,140 @@ class ExactLoraAggregator:
             norms=tuple(norms),
         )
 
-    @staticmethod
-    def _check_carried(
-        global_adapter: Mapping[str, torch.Tensor],
-        prefixes: Sequence[str],
-        carried: Mapping[str, torch.Tensor],
-    ) -> None:
-        expected = {p + s for p in prefixes for s in (LORA_A_SUFFIX, LORA_B_SUFFIX)}
-        extra = sorted(set(carried) - expected)
-        if extra:
+
+def check_residual(
+    global_adapter: Mapping[str, torch.Tensor],
+    residual: Mapping[str, torch.Tensor],
+    *,
+    max_rank: int | None = None,
+) -> None:
+    """UpdateError unless ``residual`` is a well-formed carried residual for ``global_adapter``.
+
+    Well-formed: only LoRA factor keys of the adapter, each module with both
+    factors or neither, ``B`` ``[out, k]`` and ``A`` ``[k, in]`` with the
+    adapter's out/in, finite values, and ``k <= max_rank`` when given.
+    """
+    prefixes, _ = lora_modules(global_adapter)
+    expected = {p + s for p in prefixes for s in (LORA_A_SUFFIX, LORA_B_SUFFIX)}
+    extra = sorted(set(residual) - expected)
+    if extra:
+        raise UpdateError(f"carried residual holds {extra[0]!r}, which is not a LoRA factor of the global adapter")
+    for prefix in prefixes:
+        key_a, key_b = prefix + LORA_A_SUFFIX, prefix + LORA_B_SUFFIX
+        if (key_a in residual) != (key_b in residual):
+            raise UpdateError(f"carried residual for {prefix!r} has only one of lora_A/lora_B")
+        if key_a not in residual:
+            continue
+        res_a, res_b = residual[key_a], residual[key_b]
+        fan_in = global_adapter[key_a].shape[1]
+        fan_out = global_adapter[key_b].shape[0]
+        if (
+            res_a.ndim != 2
+            or res_b.ndim != 2
+            or res_a.shape[1] != fan_in
+            or res_b.shape[0] != fan_out
+            or (res_a.shape[0] != res_b.shape[1])
+        ):
             raise UpdateError(
-                f"carried residual holds {extra[0]!r}, which is not a LoRA factor of the global adapter"
+                f"carried residual for {prefix!r} has shapes B {tuple(res_b.shape)}, A {tuple(res_a.shape)}; "
+                f"expected [{fan_out}, k] and [k, {fan_in}]"
             )
-        for prefix in prefixes:
-            key_a, key_b = prefix + LORA_A_SUFFIX, prefix + LORA_B_SUFFIX
-            if (key_a in carried) != (key_b in carried):
-                raise UpdateError(f"carried residual for {prefix!r} has only one of lora_A/lora_B")
-            if key_a not in carried:
-                continue
-            res_a, res_b = carried[key_a], carried[key_b]
-            fan_in = global_adapter[key_a].shape[1]
-            fan_out = global_adapter[key_b].shape[0]
-            if (
-                res_a.ndim != 2
-                or res_b.ndim != 2
-                or res_a.shape[1] != fan_in
-                or res_b.shape[0] != fan_out
-                or (res_a.shape[0] != res_b.shape[1])
-            ):
-                raise UpdateError(
-                    f"carried residual for {prefix!r} has shapes B {tuple(res_b.shape)}, A {tuple(res_a.shape)}; "
-                    f"expected [{fan_out}, k] and [k, {fan_in}]"
-                )
-            for key, t in ((key_a, res_a), (key_b, res_b)):
-                if not bool(torch.isfinite(t).all()):
-                    raise UpdateError(f"carried residual {key!r} contains NaN or Inf")
+        if max_rank is not None and res_a.shape[0] > max_rank:
+            raise UpdateError(
+                f"carried residual for {prefix!r} has rank {res_a.shape[0]}, above the bound {max_rank}"
+            )
+        for key, t in ((key_a, res_a), (key_b, res_b)):
+            if not t.is_floating_point():
+                raise UpdateError(f"carried residual {key!r} has dtype {t.dtype}; it must be floating point")
+            if not bool(torch.isfinite(t).all()):
+                raise UpdateError(f"carried residual {key!r} contains NaN or Inf")
+
+
+def _top_triplets(left: torch.Tensor, right: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors ``(U_m S_m, V_mᵀ)`` (float32) of the top ``count`` singular triplets of ``left @ right``.
+
+    Chosen like the aggregate itself: exactly for few columns or past the
+    module's dimension, else by the seeded subspace iteration.
+    """
+    k = left.shape[1]
+    fan_out, fan_in = left.shape[0], right.shape[1]
+    if count == 0:
+        return left.new_zeros(fan_out, 0, dtype=torch.float32), right.new_zeros(0, fan_in, dtype=torch.float32)
+    width = sketch_width(count, fan_out, fan_in)
+    if k <= 4 * width or k > min(fan_out, fan_in):
+        u, s, v = _low_rank_svd(left.to(torch.float64), right.to(torch.float64))
+    else:
+        u, s, v = _sketched_svd(left.to(torch.float32), right.to(torch.float32), width)
+    count = min(count, int(s.numel()))
+    return ((u[:, :count] * s[:count]).to(torch.float32).contiguous(),
+            v[:, :count].T.to(torch.float32).contiguous())
+
+
+def _factors(
+    tensors: Mapping[str, torch.Tensor], extra: Mapping[str, torch.Tensor] | None, prefix: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, A)`` of one module in float64, with ``extra``'s factors (a residual) appended when given."""
+    b = tensors[prefix + LORA_B_SUFFIX].to(torch.float64)
+    a = tensors[prefix + LORA_A_SUFFIX].to(torch.float64)
+    if extra is not None and prefix + LORA_A_SUFFIX in extra:
+        b = torch.cat([b, extra[prefix + LORA_B_SUFFIX].to(torch.float64)], dim=1)
+        a = torch.cat([a, extra[prefix + LORA_A_SUFFIX].to(torch.float64)], dim=0)
+    return b, a
+
+
+def _error_offset(target: tuple[torch.Tensor, torch.Tensor], approx: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """``‖T − BA‖² − ‖T‖² = ‖BA‖² − 2⟨T, BA⟩`` for ``T = left @ right``, from ``k × r`` products only."""
+    (left, right), (b, a) = target, approx
+    inner = float(((left.T @ b) * (right @ a.T)).sum())
+    return _frobenius_sq_gram(b, a) - 2.0 * inner
+
+
+def approximation_gap(
+    global_adapter: Mapping[str, torch.Tensor],
+    updates: Sequence[ClientUpdate],
+    carried_residual: Mapping[str, torch.Tensor] | None,
+    reference: ExactResult,
+    adapter: Mapping[str, torch.Tensor],
+    residual: Mapping[str, torch.Tensor],
+) -> tuple[str, float]:
+    """How much worse ``adapter`` and ``residual`` approximate the exact target than ``reference`` does.
+
+    Per LoRA module, with ``T`` the exact mean plus the carried residual (the
+    target both were built from), ``X = B'A'`` and ``Y = X + residual``:
+    ``max(‖T − X‖² − ‖T − X_ref‖², ‖T − Y‖² − ‖T − Y_ref‖²) / ‖Y_ref‖²``
+    (``‖Y_ref‖²`` replaced by 1 for an all-zero module). Returns the worst
+    module's ``(prefix, gap)``; ``("", 0.0)`` when every module is at least as
+    good. Non-LoRA tensors must be equal (they are elementwise float64 sums,
+    the same bytes on every CPU), and keys and shapes must be the reference's;
+    otherwise the gap is infinite for the key that differs.
+
+    Invariant to sign flips and rotations of singular vectors, because only
+    products and norms enter. ``‖T‖²`` cancels, so ``T`` is never formed:
+    ``‖T − BA‖² − ‖T‖² = ‖BA‖² − 2⟨T, BA⟩``, both from ``k × r`` products.
+    """
+    ordered = _validate(global_adapter, updates)
+    weights = _weights(ordered)
+    prefixes, others = lora_modules(global_adapter)
+    carried = dict(carried_residual or {})
+    for key, ref in reference.adapter.items():
+        if key not in adapter or tuple(adapter[key].shape) != tuple(ref.shape):
+            return key, math.inf
+    if set(adapter) != set(reference.adapter):
+        return sorted(set(adapter) ^ set(reference.adapter))[0], math.inf
+    for key in others:
+        if not torch.equal(adapter[key].to(torch.float32), reference.adapter[key]):
+            return key, math.inf
+    worst = ("", 0.0)
+    for prefix in prefixes:
+        target = _stacks(global_adapter, ordered, weights, prefix, carried)
+        ref_x, ref_y = _factors(reference.adapter, None, prefix), _factors(reference.adapter, reference.residual, prefix)
+        own_x, own_y = _factors(adapter, None, prefix), _factors(adapter, residual, prefix)
+        scale = _frobenius_sq_gram(*ref_y) or 1.0
+        gap = max(_error_offset(target, own_x) - _error_offset(target, ref_x),
+                  _error_offset(target, own_y) - _error_offset(target, ref_y)) / scale
+        if gap > worst[1]:
+            worst = (prefix, gap)
+    return worst
 
 
 def mean_lora_product(

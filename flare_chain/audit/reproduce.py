@@ -237,7 +237,7 @@ def reproduce_round(
         return both(UNVERIFIABLE, f"previous global adapter {prev_state.cid} is {prev_state.state}: "
                                   f"{prev_state.detail}")
 
-    from flare_chain.committee.aggregate import build_aggregate, review_accepted_set
+    from flare_chain.committee.aggregate import reproduce_aggregate, review_accepted_set
     from flare_chain.lora.peft_files import ADAPTER_CONFIG_FILE, adapter_config_dict
     from flare_chain.node.bundles import fetch_global_bundle
 
@@ -300,12 +300,17 @@ def reproduce_round(
             f"base model {previous.manifest.base_model_sha256[:16]}… not found; pass --model-dir")))
         return findings
     updates = [by_node[n] for n in accepted]
-    rebuilt = build_aggregate(source.store, rid, previous, updates, model_dir, params,
-                              aggregator=spec.aggregator.build(), pin=False, max_sample_count=max_sample_count)
     proposed = cid_text(proposal.global_cid)
-    if rebuilt.cid != proposed:
+    rebuilt, mismatch = reproduce_aggregate(source.store, rid, previous, updates, model_dir, params,
+                                            proposed_cid=proposed, aggregator=spec.aggregator.build(),
+                                            max_sample_count=max_sample_count)
+    if mismatch is not None:
         findings.append(Finding("aggregate-cid", FAIL, rid, proposal.proposer, (
-            f"aggregating the {len(updates)} accepted update(s) gives {rebuilt.cid}; the round committed {proposed}")))
+            f"aggregating the {len(updates)} accepted update(s): {mismatch}; the round committed {proposed}")))
+    elif rebuilt.cid != proposed:
+        findings.append(Finding("aggregate-cid", PASS, rid, detail=(
+            f"reproduced {proposed} within the spec's exact_lora tolerance (adapter and carried residual; "
+            f"the rebuild here is {rebuilt.cid})")))
     else:
         findings.append(Finding("aggregate-cid", PASS, rid, detail=f"reproduced {proposed}"))
     return findings

@@ -38,6 +38,12 @@ import torch
 
 from flare_chain.aggregation import Aggregator, ClientUpdate, FedAvg, apply_delta
 from flare_chain.aggregation.candidate_model import CandidateModel
+from flare_chain.aggregation.exact_lora import (
+    ExactLoraAggregator,
+    ExactResult,
+    approximation_gap,
+    check_residual,
+)
 from flare_chain.aggregation.gates import policy_gate
 from flare_chain.aggregation.mi_filter import model_predictor, seed_probe_windows
 from flare_chain.aggregation.pipeline import GateSettings, Settle, build_gates, run_gates
@@ -51,12 +57,20 @@ from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import probe_windows
 from flare_chain.lora.tokenizer import load_tokenizer
-from flare_chain.node.bundles import GlobalAdapter, fetch_probe_corpus, fetch_update_bundle, pin_global_bundle
+from flare_chain.node.bundles import (
+    EXACT_RESIDUAL_FILE,
+    GLOBAL_MANIFEST_FILE,
+    GlobalAdapter,
+    fetch_global_bundle,
+    fetch_probe_corpus,
+    fetch_update_bundle,
+    pin_global_bundle,
+)
 from flare_chain.protocol.accepted import canonical_accepted
 from flare_chain.protocol.spec import PrivacySpec
 
-__all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "aggregation_weight", "build_aggregate",
-           "check_submissions", "review_accepted_set"]
+__all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "Strategy", "aggregation_weight", "build_aggregate",
+           "check_submissions", "reproduce_aggregate", "review_accepted_set"]
 
 
 def aggregation_weight(sample_count: int, max_sample_count: int) -> int:
@@ -229,12 +243,24 @@ def review_accepted_set(
 
 @dataclass(frozen=True)
 class AggregateResult:
-    """The new global adapter and the CID its bundle has."""
+    """The new global adapter, the CID its bundle has and, for ``exact_lora``, the residual pinned with it."""
 
     cid: str
     adapter: dict[str, torch.Tensor]
     manifest: Manifest
     accepted: list[str] = field(default_factory=list)
+    residual: dict[str, torch.Tensor] | None = None
+    """``exact_lora``: what rank r could not hold, carried in the bundle into the next round; else None."""
+
+
+Strategy = Aggregator | ExactLoraAggregator
+"""What a federation spec's aggregator builds: a delta aggregator, or exact LoRA (which returns whole adapters)."""
+
+
+def _client_updates(updates: Sequence[CheckedUpdate], max_sample_count: int) -> list[ClientUpdate]:
+    return [ClientUpdate(node=u.submission.node, delta=u.delta,
+                         sample_count=aggregation_weight(u.submission.sample_count, max_sample_count))
+            for u in updates]
 
 
 def build_aggregate(
@@ -246,30 +272,93 @@ def build_aggregate(
     params: LoraTrainParams,
     *,
     max_sample_count: int,
-    aggregator: Aggregator | None = None,
+    aggregator: Strategy | None = None,
     pin: bool = True,
 ) -> AggregateResult:
     """Aggregate ``updates`` onto ``previous`` and bundle the result (pinned, or only hashed).
 
     Each update weighs ``aggregation_weight(sample_count, max_sample_count)``:
-    pass the coordinator's ``maxSampleCount()``.
+    pass the coordinator's ``maxSampleCount()``. A delta aggregator's result
+    is added to the previous adapter; :class:`ExactLoraAggregator` re-factors
+    the exact mean of the products plus ``previous.residual`` and its new
+    residual is pinned in the bundle (:data:`~flare_chain.node.bundles.EXACT_RESIDUAL_FILE`).
     """
     strategy = aggregator or FedAvg()
-    combined = strategy.aggregate(
-        [ClientUpdate(node=u.submission.node, delta=u.delta,
-                      sample_count=aggregation_weight(u.submission.sample_count, max_sample_count))
-         for u in updates]
-    )
-    adapter = apply_delta(previous.tensors, combined)
+    clients = _client_updates(updates, max_sample_count)
+    residual: dict[str, torch.Tensor] | None = None
+    if isinstance(strategy, ExactLoraAggregator):
+        exact = strategy.aggregate_adapters(previous.tensors, clients, previous.residual)
+        adapter, residual = exact.adapter, exact.residual
+    else:
+        adapter = apply_delta(previous.tensors, strategy.aggregate(clients))
     accepted = canonical_accepted(u.submission.node for u in updates)
     manifest = previous.manifest.model_copy(update={
         "kind": "adapter",
         "round": round_id,
         "node": None,
-        "sample_count": sum(aggregation_weight(u.submission.sample_count, max_sample_count) for u in updates),
+        "sample_count": sum(c.sample_count for c in clients),
         "shapes": tensor_shapes(adapter),
         "metrics": {"accepted_updates": float(len(updates))},
         "accepted": accepted,  # published here; the proposal puts only its root and count on chain
     })
-    cid = pin_global_bundle(store, adapter, manifest, base_model_dir, params, only_hash=not pin)
-    return AggregateResult(cid=cid, adapter=adapter, manifest=manifest, accepted=accepted)
+    cid = pin_global_bundle(store, adapter, manifest, base_model_dir, params, residual=residual, only_hash=not pin)
+    return AggregateResult(cid=cid, adapter=adapter, manifest=manifest, accepted=accepted, residual=residual)
+
+
+def reproduce_aggregate(
+    store: PinningStore,
+    round_id: int,
+    previous: GlobalAdapter,
+    updates: Sequence[CheckedUpdate],
+    base_model_dir: Path,
+    params: LoraTrainParams,
+    *,
+    proposed_cid: str,
+    max_sample_count: int,
+    aggregator: Strategy | None = None,
+) -> tuple[AggregateResult, str | None]:
+    """Rebuild a proposed aggregate and judge it: ``(rebuilt, None)`` when it stands, else the reason it does not.
+
+    What members (``Participant.review``) and the auditor (``aggregate-cid``)
+    both call. A delta aggregator's result is the same bytes on every CPU
+    (elementwise float64 in node order), so its CID must match. Exact LoRA
+    runs SVDs, whose signs, rotations inside near-equal singular values and
+    last bits depend on the CPU's LAPACK, so for it a different CID still
+    stands when the proposed bundle is the canonical encoding of its own
+    contents (no extra or altered file), its manifest is the rebuilt one,
+    its residual keeps within the spec's rank bound, and its adapter and
+    residual approximate the exact mean as well as the rebuilt ones, within
+    the spec's tolerance (:func:`~flare_chain.aggregation.exact_lora.approximation_gap`).
+    """
+    strategy = aggregator or FedAvg()
+    rebuilt = build_aggregate(store, round_id, previous, updates, base_model_dir, params, pin=False,
+                              max_sample_count=max_sample_count, aggregator=strategy)
+    if rebuilt.cid == proposed_cid:
+        return rebuilt, None
+    differs = f"recomputed aggregate is {rebuilt.cid}, proposal says {proposed_cid}"
+    if not isinstance(strategy, ExactLoraAggregator):
+        return rebuilt, differs
+    try:
+        proposal = fetch_global_bundle(store, proposed_cid)
+    except (IntegrityError, StoreError, UpdateError) as exc:
+        return rebuilt, f"{differs}, and the proposed bundle cannot be read: {exc}"
+    if proposal.manifest != rebuilt.manifest:
+        return rebuilt, f"{differs}: its {GLOBAL_MANIFEST_FILE} differs from the rebuilt one"
+    if not proposal.residual:
+        return rebuilt, f"{differs}: it carries no {EXACT_RESIDUAL_FILE}"
+    try:
+        canonical = pin_global_bundle(store, proposal.tensors, proposal.manifest, base_model_dir, params,
+                                      residual=proposal.residual, only_hash=True)
+        check_residual(proposal.tensors, proposal.residual, max_rank=strategy.max_residual_rank)
+    except UpdateError as exc:
+        return rebuilt, f"{differs}: {exc}"
+    if canonical != proposed_cid:
+        return rebuilt, f"{differs}: the bundle is not the canonical encoding of its contents ({canonical})"
+    assert rebuilt.residual is not None
+    own = ExactResult(adapter=rebuilt.adapter, residual=rebuilt.residual)
+    module, gap = approximation_gap(previous.tensors, _client_updates(updates, max_sample_count), previous.residual,
+                                    own, proposal.tensors, proposal.residual)
+    if gap > strategy.tolerance:
+        return rebuilt, (f"{differs}: its {module or 'adapter'} approximates the exact mean worse than the rebuilt "
+                         f"one by {gap:.3g} of its squared norm (tolerance {strategy.tolerance:g})")
+    return rebuilt, None

@@ -19,7 +19,15 @@ A **global bundle** is a PEFT adapter folder (``adapter_config.json``,
 ``adapter_model.safetensors``) plus ``flare_manifest.json``, loadable as is
 with ``PeftModel.from_pretrained`` after ``ipfs get``. Its bytes are a pure
 function of the adapter tensors, so committee members who recompute the
-aggregate get the same CID as the leader.
+aggregate get the same CID as the leader. A global adapter built by the
+``exact_lora`` aggregator also holds ``exact_lora_residual.safetensors``: per
+LoRA module, the factors ``lora_B [out, k]`` and ``lora_A [k, in]`` of the part
+of the exact mean that rank r could not hold
+(:mod:`flare_chain.aggregation.exact_lora`). It sits next to the PEFT files,
+which PEFT ignores, so the adapter stays rank r and loadable, while the
+folder's CID binds the residual: the next leader, every member and the
+auditor read the same one. A bundle without the file carries an empty
+residual (round 0, or an adapter built by another aggregator).
 
 Every read goes through the content store, which verifies each block against
 its CID.
@@ -30,11 +38,14 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
 
+from flare_chain.aggregation.exact_lora import check_residual
 from flare_chain.chain.records import Proposal
 from flare_chain.compression import PowerSGDCompressor, decompress
 from flare_chain.compression import decode as decode_compressed
@@ -45,6 +56,7 @@ from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.peft_files import (
     ADAPTER_CONFIG_FILE,
     ADAPTER_WEIGHTS_FILE,
+    adapter_safetensors_bytes,
     load_peft_adapter,
     save_peft_adapter,
 )
@@ -54,6 +66,7 @@ __all__ = [
     "CID_VERSION",
     "COMPRESSED_DELTA_FILE",
     "DELTA_FILE",
+    "EXACT_RESIDUAL_FILE",
     "GLOBAL_MANIFEST_FILE",
     "MANIFEST_FILE",
     "GlobalAdapter",
@@ -74,6 +87,7 @@ COMPRESSED_DELTA_FILE = "delta.powersgd.safetensors"
 COMPRESSION_RANK_METRIC = "powersgd_rank"
 MANIFEST_FILE = "manifest.json"
 GLOBAL_MANIFEST_FILE = "flare_manifest.json"
+EXACT_RESIDUAL_FILE = "exact_lora_residual.safetensors"
 CID_VERSION = 1  # CIDv1, raw leaves: what `ipfs add --cid-version=1 -r` prints
 
 
@@ -174,11 +188,13 @@ def fetch_update_bundle(
 
 @dataclass(frozen=True)
 class GlobalAdapter:
-    """A global adapter as fetched from IPFS: its CID, tensors and manifest."""
+    """A global adapter as fetched from IPFS: its CID, tensors, manifest and carried exact-LoRA residual."""
 
     cid: str
     tensors: dict[str, torch.Tensor]
     manifest: Manifest
+    residual: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The ``exact_lora`` residual pinned in the bundle (:data:`EXACT_RESIDUAL_FILE`); empty when it has none."""
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -192,13 +208,21 @@ def pin_global_bundle(
     base_model_dir: Path,
     params: LoraTrainParams,
     *,
+    residual: Mapping[str, torch.Tensor] | None = None,
     only_hash: bool = False,
 ) -> str:
-    """Write the PEFT adapter folder plus manifest and add it; ``only_hash`` computes the CID only."""
+    """Write the PEFT adapter folder plus manifest and add it; ``only_hash`` computes the CID only.
+
+    ``residual`` (the ``exact_lora`` aggregator's; it may hold zero-rank
+    factors) is written as :data:`EXACT_RESIDUAL_FILE`; None writes no file.
+    """
     with tempfile.TemporaryDirectory(prefix="flare-global-") as tmp:
         folder = Path(tmp) / "adapter"
         save_peft_adapter(folder, dict(adapter), base_model_dir, params, base_id=manifest.base_model_id)
         (folder / GLOBAL_MANIFEST_FILE).write_bytes(manifest.to_bytes())
+        if residual is not None:
+            check_residual(adapter, residual)
+            (folder / EXACT_RESIDUAL_FILE).write_bytes(adapter_safetensors_bytes(dict(residual)))
         return store.add_directory(folder, cid_version=CID_VERSION, pin=not only_hash, only_hash=only_hash)
 
 
@@ -207,13 +231,32 @@ def fetch_global_bundle(store: ContentReader, cid: str, out_dir: Path | None = N
     with tempfile.TemporaryDirectory(prefix="flare-fetch-") as tmp:
         folder = Path(out_dir) if out_dir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        for name in (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, GLOBAL_MANIFEST_FILE):
+        names = [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, GLOBAL_MANIFEST_FILE]
+        if any(entry.name == EXACT_RESIDUAL_FILE for entry in store.ls(cid)):  # the listing is bound by the CID
+            names.append(EXACT_RESIDUAL_FILE)
+        for name in names:
             (folder / name).write_bytes(store.cat(f"{cid}/{name}"))
         tensors, _config = load_peft_adapter(folder)
         manifest = Manifest.from_bytes((folder / GLOBAL_MANIFEST_FILE).read_bytes())
+        residual = _read_residual(folder / EXACT_RESIDUAL_FILE, tensors, cid) if EXACT_RESIDUAL_FILE in names else {}
     if manifest.kind != "adapter":
         raise IntegrityError(f"object {cid} is a {manifest.kind!r} bundle, not a global adapter")
-    return GlobalAdapter(cid=cid, tensors={k: tensors[k] for k in sorted(tensors)}, manifest=manifest)
+    return GlobalAdapter(cid=cid, tensors={k: tensors[k] for k in sorted(tensors)}, manifest=manifest,
+                         residual=residual)
+
+
+def _read_residual(path: Path, adapter: Mapping[str, torch.Tensor], cid: str) -> dict[str, torch.Tensor]:
+    """The residual file of global adapter ``cid``, checked against its adapter; IntegrityError if malformed."""
+    try:
+        raw = st_load(path.read_bytes())
+        residual = {k: raw[k] for k in sorted(raw)}
+        check_residual(adapter, residual)
+    except (SafetensorError, ValueError, RuntimeError, UpdateError) as exc:
+        raise IntegrityError(
+            f"global adapter {cid} has a malformed {EXACT_RESIDUAL_FILE} ({exc}); flare-chain's exact_lora "
+            "aggregator did not write it: a member votes against a proposal carrying it, and a committed one "
+            "cannot be continued (report the round; the owner redeploys from the last sound adapter)") from None
+    return residual
 
 
 def with_accepted_list(store: ContentReader, proposal: Proposal) -> Proposal:

@@ -32,6 +32,7 @@ from flare_chain.committee.aggregate import (
     Rejection,
     build_aggregate,
     check_submissions,
+    reproduce_aggregate,
     review_accepted_set,
 )
 from flare_chain.compression import PowerSGDCompressor
@@ -354,7 +355,9 @@ class Participant:
         Approve only if the accepted set is defensible on this machine (every
         gate statistic on the leader's side of its threshold or within its
         tolerance band: :mod:`flare_chain.committee.verdict`), the leader's
-        accepted updates aggregate here to the proposed CID, and the new
+        accepted updates aggregate here to the proposed CID (for exact LoRA:
+        to an adapter and residual as good within the spec's tolerance, see
+        :func:`~flare_chain.committee.aggregate.reproduce_aggregate`), and the new
         adapter's held-out loss on this node's data is no worse than the
         previous global's by more than ``tolerance`` (relative; this node's
         own judgement).
@@ -377,10 +380,12 @@ class Participant:
             return False, verdict.summary(), loss_before, None
         if verdict.tolerated:
             log.info("round %d %s: %s", round_id, self.name, verdict.summary())
-        recomputed = self.aggregate(round_id, previous, chosen, pin=False)
         proposed_cid = cid_from_bytes(proposal.global_cid)
-        if recomputed.cid != proposed_cid:
-            return False, f"recomputed aggregate is {recomputed.cid}, proposal says {proposed_cid}", loss_before, None
+        recomputed, mismatch = reproduce_aggregate(
+            self.store, round_id, previous, chosen, self.model_dir, self.params, proposed_cid=proposed_cid,
+            aggregator=self.spec.aggregator.build(), max_sample_count=self.coordinator.max_sample_count())
+        if mismatch is not None:
+            return False, mismatch, loss_before, None
         loss_after = self.evaluate(recomputed.adapter)
         if not loss_within_tolerance(loss_before, loss_after, tolerance):
             return False, f"held-out loss rises {loss_before:.4f} -> {loss_after:.4f}", loss_before, loss_after

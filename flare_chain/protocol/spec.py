@@ -28,6 +28,7 @@ from typing import Any, Final, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flare_chain.aggregation.base import Aggregator
+from flare_chain.aggregation.exact_lora import ExactLoraAggregator
 from flare_chain.aggregation.pipeline import GateSettings
 from flare_chain.compression.codec import CODEC_VERSION
 from flare_chain.errors import ConfigError, IntegrityError, SpecMismatch
@@ -85,11 +86,19 @@ class AggregatorSpec(_Section):
     trim_fraction: float = Field(0.1, ge=0, lt=0.5, description="trimmed_mean: share cut at each end")
     krum_byzantine: int = Field(1, ge=0, description="multi_krum: updates assumed Byzantine (f)")
     krum_selected: int | None = Field(None, ge=1, description="multi_krum: updates averaged (m); None: n - f")
+    exact_residual_rank: int = Field(16, ge=0, le=1024, description=(
+        "exact_lora: most residual directions carried per module (the smallest are dropped; 0: plain truncated "
+        "SVD); bounds the bundle at (out + in) * this many floats per module"))
+    exact_tolerance: float = Field(1e-6, gt=0, le=1e-2, description=(
+        "exact_lora: how much worse (share of its squared norm) a proposal may approximate the exact mean than "
+        "a member's own rebuild; covers other CPUs' SVD rounding, about a 1e-3 relative change of B·A"))
 
-    def build(self) -> Aggregator:
+    def build(self) -> Aggregator | ExactLoraAggregator:
         """The aggregator this section names, with its parameters."""
         from flare_chain.aggregation import CoordinateMedian, FedAvg, MultiKrum, TrimmedMean
 
+        if self.name == "exact_lora":
+            return ExactLoraAggregator(max_residual_rank=self.exact_residual_rank, tolerance=self.exact_tolerance)
         if self.name == "trimmed_mean":
             return TrimmedMean(beta=self.trim_fraction)
         if self.name == "median":
