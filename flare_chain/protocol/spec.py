@@ -55,9 +55,12 @@ __all__ = [
 SPEC_FORMAT: Final = "flare-chain/federation-spec@1"
 """The document's format tag; a reader refuses any other (a later format is a later reader's job)."""
 
-AggregatorName = Literal["fedavg", "trimmed_mean", "median", "multi_krum"]
-"""Exact LoRA aggregation is not offered yet: its residual would have to be pinned with each adapter so
-that every member carries the same one (see the README)."""
+AggregatorName = Literal["fedavg", "trimmed_mean", "median", "multi_krum", "exact_lora"]
+"""The committee's aggregators. The first four combine the deltas and add the result to the previous
+adapter. ``exact_lora`` (:mod:`flare_chain.aggregation.exact_lora`) averages the products B·A exactly and
+re-factors them to rank r; what rank r cannot hold is pinned in the global adapter's bundle as
+``exact_lora_residual.safetensors`` (so its CID binds it and every member, the next leader and the auditor
+carry the same one), at most ``exact_residual_rank`` directions per module."""
 
 
 class _Section(BaseModel):
