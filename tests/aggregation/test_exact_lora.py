@@ -348,3 +348,38 @@ def test_a_well_shaped_carried_residual_of_two_directions_is_accepted() -> None:
         glob, updates, carried_residual={A: torch.ones(2, 2), B: torch.ones(2, 2)}
     )
     assert set(result.adapter) == {A, B}
+
+
+@pytest.mark.parametrize("clients", [3, 40])  # 3: exact SVD path; 40 (k = 80 > 4·w = 56): the sketched path
+def test_a_residual_bound_keeps_the_strongest_residual_directions(clients: int) -> None:
+    # Prepare: the unbounded residual of the same round, as a dense matrix, and its best rank-m approximation
+    glob, updates = _random_round(11, clients=clients, rank=2, out=120, fan_in=100)
+    full = ExactLoraAggregator().aggregate_adapters(glob, updates)
+    dense = lora_products(full.residual)[P]
+    u, s, vh = torch.linalg.svd(dense)
+    best = (u[:, :3] * s[:3]) @ vh[:3]
+    # Execute
+    bounded = ExactLoraAggregator(max_residual_rank=3).aggregate_adapters(glob, updates)
+    # Check: the adapter is the same rank-r part; the residual keeps 3 directions, as good as the strongest ones
+    # (the sketch, like the aggregate's, comes within 1% of the best rank-3 error)
+    assert bounded.residual[A].shape == (3, 100) and bounded.residual[B].shape == (120, 3)
+    assert torch.allclose(lora_products(bounded.adapter)[P], lora_products(full.adapter)[P], atol=1e-5)
+    kept = lora_products(bounded.residual)[P]
+    assert float((dense - kept).norm()) <= 1.01 * float((dense - best).norm())
+    assert float(kept.norm()) >= 0.9 * float(best.norm())  # it kept something: the top, not nothing
+    nothing = ExactLoraAggregator(max_residual_rank=0).aggregate_adapters(glob, updates)
+    assert nothing.residual[A].shape == (0, 100)
+
+
+@pytest.mark.parametrize("clients", [3, 40])
+def test_approximation_gap_ignores_signs_and_rotations_but_not_changed_numbers(clients: int) -> None:
+    glob, updates = _random_round(12, clients=clients, rank=2, out=120, fan_in=100)
+    ref = ExactLoraAggregator(max_residual_rank=4).aggregate_adapters(glob, updates)
+    q, _ = torch.linalg.qr(torch.randn(2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    turned = {**ref.adapter, A: (q.T @ ref.adapter[A].double()).float(), B: (ref.adapter[B].double() @ q).float()}
+    flipped = {A: -ref.residual[A], B: -ref.residual[B]}
+
+    assert exact_lora.approximation_gap(glob, updates, None, ref, turned, flipped)[1] < 1e-9
+    moved = {**ref.adapter, B: ref.adapter[B] * 1.01}
+    assert exact_lora.approximation_gap(glob, updates, None, ref, moved, ref.residual) == (P, pytest.approx(1e-4,
+                                                                                                          rel=0.2))
