@@ -18,7 +18,7 @@ from flare_chain.protocol.spec import AggregatorSpec, FederationSpec, fetch_spec
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("aggregator", ["trimmed_mean", "median", "multi_krum"])
+@pytest.mark.parametrize("aggregator", ["trimmed_mean", "median", "multi_krum", "exact_lora"])
 def test_each_spec_aggregator_commits_its_own_aggregate(tmp_path: Path, tiny_model_dir: Path, tiny_train_params,
                                                         aggregator: str) -> None:
     # statistical gates off: on five non-IID stdlib domains the direction gate may leave an honest node out,
@@ -43,6 +43,49 @@ def test_each_spec_aggregator_commits_its_own_aggregate(tmp_path: Path, tiny_mod
     fedavg = build_aggregate(fed.store, 1, previous, accepted, fed.model_dir, node.params, aggregator=FedAvg(),
                              pin=False, max_sample_count=fed.coordinator.max_sample_count())
     assert fedavg.cid != report.committed_cid  # the spec's aggregator, not the old hard-wired FedAvg
+
+
+def test_an_exact_lora_federation_carries_its_residual_and_the_audit_reproduces_it(
+        tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> None:
+    from flare_chain.audit import PASS, ContentSource, run_audit
+    from flare_chain.audit.deployment import AuditTarget
+    from flare_chain.node.bundles import EXACT_RESIDUAL_FILE
+
+    from flare_chain.protocol.spec import CommitteeSpec
+
+    # members tolerate any loss rise: on three non-IID nodes one member's own held-out loss may rise in
+    # round 2 and it votes no by its own judgement; this test is about carrying and reproducing the residual
+    gates = GateSettings(norm=False, direction=False, probe_loss=False, mutual_information=False)
+    spec = FederationSpec(name="exact federation", lora=tiny_train_params, gates=gates,
+                          committee=CommitteeSpec(vote_tolerance=1.0),
+                          aggregator=AggregatorSpec(name="exact_lora", exact_residual_rank=3))
+    config = FederationConfig(nodes=3, rounds=2, work_dir=tmp_path, model_dir=tiny_model_dir, spec=spec,
+                              expected_committee_size=20, min_committee_size=2, show_progress=False)
+    fed = setup_federation(config)
+
+    reports = [run_round(fed), run_round(fed)]
+
+    assert [r.status for r in reports] == [RoundStatus.COMMITTED] * 2
+    bundles = [fetch_global_bundle(fed.store, r.committed_cid) for r in reports]
+    for r in reports:
+        assert EXACT_RESIDUAL_FILE in {e.name for e in fed.store.ls(r.committed_cid)}
+    ranks = {t.shape[0] for b in bundles for k, t in b.residual.items() if k.endswith("lora_A.weight")}
+    assert ranks == {3}  # 3 nodes x rank 4 = 12 directions: 4 in the adapter, the 3 strongest carried
+    # round 2 was built on round 1's pinned residual: without it the same updates give another adapter
+    node = fed.participants[0]
+    accepted, _ = node.gate_submissions(2, fed.coordinator.submissions(2), bundles[0])
+    forgetful = type(bundles[0])(cid=bundles[0].cid, tensors=bundles[0].tensors, manifest=bundles[0].manifest)
+    assert node.aggregate(2, bundles[0], accepted, pin=False).cid == reports[1].committed_cid
+    assert node.aggregate(2, forgetful, accepted, pin=False).cid != reports[1].committed_cid
+
+    target = AuditTarget(chain_id=int(fed.coordinator.w3.eth.chain_id), address=fed.coordinator.address,
+                         block=fed.coordinator.deployment_block)
+    audit = run_audit(fed.coordinator.w3, target, ContentSource(fed.store), model_dir=fed.model_dir,
+                      model_search=[], show_progress=False)
+    assert not audit.failures, [f.line() for f in audit.failures]
+    rebuilt = {f.round for f in audit.findings if f.check == "aggregate-cid" and f.status == PASS
+               and "reproduced" in f.detail}
+    assert rebuilt == {1, 2}
 
 
 def test_a_local_dp_federation_commits_noised_updates(tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> None:
