@@ -122,8 +122,11 @@ class ExactResult:
     shapes as the old one). ``residual``: per LoRA module, factors
     ``<prefix>lora_B.weight`` ``[out, k]`` and ``<prefix>lora_A.weight`` ``[k, in]``
     (float32, ``k`` may be 0) whose product is the part of the mean that rank r
-    could not hold; pass it as ``carried_residual`` next round. ``rel_error``:
-    ``‖residual‖_F / ‖target‖_F`` over all modules (0 when rank r sufficed).
+    could not hold; pass it as ``carried_residual`` next round (at most
+    ``max_residual_rank`` triplets per module when the aggregator has a bound).
+    ``rel_error``: ``‖target − B'A'‖_F / ‖target‖_F`` over all modules (0 when
+    rank r sufficed); for a sketched module whose residual was cut to the
+    bound it counts only the kept residual, so it is then a lower bound.
     """
 
     adapter: dict[str, torch.Tensor]

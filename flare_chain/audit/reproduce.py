@@ -306,7 +306,7 @@ def reproduce_round(
                                             max_sample_count=max_sample_count)
     if mismatch is not None:
         findings.append(Finding("aggregate-cid", FAIL, rid, proposal.proposer, (
-            f"aggregating the {len(updates)} accepted update(s): {mismatch}; the round committed {proposed}")))
+            f"rebuilding the round from its {len(updates)} accepted update(s): {mismatch}")))
     elif rebuilt.cid != proposed:
         findings.append(Finding("aggregate-cid", PASS, rid, detail=(
             f"reproduced {proposed} within the spec's exact_lora tolerance (adapter and carried residual; "

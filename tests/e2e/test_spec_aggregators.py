@@ -50,7 +50,6 @@ def test_an_exact_lora_federation_carries_its_residual_and_the_audit_reproduces_
     from flare_chain.audit import PASS, ContentSource, run_audit
     from flare_chain.audit.deployment import AuditTarget
     from flare_chain.node.bundles import EXACT_RESIDUAL_FILE
-
     from flare_chain.protocol.spec import CommitteeSpec
 
     # members tolerate any loss rise: on three non-IID nodes one member's own held-out loss may rise in
