@@ -185,7 +185,7 @@ def test_ipfs_endpoint_down_30s_then_altering_an_update_is_survived(tmp_path, ti
             drive(net, round_id, before_pass=tamper_once_submitted)
         assert transports[0].refused > 0 and clock[0] >= 30.0
         assert sum(t.altered for t in transports.values()) > 0
-        proposal = with_accepted_list(net.store, net.coordinator.proposal(round_id))
+        proposal = with_accepted_list(server_store, net.coordinator.proposal(round_id))  # pinned via the endpoint
         assert proposal.accepted is not None and victim not in proposal.accepted and len(proposal.accepted) == 3
         assert any("hashed to" in r.getMessage() or "IntegrityError" in r.getMessage() or
                    "leaving out" in r.getMessage() for r in caplog.records)
