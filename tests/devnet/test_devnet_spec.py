@@ -66,6 +66,7 @@ def test_the_devnet_commits_rounds_under_an_exact_lora_dp_spec_and_the_audit_pas
             base_model_cid=str(deployment.base_model_cid),
             probe_corpus_cid=probe_corpus_cid(default_probe_texts(REPO / "nodes" / "node-1.toml")),
             source="test")
+        assert coordinator.federation_spec_cid(), "the coordinator names no federation spec: --spec was ignored"
         onchain = cid_from_bytes(coordinator.federation_spec_cid())
         assert onchain == state["spec_cid"] == deployment.federation_spec_cid == spec_cid(published)
 
