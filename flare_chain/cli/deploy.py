@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"deployment file {args.out} already exists; pass --overwrite or choose another --out")
     spec_cid = None
     if spec is not None:  # pinned before any gas is spent, so an unreachable store costs nothing
+        spec = spec.naming_published(base_model_cid=args.base_model_cid, probe_corpus_cid=None,
+                                     source=str(args.spec))
         spec_cid = pin_spec(open_spec_store(args), spec)
         log.info("federation spec %s pinned (%s)", spec_cid, args.spec)
     password = read_password(env_name=args.password_env, file=args.password_file)

@@ -212,14 +212,16 @@ class FederationSpec(_Section):
                               "pin the spec from JSON instead")
         return text
 
-    def naming_published(self, *, base_model_cid: str, probe_corpus_cid: str | None, source: str) -> FederationSpec:
+    def naming_published(self, *, base_model_cid: str | None, probe_corpus_cid: str | None,
+                         source: str) -> FederationSpec:
         """This spec naming the base model and probe corpus the owner publishes; ConfigError if it names others.
 
         A spec written before the owner pins them leaves both unset and gets them
         filled here, so the pinned spec records what the federation really runs.
         A spec that already names another CID describes another federation: the
         owner is told to fix one or the other instead of deploying a spec that
-        contradicts the deployment.
+        contradicts the deployment. None: this deployment publishes no such
+        object, and the spec keeps what it says.
         """
         from flare_chain.ipfs.multiformats import parse_cid
 
