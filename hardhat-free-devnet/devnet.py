@@ -10,7 +10,10 @@
 4. funds them from dev account 0, pins the base model (the reference model, or
    ``--model-dir``) to that IPFS, deploys the coordinator (owner = its keystore)
    and writes ``deployment.json`` naming the model's CID, which every node
-   fetches (verified) instead of using a model it built itself;
+   fetches (verified) instead of using a model it built itself; with
+   ``--spec SPEC.toml`` it first pins that federation spec (naming this base
+   model and probe corpus) and fixes its CID on the coordinator, which every
+   daemon then binds (a node config that contradicts it stops the start);
 5. registers every node, each signing with its own key (the contract checks that
    the VRF key belongs to the sender);
 6. starts one ``flare-chain node run`` per node in the background (unless
@@ -278,9 +281,55 @@ def _clear_node_data(run: Path, names: list[str]) -> list[str]:
     return cleared
 
 
+def _load_spec(path: Path, configs: list[Path]) -> Any:  # -> FederationSpec
+    """``--spec``, checked against every node config before anything starts.
+
+    The daemons bind the on-chain spec and refuse it when their config sets a
+    LoRA key or vote tolerance to another value (``require_config_agrees``);
+    the devnet runs that same check here, so a spec its nodes would refuse
+    stops the start with the node and key named, not four daemons later.
+    """
+    from flare_chain.errors import SpecMismatch
+    from flare_chain.node.config import load_node_config
+    from flare_chain.node.spec_binding import require_config_agrees
+    from flare_chain.protocol.spec import FederationSpec
+
+    spec = FederationSpec.from_toml(path)
+    for config_path in configs:
+        config = load_node_config(config_path)
+        explicit = "vote_tolerance" in config.committee.model_fields_set
+        try:
+            require_config_agrees(spec, str(path), training=config.training,
+                                  vote_tolerance=config.committee.vote_tolerance if explicit else None)
+        except SpecMismatch as exc:
+            raise SpecMismatch(f"{config_path} would refuse --spec {path}: {exc}, or set the spec to the "
+                               "node configs' value") from None
+    return spec
+
+
+def _pin_spec(spec: Any, spec_path: Path, ipfs_url: str, base_cid: str, node_config: Path) -> tuple[Any, str]:
+    """The spec naming the devnet's base model and probe corpus, pinned to its IPFS; returns it and its CID.
+
+    ``rounds drive --node-config`` pins the default probe corpus of that node's
+    task, so its CID is known before the deployment and fixed in the spec.
+    """
+    from flare_chain.cli.rounds import default_probe_texts
+    from flare_chain.ipfs import KuboClient
+    from flare_chain.node.bundles import probe_corpus_cid
+    from flare_chain.node.endpoint import EndpointStore
+    from flare_chain.protocol.spec import pin_spec
+
+    spec = spec.naming_published(base_model_cid=base_cid, probe_corpus_cid=probe_corpus_cid(
+        default_probe_texts(node_config)), source=f"--spec {spec_path}")
+    with KuboClient(ipfs_url) as client:
+        return spec, pin_spec(EndpointStore(client), spec)
+
+
 def start(args: argparse.Namespace) -> int:
     from flare_chain.chain import CoordinatorClient, fund_accounts
+    from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
     from flare_chain.chain.deployment import ConstructorParams, connect_rpc, deploy, write_deployment
+    from flare_chain.cli.deploy import spec_sample_cap
 
     run: Path = args.run_dir.resolve()
     if running := _running(run):
@@ -289,6 +338,7 @@ def start(args: argparse.Namespace) -> int:
     configs = sorted(args.nodes_dir.glob("*.toml"))
     if not configs:
         raise SystemExit(f"devnet: no node configs in {args.nodes_dir}")
+    spec = _load_spec(args.spec, configs) if args.spec is not None else None
     password = os.environ.get(PASSWORD_ENV) or DEVNET_PASSWORD
     run.mkdir(parents=True, exist_ok=True)
     for stale in ("deployment.json", "devnet.json"):
@@ -309,10 +359,18 @@ def start(args: argparse.Namespace) -> int:
         for name in _clear_node_data(run, list(nodes)):
             _say(f"{name}: removed its data folder {run / name}, written on the chain of an earlier start")
         fund_accounts(w3, [owner, *(acct for _, acct in nodes.values())], FUND_WEI, funder=w3.eth.accounts[0])
-        params = ConstructorParams(approval_threshold_bps=args.threshold_bps, min_committee_size=args.min_committee)
         base_cid = _publish_base_model(ipfs_url, args.model_dir)
         _say(f"base model {base_cid} pinned; the nodes load it by this CID")
-        record, _ = deploy(w3, owner, params, rpc_url=rpc_url, base_model_cid=base_cid)
+        max_sample_count, spec_cid = DEFAULT_MAX_SAMPLE_COUNT, None
+        if spec is not None:
+            spec, spec_cid = _pin_spec(spec, args.spec, ipfs_url, base_cid, configs[0].resolve())
+            max_sample_count = spec_sample_cap(spec, DEFAULT_MAX_SAMPLE_COUNT, source=str(args.spec))
+            _say(f"federation spec {spec_cid} pinned ({args.spec}: aggregator {spec.aggregator.name}, "
+                 f"privacy {'on' if spec.privacy.enabled else 'off'}); the coordinator fixes it, the nodes bind it")
+        params = ConstructorParams(approval_threshold_bps=args.threshold_bps, min_committee_size=args.min_committee,
+                                   max_sample_count=max_sample_count)
+        record, _ = deploy(w3, owner, params, rpc_url=rpc_url, base_model_cid=base_cid,
+                           federation_spec_cid=spec_cid)
         write_deployment(record, run / "deployment.json", overwrite=True)
         _say(f"coordinator {record.coordinator} on chain {record.chain_id} (owner {owner.address})")
         coordinator = CoordinatorClient(w3, record.coordinator, deployment_block=record.deployment_block)
@@ -323,6 +381,7 @@ def start(args: argparse.Namespace) -> int:
         state: dict[str, Any] = {
             "chain": kind, "rpc_url": rpc_url, "ipfs_url": ipfs_url, "chain_id": record.chain_id,
             "deployment": str(run / "deployment.json"), "coordinator": record.coordinator, "owner": owner.address,
+            "spec_cid": spec_cid,
             "nodes": {name: {"address": acct.address, "config": str(path)} for name, (path, acct) in nodes.items()},
             "daemons": not args.no_daemons,
         }
@@ -433,6 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--no-daemons", action="store_true", help="set everything up but start no node daemon")
     s.add_argument("--model-dir", type=Path, default=None, metavar="DIR",
                    help="base model folder the owner publishes by CID (default: the reference model)")
+    s.add_argument("--spec", type=Path, default=None, metavar="SPEC.toml",
+                   help="federation spec to pin and fix on the coordinator (e.g. specs/devnet-exact-lora.toml); "
+                        "base_model.cid and probe_corpus_cid are filled with the devnet's, and every node config "
+                        "must agree with its lora and vote tolerance (default: no spec, the defaults)")
     s.add_argument("--rounds", type=int, default=3, help="rounds to drive after start (0: none)")
     s.add_argument("--threshold-bps", type=int, default=6666)
     s.add_argument("--min-committee", type=int, default=2)

@@ -267,6 +267,11 @@ def reproduce_round(
         except FlareError as exc:
             return both(UNVERIFIABLE, f"the proposal's accepted list cannot be read from its manifest: {exc}")
     assert proposal.accepted is not None
+    if previous.manifest.probe_cid is not None:  # the probe-loss gate reads it from source.store: pull it first
+        probe_state = source.check(previous.manifest.probe_cid)
+        if not probe_state.ok:
+            return both(UNVERIFIABLE, f"the committee's gates cannot be re-run: probe corpus {probe_state.cid} is "
+                                      f"{probe_state.state}: {probe_state.detail}")
     # The committee's gates, MI filter included (probe from the round's claim seed), when the base model is here.
     accepted = list(proposal.accepted)
     try:

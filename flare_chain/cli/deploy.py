@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["add_deploy_arguments", "register", "run"]
+if TYPE_CHECKING:  # the spec's types pull in torch; `deploy --help` must not need it
+    from flare_chain.protocol.spec import FederationSpec
+
+__all__ = ["add_deploy_arguments", "register", "run", "spec_sample_cap"]
 
 log = logging.getLogger("flare_chain.cli.deploy")
 
@@ -55,10 +59,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
+def spec_sample_cap(spec: FederationSpec, requested: int, *, source: str) -> int:
+    """The contract's ``maxSampleCount`` under ``spec``: its ``committee.max_sample_count``.
+
+    The coordinator enforces the cap and members clip FedAvg weights to the
+    spec's, so the two must be one number; ``requested`` (a flag) may only
+    repeat it or be left at the default. ``flare-chain deploy`` and the devnet
+    both take the cap from here.
+    """
+    from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
+    from flare_chain.errors import ConfigError
+
+    cap = spec.committee.max_sample_count
+    if requested not in (cap, DEFAULT_MAX_SAMPLE_COUNT):
+        raise ConfigError(f"--max-sample-count {requested} contradicts the spec's committee.max_sample_count "
+                          f"{cap}; set it in {source} only")
+    return cap
+
+
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from flare_chain.chain.coordinator import DEFAULT_MAX_SAMPLE_COUNT
     from flare_chain.chain.deployment import ConstructorParams, connect_rpc, deploy, write_deployment
     from flare_chain.cli.spec import open_spec_store
     from flare_chain.errors import ConfigError
@@ -68,11 +89,7 @@ def run(args: argparse.Namespace) -> int:
     spec = FederationSpec.from_toml(args.spec) if args.spec is not None else None
     max_sample_count = args.max_sample_count
     if spec is not None:
-        cap = spec.committee.max_sample_count
-        if max_sample_count not in (cap, DEFAULT_MAX_SAMPLE_COUNT):
-            raise ConfigError(f"--max-sample-count {max_sample_count} contradicts the spec's "
-                              f"committee.max_sample_count {cap}; set it in {args.spec} only")
-        max_sample_count = cap
+        max_sample_count = spec_sample_cap(spec, max_sample_count, source=str(args.spec))
     try:
         params = ConstructorParams(approval_threshold_bps=args.threshold_bps, min_committee_size=args.min_committee,
                                    leader_blocks=args.leader_blocks, min_stake_wei=args.min_stake,
@@ -95,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"deployment file {args.out} already exists; pass --overwrite or choose another --out")
     spec_cid = None
     if spec is not None:  # pinned before any gas is spent, so an unreachable store costs nothing
+        spec = spec.naming_published(base_model_cid=args.base_model_cid, probe_corpus_cid=None,
+                                     source=str(args.spec))
         spec_cid = pin_spec(open_spec_store(args), spec)
         log.info("federation spec %s pinned (%s)", spec_cid, args.spec)
     password = read_password(env_name=args.password_env, file=args.password_file)

@@ -9,7 +9,7 @@ from typing import Any
 
 from flare_chain.cli.tables import render_table
 
-__all__ = ["register"]
+__all__ = ["default_probe_texts", "register"]
 
 log = logging.getLogger("flare_chain.cli.rounds")
 
@@ -71,9 +71,12 @@ _FLAGS = {"rounds": "--rounds", "submission_blocks": "--submission-blocks", "cla
 """DriverSettings field -> the flag that sets it, so a bad value is reported under the name the user typed."""
 
 
-def _training(args: argparse.Namespace, base_model_cid: str | None, ipfs: Any):  # -> (model_dir, LoraTrainParams)
+def _training(args: argparse.Namespace, base_model_cid: str | None, ipfs: Any,
+              spec: Any):  # -> (model_dir, LoraTrainParams)
     """The owner's base model and training params; with a published base CID, that model (fetched if the
-    local folder is not it), exactly as the nodes load it. Lazy: imports torch."""
+    local folder is not it), exactly as the nodes load it. Under a federation spec (``(cid, spec)``) the LoRA
+    params are the spec's, as the nodes bind them, and a node config that contradicts it stops here.
+    Lazy: imports torch."""
     from flare_chain.basemodel import resolve_base_model
     from flare_chain.lora.params import LoraTrainParams
     from flare_chain.lora.reference import default_cache_dir, ensure_reference_model
@@ -81,11 +84,16 @@ def _training(args: argparse.Namespace, base_model_cid: str | None, ipfs: Any): 
     model_dir, params, cache = args.model_dir, LoraTrainParams(), None
     if args.node_config is not None:
         from flare_chain.node.config import load_node_config
+        from flare_chain.node.spec_binding import require_config_agrees
 
         config = load_node_config(args.node_config)
         params = config.train_params()
         model_dir = model_dir or config.model.model_dir
         cache = config.model.cache_dir
+        if spec is not None:
+            require_config_agrees(spec[1], spec[0], training=config.training, vote_tolerance=None)
+    if spec is not None:
+        params = spec[1].lora
     if model_dir is None and base_model_cid is None:
         model_dir = ensure_reference_model(show_progress=False)
     base = resolve_base_model(base_model_cid, local_dir=model_dir, fetch=ipfs.block_get, source=ipfs.base_url,
@@ -93,18 +101,47 @@ def _training(args: argparse.Namespace, base_model_cid: str | None, ipfs: Any): 
     return base.path, params
 
 
-def _default_probe_texts(args: argparse.Namespace) -> list[str]:
-    """The probe corpus of the task the nodes learn: the skills task's when the node config names it."""
+def default_probe_texts(node_config: Path | None) -> list[str]:
+    """The probe corpus of the task the nodes learn: the skills task's when the node config names it.
+
+    ``rounds drive`` pins it by default; the devnet names its CID in the federation spec beforehand.
+    """
     from flare_chain.lora.probe_corpus import reference_probe_texts
 
-    if args.node_config is not None:
+    if node_config is not None:
         from flare_chain.lora.skills import skills_probe_texts
         from flare_chain.node.config import load_node_config
 
-        data = load_node_config(args.node_config).data
+        data = load_node_config(node_config).data
         if data.task is not None:
             return skills_probe_texts(seed=data.task_seed)
     return reference_probe_texts()
+
+
+def _onchain_spec(coordinator: Any, ipfs: Any) -> Any:  # -> (cid, FederationSpec) | None
+    """The federation spec the coordinator names, fetched (verified) from ``ipfs``; None when none is set."""
+    from flare_chain.ipfs import cid_from_bytes
+    from flare_chain.node.endpoint import EndpointStore
+    from flare_chain.protocol.spec import fetch_spec
+
+    raw = coordinator.federation_spec_cid()
+    if not raw:
+        return None
+    cid = cid_from_bytes(raw)
+    return cid, fetch_spec(EndpointStore(ipfs), cid)
+
+
+def _require_spec_probe(spec_cid: str, named: str | None, probe_texts: list[str] | None) -> None:
+    """ConfigError when the round-0 probe corpus is not the one the spec names (the gate would judge by another)."""
+    from flare_chain.errors import ConfigError
+    from flare_chain.node.bundles import probe_corpus_cid
+
+    if named is None:
+        return
+    pinned = None if probe_texts is None else probe_corpus_cid(probe_texts)
+    if pinned != named:
+        raise ConfigError(f"federation spec {spec_cid} names probe corpus {named}, but this round-0 adapter would "
+                          f"name {pinned or 'none'}; pass --probe-corpus with the spec's corpus")
 
 
 def _drive(args: argparse.Namespace) -> int:
@@ -144,9 +181,12 @@ def _drive(args: argparse.Namespace) -> int:
         def make_round0() -> str:
             from flare_chain.lora.probe_corpus import read_probe_texts
 
-            model_dir, params = _training(args, deployment.base_model_cid, ipfs)
+            spec = _onchain_spec(coordinator, ipfs)
+            model_dir, params = _training(args, deployment.base_model_cid, ipfs, spec)
             probe_texts = None if args.no_probe_corpus else (
-                read_probe_texts(args.probe_corpus) if args.probe_corpus else _default_probe_texts(args))
+                read_probe_texts(args.probe_corpus) if args.probe_corpus else default_probe_texts(args.node_config))
+            if spec is not None:
+                _require_spec_probe(spec[0], spec[1].probe_corpus_cid, probe_texts)
             return pin_initial_adapter(ipfs, model_dir, params, seed=args.adapter_seed, probe_texts=probe_texts,
                                        base_model_cid=deployment.base_model_cid)
 

@@ -51,6 +51,7 @@ from flare_chain.compression import PowerSGDCompressor, decompress
 from flare_chain.compression import decode as decode_compressed
 from flare_chain.errors import IntegrityError, StoreError, UpdateError
 from flare_chain.ipfs.content import ContentReader, PinningStore
+from flare_chain.ipfs.unixfs import cid_of_bytes
 from flare_chain.lora.files import Manifest, decode_delta, encode_delta
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.peft_files import (
@@ -79,6 +80,7 @@ __all__ = [
     "pin_global_bundle",
     "pin_probe_corpus",
     "pin_update_bundle",
+    "probe_corpus_cid",
     "with_accepted_list",
 ]
 
@@ -291,6 +293,15 @@ def with_accepted_list(store: ContentReader, proposal: Proposal) -> Proposal:
 def pin_probe_corpus(store: PinningStore, texts: list[str]) -> str:
     """Pin the federation's public probe corpus; returns its CID (what Kubo's ``ipfs add`` would print)."""
     return store.add_bytes(encode_probe_corpus(texts), cid_version=CID_VERSION, pin=True)
+
+
+def probe_corpus_cid(texts: list[str]) -> str:
+    """The CID :func:`pin_probe_corpus` (or Kubo's ``ipfs add``) gives ``texts``, computed without a store.
+
+    An owner names it in the federation spec before pinning the corpus (the
+    devnet does), and the round-0 pin is checked against it.
+    """
+    return cid_of_bytes(encode_probe_corpus(texts), cid_version=CID_VERSION)
 
 
 def fetch_probe_corpus(store: ContentReader, cid: str) -> list[str]:

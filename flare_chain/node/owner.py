@@ -31,7 +31,7 @@ from flare_chain.chain.coordinator import CoordinatorClient
 from flare_chain.chain.devchain import advance_blocks
 from flare_chain.chain.records import RoundStatus
 from flare_chain.committee import sortition
-from flare_chain.errors import ChainError, FlareError
+from flare_chain.errors import ChainError, FlareError, IntegrityError
 from flare_chain.ipfs import KuboClient, cid_from_bytes, cid_to_bytes
 from flare_chain.protocol import Phase, RoundSchedule
 
@@ -105,12 +105,16 @@ def pin_initial_adapter(
     from flare_chain.lora.adapter import initial_adapter
     from flare_chain.lora.peft_files import save_peft_adapter
     from flare_chain.lora.probe_corpus import encode_probe_corpus
-    from flare_chain.node.bundles import CID_VERSION
+    from flare_chain.node.bundles import CID_VERSION, probe_corpus_cid
     from flare_chain.node.participant import initial_global_manifest
 
     probe_cid = None
     if probe_texts is not None:
         probe_cid = ipfs.add(encode_probe_corpus(probe_texts), cid_version=CID_VERSION, pin=True)
+        expected = probe_corpus_cid(probe_texts)  # what a federation spec names before the pin
+        if probe_cid != expected:
+            raise IntegrityError(f"the IPFS node answered {probe_cid} for the probe corpus, which hashes to "
+                                 f"{expected}; check the endpoint {ipfs.base_url}")
         log.info("public probe corpus pinned: %s (%d texts)", probe_cid, len(probe_texts))
     tensors = initial_adapter(model_dir, params, seed=seed)
     manifest = initial_global_manifest(model_dir, params, tensors, probe_cid=probe_cid,

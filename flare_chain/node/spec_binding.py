@@ -20,12 +20,15 @@ from flare_chain.ipfs import cid_from_bytes
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.protocol.spec import FederationSpec, SpecStore, fetch_spec
 
-__all__ = ["LOCAL_TRAINING_KEYS", "BoundSpec", "bind_spec"]
+__all__ = ["LOCAL_TRAINING_KEYS", "BoundSpec", "bind_spec", "require_config_agrees"]
 
 log = logging.getLogger("flare_chain.node")
 
-LOCAL_TRAINING_KEYS: frozenset[str] = frozenset({"num_threads"})
-"""Training keys that change only how fast a node computes, never what the committee recomputes."""
+LOCAL_TRAINING_KEYS: frozenset[str] = frozenset({"num_threads", "seed"})
+"""Training keys that are each node's own business, never what the committee or the auditor recomputes:
+the thread count (speed only) and the seed (how the node splits and shuffles its own data; members judge a
+proposal in eval mode, where it changes nothing). Federations give each node its own seed (the demo adds the
+node's index, the devnet templates set 0..3), so binding it to one value would refuse all but one node."""
 
 
 class BoundSpec:
@@ -66,6 +69,19 @@ def bind_spec(
                            f"{cid}; set chain.spec_cid = \"{cid}\" (check it with `flare-chain spec show {cid}`) "
                            "or point the node at the federation it meant to join")
     spec = fetch_spec(store, cid)
+    require_config_agrees(spec, cid, training=training, vote_tolerance=vote_tolerance)
+    log.info("following federation spec %s (%s; aggregator %s)", cid, spec.name, spec.aggregator.name)
+    return BoundSpec(spec, cid)
+
+
+def require_config_agrees(
+    spec: FederationSpec, cid: str, *, training: Mapping[str, Any], vote_tolerance: float | None,
+) -> None:
+    """SpecMismatch naming the first node setting that contradicts ``spec`` (pinned as ``cid``).
+
+    The daemon calls it when it binds; the devnet calls it on every node config
+    before it deploys, so a spec its nodes would refuse stops the start instead.
+    """
     for key, value in sorted(training.items()):
         if key in LOCAL_TRAINING_KEYS:
             continue
@@ -77,5 +93,3 @@ def bind_spec(
     if vote_tolerance is not None and vote_tolerance != spec.committee.vote_tolerance:
         raise SpecMismatch(f"node config committee.vote_tolerance = {vote_tolerance!r}, but federation spec {cid} "
                            f"sets committee.vote_tolerance = {spec.committee.vote_tolerance!r}; remove the key")
-    log.info("following federation spec %s (%s; aggregator %s)", cid, spec.name, spec.aggregator.name)
-    return BoundSpec(spec, cid)

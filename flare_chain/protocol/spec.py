@@ -212,6 +212,30 @@ class FederationSpec(_Section):
                               "pin the spec from JSON instead")
         return text
 
+    def naming_published(self, *, base_model_cid: str | None, probe_corpus_cid: str | None,
+                         source: str) -> FederationSpec:
+        """This spec naming the base model and probe corpus the owner publishes; ConfigError if it names others.
+
+        A spec written before the owner pins them leaves both unset and gets them
+        filled here, so the pinned spec records what the federation really runs.
+        A spec that already names another CID describes another federation: the
+        owner is told to fix one or the other instead of deploying a spec that
+        contradicts the deployment. None: this deployment publishes no such
+        object, and the spec keeps what it says.
+        """
+        from flare_chain.ipfs.multiformats import parse_cid
+
+        def agree(named: str | None, published: str | None, key: str) -> str | None:
+            if named is None or published is None or parse_cid(named) == parse_cid(published):
+                return published if named is None else named
+            raise ConfigError(f"{source}: {key} = {named!r}, but this deployment publishes {published}; set "
+                              f"{key} to it or remove the key (it is filled in at deployment)")
+
+        base = agree(self.base_model.cid, base_model_cid, "base_model.cid")
+        probe = agree(self.probe_corpus_cid, probe_corpus_cid, "probe_corpus_cid")
+        return self.model_copy(update={"base_model": self.base_model.model_copy(update={"cid": base}),
+                                       "probe_corpus_cid": probe})
+
     # ----------------------------------------------------------- comparing
 
     def require_same(self, other: FederationSpec, *, mine: str, theirs: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flare_chain.audit import UNVERIFIABLE, ContentSource, run_audit
 from flare_chain.audit.simulate import simulate
-from flare_chain.ipfs import ContentStore
+from flare_chain.ipfs import ContentStore, KuboClient, serve_in_thread
 from flare_chain.node.bundles import fetch_global_bundle
 
 
@@ -23,6 +23,16 @@ def test_the_auditor_reproduces_probe_gated_rounds_and_needs_the_corpus_to(tmp_p
                          model_search=[], show_progress=False)
 
     assert audit(fed.store).ok
+    # Over a Kubo endpoint with an empty cache (how `flare-chain audit --ipfs` runs against a devnet), the
+    # corpus is pulled like every other object before the gates read it.
+    server = serve_in_thread(fed.store)
+    try:
+        with KuboClient(server.url) as kubo:
+            over_http = run_audit(fed.coordinator.w3, fed.target, ContentSource(ContentStore(tmp_path / "cache"), kubo),
+                                  model_dir=fed.model_dir, model_search=[], show_progress=False)
+    finally:
+        server.close()
+    assert over_http.ok, [f.line() for f in over_http.findings if f.status != "pass"]
     shutil.copytree(fed.store.root, tmp_path / "without-corpus")
     partial = ContentStore(tmp_path / "without-corpus")
     partial.block_path(probe_cid).unlink()

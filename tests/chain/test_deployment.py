@@ -287,3 +287,12 @@ def test_cli_deploy_with_a_spec_pins_it_and_fixes_its_cid(tmp_path: Path, chain,
     assert client.federation_spec_cid() == cid_to_bytes(record.federation_spec_cid)
     assert client.max_sample_count() == 777 == record.constructor.max_sample_count
     assert FederationSpec.from_toml(spec_file) == spec
+
+    base = "QmSAhs94AVqqmp6ZXz45Q4kprE9tTuc87ehGxBgUkKP9qc"  # the published base model is recorded in the spec
+    assert cli_main([*argv, "--overwrite", "--base-model-cid", base]) == 0
+    record, _ = open_deployment(w3, out)
+    assert fetch_spec(ContentStore(repo), record.federation_spec_cid).base_model.cid == base == record.base_model_cid
+    spec_file.write_text(f'name = "cli"\n[base_model]\ncid = "{base}"\n')  # a spec for another base model
+    other = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+    assert cli_main([*argv, "--overwrite", "--base-model-cid", other]) == ConfigError.exit_code
+    assert f"base_model.cid = '{base}', but this deployment publishes {other}" in capsys.readouterr().err

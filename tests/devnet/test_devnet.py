@@ -96,3 +96,16 @@ def test_start_without_node_configs_says_so(tmp_path: Path) -> None:
                              str(tmp_path / "run"), "--nodes-dir", str(tmp_path)], capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode != 0 and "no node configs" in result.stderr
+
+
+def test_a_spec_the_node_configs_contradict_stops_the_start_before_anything_runs(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"  # the shipped exact-LoRA example with another rank than the node templates
+    spec.write_text((REPO / "specs" / "devnet-exact-lora.toml").read_text().replace("rank = 4\n", "rank = 8\n"))
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, str(REPO / "hardhat-free-devnet" / "devnet.py"), "start", "--run-dir",
+                             str(run), "--spec", str(spec), "--chain-port", "0", "--ipfs-port", "0"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0
+    assert "node-1.toml would refuse --spec" in result.stderr and "training.rank = 4" in result.stderr, result.stderr
+    assert "lora.rank = 8" in result.stderr
+    assert not run.exists()  # no chain, IPFS or daemon was started

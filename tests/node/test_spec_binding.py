@@ -54,3 +54,13 @@ def test_no_spec_on_chain_keeps_the_node_config(tmp_path: Path) -> None:
     assert bound.cid is None and bound.spec.lora.rank == 4
     with pytest.raises(SpecMismatch, match="coordinator has none set"):
         bind_spec(b"", store, expected_cid=spec_cid(SPEC), training={}, vote_tolerance=None)
+
+
+def test_a_node_keeps_its_own_seed_and_thread_count(pinned) -> None:
+    """Per-node keys: a node on seed 3 joins a spec written with seed 0 and trains with seed 3."""
+    store, onchain = pinned
+    local = {"seed": SPEC.lora.seed + 3, "num_threads": 2}
+    bound = bind_spec(onchain, store, expected_cid=None, training=local, vote_tolerance=None)
+    params = bound.train_params(local)
+    assert (params.seed, params.num_threads) == (SPEC.lora.seed + 3, 2)
+    assert params.model_copy(update={"seed": SPEC.lora.seed, "num_threads": SPEC.lora.num_threads}) == SPEC.lora

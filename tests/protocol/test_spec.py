@@ -134,3 +134,25 @@ def test_each_aggregator_name_builds_its_strategy() -> None:
     assert isinstance(trimmed, TrimmedMean) and trimmed.beta == 0.25
     krum = AggregatorSpec(name="multi_krum", krum_byzantine=2, krum_selected=3).build()
     assert isinstance(krum, MultiKrum) and (krum.num_byzantine, krum.num_selected) == (2, 3)
+
+
+BASE = "QmSAhs94AVqqmp6ZXz45Q4kprE9tTuc87ehGxBgUkKP9qc"
+PROBE = "bafkreihinj4uz6tmmns46q2yinkaz2qkrlgm2uuzgvx5knbwriaemc5qj4"
+
+
+def test_naming_published_fills_what_the_author_left_out() -> None:
+    named = FederationSpec(name="x").naming_published(base_model_cid=BASE, probe_corpus_cid=PROBE, source="s")
+    assert (named.base_model.cid, named.probe_corpus_cid) == (BASE, PROBE)
+    assert spec_cid(named) != spec_cid(FederationSpec(name="x"))  # the pinned spec records them
+    same = named.naming_published(base_model_cid=BASE, probe_corpus_cid=PROBE, source="s")
+    assert same == named  # a spec that already names them is kept as written
+
+
+@pytest.mark.parametrize(("field", "update"), [
+    ("base_model.cid", {"base_model": {"cid": PROBE}}),
+    ("probe_corpus_cid", {"probe_corpus_cid": BASE}),
+])
+def test_naming_published_refuses_a_spec_naming_other_content(field: str, update: dict[str, object]) -> None:
+    spec = FederationSpec.build({"name": "x", **update}, source="s")
+    with pytest.raises(ConfigError, match=rf"spec\.toml: {field} = .*, but this deployment publishes .*; set "):
+        spec.naming_published(base_model_cid=BASE, probe_corpus_cid=PROBE, source="spec.toml")
