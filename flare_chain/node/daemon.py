@@ -676,7 +676,8 @@ class Daemon:
                     log.debug("round %d %s: claim seed not known before block %d", round_id, self.name, deadline)
                     return
                 draw = self.coordinator.draw_seat(self.account, round_id)
-                if not draw.selected:
+                if not draw.selected:  # the output stays on record: status and the demo's table show every draw
+                    self.state.record_intent(round_id, "claim", {"output": draw.output.hex()})
                     self._skip(round_id, "claim", f"not selected (VRF output {draw.output.hex()[:12]}… "
                                "draws seat weight 0)")
                     return
