@@ -61,6 +61,7 @@ __all__ = [
     "make_net",
     "open_round",
     "register_all",
+    "restart_as",
     "sent_by",
 ]
 
@@ -99,6 +100,8 @@ class Net:
     """Node ``i``'s daemon settings (stake, compression, device, attack, ...), kept across its restarts."""
     names: list[str] = field(default_factory=list)
     """Node ``i``'s name (default ``node-<i>``)."""
+    daemon_classes: dict[int, type[Daemon]] = field(default_factory=dict)
+    """Node ``i``'s engine when it is not ``Daemon`` itself: a subclass that misbehaves (tests of adversaries)."""
 
     def name_of(self, i: int) -> str:
         """Node ``i``'s name, which is also its folder under ``root``."""
@@ -160,9 +163,23 @@ def make_daemon(net: Net, i: int, *, store: PinningStore | None = None,
                               fetch=net.store.get_block, source=f"the owner's IPFS repository {net.store.root}",
                               cache_root=folder / "models", show_progress=False)
     chosen = settings or net.settings.get(i) or DaemonSettings(poll_interval_s=0.01, backoff_s=0.01)
-    return Daemon(name=net.name_of(i), account=net.accounts[i], coordinator=net.coordinator,
+    engine = net.daemon_classes.get(i, Daemon)
+    return engine(name=net.name_of(i), account=net.accounts[i], coordinator=net.coordinator,
                   store=store or net.node_stores.get(i, net.store), state=state, texts=net.texts[i], model_dir=base.path,
                   params=params, spec=net.spec, settings=chosen, faults=net.faults.get(i), base_model_cid=base.cid)
+
+
+def restart_as(net: Net, i: int, engine: type[Daemon] | None = None,
+               settings: DaemonSettings | None = None) -> Daemon:
+    """Stop node ``i``'s daemon and start ``engine`` (default: the same class) on its state file, with
+    ``settings`` from now on when given: an operator restarting its node with other code or settings."""
+    if engine is not None:
+        net.daemon_classes[i] = engine
+    if settings is not None:
+        net.settings[i] = settings
+    net.daemons[i].state.close()
+    net.daemons[i] = make_daemon(net, i)
+    return net.daemons[i]
 
 
 def register_all(net: Net) -> None:
