@@ -435,6 +435,8 @@ def run_federation(
         if on_round is not None:
             on_round(report)
     alone = local_only_losses(fed, config.rounds) if config.local_only else {}
+    for daemon in fed.daemons:  # the state files stay on disk for `flare-chain node status`
+        daemon.state.close()
     return FederationReport(chain_id=fed.coordinator.w3.eth.chain_id, contract=fed.coordinator.address,
                             model_dir=fed.model_dir, base_loss=fed.base_loss, rounds=reports, local_only=alone)
 
