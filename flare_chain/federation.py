@@ -4,7 +4,10 @@ Everything is real: an in-process EVM running the compiled coordinator, the
 embedded content store on disk, PEFT training of every node on its own data:
 by default its share of the generated skills task (:mod:`flare_chain.lora.skills`),
 or a stdlib domain, or the operator's files. Only the network is absent: nodes
-share one process, one chain and one store, and take their turns in order.
+share one process, one chain and one store. Each node is a
+:class:`~flare_chain.node.daemon.Daemon`, the engine ``flare-chain node run``
+runs, with its state file under ``work_dir/nodes``; the in-process driver
+:func:`flare_chain.node.localnet.drive` ticks them in turn and mines the blocks.
 
 After the rounds, the same nodes train *alone* for as many rounds on their own
 data (no averaging) and are scored on the same held-out set, so the report
