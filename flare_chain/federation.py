@@ -4,7 +4,10 @@ Everything is real: an in-process EVM running the compiled coordinator, the
 embedded content store on disk, PEFT training of every node on its own data:
 by default its share of the generated skills task (:mod:`flare_chain.lora.skills`),
 or a stdlib domain, or the operator's files. Only the network is absent: nodes
-share one process, one chain and one store, and take their turns in order.
+share one process, one chain and one store. Each node is a
+:class:`~flare_chain.node.daemon.Daemon`, the engine ``flare-chain node run``
+runs, with its state file under ``work_dir/nodes``; the in-process driver
+:func:`flare_chain.node.localnet.drive` ticks them in turn and mines the blocks.
 
 After the rounds, the same nodes train *alone* for as many rounds on their own
 data (no averaging) and are scored on the same held-out set, so the report
@@ -14,18 +17,19 @@ shows what federating bought over local-only training.
 from __future__ import annotations
 
 import logging
+import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from web3 import Web3
 
 from flare_chain.attacks.behaviour import daemon_behaviour
 from flare_chain.basemodel import publish_and_load
@@ -33,16 +37,13 @@ from flare_chain.chain import (
     CoordinatorClient,
     FailureReason,
     RoundStatus,
-    advance_blocks,
     deploy_coordinator,
     fund_accounts,
     in_process_chain,
 )
 from flare_chain.chain.coordinator import DEFAULT_MIN_STAKE_WEI
 from flare_chain.committee import sortition
-from flare_chain.committee.aggregate import Rejection
-from flare_chain.compression import PowerSGDCompressor
-from flare_chain.errors import ChainError, ConfigError
+from flare_chain.errors import ConfigError
 from flare_chain.ipfs import ContentStore, cid_from_bytes, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.datasets import NodeData, load_node_data, node_entries
@@ -55,10 +56,12 @@ from flare_chain.lora.probe_corpus import reference_probe_texts
 from flare_chain.lora.reference import ensure_reference_model
 from flare_chain.lora.skills import SKILLS_TASK, node_skills, skills_node_data, skills_probe_texts
 from flare_chain.lora.train import train_lora
-from flare_chain.node.bundles import fetch_global_bundle, pin_global_bundle, pin_probe_corpus
+from flare_chain.node.bundles import pin_global_bundle, pin_probe_corpus
 from flare_chain.node.config import CompressionSettings
+from flare_chain.node.daemon import Daemon, DaemonSettings, attempt_step
+from flare_chain.node.localnet import Net, drive, make_daemon, register_all
 from flare_chain.node.participant import Participant, initial_global_manifest
-from flare_chain.protocol import RoundSchedule
+from flare_chain.node.state import StepStatus
 from flare_chain.protocol.spec import BaseModelSpec, CommitteeSpec, FederationSpec, pin_spec
 
 __all__ = [
@@ -273,14 +276,17 @@ def _node_account(index: int) -> LocalAccount:
 
 @dataclass
 class Federation:
-    """The live parts of an in-process federation, set up and ready for round 1."""
+    """The live parts of an in-process federation, set up and ready for round 1.
+
+    Its nodes are :class:`~flare_chain.node.daemon.Daemon` s, the class
+    ``flare-chain node run`` builds, stepped by the shared in-process driver
+    (:func:`flare_chain.node.localnet.drive`); each keeps its crash-safe state
+    file under ``work_dir/nodes/node-<i>``.
+    """
 
     config: FederationConfig
-    coordinator: CoordinatorClient
-    owner: LocalAccount
-    participants: list[Participant]
+    net: Net
     domain_of: dict[str, str]
-    store: ContentStore
     model_dir: Path
     union_val: TokenExamples
     base_loss: float
@@ -288,6 +294,28 @@ class Federation:
     node_data: list[NodeData | list[str]]
     start_adapter: dict[str, torch.Tensor]
     """The shared round-0 adapter every node starts from (local-only training starts there too)."""
+
+    @property
+    def coordinator(self) -> CoordinatorClient:
+        return self.net.coordinator
+
+    @property
+    def owner(self) -> LocalAccount:
+        return self.net.owner
+
+    @property
+    def store(self) -> ContentStore:
+        return self.net.store
+
+    @property
+    def daemons(self) -> list[Daemon]:
+        """The nodes, in node order: the engine that runs every round."""
+        return self.net.daemons
+
+    @property
+    def participants(self) -> list[Participant]:
+        """Each daemon's train/review helper (read-only view: the daemons do the stepping)."""
+        return [d.participant for d in self.net.daemons]
 
 
 def _node_data(config: FederationConfig) -> tuple[list[NodeData | list[str]], list[str]]:
@@ -308,15 +336,16 @@ def _node_data(config: FederationConfig) -> tuple[list[NodeData | list[str]], li
 
 
 def setup_federation(config: FederationConfig) -> Federation:
-    """Build model, chain, contract, store and nodes; register every node with its stake and VRF key;
-    pin and register the round-0 adapter."""
+    """Build model, chain, contract, store and the nodes' daemons; every daemon registers with its stake and
+    VRF key; pin and register the round-0 adapter."""
     resolve_device(config.device)  # device = "cuda" without a GPU: one error before anything is built
     node_data, domains = _node_data(config)  # read and validated before anything is built, trained or pinned
     owner_model = Path(config.model_dir) if config.model_dir else ensure_reference_model(
         pretrain_steps=config.reference_pretrain_steps, show_progress=config.show_progress)
-    store = ContentStore(Path(config.work_dir) / "ipfs")
+    work_dir = Path(config.work_dir)
+    store = ContentStore(work_dir / "ipfs")
     # The owner publishes the base model once; the nodes load it by CID, which the round-0 manifest names.
-    base = publish_and_load(owner_model, store, Path(config.work_dir) / "models", show_progress=config.show_progress)
+    base = publish_and_load(owner_model, store, work_dir / "models", show_progress=config.show_progress)
     model_dir = base.path
     w3 = in_process_chain()
     owner = Account.from_key(keccak(text="flare-chain demo owner"))
@@ -341,31 +370,38 @@ def setup_federation(config: FederationConfig) -> Federation:
     train = spec.lora
     coordinator.set_federation_spec(owner, cid_to_bytes(pin_spec(store, spec)))
 
-    participants: list[Participant] = []
-    for i, account in enumerate(accounts):
-        params = train.model_copy(update={"seed": train.seed + i})
-        powersgd = config.compression.powersgd_config()
-        node = Participant(
-            f"node-{i + 1}", account, node_data[i], model_dir=model_dir, params=params,
-            coordinator=coordinator, store=store, show_progress=config.show_progress,
-            compressor=PowerSGDCompressor(powersgd) if powersgd is not None else None, spec=spec,
-            base_model_cid=base.cid, device=config.device, attack=config.attack_of(i),
-        )
-        node.register(config.stake_of(i))
-        participants.append(node)
-    domain_of = {p.address: d for p, d in zip(participants, domains, strict=False)}
+    # Each demo run is a fresh chain; node state bound to an earlier run's chain would (rightly) be refused.
+    nodes_dir = work_dir / "nodes"
+    if nodes_dir.exists():
+        log.info("clearing %s: the node state of an earlier demo chain", nodes_dir)
+        shutil.rmtree(nodes_dir)
+    net = Net(w3=w3, coordinator=coordinator, owner=owner, accounts=accounts, store=store, model_dir=model_dir,
+              params=train, texts=node_data, root=nodes_dir, base_cid=base.cid,
+              local_models=dict.fromkeys(range(config.nodes), model_dir), spec=spec,
+              names=[f"node-{i + 1}" for i in range(config.nodes)],
+              settings={i: _daemon_settings(config, spec, i) for i in range(config.nodes)})
+    net.daemons = [make_daemon(net, i) for i in range(config.nodes)]
+    register_all(net)
+    domain_of = {d.address: name for d, name in zip(net.daemons, domains, strict=False)}
 
     start = initial_adapter(model_dir, train, seed=config.adapter_seed)
     start_cid = pin_global_bundle(store, start, initial_global_manifest(model_dir, train, start,
                                                                         probe_cid=probe_cid, base_model_cid=base.cid),
                                   model_dir, train)
     coordinator.initialize_global_adapter(owner, cid_to_bytes(start_cid))
-    union = TokenExamples.cat([p.val_windows for p in participants])
+    union = TokenExamples.cat([d.participant.val_windows for d in net.daemons])
     base_loss = evaluate_loss(model_dir, None, union, train, device=config.device)
     log.info("round 0 global adapter %s; base model held-out loss %.4f", start_cid, base_loss)
-    return Federation(config=config, coordinator=coordinator, owner=owner, participants=participants,
-                      domain_of=domain_of, store=store, model_dir=model_dir, union_val=union, base_loss=base_loss,
-                      spec=spec, node_data=node_data, start_adapter=start)
+    return Federation(config=config, net=net, domain_of=domain_of, model_dir=model_dir, union_val=union,
+                      base_loss=base_loss, spec=spec, node_data=node_data, start_adapter=start)
+
+
+def _daemon_settings(config: FederationConfig, spec: FederationSpec, index: int) -> DaemonSettings:
+    """Node ``index``'s daemon settings: what a node operator's TOML would say for this demo node."""
+    return DaemonSettings(poll_interval_s=0.0, backoff_s=0.0, stake_wei=config.stake_of(index),
+                          vote_tolerance=spec.committee.vote_tolerance, show_progress=config.show_progress,
+                          compression=config.compression.powersgd_config(), device=config.device,
+                          attack=config.attack_of(index))
 
 
 def local_only_losses(fed: Federation, rounds: int) -> dict[str, float]:
@@ -402,136 +438,101 @@ def run_federation(
         if on_round is not None:
             on_round(report)
     alone = local_only_losses(fed, config.rounds) if config.local_only else {}
+    for daemon in fed.daemons:  # the state files stay on disk for `flare-chain node status`
+        daemon.state.close()
     return FederationReport(chain_id=fed.coordinator.w3.eth.chain_id, contract=fed.coordinator.address,
                             model_dir=fed.model_dir, base_loss=fed.base_loss, rounds=reports, local_only=alone)
 
 
-def _mine_until_next_block_is(w3: Web3, block: int) -> None:
-    """Mine empty blocks until a transaction sent now would land in ``block`` or later."""
-    advance_blocks(w3, max(0, block - 1 - int(w3.eth.block_number)))
-
-
 def run_round(fed: Federation) -> RoundReport:
-    """One round: open, train and submit, draw and claim seats, propose in rank order, vote, close.
+    """One round: the owner opens it, the nodes' daemons run it, and the report is read back.
 
-    Every node draws its VRF seat after the submission deadline and the
-    selected ones claim with their proofs (verified on-chain). After the claim
-    deadline the members take their proposing turns lowest leader score first: the
-    leader, then, if it stays silent for ``leader_blocks``, the next-ranked, and
-    so on. Seated members review and vote; a rejected proposal passes the round
-    to the next ranks (at most ``PROPOSER_RANKS`` proposals). A round that
-    cannot commit (too few seats, no proposal, every proposal rejected, timeout)
-    fails and the previous global adapter stays.
+    The daemons are stepped by :func:`flare_chain.node.localnet.drive` (the
+    same loop the daemon tests and ``bench_round`` use): each trains, pins and
+    submits, draws its VRF seat after the submission deadline and claims it if
+    selected, proposes when its rank's turn comes (a silent or rejected
+    proposal passes to the next rank), reviews and votes, and pulls the
+    outcome, recording every step in its state file. A round that can no
+    longer commit (too few seats, no proposal, every proposal rejected,
+    timeout) is finalized by the owner and fails; the previous global adapter
+    stays. The report comes from the chain and the daemons' state files.
     """
-    config, coordinator, owner, participants = fed.config, fed.coordinator, fed.owner, fed.participants
-    w3 = coordinator.w3
+    config, coordinator = fed.config, fed.coordinator
     began = time.perf_counter()
-    round_id, opened = coordinator.open_round(owner, config.submission_blocks, config.claim_blocks,
+    round_id, opened = coordinator.open_round(fed.owner, config.submission_blocks, config.claim_blocks,
                                               config.proposal_blocks, config.voting_blocks,
                                               expected_committee_size=config.expected_committee_size)
-    gas = opened.gas_used
     info = coordinator.round_info(round_id)
-    schedule = RoundSchedule.for_round(info, coordinator)
     log.info("round %d opened: submissions until block %d, seat claims until %d (k=%d)", round_id,
              info.submission_deadline, info.claim_deadline, config.expected_committee_size)
+    drive(fed.net, round_id, max_passes=_MAX_PASSES, finalize_stuck=True)
+    return _round_report(fed, round_id, first_block=opened.block_number, seconds=time.perf_counter() - began)
 
-    records = {}
-    for p in participants:
-        previous = p.pull_global()
-        records[p.address] = p.train_and_submit(round_id, previous)
-        gas += records[p.address].tx.gas_used
-    previous = participants[0].pull_global()
 
-    _mine_until_next_block_is(w3, info.submission_deadline + 1)
-    draws = {}
-    for p in participants:
-        draws[p.address] = p.draw_seat(round_id)
-        claimed = p.claim_seat(round_id, draws[p.address])
-        gas += claimed.gas_used if claimed else 0
-    _mine_until_next_block_is(w3, schedule.proposer_turn(0))
-    order = coordinator.proposer_order(round_id)
-    log.info("round %d committee: %d seats of %d nodes, leader %s", round_id, len(order), len(participants),
-             order[0] if order else "(none)")
+_MAX_PASSES = 2_000
+"""Driver passes a demo round may take: one per mined block at worst, and the windows are bounded."""
 
-    by_address = {p.address: p for p in participants}
-    aggregate = None
-    rejected: list[Rejection] = []
-    votes: dict[str, bool] = {}
-    # One pass per proposal attempt: a rejected proposal reopens the round for the next ranks
-    # (the contract's fallback), with the attempt's own turns and deadlines in round_info.
-    while True:
-        info = coordinator.round_info(round_id)
-        if info.status != RoundStatus.OPEN or info.committee_weight < schedule.min_committee_size:
-            break
-        schedule = RoundSchedule.for_round(info, coordinator)
-        proposed_now = False
-        for rank in range(schedule.first_rank, schedule.first_rank + schedule.turns_in_window()):
-            if rank >= len(order):
-                break
-            address = order[rank]
-            turn = schedule.proposer_turn(rank)
-            _mine_until_next_block_is(w3, turn)
-            try:
-                proposed = by_address[address].propose_if_turn(round_id, previous)
-            except ChainError as exc:  # e.g. nothing passed the gates: the next member may see it the same way
-                log.warning("round %d %s could not propose: %s", round_id, by_address[address].name, exc)
-                continue
-            if proposed is not None:
-                aggregate, rejected, tx = proposed
-                gas += tx.gas_used
-                proposed_now = True
-                break
-            log.info("round %d %s (rank %d) did not propose in its turn", round_id, by_address[address].name, rank)
-        if not proposed_now:
-            break
-        votes = {}
-        for address in order:
-            if coordinator.round_info(round_id).status != RoundStatus.PROPOSED:
-                break
-            review = by_address[address].vote_if_member(round_id, previous,
-                                                         tolerance=fed.spec.committee.vote_tolerance)
-            if review is not None:
-                votes[address] = review.approve
-                gas += review.tx.gas_used if review.tx else 0
-        if coordinator.round_info(round_id).status == RoundStatus.OPEN:
-            log.info("round %d: the committee rejected the proposal; the next rank may propose", round_id)
 
+def _round_report(fed: Federation, round_id: int, *, first_block: int, seconds: float) -> RoundReport:
+    """What round ``round_id`` did, from the chain and the daemons' state files (nothing recomputed)."""
+    coordinator, daemons = fed.coordinator, fed.daemons
     final = coordinator.round_info(round_id)
-    if not final.status.is_final:
-        closes = schedule.finalizable_from(final.status, final.committee_weight)
-        assert closes is not None  # not final, so OPEN or PROPOSED
-        _mine_until_next_block_is(w3, closes)
-        gas += coordinator.finalize_round(owner, round_id).gas_used
-        final = coordinator.round_info(round_id)
     outcome = coordinator.round_outcome(round_id)
-    proposal = coordinator.proposal(round_id)
-    committed = cid_from_bytes(coordinator.global_adapter_cid())
-    current = fetch_global_bundle(fed.store, committed)
+    proposals = coordinator.proposals(round_id)
+    proposal = proposals[-1] if proposals else None
+    order = coordinator.proposer_order(round_id)
     ranks = {address: rank for rank, address in enumerate(order)}
-    nodes = [
-        NodeRoundReport(
-            name=p.name, address=p.address, domain=fed.domain_of[p.address],
-            sample_count=records[p.address].sample_count, loss_before=records[p.address].loss_before,
-            loss_local=records[p.address].loss_local, loss_after=p.evaluate(current.tensors),
-            vote=votes.get(p.address), gas_used=records[p.address].tx.gas_used,
-            vrf_output=draws[p.address].output, seated=p.address in ranks, rank=ranks.get(p.address),
-            compression=records[p.address].compression,
-        )
-        for p in participants
-    ]
+    name_of = {d.address: d.name for d in daemons}
+    last_vote = attempt_step("vote", len(proposals) - 1) if proposals else None
+    nodes = [_node_report(fed, d, round_id, ranks, last_vote) for d in daemons]
     # The union's mean token loss is the mean of the nodes' own weighted by the tokens each one scores
-    # (windows all count seq_len - 1; instruction examples only their answers): one pass instead of two.
-    scored = [p.val_windows.label_count for p in participants]
+    # (windows all count seq_len - 1; instruction examples only their answers).
+    scored = [d.participant.val_windows.label_count for d in daemons]
     global_loss = sum(n.loss_after * w for n, w in zip(nodes, scored, strict=True)) / sum(scored)
+    rejected = 0
+    if proposal is not None:
+        proposer = next(d for d in daemons if d.address == proposal.proposer)
+        made = proposer.state.get(round_id, attempt_step("propose", len(proposals) - 1))
+        rejected = int(made.detail.get("rejected", 0)) if made is not None else 0
+    w3 = coordinator.w3
+    gas = sum(int(w3.eth.get_block(b)["gasUsed"]) for b in range(first_block, int(w3.eth.block_number) + 1))
+    committed = final.status == RoundStatus.COMMITTED
     return RoundReport(
         round_id=round_id, status=final.status, submissions=final.submission_count,
-        accepted=len(aggregate.accepted) if aggregate else 0, rejected=len(rejected),
-        committed_cid=committed if final.status == RoundStatus.COMMITTED else None,
+        accepted=proposal.accepted_count if proposal is not None else 0, rejected=rejected,
+        committed_cid=cid_from_bytes(coordinator.global_adapter_cid()) if committed else None,
         approvals=final.approvals, committee_size=final.committee_size, committee_weight=final.committee_weight,
-        gas_used=gas,
-        global_loss=global_loss, seconds=time.perf_counter() - began, nodes=nodes,
-        leader=by_address[order[0]].name if order else None,
-        proposer=by_address[proposal.proposer].name if proposal else None,
-        proposer_rank=proposal.rank if proposal else None,
+        gas_used=gas, global_loss=global_loss, seconds=seconds, nodes=nodes,
+        leader=name_of.get(order[0]) if order else None,
+        proposer=name_of.get(proposal.proposer) if proposal is not None else None,
+        proposer_rank=proposal.rank if proposal is not None else None,
         failure_reason=outcome.failure_reason if outcome else None,
+    )
+
+
+def _node_report(fed: Federation, daemon: Daemon, round_id: int, ranks: dict[str, int],
+                 vote_step: str | None) -> NodeRoundReport:
+    """One node's row, from its state file: its training record, submission receipt, draw, vote and pull."""
+    state = daemon.state
+
+    def detail(step: str | None) -> dict[str, Any]:
+        rec = state.get(round_id, step) if step is not None else None
+        return rec.detail if rec is not None else {}
+
+    train, pull = detail("train"), detail("pull")
+    vote = state.get(round_id, vote_step) if vote_step is not None else None
+    loss_before = float(train.get("val_loss_before", math.nan))
+    # A failed round keeps the global adapter this round's training started from: its loss is loss_before.
+    loss_after = float(pull.get("held_out_loss", loss_before))
+    output = detail("claim").get("output")
+    return NodeRoundReport(
+        name=daemon.name, address=daemon.address, domain=fed.domain_of[daemon.address],
+        sample_count=int(train.get("sample_count", 0)), loss_before=loss_before,
+        loss_local=float(train.get("val_loss_after", math.nan)), loss_after=loss_after,
+        vote=bool(vote.detail["approve"]) if vote is not None and vote.status == StepStatus.DONE
+        and "approve" in vote.detail else None,
+        gas_used=int(detail("submit").get("gas_used", 0)),
+        vrf_output=bytes.fromhex(output) if output else b"",
+        seated=daemon.address in ranks, rank=ranks.get(daemon.address),
+        compression={k: float(v) for k, v in train.items() if k.startswith("powersgd_")},
     )

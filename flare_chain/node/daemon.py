@@ -68,7 +68,11 @@ from flare_chain.progress import Progress, progress
 from flare_chain.protocol import Phase, RoundSchedule, accepted_root
 
 if TYPE_CHECKING:
+    import torch
+
+    from flare_chain.committee.aggregate import AggregateResult, Rejection
     from flare_chain.ipfs.content import PinningStore
+    from flare_chain.lora.files import Manifest
     from flare_chain.lora.params import LoraTrainParams
     from flare_chain.protocol.spec import FederationSpec
 
@@ -593,7 +597,7 @@ class Daemon:
             metrics={**{k: float(v) for k, v in result.metrics.items() if k != "seconds"}, **dp_metrics},
             round=round_id, node=self.address,
         )
-        files, compression = self._encode_update(round_id, delta, manifest)
+        files, compression = self.encode_update(round_id, delta, manifest)
         folder.mkdir(parents=True, exist_ok=True)
         for stale in (DELTA_FILE, COMPRESSED_DELTA_FILE):  # a bundle from before a restart with other settings
             if stale not in files:
@@ -615,8 +619,10 @@ class Daemon:
                  f"bytes (fp32 {compression['powersgd_fp32_bytes']:.0f}), error {compression['powersgd_rel_error']:.3f}")
         self._tick_bar("train")
 
-    def _encode_update(self, round_id: int, delta: Any, manifest: Any) -> tuple[dict[str, bytes], dict[str, float]]:
-        """The bundle files for this round's delta; compressed from the committed residual when enabled.
+    def encode_update(self, round_id: int, delta: dict[str, torch.Tensor],
+                      manifest: Manifest) -> tuple[dict[str, bytes], dict[str, float]]:
+        """The bundle files for this round's delta (name → bytes) and the compression metrics to record;
+        compressed from the committed residual when enabled.
 
         The compressor's next state is saved as pending for this round before
         any bundle file is written, and committed only once the chain holds the
@@ -676,7 +682,8 @@ class Daemon:
                     log.debug("round %d %s: claim seed not known before block %d", round_id, self.name, deadline)
                     return
                 draw = self.coordinator.draw_seat(self.account, round_id)
-                if not draw.selected:
+                if not draw.selected:  # the output stays on record: status and the demo's table show every draw
+                    self.state.record_intent(round_id, "claim", {"output": draw.output.hex()})
                     self._skip(round_id, "claim", f"not selected (VRF output {draw.output.hex()[:12]}… "
                                "draws seat weight 0)")
                     return
@@ -707,17 +714,13 @@ class Daemon:
                 previous = self._previous(round_id)
                 self.state.record_intent(round_id, step, {"rank": rank})
                 began = time.perf_counter()
-                accepted, rejected = self.participant.gate_submissions(
-                    round_id, self.coordinator.submissions(round_id), previous)
-                for r in rejected:
-                    log.warning("round %d %s: left out %s's update %s: %s", round_id, self.name, r.node, r.cid,
-                                r.reason)
-                if not accepted:
-                    self._skip(round_id, step, f"no submission passed the gates ({len(rejected)} rejected)")
+                made = self.build_proposal(round_id, previous)
+                if isinstance(made, str):
+                    self._skip(round_id, step, made)
                     return
-                aggregate = self.participant.aggregate(round_id, previous, accepted)
+                aggregate, rejected = made
                 self.state.record_intent(round_id, step, {
-                    "cid": aggregate.cid, "accepted": len(accepted), "rejected": len(rejected),
+                    "cid": aggregate.cid, "accepted": len(aggregate.accepted), "rejected": len(rejected),
                     "aggregate_seconds": time.perf_counter() - began})
                 data = self.coordinator.contract.encode_abi("proposeAggregate", args=[
                     round_id, cid_to_bytes(aggregate.cid), accepted_root(aggregate.accepted),
@@ -734,6 +737,20 @@ class Daemon:
             self._tick_bar("propose")
 
         self._guarded(round_id, step, propose)
+
+    def build_proposal(self, round_id: int, previous: GlobalAdapter) -> tuple[AggregateResult, list[Rejection]] | str:
+        """What this member proposes in its turn: the aggregate (pinned) of every update that passed the gates,
+        and the rejections; or why it proposes nothing (a string, recorded as the step's skip reason).
+
+        The one place a proposal is made, so an adversarial node in the tests is a subclass overriding this.
+        """
+        accepted, rejected = self.participant.gate_submissions(
+            round_id, self.coordinator.submissions(round_id), previous)
+        for r in rejected:
+            log.warning("round %d %s: left out %s's update %s: %s", round_id, self.name, r.node, r.cid, r.reason)
+        if not accepted:
+            return f"no submission passed the gates ({len(rejected)} rejected)"
+        return self.participant.aggregate(round_id, previous, accepted), rejected
 
     def _vote(self, round_id: int, attempt: int, step: str) -> None:
         def voted_on_chain() -> bool:

@@ -2,11 +2,13 @@
 
 A ``Participant`` composes the pure parts (training, aggregation, gates, VRF)
 with the I/O it is handed (a coordinator client, a content store). It holds no
-global state, so the in-process demo runs several side by side and the daemon
-runs one per process. Each committee step is its own method with at most one
-transaction, so a daemon can call them one at a time as blocks arrive:
-``claim_seat`` in the claim window, ``propose_if_turn`` after it, ``vote_if_member``
-once a proposal is on-chain.
+global state. The node engine, :class:`~flare_chain.node.daemon.Daemon` (run by
+``flare-chain node run`` and, in process, by the demo), builds one per node and
+uses its helpers: ``release``/``crafted``/the base and target checks when it
+trains, ``gate_submissions``/``aggregate`` when it proposes, ``review`` when it
+votes, ``evaluate`` when it pulls. The one-transaction stepping methods
+(``train_and_submit``, ``claim_seat``, ``propose_if_turn``, ``vote_if_member``)
+drive a single node by hand in unit tests; no round engine calls them.
 """
 
 from __future__ import annotations

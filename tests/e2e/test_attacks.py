@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from flare_chain.chain import RoundStatus
-from flare_chain.committee.aggregate import build_aggregate, check_submissions
+from flare_chain.committee.aggregate import check_submissions
 from flare_chain.federation import Federation, FederationConfig, run_round, setup_federation
 from flare_chain.ipfs import cid_to_bytes
 from flare_chain.lora.files import Manifest, tensor_shapes
-from flare_chain.node.bundles import GlobalAdapter, pin_update_bundle, with_accepted_list
-from flare_chain.node.participant import Participant, SubmissionRecord
+from flare_chain.node.bundles import pin_update_bundle, with_accepted_list
+from flare_chain.node.daemon import Daemon
+from flare_chain.node.localnet import restart_as
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -27,49 +29,36 @@ def fed(tmp_path: Path, tiny_model_dir: Path, tiny_train_params) -> Federation:
                                              show_progress=False))
 
 
-def _swap(fed: Federation, index: int, cls: type[Participant]) -> Participant:
-    honest = fed.participants[index]
-    node = cls(honest.name, honest.account, honest._texts, model_dir=honest.model_dir, params=honest.params,
-               coordinator=honest.coordinator, store=honest.store, show_progress=False)
-    fed.participants[index] = node
-    return node
+def _swap(fed: Federation, index: int, cls: type[Daemon]) -> Daemon:
+    """Restart node ``index`` running ``cls``: an operator running modified node code."""
+    return restart_as(fed.net, index, cls)
 
 
-def _swap_all(fed: Federation, cls: type[Participant]) -> None:
+def _swap_all(fed: Federation, cls: type[Daemon]) -> None:
     """Give every node ``cls``'s proposing code: whoever sortition makes leader misbehaves.
 
     The leader is only known once seats are claimed, inside the round; the
-    classes below change ``propose`` alone, so every member still reviews honestly.
+    classes below change ``build_proposal`` alone, so every member still reviews honestly.
     """
-    for i in range(len(fed.participants)):
+    for i in range(len(fed.daemons)):
         _swap(fed, i, cls)
 
 
-class ManifestLiar(Participant):
-    """Pins a NaN delta behind a manifest that claims finite, and submits it."""
+class ManifestLiar(Daemon):
+    """Pins a NaN delta behind a manifest that claims finite and 10,000 samples, and submits it."""
 
-    def train_and_submit(self, round_id: int, global_adapter: GlobalAdapter) -> SubmissionRecord:
-        delta = {k: torch.full_like(v, float("nan")) for k, v in global_adapter.tensors.items()}
-        manifest = global_adapter.manifest.model_copy(update={
-            "kind": "delta", "round": round_id, "node": self.address, "sample_count": 10_000,
-            "shapes": tensor_shapes(delta)})
-        cid, digest = pin_update_bundle_unchecked(self.store, delta, manifest)
-        tx = self.coordinator.submit_update(self.account, round_id, cid_to_bytes(cid), 10_000, digest)
-        return SubmissionRecord(round_id, cid, 10_000, float("nan"), float("nan"), 0.0, tx)
+    def encode_update(self, round_id: int, delta, manifest: Manifest):
+        nan = {k: torch.full_like(v, float("nan")) for k, v in delta.items()}
+        lie = manifest.model_copy(update={"sample_count": 10_000, "shapes": tensor_shapes(nan)})
+        return unchecked_bundle_files(nan, lie), {}
 
 
-def pin_update_bundle_unchecked(store, delta, manifest: Manifest):
+def unchecked_bundle_files(delta, manifest: Manifest) -> dict[str, bytes]:
     """Bypass encode-time checks the way an attacker's own code would."""
-    import hashlib
-    import tempfile
-
     from safetensors.torch import save
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "delta.safetensors").write_bytes(save({k: v.contiguous() for k, v in delta.items()}))
-        (folder / "manifest.json").write_bytes(manifest.to_bytes())
-        return store.add_directory(folder, cid_version=1), hashlib.sha256(manifest.to_bytes()).digest()
+    return {"delta.safetensors": save({k: v.contiguous() for k, v in delta.items()}),
+            "manifest.json": manifest.to_bytes()}
 
 
 def test_nan_update_is_left_out_and_the_round_still_commits(fed: Federation) -> None:
@@ -100,17 +89,14 @@ def test_manifest_hash_mismatch_is_rejected_by_gating(fed: Federation) -> None:
     assert len(rejected) == 1 and "manifest" in rejected[0].reason and "chain records" in rejected[0].reason
 
 
-class ExcludingLeader(Participant):
+class ExcludingLeader(Daemon):
     """Leaves the highest-address honest update out of its proposal."""
 
-    def propose(self, round_id, previous):
-        submissions = self.coordinator.submissions(round_id)
-        accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
+    def build_proposal(self, round_id, previous):
+        accepted, rejected = self.participant.gate_submissions(round_id, self.coordinator.submissions(round_id),
+                                                               previous)
         kept = sorted(accepted, key=lambda u: u.submission.node.lower())[:-1]
-        aggregate = build_aggregate(self.store, round_id, previous, kept, self.model_dir, self.params,
-                                    max_sample_count=self.coordinator.max_sample_count())
-        tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(aggregate.cid), aggregate.accepted)
-        return aggregate, rejected, tx
+        return self.participant.aggregate(round_id, previous, kept), rejected
 
 
 def test_leader_excluding_an_honest_update_is_voted_down_and_previous_adapter_stays(fed: Federation) -> None:
@@ -121,27 +107,25 @@ def test_leader_excluding_an_honest_update_is_voted_down_and_previous_adapter_st
     # every member excludes the same way, so each rank's proposal is voted down in turn (the fallback)
     proposals = fed.coordinator.proposals(report.round_id)
     assert [p.rank for p in proposals] == [0, 1, 2] and proposals[0].proposer == fed.coordinator.leader(report.round_id)
-    assert all(len(p.accepted) == 2 for p in proposals)
+    assert all(p.accepted_count == 2 for p in proposals)  # the chain keeps the count and root; the list is in IPFS
     assert report.status == RoundStatus.FAILED
     assert report.committed_cid is None
     assert fed.coordinator.global_adapter_cid() == before
     assert any(n.vote is False for n in report.nodes)
 
 
-class ForgingLeader(Participant):
+class ForgingLeader(Daemon):
     """Proposes the right accepted set but an adapter it scaled by 10."""
 
-    def propose(self, round_id, previous):
-        submissions = self.coordinator.submissions(round_id)
-        accepted, rejected = check_submissions(self.store, round_id, submissions, previous)
-        honest = build_aggregate(self.store, round_id, previous, accepted, self.model_dir, self.params, pin=False,
-                                 max_sample_count=self.coordinator.max_sample_count())
+    def build_proposal(self, round_id, previous):
+        accepted, rejected = self.participant.gate_submissions(round_id, self.coordinator.submissions(round_id),
+                                                               previous)
+        honest = self.participant.aggregate(round_id, previous, accepted, pin=False)
         from flare_chain.node.bundles import pin_global_bundle
 
         forged = {k: v * 10 for k, v in honest.adapter.items()}
         cid = pin_global_bundle(self.store, forged, honest.manifest, self.model_dir, self.params)
-        tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(cid), honest.accepted)
-        return honest, rejected, tx
+        return dataclasses.replace(honest, cid=cid, adapter=forged), rejected
 
 
 def test_forged_aggregate_is_not_reproduced_and_round_fails(fed: Federation) -> None:

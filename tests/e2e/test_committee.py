@@ -7,16 +7,17 @@ probability for any seed, not only for the one the chain happens to produce.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from flare_chain.chain import FailureReason, RoundStatus, SeatDraw, TxResult, advance_blocks
+from flare_chain.chain import FailureReason, RoundStatus, advance_blocks
 from flare_chain.errors import ChainError, IntegrityError
 from flare_chain.federation import Federation, FederationConfig, run_round, setup_federation
-from flare_chain.ipfs import cid_to_bytes
 from flare_chain.node.bundles import GlobalAdapter, with_accepted_list
-from flare_chain.node.participant import Participant
+from flare_chain.node.daemon import Daemon
+from flare_chain.node.localnet import restart_as
 
 pytestmark = [pytest.mark.e2e]
 
@@ -28,20 +29,13 @@ def _fed(tmp_path: Path, model_dir: Path, params, **settings: object) -> Federat
                                              train=params, show_progress=False, **settings))
 
 
-class SilentLeader(Participant):
+class SilentLeader(Daemon):
     """Never proposes while it is the leader; behaves honestly in every other part of the round."""
 
-    def propose_if_turn(self, round_id: int, previous: GlobalAdapter):
+    def build_proposal(self, round_id: int, previous: GlobalAdapter):
         if self.coordinator.leader(round_id) == self.address:
-            return None
-        return super().propose_if_turn(round_id, previous)
-
-
-class AbsentMember(Participant):
-    """Offline during the claim window: whatever its draw, it claims no seat."""
-
-    def claim_seat(self, round_id: int, draw: SeatDraw | None = None) -> TxResult | None:
-        return None
+            return "silent as leader (test)"
+        return super().build_proposal(round_id, previous)
 
 
 @pytest.mark.slow
@@ -50,10 +44,8 @@ def test_silent_leader_is_replaced_by_the_next_ranked_member_and_the_round_commi
     # Prepare: k=30 of 3 equal stakes (Poisson(10) weight each) seats everyone; every node would keep
     # silent as leader
     fed = _fed(tmp_path, tiny_model_dir, tiny_train_params, expected_committee_size=30)
-    for i, honest in enumerate(fed.participants):
-        fed.participants[i] = SilentLeader(honest.name, honest.account, honest._texts, model_dir=honest.model_dir,
-                                           params=honest.params, coordinator=honest.coordinator,
-                                           store=honest.store, show_progress=False)
+    for i in range(len(fed.daemons)):
+        restart_as(fed.net, i, SilentLeader)
     before = fed.coordinator.global_adapter_cid()
     # Execute
     report = run_round(fed)
@@ -77,10 +69,8 @@ def test_round_with_a_committee_below_the_minimum_fails_and_the_previous_adapter
     # probability above 1 - 10^-5 whatever the seed
     fed = _fed(tmp_path, tiny_model_dir, tiny_train_params, stakes_wei=(WHALE, MINNOW, MINNOW),
                expected_committee_size=2, min_committee_size=2)
-    whale = fed.participants[0]
-    fed.participants[0] = AbsentMember(whale.name, whale.account, whale._texts, model_dir=whale.model_dir,
-                                       params=whale.params, coordinator=whale.coordinator, store=whale.store,
-                                       show_progress=False, spec=fed.spec)
+    # offline for the claim window: its operator runs it with participate = false (trains and submits only)
+    restart_as(fed.net, 0, settings=dataclasses.replace(fed.daemons[0].settings, participate=False))
     before = fed.coordinator.global_adapter_cid()
     # Execute
     report = run_round(fed)
@@ -130,17 +120,15 @@ def test_unselected_node_cannot_claim_a_seat_and_non_members_cannot_vote(
 
 
 
-class ListLiar(Participant):
+class ListLiar(Daemon):
     """As leader, proposes the honest aggregate's CID with the root of a shorter list than its manifest holds."""
 
-    def propose(self, round_id: int, previous: GlobalAdapter):
-        if self.coordinator.leader(round_id) != self.address:
-            return super().propose(round_id, previous)
-        accepted, rejected = self.gate_submissions(round_id, self.coordinator.submissions(round_id), previous)
-        aggregate = self.aggregate(round_id, previous, accepted)
-        tx = self.coordinator.propose_aggregate(self.account, round_id, cid_to_bytes(aggregate.cid),
-                                                aggregate.accepted[:-1])  # the chain's root names one node fewer
-        return aggregate, rejected, tx
+    def build_proposal(self, round_id: int, previous: GlobalAdapter):
+        made = super().build_proposal(round_id, previous)
+        if isinstance(made, str) or self.coordinator.leader(round_id) != self.address:
+            return made
+        aggregate, rejected = made
+        return dataclasses.replace(aggregate, accepted=aggregate.accepted[:-1]), rejected  # one node fewer on-chain
 
 
 @pytest.mark.slow
@@ -149,10 +137,8 @@ def test_a_proposal_whose_root_is_not_its_published_list_is_voted_down_and_the_n
     # The chain keeps only the accepted list's root; the list is in the aggregate's manifest. A leader whose root
     # and manifest disagree (here: an honest aggregate, a root leaving one node out) must not get a commit.
     fed = _fed(tmp_path, tiny_model_dir, tiny_train_params, expected_committee_size=30)
-    for i, honest in enumerate(fed.participants):
-        fed.participants[i] = ListLiar(honest.name, honest.account, honest._texts, model_dir=honest.model_dir,
-                                       params=honest.params, coordinator=honest.coordinator,
-                                       store=honest.store, show_progress=False)
+    for i in range(len(fed.daemons)):
+        restart_as(fed.net, i, ListLiar)
     report = run_round(fed)
     c = fed.coordinator
     proposals = c.proposals(report.round_id)

@@ -99,7 +99,7 @@ def test_a_local_dp_federation_commits_noised_updates(tmp_path: Path, tiny_model
     config = FederationConfig(nodes=3, rounds=1, work_dir=tmp_path, model_dir=tiny_model_dir, spec=spec,
                               expected_committee_size=20, min_committee_size=2, show_progress=False)
     fed = setup_federation(config)
-    assert all(p.compressor is None for p in fed.participants)  # noise is full-rank: updates go dense
+    assert all(d.residuals is None for d in fed.daemons)  # noise is full-rank: updates go dense
     report = run_round(fed)
     assert report.status == RoundStatus.COMMITTED and report.accepted == 3
     for sub in fed.coordinator.submissions(1):
