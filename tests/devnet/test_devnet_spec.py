@@ -11,7 +11,8 @@ Then one start per remaining robust aggregator, each under its shipped example (
 ``devnet-trimmed-mean.toml``, ``devnet-multi-krum.toml``). No bundle or manifest records which aggregator built
 a round, so the evidence is the audit's rebuild: it re-aggregates every committed round with the spec's
 aggregator and passes only if that yields the committed CID. Each example's parameters make its aggregate differ
-from FedAvg's on 4 nodes (checked: nodes forced to FedAvg under the median spec commit rounds the audit fails).
+from FedAvg's on 4 nodes (checked for all three: nodes forced to FedAvg under the example commit both rounds,
+and the audit fails them).
 """
 
 from __future__ import annotations
