@@ -26,7 +26,11 @@ def _short(address: str) -> str:
 
 
 def render_text(report: AuditReport) -> str:
-    """The terminal summary: one row per round, then every finding that is not a pass."""
+    """The terminal summary: the spec the rounds were held to, one row per round, every finding not a pass.
+
+    The spec line comes first because every verdict below is relative to it: an operator reading
+    "every check passed" must see which aggregator (and its parameters) the rounds were rebuilt with.
+    """
     rows = [
         [r.round_id, r.status, len(r.submitters), len(r.accepted), len(r.committee), f"{r.approvals}/{r.needed}",
          f"{r.gas_used:,}", r.result.upper()]
@@ -35,6 +39,9 @@ def render_text(report: AuditReport) -> str:
     parts = [render_table(["round", "status", "submitted", "accepted", "seats", "approvals", "gas", "audit"], rows,
                           title=f"audit of {report.address} on chain {report.chain_id}, "
                                 f"blocks {report.from_block}..{report.to_block}")]
+    spec_lines = [f"federation {f.detail}" if f.detail.startswith("spec ") else f.detail
+                  for f in report.findings if f.check == "federation-spec" and f.status == PASS]
+    parts[:0] = spec_lines  # a failed or unverifiable spec is listed with the other findings below
     bad = [f for f in report.findings if f.status != PASS]
     counts = {s: sum(1 for f in report.findings if f.status == s) for s in (PASS, FAIL, UNVERIFIABLE)}
     parts.append(f"{counts[PASS]} check(s) passed, {counts[FAIL]} failed, {counts[UNVERIFIABLE]} unverifiable")

@@ -70,7 +70,7 @@ def bind_spec(
                            "or point the node at the federation it meant to join")
     spec = fetch_spec(store, cid)
     require_config_agrees(spec, cid, training=training, vote_tolerance=vote_tolerance)
-    log.info("following federation spec %s (%s; aggregator %s)", cid, spec.name, spec.aggregator.name)
+    log.info("following federation spec %s (%s; aggregator %s)", cid, spec.name, spec.aggregator.describe())
     return BoundSpec(spec, cid)
 
 

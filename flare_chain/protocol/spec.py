@@ -96,6 +96,23 @@ class AggregatorSpec(_Section):
         "exact_lora: how much worse (share of its squared norm) a proposal may approximate the exact mean than "
         "a member's own rebuild; covers other CPUs' SVD rounding, about a 1e-3 relative change of B·A"))
 
+    def describe(self) -> str:
+        """The aggregator with the parameters it runs with, e.g. ``median`` or ``trimmed_mean (trim_fraction 0.25)``.
+
+        Only the named aggregator's own parameters are listed: the others sit in every spec with their
+        defaults and change nothing, so printing them would make an operator compare numbers that do not matter.
+        """
+        own: dict[str, tuple[str, ...]] = {
+            "trimmed_mean": ("trim_fraction",),
+            "multi_krum": ("krum_byzantine", "krum_selected"),
+            "exact_lora": ("exact_residual_rank", "exact_tolerance"),
+        }
+        names = own.get(self.name, ())
+        if not names:
+            return self.name
+        values = ", ".join(f"{key} {getattr(self, key)}" for key in names)
+        return f"{self.name} ({values})"
+
     def build(self) -> Aggregator | ExactLoraAggregator:
         """The aggregator this section names, with its parameters."""
         from flare_chain.aggregation import CoordinateMedian, FedAvg, MultiKrum, TrimmedMean

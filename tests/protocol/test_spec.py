@@ -156,3 +156,16 @@ def test_naming_published_refuses_a_spec_naming_other_content(field: str, update
     spec = FederationSpec.build({"name": "x", **update}, source="s")
     with pytest.raises(ConfigError, match=rf"spec\.toml: {field} = .*, but this deployment publishes .*; set "):
         spec.naming_published(base_model_cid=BASE, probe_corpus_cid=PROBE, source="spec.toml")
+
+
+@pytest.mark.parametrize(("section", "described"), [
+    ({"name": "median", "trim_fraction": 0.3}, "median"),
+    ({"name": "trimmed_mean", "trim_fraction": 0.25}, "trimmed_mean (trim_fraction 0.25)"),
+    ({"name": "multi_krum", "krum_byzantine": 0, "krum_selected": 2},
+     "multi_krum (krum_byzantine 0, krum_selected 2)"),
+    ({"name": "exact_lora", "exact_residual_rank": 4, "exact_tolerance": 1e-4},
+     "exact_lora (exact_residual_rank 4, exact_tolerance 0.0001)"),
+])
+def test_the_aggregator_is_described_with_its_own_parameters_only(section: dict[str, object],
+                                                                  described: str) -> None:
+    assert FederationSpec.model_validate({"aggregator": section}).aggregator.describe() == described
