@@ -428,7 +428,7 @@ def test_a_claim_refused_as_early_is_retried_and_one_refused_as_late_is_given_up
 
     net = idle_net
     register_all(net)
-    round_id = open_round(net)
+    round_id = open_round(net, expected_committee_size=60)  # Poisson(30) each: both seated but for e^-30
     early, late = net.daemons
     info = net.coordinator.round_info(round_id)
     assert int(net.w3.eth.block_number) + 1 < info.submission_deadline
