@@ -191,7 +191,9 @@ def register_all(net: Net) -> None:
 def open_round(net: Net, *, expected_committee_size: int | None = None, **blocks: int) -> int:
     """Open the next round. eth-tester mines a block per transaction, so windows grow with the node count."""
     n = len(net.accounts)
-    k = expected_committee_size or min(5 * n, 1000)  # Poisson(5) weight each: seated but for e^-5
+    # Poisson(20) weight each: every node seated but for e^-20 (at Poisson(5), one draw in 150 was 0 and
+    # tests that need a given node's seat failed about once a suite run)
+    k = expected_committee_size or min(20 * n, 1000)
     scaled = {"submission_blocks": max(ROUND_BLOCKS["submission_blocks"], 2 * n + 4),
               "claim_blocks": min(max(ROUND_BLOCKS["claim_blocks"], min(n, 2 * k) + 4), sortition.MAX_CLAIM_BLOCKS),
               "voting_blocks": max(ROUND_BLOCKS["voting_blocks"], min(n, 2 * k) + 4)}
