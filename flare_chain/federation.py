@@ -54,7 +54,7 @@ from flare_chain.lora.examples import TokenExamples
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import reference_probe_texts
 from flare_chain.lora.reference import ensure_reference_model
-from flare_chain.lora.skills import SKILLS_TASK, node_skills, skills_node_data, skills_probe_texts
+from flare_chain.lora.skills import SKILLS_TASK, node_skills, skills_node_data, skills_probe_corpus
 from flare_chain.lora.train import train_lora
 from flare_chain.node.bundles import pin_global_bundle, pin_probe_corpus
 from flare_chain.node.config import CompressionSettings
@@ -363,7 +363,7 @@ def setup_federation(config: FederationConfig) -> Federation:
     # The public probe corpus samples the task the nodes learn; for the nodes' own data there is none here.
     probe_cid = None
     if config.probe_corpus and config.data_dir is None:
-        probe = skills_probe_texts(seed=config.task_seed) if config.task == SKILLS_TASK else \
+        probe = skills_probe_corpus(seed=config.task_seed) if config.task == SKILLS_TASK else \
             reference_probe_texts(domains=used)
         probe_cid = pin_probe_corpus(store, probe)
     spec = config.federation_spec(probe_corpus_cid=probe_cid, base_model_cid=base.cid)

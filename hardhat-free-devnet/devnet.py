@@ -313,14 +313,14 @@ def _pin_spec(spec: Any, spec_path: Path, ipfs_url: str, base_cid: str, node_con
     ``rounds drive --node-config`` pins the default probe corpus of that node's
     task, so its CID is known before the deployment and fixed in the spec.
     """
-    from flare_chain.cli.rounds import default_probe_texts
+    from flare_chain.cli.rounds import default_probe_corpus
     from flare_chain.ipfs import KuboClient
     from flare_chain.node.bundles import probe_corpus_cid
     from flare_chain.node.endpoint import EndpointStore
     from flare_chain.protocol.spec import pin_spec
 
     spec = spec.naming_published(base_model_cid=base_cid, probe_corpus_cid=probe_corpus_cid(
-        default_probe_texts(node_config)), source=f"--spec {spec_path}")
+        default_probe_corpus(node_config)), source=f"--spec {spec_path}")
     with KuboClient(ipfs_url) as client:
         return spec, pin_spec(EndpointStore(client), spec)
 

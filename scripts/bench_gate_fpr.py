@@ -44,7 +44,6 @@ from flare_chain.aggregation.anomaly import DirectionAnomalyGate
 from flare_chain.aggregation.gates import Gate, GateContext
 from flare_chain.aggregation.pipeline import GateSettings
 from flare_chain.aggregation.probe_loss import ProbeLossGate, spread_excess
-from flare_chain.lora.probe_corpus import probe_windows
 from flare_chain.lora.reference import ensure_reference_model
 
 SETTINGS = {
@@ -55,10 +54,8 @@ SETTINGS = {
 
 def judges(lab: bench_learning.Lab, global_adapter: dict[str, torch.Tensor], settings: GateSettings) -> list[Gate]:
     """Every statistical gate of ``settings`` (policy excluded), plus the direction gate under the old rule."""
-    windows = probe_windows(lab.probe_texts, bytes.fromhex(bench_learning._digest(global_adapter)),
-                            count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len,
-                            tokenizer=lab.tokenizer)
-    mi_windows = windows[: settings.probe_windows].to(lab.device)
+    windows = lab.round_probe(global_adapter, settings)
+    mi_windows = windows.input_ids[: settings.probe_windows].to(lab.device)
     gates = build_gates(settings, predictor=lambda a: lab.predict(a, mi_windows),
                         window_losses=lambda a: lab.window_losses(a, windows))
     old = DirectionAnomalyGate(settings.direction_threshold, min_candidates=settings.min_candidates, max_cosine=None)

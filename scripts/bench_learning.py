@@ -62,15 +62,15 @@ from flare_chain.errors import FlareError
 from flare_chain.lora._runtime import seeded
 from flare_chain.lora.adapter import adapter_tensors, initial_adapter, set_adapter_tensors, wrap_with_lora
 from flare_chain.lora.base import load_base_model
-from flare_chain.lora.datasets import NodeData, Record
+from flare_chain.lora.datasets import NodeData, Record, as_node_data
 from flare_chain.lora.domains import available_domains, domain_texts
 from flare_chain.lora.evaluate import mean_token_loss
 from flare_chain.lora.examples import TokenExamples, prepare_examples
 from flare_chain.lora.files import Manifest, encode_delta, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
-from flare_chain.lora.probe_corpus import probe_windows, reference_probe_texts
+from flare_chain.lora.probe_corpus import probe_example_len, probe_windows, reference_probe_texts
 from flare_chain.lora.reference import ensure_reference_model
-from flare_chain.lora.skills import SKILLS_SEQ_LEN, SKILLS_TASK, skills_node_data, skills_probe_texts
+from flare_chain.lora.skills import SKILLS_SEQ_LEN, SKILLS_TASK, skills_node_data, skills_probe_corpus
 from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.progress import progress
 
@@ -134,7 +134,7 @@ class Lab:
         self.model = wrap_with_lora(load_base_model(model_dir), self.params).to(self.device)
         self.start = initial_adapter(model_dir, self.params, seed=0)
         self.tokenizer = load_tokenizer(model_dir)
-        self.texts, self.train_windows, val, self.probe_texts = _task_data(setup, self.tokenizer, self.params)
+        self.texts, self.train_windows, val, self.probe_corpus = _task_data(setup, self.tokenizer, self.params)
         self.val = val  # mean_token_loss moves each batch to the model's device
         self.probe = seed_probe_windows(b"bench-round-seed", count=8, seq_len=64).to(self.device)
         self._cache: dict[tuple[str, str, bool | str, int], Delta] = {}
@@ -214,15 +214,25 @@ class Lab:
         return self.model(input_ids=probe).logits.argmax(dim=-1).reshape(-1).cpu().numpy()
 
 
-    def window_losses(self, adapter: Delta, windows: torch.Tensor):  # -> np.ndarray
-        """Mean token loss of each of ``windows`` under base + ``adapter`` (float64), as a committee member's."""
+    def round_probe(self, global_adapter: Delta, settings: GateSettings) -> TokenExamples:
+        """The round's probe-loss examples, drawn from the probe corpus with the global adapter's digest as
+        the round's seed, as a committee draws them with the on-chain seed (same width rule)."""
+        width = probe_example_len(as_node_data(self.probe_corpus), window_len=settings.probe_loss_seq_len,
+                                  train_seq_len=self.params.seq_len)
+        return probe_windows(self.probe_corpus, bytes.fromhex(_digest(global_adapter)),
+                             count=settings.probe_loss_windows, seq_len=width, tokenizer=self.tokenizer)
+
+    def window_losses(self, adapter: Delta, windows: TokenExamples):  # -> np.ndarray
+        """Mean loss over each probe example's labelled tokens under base + ``adapter`` (float64), as a
+        committee member's (the responses only, for a records corpus)."""
         self._load(dict(adapter))
-        return window_losses(self.model, windows.to(self.device), 32)
+        return window_losses(self.model, windows, 32)
 
 
 def _task_data(
     setup: Setup, tokenizer, params: LoraTrainParams,
-) -> tuple[dict[str, NodeData | list[str]], dict[tuple[str, bool | str], TokenExamples], TokenExamples, list[str]]:
+) -> tuple[dict[str, NodeData | list[str]], dict[tuple[str, bool | str], TokenExamples], TokenExamples,
+           NodeData | list[str]]:
     """Each node's data, its clean and poisoned training examples, the union of held-out examples, the probe corpus.
 
     Skills: node i's share of the task; poisoning shuffles the characters of
@@ -243,7 +253,7 @@ def _task_data(
             pairs = attacks.data.backdoor_pairs([(r.instruction, r.output) for r in clean.records], seed=i)
             backdoored[node] = NodeData(format="instruction", source=f"{clean.source}, backdoored", records=tuple(
                 Record(instruction=q, output=a) for q, a in pairs))
-        probe_texts = skills_probe_texts()
+        probe_corpus: NodeData | list[str] = skills_probe_corpus()  # records: responses scored
     else:
         domains = available_domains()[: setup.nodes]
         if len(domains) < setup.nodes:
@@ -251,11 +261,11 @@ def _task_data(
         data = {n: domain_texts(d) for n, d in zip(names, domains, strict=True)}
         poisoned = {n: attacks.poison_texts(t, seed=i) for i, (n, t) in enumerate(data.items())}
         backdoored = {n: attacks.data.backdoor_texts(t, seed=i) for i, (n, t) in enumerate(data.items())}
-        probe_texts = reference_probe_texts(domains=domains)  # the federation's domains, as the demo
+        probe_corpus = reference_probe_texts(domains=domains)  # the federation's domains, as the demo
     split_params = params.model_copy(update={"seed": 0, "val_fraction": 0.1})
     train: dict[tuple[str, bool | str], TokenExamples] = {}
     vals = []
-    probe_train = prepare_examples(probe_texts, tokenizer, split_params).train
+    probe_train = prepare_examples(probe_corpus, tokenizer, split_params).train
     for node in names:
         split = prepare_examples(data[node], tokenizer, split_params)
         train[(node, False)] = split.train
@@ -264,7 +274,7 @@ def _task_data(
         train[(node, "backdoor")] = prepare_examples(backdoored[node], tokenizer, split_params).train
         # an attacker that also trains on the public probe corpus, to game its gate
         train[(node, "probe_gaming")] = TokenExamples.cat([train[(node, True)], probe_train])
-    return data, train, TokenExamples.cat(vals), probe_texts
+    return data, train, TokenExamples.cat(vals), probe_corpus
 
 
 def _digest(tensors: Delta) -> str:
@@ -329,11 +339,9 @@ def gate_and_average(lab: Lab, settings: GateSettings | None) -> bench_ablation.
     def run(global_adapter: Delta, updates: list[ClientUpdate]) -> tuple[Delta, list[tuple[str, str]]]:
         if settings is None:
             return apply_delta(global_adapter, FedAvg().aggregate(updates)), []
-        windows = probe_windows(lab.probe_texts, bytes.fromhex(_digest(global_adapter)),
-                                count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len,
-                                tokenizer=lab.tokenizer)
+        windows = lab.round_probe(global_adapter, settings)
         # The MI filter predicts on the first of the round's corpus windows, as the committee does with a corpus.
-        mi_windows = windows[: settings.probe_windows].to(lab.device)
+        mi_windows = windows.input_ids[: settings.probe_windows].to(lab.device)
         gates = build_gates(settings, predictor=lambda a: lab.predict(a, mi_windows),
                             window_losses=lambda a: lab.window_losses(a, windows))
         outcome = run_gates(updates, global_adapter, gates)

@@ -147,7 +147,7 @@ def bench(n: int, model_dir: Path, committee: int, chain: str, rank: int) -> dic
             with KuboClient(state["ipfs_url"]) as ipfs:
                 params = LoraTrainParams(rank=4, alpha=8)
                 ensure_global_adapter(coordinator, owner, lambda: pin_initial_adapter(
-                    ipfs, model_dir, params, probe_texts=reference_probe_texts()))
+                    ipfs, model_dir, params, probe_corpus=reference_probe_texts()))
             net = Net(w3, coordinator, owner, [d.account for d in daemons], daemons[0].store, model_dir, params,
                       [], root, daemons=daemons)
             for d in daemons:

@@ -25,24 +25,36 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
+    from flare_chain.lora.examples import TokenExamples
     from flare_chain.lora.params import LoraTrainParams
 
 __all__ = ["CandidateModel", "window_losses"]
 
 
 @torch.no_grad()
-def window_losses(model: torch.nn.Module, windows: torch.Tensor, batch_size: int) -> np.ndarray:
-    """Mean next-token cross-entropy of each window under ``model`` (float64 on the CPU, one entry per window).
+def window_losses(model: torch.nn.Module, windows: TokenExamples | torch.Tensor, batch_size: int) -> np.ndarray:
+    """Mean next-token cross-entropy over each example's labelled tokens under ``model`` (float64 on the CPU).
 
-    Runs where the model is (its parameters' device), in float32 (see the module docstring).
+    ``windows`` are probe examples (:func:`~flare_chain.lora.probe_corpus.probe_windows`): every token
+    of a text window is a label, only the response tokens of a record's example are. A plain
+    tensor of token ids is text windows. Runs where the model is (its parameters' device), in
+    float32 (see the module docstring).
     """
+    from flare_chain.lora.examples import IGNORE_INDEX, TokenExamples
+
+    examples = windows if isinstance(windows, TokenExamples) else TokenExamples.from_windows(windows)
     device = next(model.parameters()).device
     out = []
-    for start in range(0, windows.shape[0], batch_size):
-        batch = windows[start : start + batch_size].to(device, torch.long)
-        logits = model(input_ids=batch).logits[:, :-1, :].float()
-        per_token = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
-        out.append(per_token.to(torch.float64).mean(dim=1).cpu())
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start : start + batch_size]
+        inputs = {"input_ids": batch.input_ids.to(device, torch.long)}
+        if batch.attention_mask is not None:
+            inputs["attention_mask"] = batch.attention_mask.to(device, torch.long)
+        logits = model(**inputs).logits[:, :-1, :].float()
+        targets = batch.labels[:, 1:].to(device, torch.long)
+        per_token = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=IGNORE_INDEX)
+        scored = (targets != IGNORE_INDEX).to(torch.float64)
+        out.append(((per_token.to(torch.float64) * scored).sum(dim=1) / scored.sum(dim=1).clamp(min=1.0)).cpu())
     return torch.cat(out).numpy()
 
 
@@ -77,8 +89,9 @@ class CandidateModel:
                 out.append(logits.argmax(dim=-1).reshape(-1).cpu())
         return torch.cat(out).numpy().astype(np.int64)
 
-    def window_losses(self, adapter: Mapping[str, torch.Tensor], windows: torch.Tensor) -> np.ndarray:
-        """Mean next-token cross-entropy of each window (float64, one entry per window)."""
+    def window_losses(self, adapter: Mapping[str, torch.Tensor], windows: TokenExamples | torch.Tensor
+                      ) -> np.ndarray:
+        """Mean next-token cross-entropy over each probe example's labelled tokens (float64, one per example)."""
         from flare_chain.lora._runtime import seeded
 
         self._load(adapter)

@@ -83,8 +83,14 @@ class GateSettings(BaseModel):
     probe_loss_z: float = Field(default=3.0, gt=0, description="standard errors above 0 that make an update harmful")
     probe_loss_outlier_z: float | None = Field(
         default=3.0, gt=0, description=(
-            "a harmful update must also lie this many spreads above the round's median probe change (honest "
-            "label-skewed nodes raise the probe loss within the honest spread); None: harm alone"))
+            "a harmful update must also stand out: lie this many spreads above the round's median probe change "
+            "(honest label-skewed nodes raise the probe loss within the honest spread), or undo "
+            "probe_loss_rise_share of a helping update's gain; both None: harm alone"))
+    probe_loss_rise_share: float | None = Field(
+        default=0.75, gt=0, le=10, description=(
+            "or stand out by undoing at least this share of the round's typical helping update's probe gain (a "
+            "sign flip undoes a whole one, and at 40 % attackers flips inflate the spread; honest label-skewed "
+            "nodes measured up to 0.39 on a records probe, 0.67 on a text probe); None: the spread alone"))
     probe_loss_spread_z: float | None = Field(
         default=3.5, gt=0, description="spreads above the round's median probe change that make an outlier; None: off")
     probe_loss_windows: int = Field(default=128, ge=2, description="corpus windows the probe-loss gate runs on")
@@ -116,7 +122,7 @@ def build_gates(
                                           max_cosine=s.direction_max_cosine))
     if s.probe_loss and window_losses is not None:
         probe = ProbeLossGate(window_losses, z=s.probe_loss_z, min_candidates=s.min_candidates,
-                              outlier_z=s.probe_loss_outlier_z)
+                              outlier_z=s.probe_loss_outlier_z, rise_share=s.probe_loss_rise_share)
         gates.append(probe)
         if s.probe_loss_spread_z is not None:
             gates.append(ProbeSpreadGate(probe, spread_z=s.probe_loss_spread_z, min_candidates=s.min_candidates))

@@ -71,9 +71,11 @@ __all__ = [
     "harmful_updates",
     "probe_decisions",
     "probe_effect",
+    "rise_shares",
     "spread_decisions",
     "spread_excess",
     "spread_outliers",
+    "typical_help",
 ]
 
 log = logging.getLogger("flare_chain.aggregation")
@@ -113,16 +115,19 @@ def probe_effect(plus: np.ndarray, minus: np.ndarray) -> ProbeEffect:
 
 
 def harmful_updates(effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5,
-                    spread_z: float | None = None, outlier_z: float | None = None) -> dict[str, str]:
+                    spread_z: float | None = None, outlier_z: float | None = None,
+                    rise_share: float | None = None) -> dict[str, str]:
     """``{node: reason}`` for updates whose probe effect is significantly harmful; pure and deterministic.
 
     ``spread_z`` (None: off) adds the comparison with the round's spread (see the module docstring);
-    ``outlier_z`` (None: off) is the probe-loss rule's own outlier condition (see :func:`probe_decisions`).
+    ``outlier_z`` and ``rise_share`` (None: off) are the probe-loss rule's own extra conditions (see
+    :func:`probe_decisions`).
 
     Returns ``{}`` below ``min_candidates`` updates, and when the median
     update does not lower the probe loss (see the module docstring).
     """
-    out = reasons_of(probe_decisions(effects, z=z, min_candidates=min_candidates, outlier_z=outlier_z))
+    out = reasons_of(probe_decisions(effects, z=z, min_candidates=min_candidates, outlier_z=outlier_z,
+                                     rise_share=rise_share))
     if spread_z is not None:
         for node, reason in reasons_of(spread_decisions(effects, spread_z=spread_z,
                                                         min_candidates=min_candidates)).items():
@@ -135,8 +140,29 @@ def spread_outliers(effects: Mapping[str, ProbeEffect], spread_z: float) -> dict
     return {n: e for n, e in spread_excess(effects).items() if e > spread_z}
 
 
+def typical_help(effects: Mapping[str, ProbeEffect]) -> float:
+    """How much the round's typical helping update lowers the probe loss: the median ``|change|`` over the
+    finite changes below 0 (0.0 when none lowers it)."""
+    helping = [-e.change for e in effects.values() if math.isfinite(e.change) and e.change < 0]
+    return median(helping) if helping else 0.0
+
+
+def rise_shares(effects: Mapping[str, ProbeEffect]) -> dict[str, float]:
+    """``{node: change / typical_help}``: how much of a typical helping update's gain each update undoes
+    (inf for a non-finite change, 0 when no update helps)."""
+    helps = typical_help(effects)
+    out = {}
+    for n, e in effects.items():
+        if not math.isfinite(e.change):
+            out[n] = math.inf
+        else:
+            out[n] = e.change / helps if helps > 0 else 0.0
+    return out
+
+
 def probe_decisions(
-    effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5, outlier_z: float | None = None
+    effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5, outlier_z: float | None = None,
+    rise_share: float | None = None,
 ) -> list[GateDecision]:
     """The probe-loss rule, one decision per node (case-insensitive node order), with what it rests on.
 
@@ -152,7 +178,19 @@ def probe_decisions(
     4 of 10 benchmark nodes in round 2, each significantly above 0), while the
     round as a whole still lowers it. Such a change sits inside the round's
     honest spread; a sign flip of a helping update, or a poisoned one, sits far
-    above it. Below ``min_candidates`` updates every decision is an exact pass.
+    above it.
+
+    With ``rise_share`` set, another way to stand out: its change undoes at
+    least that share of what the round's typical helping update gains
+    (``probe_rise_share``, :func:`rise_shares`); with both set (the spec's
+    defaults, 3 spreads or 0.75 of a gain) either suffices.
+    A negated honest update undoes about a whole one; an honest skewed node's
+    rise measured at most 0.39 of it on the skills task's response-scored
+    probe (0.67 when the probe scored whole texts). Unlike the spread, this
+    reference holds against 40 % attackers: their flips inflate the round's MAD
+    (at 2 of 5 they sat 0.7–2.4 spreads above the median and passed) but are not
+    among the updates that help. Below ``min_candidates`` updates every
+    decision is an exact pass.
     """
     nodes = sorted(effects, key=str.lower)
     if len(nodes) < min_candidates:
@@ -165,16 +203,19 @@ def probe_decisions(
                     "the probe corpus does not measure what this round's nodes learn, so none is rejected on it",
                     typical)
     excess = spread_excess(effects) if outlier_z is not None else {}
+    shares = rise_shares(effects) if rise_share is not None else {}
     out: list[GateDecision] = []
     for n in nodes:
         e = effects[n]
         tests: tuple[Comparison, ...] = (active, Comparison("probe_change", e.change, 0.0, rejects=e.change > 0),
                                          Comparison("probe_z", e.z, z, rejects=e.z >= z))
-        if outlier_z is not None:
-            tests += (Comparison("probe_spread_excess", excess[n], outlier_z, rejects=excess[n] > outlier_z),)
+        tests += _stands_out(excess.get(n), outlier_z, shares.get(n), rise_share)
         reason = None
         if all(t.rejects for t in tests):
             beyond = "" if outlier_z is None else f", {excess[n]:.1f} spreads above the round's (threshold {outlier_z:g})"
+            if rise_share is not None:
+                beyond += (f"{' or' if outlier_z is not None else ','} undoing {shares[n]:.2f} of a typical "
+                           f"helping update's gain (threshold {rise_share:g})")
             reason = (f"applied alone, it raises the loss on the federation's public probe text "
                       f"(first-order change {e.change:+.4f} nats/token over {e.windows} windows, "
                       f"{e.z:.1f} standard errors above 0, threshold {z:g}; the round's median update changes it by "
@@ -183,20 +224,41 @@ def probe_decisions(
     return out
 
 
+def _stands_out(excess: float | None, outlier_z: float | None, share: float | None, rise_share: float | None
+                ) -> tuple[Comparison, ...]:
+    """The extra condition of :func:`probe_decisions`: none, the spread test, the share test, or (both set)
+    either of them, as one comparison of the larger of the two values over its threshold (``probe_standout``
+    ≥ 1), because a decision's comparisons are a conjunction."""
+    if outlier_z is None and rise_share is None:
+        return ()
+    if rise_share is None:
+        assert excess is not None and outlier_z is not None
+        return (Comparison("probe_spread_excess", excess, outlier_z, rejects=excess > outlier_z),)
+    assert share is not None
+    if outlier_z is None:
+        return (Comparison("probe_rise_share", share, rise_share, rejects=share >= rise_share),)
+    assert excess is not None
+    standout = max(excess / outlier_z, share / rise_share)
+    return (Comparison("probe_standout", standout, 1.0, rejects=standout >= 1.0),)
+
+
 class ProbeLossGate(Gate):
     """The probe-loss test as a gate; ``window_losses`` runs a candidate adapter on the probe (injected I/O)."""
 
     name = "probe_loss"
 
     def __init__(self, window_losses: WindowLosses, *, z: float = 3.0, min_candidates: int = 5,
-                 outlier_z: float | None = None) -> None:
+                 outlier_z: float | None = None, rise_share: float | None = None) -> None:
         if not z > 0 or not math.isfinite(z):
             raise ConfigError(f"probe-loss gate threshold must be a finite number > 0, got {z!r}")
         if outlier_z is not None and (not outlier_z > 0 or not math.isfinite(outlier_z)):
             raise ConfigError(f"probe-loss outlier threshold must be a finite number > 0 or None, got {outlier_z!r}")
+        if rise_share is not None and (not rise_share > 0 or not math.isfinite(rise_share)):
+            raise ConfigError(f"probe-loss rise share must be a finite number > 0 or None, got {rise_share!r}")
         self.window_losses = window_losses
         self.z = float(z)
         self.outlier_z = None if outlier_z is None else float(outlier_z)
+        self.rise_share = None if rise_share is None else float(rise_share)
         self.min_candidates = int(min_candidates)
         self._effects: dict[str, ProbeEffect] = {}
 
@@ -221,7 +283,7 @@ class ProbeLossGate(Gate):
         """:func:`probe_decisions` on every candidate's effect, in candidate order."""
         return _in_candidate_order(self.name, candidates, self.min_candidates, lambda: probe_decisions(
             self.effects(candidates, context), z=self.z, min_candidates=self.min_candidates,
-            outlier_z=self.outlier_z))
+            outlier_z=self.outlier_z, rise_share=self.rise_share))
 
 
 def spread_decisions(effects: Mapping[str, ProbeEffect], *, spread_z: float, min_candidates: int = 5

@@ -27,6 +27,10 @@ include or exclude an update whose statistic lies in it.
 * ``probe_z`` — change over its standard error, so the 1e-6 wobble can move
   it by a few hundredths when the standard error is small; the band is 0.1
   standard errors (threshold 3).
+* ``probe_spread_excess``, ``probe_rise_share``, ``probe_standout`` — a
+  change over the round's spread (band 0.1 spreads, threshold 3), over the
+  typical helping update's gain (band 0.01, threshold 0.75), and the larger
+  of the two over its threshold (band 0.03, threshold 1).
 * ``mi_z`` — robust z of NMI agreement of argmax predictions: a near-tie
   logit that flips on another machine changes one prediction of ~500 and the z
   by ~0.02; the band is 0.25 (about ten flips; threshold 3.5).
@@ -72,6 +76,8 @@ class ToleranceBands(BaseModel):
     probe_change: Band = Band(absolute=1e-4)
     probe_z: Band = Band(absolute=0.1)
     probe_spread_excess: Band = Band(absolute=0.1)
+    probe_rise_share: Band = Band(absolute=0.01)
+    probe_standout: Band = Band(absolute=0.03)
     mi_z: Band = Band(absolute=0.25)
 
     def band(self, statistic: str) -> Band:

@@ -9,7 +9,7 @@ from typing import Any
 
 from flare_chain.cli.tables import render_table
 
-__all__ = ["default_probe_texts", "register"]
+__all__ = ["default_probe_corpus", "register"]
 
 log = logging.getLogger("flare_chain.cli.rounds")
 
@@ -34,9 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--adapter-seed", type=int, default=0, help="seed of the round-0 adapter")
     probe = p.add_mutually_exclusive_group()
     probe.add_argument("--probe-corpus", type=Path, action="append", default=None, metavar="PATH",
-                       help="text file or directory of the federation's public probe corpus, pinned and named in "
-                            "the round-0 manifest (repeatable; default: the skills task's public probe corpus when "
-                            "--node-config's data is task = \"skills\", else a sample of the stdlib reference task)")
+                       help="the federation's public probe corpus, pinned and named in the round-0 manifest: "
+                            "JSONL files of instruction or chat records (the committee scores their responses "
+                            "only, as the nodes learn them) or text files and directories (every token scored); "
+                            "repeatable; default: the skills task's public probe records when --node-config's "
+                            "data is task = \"skills\", else a sample of the stdlib reference task")
     probe.add_argument("--no-probe-corpus", action="store_true",
                        help="name no probe corpus: the committee's probe-loss gate stays off")
     p.add_argument("--rounds", type=int, default=3, metavar="N", help="rounds to open, one after another")
@@ -101,7 +103,7 @@ def _training(args: argparse.Namespace, base_model_cid: str | None, ipfs: Any,
     return base.path, params
 
 
-def default_probe_texts(node_config: Path | None) -> list[str]:
+def default_probe_corpus(node_config: Path | None) -> Any:  # -> NodeData | list[str]
     """The probe corpus of the task the nodes learn: the skills task's when the node config names it.
 
     ``rounds drive`` pins it by default; the devnet names its CID in the federation spec beforehand.
@@ -109,12 +111,12 @@ def default_probe_texts(node_config: Path | None) -> list[str]:
     from flare_chain.lora.probe_corpus import reference_probe_texts
 
     if node_config is not None:
-        from flare_chain.lora.skills import skills_probe_texts
+        from flare_chain.lora.skills import skills_probe_corpus
         from flare_chain.node.config import load_node_config
 
         data = load_node_config(node_config).data
         if data.task is not None:
-            return skills_probe_texts(seed=data.task_seed)
+            return skills_probe_corpus(seed=data.task_seed)
     return reference_probe_texts()
 
 
@@ -131,14 +133,14 @@ def _onchain_spec(coordinator: Any, ipfs: Any) -> Any:  # -> (cid, FederationSpe
     return cid, fetch_spec(EndpointStore(ipfs), cid)
 
 
-def _require_spec_probe(spec_cid: str, named: str | None, probe_texts: list[str] | None) -> None:
+def _require_spec_probe(spec_cid: str, named: str | None, probe_corpus: Any) -> None:
     """ConfigError when the round-0 probe corpus is not the one the spec names (the gate would judge by another)."""
     from flare_chain.errors import ConfigError
     from flare_chain.node.bundles import probe_corpus_cid
 
     if named is None:
         return
-    pinned = None if probe_texts is None else probe_corpus_cid(probe_texts)
+    pinned = None if probe_corpus is None else probe_corpus_cid(probe_corpus)
     if pinned != named:
         raise ConfigError(f"federation spec {spec_cid} names probe corpus {named}, but this round-0 adapter would "
                           f"name {pinned or 'none'}; pass --probe-corpus with the spec's corpus")
@@ -179,15 +181,15 @@ def _drive(args: argparse.Namespace) -> int:
     owner = load_account(args.keystore, read_password(env_name=args.password_env, file=args.password_file))
     with KuboClient(args.ipfs) as ipfs:
         def make_round0() -> str:
-            from flare_chain.lora.probe_corpus import read_probe_texts
+            from flare_chain.lora.probe_corpus import read_probe_corpus
 
             spec = _onchain_spec(coordinator, ipfs)
             model_dir, params = _training(args, deployment.base_model_cid, ipfs, spec)
-            probe_texts = None if args.no_probe_corpus else (
-                read_probe_texts(args.probe_corpus) if args.probe_corpus else default_probe_texts(args.node_config))
+            probe_corpus = None if args.no_probe_corpus else (
+                read_probe_corpus(args.probe_corpus) if args.probe_corpus else default_probe_corpus(args.node_config))
             if spec is not None:
-                _require_spec_probe(spec[0], spec[1].probe_corpus_cid, probe_texts)
-            return pin_initial_adapter(ipfs, model_dir, params, seed=args.adapter_seed, probe_texts=probe_texts,
+                _require_spec_probe(spec[0], spec[1].probe_corpus_cid, probe_corpus)
+            return pin_initial_adapter(ipfs, model_dir, params, seed=args.adapter_seed, probe_corpus=probe_corpus,
                                        base_model_cid=deployment.base_model_cid)
 
         ensure_global_adapter(coordinator, owner, make_round0)

@@ -23,7 +23,10 @@ any data.
 The probe-loss gate runs when, in addition, the previous global adapter's
 manifest names a public probe corpus (``probe_cid``): the corpus is fetched
 (verified against its CID) and the round's windows are drawn from it with
-the same seed (:func:`~flare_chain.lora.probe_corpus.probe_windows`).
+the same seed (:func:`~flare_chain.lora.probe_corpus.probe_windows`). A
+records corpus (instruction or chat) is scored on its response tokens only,
+at the federation's training ``seq_len``; a text corpus on every token of
+``gates.probe_loss_seq_len``-token windows.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from flare_chain.ipfs import cid_from_bytes
 from flare_chain.ipfs.content import PinningStore
 from flare_chain.lora.files import Manifest, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
-from flare_chain.lora.probe_corpus import probe_windows
+from flare_chain.lora.probe_corpus import probe_example_len, probe_windows
 from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.node.bundles import (
     EXACT_RESIDUAL_FILE,
@@ -165,12 +168,14 @@ def check_submissions(
         model = CandidateModel(Path(model_dir), params, device=device)
         corpus = None
         if probe_cid is not None:
-            corpus = probe_windows(fetch_probe_corpus(store, probe_cid), seed, tokenizer=load_tokenizer(model_dir),
-                                   count=settings.probe_loss_windows, seq_len=settings.probe_loss_seq_len)
+            published = fetch_probe_corpus(store, probe_cid)
+            width = probe_example_len(published, window_len=settings.probe_loss_seq_len, train_seq_len=params.seq_len)
+            corpus = probe_windows(published, seed, tokenizer=load_tokenizer(model_dir),
+                                   count=settings.probe_loss_windows, seq_len=width)
         if want_mi:
             # On the task's public text a LoRA update moves the argmax; on random bytes it hardly does.
             windows = probe if probe is not None else (
-                corpus[: settings.probe_windows] if corpus is not None else
+                corpus.input_ids[: settings.probe_windows] if corpus is not None else
                 seed_probe_windows(seed, count=settings.probe_windows, seq_len=settings.probe_seq_len))
             predictor = model_predictor(Path(model_dir), params, windows, model=model)
         if want_probe_loss and corpus is not None:

@@ -47,6 +47,8 @@ __all__ = [
     "detect_format",
     "load_node_data",
     "node_entries",
+    "record_from_json",
+    "record_to_json",
 ]
 
 DataFormat = Literal["text", "jsonl", "instruction", "chat"]
@@ -158,6 +160,33 @@ def _parse_chat(obj: dict[str, Any]) -> Record:
     if not any(t.role == "assistant" and t.content.strip() for t in turns):
         raise _LineError('field "messages" has no non-empty assistant message to learn from')
     return Record(messages=tuple(turns))
+
+
+def record_from_json(obj: Any, data_format: str) -> Record:
+    """One instruction or chat record from its JSON object, checked as a node's data line is.
+
+    ValueError naming the field when it is malformed (the caller adds where the object came from).
+    """
+    if not isinstance(obj, dict):
+        raise ValueError(f"a record must be a JSON object, got {type(obj).__name__}")
+    try:
+        if data_format == "instruction":
+            return _parse_instruction(obj)
+        if data_format == "chat":
+            return _parse_chat(obj)
+    except _LineError as exc:
+        raise ValueError(str(exc)) from None
+    raise ValueError(f"records are instruction or chat, not {data_format!r}")
+
+
+def record_to_json(record: Record, data_format: str) -> dict[str, Any]:
+    """The JSON object :func:`record_from_json` reads back as ``record`` (the JSONL line's fields)."""
+    if data_format == "chat":
+        return {"messages": [{"role": t.role, "content": t.content} for t in record.messages]}
+    out = {"instruction": record.instruction, "output": record.output}
+    if record.input:
+        out["input"] = record.input
+    return out
 
 
 def _parse_text(obj: dict[str, Any]) -> str:

@@ -36,7 +36,7 @@ from flare_chain.lora.datasets import INSTRUCTION_TEMPLATE, NodeData, Record, as
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.tokenizer import pad_id
 
-__all__ = ["IGNORE_INDEX", "ExampleSplit", "TokenExamples", "prepare_examples", "render_record"]
+__all__ = ["IGNORE_INDEX", "ExampleSplit", "TokenExamples", "prepare_examples", "render_record", "supervised_examples"]
 
 _log = logging.getLogger(__name__)
 
@@ -168,7 +168,11 @@ def _encode_record(
     return ids + [pad] * fill, labels + [IGNORE_INDEX] * fill, len(ids)
 
 
-def _supervised_examples(data: NodeData, tokenizer: Any, seq_len: int) -> TokenExamples:
+def supervised_examples(data: NodeData, tokenizer: Any, seq_len: int) -> TokenExamples:
+    """One masked, right-padded example per record of ``data`` whose response starts within ``seq_len`` tokens.
+
+    TrainingError when no record has a response token within ``seq_len``.
+    """
     pad = pad_id(tokenizer)
     rows = []
     for record in data.records:
@@ -202,7 +206,7 @@ def prepare_examples(data: NodeData | Sequence[str], tokenizer: Any, params: Lor
             seed=params.seed, max_train=params.max_train_windows, max_val=params.max_val_windows,
         )
         return ExampleSplit(train=TokenExamples.from_windows(split.train), val=TokenExamples.from_windows(split.val))
-    examples = _supervised_examples(node_data, tokenizer, params.seq_len)
+    examples = supervised_examples(node_data, tokenizer, params.seq_len)
     n = len(examples)
     if n < 2 or n - max(1, math.ceil(params.val_fraction * n)) < 1:
         raise TrainingError(

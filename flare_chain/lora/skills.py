@@ -21,8 +21,10 @@ unequal shares; the groups together cover every skill, so the union of the
 nodes' held-out examples covers them all. Every input of every node is drawn
 once from one pool (:func:`skills_records`), so no prompt appears twice
 anywhere: a node's held-out examples are unseen by every node's training.
-The public probe corpus (:func:`skills_probe_texts`) is drawn with a
-different seed and kept apart from that pool too.
+The public probe corpus (:func:`skills_probe_corpus`) is drawn with a
+different seed and kept apart from that pool too; it is instruction records,
+so the committee's probe-loss gate scores the responses only, as the nodes
+learn them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from typing import Literal
 
 from flare_chain.errors import ConfigError
 from flare_chain.lora.datasets import NodeData, Record
-from flare_chain.lora.examples import render_record
 
 __all__ = [
     "SKILLS",
@@ -44,7 +45,7 @@ __all__ = [
     "node_skills",
     "skill_names",
     "skills_node_data",
-    "skills_probe_texts",
+    "skills_probe_corpus",
     "skills_records",
 ]
 
@@ -224,20 +225,17 @@ def skills_node_data(index: int, nodes: int, *, records_per_node: int = 240, see
                     source=f"skills task node {index + 1} of {nodes} ({skills}, seed {seed})")
 
 
-def skills_probe_texts(*, records: int = 256, seed: int = 0) -> list[str]:
-    """A public probe corpus for the skills task: ``records`` rendered records covering every skill evenly.
+def skills_probe_corpus(*, records: int = 256, seed: int = 0) -> NodeData:
+    """A public probe corpus for the skills task: ``records`` instruction records covering every skill evenly.
 
     Drawn from its own RNG stream (a salted seed), not from the nodes' pool: the
     corpus is public, so a prompt it shares with some node's data by chance tells
-    nobody anything they could not generate themselves.
+    nobody anything they could not generate themselves. Records, not rendered
+    text, so the probe scores what a node learns (the responses), not the
+    random words of the prompts.
     """
     if records < len(SKILLS):
         raise ConfigError(f"skills probe corpus: records={records}; at least one per skill ({len(SKILLS)}) is needed")
     rng = random.Random(f"flare-chain skills probe:{seed ^ _PROBE_SALT}")
-    texts = []
-    for k in range(records):
-        skill = SKILLS[k % len(SKILLS)]
-        record = skill.record(rng)
-        text, _spans = render_record(record, None, data_format="instruction")
-        texts.append(text)
-    return texts
+    drawn = tuple(SKILLS[k % len(SKILLS)].record(rng) for k in range(records))
+    return NodeData(format="instruction", records=drawn, source=f"skills task probe corpus (seed {seed})")

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,7 @@ from flare_chain.compression import decode as decode_compressed
 from flare_chain.errors import IntegrityError, StoreError, UpdateError
 from flare_chain.ipfs.content import ContentReader, PinningStore
 from flare_chain.ipfs.unixfs import cid_of_bytes
+from flare_chain.lora.datasets import NodeData
 from flare_chain.lora.files import Manifest, decode_delta, encode_delta
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.peft_files import (
@@ -290,21 +291,22 @@ def with_accepted_list(store: ContentReader, proposal: Proposal) -> Proposal:
     return replace(proposal, accepted=nodes)
 
 
-def pin_probe_corpus(store: PinningStore, texts: list[str]) -> str:
-    """Pin the federation's public probe corpus; returns its CID (what Kubo's ``ipfs add`` would print)."""
-    return store.add_bytes(encode_probe_corpus(texts), cid_version=CID_VERSION, pin=True)
+def pin_probe_corpus(store: PinningStore, corpus: NodeData | Sequence[str]) -> str:
+    """Pin the federation's public probe corpus (texts or records); returns its CID (what Kubo's
+    ``ipfs add`` would print)."""
+    return store.add_bytes(encode_probe_corpus(corpus), cid_version=CID_VERSION, pin=True)
 
 
-def probe_corpus_cid(texts: list[str]) -> str:
-    """The CID :func:`pin_probe_corpus` (or Kubo's ``ipfs add``) gives ``texts``, computed without a store.
+def probe_corpus_cid(corpus: NodeData | Sequence[str]) -> str:
+    """The CID :func:`pin_probe_corpus` (or Kubo's ``ipfs add``) gives ``corpus``, computed without a store.
 
     An owner names it in the federation spec before pinning the corpus (the
     devnet does), and the round-0 pin is checked against it.
     """
-    return cid_of_bytes(encode_probe_corpus(texts), cid_version=CID_VERSION)
+    return cid_of_bytes(encode_probe_corpus(corpus), cid_version=CID_VERSION)
 
 
-def fetch_probe_corpus(store: ContentReader, cid: str) -> list[str]:
+def fetch_probe_corpus(store: ContentReader, cid: str) -> NodeData:
     """The probe corpus named by a global manifest, every block verified against ``cid``.
 
     StoreError when it cannot be fetched: the committee's gates need it, so a

@@ -38,7 +38,7 @@ from flare_chain.ipfs import ContentStore, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.domains import available_domains, domain_texts
 from flare_chain.lora.probe_corpus import reference_probe_texts
-from flare_chain.lora.skills import SKILLS_TASK, skills_node_data, skills_probe_texts
+from flare_chain.lora.skills import SKILLS_TASK, skills_node_data, skills_probe_corpus
 from flare_chain.node.bundles import pin_global_bundle, pin_probe_corpus
 from flare_chain.node.daemon import Daemon, DaemonSettings, Faults, InjectedCrash, raise_crash
 from flare_chain.node.participant import initial_global_manifest
@@ -130,7 +130,7 @@ def make_net(root: Path, model_dir: Path, params: LoraTrainParams, *, nodes: int
     texts: list[NodeData | list[str]]
     if task == SKILLS_TASK:
         texts = [skills_node_data(i, nodes) for i in range(nodes)]
-        probe = skills_probe_texts()
+        probe: NodeData | list[str] = skills_probe_corpus()
     else:
         domains = available_domains()
         texts = [domain_texts(domains[i % len(domains)]) for i in range(nodes)]

@@ -89,17 +89,18 @@ class RoundSummary:
 
 
 def pin_initial_adapter(
-    ipfs: KuboClient, model_dir: Path, params: Any, *, seed: int = 0, probe_texts: list[str] | None = None,
+    ipfs: KuboClient, model_dir: Path, params: Any, *, seed: int = 0, probe_corpus: Any = None,
     base_model_cid: str | None = None,
 ) -> str:
     """Build the round-0 PEFT adapter bundle and add it through ``ipfs``; returns its CID.
 
-    With ``probe_texts`` the federation's public probe corpus is pinned too
+    With ``probe_corpus`` (texts or instruction/chat records, see
+    :mod:`flare_chain.lora.probe_corpus`) the federation's public probe corpus is pinned too
     and named in the round-0 manifest, which turns the committee's probe-loss
     gate on for every round. ``base_model_cid`` (the published ``model_dir``)
     is named there too, so the policy gate compares base models by CID.
     Deterministic (same model, params, seed and
-    texts give the same CID), so every node can check the bytes it pulls.
+    corpus give the same CID), so every node can check the bytes it pulls.
     Imports torch: call it only where training is possible.
     """
     from flare_chain.lora.adapter import initial_adapter
@@ -109,13 +110,13 @@ def pin_initial_adapter(
     from flare_chain.node.participant import initial_global_manifest
 
     probe_cid = None
-    if probe_texts is not None:
-        probe_cid = ipfs.add(encode_probe_corpus(probe_texts), cid_version=CID_VERSION, pin=True)
-        expected = probe_corpus_cid(probe_texts)  # what a federation spec names before the pin
+    if probe_corpus is not None:
+        probe_cid = ipfs.add(encode_probe_corpus(probe_corpus), cid_version=CID_VERSION, pin=True)
+        expected = probe_corpus_cid(probe_corpus)  # what a federation spec names before the pin
         if probe_cid != expected:
             raise IntegrityError(f"the IPFS node answered {probe_cid} for the probe corpus, which hashes to "
                                  f"{expected}; check the endpoint {ipfs.base_url}")
-        log.info("public probe corpus pinned: %s (%d texts)", probe_cid, len(probe_texts))
+        log.info("public probe corpus pinned: %s (%d entries)", probe_cid, len(probe_corpus))
     tensors = initial_adapter(model_dir, params, seed=seed)
     manifest = initial_global_manifest(model_dir, params, tensors, probe_cid=probe_cid,
                                        base_model_cid=base_model_cid)

@@ -69,3 +69,27 @@ def test_predictions_are_each_positions_argmax_in_window_order(candidate) -> Non
                                 for w in windows])
     assert predicted.dtype == np.int64 and predicted.shape == (WINDOWS * windows.shape[1],)
     np.testing.assert_array_equal(predicted, alone)
+
+
+def test_record_examples_score_their_response_tokens_only(candidate, tiny_model_dir: Path) -> None:
+    """A records probe corpus (instruction/chat): each example's loss is the model's own loss over its
+    response labels, padding and prompt left out, and it is not the loss over every token."""
+    from flare_chain.lora.datasets import NodeData, Record
+    from flare_chain.lora.probe_corpus import probe_windows
+    from flare_chain.lora.tokenizer import load_tokenizer
+
+    model, adapter = candidate
+    corpus = NodeData(format="instruction", records=tuple(
+        Record(instruction=f"count to {i}", output=" ".join(str(k) for k in range(i % 4 + 1))) for i in range(9)))
+    examples = probe_windows(corpus, b"records", count=WINDOWS, seq_len=48, tokenizer=load_tokenizer(tiny_model_dir))
+    assert examples.attention_mask is not None and bool((examples.attention_mask == 0).any())  # some padding
+
+    losses = model.window_losses(adapter, examples)
+
+    with torch.no_grad():
+        alone = [float(model.model(input_ids=e.input_ids[None], attention_mask=e.attention_mask[None],
+                                   labels=e.labels[None]).loss) for e in examples]
+        every_token = [float(model.model(input_ids=e.input_ids[None], labels=e.input_ids[None]).loss)
+                       for e in examples]
+    np.testing.assert_allclose(losses, alone, rtol=1e-5)
+    assert not np.allclose(losses, every_token, rtol=1e-3)

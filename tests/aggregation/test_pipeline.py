@@ -54,6 +54,8 @@ BOUNDS = [
     ("norm_threshold", 0.01, 0.0),
     ("direction_threshold", 0.01, 0.0),
     ("probe_loss_outlier_z", 0.01, 0.0),
+    ("probe_loss_rise_share", 0.01, 0.0),
+    ("probe_loss_rise_share", 10.0, 10.01),
     ("probe_loss_spread_z", 0.01, 0.0),
     ("mi_threshold", 0.01, 0.0),
 ]

@@ -31,7 +31,7 @@ import pytest
 from flare_chain.aggregation.privacy import PrivacyAccountant
 from flare_chain.chain.coordinator import CoordinatorClient
 from flare_chain.chain.deployment import connect_rpc, open_deployment
-from flare_chain.cli.rounds import default_probe_texts
+from flare_chain.cli.rounds import default_probe_corpus
 from flare_chain.ipfs import KuboClient, cid_from_bytes
 from flare_chain.node.bundles import EXACT_RESIDUAL_FILE, probe_corpus_cid
 from flare_chain.protocol.spec import FederationSpec, spec_cid
@@ -85,7 +85,7 @@ def _chain_names_the_pinned_spec(spec: FederationSpec, run: Path, state: dict[st
     deployment, coordinator = open_deployment(w3, run / "deployment.json")
     published = spec.naming_published(
         base_model_cid=str(deployment.base_model_cid),
-        probe_corpus_cid=probe_corpus_cid(default_probe_texts(REPO / "nodes" / "node-1.toml")),
+        probe_corpus_cid=probe_corpus_cid(default_probe_corpus(REPO / "nodes" / "node-1.toml")),
         source="test")
     assert coordinator.federation_spec_cid(), "the coordinator names no federation spec: --spec was ignored"
     onchain = cid_from_bytes(coordinator.federation_spec_cid())

@@ -17,7 +17,7 @@ from flare_chain.lora.skills import (
     node_skills,
     skill_names,
     skills_node_data,
-    skills_probe_texts,
+    skills_probe_corpus,
     skills_records,
 )
 from flare_chain.lora.tokenizer import EOS_ID, byte_tokenizer
@@ -39,7 +39,8 @@ def test_same_seed_same_records_other_seed_other_records() -> None:
     assert skills_records(6, 40, seed=3) == skills_records(6, 40, seed=3)
     assert skills_node_data(2, 6, records_per_node=40, seed=3) == skills_node_data(2, 6, records_per_node=40, seed=3)
     assert skills_records(6, 40, seed=3) != skills_records(6, 40, seed=4)
-    assert skills_probe_texts(seed=3) == skills_probe_texts(seed=3)
+    assert skills_probe_corpus(seed=3) == skills_probe_corpus(seed=3)
+    assert skills_probe_corpus(seed=3).records != skills_probe_corpus(seed=4).records
 
 
 @pytest.mark.parametrize("nodes", [1, 2, 3, 4, 6, 10, 16])
@@ -131,10 +132,11 @@ def test_every_example_fits_the_demo_window_whole() -> None:
 
 
 def test_the_probe_corpus_covers_every_skill_evenly() -> None:
-    texts = skills_probe_texts(records=64)
-    counts = Counter(_BY_PREFIX[t.split("### Instruction:\n")[1].split(": ")[0]] for t in texts)
+    corpus = skills_probe_corpus(records=64)
+    assert corpus.format == "instruction"  # records: the probe scores their responses only
+    counts = Counter(_BY_PREFIX[r.instruction.split(": ")[0]] for r in corpus.records)
     assert counts == dict.fromkeys(skill_names(), 8)
-    assert all("### Response:\n" in t for t in texts)
+    assert all(r.output.strip() for r in corpus.records)
 
 
 def test_bad_arguments_get_one_clear_error() -> None:
@@ -143,4 +145,4 @@ def test_bad_arguments_get_one_clear_error() -> None:
     with pytest.raises(ConfigError, match="records_per_node=1"):
         skills_records(2, 1)
     with pytest.raises(ConfigError, match="at least one per skill"):
-        skills_probe_texts(records=3)
+        skills_probe_corpus(records=3)

@@ -161,12 +161,12 @@ def test_round0_adapter_names_the_probe_corpus_it_pinned_over_rpc(tmp_path: Path
     handle = serve_in_thread(store)
     try:
         with KuboClient(handle.url) as ipfs:
-            cid = pin_initial_adapter(ipfs, tiny_model_dir, tiny_train_params, seed=3, probe_texts=texts)
+            cid = pin_initial_adapter(ipfs, tiny_model_dir, tiny_train_params, seed=3, probe_corpus=texts)
     finally:
         handle.close()
     probe_cid = fetch_global_bundle(store, cid).manifest.probe_cid
     assert probe_cid == pin_probe_corpus(ContentStore(tmp_path / "other"), texts)  # same CID in-process
-    assert fetch_probe_corpus(store, probe_cid) == texts
+    assert fetch_probe_corpus(store, probe_cid).texts == tuple(texts)
 
 
 def test_polling_survives_a_flaky_rpc(federation) -> None:
