@@ -608,7 +608,8 @@ def spec_aggregate(lab: Lab, spec: FederationSpec, caught: dict[str, int]) -> Ag
         kept: list[ClientUpdate] = []
         for update in weighed:
             try:
-                _require_local_dp(update.delta, spec.privacy, round_id=0, node=update.node)
+                if spec.privacy.enabled:
+                    _require_local_dp(update.delta, spec.privacy, round_id=0, node=update.node)
             except GateRejection as exc:
                 rejected.append((exc.gate, update.node))
                 continue
