@@ -16,9 +16,15 @@ table, also written as CSV and a PNG plot:
   to the clean FedAvg run, and the gates' precision, recall and false-positive rate;
 * cost — aggregation and gate time for 10/50/100 generated updates of rank-16
   LoRA on q/k/v/o of a 32-layer, 4096-wide model.
+* spec (``--spec SPEC.toml``) — the federation a spec describes: its LoRA
+  shape, each node's local DP (the node's own release; ε per node from the
+  audit's accountant), its codec, the committee's DP norm check, its gates and
+  its aggregator (exact_lora with its residual), clean and under attack,
+  against clean plain FedAvg.
 
     .venv/bin/python scripts/bench_learning.py --quick            # small CPU run, a few minutes
     .venv/bin/python scripts/bench_learning.py --device cuda      # the full run (see README)
+    .venv/bin/python scripts/bench_learning.py --quick --spec specs/devnet-dp.toml   # one federation spec
 
 Local training windows are re-drawn from a seed per (node, round); a round
 whose aggregator refuses its input (e.g. plain FedAvg given a NaN update)
