@@ -950,7 +950,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, object]] = []
     model_dir = (args.model_dir or ensure_reference_model()) if set(sections) - {"cost"} else None
     if spec is not None and model_dir is not None and "spec" in sections:
-        spec_lab = Lab(setup, model_dir, lora=spec.lora)
+        try:
+            spec_lab = Lab(setup, model_dir, lora=spec.lora)
+        except ConfigError as exc:  # e.g. target modules or a rank the model does not have
+            parser.error(f"--spec {args.spec}: its [lora] does not fit the model {model_dir}: {exc}")
         log.info("spec %s; base held-out loss %.4f", spec_line(spec), spec_lab.loss(spec_lab.start))
         rows += spec_rows(spec_lab, spec)
         log.info("spec done after %.0f s (%d trainings)", time.perf_counter() - began, spec_lab.trainings)

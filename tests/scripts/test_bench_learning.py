@@ -150,7 +150,7 @@ def test_spec_release_is_the_nodes_clip_and_noise(bench: ModuleType) -> None:
     assert not torch.equal(release("node-01", 1, delta)["w"], once["w"])
 
 
-def test_bad_spec_is_one_clear_error_before_anything_runs(bench: ModuleType, tmp_path: Path,
+def test_bad_spec_is_one_clear_error_before_anything_runs(bench: ModuleType, tmp_path: Path, tiny_model_dir: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.toml"
     with pytest.raises(SystemExit) as exc:
@@ -166,6 +166,13 @@ def test_bad_spec_is_one_clear_error_before_anything_runs(bench: ModuleType, tmp
         bench.main(["--spec", str(bad)])
     err = capsys.readouterr().err
     assert str(bad) in err and "aggregator.name" in err
+
+    foreign = tmp_path / "foreign.toml"
+    foreign.write_text('[lora]\ntarget_modules = ["c_attn"]\n')  # GPT-2's name; the model is a Llama
+    with pytest.raises(SystemExit):
+        bench.main([*_tiny_args(tiny_model_dir, tmp_path / "out"), "--spec", str(foreign)])
+    err = capsys.readouterr().err
+    assert str(foreign) in err and "c_attn" in err and "q_proj" in err
 
     with pytest.raises(SystemExit):
         bench.main(["--sections", "spec"])
