@@ -16,9 +16,15 @@ table, also written as CSV and a PNG plot:
   to the clean FedAvg run, and the gates' precision, recall and false-positive rate;
 * cost — aggregation and gate time for 10/50/100 generated updates of rank-16
   LoRA on q/k/v/o of a 32-layer, 4096-wide model.
+* spec (``--spec SPEC.toml``) — the federation a spec describes: its LoRA
+  shape, each node's local DP (the node's own release; ε per node from the
+  audit's accountant), its codec, the committee's DP norm check, its gates and
+  its aggregator (exact_lora with its residual), clean and under attack,
+  against clean plain FedAvg.
 
     .venv/bin/python scripts/bench_learning.py --quick            # small CPU run, a few minutes
     .venv/bin/python scripts/bench_learning.py --device cuda      # the full run (see README)
+    .venv/bin/python scripts/bench_learning.py --quick --spec specs/devnet-dp.toml   # one federation spec
 
 Local training windows are re-drawn from a seed per (node, round); a round
 whose aggregator refuses its input (e.g. plain FedAvg given a NaN update)
@@ -57,8 +63,10 @@ from flare_chain.aggregation.candidate_model import window_losses
 from flare_chain.aggregation.exact_lora import product_error
 from flare_chain.aggregation.mi_filter import nmi_matrix, seed_probe_windows
 from flare_chain.aggregation.pipeline import GateSettings
+from flare_chain.committee.aggregate import _require_local_dp, aggregation_weight
 from flare_chain.compression import PowerSGDCompressor, PowerSGDConfig, encode
-from flare_chain.errors import FlareError
+from flare_chain.compression.codec import CODEC_VERSION
+from flare_chain.errors import ConfigError, FlareError, GateRejection, UpdateError
 from flare_chain.lora._runtime import seeded
 from flare_chain.lora.adapter import adapter_tensors, initial_adapter, set_adapter_tensors, wrap_with_lora
 from flare_chain.lora.base import load_base_model
@@ -73,12 +81,15 @@ from flare_chain.lora.reference import ensure_reference_model
 from flare_chain.lora.skills import SKILLS_SEQ_LEN, SKILLS_TASK, skills_node_data, skills_probe_corpus
 from flare_chain.lora.tokenizer import load_tokenizer
 from flare_chain.progress import progress
+from flare_chain.protocol.spec import FederationSpec
 
 log = logging.getLogger("bench_learning")
 
 Delta = dict[str, torch.Tensor]
 ATTACK_KINDS = ("sign_flip", "scale10", "scale100", "noise", "nan", "wrong_shape", "colluding", "poison")
 AGGREGATORS = ("fedavg", "median", "trimmed_mean", "multikrum", "gates_mi_fedavg")
+SECTIONS = ("compression", "exactness", "robustness", "cost", "ablation", "spec")
+DEFAULT_SECTIONS = ("compression", "exactness", "robustness", "cost")
 
 
 @dataclass(frozen=True)
@@ -123,13 +134,16 @@ QUICK = Setup(nodes=5, rounds=2, robust_rounds=1, steps=4, batch_size=8, seq_len
 class Lab:
     """The reference model wrapped with LoRA once; trains, evaluates and predicts with swapped adapters."""
 
-    def __init__(self, setup: Setup, model_dir: Path) -> None:
+    def __init__(self, setup: Setup, model_dir: Path, lora: LoraTrainParams | None = None) -> None:
+        """``lora``: a federation spec's LoRA settings (rank, alpha, targets, learning rate, weight decay) in
+        place of the setup's; the compute budget (steps, batch, windows, threads) stays the setup's."""
         self.setup = setup
         seq_len = SKILLS_SEQ_LEN if setup.task == SKILLS_TASK else setup.seq_len
-        self.params = LoraTrainParams(rank=setup.rank, alpha=2.0 * setup.rank, learning_rate=setup.learning_rate,
-                                      batch_size=setup.batch_size, seq_len=seq_len,
-                                      max_train_windows=setup.max_windows, max_val_windows=setup.val_windows,
-                                      num_threads=setup.threads)
+        shape = lora if lora is not None else LoraTrainParams(rank=setup.rank, alpha=2.0 * setup.rank,
+                                                              learning_rate=setup.learning_rate)
+        self.params = shape.model_copy(update={
+            "batch_size": setup.batch_size, "seq_len": seq_len, "max_train_windows": setup.max_windows,
+            "max_val_windows": setup.val_windows, "num_threads": setup.threads})
         self.device = torch.device(setup.device)
         self.model = wrap_with_lora(load_base_model(model_dir), self.params).to(self.device)
         self.start = initial_adapter(model_dir, self.params, seed=0)
@@ -156,7 +170,7 @@ class Lab:
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         seed = int.from_bytes(hashlib.sha256(f"{node}:{round_id}".encode()).digest()[:6], "big")
         with seeded(seed, self.setup.threads):
-            opt = torch.optim.AdamW(trainable, lr=self.setup.learning_rate, weight_decay=0.0)
+            opt = torch.optim.AdamW(trainable, lr=self.params.learning_rate, weight_decay=self.params.weight_decay)
             gen = torch.Generator().manual_seed(seed)
             self.model.train()
             for _ in range(self.setup.steps):
@@ -330,15 +344,30 @@ def gated(lab: Lab, caught: dict[str, int]) -> Aggregate:
 
 
 def gate_and_average(lab: Lab, settings: GateSettings | None) -> bench_ablation.GatedAggregate:
-    """``settings``' gates (None: none) then FedAvg over the survivors; returns the new adapter and the rejections.
+    """``settings``' gates (None: none, see :func:`gate_screen`) then FedAvg over the survivors; returns the new
+    adapter and the rejections."""
+    screen = gate_screen(lab, settings) if settings is not None else None
 
-    The probe-loss windows are drawn from the reference probe corpus with the
+    def run(global_adapter: Delta, updates: list[ClientUpdate]) -> tuple[Delta, list[tuple[str, str]]]:
+        if screen is None:
+            return apply_delta(global_adapter, FedAvg().aggregate(updates)), []
+        accepted, rejected = screen(global_adapter, updates)
+        return apply_delta(global_adapter, FedAvg().aggregate(accepted)), rejected
+    return run
+
+
+Screen = Callable[[Delta, list[ClientUpdate]], tuple[list[ClientUpdate], list[tuple[str, str]]]]
+"""(global, updates) → (accepted updates, (gate, node) for each rejection); FlareError when none is accepted."""
+
+
+def gate_screen(lab: Lab, settings: GateSettings) -> Screen:
+    """``settings``' gate chain, with the probe-loss gate and MI filter run on ``lab``'s model.
+
+    The probe-loss windows are drawn from the lab's probe corpus with the
     global adapter's digest as the round's seed, as a committee draws them from the on-chain seed.
     """
 
-    def run(global_adapter: Delta, updates: list[ClientUpdate]) -> tuple[Delta, list[tuple[str, str]]]:
-        if settings is None:
-            return apply_delta(global_adapter, FedAvg().aggregate(updates)), []
+    def run(global_adapter: Delta, updates: list[ClientUpdate]) -> tuple[list[ClientUpdate], list[tuple[str, str]]]:
         windows = lab.round_probe(global_adapter, settings)
         # The MI filter predicts on the first of the round's corpus windows, as the committee does with a corpus.
         mi_windows = windows.input_ids[: settings.probe_windows].to(lab.device)
@@ -347,8 +376,7 @@ def gate_and_average(lab: Lab, settings: GateSettings | None) -> bench_ablation.
         outcome = run_gates(updates, global_adapter, gates)
         if not outcome.accepted:
             raise FlareError("every update was rejected")
-        rejected = [(v.gate, v.node) for v in outcome.rejections]
-        return apply_delta(global_adapter, FedAvg().aggregate(outcome.accepted)), rejected
+        return outcome.accepted, [(v.gate, v.node) for v in outcome.rejections]
     return run
 
 
@@ -365,8 +393,13 @@ def exact() -> Aggregate:
 def run_federation(
     lab: Lab, name: str, aggregate: Aggregate, *, attack: str | None = None, fraction: float = 0.0,
     wire: Callable[[str, Delta], tuple[Delta, tuple[int, int]]] | None = None, rounds: int | None = None,
+    release: Callable[[str, int, Delta], Delta] | None = None,
 ) -> RunResult:
-    """``rounds`` (default ``setup.rounds``) rounds; the first ⌊fraction·n⌉ nodes attack with ``attack``."""
+    """``rounds`` (default ``setup.rounds``) rounds; the first ⌊fraction·n⌉ nodes attack with ``attack``.
+
+    A node's update goes as a node's does: trained, ``release`` (node, round, delta → what the node
+    publishes, e.g. local DP), the attack crafted from the released delta, then ``wire`` (the codec).
+    """
     nodes = sorted(lab.texts)
     attackers = set(nodes[: round(fraction * len(nodes))]) if attack else set()
     current = dict(lab.start)
@@ -375,6 +408,8 @@ def run_federation(
     errors: list[float] = []
     for r in range(1, (rounds or lab.setup.rounds) + 1):
         deltas = {n: lab.train(n, current, r, poisoned=(attack == "poison" and n in attackers)) for n in nodes}
+        if release is not None:
+            deltas = {n: release(n, r, d) for n, d in deltas.items()}
         if attack == "colluding" and attackers:
             crafted = attacks.colluding_update([deltas[n] for n in nodes if n not in attackers])
             deltas.update({n: crafted for n in attackers})
@@ -505,6 +540,145 @@ def robustness_rows(lab: Lab) -> list[dict[str, object]]:
     return rows
 
 
+# ------------------------------------------------------------------------------------------------ spec
+
+
+def load_spec(path: Path) -> FederationSpec:
+    """The federation spec at ``path``; ConfigError naming the file and the fix when it cannot be run here."""
+    spec = FederationSpec.from_toml(path)
+    if spec.compression.codec_version != CODEC_VERSION:
+        raise ConfigError(f"federation spec {path}: compression.codec_version is {spec.compression.codec_version}, "
+                          f"this build encodes updates as codec v{CODEC_VERSION}; set it to {CODEC_VERSION} or run "
+                          "the release that speaks the spec's codec")
+    return spec
+
+
+def spec_line(spec: FederationSpec) -> str:
+    """What the spec section runs, in one line: the aggregator, the gates on, local DP, the codec."""
+    g = spec.gates
+    gates = ["policy"] + [text for on, text in (
+        (g.duplicates, "duplicate"), (g.norm, f"norm z {g.norm_threshold:g}"),
+        (g.direction, f"direction z {g.direction_threshold:g}"), (g.probe_loss, f"probe loss z {g.probe_loss_z:g}"),
+        (g.mutual_information, f"MI z {g.mi_threshold:g}")) if on]
+    dp = spec.privacy
+    privacy = (f"local DP clip {dp.clip_norm:g} noise ×{dp.noise_multiplier:g} (δ {dp.delta:g}), dense fp32 updates"
+               if dp.enabled else f"no DP, PowerSGD rank {spec.compression.powersgd_rank} fp16")
+    return (f"{spec.name}: aggregator {spec.aggregator.describe()}; gates {', '.join(gates)} (from "
+            f"{g.min_candidates} updates); {privacy}; codec v{spec.compression.codec_version}; "
+            f"LoRA rank {spec.lora.rank} alpha {spec.lora.alpha:g} lr {spec.lora.learning_rate:g}")
+
+
+def spec_release(spec: FederationSpec) -> Callable[[str, int, Delta], Delta] | None:
+    """Each node's release under the spec's local DP (the node's own code), None without DP.
+
+    A node draws its noise seed from fresh randomness; here it is derived from (node, round), so runs
+    repeat and the clean and attacked runs get the same noise.
+    """
+    if not spec.privacy.enabled:
+        return None
+
+    def release(node: str, round_id: int, delta: Delta) -> Delta:
+        seed = int.from_bytes(hashlib.sha256(f"dp:{node}:{round_id}".encode()).digest()[:7], "big")
+        return spec.privacy.release(delta, seed=seed)[0]
+    return release
+
+
+def spec_wire(spec: FederationSpec, rank: int) -> Wire:
+    """The spec's codec: PowerSGD at its rank (fp16, error feedback), or dense fp32 under local DP, as nodes send.
+
+    An update the codec refuses to encode (NaN, Inf) goes as it is, as an attacker writing its bytes by hand
+    would send it; the committee refuses it on decoding, here at the policy gate.
+    """
+    codec = dense_wire("float32", rank) if spec.privacy.enabled else powersgd_wire(spec.compression.powersgd_rank)
+
+    def send(node: str, delta: Delta) -> tuple[Delta, tuple[int, int]]:
+        try:
+            return codec(node, delta)
+        except UpdateError:  # its size: the same file with finite values
+            return delta, dense_wire("float32", rank)(node, {k: torch.zeros_like(v) for k, v in delta.items()})[1]
+    return send
+
+
+def spec_aggregate(lab: Lab, spec: FederationSpec, caught: dict[str, int]) -> Aggregate:
+    """The committee's path under ``spec``: local-DP norm check, the spec's gates, then the spec's aggregator.
+
+    Sample counts are clipped to the spec's cap as the committee weighs them; exact_lora carries its
+    residual from round to round as the global bundle does (a failed round keeps the previous one).
+    Counts rejections per gate into ``caught``.
+    """
+    screen = gate_screen(lab, spec.gates)
+    strategy = spec.aggregator.build()
+    carried: dict[str, Delta] = {}
+
+    def run(global_adapter: Delta, updates: list[ClientUpdate], _attackers: set[str]) -> tuple[Delta, set[str]]:
+        weighed = [ClientUpdate(node=u.node, delta=u.delta,
+                                sample_count=aggregation_weight(u.sample_count, spec.committee.max_sample_count))
+                   for u in updates]
+        rejected: list[tuple[str, str]] = []
+        kept: list[ClientUpdate] = []
+        for update in weighed:
+            try:
+                if spec.privacy.enabled:
+                    _require_local_dp(update.delta, spec.privacy, round_id=0, node=update.node)
+            except GateRejection as exc:
+                rejected.append((exc.gate, update.node))
+                continue
+            kept.append(update)
+        if not kept:
+            raise FlareError("every update was rejected")
+        accepted, gated = screen(global_adapter, kept)
+        rejected += gated
+        if isinstance(strategy, ExactLoraAggregator):
+            result = strategy.aggregate_adapters(global_adapter, accepted, carried or None)
+            new = result.adapter
+            carried.clear()
+            carried.update(result.residual)
+        else:
+            new = apply_delta(global_adapter, strategy.aggregate(accepted))
+        for gate, _node in rejected:
+            caught[gate] = caught.get(gate, 0) + 1
+        return new, {node for _gate, node in rejected}
+    return run
+
+
+SPEC_REFERENCE = "fedavg, no spec"
+"""The spec section's yardstick row: plain FedAvg, no gates, no DP, fp32."""
+
+
+def spec_rows(lab: Lab, spec: FederationSpec) -> list[dict[str, object]]:
+    """``setup.rounds`` rounds as ``spec`` says, clean and under each attack × fraction, on the spec's LoRA shape.
+
+    The yardstick is the clean run of plain FedAvg on the same lab without the spec's gates, DP or codec, so
+    each row shows what the spec costs (DP noise, a robust aggregator) and what the attacks cost under it.
+    ε per node is what the audit reports after as many rounds (one Gaussian release per node and round).
+    """
+    setup = lab.setup
+    label = spec.aggregator.describe()
+    epsilon = spec.privacy.accountant().epsilon_after(setup.rounds) if spec.privacy.enabled else math.nan
+    plan = [(None, 0.0)] + [(k, fr) for k in setup.attack_kinds for fr in setup.fractions]
+    rows: list[dict[str, object]] = []
+    with progress("spec", total=len(plan) + 1, unit="run") as bar:
+        reference = run_federation(lab, "fedavg", plain(FedAvg()))
+        bar.update(1, run="fedavg without the spec")
+        rows.append({"section": "spec", "config": SPEC_REFERENCE, "attack": "none", "fraction": 0.0,
+                     "final_loss": reference.final_loss, "loss_vs_clean_fedavg": 0.0, "failed_rounds": 0})
+        for attack, fraction in plan:
+            caught: dict[str, int] = {}
+            res = run_federation(lab, label, spec_aggregate(lab, spec, caught), attack=attack, fraction=fraction,
+                                 wire=spec_wire(spec, lab.params.rank), release=spec_release(spec))
+            rows.append({"section": "spec", "config": label, "attack": attack or "none", "fraction": fraction,
+                         "final_loss": res.final_loss,
+                         "loss_vs_clean_fedavg": res.final_loss / reference.final_loss - 1,
+                         "failed_rounds": res.failed_rounds,
+                         "precision": res.tp / (res.tp + res.fp) if res.tp + res.fp else math.nan,
+                         "recall": res.tp / (res.tp + res.fn) if res.tp + res.fn else math.nan,
+                         "fpr": res.fp / (res.fp + res.tn) if res.fp + res.tn else math.nan,
+                         "caught_by": " ".join(f"{g}:{c}" for g, c in sorted(caught.items())) or "-",
+                         "epsilon_per_node": epsilon, "bytes_per_node_round": res.bytes_per_node})
+            bar.update(1, run=f"{attack or 'clean'}/{fraction:.0%}")
+    return rows
+
+
 def cost_rows(setup: Setup) -> list[dict[str, object]]:
     """Time to gate and aggregate n generated updates of a realistic LoRA size (CPU, float32 updates).
 
@@ -565,7 +739,7 @@ def _fmt(v: object) -> str:
 
 def print_table(rows: list[dict[str, object]]) -> str:
     lines = []
-    for section in ("compression", "exactness", "robustness", "cost", "ablation"):
+    for section in SECTIONS:
         part = [r for r in rows if r["section"] == section]
         if not part:
             continue
@@ -583,9 +757,28 @@ def _pct(v: object) -> str:
     return f"{float(v):+.2%}" if isinstance(v, float) and not math.isnan(v) else "-"  # type: ignore[arg-type]
 
 
-def report(rows: list[dict[str, object]], setup: Setup) -> str:
+def report(rows: list[dict[str, object]], setup: Setup, spec: FederationSpec | None = None) -> str:
     """The tables as the README shows them: one aligned text block per section, losses as % of the baseline."""
     out: list[str] = []
+    runs = [r for r in rows if r["section"] == "spec"]
+    if runs and spec is not None:
+        out += [f"spec {spec_line(spec)}",
+                f"({setup.rounds} rounds, {setup.nodes} nodes; loss vs the clean plain-FedAvg run without the spec; "
+                "(F) = a round failed and the previous adapter stayed; ε per node at the spec's δ)",
+                f"{'run':<16}{'frac':>5}{'final loss':>11}{'vs FedAvg':>11}{'gate P / R / FPR':>19}{'ε/node':>9}"
+                f"{'B/node':>9}    caught by"]
+        for r in runs:
+            spec_run = r["config"] != SPEC_REFERENCE
+            prf = " / ".join(f"{v:.2f}" if isinstance(v, float) and not math.isnan(v) else "-"
+                             for v in (r.get(k) for k in ("precision", "recall", "fpr")))
+            eps, sent = r.get("epsilon_per_node", math.nan), r.get("bytes_per_node_round", math.nan)
+            out.append(f"{r['attack'] if spec_run else SPEC_REFERENCE!s:<16}{r['fraction']:>5.0%}"
+                       f"{r['final_loss']:>11.4f}"
+                       f"{_pct(r['loss_vs_clean_fedavg']) + (' (F)' if r['failed_rounds'] else ''):>11}"
+                       f"{prf if spec_run else '':>19}{_fmt(eps):>9}"
+                       f"{f'{sent:.0f}' if isinstance(sent, float) and not math.isnan(sent) else '-':>9}"
+                       f"    {r.get('caught_by', '')}")
+        out.append("")
     comp = [r for r in rows if r["section"] == "compression"]
     if comp:
         out += [f"compression ({setup.rounds} rounds, FedAvg; bytes = the update file a node pins, "
@@ -697,7 +890,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device for training/eval (cpu, cuda)")
     parser.add_argument("--model-dir", type=Path, default=None, help="reference model dir (default: the cache)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="where the CSV and PNG go")
-    parser.add_argument("--sections", default="compression,exactness,robustness,cost")
+    parser.add_argument("--sections", type=lambda v: tuple(v.split(",")), default=None,
+                        help=f"sections to run, from {','.join(SECTIONS)} (default {','.join(DEFAULT_SECTIONS)}; "
+                             "with --spec: spec)")
+    parser.add_argument("--spec", type=Path, default=None, metavar="SPEC.toml",
+                        help="a federation spec (e.g. specs/devnet-dp.toml; `flare-chain spec init` writes one) for "
+                             "the spec section, which runs the federation as the spec says: the spec's LoRA rank, "
+                             "alpha and lr (the bench's steps and batch); each node's local DP with the node's own "
+                             "code (clip + noise; ε per node from the audit's accountant); the spec's codec "
+                             "(PowerSGD at its rank, or dense fp32 under DP); the committee's DP norm check, the "
+                             "spec's gates and its aggregator (exact_lora carries its residual), for --rounds "
+                             "rounds, clean and with --attacks x --fractions attackers, against clean plain FedAvg")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--robust-rounds", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
@@ -713,13 +916,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="attacks for the ablation section (default: every adaptive attack; names from "
                              "flare_chain.attacks.BEHAVIOURS)")
     parser.add_argument("--ablation-rounds", type=int, default=None, help="rounds per ablation run (default 5)")
+    parser.add_argument("--ablation-probe-windows", type=int, default=None, metavar="N",
+                        help="probe-loss examples per round in the ablation (default 128, the spec's; --quick: 32)")
     parser.add_argument("--cost-layers", type=int, default=None,
                         help="layers generated for the cost section (default 4; 32 = the full model, no scaling)")
     args = parser.parse_args(argv)
-    for name, allowed in (("attacks", ATTACK_KINDS), ("aggregators", AGGREGATORS)):
+    for name, allowed in (("attacks", ATTACK_KINDS), ("aggregators", AGGREGATORS), ("sections", SECTIONS)):
         unknown = sorted(set(getattr(args, name) or ()) - set(allowed))
         if unknown:
             parser.error(f"--{name}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    sections = args.sections or (("spec",) if args.spec is not None else DEFAULT_SECTIONS)
+    if "spec" in sections and args.spec is None:
+        parser.error("the spec section runs a federation spec: give it with --spec SPEC.toml (e.g. specs/devnet-dp.toml)")
+    if args.spec is not None and "spec" not in sections:
+        parser.error(f"--spec is run by the spec section, which --sections {','.join(sections)} leaves out; add spec")
+    spec = None
+    if args.spec is not None:
+        try:
+            spec = load_spec(args.spec)
+        except ConfigError as exc:
+            parser.error(str(exc))
     if args.aggregators is not None and "fedavg" not in args.aggregators:
         args.aggregators = ("fedavg", *args.aggregators)  # the clean FedAvg run is every row's reference
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
@@ -731,16 +947,24 @@ def main(argv: list[str] | None = None) -> int:
                                                   ("aggregators", args.aggregators),
                                                   ("cost_sizes", args.cost_sizes), ("cost_layers", args.cost_layers),
                                                   ("ablation_attacks", args.ablation_attacks),
-                                                  ("ablation_rounds", args.ablation_rounds))
+                                                  ("ablation_rounds", args.ablation_rounds),
+                                                  ("ablation_probe_windows", args.ablation_probe_windows))
                if v is not None}
     setup = Setup(**{**setup.__dict__, **changes})
     torch.set_num_threads(setup.threads)
-    sections = args.sections.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     rows: list[dict[str, object]] = []
-    if set(sections) & {"compression", "exactness", "robustness", "ablation"}:
-        model_dir = args.model_dir or ensure_reference_model()
+    model_dir = (args.model_dir or ensure_reference_model()) if set(sections) - {"cost"} else None
+    if spec is not None and model_dir is not None and "spec" in sections:
+        try:
+            spec_lab = Lab(setup, model_dir, lora=spec.lora)
+        except ConfigError as exc:  # e.g. target modules or a rank the model does not have
+            parser.error(f"--spec {args.spec}: its [lora] does not fit the model {model_dir}: {exc}")
+        log.info("spec %s; base held-out loss %.4f", spec_line(spec), spec_lab.loss(spec_lab.start))
+        rows += spec_rows(spec_lab, spec)
+        log.info("spec done after %.0f s (%d trainings)", time.perf_counter() - began, spec_lab.trainings)
+    if model_dir is not None and set(sections) & {"compression", "exactness", "robustness", "ablation"}:
         lab = Lab(setup, model_dir)
         log.info("base held-out loss %.4f (%d nodes, %d rounds, %d steps)", lab.loss(lab.start), setup.nodes,
                  setup.rounds, setup.steps)
@@ -761,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cost" in sections:
         rows += cost_rows(setup)
     text = print_table(rows)
-    readable = "\n\n".join(t for t in (report(rows, setup),
+    readable = "\n\n".join(t for t in (report(rows, setup, spec),
                                          bench_ablation.ablation_report(rows, setup.ablation_rounds)) if t)
     print("\n" + readable)
     write_csv(rows, args.out / "bench_learning.csv")

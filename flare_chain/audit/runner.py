@@ -163,9 +163,7 @@ class _PrivacyLedger:
     def __init__(self, spec: FederationSpec | None) -> None:
         self._accountant: PrivacyAccountant | None = None
         if spec is not None and spec.privacy.enabled:
-            from flare_chain.aggregation.privacy import PrivacyAccountant
-
-            self._accountant = PrivacyAccountant(spec.privacy.noise_multiplier, target_delta=spec.privacy.delta)
+            self._accountant = spec.privacy.accountant()
 
     def after(self, history: History, round_id: int) -> dict[str, float]:
         """Each node that submitted in ``round_id``: ε over all its submissions up to and including it."""

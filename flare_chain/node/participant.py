@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from eth_account.signers.local import LocalAccount
 
-from flare_chain.aggregation.privacy import privatize_update
 from flare_chain.attacks.behaviour import craft_alone, daemon_behaviour
 from flare_chain.basemodel import model_cid
 from flare_chain.chain import CoordinatorClient, RoundStatus, SeatDraw, Submission, TxResult
@@ -173,11 +172,7 @@ class Participant:
         leaves the node; the noise seed is fresh randomness that is never recorded (a seed others could
         derive would let them subtract the noise).
         """
-        dp = self.spec.privacy
-        if not dp.enabled:
-            return delta, {}
-        noised = privatize_update(delta, dp.clip_norm, dp.noise_multiplier, seed=secrets.randbits(63))
-        return noised, {"dp_clip_norm": dp.clip_norm, "dp_noise_multiplier": dp.noise_multiplier}
+        return self.spec.privacy.release(delta, seed=secrets.randbits(63))
     def check_base_model(self, global_adapter: GlobalAdapter) -> None:
         """Refuse to train on another base model than the federation's (the policy gate would reject the
         update): ConfigError naming both and the fix."""

@@ -25,11 +25,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flare_chain.aggregation.base import Aggregator
 from flare_chain.aggregation.exact_lora import ExactLoraAggregator
 from flare_chain.aggregation.pipeline import GateSettings
+from flare_chain.aggregation.privacy import PrivacyAccountant, privatize_update
 from flare_chain.compression.codec import CODEC_VERSION
 from flare_chain.errors import ConfigError, IntegrityError, SpecMismatch
 from flare_chain.ipfs.unixfs import cid_of_bytes
@@ -135,6 +137,24 @@ class PrivacySpec(_Section):
     clip_norm: float = Field(1.0, gt=0, description="L2 bound on a node's delta (the policy gate enforces it)")
     noise_multiplier: float = Field(0.0, ge=0, description="noise std / clip_norm")
     delta: float = Field(1e-5, gt=0, lt=1, description="the δ at which the auditor reports ε")
+
+    def release(self, delta: dict[str, torch.Tensor], *, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """What a node publishes of ``delta`` under this section, and the manifest metrics that say so.
+
+        Disabled: ``delta`` itself and no metrics. Enabled: clipped to ``clip_norm`` with Gaussian noise
+        drawn from ``seed`` (:func:`~flare_chain.aggregation.privacy.privatize_update`). One function for
+        the node and the learning benchmark, so the benchmark measures the mechanism nodes run; a node
+        passes fresh, unrecorded randomness as ``seed`` (a seed others could derive would let them
+        subtract the noise).
+        """
+        if not self.enabled:
+            return delta, {}
+        noised = privatize_update(delta, self.clip_norm, self.noise_multiplier, seed=seed)
+        return noised, {"dp_clip_norm": self.clip_norm, "dp_noise_multiplier": self.noise_multiplier}
+
+    def accountant(self) -> PrivacyAccountant:
+        """The accountant that turns a node's count of releases into ε at this section's δ (audit and bench)."""
+        return PrivacyAccountant(self.noise_multiplier, target_delta=self.delta)
 
 
 class CommitteeSpec(_Section):
