@@ -63,7 +63,7 @@ from flare_chain.aggregation.candidate_model import window_losses
 from flare_chain.aggregation.exact_lora import product_error
 from flare_chain.aggregation.mi_filter import nmi_matrix, seed_probe_windows
 from flare_chain.aggregation.pipeline import GateSettings
-from flare_chain.committee.aggregate import _require_local_dp, aggregation_weight
+from flare_chain.committee.aggregate import aggregation_weight, require_local_dp
 from flare_chain.compression import PowerSGDCompressor, PowerSGDConfig, encode
 from flare_chain.compression.codec import CODEC_VERSION
 from flare_chain.errors import ConfigError, FlareError, GateRejection, UpdateError
@@ -619,7 +619,7 @@ def spec_aggregate(lab: Lab, spec: FederationSpec, caught: dict[str, int]) -> Ag
         for update in weighed:
             try:
                 if spec.privacy.enabled:
-                    _require_local_dp(update.delta, spec.privacy, round_id=0, node=update.node)
+                    require_local_dp(update.delta, spec.privacy, round_id=0, node=update.node)
             except GateRejection as exc:
                 rejected.append((exc.gate, update.node))
                 continue

@@ -73,7 +73,7 @@ from flare_chain.protocol.accepted import canonical_accepted
 from flare_chain.protocol.spec import PrivacySpec
 
 __all__ = ["AggregateResult", "CheckedUpdate", "Rejection", "Strategy", "aggregation_weight", "build_aggregate",
-           "check_submissions", "reproduce_aggregate", "review_accepted_set"]
+           "check_submissions", "reproduce_aggregate", "require_local_dp", "review_accepted_set"]
 
 
 def aggregation_weight(sample_count: int, max_sample_count: int) -> int:
@@ -150,7 +150,7 @@ def check_submissions(
             policy_gate(manifest, previous.manifest, round_id=round_id, node=sub.node,
                         onchain_sample_count=sub.sample_count)
             if privacy is not None and privacy.enabled:
-                _require_local_dp(delta, privacy, round_id=round_id, node=sub.node)
+                require_local_dp(delta, privacy, round_id=round_id, node=sub.node)
         except (IntegrityError, StoreError, UpdateError) as exc:
             log.warning("round %d: leaving out %s's update %s: %s", round_id, sub.node, cid, exc)
             gate = exc.gate if isinstance(exc, GateRejection) else "fetch"
@@ -201,7 +201,7 @@ def check_submissions(
     return accepted, rejected
 
 
-def _require_local_dp(delta: Mapping[str, torch.Tensor], privacy: PrivacySpec, *, round_id: int, node: str) -> None:
+def require_local_dp(delta: Mapping[str, torch.Tensor], privacy: PrivacySpec, *, round_id: int, node: str) -> None:
     """GateRejection when ``delta`` is larger than a clipped-and-noised update can honestly be."""
     dimension = sum(int(t.numel()) for t in delta.values())
     bound = local_dp_norm_bound(privacy.clip_norm, privacy.noise_multiplier, dimension)
