@@ -72,7 +72,7 @@ def encode_probe_corpus(corpus: NodeData | Sequence[str]) -> bytes:
     Texts (a list of strings, or text/jsonl NodeData) give a version-1 text corpus, byte for byte
     what earlier builds pinned; instruction or chat records give a version-2 records corpus.
     """
-    data = as_node_data(corpus) if not isinstance(corpus, NodeData) else corpus
+    data = as_node_data(corpus)
     doc: dict[str, Any]
     if data.supervised:
         if not data.records:
@@ -148,7 +148,7 @@ def probe_windows(
     """
     if count < 1 or seq_len < 2:
         raise ConfigError(f"probe windows need count >= 1 and seq_len >= 2, got count={count}, seq_len={seq_len}")
-    data = as_node_data(corpus) if not isinstance(corpus, NodeData) else corpus
+    data = as_node_data(corpus)
     if data.supervised:
         try:
             examples = supervised_examples(data, tokenizer, seq_len)
