@@ -51,6 +51,9 @@ DEFAULT_ATTACKS = ("alie", "alie_nm", "ipm_0.1", "ipm_0.5", "minmax_std", "minma
 QUICK_ATTACKS = ("alie_nm", "minmax_std", "near_duplicate", "sign_flip_nm", "label_poison_nm", "probe_gaming",
                  "backdoor")
 
+NOISE = "noise"
+"""The attack column of the re-seeded honest-only rows (no attacker; the noise floor)."""
+
 GatedAggregate = Callable[[Delta, list[ClientUpdate]], tuple[Delta, list[tuple[str, str]]]]
 """(global, updates) → (new global, [(gate, node) rejected])."""
 
@@ -63,8 +66,9 @@ class AblationLab(Protocol):
     @property
     def node_names(self) -> list[str]: ...
 
-    def train_as(self, node: str, global_adapter: Delta, round_id: int, data: str) -> Delta:
-        """One node's local training; ``data`` is "own", "label_poison" or "backdoor"."""
+    def train_as(self, node: str, global_adapter: Delta, round_id: int, data: str, salt: int = 0) -> Delta:
+        """One node's local training; ``data`` is "own", "label_poison" or "backdoor". A non-zero ``salt``
+        draws other batches (and dropout) with the same data: the noise floor's re-seeded runs."""
 
     def loss(self, adapter: Delta) -> float: ...
 
@@ -110,15 +114,17 @@ def attacked_round(lab: AblationLab, current: Delta, round_id: int, attack: str 
 
 
 def run(lab: AblationLab, config: str, aggregate: GatedAggregate | None, *, attack: str | None,
-        attackers: Sequence[str], rounds: int) -> Run:
-    """``rounds`` rounds under one configuration; ``aggregate`` None means FedAvg over the honest nodes only."""
+        attackers: Sequence[str], rounds: int, salt: int = 0) -> Run:
+    """``rounds`` rounds under one configuration; ``aggregate`` None means FedAvg over the honest nodes only
+    (trained with ``salt``'s batches)."""
     res = Run(config=config)
     current = dict(lab.start)
     bad = set(attackers)
     nodes = lab.node_names
     for r in range(1, rounds + 1):
         if aggregate is None:
-            honest = [ClientUpdate(node=n, delta=lab.train_as(n, current, r, "own"), sample_count=lab.sample_count())
+            honest = [ClientUpdate(node=n, delta=lab.train_as(n, current, r, "own", salt),
+                                   sample_count=lab.sample_count())
                       for n in nodes if n not in bad]
             current = apply_delta(current, FedAvg().aggregate(honest))
             res.losses.append(lab.loss(current))
@@ -162,11 +168,21 @@ def configs(make_gated: Callable[[GateSettings | None], GatedAggregate], base: G
 
 def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], GatedAggregate], *,
                   attacks: Sequence[str], fractions: Sequence[float], rounds: int, base: GateSettings | None = None,
+                  switches: Sequence[str] = GATE_SWITCHES, reseeds: int = 0,
                   on_run: Callable[[str], None] | None = None) -> list[dict[str, object]]:
-    """One row per (attack, fraction, configuration), plus the clean FedAvg reference row."""
+    """One row per (attack, fraction, configuration), plus the clean FedAvg reference row.
+
+    ``switches`` are the gates removed one at a time; an empty sequence keeps only honest-only, FedAvg and
+    the default gates (the grid over many attacker shares on a larger federation, where the full ablation
+    does not fit a small machine). ``reseeds`` honest-only runs per share with other training batches
+    (attack ``noise``, config ``honest_only_seed<k>``) measure the noise floor: how far "kept" moves when
+    nothing but the honest nodes' SGD draws change, the yardstick for calling an accepted attacker harmless."""
     unknown = sorted(set(attacks) - set(BEHAVIOURS))
     if unknown:
         raise SystemExit(f"unknown attacks {', '.join(unknown)}; choose from {', '.join(sorted(BEHAVIOURS))}")
+    unknown = sorted(set(switches) - set(GATE_SWITCHES))
+    if unknown:
+        raise SystemExit(f"unknown gate switches {', '.join(unknown)}; choose from {', '.join(GATE_SWITCHES)}")
     base_loss = lab.loss(lab.start)
     clean = run(lab, "clean_fedavg", make_gated(None), attack=None, attackers=[], rounds=rounds)
     clean_loss = clean.losses[-1]
@@ -178,8 +194,20 @@ def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], 
         attackers = nodes[: round(fraction * len(nodes))]
         honest_only = run(lab, "honest_only", None, attack=None, attackers=attackers, rounds=rounds)
         reference = honest_only.losses[-1]
+        for salt in range(1, reseeds + 1):
+            final = run(lab, "honest_only", None, attack=None, attackers=attackers, rounds=rounds,
+                        salt=salt).losses[-1]
+            kept = (base_loss - final) / (base_loss - reference) if base_loss > reference else math.nan
+            rows.append({"section": "ablation", "attack": NOISE, "fraction": fraction,
+                         "config": f"honest_only_seed{salt}", "final_loss": final,
+                         "loss_vs_clean": final / clean_loss - 1, "loss_vs_honest_only": final / reference - 1,
+                         "gain_kept": kept, "recall": math.nan, "fpr": math.nan, "failed_rounds": 0,
+                         "asr": math.nan, "caught_by": "-"})
+            if on_run is not None:
+                on_run(f"{NOISE}/{fraction}/seed{salt}")
+            log.info("ablation noise %.0f%% honest_only_seed%d: loss %.4f kept %.2f", 100 * fraction, salt, final, kept)
         for attack in attacks:
-            for name, aggregate in configs(make_gated, base).items():
+            for name, aggregate in configs(make_gated, base, switches).items():
                 res = honest_only if aggregate is None else run(lab, name, aggregate, attack=attack,
                                                                 attackers=attackers, rounds=rounds)
                 final = res.losses[-1]

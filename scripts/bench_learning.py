@@ -116,6 +116,8 @@ class Setup:
     ablation_rounds: int = 5
     ablation_attacks: tuple[str, ...] = bench_ablation.DEFAULT_ATTACKS
     ablation_probe_windows: int = 128
+    ablation_switches: tuple[str, ...] = bench_ablation.GATE_SWITCHES
+    ablation_reseeds: int = 2
     device: str = "cpu"
     threads: int = 1
     task: str = SKILLS_TASK
@@ -151,24 +153,27 @@ class Lab:
         self.texts, self.train_windows, val, self.probe_corpus = _task_data(setup, self.tokenizer, self.params)
         self.val = val  # mean_token_loss moves each batch to the model's device
         self.probe = seed_probe_windows(b"bench-round-seed", count=8, seq_len=64).to(self.device)
-        self._cache: dict[tuple[str, str, bool | str, int], Delta] = {}
+        self._cache: dict[tuple[str, str, bool | str, int, int], Delta] = {}
         self.trainings = 0
 
     def _load(self, adapter: Delta) -> None:
         set_adapter_tensors(self.model, {k: v.to(self.device) for k, v in adapter.items()})
 
-    def train(self, node: str, global_adapter: Delta, round_id: int, poisoned: bool | str = False) -> Delta:
+    def train(self, node: str, global_adapter: Delta, round_id: int, poisoned: bool | str = False,
+              salt: int = 0) -> Delta:
         """Local fine-tune of ``setup.steps`` AdamW steps from ``global_adapter``; the delta (CPU float32).
 
         ``poisoned``: False (own data), True (shuffled text) or "backdoor" (trigger → target lines added).
+        ``salt``: other batches from the same data (0: the bench's usual draws).
         """
-        key = (_digest(global_adapter), node, poisoned, round_id)
+        key = (_digest(global_adapter), node, poisoned, round_id, salt)
         if key in self._cache:
             return self._cache[key]
         windows = self.train_windows[(node, poisoned)]
         self._load(global_adapter)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        seed = int.from_bytes(hashlib.sha256(f"{node}:{round_id}".encode()).digest()[:6], "big")
+        seed = int.from_bytes(hashlib.sha256(f"{node}:{round_id}{f':{salt}' if salt else ''}".encode()).digest()[:6],
+                              "big")
         with seeded(seed, self.setup.threads):
             opt = torch.optim.AdamW(trainable, lr=self.params.learning_rate, weight_decay=self.params.weight_decay)
             gen = torch.Generator().manual_seed(seed)
@@ -198,9 +203,9 @@ class Lab:
     def node_names(self) -> list[str]:
         return sorted(self.texts)
 
-    def train_as(self, node: str, global_adapter: Delta, round_id: int, data: str) -> Delta:
+    def train_as(self, node: str, global_adapter: Delta, round_id: int, data: str, salt: int = 0) -> Delta:
         kind: bool | str = {"own": False, "label_poison": True}.get(data, data)
-        return self.train(node, global_adapter, round_id, poisoned=kind)
+        return self.train(node, global_adapter, round_id, poisoned=kind, salt=salt)
 
     def sample_count(self) -> int:
         return self.setup.steps * self.setup.batch_size
@@ -918,6 +923,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation-rounds", type=int, default=None, help="rounds per ablation run (default 5)")
     parser.add_argument("--ablation-probe-windows", type=int, default=None, metavar="N",
                         help="probe-loss examples per round in the ablation (default 128, the spec's; --quick: 32)")
+    parser.add_argument("--ablation-switches", type=lambda v: tuple(x for x in v.split(",") if x and x != "none"),
+                        default=None, metavar="GATES",
+                        help="gates the ablation switches off one at a time (default "
+                             f"{','.join(bench_ablation.GATE_SWITCHES)}; 'none' runs only honest-only, FedAvg and "
+                             "the default gates, e.g. for a grid of shares on --nodes 10)")
+    parser.add_argument("--ablation-reseeds", type=int, default=None, metavar="K",
+                        help="honest-only runs per share with other training batches, the noise floor that "
+                             "'kept' is judged against (default 2)")
+    parser.add_argument("--nodes", type=int, default=None,
+                        help="nodes in the federation (default 10; --quick: 5); attackers are the first "
+                             "round(share x nodes)")
     parser.add_argument("--cost-layers", type=int, default=None,
                         help="layers generated for the cost section (default 4; 32 = the full model, no scaling)")
     args = parser.parse_args(argv)
@@ -925,6 +941,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(getattr(args, name) or ()) - set(allowed))
         if unknown:
             parser.error(f"--{name}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    if args.nodes is not None and args.nodes < 3:
+        parser.error(f"--nodes {args.nodes}: a federation with attackers and honest nodes needs at least 3 nodes")
     sections = args.sections or (("spec",) if args.spec is not None else DEFAULT_SECTIONS)
     if "spec" in sections and args.spec is None:
         parser.error("the spec section runs a federation spec: give it with --spec SPEC.toml (e.g. specs/devnet-dp.toml)")
@@ -948,7 +966,10 @@ def main(argv: list[str] | None = None) -> int:
                                                   ("cost_sizes", args.cost_sizes), ("cost_layers", args.cost_layers),
                                                   ("ablation_attacks", args.ablation_attacks),
                                                   ("ablation_rounds", args.ablation_rounds),
-                                                  ("ablation_probe_windows", args.ablation_probe_windows))
+                                                  ("ablation_probe_windows", args.ablation_probe_windows),
+                                                  ("ablation_switches", args.ablation_switches),
+                                                  ("ablation_reseeds", args.ablation_reseeds),
+                                                  ("nodes", args.nodes))
                if v is not None}
     setup = Setup(**{**setup.__dict__, **changes})
     torch.set_num_threads(setup.threads)
@@ -974,13 +995,14 @@ def main(argv: list[str] | None = None) -> int:
                 rows += fn(lab)
                 log.info("%s done after %.0f s (%d trainings)", name, time.perf_counter() - began, lab.trainings)
         if "ablation" in sections:
-            total = 1 + len(setup.fractions) * len(setup.ablation_attacks) * (3 + len(bench_ablation.GATE_SWITCHES))
+            total = 1 + len(setup.fractions) * (setup.ablation_reseeds + len(setup.ablation_attacks)
+                                                * (3 + len(setup.ablation_switches)))
             with progress("ablation", total=total, unit="run") as bar:
                 rows += bench_ablation.ablation_rows(
                     lab, lambda settings: gate_and_average(lab, settings), attacks=setup.ablation_attacks,
                     fractions=setup.fractions, rounds=setup.ablation_rounds,
                     base=GateSettings(probe_loss_windows=setup.ablation_probe_windows),
-                    on_run=lambda what: bar.update(1, run=what))
+                    switches=setup.ablation_switches, reseeds=setup.ablation_reseeds, on_run=lambda what: bar.update(1, run=what))
             log.info("ablation done after %.0f s (%d trainings)", time.perf_counter() - began, lab.trainings)
     if "cost" in sections:
         rows += cost_rows(setup)
