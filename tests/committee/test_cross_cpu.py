@@ -27,6 +27,7 @@ from flare_chain.ipfs import ContentStore, cid_to_bytes
 from flare_chain.lora.adapter import initial_adapter
 from flare_chain.lora.domains import available_domains, domain_texts
 from flare_chain.lora.probe_corpus import reference_probe_texts
+from flare_chain.lora.skills import skills_node_data, skills_probe_corpus
 from flare_chain.lora.train import train_lora
 from flare_chain.node.bundles import (
     fetch_global_bundle,
@@ -173,3 +174,77 @@ def test_members_on_different_cpu_kernels_agree_with_the_leader(round_on_disk, t
     for statistic, delta in spread.items():
         assert delta <= bands.band(statistic).width(0.0) / 2, (statistic, delta)
     print("largest difference between CPU capabilities per statistic:", dict(spread))
+
+
+# The default probe rule on a records corpus: responses scored, a harmful update standing out by the round's
+# spread or by its rise share (probe_standout), every band-judged statistic of it compared across kernels.
+RECORDS_COMMITTEE = GateSettings(direction=False)
+
+
+@pytest.fixture(scope="module")
+def records_round_on_disk(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_train_params):
+    """Six first-round updates trained on skills records (two negated), a records probe corpus, round 0."""
+    store = ContentStore(tmp_path_factory.mktemp("cross-cpu-records-ipfs"))
+    start = initial_adapter(tiny_model_dir, tiny_train_params, seed=0)
+    probe_cid = pin_probe_corpus(store, skills_probe_corpus(records=96))
+    manifest0 = initial_global_manifest(tiny_model_dir, tiny_train_params, start, probe_cid=probe_cid)
+    previous_cid = pin_global_bundle(store, start, manifest0, tiny_model_dir, tiny_train_params)
+    subs = []
+    for i in range(6):
+        node = f"0x{i + 1:040x}"
+        result = train_lora(tiny_model_dir, skills_node_data(i, 6, records_per_node=60), tiny_train_params,
+                            start_adapter=start, show_progress=False)
+        delta = attacks.sign_flip(result.delta) if i in FLIPPED else result.delta
+        manifest = manifest0.model_copy(update={"kind": "delta", "round": 1, "node": node,
+                                                "sample_count": result.sample_count})
+        cid, digest = pin_update_bundle(store, delta, manifest)
+        subs.append(Submission(round_id=1, node=node, cid=cid_to_bytes(cid), sample_count=result.sample_count,
+                               manifest_hash=digest, block_number=1, tx_hash="0x"))
+    return store, fetch_global_bundle(store, previous_cid), subs
+
+
+def test_members_agree_on_a_records_probe_under_the_default_probe_rule(records_round_on_disk, tiny_model_dir,
+                                                                       tiny_train_params, tmp_path: Path) -> None:
+    store, previous, subs = records_round_on_disk
+    common = dict(model_dir=tiny_model_dir, params=tiny_train_params, probe_seed=SEED)
+    statistics: list[tuple[str, str, str, float]] = []
+
+    def record(assessed):
+        statistics.extend((d.gate, d.node, c.statistic, c.value) for d in assessed for c in d.comparisons)
+        return {d.node: d.reason for d in assessed if d.rejected}
+
+    accepted, rejected = check_submissions(store, 1, subs, previous, gates=RECORDS_COMMITTEE, settle=record,
+                                           **common)
+    flipped = {subs[i].node for i in FLIPPED}
+    # On this tiny model one negated update stands out (by its rise share) and is left out; the other does
+    # not stand out and passes. What matters here is that every member draws the same line. No honest update
+    # is left out.
+    assert {r.node for r in rejected} and {r.node for r in rejected} <= flipped, [(r.node, r.gate) for r in rejected]
+    probe_stats = {s for g, _, s, _ in statistics if g == "probe_loss"}
+    assert {"probe_z", "probe_standout"} <= probe_stats, probe_stats  # the whole rule ran, not a stand-down
+    leader = [u.submission.node for u in accepted]
+    leader_cid = build_aggregate(store, 1, previous, accepted, tiny_model_dir, tiny_train_params, pin=False,
+                                 max_sample_count=10**6).cid
+    job = tmp_path / "records.json"
+    job.write_text(json.dumps({
+        "store": str(store.root), "model_dir": str(tiny_model_dir), "params": tiny_train_params.model_dump_json(),
+        "gates": RECORDS_COMMITTEE.model_dump_json(), "previous_cid": previous.cid, "seed": SEED.hex(),
+        "submissions": [{"round_id": s.round_id, "node": s.node, "cid": s.cid.hex(), "sample_count": s.sample_count,
+                         "manifest_hash": s.manifest_hash.hex()} for s in subs],
+        "scenarios": {"leader": leader}}))
+    reference = {(g, n, s): v for g, n, s, v in statistics}
+    spread: dict[str, float] = defaultdict(float)
+    for capability in _supported():
+        tag = capability or "native"
+        out = _member(job, tmp_path / f"records-{tag}.out", capability)
+        assert sorted(out["strict_accepted"], key=str.lower) == sorted(leader, key=str.lower), tag
+        verdict = out["verdicts"]["leader"]
+        assert verdict["defensible"] and verdict["cid"] == leader_cid, (tag, verdict)
+        for s in out["statistics"]:
+            key = (s["gate"], s["node"], s["statistic"])
+            assert key in reference, (tag, key)  # the member judged what the leader judged
+            if math.isfinite(s["value"]) and math.isfinite(reference[key]):
+                spread[s["statistic"]] = max(spread[s["statistic"]], abs(s["value"] - reference[key]))
+    for statistic, delta in spread.items():
+        assert delta <= RECORDS_COMMITTEE.bands.band(statistic).width(0.0) / 2, (statistic, delta)
+    print("records probe: largest difference between CPU capabilities per statistic:", dict(spread))
