@@ -258,3 +258,34 @@ def ablation_report(rows: Sequence[Mapping[str, object]], rounds: int) -> str:
                    f"{_cell(r['loss_vs_honest_only'], True):>10}{_cell(r['gain_kept']):>7}{_cell(r['recall']):>8}{_cell(r['fpr']):>6}{_cell(r['asr']):>6}"
                    f"  {r['caught_by']}")
     return "\n".join(out)
+
+
+def ablation_summary(rows: Sequence[Mapping[str, object]]) -> str:
+    """One line per attack, one column group per share: the default gates' kept (FedAvg's in brackets), recall,
+    FPR and ASR; then the noise floor (the re-seeded honest-only runs' kept). The grid the issue's bar is read on."""
+    part = [r for r in rows if r["section"] == "ablation"]
+    cells = {(r["attack"], r["fraction"], r["config"]): r for r in part}
+    fractions = sorted({float(r["fraction"]) for r in part if r["config"] == "all_gates"})  # type: ignore[arg-type]
+    attacks = list(dict.fromkeys(r["attack"] for r in part if r["config"] == "all_gates"))
+    if not fractions or not attacks:
+        return ""
+    head = "".join(f" | {f:>4.0%}: kept (FedAvg) recall  FPR  ASR" for f in fractions)
+    out = ["summary (default gates; kept = share of the honest-only gain kept, plain FedAvg's in brackets; "
+           "recall/FPR over node-rounds)", f"{'attack':<20}{head}"]
+    for attack in attacks:
+        line = f"{attack!s:<20}"
+        for f in fractions:
+            gated, plain = cells.get((attack, f, "all_gates")), cells.get((attack, f, "fedavg"))
+            if gated is None:
+                line += " | " + " " * 37
+                continue
+            bracket = f"({_cell(plain['gain_kept']) if plain else '-'})"
+            line += (f" | {_cell(gated['gain_kept']):>10} {bracket:>6}"
+                     f"{_cell(gated['recall']):>7}{_cell(gated['fpr']):>5}{_cell(gated['asr']):>5}")
+        out.append(line)
+    noise = [r for r in part if r["attack"] == NOISE]
+    if noise:
+        out.append("noise floor (honest-only with other batches): " + ", ".join(
+            f"{float(r['fraction']):.0%} {_cell(r['gain_kept'])}" for r in noise))  # type: ignore[arg-type]
+    return "\n".join(out)
+

@@ -1008,7 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += cost_rows(setup)
     text = print_table(rows)
     readable = "\n\n".join(t for t in (report(rows, setup, spec),
-                                         bench_ablation.ablation_report(rows, setup.ablation_rounds)) if t)
+                                         bench_ablation.ablation_report(rows, setup.ablation_rounds),
+                                         bench_ablation.ablation_summary(rows)) if t)
     print("\n" + readable)
     write_csv(rows, args.out / "bench_learning.csv")
     (args.out / "bench_learning.md").write_text(text + "\n")

@@ -121,3 +121,16 @@ def test_reseeded_honest_runs_measure_the_noise_floor(ablation: ModuleType) -> N
     assert all(math.isnan(r["recall"]) for r in noise)
     report = ablation.ablation_report(list(rows.values()), 3)
     assert "honest_only_seed2" in report
+
+
+def test_summary_reads_one_line_per_attack_with_the_gated_and_plain_gain_kept(ablation: ModuleType) -> None:
+    rows = ablation.ablation_rows(ToyLab(), toy_gates, attacks=["sign_flip_nm", "ipm_0.5"], fractions=[0.2, 0.4],
+                                  rounds=3, switches=(), reseeds=1)
+    by = {(r["attack"], r["fraction"], r["config"]): r for r in rows}
+    summary = ablation.ablation_summary(rows).splitlines()
+    assert summary[1].split()[:2] == ["attack", "|"] and summary[1].count("kept") == 2
+    flips = next(line for line in summary if line.startswith("sign_flip_nm"))
+    gated, plain = by[("sign_flip_nm", 0.4, "all_gates")], by[("sign_flip_nm", 0.4, "fedavg")]
+    assert f"{gated['gain_kept']:.2f} ({plain['gain_kept']:.2f})" in flips.split("|")[2]
+    assert plain["gain_kept"] < 0.9 < gated["gain_kept"]
+    assert summary[-1].startswith("noise floor") and "20% " in summary[-1] and "40% " in summary[-1]
