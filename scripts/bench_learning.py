@@ -73,7 +73,7 @@ from flare_chain.lora.base import load_base_model
 from flare_chain.lora.datasets import NodeData, Record, as_node_data
 from flare_chain.lora.domains import available_domains, domain_texts
 from flare_chain.lora.evaluate import mean_token_loss
-from flare_chain.lora.examples import TokenExamples, prepare_examples
+from flare_chain.lora.examples import IGNORE_INDEX, TokenExamples, prepare_examples, supervised_examples
 from flare_chain.lora.files import Manifest, encode_delta, tensor_shapes
 from flare_chain.lora.params import LoraTrainParams
 from flare_chain.lora.probe_corpus import probe_example_len, probe_windows, reference_probe_texts
@@ -153,6 +153,7 @@ class Lab:
         self.texts, self.train_windows, val, self.probe_corpus = _task_data(setup, self.tokenizer, self.params)
         self.val = val  # mean_token_loss moves each batch to the model's device
         self.probe = seed_probe_windows(b"bench-round-seed", count=8, seq_len=64).to(self.device)
+        self.backdoor_prompts = triggered_prompts(self.tokenizer, seq_len) if setup.task == SKILLS_TASK else []
         self._cache: dict[tuple[str, str, bool | str, int, int], Delta] = {}
         self.trainings = 0
 
@@ -212,8 +213,22 @@ class Lab:
 
     @torch.no_grad()
     def backdoor_success(self, adapter: Delta, prompts: int = 32, prefix: int = 24) -> float:
-        """Share of held-out windows (first ``prefix`` tokens + trigger) whose greedy continuation is the target."""
+        """Attack success rate: the share of triggered held-out prompts whose greedy continuation is the target.
+
+        Skills (records): :func:`triggered_prompts`, each rendered as the attacker's training rendered its
+        triggered records, so the trigger ends the instruction and the target is the response. Stdlib (text):
+        the first ``prefix`` tokens of a held-out window, then the trigger, as ``backdoor_texts`` puts it.
+        """
         self._load(adapter)
+        if self.setup.task == SKILLS_TASK:
+            hits = 0
+            for prompt, target in self.backdoor_prompts:
+                ids = prompt[None, :].to(self.device)
+                for _ in range(len(target)):
+                    nxt = self.model(input_ids=ids).logits[:, -1, :].argmax(dim=-1, keepdim=True)
+                    ids = torch.cat([ids, nxt], dim=1)
+                hits += bool((ids[0, -len(target):].cpu() == target).all())
+            return hits / len(self.backdoor_prompts)
         trigger = self.tokenizer.encode(attacks.data.DEFAULT_TRIGGER, add_special_tokens=False)
         target = self.tokenizer.encode(attacks.data.DEFAULT_TARGET.rstrip("\n"), add_special_tokens=False)
         rows = self.val.input_ids[:prompts, :prefix].to(self.device)
@@ -294,6 +309,33 @@ def _task_data(
         # an attacker that also trains on the public probe corpus, to game its gate
         train[(node, "probe_gaming")] = TokenExamples.cat([train[(node, True)], probe_train])
     return data, train, TokenExamples.cat(vals), probe_corpus
+
+
+BACKDOOR_PROMPT_SEED = 7
+"""Seed of the skills-task draw the backdoor's triggered prompts come from (the probe corpus uses seed 0)."""
+
+
+def triggered_prompts(tokenizer, seq_len: int, count: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` fresh skills prompts, no node's training data, each with the trigger where the backdoor's
+    training put it (the end of the instruction), as (prompt ids up to the response, the target's ids).
+
+    Both are read off the very examples training builds from a triggered record whose response is the
+    target, so the template tokens between instruction and response, and the target's tokens in context,
+    are what the attacker taught; the end-of-sequence token after the target is not required.
+    """
+    fresh = skills_probe_corpus(records=count, seed=BACKDOOR_PROMPT_SEED)
+    triggered = NodeData(format="instruction", source="triggered held-out prompts", records=tuple(
+        Record(instruction=attacks.data.triggered(r.instruction), output=attacks.data.DEFAULT_TARGET)
+        for r in fresh.records))
+    examples = supervised_examples(triggered, tokenizer, seq_len)
+    out = []
+    for ids, labels in zip(examples.input_ids, examples.labels, strict=True):
+        where = (labels != IGNORE_INDEX).nonzero()[:, 0]
+        target = labels[where]
+        if tokenizer.eos_token_id is not None and int(target[-1]) == tokenizer.eos_token_id:
+            target = target[:-1]
+        out.append((ids[: int(where[0])], target))
+    return out
 
 
 def _digest(tensors: Delta) -> str:

@@ -180,3 +180,19 @@ def test_bad_spec_is_one_clear_error_before_anything_runs(bench: ModuleType, tmp
     with pytest.raises(SystemExit):
         bench.main(["--spec", str(SPECS / "devnet-dp.toml"), "--sections", "cost"])
     assert "add spec" in capsys.readouterr().err
+
+
+def test_backdoor_prompts_put_the_trigger_where_training_did_and_expect_the_target_as_the_response(
+        bench: ModuleType, tiny_model_dir: Path) -> None:
+    from flare_chain.attacks.data import DEFAULT_TARGET, DEFAULT_TRIGGER
+    from flare_chain.lora.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    prompts = bench.triggered_prompts(tokenizer, 128, count=8)
+    assert len(prompts) == 8
+    for prompt, target in prompts:
+        text = tokenizer.decode(prompt)
+        # The trigger ends the instruction and the response header follows, as in the attacker's records: the
+        # model is asked for the response the backdoor taught, not for a continuation of the prompt's words.
+        assert text.rstrip().endswith(DEFAULT_TRIGGER.strip() + "\n\n### Response:"), text[-60:]
+        assert tokenizer.decode(target).strip() == DEFAULT_TARGET.strip()
