@@ -67,19 +67,17 @@ def _member(job: Path, out: Path, capability: str | None) -> dict:
     return json.loads(out.read_text())
 
 
-@pytest.fixture(scope="module")
-def round_on_disk(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_train_params):
-    """Six trained first-round updates (two negated), the probe corpus and round 0's adapter, pinned on disk."""
-    store = ContentStore(tmp_path_factory.mktemp("cross-cpu-ipfs"))
-    start = initial_adapter(tiny_model_dir, tiny_train_params, seed=0)
-    probe_cid = pin_probe_corpus(store, reference_probe_texts(bytes_per_domain=2048))
-    manifest0 = initial_global_manifest(tiny_model_dir, tiny_train_params, start, probe_cid=probe_cid)
-    previous_cid = pin_global_bundle(store, start, manifest0, tiny_model_dir, tiny_train_params)
+def _pin_round(store: ContentStore, model_dir: Path, params, probe_corpus, datasets: list) -> tuple:
+    """Round 0's adapter and ``probe_corpus`` pinned, then one first-round update per dataset (the FLIPPED
+    ones negated) pinned as a submission; returns (store, round 0's bundle, submissions)."""
+    start = initial_adapter(model_dir, params, seed=0)
+    probe_cid = pin_probe_corpus(store, probe_corpus)
+    manifest0 = initial_global_manifest(model_dir, params, start, probe_cid=probe_cid)
+    previous_cid = pin_global_bundle(store, start, manifest0, model_dir, params)
     subs = []
-    for i, domain in enumerate(available_domains()[:6]):
+    for i, data in enumerate(datasets):
         node = f"0x{i + 1:040x}"
-        result = train_lora(tiny_model_dir, domain_texts(domain), tiny_train_params, start_adapter=start,
-                            show_progress=False)
+        result = train_lora(model_dir, data, params, start_adapter=start, show_progress=False)
         delta = attacks.sign_flip(result.delta) if i in FLIPPED else result.delta
         manifest = manifest0.model_copy(update={"kind": "delta", "round": 1, "node": node,
                                                 "sample_count": result.sample_count})
@@ -87,6 +85,14 @@ def round_on_disk(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
         subs.append(Submission(round_id=1, node=node, cid=cid_to_bytes(cid), sample_count=result.sample_count,
                                manifest_hash=digest, block_number=1, tx_hash="0x"))
     return store, fetch_global_bundle(store, previous_cid), subs
+
+
+@pytest.fixture(scope="module")
+def round_on_disk(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_train_params):
+    """Six trained first-round updates (two negated), the probe corpus and round 0's adapter, pinned on disk."""
+    return _pin_round(ContentStore(tmp_path_factory.mktemp("cross-cpu-ipfs")), tiny_model_dir, tiny_train_params,
+                      reference_probe_texts(bytes_per_domain=2048),
+                      [domain_texts(d) for d in available_domains()[:6]])
 
 
 def test_members_on_different_cpu_kernels_agree_with_the_leader(round_on_disk, tiny_model_dir, tiny_train_params,
@@ -184,23 +190,9 @@ RECORDS_COMMITTEE = GateSettings(direction=False)
 @pytest.fixture(scope="module")
 def records_round_on_disk(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_train_params):
     """Six first-round updates trained on skills records (two negated), a records probe corpus, round 0."""
-    store = ContentStore(tmp_path_factory.mktemp("cross-cpu-records-ipfs"))
-    start = initial_adapter(tiny_model_dir, tiny_train_params, seed=0)
-    probe_cid = pin_probe_corpus(store, skills_probe_corpus(records=96))
-    manifest0 = initial_global_manifest(tiny_model_dir, tiny_train_params, start, probe_cid=probe_cid)
-    previous_cid = pin_global_bundle(store, start, manifest0, tiny_model_dir, tiny_train_params)
-    subs = []
-    for i in range(6):
-        node = f"0x{i + 1:040x}"
-        result = train_lora(tiny_model_dir, skills_node_data(i, 6, records_per_node=60), tiny_train_params,
-                            start_adapter=start, show_progress=False)
-        delta = attacks.sign_flip(result.delta) if i in FLIPPED else result.delta
-        manifest = manifest0.model_copy(update={"kind": "delta", "round": 1, "node": node,
-                                                "sample_count": result.sample_count})
-        cid, digest = pin_update_bundle(store, delta, manifest)
-        subs.append(Submission(round_id=1, node=node, cid=cid_to_bytes(cid), sample_count=result.sample_count,
-                               manifest_hash=digest, block_number=1, tx_hash="0x"))
-    return store, fetch_global_bundle(store, previous_cid), subs
+    return _pin_round(ContentStore(tmp_path_factory.mktemp("cross-cpu-records-ipfs")), tiny_model_dir,
+                      tiny_train_params, skills_probe_corpus(records=96),
+                      [skills_node_data(i, 6, records_per_node=60) for i in range(6)])
 
 
 def test_members_agree_on_a_records_probe_under_the_default_probe_rule(records_round_on_disk, tiny_model_dir,
