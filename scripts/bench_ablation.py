@@ -195,39 +195,43 @@ def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], 
         honest_only = run(lab, "honest_only", None, attack=None, attackers=attackers, rounds=rounds)
         reference = honest_only.losses[-1]
         for salt in range(1, reseeds + 1):
-            final = run(lab, "honest_only", None, attack=None, attackers=attackers, rounds=rounds,
-                        salt=salt).losses[-1]
-            kept = (base_loss - final) / (base_loss - reference) if base_loss > reference else math.nan
-            rows.append({"section": "ablation", "attack": NOISE, "fraction": fraction,
-                         "config": f"honest_only_seed{salt}", "final_loss": final,
-                         "loss_vs_clean": final / clean_loss - 1, "loss_vs_honest_only": final / reference - 1,
-                         "gain_kept": kept, "recall": math.nan, "fpr": math.nan, "failed_rounds": 0,
-                         "asr": math.nan, "caught_by": "-"})
+            res = run(lab, "honest_only", None, attack=None, attackers=attackers, rounds=rounds, salt=salt)
+            row = _row(NOISE, fraction, f"honest_only_seed{salt}", res, base_loss, reference, clean_loss)
+            rows.append(row)
             if on_run is not None:
                 on_run(f"{NOISE}/{fraction}/seed{salt}")
-            log.info("ablation noise %.0f%% honest_only_seed%d: loss %.4f kept %.2f", 100 * fraction, salt, final, kept)
+            log.info("ablation noise %.0f%% honest_only_seed%d: loss %.4f kept %.2f", 100 * fraction, salt,
+                     row["final_loss"], row["gain_kept"])
         for attack in attacks:
             for name, aggregate in configs(make_gated, base, switches).items():
                 res = honest_only if aggregate is None else run(lab, name, aggregate, attack=attack,
                                                                 attackers=attackers, rounds=rounds)
-                final = res.losses[-1]
-                # Share of the honest-only gain kept; undefined when honest-only training did not lower the loss.
-                kept = (base_loss - final) / (base_loss - reference) if base_loss > reference else math.nan
-                row: dict[str, object] = {
-                    "section": "ablation", "attack": attack, "fraction": fraction, "config": name,
-                    "final_loss": final, "loss_vs_clean": final / clean_loss - 1,
-                    "loss_vs_honest_only": final / reference - 1, "gain_kept": kept,
-                    "recall": res.tp / (res.tp + res.fn) if res.tp + res.fn else math.nan,
-                    "fpr": res.fp / (res.fp + res.tn) if res.fp + res.tn else math.nan,
-                    "failed_rounds": res.failed_rounds, "asr": res.asr if aggregate is not None else math.nan,
-                    "caught_by": " ".join(f"{g}:{c}" for g, c in sorted(res.caught.items())) or "-",
-                }
+                row = _row(attack, fraction, name, res, base_loss, reference, clean_loss)
                 rows.append(row)
                 if on_run is not None:
                     on_run(f"{attack}/{fraction}/{name}")
                 log.info("ablation %s %.0f%% %s: loss %.4f kept %.2f recall %s fpr %s asr %s", attack,
-                         100 * fraction, name, final, kept, row["recall"], row["fpr"], row["asr"])
+                         100 * fraction, name, row["final_loss"], row["gain_kept"], row["recall"], row["fpr"],
+                         row["asr"])
     return rows
+
+
+def _row(attack: str, fraction: float, config: str, res: Run, base_loss: float, reference: float,
+         clean_loss: float) -> dict[str, object]:
+    """One table row: ``res``'s final loss against clean and honest-only FedAvg (``reference``), the gain kept,
+    recall, FPR, ASR and the gates that caught whom (the honest-only runs have no verdicts: recall/FPR nan)."""
+    final = res.losses[-1]
+    return {
+        "section": "ablation", "attack": attack, "fraction": fraction, "config": config,
+        "final_loss": final, "loss_vs_clean": final / clean_loss - 1,
+        "loss_vs_honest_only": final / reference - 1,
+        # Share of the honest-only gain kept; undefined when honest-only training did not lower the loss.
+        "gain_kept": (base_loss - final) / (base_loss - reference) if base_loss > reference else math.nan,
+        "recall": res.tp / (res.tp + res.fn) if res.tp + res.fn else math.nan,
+        "fpr": res.fp / (res.fp + res.tn) if res.fp + res.tn else math.nan,
+        "failed_rounds": res.failed_rounds, "asr": res.asr,
+        "caught_by": " ".join(f"{g}:{c}" for g, c in sorted(res.caught.items())) or "-",
+    }
 
 
 def _cell(v: object, pct: bool = False) -> str:
@@ -288,4 +292,3 @@ def ablation_summary(rows: Sequence[Mapping[str, object]]) -> str:
         out.append("noise floor (honest-only with other batches): " + ", ".join(
             f"{float(r['fraction']):.0%} {_cell(r['gain_kept'])}" for r in noise))  # type: ignore[arg-type]
     return "\n".join(out)
-
