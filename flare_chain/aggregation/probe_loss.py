@@ -229,16 +229,21 @@ def _stands_out(excess: float | None, outlier_z: float | None, share: float | No
     """The extra condition of :func:`probe_decisions`: none, the spread test, the share test, or (both set)
     either of them, as one comparison of the larger of the two values over its threshold (``probe_standout``
     ≥ 1), because a decision's comparisons are a conjunction."""
-    if outlier_z is None and rise_share is None:
+    ways: list[tuple[str, float, float]] = []
+    for name, value, threshold in (("probe_spread_excess", excess, outlier_z), ("probe_rise_share", share, rise_share)):
+        if threshold is None:
+            continue
+        if value is None:
+            raise ConfigError(f"probe-loss rule: {name} has a threshold but was not measured (a caller bug)")
+        ways.append((name, value, threshold))
+    if not ways:
         return ()
-    if rise_share is None:
-        assert excess is not None and outlier_z is not None
-        return (Comparison("probe_spread_excess", excess, outlier_z, rejects=excess > outlier_z),)
-    assert share is not None
-    if outlier_z is None:
-        return (Comparison("probe_rise_share", share, rise_share, rejects=share >= rise_share),)
-    assert excess is not None
-    standout = max(excess / outlier_z, share / rise_share)
+    if len(ways) == 1:
+        name, value, threshold = ways[0]
+        # The spread test alone keeps its strict comparison (the rule before the share was added).
+        rejects = value > threshold if name == "probe_spread_excess" else value >= threshold
+        return (Comparison(name, value, threshold, rejects=rejects),)
+    standout = max(value / threshold for _, value, threshold in ways)
     return (Comparison("probe_standout", standout, 1.0, rejects=standout >= 1.0),)
 
 
