@@ -51,6 +51,10 @@ DEFAULT_ATTACKS = ("alie", "alie_nm", "ipm_0.1", "ipm_0.5", "minmax_std", "minma
 QUICK_ATTACKS = ("alie_nm", "minmax_std", "near_duplicate", "sign_flip_nm", "label_poison_nm", "probe_gaming",
                  "backdoor")
 
+COLLUDER_NOISE = 1e-6
+"""Each colluder's own noise, relative to the crafted vector's norm, unless the run sets another
+(:class:`flare_chain.attacks.RoundView`'s default: enough to defeat a bit-exact duplicate check)."""
+
 NOISE = "noise"
 """The attack column of the re-seeded honest-only rows (no attacker; the noise floor)."""
 
@@ -96,8 +100,9 @@ def _seed(node: str, round_id: int) -> int:
 
 
 def attacked_round(lab: AblationLab, current: Delta, round_id: int, attack: str | None,
-                   attackers: Sequence[str]) -> dict[str, Delta]:
-    """Every node's update for one round: honest training, then each attacker's behaviour."""
+                   attackers: Sequence[str], colluder_noise: float = COLLUDER_NOISE) -> dict[str, Delta]:
+    """Every node's update for one round: honest training, then each attacker's behaviour (colluders add their
+    own noise of ``colluder_noise`` × the crafted vector's norm)."""
     nodes = lab.node_names
     if attack is None:
         return {n: lab.train_as(n, current, round_id, "own") for n in nodes}
@@ -108,13 +113,13 @@ def attacked_round(lab: AblationLab, current: Delta, round_id: int, attack: str 
     for n in attackers:
         own = lab.train_as(n, current, round_id, b.trains_on)
         view = RoundView(own=own, global_tensors=current, nodes=len(nodes), attackers=len(attackers),
-                         seed=_seed(n, round_id), honest=honest)
+                         seed=_seed(n, round_id), honest=honest, relative_noise=colluder_noise)
         deltas[n] = b.craft(view)
     return {n: deltas[n] for n in nodes}
 
 
 def run(lab: AblationLab, config: str, aggregate: GatedAggregate | None, *, attack: str | None,
-        attackers: Sequence[str], rounds: int, salt: int = 0) -> Run:
+        attackers: Sequence[str], rounds: int, salt: int = 0, colluder_noise: float = COLLUDER_NOISE) -> Run:
     """``rounds`` rounds under one configuration; ``aggregate`` None means FedAvg over the honest nodes only
     (trained with ``salt``'s batches)."""
     res = Run(config=config)
@@ -129,7 +134,7 @@ def run(lab: AblationLab, config: str, aggregate: GatedAggregate | None, *, atta
             current = apply_delta(current, FedAvg().aggregate(honest))
             res.losses.append(lab.loss(current))
             continue
-        deltas = attacked_round(lab, current, r, attack, sorted(bad))
+        deltas = attacked_round(lab, current, r, attack, sorted(bad), colluder_noise)
         updates = [ClientUpdate(node=n, delta=deltas[n], sample_count=lab.sample_count()) for n in nodes]
         try:
             new, rejected = aggregate(current, updates)
@@ -168,7 +173,7 @@ def configs(make_gated: Callable[[GateSettings | None], GatedAggregate], base: G
 
 def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], GatedAggregate], *,
                   attacks: Sequence[str], fractions: Sequence[float], rounds: int, base: GateSettings | None = None,
-                  switches: Sequence[str] = GATE_SWITCHES, reseeds: int = 0,
+                  switches: Sequence[str] = GATE_SWITCHES, reseeds: int = 0, colluder_noise: float = COLLUDER_NOISE,
                   on_run: Callable[[str], None] | None = None) -> list[dict[str, object]]:
     """One row per (attack, fraction, configuration), plus the clean FedAvg reference row.
 
@@ -176,7 +181,9 @@ def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], 
     the default gates (the grid over many attacker shares on a larger federation, where the full ablation
     does not fit a small machine). ``reseeds`` honest-only runs per share with other training batches
     (attack ``noise``, config ``honest_only_seed<k>``) measure the noise floor: how far "kept" moves when
-    nothing but the honest nodes' SGD draws change, the yardstick for calling an accepted attacker harmless."""
+    nothing but the honest nodes' SGD draws change, the yardstick for calling an accepted attacker harmless.
+    ``colluder_noise``: each colluder's own noise relative to the crafted vector (above the duplicate gate's
+    tolerance, the colluders no longer look like one vector sent several times)."""
     unknown = sorted(set(attacks) - set(BEHAVIOURS))
     if unknown:
         raise SystemExit(f"unknown attacks {', '.join(unknown)}; choose from {', '.join(sorted(BEHAVIOURS))}")
@@ -205,7 +212,8 @@ def ablation_rows(lab: AblationLab, make_gated: Callable[[GateSettings | None], 
         for attack in attacks:
             for name, aggregate in configs(make_gated, base, switches).items():
                 res = honest_only if aggregate is None else run(lab, name, aggregate, attack=attack,
-                                                                attackers=attackers, rounds=rounds)
+                                                                attackers=attackers, rounds=rounds,
+                                                                colluder_noise=colluder_noise)
                 row = _row(attack, fraction, name, res, base_loss, reference, clean_loss)
                 rows.append(row)
                 if on_run is not None:

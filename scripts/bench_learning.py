@@ -118,6 +118,7 @@ class Setup:
     ablation_probe_windows: int = 128
     ablation_switches: tuple[str, ...] = bench_ablation.GATE_SWITCHES
     ablation_reseeds: int = 2
+    ablation_colluder_noise: float = bench_ablation.COLLUDER_NOISE
     device: str = "cpu"
     threads: int = 1
     task: str = SKILLS_TASK
@@ -973,6 +974,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation-reseeds", type=int, default=None, metavar="K",
                         help="honest-only runs per share with other training batches, the noise floor that "
                              "'kept' is judged against (default 2)")
+    parser.add_argument("--ablation-colluder-noise", type=float, default=None, metavar="R",
+                        help="each colluder's own noise relative to the crafted vector (default 1e-6; above the "
+                             "duplicate gate's tolerance of 0.1 the colluders escape it, as an adaptive attacker would)")
     parser.add_argument("--nodes", type=int, default=None,
                         help="nodes in the federation (default 10; --quick: 5); attackers are the first "
                              "round(share x nodes)")
@@ -983,6 +987,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(getattr(args, name) or ()) - set(allowed))
         if unknown:
             parser.error(f"--{name}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    if args.ablation_colluder_noise is not None and not args.ablation_colluder_noise >= 0:
+        parser.error(f"--ablation-colluder-noise {args.ablation_colluder_noise}: must be >= 0 (a share of the norm)")
     if args.nodes is not None and args.nodes < 3:
         parser.error(f"--nodes {args.nodes}: a federation with attackers and honest nodes needs at least 3 nodes")
     sections = args.sections or (("spec",) if args.spec is not None else DEFAULT_SECTIONS)
@@ -1011,6 +1017,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   ("ablation_probe_windows", args.ablation_probe_windows),
                                                   ("ablation_switches", args.ablation_switches),
                                                   ("ablation_reseeds", args.ablation_reseeds),
+                                                  ("ablation_colluder_noise", args.ablation_colluder_noise),
                                                   ("nodes", args.nodes))
                if v is not None}
     setup = Setup(**{**setup.__dict__, **changes})
@@ -1044,7 +1051,8 @@ def main(argv: list[str] | None = None) -> int:
                     lab, lambda settings: gate_and_average(lab, settings), attacks=setup.ablation_attacks,
                     fractions=setup.fractions, rounds=setup.ablation_rounds,
                     base=GateSettings(probe_loss_windows=setup.ablation_probe_windows),
-                    switches=setup.ablation_switches, reseeds=setup.ablation_reseeds, on_run=lambda what: bar.update(1, run=what))
+                    switches=setup.ablation_switches, reseeds=setup.ablation_reseeds,
+                    colluder_noise=setup.ablation_colluder_noise, on_run=lambda what: bar.update(1, run=what))
             log.info("ablation done after %.0f s (%d trainings)", time.perf_counter() - began, lab.trainings)
     if "cost" in sections:
         rows += cost_rows(setup)

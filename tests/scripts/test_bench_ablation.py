@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from flare_chain.aggregation import ClientUpdate, FedAvg, apply_delta
-from flare_chain.aggregation.pipeline import GateSettings
+from flare_chain.aggregation.anomaly import DuplicateGate
+from flare_chain.aggregation.pipeline import GateSettings, run_gates
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 NODES = [f"node-{i:02d}" for i in range(5)]
@@ -134,3 +135,47 @@ def test_summary_reads_one_line_per_attack_with_the_gated_and_plain_gain_kept(ab
     assert f"{gated['gain_kept']:.2f} ({plain['gain_kept']:.2f})" in flips.split("|")[2]
     assert plain["gain_kept"] < 0.9 < gated["gain_kept"]
     assert summary[-1].startswith("noise floor") and "20% " in summary[-1] and "40% " in summary[-1]
+
+
+class DifferingLab(ToyLab):
+    """Honest nodes whose updates differ as trained ones do (about half their norm apart), so the duplicate
+    gate keeps them."""
+
+    def train_as(self, node: str, global_adapter: Delta, round_id: int, data: str, salt: int = 0) -> Delta:
+        digest = hashlib.sha256(f"{node}:{round_id}:{salt}".encode()).digest()
+        spread = torch.tensor([b / 255 - 0.5 for b in digest[:4]]) * 0.5
+        return {"w": (1 - global_adapter["w"]) * (0.5 + spread)}
+
+
+def duplicate_gate_only(settings: GateSettings | None):
+    """FedAvg behind the committee's own duplicate gate (at its default tolerance) when ``settings`` is set."""
+
+    def aggregate(current: Delta, updates: list[ClientUpdate]) -> tuple[Delta, list[tuple[str, str]]]:
+        gates = [DuplicateGate(GateSettings().duplicate_tolerance)] if settings is not None else []
+        outcome = run_gates(updates, current, gates)
+        return (apply_delta(current, FedAvg().aggregate(outcome.accepted)),
+                [(v.gate, v.node) for v in outcome.rejections])
+
+    return aggregate
+
+
+def test_colluders_that_add_more_noise_than_the_duplicate_tolerance_get_past_the_duplicate_gate(
+        ablation: ModuleType) -> None:
+    # Prepare: two of five colluders sending −mean(honest), with the default noise and with 30 % each
+    lab = DifferingLab()
+    quiet = ablation.attacked_round(lab, lab.start, 1, "near_duplicate", NODES[:2])
+    noisy = ablation.attacked_round(lab, lab.start, 1, "near_duplicate", NODES[:2], colluder_noise=0.3)
+
+    def apart(a: Delta, b: Delta) -> float:
+        return float((a["w"] - b["w"]).norm() / max(a["w"].norm(), b["w"].norm()))
+
+    # Execute + Assert: the noise reaches the colluders only, and the run passes it on to them
+    assert apart(quiet[NODES[0]], quiet[NODES[1]]) < 1e-5
+    assert apart(noisy[NODES[0]], noisy[NODES[1]]) > GateSettings().duplicate_tolerance
+    assert all(torch.equal(quiet[n]["w"], noisy[n]["w"]) for n in NODES[2:])
+    recall = {}
+    for noise in (ablation.COLLUDER_NOISE, 0.3):
+        rows = ablation.ablation_rows(lab, duplicate_gate_only, attacks=["near_duplicate"], fractions=[0.4],
+                                      rounds=2, switches=(), colluder_noise=noise)
+        recall[noise] = next(r["recall"] for r in rows if r["config"] == "all_gates")
+    assert recall == {ablation.COLLUDER_NOISE: 1.0, 0.3: 0.0}
