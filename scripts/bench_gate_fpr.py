@@ -43,7 +43,7 @@ from flare_chain.aggregation import ClientUpdate, FedAvg, apply_delta, build_gat
 from flare_chain.aggregation.anomaly import DirectionAnomalyGate
 from flare_chain.aggregation.gates import Gate, GateContext
 from flare_chain.aggregation.pipeline import GateSettings
-from flare_chain.aggregation.probe_loss import ProbeLossGate, spread_excess
+from flare_chain.aggregation.probe_loss import ProbeLossGate, effect_ratios, spread_excess
 from flare_chain.lora.reference import ensure_reference_model
 
 SETTINGS = {
@@ -112,8 +112,11 @@ def run(name: str, setup: bench_learning.Setup, model_dir: Path, *, attack: str 
         if isinstance(probe, ProbeLossGate):
             effects = probe.effects(updates, context)
             excess = spread_excess(effects)
-            print(f"  {name} round {r}: probe changes (nats/token, z, spreads above the median) "
-                  + ", ".join(f"{n} {e.change:+.4f} z {e.z:+.1f} x {excess[n]:+.1f}" for n, e in effects.items()),
+            moved = effect_ratios(effects)
+            print(f"  {name} round {r}: probe changes (nats/token, z, spreads above the median, how far its windows "
+                  "move against the median update's) "
+                  + ", ".join(f"{n} {e.change:+.4f} z {e.z:+.1f} x {excess[n]:+.1f} r {moved[n]:.2f}"
+                              for n, e in effects.items()),
                   flush=True)
         cos = DirectionAnomalyGate().cosines(updates)
         print(f"  {name} round {r}: cosines with the median "

@@ -25,7 +25,7 @@ from flare_chain.aggregation.anomaly import DirectionAnomalyGate, DuplicateGate,
 from flare_chain.aggregation.base import ClientUpdate, canonical_order
 from flare_chain.aggregation.gates import Gate, GateContext, GateDecision, TensorPolicyGate, reasons_of
 from flare_chain.aggregation.mi_filter import MI_MIN_SCALE, MutualInformationFilter, Predictor
-from flare_chain.aggregation.probe_loss import ProbeLossGate, ProbeSpreadGate, WindowLosses
+from flare_chain.aggregation.probe_loss import ProbeInertGate, ProbeLossGate, ProbeSpreadGate, WindowLosses
 from flare_chain.aggregation.tolerance import ToleranceBands
 
 __all__ = ["GateOutcome", "GateSettings", "GateVerdict", "Settle", "build_gates", "run_gates"]
@@ -93,6 +93,11 @@ class GateSettings(BaseModel):
             "nodes measured up to 0.39 on a records probe, 0.67 on a text probe); None: the spread alone"))
     probe_loss_spread_z: float | None = Field(
         default=3.5, gt=0, description="spreads above the round's median probe change that make an outlier; None: off")
+    probe_loss_min_effect: float | None = Field(
+        default=0.1, gt=0, lt=1, description=(
+            "reject an update whose first-order changes of the probe windows have a root mean square below this "
+            "share of the round's typical update's (adapter negation, free riders: weight without learning; honest "
+            "updates move their own skills' windows); None: off"))
     probe_loss_windows: int = Field(default=128, ge=2, description="corpus windows the probe-loss gate runs on")
     probe_loss_seq_len: int = Field(default=64, ge=2, description="tokens per probe-loss window")
     mutual_information: bool = Field(default=True, description="run the MI filter when a predictor is available")
@@ -110,7 +115,7 @@ def build_gates(
     window_losses: WindowLosses | None = None,
 ) -> list[Gate]:
     """The gate chain for ``settings``: policy, duplicates, norm, direction, probe loss (needs
-    ``window_losses``), then MI (needs ``predictor``)."""
+    ``window_losses``; with its spread and inert-update gates), then MI (needs ``predictor``)."""
     s = settings or GateSettings()
     gates: list[Gate] = [TensorPolicyGate(max_update_bytes=s.max_update_bytes, max_abs_value=s.max_abs_value)]
     if s.duplicates:
@@ -126,6 +131,8 @@ def build_gates(
         gates.append(probe)
         if s.probe_loss_spread_z is not None:
             gates.append(ProbeSpreadGate(probe, spread_z=s.probe_loss_spread_z, min_candidates=s.min_candidates))
+        if s.probe_loss_min_effect is not None:
+            gates.append(ProbeInertGate(probe, min_ratio=s.probe_loss_min_effect, min_candidates=s.min_candidates))
     if s.mutual_information and predictor is not None:
         gates.append(MutualInformationFilter(predictor, threshold=s.mi_threshold, min_scale=s.mi_min_scale,
                                              min_candidates=max(4, s.min_candidates - 1)))

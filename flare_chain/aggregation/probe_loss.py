@@ -65,10 +65,13 @@ from flare_chain.errors import ConfigError
 
 __all__ = [
     "ProbeEffect",
+    "ProbeInertGate",
     "ProbeLossGate",
     "ProbeSpreadGate",
     "WindowLosses",
+    "effect_ratios",
     "harmful_updates",
+    "inert_decisions",
     "probe_decisions",
     "probe_effect",
     "rise_shares",
@@ -91,6 +94,9 @@ class ProbeEffect:
     change: float
     stderr: float
     windows: int
+    rms: float | None = None
+    """Root mean square of the per-window changes: how much the update moves the probe at all, whichever way
+    (None when not measured)."""
 
     @property
     def z(self) -> float:
@@ -108,10 +114,11 @@ def probe_effect(plus: np.ndarray, minus: np.ndarray) -> ProbeEffect:
         raise ConfigError(f"probe losses must be two equal, non-empty lists; got {a.size} and {b.size} windows")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         # A finite update that drives the loss to Inf/NaN is as harmful as it gets.
-        return ProbeEffect(change=math.inf, stderr=0.0, windows=int(a.size))
+        return ProbeEffect(change=math.inf, stderr=0.0, windows=int(a.size), rms=math.inf)
     d = (a - b) / 2.0
     stderr = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.inf
-    return ProbeEffect(change=float(d.mean()), stderr=stderr, windows=int(d.size))
+    return ProbeEffect(change=float(d.mean()), stderr=stderr, windows=int(d.size),
+                       rms=float(math.sqrt(float((d * d).mean()))))
 
 
 def harmful_updates(effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5,
@@ -368,3 +375,74 @@ def _in_candidate_order(gate: str, candidates: Sequence[ClientUpdate], min_candi
         return [GateDecision(gate, u.node, None) for u in candidates]
     by_node = {d.node: d for d in decide()}
     return [by_node[u.node] for u in candidates]
+
+
+def effect_ratios(effects: Mapping[str, ProbeEffect]) -> dict[str, float]:
+    """``{node: rms / median rms}``: how much each update moves the probe's windows, either way, against the
+    round's typical update (nan where not measured or when the round's median is 0; inf for a non-finite
+    change, which the probe-loss gate judges)."""
+    measured = [e.rms for e in effects.values() if e.rms is not None and math.isfinite(e.rms)]
+    centre = median(measured) if len(measured) >= 3 else 0.0
+    out: dict[str, float] = {}
+    for n, e in effects.items():
+        if e.rms is None or centre <= 0:
+            out[n] = math.nan
+        else:
+            out[n] = e.rms / centre if math.isfinite(e.rms) else math.inf
+    return out
+
+
+def inert_decisions(effects: Mapping[str, ProbeEffect], *, min_ratio: float, min_candidates: int = 5
+                    ) -> list[GateDecision]:
+    """The inert-update rule, one decision per node: rejected when the probe measures the task (median change
+    < 0) and the update moves the probe's windows less than ``min_ratio`` of the round's typical update
+    (``probe_effect_ratio``, :func:`effect_ratios`).
+
+    Why: an update with no first-order effect on any window dilutes the round's progress by its weight and
+    evades every test of harm, whose statistics it sets to 0. Adapter negation does this by construction
+    (its ``global ± Δ`` are the same model; with norm-matched scale and 20 % noise per colluder it escaped
+    the duplicate gate and cost 12 % of the gain at 40 %), and so does a free rider's vector orthogonal to the
+    task. An honest update always moves some windows: its own skills fall, the others' rise.
+    """
+    nodes = sorted(effects, key=str.lower)
+    if len(nodes) < min_candidates:
+        return [GateDecision(ProbeInertGate.name, n, None) for n in nodes]
+    typical = float(np.median([effects[n].change for n in nodes]))
+    active = Comparison("probe_median_change", typical, 0.0, rejects=typical < 0)
+    ratios = effect_ratios(effects)
+    out: list[GateDecision] = []
+    for n in nodes:
+        r = ratios[n]
+        if math.isnan(r):
+            out.append(GateDecision(ProbeInertGate.name, n, None))
+            continue
+        tests = (active, Comparison("probe_effect_ratio", r, min_ratio, rejects=r < min_ratio))
+        reason = None
+        if all(t.rejects for t in tests):
+            reason = (f"applied alone, it barely moves the loss on any of the public probe's {effects[n].windows} "
+                      f"windows (root mean square of its first-order changes {r:.3f} of the round's typical "
+                      f"update's, threshold {min_ratio:g}): it adds weight to the average without adding "
+                      f"learning, as an adapter negation (the same model at global ± update) or a free rider does")
+        out.append(GateDecision(ProbeInertGate.name, n, reason, tests))
+    return out
+
+
+class ProbeInertGate(Gate):
+    """The inert-update test as a gate, on the effects its :class:`ProbeLossGate` computed this round."""
+
+    name = "probe_inert"
+
+    def __init__(self, probe: ProbeLossGate, *, min_ratio: float = 0.1, min_candidates: int = 5) -> None:
+        if not 0 < min_ratio < 1 or not math.isfinite(min_ratio):
+            raise ConfigError(f"probe-loss minimum effect ratio must be within (0, 1), got {min_ratio!r}")
+        self.probe = probe
+        self.min_ratio = float(min_ratio)
+        self.min_candidates = int(min_candidates)
+
+    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        return reasons_of(self.assess(candidates, context))
+
+    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
+        """:func:`inert_decisions` on the candidates' effects, in candidate order."""
+        return _in_candidate_order(self.name, candidates, self.min_candidates, lambda: inert_decisions(
+            self.probe.effects(candidates, context), min_ratio=self.min_ratio, min_candidates=self.min_candidates))

@@ -31,6 +31,9 @@ include or exclude an update whose statistic lies in it.
   change over the round's spread (band 0.1 spreads, threshold 3), over the
   typical helping update's gain (band 0.01, threshold 0.75), and the larger
   of the two over its threshold (band 0.03, threshold 1).
+* ``probe_effect_ratio`` — the root mean square of an update's per-window
+  changes over the round's median one (band 0.005, threshold 0.1; inert
+  updates measure ~0.01, honest ones far above the threshold).
 * ``mi_z`` — robust z of NMI agreement of argmax predictions: a near-tie
   logit that flips on another machine changes one prediction of ~500 and the z
   by ~0.02; the band is 0.25 (about ten flips; threshold 3.5).
@@ -78,6 +81,7 @@ class ToleranceBands(BaseModel):
     probe_spread_excess: Band = Band(absolute=0.1)
     probe_rise_share: Band = Band(absolute=0.01)
     probe_standout: Band = Band(absolute=0.03)
+    probe_effect_ratio: Band = Band(absolute=0.005)
     mi_z: Band = Band(absolute=0.25)
 
     def band(self, statistic: str) -> Band:

@@ -14,12 +14,12 @@ from ._rounds import global_adapter, honest_round
 
 def test_the_default_settings_run_every_gate_in_the_documented_order() -> None:
     # README "What the committee checks before it aggregates": policy, duplicate, norm, direction,
-    # probe loss (with its spread test), then the MI filter, each when its model input exists
+    # probe loss (with its spread and inert-update tests), then the MI filter, each when its model input exists
     gates = build_gates(GateSettings(), predictor=lambda adapter: np.zeros(1, dtype=np.int64),
                         window_losses=lambda adapter: np.zeros(2))
 
     assert [gate.name for gate in gates] == ["policy", "duplicate", "norm", "direction", "probe_loss",
-                                             "probe_spread", "mutual_information"]
+                                             "probe_spread", "probe_inert", "mutual_information"]
 
 
 @pytest.mark.parametrize(("round_size", "judged"), [(5, True), (4, False)])
@@ -57,6 +57,9 @@ BOUNDS = [
     ("probe_loss_rise_share", 0.01, 0.0),
     ("probe_loss_rise_share", 10.0, 10.01),
     ("probe_loss_spread_z", 0.01, 0.0),
+    # a share of the round's typical probe effect: 0 would reject nothing, 1 half the honest nodes
+    ("probe_loss_min_effect", 0.01, 0.0),
+    ("probe_loss_min_effect", 0.99, 1.0),
     ("mi_threshold", 0.01, 0.0),
 ]
 
