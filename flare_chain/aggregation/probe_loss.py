@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import logging
 import math
+from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -346,25 +347,39 @@ def spread_excess(effects: Mapping[str, ProbeEffect]) -> dict[str, float]:
     return out
 
 
-class ProbeSpreadGate(Gate):
-    """The probe spread test as a gate, on the effects its :class:`ProbeLossGate` computed this round."""
+class _ProbeEffectsGate(Gate):
+    """A test on the effects its :class:`ProbeLossGate` computed this round (no model runs of its own)."""
+
+    def __init__(self, probe: ProbeLossGate, *, min_candidates: int = 5) -> None:
+        self.probe = probe
+        self.min_candidates = int(min_candidates)
+
+    @abstractmethod
+    def decide(self, effects: Mapping[str, ProbeEffect]) -> list[GateDecision]:
+        """One decision per node of ``effects``."""
+
+    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
+        return reasons_of(self.assess(candidates, context))
+
+    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
+        """:meth:`decide` on the candidates' effects, in candidate order."""
+        return _in_candidate_order(self.name, candidates, self.min_candidates,
+                                   lambda: self.decide(self.probe.effects(candidates, context)))
+
+
+class ProbeSpreadGate(_ProbeEffectsGate):
+    """The probe spread test as a gate (:func:`spread_decisions`)."""
 
     name = "probe_spread"
 
     def __init__(self, probe: ProbeLossGate, *, spread_z: float = 3.5, min_candidates: int = 5) -> None:
         if not spread_z > 0 or not math.isfinite(spread_z):
             raise ConfigError(f"probe-loss spread threshold must be a finite number > 0, got {spread_z!r}")
-        self.probe = probe
+        super().__init__(probe, min_candidates=min_candidates)
         self.spread_z = float(spread_z)
-        self.min_candidates = int(min_candidates)
 
-    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
-        return reasons_of(self.assess(candidates, context))
-
-    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
-        """:func:`spread_decisions` on the candidates' effects, in candidate order."""
-        return _in_candidate_order(self.name, candidates, self.min_candidates, lambda: spread_decisions(
-            self.probe.effects(candidates, context), spread_z=self.spread_z, min_candidates=self.min_candidates))
+    def decide(self, effects: Mapping[str, ProbeEffect]) -> list[GateDecision]:
+        return spread_decisions(effects, spread_z=self.spread_z, min_candidates=self.min_candidates)
 
 
 def _in_candidate_order(gate: str, candidates: Sequence[ClientUpdate], min_candidates: int,
@@ -427,22 +442,16 @@ def inert_decisions(effects: Mapping[str, ProbeEffect], *, min_ratio: float, min
     return out
 
 
-class ProbeInertGate(Gate):
-    """The inert-update test as a gate, on the effects its :class:`ProbeLossGate` computed this round."""
+class ProbeInertGate(_ProbeEffectsGate):
+    """The inert-update test as a gate (:func:`inert_decisions`)."""
 
     name = "probe_inert"
 
     def __init__(self, probe: ProbeLossGate, *, min_ratio: float = 0.1, min_candidates: int = 5) -> None:
         if not 0 < min_ratio < 1 or not math.isfinite(min_ratio):
             raise ConfigError(f"probe-loss minimum effect ratio must be within (0, 1), got {min_ratio!r}")
-        self.probe = probe
+        super().__init__(probe, min_candidates=min_candidates)
         self.min_ratio = float(min_ratio)
-        self.min_candidates = int(min_candidates)
 
-    def screen(self, candidates: Sequence[ClientUpdate], context: GateContext) -> dict[str, str]:
-        return reasons_of(self.assess(candidates, context))
-
-    def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
-        """:func:`inert_decisions` on the candidates' effects, in candidate order."""
-        return _in_candidate_order(self.name, candidates, self.min_candidates, lambda: inert_decisions(
-            self.probe.effects(candidates, context), min_ratio=self.min_ratio, min_candidates=self.min_candidates))
+    def decide(self, effects: Mapping[str, ProbeEffect]) -> list[GateDecision]:
+        return inert_decisions(effects, min_ratio=self.min_ratio, min_candidates=self.min_candidates)
