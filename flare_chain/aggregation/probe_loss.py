@@ -73,6 +73,7 @@ __all__ = [
     "effect_ratios",
     "harmful_updates",
     "inert_decisions",
+    "measures_the_task",
     "probe_decisions",
     "probe_effect",
     "rise_shares",
@@ -168,6 +169,13 @@ def rise_shares(effects: Mapping[str, ProbeEffect]) -> dict[str, float]:
     return out
 
 
+def measures_the_task(effects: Mapping[str, ProbeEffect]) -> Comparison:
+    """The precondition of every probe rule: the round's median update lowers the probe loss
+    (``probe_median_change`` < 0), so the probe measures what the honest majority learns."""
+    typical = float(np.median([e.change for _, e in sorted(effects.items(), key=lambda kv: kv[0].lower())]))
+    return Comparison("probe_median_change", typical, 0.0, rejects=typical < 0)
+
+
 def probe_decisions(
     effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5, outlier_z: float | None = None,
     rise_share: float | None = None,
@@ -203,8 +211,8 @@ def probe_decisions(
     nodes = sorted(effects, key=str.lower)
     if len(nodes) < min_candidates:
         return [GateDecision(ProbeLossGate.name, n, None) for n in nodes]
-    typical = float(np.median([effects[n].change for n in nodes]))
-    active = Comparison("probe_median_change", typical, 0.0, rejects=typical < 0)
+    active = measures_the_task(effects)
+    typical = active.value
     if not active.rejects:
         # A normal outcome once nodes specialise (not an operator problem): an info line, not a warning.
         log.info("probe-loss gate: the round's median update does not lower the probe loss (%+.4f nats/token); "
@@ -306,8 +314,8 @@ def spread_decisions(effects: Mapping[str, ProbeEffect], *, spread_z: float, min
     nodes = sorted(effects, key=str.lower)
     if len(nodes) < min_candidates:
         return [GateDecision(ProbeSpreadGate.name, n, None) for n in nodes]
-    typical = float(np.median([effects[n].change for n in nodes]))
-    active = Comparison("probe_median_change", typical, 0.0, rejects=typical < 0)
+    active = measures_the_task(effects)
+    typical = active.value
     excess = spread_excess(effects)
     out: list[GateDecision] = []
     for n in nodes:
@@ -422,8 +430,7 @@ def inert_decisions(effects: Mapping[str, ProbeEffect], *, min_ratio: float, min
     nodes = sorted(effects, key=str.lower)
     if len(nodes) < min_candidates:
         return [GateDecision(ProbeInertGate.name, n, None) for n in nodes]
-    typical = float(np.median([effects[n].change for n in nodes]))
-    active = Comparison("probe_median_change", typical, 0.0, rejects=typical < 0)
+    active = measures_the_task(effects)
     ratios = effect_ratios(effects)
     out: list[GateDecision] = []
     for n in nodes:
