@@ -51,7 +51,7 @@ DEFAULT_ATTACKS = ("alie", "alie_nm", "ipm_0.1", "ipm_0.5", "minmax_std", "minma
 QUICK_ATTACKS = ("alie_nm", "minmax_std", "near_duplicate", "sign_flip_nm", "label_poison_nm", "probe_gaming",
                  "backdoor")
 
-COLLUDER_NOISE = 1e-6
+COLLUDER_NOISE: float = RoundView.relative_noise
 """Each colluder's own noise, relative to the crafted vector's norm, unless the run sets another
 (:class:`flare_chain.attacks.RoundView`'s default: enough to defeat a bit-exact duplicate check)."""
 

@@ -172,7 +172,7 @@ def rise_shares(effects: Mapping[str, ProbeEffect]) -> dict[str, float]:
 def measures_the_task(effects: Mapping[str, ProbeEffect]) -> Comparison:
     """The precondition of every probe rule: the round's median update lowers the probe loss
     (``probe_median_change`` < 0), so the probe measures what the honest majority learns."""
-    typical = float(np.median([e.change for _, e in sorted(effects.items(), key=lambda kv: kv[0].lower())]))
+    typical = float(np.median([e.change for e in effects.values()]))  # an order statistic: no order to fix
     return Comparison("probe_median_change", typical, 0.0, rejects=typical < 0)
 
 
