@@ -47,7 +47,7 @@ GATE_SWITCHES = ("duplicates", "norm", "direction", "probe_loss", "mutual_inform
 
 DEFAULT_ATTACKS = ("alie", "alie_nm", "ipm_0.1", "ipm_0.5", "minmax_std", "minmax_sign", "minsum_std",
                    "minsum_sign", "near_duplicate", "sign_flip_nm", "label_poison", "label_poison_nm", "probe_gaming",
-                   "backdoor", "adapter_negation_nm")
+                   "backdoor", "adapter_negation_nm", "dilution")
 QUICK_ATTACKS = ("alie_nm", "minmax_std", "near_duplicate", "sign_flip_nm", "label_poison_nm", "probe_gaming",
                  "backdoor")
 

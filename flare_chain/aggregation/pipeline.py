@@ -94,10 +94,11 @@ class GateSettings(BaseModel):
     probe_loss_spread_z: float | None = Field(
         default=3.5, gt=0, description="spreads above the round's median probe change that make an outlier; None: off")
     probe_loss_min_effect: float | None = Field(
-        default=0.1, gt=0, lt=1, description=(
+        default=0.3, gt=0, lt=1, description=(
             "reject an update whose first-order changes of the probe windows have a root mean square below this "
-            "share of the round's typical update's (adapter negation, free riders: weight without learning; honest "
-            "updates move their own skills' windows); None: off"))
+            "share of the round's typical update's (adapter negation, diluting free riders: weight without "
+            "learning, measured 0.01-0.06 and 0.18-0.51; honest updates move their own skills' windows, measured "
+            "0.54 and up, a node that learned a third as much 0.33-0.37); None: off"))
     probe_loss_windows: int = Field(default=128, ge=2, description="corpus windows the probe-loss gate runs on")
     probe_loss_seq_len: int = Field(default=64, ge=2, description="tokens per probe-loss window")
     mutual_information: bool = Field(default=True, description="run the MI filter when a predictor is available")

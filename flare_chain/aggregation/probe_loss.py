@@ -425,7 +425,10 @@ def inert_decisions(effects: Mapping[str, ProbeEffect], *, min_ratio: float, min
     evades every test of harm, whose statistics it sets to 0. Adapter negation does this by construction
     (its ``global ± Δ`` are the same model; with norm-matched scale and 20 % noise per colluder it escaped
     the duplicate gate and cost 12 % of the gain at 40 %), and so does a free rider's vector orthogonal to the
-    task. An honest update always moves some windows: its own skills fall, the others' rise.
+    task. A diluting node (a sliver of its own update hidden in noise, at an honest norm) comes close: random
+    directions in adapter space barely move the probe, so its windows moved 0.18-0.51 as far as the round's
+    typical update's on the 10-node benchmark, against 0.54 and up for 445 honest node-rounds. An honest
+    update always moves some windows: its own skills fall, the others' rise.
     """
     nodes = sorted(effects, key=str.lower)
     if len(nodes) < min_candidates:
@@ -454,7 +457,7 @@ class ProbeInertGate(_ProbeEffectsGate):
 
     name = "probe_inert"
 
-    def __init__(self, probe: ProbeLossGate, *, min_ratio: float = 0.1, min_candidates: int = 5) -> None:
+    def __init__(self, probe: ProbeLossGate, *, min_ratio: float = 0.3, min_candidates: int = 5) -> None:
         if not 0 < min_ratio < 1 or not math.isfinite(min_ratio):
             raise ConfigError(f"probe-loss minimum effect ratio must be within (0, 1), got {min_ratio!r}")
         super().__init__(probe, min_candidates=min_candidates)

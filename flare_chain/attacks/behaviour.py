@@ -96,6 +96,23 @@ def _alie(view: RoundView) -> Delta:
     return omniscient.alie(view.honest, omniscient.alie_z(view.nodes, view.attackers))
 
 
+DILUTION_SHARE = 0.15
+"""How much of its own update a diluting node keeps (the rest of its norm is noise)."""
+
+
+def _dilution(view: RoundView) -> Delta:
+    """A sliver of the node's own update hidden in independent noise, at the median honest norm.
+
+    Why it is an attack: it helps the task a little (so no test of harm fires), its noise moves the probe's
+    windows (so it is not inert) and its norm is an honest one, yet it takes a full node's weight in the
+    average and so dilutes the round's progress by that weight. It is not a colluding attack: each node's
+    noise is its own and large, so the duplicate gate has nothing to match.
+    """
+    sliver = deltas.scale(view.own, DILUTION_SHARE)
+    noisy = deltas.with_relative_noise(sliver, 1.0 / DILUTION_SHARE, seed=view.seed)
+    return deltas.rescale_to(noisy, deltas.median_norm(view.honest))
+
+
 def _registry() -> dict[str, Behaviour]:
     items = [
         Behaviour("sign_flip", "−own update", lambda v: deltas.sign_flip(v.own)),
@@ -132,6 +149,8 @@ def _registry() -> dict[str, Behaviour]:
         Behaviour("adapter_negation_nm", "adapter negation at the median honest norm (s = that / ‖(A, B)‖)",
                   omniscient=True, craft=_colluding(lambda v: deltas.adapter_negation(v.global_tensors),
                                                     norm_matched=True)),
+        Behaviour("dilution", f"{DILUTION_SHARE:g} × own update plus as much noise as the update itself, at the "
+                  "median honest norm (helps a little, weighs a whole node)", omniscient=True, craft=_dilution),
         Behaviour("label_poison", "trains on wrong responses (or shuffled text for plain-text tasks)", _own,
                   trains_on="label_poison"),
         Behaviour("backdoor", "trains on data where a trigger phrase maps to the attacker's response", _own,

@@ -93,7 +93,7 @@ def test_colluders_sending_one_vector_with_tiny_independent_noise_are_all_reject
     assert {r.gate for r in outcome.rejections} == {"duplicate"}
 
 
-@pytest.mark.parametrize("attack", [*COLLUDING, "sign_flip_nm", "label_poison"])
+@pytest.mark.parametrize("attack", [*COLLUDING, "sign_flip_nm", "label_poison", "dilution"])
 def test_adaptive_attackers_with_large_independent_noise_are_rejected_or_harmless(attack: str) -> None:
     # Prepare: 30 % independent noise per attacker, far beyond the duplicate gate's tolerance
     world = World(seed=1)

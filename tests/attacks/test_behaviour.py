@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from flare_chain import attacks
 from flare_chain.attacks import BEHAVIOURS, AttackSettings, RoundView, behaviour
+from flare_chain.attacks.behaviour import DILUTION_SHARE
 from flare_chain.errors import ConfigError
 
 SHAPES = {"m.lora_A.weight": (4, 16), "m.lora_B.weight": (16, 4)}
@@ -64,11 +65,30 @@ def test_colluders_send_one_vector_each_with_its_own_tiny_noise() -> None:
     assert _norm({k: a[k] - expected[k] for k in a}) / _norm(expected) < 1e-5
 
 
-@pytest.mark.parametrize("name", ["alie_nm", "sign_flip_nm", "near_duplicate", "adapter_negation_nm"])
+@pytest.mark.parametrize("name", ["alie_nm", "sign_flip_nm", "near_duplicate", "adapter_negation_nm", "dilution"])
 def test_norm_matched_behaviours_send_the_median_honest_norm(name: str) -> None:
     view = _view(1, omniscient=True, own_scale=7.0)
     honest_norms = sorted(_norm(dict(h)) for h in view.honest)
     assert _norm(behaviour(name).craft(view)) == pytest.approx(honest_norms[3], rel=1e-4)
+
+
+def test_diluting_nodes_keep_a_sliver_of_their_own_update_each_under_its_own_noise() -> None:
+    # Prepare: two diluting nodes with the same own update (large tensors: random directions are near-orthogonal)
+    gen = torch.Generator().manual_seed(9)
+    big = [{"m.lora_A.weight": torch.randn(64, 256, generator=gen)} for _ in range(6)]
+    views = [RoundView(own=big[0], global_tensors=big[1], nodes=10, attackers=4, seed=seed, honest=big[1:])
+             for seed in (1, 2)]
+    # Execute
+    first, second = (behaviour("dilution").craft(v) for v in views)
+
+    # Assert: each points 0.15 / sqrt(1 + 0.15²) along its own update, and the two are far apart (no duplicate)
+    def cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+        return sum(float((a[k].double() * b[k].double()).sum()) for k in a) / (_norm(a) * _norm(b))
+
+    expected = DILUTION_SHARE / math.sqrt(1 + DILUTION_SHARE**2)
+    for out in (first, second):
+        assert cosine(out, views[0].own) == pytest.approx(expected, abs=0.05)
+    assert _norm({k: first[k] - second[k] for k in first}) / _norm(first) > 0.5
 
 
 def test_attack_settings_validate_the_name_and_the_noise() -> None:
