@@ -100,7 +100,7 @@ DILUTION_SHARE = 0.15
 """How much of its own update a diluting node keeps (the rest of its norm is noise)."""
 
 
-def _dilution(view: RoundView) -> Delta:
+def _dilution(view: RoundView) -> dict[str, torch.Tensor]:
     """A sliver of the node's own update hidden in independent noise, at the median honest norm.
 
     Why it is an attack: it helps the task a little (so no test of harm fires), its noise moves the probe's
