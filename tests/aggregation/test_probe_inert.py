@@ -94,6 +94,25 @@ def test_adapter_negation_with_noise_beyond_the_duplicate_tolerance_is_rejected_
     assert off.rejected_nodes == []
 
 
+def test_diluting_nodes_that_move_the_probe_less_than_the_threshold_are_rejected_as_inert() -> None:
+    # Prepare: four of ten nodes send 0.15 of their own update hidden in noise, at the median honest norm
+    world = LoraWorld()
+    updates, honest = _round(world, "dilution", noise=0.0)
+    effects = {u.node: probe_effect(world.window_losses(_at(world, u, 1.0)), world.window_losses(_at(world, u, -1.0)))
+               for u in updates}
+    ratios = effect_ratios(effects)
+    weak = {u.node for u in updates[:ATTACKERS] if ratios[u.node] < GateSettings().probe_loss_min_effect}
+    # Execute
+    outcome = run_gates(updates, world.g, build_gates(GateSettings(), window_losses=world.window_losses))
+    # Assert: those below the threshold leave at the inert gate, every honest node stays
+    assert weak and {r.node for r in outcome.rejections if r.gate == "probe_inert"} == weak
+    assert not set(outcome.rejected_nodes) & {u.node for u in honest}
+    # and the old threshold of 0.1 let every one of them in
+    old = run_gates(updates, world.g, build_gates(GateSettings(probe_loss_min_effect=0.1),
+                                                  window_losses=world.window_losses))
+    assert not any(r.gate == "probe_inert" for r in old.rejections)
+
+
 def test_an_honest_node_that_learned_a_third_as_much_is_kept() -> None:
     # Its windows move a third as far as the others': far above the inert threshold
     world = LoraWorld(seed=1)
