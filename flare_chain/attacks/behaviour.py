@@ -103,10 +103,11 @@ DILUTION_SHARE = 0.15
 def _dilution(view: RoundView) -> dict[str, torch.Tensor]:
     """A sliver of the node's own update hidden in independent noise, at the median honest norm.
 
-    Why it is an attack: it helps the task a little (so no test of harm fires), its noise moves the probe's
-    windows (so it is not inert) and its norm is an honest one, yet it takes a full node's weight in the
-    average and so dilutes the round's progress by that weight. It is not a colluding attack: each node's
-    noise is its own and large, so the duplicate gate has nothing to match.
+    Why it is an attack: it helps the task a little (so no test of harm fires) and its norm is an honest one,
+    yet it takes a full node's weight in the average and so dilutes the round's progress by that weight. It is
+    not a colluding attack: each node's noise is its own and large, so the duplicate gate has nothing to match.
+    Its noise points in random directions of adapter space, which barely move the probe's windows; that is
+    what the inert-update test catches it by.
     """
     sliver = deltas.scale(view.own, DILUTION_SHARE)
     noisy = deltas.with_relative_noise(sliver, 1.0 / DILUTION_SHARE, seed=view.seed)
