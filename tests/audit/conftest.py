@@ -52,7 +52,11 @@ class AuditBench:
 
 @pytest.fixture(scope="session")
 def bench(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_train_params) -> AuditBench:
-    fed = simulate(tmp_path_factory.mktemp("audit-store"), tiny_model_dir, tiny_train_params, nodes=4)
+    # Tests count every node on the committee. The seed comes from block hashes (wall-clock timestamps), so at
+    # simulate's default of 5 seats per node one node misses its seat in about 3 % of sessions (e^-5 each, seen
+    # in CI); at 10 per node, e^-10 each.
+    fed = simulate(tmp_path_factory.mktemp("audit-store"), tiny_model_dir, tiny_train_params, nodes=4,
+                   expected_committee_size=40)
     fed.run_round()
     snapshot = fed.coordinator.w3.provider.ethereum_tester.take_snapshot()  # type: ignore[attr-defined]
     return AuditBench(fed=fed, snapshot=snapshot)
