@@ -202,7 +202,12 @@ def probe_decisions(
     defaults, 3 spreads or 0.75 of a gain) either suffices.
     A negated honest update undoes about a whole one; an honest skewed node's
     rise measured at most 0.39 of it on the skills task's response-scored
-    probe (0.67 when the probe scored whole texts). Unlike the spread, this
+    probe over three rounds (0.67 when the probe scored whole texts). Not
+    later: at the benchmark's full local budget, from round 7 on, the two
+    nodes that alone hold a skill pair undo up to 4.2 of it at z up to 5.3 and
+    are rejected (7 of 120 honest node-rounds over 12 rounds, README "Longer
+    runs"), and no per-update statistic measured tells them from the sign
+    flips this rule misses there. Unlike the spread, this
     reference holds against 40 % attackers: their flips inflate the round's MAD
     (at 2 of 5 they sat 0.7–2.4 spreads above the median and passed) but are not
     among the updates that help. Below ``min_candidates`` updates every
