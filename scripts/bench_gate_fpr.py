@@ -21,6 +21,9 @@ Two settings:
 
 With ``--attack`` the first ``--attackers`` nodes send that behaviour's
 update instead, and the table also counts each gate's catches among them.
+The last row of each setting, ``any gate (default chain)``, counts a
+node-round once when any gate of the spec's defaults rejects it: the honest
+false-positive rate a node running that spec sees (issue 15 bounds it at 5 %).
 
 Updates go uncompressed (the demo sends PowerSGD rank 2; the gates then see
 the decoded low-rank update). No chain, no IPFS: the gates are pure.
@@ -32,6 +35,7 @@ import argparse
 import logging
 import statistics
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -59,19 +63,45 @@ def judges(lab: bench_learning.Lab, global_adapter: dict[str, torch.Tensor], set
     gates = build_gates(settings, predictor=lambda a: lab.predict(a, mi_windows),
                         window_losses=lambda a: lab.window_losses(a, windows))
     old = DirectionAnomalyGate(settings.direction_threshold, min_candidates=settings.min_candidates, max_cosine=None)
-    old.name = "direction (z alone, before)"
+    old.name = OLD_DIRECTION
     now = [g for g in gates if g.name != "policy"]
     probe = next((g for g in now if isinstance(g, ProbeLossGate)), None)
     if probe is None:
         return [old, *now]
     harm = ProbeLossGate(probe.window_losses, z=settings.probe_loss_z, min_candidates=settings.min_candidates)
-    harm.name = "probe_loss (harm alone, before)"
+    harm.name = OLD_PROBE_LOSS
     harm._effects = probe._effects  # the same model runs: one cache for both rules
     return [old, harm, *now]
 
 
 Row = tuple[str, str, int, int, int, int]
 """(setting, gate, honest rejected, honest node-rounds, attackers rejected, attacker node-rounds)."""
+
+OLD_DIRECTION = "direction (z alone, before)"
+OLD_PROBE_LOSS = "probe_loss (harm alone, before)"
+BEFORE = frozenset({OLD_DIRECTION, OLD_PROBE_LOSS})
+"""The rules before issue 15, judged beside the defaults; not part of the chain a node runs."""
+ANY_GATE = "any gate (default chain)"
+
+
+def count_round(counts: dict[str, list[int]], rejected: Mapping[str, set[str]], nodes: Sequence[str],
+                bad: set[str]) -> None:
+    """Add one round to ``counts`` (gate name → [honest rejected, honest, attackers rejected, attackers]).
+
+    ``rejected`` maps each judged gate to the nodes it rejected this round. Every gate gets its own row, and
+    :data:`ANY_GATE` counts each node once when any gate of the default chain (not the :data:`BEFORE` rules)
+    rejected it, since a node left out by two gates loses one round, not two.
+    """
+    chain: set[str] = set()
+    for gate, out in rejected.items():
+        if gate not in BEFORE:
+            chain |= out
+    for gate, out in [*rejected.items(), (ANY_GATE, chain)]:
+        tally = counts.setdefault(gate, [0, 0, 0, 0])
+        tally[0] += len(out - bad)
+        tally[1] += len(nodes) - len(bad)
+        tally[2] += len(out & bad)
+        tally[3] += len(bad)
 
 
 def run(name: str, setup: bench_learning.Setup, model_dir: Path, *, attack: str | None = None,
@@ -98,16 +128,14 @@ def run(name: str, setup: bench_learning.Setup, model_dir: Path, *, attack: str 
         updates = [ClientUpdate(node=n, delta=deltas[n], sample_count=lab.sample_count()) for n in lab.node_names]
         context = GateContext(global_tensors=current)
         judged_gates = judges(lab, current, settings)
+        by_gate: dict[str, set[str]] = {}
         for gate in judged_gates:
             decisions = gate.assess(updates, context)
             rejected = [d.node for d in decisions if d.rejected]
-            tally = counts.setdefault(gate.name, [0, 0, 0, 0])
-            tally[0] += len(set(rejected) - bad)
-            tally[1] += len(updates) - len(bad)
-            tally[2] += len(set(rejected) & bad)
-            tally[3] += len(bad)
+            by_gate[gate.name] = set(rejected)
             if rejected:
                 print(f"  {name} round {r}: {gate.name} rejects {', '.join(rejected)}", flush=True)
+        count_round(counts, by_gate, lab.node_names, bad)
         probe = next((g for g in judged_gates if g.name == ProbeLossGate.name), None)
         if isinstance(probe, ProbeLossGate):
             effects = probe.effects(updates, context)
