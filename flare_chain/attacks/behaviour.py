@@ -32,10 +32,14 @@ from flare_chain.attacks import deltas, omniscient
 from flare_chain.attacks.deltas import Delta
 from flare_chain.errors import ConfigError
 
-__all__ = ["BEHAVIOURS", "AttackSettings", "Behaviour", "RoundView", "TrainingData", "behaviour", "craft_alone",
-           "daemon_behaviour"]
+__all__ = ["BEHAVIOURS", "COLLUDER_NOISE", "AttackSettings", "Behaviour", "RoundView", "TrainingData", "behaviour",
+           "craft_alone", "daemon_behaviour"]
 
 TrainingData = Literal["own", "label_poison", "backdoor", "probe_gaming"]
+
+COLLUDER_NOISE = 1e-6
+"""Colluders' default independent noise, relative to the crafted vector's norm: enough that no two are
+bit-identical, far below the duplicate gate's tolerance (the attack the issue measured)."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class RoundView:
     """This node's seed for this round (independent per node)."""
     honest: Sequence[Mapping[str, torch.Tensor]] = field(default_factory=tuple)
     """The honest updates of the round; given only to omniscient behaviours."""
-    relative_noise: float = 1e-6
+    relative_noise: float = COLLUDER_NOISE
     """Each colluder's independent noise, relative to the crafted vector's norm."""
 
 
@@ -210,7 +214,7 @@ class AttackSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: str = Field(description="a name from flare_chain.attacks.BEHAVIOURS")
-    relative_noise: float = Field(default=1e-6, ge=0, le=1,
+    relative_noise: float = Field(default=COLLUDER_NOISE, ge=0, le=1,
                                   description="each colluder's independent noise, relative to the crafted norm")
 
     @field_validator("kind")
