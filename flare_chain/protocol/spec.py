@@ -223,7 +223,9 @@ class FederationSpec(_Section):
         missing = _missing_keys(spec.document(), data)
         if missing:
             raise ConfigError(f"{source}: federation spec leaves out {', '.join(missing)}; a pinned spec writes "
-                              "every field so that no reader falls back on its own defaults")
+                              "every field so that no reader falls back on its own defaults. A spec pinned by an "
+                              "older flare-chain lacks the settings added since, and this build's rules differ: "
+                              "read, run and audit it with the release that pinned it")
         if spec.canonical_bytes() != raw:
             raise ConfigError(f"{source}: federation spec is not in canonical form (sorted keys, no spaces); "
                               "pin it with `flare-chain spec pin`")

@@ -64,8 +64,10 @@ def test_a_pinned_spec_missing_a_field_is_refused_not_defaulted() -> None:
     document = json.loads(FederationSpec().canonical_bytes())
     del document["gates"]["norm_threshold"]
     raw = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    with pytest.raises(ConfigError, match=r"leaves out gates\.norm_threshold"):
+    with pytest.raises(ConfigError, match=r"leaves out gates\.norm_threshold") as refused:
         FederationSpec.from_canonical(raw, source="spec X")
+    # the operator is told the likely cause (an older release pinned it) and what to do
+    assert "with the release that pinned it" in str(refused.value)
 
 
 @pytest.mark.parametrize(("mutate", "message"), [
