@@ -10,11 +10,8 @@ is checked is the table a reader judges the defences by.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -23,23 +20,16 @@ import torch
 from flare_chain.aggregation import ClientUpdate, FedAvg, apply_delta
 from flare_chain.aggregation.anomaly import DuplicateGate
 from flare_chain.aggregation.pipeline import GateSettings, run_gates
+from tests.scripts._scripts import script_module
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 NODES = [f"node-{i:02d}" for i in range(5)]
 Delta = dict[str, torch.Tensor]
 
 
 @pytest.fixture(scope="module")
 def ablation() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("bench_ablation", SCRIPTS / "bench_ablation.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    try:
-        spec.loader.exec_module(module)
+    with script_module("bench_ablation") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 class ToyLab:

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
 
 from flare_chain.committee import sortition
+from tests.scripts._scripts import script_module
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_committee.py"
 TINY_GRID = ["--sections", "chain", "--k", "10", "--chain-rounds", "2", "--chain-shares", "0.3",
              "--chain-splits", "3", "--chain-honest", "10"]
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_committee", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+def bench() -> Iterator[ModuleType]:
+    with script_module("bench_committee") as module:
+        yield module
 
 
 def _row(out: str) -> list[str]:

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from tests.scripts._scripts import script_module
+
 NODES = [f"node-{i:02d}" for i in range(5)]
 
 
 @pytest.fixture(scope="module")
 def fpr() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(SCRIPTS))  # the script imports its sibling bench_learning
-    try:
-        spec = importlib.util.spec_from_file_location("bench_gate_fpr", SCRIPTS / "bench_gate_fpr.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with script_module("bench_gate_fpr") as module:  # it imports its sibling bench_learning
         yield module
-    finally:
-        sys.path.remove(str(SCRIPTS))
 
 
 def test_the_default_chain_row_counts_a_node_left_out_by_two_gates_once_and_leaves_the_old_rules_out(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,8 +20,8 @@ from flare_chain.aggregation import (
 )
 from flare_chain.aggregation.privacy import PrivacyAccountant
 from flare_chain.protocol.spec import AggregatorSpec, FederationSpec
+from tests.scripts._scripts import SCRIPTS, script_module
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 SPECS = SCRIPTS.parent / "specs"
 
 DP_TRIMMED = """\
@@ -47,16 +45,8 @@ delta = 1e-6
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(SCRIPTS))  # the script imports its sibling bench_ablation
-    try:
-        spec = importlib.util.spec_from_file_location("bench_learning", SCRIPTS / "bench_learning.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up by name
-        spec.loader.exec_module(module)
+    with script_module("bench_learning") as module:  # it imports its sibling bench_ablation
         yield module
-    finally:
-        sys.path.remove(str(SCRIPTS))
 
 
 def _tiny_args(model_dir: Path, out: Path) -> list[str]:
