@@ -43,5 +43,6 @@ def load_spec(w3: Web3, address: str, abi: list[dict[str, object]], source: Cont
     except ConfigError as exc:
         return Finding("federation-spec", FAIL, detail=str(exc)), None, cid
     return (Finding("federation-spec", PASS, detail=(
-        f"spec {cid} ({spec.name}): aggregator {spec.aggregator.describe()}, codec v{spec.compression.codec_version}, "
+        f"spec {cid} ({spec.name}): rules v{spec.rules_version}, aggregator {spec.aggregator.describe()}, "
+        f"codec v{spec.compression.codec_version}, "
         f"vote tolerance {spec.committee.vote_tolerance}")), spec, cid)

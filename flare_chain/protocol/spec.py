@@ -16,6 +16,15 @@ falls back on its own defaults: :meth:`FederationSpec.from_canonical` refuses
 a document with a missing field. Authors write TOML with only what differs
 from the defaults (:meth:`FederationSpec.from_toml`); ``flare-chain spec
 init`` writes a complete one to start from.
+
+The parameters are not the whole protocol: the rules that turn them into
+verdicts (which statistic a gate computes, how a threshold is compared) live
+in code, and a release may change them. Two members on builds with different
+rules read the same spec and reject different updates, and the auditor's
+rebuild disagrees with both. So the spec also names the version of the
+verdict rules it was written for (``rules_version``, :data:`RULES_VERSION`),
+and a build that implements another version refuses the spec instead of
+judging by rules the federation did not agree on.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flare_chain.aggregation.base import Aggregator
 from flare_chain.aggregation.exact_lora import ExactLoraAggregator
@@ -39,6 +48,7 @@ from flare_chain.lora.params import LoraTrainParams
 from flare_chain.node.config import DEFAULT_VOTE_TOLERANCE
 
 __all__ = [
+    "RULES_VERSION",
     "SPEC_FORMAT",
     "AggregatorName",
     "AggregatorSpec",
@@ -56,6 +66,14 @@ __all__ = [
 
 SPEC_FORMAT: Final = "flare-chain/federation-spec@1"
 """The document's format tag; a reader refuses any other (a later format is a later reader's job)."""
+
+RULES_VERSION: Final = 2
+"""The version of the verdict rules this build implements: the gates' statistics and comparisons, the
+aggregators' formulas and the update policy, everything that turns a spec's parameters into an accepted set
+and adapter bytes. Raise it in the same change as any rule that can change a verdict or an adapter's bytes
+for the same inputs; ``tests/protocol/test_rules_version.py`` holds the verdicts of this version on fixed
+rounds and fails when they move. Version 1 is every release before the spec named its rules (the probe
+gates' rise share and inert-update rules came in during it, which is why the field exists)."""
 
 AggregatorName = Literal["fedavg", "trimmed_mean", "median", "multi_krum", "exact_lora"]
 """The committee's aggregators. The first four combine the deltas and add the result to the previous
@@ -78,10 +96,22 @@ class BaseModelSpec(_Section):
 
 
 class CompressionSpec(_Section):
-    """The update codec members decode with; a node on another codec version is refused, not misread."""
+    """The update codec members decode with; a node on another codec version is refused, not misread.
+
+    PowerSGD's rank is not a protocol parameter: it trades a node's upload size against fidelity, every
+    bundle's manifest states it, and members decode any rank exactly as sent. So it is each node's own
+    setting (``[compression] rank`` in the node config), and a spec does not name one.
+    """
 
     codec_version: int = Field(CODEC_VERSION, ge=1, description="compressed-update format version")
-    powersgd_rank: int = Field(4, ge=1, le=256, description="PowerSGD rank of the factors nodes send")
+
+    @field_validator("codec_version")
+    @classmethod
+    def _this_builds_codec(cls, value: int) -> int:
+        if value != CODEC_VERSION:
+            raise ValueError(f"the federation runs codec version {value}, this build reads version {CODEC_VERSION}: "
+                             "every update it decoded would be refused; run a release with that codec")
+        return value
 
 
 class AggregatorSpec(_Section):
@@ -170,6 +200,9 @@ class FederationSpec(_Section):
     """One federation's protocol parameters, pinned by CID; see the module docstring."""
 
     format: Literal["flare-chain/federation-spec@1"] = SPEC_FORMAT
+    rules_version: int = Field(RULES_VERSION, ge=1, description=(
+        "the verdict rules the federation agreed on (gates, aggregators, update policy); a build implementing "
+        "another version refuses the spec"))
     name: str = Field("flare-chain federation", min_length=1, max_length=200)
     task: str = Field("", max_length=200, description="the data task nodes train on, in words or a dataset name")
     base_model: BaseModelSpec = BaseModelSpec()
@@ -191,7 +224,9 @@ class FederationSpec(_Section):
 
     @classmethod
     def build(cls, data: dict[str, Any], *, source: str) -> FederationSpec:
-        """Validate a parsed document; ConfigError names ``source`` and each bad key."""
+        """Validate a parsed document; ConfigError names ``source`` and each bad key, or the rules version
+        this build does not implement."""
+        _require_rules(data, source=source)
         try:
             return cls.model_validate(data)
         except (ValidationError, ConfigError) as exc:
@@ -302,6 +337,23 @@ def spec_differences(a: FederationSpec, b: FederationSpec) -> list[tuple[str, An
     return out
 
 
+def _require_rules(data: dict[str, Any], *, source: str) -> None:
+    """ConfigError unless ``data`` names this build's :data:`RULES_VERSION` (or names none: then the
+    default is this build's, and a pinned spec's missing key is reported as one)."""
+    named = data.get("rules_version", RULES_VERSION) if isinstance(data, dict) else RULES_VERSION
+    if isinstance(named, bool) or not isinstance(named, int) or named < 1:
+        raise ConfigError(f"{source}: not a valid federation spec: rules_version must be an integer >= 1, "
+                          f"got {named!r}")
+    if named != RULES_VERSION:
+        raise ConfigError(
+            f"{source}: the federation spec was written for verdict rules version {named}; this build implements "
+            f"version {RULES_VERSION}. Members and auditors on different rules reach different verdicts on the "
+            f"same updates, so this build does not act on it: run, judge and audit this federation with a "
+            f"release that implements version {named}; or, as the owner before the first round, write the spec "
+            f"for this build (`flare-chain spec init`, or leave rules_version out of the TOML) and deploy it "
+            f"with `flare-chain deploy --spec`")
+
+
 def _missing_keys(full: dict[str, Any], given: dict[str, Any], prefix: str = "") -> list[str]:
     missing: list[str] = []
     for key, value in full.items():
@@ -316,7 +368,20 @@ def _missing_keys(full: dict[str, Any], given: dict[str, Any], prefix: str = "")
 def _describe(exc: ValidationError | ConfigError) -> str:
     if isinstance(exc, ConfigError):
         return str(exc)
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}" for e in exc.errors())
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(document)'}: {_message(e)}" for e in exc.errors())
+
+
+_RETIRED: Final[dict[tuple[str, ...], str]] = {("compression", "powersgd_rank"): "each node sets its own rank in its config's [compression]"}
+"""Keys earlier releases wrote that this one no longer reads, with where the setting went."""
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message for one error, without its ``Value error,`` prefix; a retired key says where it went."""
+    retired = _RETIRED.get(tuple(str(p) for p in error["loc"]))
+    if retired is not None and error["type"] == "extra_forbidden":
+        return f"no longer a spec key ({retired}): remove it"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
 
 
 def _toml_value(value: Any) -> str:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from flare_chain.audit import PASS, UNVERIFIABLE, ContentSource, run_audit
+from flare_chain.audit import FAIL, PASS, UNVERIFIABLE, ContentSource, run_audit
 from flare_chain.audit.simulate import simulate
 from flare_chain.ipfs import ContentStore
-from flare_chain.protocol.spec import AggregatorSpec, FederationSpec, spec_cid
+from flare_chain.protocol import spec as spec_module
+from flare_chain.protocol.spec import RULES_VERSION, AggregatorSpec, FederationSpec, spec_cid
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,21 @@ def test_a_median_federation_passes_under_its_spec(median_fed) -> None:
     assert report.spec_cid == spec_cid(SPEC) and report.spec is not None
     assert report.spec["aggregator"]["name"] == "median"
     (finding,) = [f for f in report.findings if f.check == "federation-spec"]
-    assert "aggregator median" in finding.detail
+    assert "aggregator median" in finding.detail and f"rules v{RULES_VERSION}" in finding.detail
+
+
+def test_an_auditor_on_other_verdict_rules_fails_the_spec_check_naming_both_versions(
+        median_fed, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: this build as a later release whose gate rules moved on
+    monkeypatch.setattr(spec_module, "RULES_VERSION", RULES_VERSION + 1)
+    # Act
+    report = _audit(median_fed, median_fed.store)
+    # Assert: the auditor does not re-judge the rounds by rules the federation never agreed on
+    assert not report.ok
+    (finding,) = [f for f in report.findings if f.check == "federation-spec"]
+    assert finding.status == FAIL
+    assert f"written for verdict rules version {RULES_VERSION}; this build implements version {RULES_VERSION + 1}" \
+        in finding.detail
 
 
 def test_a_median_round_fails_when_rebuilt_with_fedavg(median_fed) -> None:

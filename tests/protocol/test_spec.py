@@ -13,6 +13,7 @@ from flare_chain.aggregation import CoordinateMedian, FedAvg, MultiKrum, Trimmed
 from flare_chain.errors import ConfigError, IntegrityError, SpecMismatch
 from flare_chain.ipfs import ContentStore
 from flare_chain.protocol.spec import (
+    RULES_VERSION,
     SPEC_FORMAT,
     AggregatorSpec,
     FederationSpec,
@@ -70,11 +71,52 @@ def test_a_pinned_spec_missing_a_field_is_refused_not_defaulted() -> None:
     assert "with the release that pinned it" in str(refused.value)
 
 
+def test_a_pinned_spec_lacking_the_rules_version_is_refused_as_an_older_releases() -> None:
+    # Prepare: a spec as releases before the rules version pinned it
+    document = json.loads(FederationSpec().canonical_bytes())
+    del document["rules_version"]
+    raw = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    # Act / Assert
+    with pytest.raises(ConfigError, match=r"leaves out rules_version.*release that pinned it"):
+        FederationSpec.from_canonical(raw, source="spec X")
+
+
+@pytest.mark.parametrize("other", [RULES_VERSION - 1, RULES_VERSION + 1])
+def test_a_spec_for_other_verdict_rules_is_refused_naming_both_versions_and_the_fix(other: int) -> None:
+    # Prepare: a well-formed, canonical spec whose only difference is the rules it was written for
+    document = json.loads(FederationSpec().canonical_bytes())
+    document["rules_version"] = other
+    raw = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    # Act
+    with pytest.raises(ConfigError) as refused:
+        FederationSpec.from_canonical(raw, source="spec X")
+    # Assert: the operator learns which rules each side has and what to run instead
+    message = str(refused.value)
+    assert f"verdict rules version {other}; this build implements version {RULES_VERSION}" in message
+    assert f"a release that implements version {other}" in message and "flare-chain deploy --spec" in message
+
+
+def test_an_author_naming_other_rules_in_toml_is_refused_and_one_naming_none_gets_this_builds(
+        tmp_path: Path) -> None:
+    (tmp_path / "other.toml").write_text(f"rules_version = {RULES_VERSION + 1}\n", encoding="utf-8")
+    (tmp_path / "none.toml").write_text('name = "x"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"other\.toml: .*rules version {RULES_VERSION + 1}"):
+        FederationSpec.from_toml(tmp_path / "other.toml")
+    assert FederationSpec.from_toml(tmp_path / "none.toml").rules_version == RULES_VERSION
+    assert json.loads(FederationSpec.from_toml(tmp_path / "none.toml").canonical_bytes())["rules_version"] == RULES_VERSION
+
+
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda d: d.update(format="flare-chain/federation-spec@9"), r"format is 'flare-chain/federation-spec@9'"),
     (lambda d: d["aggregator"].update(name="mean_of_best"), r"aggregator\.name"),
     (lambda d: d["gates"].update(norm_threshold=-1), r"gates\.norm_threshold"),
     (lambda d: d.update(surprise=1), r"surprise"),
+    (lambda d: d["compression"].update(codec_version=1), r"compression\.codec_version.*codec version 1, this build "
+                                                         r"reads version \d+.*run a release with that codec"),
+    (lambda d: d["compression"].update(powersgd_rank=4), r"compression\.powersgd_rank: no longer a spec key .*own "
+                                                         r"rank in its config.s \[compression\]\): remove it"),
+    (lambda d: d.update(rules_version="2"), r"rules_version must be an integer"),
+    (lambda d: d.update(rules_version=True), r"rules_version must be an integer"),
     (lambda d: d["privacy"].update(enabled=True, noise_multiplier=0.0), r"noise_multiplier > 0"),
 ])
 def test_bad_documents_name_the_field(mutate, message: str) -> None:
