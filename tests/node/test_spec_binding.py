@@ -6,10 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from flare_chain.errors import SpecMismatch
+from flare_chain.errors import ConfigError, SpecMismatch
 from flare_chain.ipfs import ContentStore, cid_to_bytes
 from flare_chain.node.spec_binding import bind_spec
-from flare_chain.protocol.spec import AggregatorSpec, CommitteeSpec, FederationSpec, pin_spec, spec_cid
+from flare_chain.protocol import spec as spec_module
+from flare_chain.protocol.spec import (
+    RULES_VERSION,
+    AggregatorSpec,
+    CommitteeSpec,
+    FederationSpec,
+    pin_spec,
+    spec_cid,
+)
 
 SPEC = FederationSpec(name="bound", aggregator=AggregatorSpec(name="median"),
                       committee=CommitteeSpec(vote_tolerance=0.01))
@@ -64,3 +72,13 @@ def test_a_node_keeps_its_own_seed_and_thread_count(pinned) -> None:
     params = bound.train_params(local)
     assert (params.seed, params.num_threads) == (SPEC.lora.seed + 3, 2)
     assert params.model_copy(update={"seed": SPEC.lora.seed, "num_threads": SPEC.lora.num_threads}) == SPEC.lora
+
+
+def test_a_node_on_other_verdict_rules_refuses_the_federations_spec(pinned, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: this node runs a later release whose gate rules moved on
+    store, onchain = pinned
+    monkeypatch.setattr(spec_module, "RULES_VERSION", RULES_VERSION + 1)
+    # Act / Assert: it stops at binding, before it trains or judges anything, and says what to run
+    with pytest.raises(ConfigError, match=rf"written for verdict rules version {RULES_VERSION}; this build "
+                                          rf"implements version {RULES_VERSION + 1}.*a release that implements"):
+        bind_spec(onchain, store, expected_cid=None, training={}, vote_tolerance=None)
