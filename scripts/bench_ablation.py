@@ -42,8 +42,12 @@ log = logging.getLogger("bench_ablation")
 
 Delta = dict[str, torch.Tensor]
 
-GATE_SWITCHES = ("duplicates", "norm", "direction", "probe_loss", "mutual_information")
-"""The :class:`GateSettings` switches the ablation turns off one at a time (the tensor policy gate always runs)."""
+GATE_SWITCHES = ("duplicates", "norm", "direction", "probe_twin", "probe_loss", "mutual_information")
+"""The gates the ablation turns off one at a time (the tensor policy gate always runs): each a :class:`GateSettings`
+switch of that name, but for :data:`SWITCH_SETTINGS`'s. ``probe_loss`` turns off every probe gate."""
+
+SWITCH_SETTINGS: dict[str, dict[str, object]] = {"probe_twin": {"probe_loss_twin_tolerance": None}}
+"""The settings that turn off a gate without a boolean switch of its own."""
 
 DEFAULT_ATTACKS = ("alie", "alie_nm", "ipm_0.1", "ipm_0.5", "minmax_std", "minmax_sign", "minsum_std",
                    "minsum_sign", "near_duplicate", "sign_flip_nm", "label_poison", "label_poison_nm", "probe_gaming",
@@ -167,7 +171,7 @@ def configs(make_gated: Callable[[GateSettings | None], GatedAggregate], base: G
     out: dict[str, GatedAggregate | None] = {"honest_only": None, "fedavg": make_gated(None),
                                              "all_gates": make_gated(settings)}
     for switch in switches:
-        out[f"no_{switch}"] = make_gated(settings.model_copy(update={switch: False}))
+        out[f"no_{switch}"] = make_gated(settings.model_copy(update=SWITCH_SETTINGS.get(switch, {switch: False})))
     return out
 
 

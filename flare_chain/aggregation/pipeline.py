@@ -26,6 +26,7 @@ from flare_chain.aggregation.base import ClientUpdate, canonical_order
 from flare_chain.aggregation.gates import Gate, GateContext, GateDecision, TensorPolicyGate, reasons_of
 from flare_chain.aggregation.mi_filter import MI_MIN_SCALE, MutualInformationFilter, Predictor
 from flare_chain.aggregation.probe_loss import ProbeInertGate, ProbeLossGate, ProbeSpreadGate, WindowLosses
+from flare_chain.aggregation.probe_twins import ProbeTwinGate
 from flare_chain.aggregation.tolerance import ToleranceBands
 
 __all__ = ["GateOutcome", "GateSettings", "GateVerdict", "Settle", "build_gates", "run_gates"]
@@ -100,6 +101,12 @@ class GateSettings(BaseModel):
             "share of the round's typical update's (adapter negation, diluting free riders: weight without "
             "learning, measured 0.01-0.06 and 0.18-0.51; honest updates move their own skills' windows, measured "
             "0.54 and up, a node that learned a third as much 0.33-0.37); None: off"))
+    probe_loss_twin_tolerance: float | None = Field(
+        default=0.1, gt=0, lt=1, description=(
+            "reject updates whose per-window first-order probe changes lie within this relative distance of "
+            "another's, or their patterns across windows do (colluders sending one vector with independent noise "
+            "of 20 % of its norm: measured 0.01-0.07; honest nodes 0.16 and up, two holding the same skills "
+            "included); None: off"))
     probe_loss_windows: int = Field(default=128, ge=2, description="corpus windows the probe-loss gate runs on")
     probe_loss_seq_len: int = Field(default=64, ge=2, description="tokens per probe-loss window")
     mutual_information: bool = Field(default=True, description="run the MI filter when a predictor is available")
@@ -117,7 +124,8 @@ def build_gates(
     window_losses: WindowLosses | None = None,
 ) -> list[Gate]:
     """The gate chain for ``settings``: policy, duplicates, norm, direction, probe loss (needs
-    ``window_losses``; with its spread and inert-update gates), then MI (needs ``predictor``)."""
+    ``window_losses``; after its twin gate, then with its spread and inert-update gates), then MI (needs
+    ``predictor``)."""
     s = settings or GateSettings()
     gates: list[Gate] = [TensorPolicyGate(max_update_bytes=s.max_update_bytes, max_abs_value=s.max_abs_value)]
     if s.duplicates:
@@ -130,6 +138,9 @@ def build_gates(
     if s.probe_loss and window_losses is not None:
         probe = ProbeLossGate(window_losses, z=s.probe_loss_z, min_candidates=s.min_candidates,
                               outlier_z=s.probe_loss_outlier_z, rise_share=s.probe_loss_rise_share)
+        if s.probe_loss_twin_tolerance is not None:
+            # First: a colluding cluster left in would weigh on every probe statistic after it.
+            gates.append(ProbeTwinGate(probe, tolerance=s.probe_loss_twin_tolerance, min_candidates=s.min_candidates))
         gates.append(probe)
         if s.probe_loss_spread_z is not None:
             gates.append(ProbeSpreadGate(probe, spread_z=s.probe_loss_spread_z, min_candidates=s.min_candidates))

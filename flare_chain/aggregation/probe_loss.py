@@ -66,12 +66,14 @@ from flare_chain.errors import ConfigError
 
 __all__ = [
     "ProbeEffect",
+    "ProbeEffectsGate",
     "ProbeInertGate",
     "ProbeLossGate",
     "ProbeSpreadGate",
     "WindowLosses",
     "effect_ratios",
     "harmful_updates",
+    "in_candidate_order",
     "inert_decisions",
     "measures_the_task",
     "probe_decisions",
@@ -99,6 +101,9 @@ class ProbeEffect:
     rms: float | None = None
     """Root mean square of the per-window changes: how much the update moves the probe at all, whichever way
     (None when not measured)."""
+    per_window: tuple[float, ...] | None = None
+    """The per-window changes themselves, in window order: what the update does to the probe, window by
+    window (None when not measured or not finite)."""
 
     @property
     def z(self) -> float:
@@ -120,7 +125,7 @@ def probe_effect(plus: np.ndarray, minus: np.ndarray) -> ProbeEffect:
     d = (a - b) / 2.0
     stderr = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.inf
     return ProbeEffect(change=float(d.mean()), stderr=stderr, windows=int(d.size),
-                       rms=float(math.sqrt(float((d * d).mean()))))
+                       rms=float(math.sqrt(float((d * d).mean()))), per_window=tuple(float(v) for v in d))
 
 
 def harmful_updates(effects: Mapping[str, ProbeEffect], *, z: float = 3.0, min_candidates: int = 5,
@@ -307,7 +312,7 @@ class ProbeLossGate(Gate):
 
     def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
         """:func:`probe_decisions` on every candidate's effect, in candidate order."""
-        return _in_candidate_order(self.name, candidates, self.min_candidates, lambda: probe_decisions(
+        return in_candidate_order(self.name, candidates, self.min_candidates, lambda: probe_decisions(
             self.effects(candidates, context), z=self.z, min_candidates=self.min_candidates,
             outlier_z=self.outlier_z, rise_share=self.rise_share))
 
@@ -360,7 +365,7 @@ def spread_excess(effects: Mapping[str, ProbeEffect]) -> dict[str, float]:
     return out
 
 
-class _ProbeEffectsGate(Gate):
+class ProbeEffectsGate(Gate):
     """A test on the effects its :class:`ProbeLossGate` computed this round (no model runs of its own)."""
 
     def __init__(self, probe: ProbeLossGate, *, min_candidates: int = 5) -> None:
@@ -376,11 +381,11 @@ class _ProbeEffectsGate(Gate):
 
     def assess(self, candidates: Sequence[ClientUpdate], context: GateContext) -> list[GateDecision]:
         """:meth:`decide` on the candidates' effects, in candidate order."""
-        return _in_candidate_order(self.name, candidates, self.min_candidates,
+        return in_candidate_order(self.name, candidates, self.min_candidates,
                                    lambda: self.decide(self.probe.effects(candidates, context)))
 
 
-class ProbeSpreadGate(_ProbeEffectsGate):
+class ProbeSpreadGate(ProbeEffectsGate):
     """The probe spread test as a gate (:func:`spread_decisions`)."""
 
     name = "probe_spread"
@@ -395,7 +400,7 @@ class ProbeSpreadGate(_ProbeEffectsGate):
         return spread_decisions(effects, spread_z=self.spread_z, min_candidates=self.min_candidates)
 
 
-def _in_candidate_order(gate: str, candidates: Sequence[ClientUpdate], min_candidates: int,
+def in_candidate_order(gate: str, candidates: Sequence[ClientUpdate], min_candidates: int,
                         decide: Callable[[], list[GateDecision]]) -> list[GateDecision]:
     """``decide()``'s decisions re-ordered as ``candidates``; every candidate passes, unmeasured, below
     ``min_candidates`` (the model runs behind ``decide`` are then skipped: too few effects to judge by)."""
@@ -457,7 +462,7 @@ def inert_decisions(effects: Mapping[str, ProbeEffect], *, min_ratio: float, min
     return out
 
 
-class ProbeInertGate(_ProbeEffectsGate):
+class ProbeInertGate(ProbeEffectsGate):
     """The inert-update test as a gate (:func:`inert_decisions`)."""
 
     name = "probe_inert"

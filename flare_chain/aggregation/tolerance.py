@@ -34,6 +34,11 @@ include or exclude an update whose statistic lies in it.
 * ``probe_effect_ratio`` — the root mean square of an update's per-window
   changes over the round's median one (band 0.005, threshold 0.1; inert
   updates measure ~0.01, honest ones far above the threshold).
+* ``probe_twin_distance`` — the relative distance of two updates' per-window
+  changes, or of their patterns across windows, whichever is larger (band
+  0.002, default threshold 0.1): the 1e-6 nats of kernel wobble on changes of
+  1e-3 and more move it by ~1e-4 at most; noised colluders measured 0.01-0.07,
+  honest pairs 0.16 and up.
 * ``mi_z`` — robust z of NMI agreement of argmax predictions: a near-tie
   logit that flips on another machine changes one prediction of ~500 and the z
   by ~0.02; the band is 0.25 (about ten flips; threshold 3.5).
@@ -82,6 +87,7 @@ class ToleranceBands(BaseModel):
     probe_rise_share: Band = Band(absolute=0.01)
     probe_standout: Band = Band(absolute=0.03)
     probe_effect_ratio: Band = Band(absolute=0.005)
+    probe_twin_distance: Band = Band(absolute=0.002)
     mi_z: Band = Band(absolute=0.25)
 
     def band(self, statistic: str) -> Band:

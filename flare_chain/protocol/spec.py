@@ -67,7 +67,7 @@ __all__ = [
 SPEC_FORMAT: Final = "flare-chain/federation-spec@1"
 """The document's format tag; a reader refuses any other (a later format is a later reader's job)."""
 
-RULES_VERSION: Final = 2
+RULES_VERSION: Final = 3
 """The version of the verdict rules this build implements: the gates' statistics and comparisons, the
 aggregators' formulas and the update policy, everything that turns a spec's parameters into an accepted set
 and adapter bytes. Raise it in the same change as any rule that can change a verdict or an adapter's bytes

@@ -18,7 +18,7 @@ def test_the_default_settings_run_every_gate_in_the_documented_order() -> None:
     gates = build_gates(GateSettings(), predictor=lambda adapter: np.zeros(1, dtype=np.int64),
                         window_losses=lambda adapter: np.zeros(2))
 
-    assert [gate.name for gate in gates] == ["policy", "duplicate", "norm", "direction", "probe_loss",
+    assert [gate.name for gate in gates] == ["policy", "duplicate", "norm", "direction", "probe_twin", "probe_loss",
                                              "probe_spread", "probe_inert", "mutual_information"]
 
 
@@ -60,6 +60,9 @@ BOUNDS = [
     # a share of the round's typical probe effect: 0 would reject nothing, 1 half the honest nodes
     ("probe_loss_min_effect", 0.01, 0.0),
     ("probe_loss_min_effect", 0.99, 1.0),
+    # a relative distance: 0 would reject nothing, 1 every pair of updates that point anywhere alike
+    ("probe_loss_twin_tolerance", 0.01, 0.0),
+    ("probe_loss_twin_tolerance", 0.99, 1.0),
     ("mi_threshold", 0.01, 0.0),
 ]
 

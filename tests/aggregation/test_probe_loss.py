@@ -141,7 +141,8 @@ def test_build_gates_adds_the_probe_loss_gate_only_with_window_losses_and_when_e
     _, window_losses, _ = _quadratic_world()
     assert "probe_loss" not in [gate.name for gate in build_gates(GateSettings())]
     names = [gate.name for gate in build_gates(GateSettings(), window_losses=window_losses)]
-    assert names.index("probe_loss") == names.index("direction") + 1
+    # the twin gate runs between them: it reads the effects the probe-loss gate measures
+    assert names.index("probe_loss") == names.index("probe_twin") + 1 == names.index("direction") + 2
     assert "probe_loss" not in [g.name for g in build_gates(GateSettings(probe_loss=False),
                                                              window_losses=window_losses)]
 

@@ -169,3 +169,12 @@ def test_colluders_that_add_more_noise_than_the_duplicate_tolerance_get_past_the
                                       rounds=2, switches=(), colluder_noise=noise)
         recall[noise] = next(r["recall"] for r in rows if r["config"] == "all_gates")
     assert recall == {ablation.COLLUDER_NOISE: 1.0, 0.3: 0.0}
+
+
+def test_the_twin_switch_turns_off_the_twin_gate_alone(ablation: ModuleType) -> None:
+    # The twin gate has a tolerance, not a boolean switch; removing it must leave the other probe gates on.
+    configs = ablation.configs(lambda settings: settings, switches=ablation.GATE_SWITCHES)
+    no_twin, defaults = configs["no_probe_twin"], GateSettings()
+    assert no_twin.probe_loss_twin_tolerance is None and defaults.probe_loss_twin_tolerance is not None
+    assert no_twin.model_copy(update={"probe_loss_twin_tolerance": defaults.probe_loss_twin_tolerance}) == defaults
+    assert configs["no_probe_loss"].probe_loss is False
